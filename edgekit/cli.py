@@ -1,0 +1,95 @@
+"""The `edgekit` command. Thin: each command parses, calls the API and prints.
+
+Errors edgekit raises become one red line on stderr and a non-zero exit code; a
+traceback only with EDGEKIT_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from edgekit._versions import versions
+from edgekit.commands.convert import convert_command
+from edgekit.commands.demo import demo_command
+from edgekit.commands.example import example_command
+from edgekit.errors import EdgekitError
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+def _print_versions(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for name, version in versions().items():
+        click.echo(f"{name} {version or 'not installed'}")
+    ctx.exit()
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Start here:
+  edgekit demo                                   the whole pipeline on a tiny built-in model
+  edgekit convert MODEL_DIR -o model.litertlm    PyTorch/Hugging Face -> LiteRT INT4 bundle
+Run 'edgekit COMMAND --help' for a command's options and examples.
+""",
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_versions,
+    help="Show edgekit's version and its key dependencies' versions, then exit.",
+)
+def cli() -> None:
+    """edgekit: take a small language model from PyTorch to a phone, and measure how
+    fast it runs and what it costs in battery."""
+
+
+cli.add_command(convert_command)
+cli.add_command(example_command)
+cli.add_command(demo_command)
+
+
+def _error_line(message: str) -> None:
+    one_line = " ".join(message.splitlines())
+    Console(stderr=True, highlight=False).print(Text(f"edgekit: error: {one_line}", style="red"), soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with `argv`; returns the exit code instead of exiting."""
+    debug = os.environ.get("EDGEKIT_DEBUG") == "1"
+    try:
+        cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Click turns Ctrl-C into Abort. Every command cleans up in `finally` blocks.
+        _error_line("interrupted: nothing half-written was left behind")
+        return EXIT_INTERRUPTED
+    except EdgekitError as exc:
+        if debug:
+            raise
+        _error_line(str(exc))
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            raise
+        _error_line(f"internal error: {type(exc).__name__}: {exc} (run with EDGEKIT_DEBUG=1 for the traceback)")
+        return EXIT_INTERNAL
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

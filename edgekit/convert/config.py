@@ -1,0 +1,81 @@
+"""The one typed configuration of a conversion, validated when built."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from edgekit.convert.recipes import Format, Quant
+from edgekit.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConvertConfig:
+    """What the caller asked for. None means "not given": the recipe or a default decides.
+
+    `output` must end in `.litertlm` or `.tflite`; `format` defaults to what the
+    extension says and must agree with it when given.
+    """
+
+    output: Path
+    quant: Quant | None = None
+    prefill_lengths: tuple[int, ...] | None = None
+    cache_length: int | None = None
+    format: Format | None = None
+    threads: int | None = None
+    lightweight: bool | None = None
+    verify: bool = True
+    min_agreement: float | None = None
+    force: bool = False
+    verbose: bool = False
+
+    @property
+    def output_format(self) -> Format:
+        """The format to write (from `format`, else from the output's extension)."""
+        assert self.format is not None  # __post_init__ always sets it
+        return self.format
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output", Path(self.output))
+        if self.quant is not None and not isinstance(self.quant, Quant):
+            allowed = ", ".join(q.value for q in Quant)
+            try:
+                object.__setattr__(self, "quant", Quant(self.quant))
+            except ValueError:
+                raise InputError(f"unknown quant {self.quant!r}: choose one of {allowed}") from None
+        suffix = self.output.suffix.lower()
+        by_suffix = {f.suffix: f for f in Format}
+        if self.format is None:
+            if suffix not in by_suffix:
+                raise InputError(
+                    f"output {self.output} must end in .litertlm (LiteRT-LM bundle) or .tflite (bare model)"
+                )
+            object.__setattr__(self, "format", by_suffix[suffix])
+        else:
+            fmt = Format(self.format)
+            object.__setattr__(self, "format", fmt)
+            if suffix != fmt.suffix:
+                raise InputError(
+                    f"output {self.output} does not end in {fmt.suffix} as --format {fmt.value} "
+                    f"needs: rename it or change --format"
+                )
+        if self.prefill_lengths is not None:
+            lengths = tuple(self.prefill_lengths)
+            if not lengths or any(not isinstance(n, int) or n <= 0 for n in lengths):
+                raise InputError(f"prefill lengths must be positive integers, got {list(lengths)}")
+            object.__setattr__(self, "prefill_lengths", tuple(sorted(set(lengths))))
+        if self.cache_length is not None and self.cache_length <= 0:
+            raise InputError(f"cache length must be a positive integer, got {self.cache_length}")
+        if (
+            self.cache_length is not None
+            and self.prefill_lengths is not None
+            and max(self.prefill_lengths) > self.cache_length
+        ):
+            raise InputError(
+                f"prefill length {max(self.prefill_lengths)} is longer than the cache "
+                f"({self.cache_length}): lower --prefill-lengths or raise --cache-length"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"threads must be at least 1, got {self.threads}")
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise InputError(f"min agreement must be between 0 and 1, got {self.min_agreement}")

@@ -1,0 +1,571 @@
+"""Hugging Face checkpoint → verified LiteRT artifact, in typed stages.
+
+    load_checkpoint(dir) -> Checkpoint          validate the folder, hash its files
+    plan(ckpt, config) -> Plan                  resolve every setting (flag > recipe > default)
+    export(ckpt, plan, work_dir) -> Exported    litert-torch export_hf: export, quantize, bundle
+    verify(exported, ckpt, plan) -> report      fidelity.check against the PyTorch reference
+    convert(...)                                all of the above, cached, written atomically
+
+litert-torch does the work; edgekit adds checks, settings, provenance and the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import resource
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit._capture import captured_output, new_log_path
+from edgekit._versions import versions
+from edgekit.artifact import Artifact, Manifest, manifest_path, sha256_file
+from edgekit.convert import recipes
+from edgekit.convert.config import ConvertConfig
+from edgekit.convert.recipes import Format, Quant, Recipe, Setting
+from edgekit.errors import ConversionError, DependencyError, EdgekitError, FidelityError, InputError
+
+STAGES = ("load", "export", "quantize", "bundle", "verify")
+"""The stages a progress callback hears about, in order."""
+
+ProgressFn = Callable[[str, str], None]
+"""`progress(stage, event)`: event is "start" or "done"."""
+
+# Upstream progress lines that mark our stages, in the order they appear.
+_UPSTREAM_MARKERS = (
+    ("Load source model", "load"),
+    ("Export text prefill-decode model", "export"),
+    ("Quantize model", "quantize"),
+    ("Export tokenizer", "bundle"),
+)
+# Estimated peak memory of litert-torch's export per parameter (270M model: ~6 GB).
+_EXPORT_BYTES_PER_PARAM = 22
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
+def require_convert_extra() -> None:
+    missing = [m for m in ("torch", "transformers", "litert_torch") if _missing(m)]
+    if missing:
+        raise DependencyError(
+            f"edgekit convert needs {', '.join(missing)}: install edgekit[convert] "
+            f"(pip install 'edgekit[convert]', after pip install torch==2.13.0)"
+        )
+
+
+def _missing(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Checkpoint:
+    """A validated Hugging Face checkpoint directory."""
+
+    path: Path
+    config: dict[str, Any]
+    model_type: str
+    files: dict[str, str]
+    parameter_count: int
+
+    @property
+    def source_sha256(self) -> str:
+        """One hash over the per-file hashes, names included."""
+        return hashlib.sha256(json.dumps(self.files, sort_keys=True).encode()).hexdigest()
+
+
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file; InputError if the file is truncated or corrupt."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise InputError(f"{path} is truncated or not a safetensors file: re-download or re-save it", path=path)
+        (header_len,) = struct.unpack("<Q", raw)
+        if header_len > min(size - 8, 100 * 1024 * 1024):
+            raise InputError(f"{path} is truncated or not a safetensors file: re-download or re-save it", path=path)
+        try:
+            header = json.loads(f.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{path} has a corrupt safetensors header: re-download or re-save it", path=path) from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
+    if 8 + header_len + end != size:
+        raise InputError(
+            f"{path} is truncated or corrupt ({size} bytes, its header describes {8 + header_len + end}): "
+            f"re-download or re-save it",
+            path=path,
+        )
+    return tensors
+
+
+def load_checkpoint(directory: Path | str) -> Checkpoint:
+    """Validate a Hugging Face checkpoint directory and hash its files.
+
+    Raises InputError naming the problem: missing folder, no/invalid config.json, an
+    architecture litert-torch cannot export, no tokenizer, truncated safetensors.
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        raise InputError(f"model directory {path} does not exist", path=path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise InputError(f"{path} has no config.json: point at a Hugging Face checkpoint folder", path=path)
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{config_file} is not valid JSON: {exc}", path=config_file) from exc
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in recipes.SUPPORTED_MODEL_TYPES:
+        raise InputError(
+            f"model_type {model_type!r} in {config_file} is not supported: edgekit converts "
+            f"{', '.join(recipes.SUPPORTED_MODEL_TYPES)}",
+            path=config_file,
+        )
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise InputError(
+            f"{path} has no tokenizer (tokenizer.json or tokenizer.model): copy the tokenizer "
+            f"files from the original checkpoint",
+            path=path,
+        )
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise InputError(f"{path} has no *.safetensors weights: save the model with save_pretrained()", path=path)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
+        absent = sorted(s for s in shards if not (path / s).is_file())
+        if absent:
+            raise InputError(f"{path} is missing weight shards {', '.join(absent)}", path=path)
+    parameter_count = 0
+    for w in weights:
+        for info in _safetensors_header(w).values():
+            n = 1
+            for dim in info["shape"]:
+                n *= int(dim)
+            parameter_count += n
+    files = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    return Checkpoint(path=path, config=config, model_type=model_type, files=files, parameter_count=parameter_count)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plan:
+    """Every setting of one conversion, resolved, with where each came from."""
+
+    recipe: Recipe | None
+    quant: Setting
+    prefill_lengths: Setting
+    cache_length: Setting
+    lightweight: Setting
+    min_agreement: Setting
+    format: Format
+    threads: int | None
+    notes: tuple[str, ...]
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """The settings as the manifest records them."""
+        quant: Quant = self.quant.value
+        return {
+            "quant": {"value": quant.value, "source": self.quant.source},
+            "quant_recipe": {"value": quant.upstream_recipe, "source": self.quant.source},
+            "prefill_lengths": {"value": list(self.prefill_lengths.value), "source": self.prefill_lengths.source},
+            "cache_length": {"value": self.cache_length.value, "source": self.cache_length.source},
+            "lightweight": {"value": self.lightweight.value, "source": self.lightweight.source},
+            "min_agreement": {"value": self.min_agreement.value, "source": self.min_agreement.source},
+            "format": {"value": self.format.value, "source": "flag"},
+        }
+
+
+def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
+    """Resolve the settings of converting `ckpt` as `config` asks (flag > recipe > default)."""
+    recipe = recipes.recipe_for(ckpt.model_type)
+    notes = []
+    if recipe is None:
+        notes.append(f"no edgekit recipe for model_type {ckpt.model_type!r}: converting with generic defaults")
+    quant = recipes.resolve("quant", config.quant, recipe)
+    prefill = recipes.resolve("prefill_lengths", config.prefill_lengths, recipe)
+    cache = recipes.resolve("cache_length", config.cache_length, recipe)
+    if max(prefill.value) > cache.value:
+        raise InputError(
+            f"prefill length {max(prefill.value)} is longer than the cache ({cache.value}): "
+            f"lower --prefill-lengths or raise --cache-length"
+        )
+    if quant.value is Quant.INT4_CHANNEL:
+        notes.append(
+            "int4-channel (per-channel INT4) is known upstream to collapse small LLMs; "
+            "int4 (block-wise, 32) keeps quality at almost the same size"
+        )
+    return Plan(
+        recipe=recipe,
+        quant=quant,
+        prefill_lengths=prefill,
+        cache_length=cache,
+        lightweight=recipes.resolve("lightweight", config.lightweight, recipe),
+        min_agreement=recipes.resolve_min_agreement(config.min_agreement, quant.value, recipe),
+        format=config.output_format,
+        threads=config.threads,
+        notes=tuple(notes),
+    )
+
+
+def check_chat_template(ckpt: Checkpoint, recipe: Recipe | None) -> list[str]:
+    """Notes where the checkpoint's tokenizer lacks what the recipe expects of its chat template."""
+    if recipe is None or not recipe.turn_markers:
+        return []
+    texts = []
+    for name in ("tokenizer_config.json", "chat_template.jinja", "chat_template.json"):
+        if (ckpt.path / name).is_file():
+            texts.append((ckpt.path / name).read_text(errors="replace"))
+    joined = "\n".join(texts)
+    if "chat_template" not in joined and not (ckpt.path / "chat_template.jinja").is_file():
+        return [f"{ckpt.path} has no chat template: LiteRT-LM will feed prompts without turn markers"]
+    missing = [m for m in recipe.turn_markers if m not in joined]
+    if missing:
+        return [f"the chat template does not mention {', '.join(missing)}, which {recipe.family} models expect"]
+    return []
+
+
+def check_quantizable(ckpt: Checkpoint, quant: Quant) -> None:
+    """Refuse weights the quantizer would turn into a 0.0 scale (an all-zero block or row).
+
+    XNNPACK rejects such a model at run time ("unsupported scale value (0.000000)"); we
+    do not change the user's weights, we name the tensor.
+    """
+    if quant is Quant.FP32:
+        return
+    from safetensors import safe_open
+
+    for weights in sorted(ckpt.path.glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open is no dict)
+                tensor = f.get_tensor(name)
+                if tensor.dim() != 2 or not name.endswith("weight"):
+                    continue
+                cols = tensor.shape[1]
+                block = quant.block_size or cols
+                if cols % block:
+                    continue
+                zero = (tensor.reshape(-1, block) == 0).all(dim=-1)
+                if bool(zero.any()):
+                    first = int(zero.nonzero()[0, 0])
+                    row, col = divmod(first * block, cols)
+                    what = f"block (row {row}, columns {col}-{col + block - 1})" if quant.block_size else f"row {row}"
+                    raise InputError(
+                        f"tensor {name} has an all-zero {what}, which --quant {quant.value} turns into a "
+                        f"0.0 scale that XNNPACK rejects at run time: train or fill those weights, or "
+                        f"use --quant fp32",
+                        path=weights,
+                    )
+
+
+def check_resources(ckpt: Checkpoint, out_dir: Path) -> None:
+    """Fail early when memory or disk clearly cannot hold the conversion."""
+    need_ram = ckpt.parameter_count * _EXPORT_BYTES_PER_PARAM
+    available = _mem_available_bytes()
+    if available is not None and need_ram > available:
+        raise InputError(
+            f"converting {ckpt.parameter_count / 1e6:.0f}M parameters needs about {need_ram / 2**30:.1f} GiB "
+            f"of memory and {available / 2**30:.1f} GiB is available: close other programs or use a bigger machine"
+        )
+    need_disk = ckpt.parameter_count * 4 * 2
+    free = shutil.disk_usage(out_dir).free
+    if need_disk > free:
+        raise InputError(
+            f"converting needs about {need_disk / 2**30:.1f} GiB free in {out_dir} and "
+            f"{free / 2**30:.1f} GiB is free: free space or choose another output folder"
+        )
+
+
+def _mem_available_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class _StageTracker:
+    """Turns upstream's progress lines into our stage events and stage timings."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self._progress = progress
+        self._text = ""
+        self._seen: set[str] = set()
+        self.current: str | None = None
+        self._started = 0.0
+        self.times_s: dict[str, float] = {}
+
+    def enter(self, stage: str) -> None:
+        if stage == self.current or stage in self.times_s:
+            return
+        self.leave()
+        self.current, self._started = stage, time.perf_counter()
+        if self._progress:
+            self._progress(stage, "start")
+
+    def leave(self) -> None:
+        if self.current is not None:
+            self.times_s[self.current] = round(time.perf_counter() - self._started, 3)
+            if self._progress:
+                self._progress(self.current, "done")
+            self.current = None
+
+    def feed(self, text: str) -> None:
+        # Upstream's rich console wraps long lines anywhere: match on whitespace-folded text.
+        self._text = " ".join((self._text[-400:] + text).split())
+        for marker, stage in _UPSTREAM_MARKERS:
+            if stage not in self._seen and f"> {marker}" in self._text:
+                self._seen.add(stage)
+                self.enter(stage)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Exported:
+    """What litert-torch wrote: the bundle (None for --format tflite) and the TFLite model in it."""
+
+    tflite_path: Path
+    bundle_path: Path | None
+
+
+def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
+    """Run litert-torch's export_hf on `ckpt` into `work_dir` (export, quantize, bundle)."""
+    from litert_torch.generative.export_hf import export as export_hf
+
+    quant: Quant = the_plan.quant.value
+    bundle = the_plan.format is Format.LITERTLM
+    export_hf.export(
+        model=str(ckpt.path),
+        output_dir=str(work_dir),
+        prefill_lengths=list(the_plan.prefill_lengths.value),
+        cache_length=int(the_plan.cache_length.value),
+        quantization_recipe=quant.upstream_recipe or "none",
+        keep_temporary_files=True,
+        bundle_litert_lm=bundle,
+        experimental_lightweight_conversion=bool(the_plan.lightweight.value),
+    )
+    tflite = work_dir / ("model_quantized.tflite" if quant.upstream_recipe else "model.tflite")
+    litertlm = work_dir / "model.litertlm"
+    if not tflite.is_file() or (bundle and not litertlm.is_file()):
+        raise ConversionError("litert-torch finished without writing the model", stage="export")
+    return Exported(tflite_path=tflite, bundle_path=litertlm if bundle else None)
+
+
+def bundled_tflite(bundle: Path, into: Path) -> Path:
+    """Unpack the prefill/decode TFLite model out of a `.litertlm` bundle into folder `into`."""
+    from litert_lm_builder import litertlm_builder
+
+    litertlm_builder.unpack(str(bundle), str(into))
+    found = sorted(into.glob("*prefill_decode*.tflite"))
+    if not found:
+        raise FidelityError("the bundle holds no prefill/decode TFLite model")
+    return found[0]
+
+
+def load_reference(path: Path) -> tuple[Any, Any]:
+    """The PyTorch reference model (fp32, eval) and tokenizer of checkpoint folder `path`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(str(path))
+
+
+def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scratch: Path) -> dict[str, Any]:
+    """Fidelity of the file at `artifact_path` (as it will be delivered) against `model`."""
+    from edgekit.convert import fidelity
+
+    if the_plan.format is Format.LITERTLM:
+        tflite, bundle = bundled_tflite(artifact_path, scratch / "unpacked"), artifact_path
+    else:
+        tflite, bundle = artifact_path, None
+    report = fidelity.check(
+        tflite_path=tflite,
+        bundle_path=bundle,
+        model=model,
+        tokenizer=tokenizer,
+        min_top1_agreement=float(the_plan.min_agreement.value),
+        threads=the_plan.threads,
+    )
+    return report.to_dict()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConvertResult:
+    """The artifact written, whether it came from the cache, and notes for the user."""
+
+    artifact: Artifact
+    cached: bool
+    notes: tuple[str, ...]
+    log_path: Path | None
+
+
+def cache_key(ckpt: Checkpoint, the_plan: Plan, verify_on: bool) -> str:
+    """Hash of the source files, the resolved settings and the tool versions."""
+    payload = {"files": ckpt.files, "settings": the_plan.settings(), "verify": verify_on, "versions": versions()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cache_hit(out: Path, key: str) -> Artifact | None:
+    if not out.is_file() or not manifest_path(out).is_file():
+        return None
+    try:
+        artifact = Artifact.load(out)
+        if artifact.manifest is None or artifact.manifest.cache_key != key:
+            return None
+        artifact.verify()
+    except EdgekitError:
+        return None
+    return artifact
+
+
+def _last_error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".strip().rstrip(":")
+
+
+def convert(
+    source: Path | str | Any,
+    config: ConvertConfig,
+    *,
+    tokenizer: Any = None,
+    progress: ProgressFn | None = None,
+) -> ConvertResult:
+    """Convert a Hugging Face checkpoint folder (or an in-memory model + `tokenizer`) to `config.output`.
+
+    The output appears only when complete and verified (written to a temp file in the same
+    folder, then renamed); its manifest is written beside it. Converting unchanged input
+    with unchanged settings returns the existing file at once unless `config.force`.
+    In-memory models are saved to a temp folder first and never cached.
+    """
+    require_convert_extra()
+    out = config.output.resolve() if config.output.is_absolute() else Path.cwd() / config.output
+    out_dir = out.parent
+    if not out_dir.is_dir():
+        raise InputError(f"output folder {out_dir} does not exist: create it first", path=out_dir)
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {out_dir} is not writable: choose another -o", path=out_dir)
+    if out.is_dir():
+        raise InputError(
+            f"output {out} is a folder: give a file name ending in {config.output_format.suffix}", path=out
+        )
+
+    in_memory = not isinstance(source, (str, Path))
+    if in_memory and tokenizer is None:
+        raise InputError("an in-memory model needs its tokenizer: convert(model, config, tokenizer=tok)")
+
+    tracker = _StageTracker(progress)
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgekit-", dir=out_dir))
+    except OSError as exc:
+        raise InputError(f"cannot write in output folder {out_dir} ({exc.strerror}): choose another -o") from exc
+    log_path = new_log_path("convert")
+    try:
+        with captured_output(log_path, tracker.feed, echo=config.verbose):
+            return _convert_in(source, tokenizer, config, out, work, tracker, log_path)
+    finally:
+        tracker.current = None
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _convert_in(
+    source: Any,
+    tokenizer: Any,
+    config: ConvertConfig,
+    out: Path,
+    work: Path,
+    tracker: _StageTracker,
+    log_path: Path,
+) -> ConvertResult:
+    started = time.perf_counter()
+    in_memory = not isinstance(source, (str, Path))
+    tracker.enter("load")
+    if in_memory:
+        src_dir = work / "source"
+        source.save_pretrained(src_dir)
+        tokenizer.save_pretrained(src_dir)
+    else:
+        src_dir = Path(source)
+    ckpt = load_checkpoint(src_dir)
+    the_plan = plan(ckpt, config)
+    notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
+    key = None if in_memory else cache_key(ckpt, the_plan, config.verify)
+    if key is not None and not config.force:
+        hit = _cache_hit(out, key)
+        if hit is not None:
+            tracker.leave()
+            return ConvertResult(artifact=hit, cached=True, notes=tuple(notes), log_path=None)
+    check_quantizable(ckpt, the_plan.quant.value)
+    check_resources(ckpt, out.parent)
+
+    if the_plan.threads:
+        import torch
+
+        torch.set_num_threads(the_plan.threads)
+    try:
+        exported = export(ckpt, the_plan, work / "export")
+    except EdgekitError:
+        raise
+    except Exception as exc:  # litert-torch raises anything; translate at the edge
+        raise ConversionError(
+            f"litert-torch failed while exporting ({_last_error_line(exc)}); full log: {log_path}",
+            stage=tracker.current or "export",
+        ) from exc
+    tracker.enter("bundle")
+    staged = work / f"artifact{config.output_format.suffix}"
+    os.replace(exported.bundle_path or exported.tflite_path, staged)
+    tracker.leave()
+
+    fidelity_report = None
+    if config.verify:
+        tracker.enter("verify")
+        model, tok = (source, tokenizer) if in_memory else load_reference(ckpt.path)
+        fidelity_report = verify(staged, the_plan, model, tok, work)
+        tracker.leave()
+    else:
+        notes.append("fidelity check skipped (--no-verify): nothing proves this artifact computes the right thing")
+
+    manifest = Manifest(
+        sha256=sha256_file(staged),
+        size_bytes=staged.stat().st_size,
+        format=config.output_format.value,
+        source={
+            "kind": "in_memory" if in_memory else "checkpoint_dir",
+            "path": None if in_memory else str(ckpt.path.resolve()),
+            "sha256": ckpt.source_sha256,
+            "files": ckpt.files,
+        },
+        model={
+            "model_type": ckpt.model_type,
+            "family": the_plan.recipe.family if the_plan.recipe else None,
+            "parameter_count": ckpt.parameter_count,
+        },
+        settings=the_plan.settings(),
+        versions=versions(),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        conversion={
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "stage_times_s": dict(tracker.times_s),
+            "log": str(log_path),
+        },
+        fidelity=fidelity_report,
+        cache_key=key,
+        notes=tuple(notes),
+    )
+    # An old manifest must never describe the new file, not even for a moment.
+    manifest_path(out).unlink(missing_ok=True)
+    os.replace(staged, out)
+    manifest.write(out)
+    return ConvertResult(
+        artifact=Artifact(path=out, manifest=manifest), cached=False, notes=tuple(notes), log_path=log_path
+    )

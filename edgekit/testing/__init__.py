@@ -1,0 +1,1 @@
+"""Testing helpers shipped with edgekit: a pytest plugin and (later) the ADB device emulator."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny models are built here (random weights), never downloaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgekit.convert import ConvertConfig, ConvertResult, convert
+from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Logs and caches go to a per-run temp folder, never the user's."""
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def int4_result(tiny_gemma3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConvertResult]:
+    """The tiny example model converted to INT4 .litertlm once per session (with fidelity check)."""
+    out = tmp_path_factory.mktemp("int4") / "tiny.litertlm"
+    yield convert(tiny_gemma3_dir, ConvertConfig(output=out, min_agreement=RANDOM_WEIGHTS_MIN_AGREEMENT))
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m edgekit ARGS` in a fresh process with an isolated HOME and cache."""
+    home = Path(os.environ.get("XDG_CACHE_HOME", "/tmp")) / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    base = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
+    full_env = {**base, "HOME": str(home), "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

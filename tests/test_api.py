@@ -1,0 +1,54 @@
+"""The public surface: __all__, cheap imports, versions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import edgekit
+
+
+def test_all_lists_the_curated_api() -> None:
+    expected = {
+        "Artifact",
+        "ConversionError",
+        "ConvertConfig",
+        "ConvertResult",
+        "DependencyError",
+        "DeviceError",
+        "EdgekitError",
+        "FidelityError",
+        "Format",
+        "InputError",
+        "Manifest",
+        "PromptRun",
+        "Quant",
+        "__version__",
+        "convert",
+        "run_prompt",
+    }
+    assert set(edgekit.__all__) == expected
+    for name in edgekit.__all__:
+        assert hasattr(edgekit, name), name
+
+
+def test_import_edgekit_loads_no_torch_or_tensorflow() -> None:
+    heavy = "('torch', 'tensorflow', 'transformers', 'litert_torch')"
+    code = f"import sys, edgekit, edgekit.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_torch_and_tensorflow_import_in_one_process() -> None:
+    # litert-torch 0.10 imports TensorFlow's TFLite schema; both must live in one process.
+    code = (
+        "import torch, tensorflow\n"
+        "from tensorflow.lite.python import schema_py_generated\n"
+        "import litert_torch.generative.export_hf.export\n"
+        "print(torch.__version__, tensorflow.__version__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    torch_v, tf_v = proc.stdout.split()[-2:]
+    assert torch_v.startswith("2.13.0")
+    assert tf_v == "2.21.0"

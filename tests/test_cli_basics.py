@@ -1,0 +1,45 @@
+"""CLI surface: --version, --help, and the message a core-only install gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekit import cli
+from edgekit.convert import pipeline
+from tests.conftest import run_cli
+
+
+def test_version_lists_edgekit_and_key_dependencies() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "edgekit 0.1.0"
+    names = [line.split()[0] for line in lines]
+    for dist in ("litert-torch", "litert-lm-api", "litert-lm-builder", "torch", "transformers", "tensorflow-cpu"):
+        assert dist in names
+    assert "litert-torch 0.10.0" in lines
+
+
+def test_help_teaches_the_cache_trade_off() -> None:
+    proc = run_cli("convert", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "109/79/53 tok/s at 1024/2048/4096" in text
+    assert "--min-agreement" in text and "--no-verify" in text
+
+
+def test_convert_without_the_convert_extra_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(pipeline, "_missing", lambda module: module == "torch")
+    (tmp_path / "m").mkdir()
+    code = cli.main(["convert", str(tmp_path / "m"), "-o", str(tmp_path / "o.litertlm")])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.strip() == (
+        "edgekit: error: edgekit convert needs torch: install edgekit[convert] "
+        "(pip install 'edgekit[convert]', after pip install torch==2.13.0)"
+    )
+    assert not (tmp_path / "o.litertlm").exists()

@@ -1,0 +1,84 @@
+"""ConvertConfig validation and the flag > recipe > default precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekit.convert import ConvertConfig, Format, Quant, recipes
+from edgekit.convert.pipeline import Checkpoint, plan
+from edgekit.errors import InputError
+
+
+def _ckpt(model_type: str = "gemma3_text") -> Checkpoint:
+    return Checkpoint(path=Path("/nowhere"), config={}, model_type=model_type, files={}, parameter_count=1)
+
+
+def test_format_follows_the_extension_when_not_given() -> None:
+    assert ConvertConfig(output=Path("m.tflite")).format is Format.TFLITE
+    assert ConvertConfig(output=Path("m.litertlm")).format is Format.LITERTLM
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"output": Path("m.bin")}, "must end in .litertlm"),
+        ({"output": Path("m.tflite"), "format": Format.LITERTLM}, "does not end in .litertlm"),
+        ({"output": Path("m.litertlm"), "quant": "int3"}, "unknown quant 'int3'"),
+        ({"output": Path("m.litertlm"), "prefill_lengths": (0,)}, "positive integers"),
+        ({"output": Path("m.litertlm"), "cache_length": 64, "prefill_lengths": (128,)}, "longer than the cache"),
+        ({"output": Path("m.litertlm"), "threads": 0}, "at least 1"),
+        ({"output": Path("m.litertlm"), "min_agreement": 1.5}, "between 0 and 1"),
+    ],
+)
+def test_bad_config_names_the_bad_value(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        ConvertConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_gemma3_recipe_defaults_and_sources() -> None:
+    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm")))
+    assert p.recipe is not None and p.recipe.family == "gemma3"
+    assert p.cache_length.value == 1024 and p.cache_length.source == "recipe:gemma3"
+    assert p.quant.value is Quant.INT4
+    assert p.prefill_lengths.value == (128,)
+    assert p.lightweight.value is True
+    assert p.min_agreement.value == 0.8
+
+
+def test_flag_beats_recipe_and_is_recorded() -> None:
+    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), cache_length=2048, quant=Quant.INT8, min_agreement=0.3))
+    settings = p.settings()
+    assert settings["cache_length"] == {"value": 2048, "source": "flag"}
+    assert settings["quant"] == {"value": "int8", "source": "flag"}
+    assert settings["quant_recipe"]["value"] == "dynamic_wi8_afp32"
+    assert settings["min_agreement"] == {"value": 0.3, "source": "flag"}
+
+
+def test_model_without_recipe_gets_builtin_defaults_and_a_note() -> None:
+    p = plan(_ckpt("qwen3"), ConvertConfig(output=Path("m.litertlm")))
+    assert p.recipe is None
+    assert p.cache_length == recipes.Setting(2048, "default")
+    assert any("no edgekit recipe" in n for n in p.notes)
+
+
+def test_int4_channel_warns() -> None:
+    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), quant=Quant.INT4_CHANNEL))
+    assert p.quant.value.upstream_recipe == "dynamic_wi4_afp32"
+    assert any("collapse" in n for n in p.notes)
+
+
+def test_recipe_prefill_longer_than_flag_cache_is_refused() -> None:
+    with pytest.raises(InputError, match="longer than the cache"):
+        plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), cache_length=100))
+
+
+def test_quant_recipes_map_to_upstream_names() -> None:
+    assert {q.value: q.upstream_recipe for q in Quant} == {
+        "int4": "dynamic_wi4b32_afp32",
+        "int4-b64": "dynamic_wi4b64_afp32",
+        "int4-channel": "dynamic_wi4_afp32",
+        "int8": "dynamic_wi8_afp32",
+        "fp32": None,
+    }

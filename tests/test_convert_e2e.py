@@ -1,0 +1,249 @@
+"""End to end: real litert-torch export, real LiteRT-LM engine, tiny random-weight models."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.artifact import Artifact, manifest_path, sha256_file
+from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert, fidelity
+from edgekit.convert.example import (
+    RANDOM_WEIGHTS_MIN_AGREEMENT,
+    TINY,
+    ExampleSpec,
+    build_model,
+    build_tokenizer,
+    write_example_model,
+)
+from edgekit.convert.pipeline import bundled_tflite, load_reference
+from edgekit.engine import run_prompt
+from edgekit.errors import FidelityError
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_int4_bundle_runs_in_the_engine_and_matches_its_manifest(int4_result: ConvertResult) -> None:
+    art = int4_result.artifact
+    assert not int4_result.cached
+    assert art.path.is_file() and manifest_path(art.path).is_file()
+    m = Artifact.load(art.path).manifest
+    assert m is not None
+    assert m.sha256 == sha256_file(art.path)
+    assert m.size_bytes == art.path.stat().st_size
+    assert m.settings["quant_recipe"]["value"] == "dynamic_wi4b32_afp32"
+    assert m.settings["cache_length"] == {"value": 1024, "source": "recipe:gemma3"}
+    assert m.model["parameter_count"] > 0
+    assert set(m.conversion["stage_times_s"]) == {"load", "export", "quantize", "bundle", "verify"}
+    assert m.conversion["peak_rss_mb"] > 0
+    assert m.versions["litert-torch"] == "0.10.0"
+    fid = m.fidelity
+    assert fid is not None and fid["passed"]
+    assert fid["top1_agreement"] >= fid["min_top1_agreement"] == RANDOM_WEIGHTS_MIN_AGREEMENT
+    assert fid["engine_generated_tokens"] >= 1
+    run = run_prompt(art.path, "hello there", max_output_tokens=8)
+    assert 1 <= run.decode_tokens <= 8
+    assert run.decode_tokens_per_s > 0
+    # No XNNPACK cache or temp folder left beside the artifact.
+    assert sorted(p.name for p in art.path.parent.iterdir()) == ["tiny.litertlm", "tiny.litertlm.json"]
+
+
+def test_second_convert_is_a_cache_hit_and_a_tampered_output_is_rebuilt(
+    int4_result: ConvertResult, tiny_gemma3_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "copy.litertlm"
+    shutil.copy(int4_result.artifact.path, out)
+    shutil.copy(manifest_path(int4_result.artifact.path), manifest_path(out))
+    t0 = time.perf_counter()
+    hit = convert(tiny_gemma3_dir, ConvertConfig(output=out, min_agreement=RANDOM_WEIGHTS_MIN_AGREEMENT))
+    assert hit.cached and time.perf_counter() - t0 < 5
+    # A different option is a different key.
+    data = bytearray(out.read_bytes())
+    data[-10] ^= 0xFF
+    out.write_bytes(bytes(data))
+    rebuilt = convert(tiny_gemma3_dir, ConvertConfig(output=out, min_agreement=RANDOM_WEIGHTS_MIN_AGREEMENT))
+    assert not rebuilt.cached
+    assert Artifact.load(out).verify() == rebuilt.artifact.manifest.sha256  # type: ignore[union-attr]
+    forced = convert(tiny_gemma3_dir, ConvertConfig(output=out, force=True, min_agreement=RANDOM_WEIGHTS_MIN_AGREEMENT))
+    assert not forced.cached
+
+
+def test_fp32_artifact_agrees_with_pytorch(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    res = convert(tiny_gemma3_dir, ConvertConfig(output=tmp_path / "fp32.litertlm", quant=Quant.FP32))
+    fid = res.artifact.manifest.fidelity  # type: ignore[union-attr]
+    assert fid["top1_agreement"] >= 0.99
+    assert fid["max_abs_logit_error"] < 1e-3
+    assert fid["greedy_agreement"] == 1.0
+    assert res.artifact.manifest.settings["min_agreement"]["value"] == 0.99  # type: ignore[union-attr]
+
+
+def _corrupt_largest_weight(bundle: Path, scratch: Path) -> None:
+    """Overwrite the largest constant buffer (the embedding table) inside the bundle with noise."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite = bundled_tflite(bundle, scratch).read_bytes()
+    model = schema.Model.GetRootAsModel(tflite, 0)
+    spans = []
+    for i in range(model.BuffersLength()):
+        buf = model.Buffers(i)
+        if buf.Offset() > 0:
+            spans.append((buf.Size(), buf.Offset()))
+        elif buf.DataLength():
+            spans.append((buf.DataLength(), buf._tab.Vector(buf._tab.Offset(4))))
+    size, start = max(spans)
+    data = bytearray(bundle.read_bytes())
+    section = data.find(tflite[:4096])
+    assert section >= 0
+    rng = np.random.default_rng(0)
+    data[section + start : section + start + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    bundle.write_bytes(bytes(data))
+
+
+def test_fidelity_check_fails_on_a_corrupted_bundle(
+    int4_result: ConvertResult, tiny_gemma3_dir: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.litertlm"
+    shutil.copy(int4_result.artifact.path, broken)
+    _corrupt_largest_weight(broken, tmp_path / "unpack1")
+    model, tok = load_reference(tiny_gemma3_dir)
+    kwargs = {"bundle_path": None, "model": model, "tokenizer": tok, "min_top1_agreement": RANDOM_WEIGHTS_MIN_AGREEMENT}
+    # The intact bundle passes the same check ...
+    good = fidelity.check(tflite_path=bundled_tflite(int4_result.artifact.path, tmp_path / "u0"), **kwargs)
+    assert good.passed
+    # ... the corrupted one does not.
+    with pytest.raises(FidelityError, match=r"agrees with PyTorch on .* below the 25% floor"):
+        fidelity.check(tflite_path=bundled_tflite(broken, tmp_path / "u2"), **kwargs)
+
+
+def test_nan_logits_are_an_error(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    model, tok = load_reference(tiny_gemma3_dir)
+    import torch
+
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:] = float("nan")
+    out = tmp_path / "nan.litertlm"
+    with pytest.raises(FidelityError, match="NaN"):
+        convert(model, ConvertConfig(output=out, quant=Quant.FP32), tokenizer=tok)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".nan.litertlm.edgekit-*"))
+
+
+def test_other_gemma3_shape_and_in_memory_model_converts(tmp_path: Path) -> None:
+    spec = ExampleSpec(
+        vocab_size=640,
+        hidden_size=128,
+        intermediate_size=384,
+        num_layers=3,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=32,
+        sliding_window=32,
+        sliding_window_pattern=3,
+        seed=7,
+    )
+    tok = build_tokenizer(spec.vocab_size, spec.seed)
+    model = build_model(spec, tok)
+    config = ConvertConfig(output=tmp_path / "other.litertlm", min_agreement=RANDOM_WEIGHTS_MIN_AGREEMENT)
+    res = convert(model, config, tokenizer=tok)
+    m = res.artifact.manifest
+    assert m is not None and m.source["kind"] == "in_memory" and m.cache_key is None
+    assert m.fidelity["passed"]  # type: ignore[index]
+    assert m.model["parameter_count"] == sum(p.numel() for p in model.parameters())
+    assert run_prompt(res.artifact.path, "route this query", max_output_tokens=4).decode_tokens >= 1
+
+
+def test_tflite_format_writes_the_bare_quantized_model(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    res = convert(tiny_gemma3_dir, ConvertConfig(output=tmp_path / "m.tflite", quant=Quant.INT8))
+    assert res.artifact.manifest.format == Format.TFLITE.value  # type: ignore[union-attr]
+    sigs = Interpreter(str(res.artifact.path)).get_signature_list()
+    assert set(sigs) == {"prefill_128", "decode"}
+    assert res.artifact.manifest.fidelity["engine_generated_tokens"] is None  # type: ignore[index]
+
+
+def test_int4_is_much_smaller_than_fp32_weights(tmp_path: Path) -> None:
+    # Linear layers dominate this shape (small vocabulary, wide MLP), as in a real LLM.
+    spec = dataclasses.replace(
+        TINY,
+        vocab_size=384,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=1,
+        head_dim=64,
+    )
+    d = write_example_model(tmp_path / "linear-heavy", spec)
+    res = convert(d, ConvertConfig(output=tmp_path / "lh.litertlm", min_agreement=RANDOM_WEIGHTS_MIN_AGREEMENT))
+    ratio = res.artifact.manifest.size_bytes / (d / "model.safetensors").stat().st_size  # type: ignore[union-attr]
+    assert 1 / 8.5 < ratio < 1 / 5, ratio
+
+
+def test_cli_convert_json_and_human_output(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.litertlm"
+    proc = run_cli(
+        "convert", str(tiny_gemma3_dir), "-o", str(out), "--json", "--threads", "2", "--min-agreement", "0.25"
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["artifact"] == str(out) and data["cached"] is False
+    assert data["manifest"]["sha256"] == sha256_file(out)
+    assert data["manifest"]["fidelity"]["passed"] is True
+    for label in ("load checkpoint", "export (litert-torch)", "quantize", "bundle", "verify against PyTorch"):
+        assert f"✓ {label}" in proc.stderr
+    # Upstream's own output stays out of the terminal.
+    assert "LiteRT GenAI Export" not in proc.stderr + proc.stdout
+    again = run_cli("convert", str(tiny_gemma3_dir), "-o", str(out), "--threads", "2", "--min-agreement", "0.25")
+    assert again.returncode == 0, again.stderr
+    first = again.stdout.splitlines()[0]
+    assert first.startswith(f"up to date (cached, same input and settings) {out} (")
+    assert (
+        "quant int4 (dynamic_wi4b32_afp32, recipe:gemma3) · cache 1024 (recipe:gemma3) · prefill 128 (recipe:gemma3)"
+        in again.stdout
+    )
+
+
+def test_ctrl_c_during_export_leaves_nothing(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "int.litertlm"
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "convert", str(tiny_gemma3_dir), "-o", str(out)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.parent.glob(".int.litertlm.edgekit-*/export")):
+        time.sleep(0.1)
+    assert list(out.parent.glob(".int.litertlm.edgekit-*/export")), "export never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not out.exists() and not manifest_path(out).exists()
+    assert list(out.parent.iterdir()) == []
+
+
+def test_demo_runs_the_pipeline(tmp_path: Path) -> None:
+    proc = run_cli("demo", "--workdir", str(tmp_path / "demo"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["fidelity"]["passed"] is True
+    assert data["run"]["decode_tokens"] >= 1
+    assert data["run"]["decode_tokens_per_s"] > 0
+    assert Artifact.load(Path(data["artifact"])).verify() == data["sha256"]
