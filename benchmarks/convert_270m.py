@@ -8,7 +8,8 @@ embeddings), then, each in its own process so peak RSS is that run's alone:
                  (int4 block-32, cache 1024, prefill 128, lightweight)
   defaults       edgekit convert (its defaults, fidelity check on)
                  vs  raw export_hf with upstream's defaults
-  lightweight    edgekit defaults with --no-lightweight, to compare fidelity and size
+  lightweight    edgekit defaults with --no-lightweight, to compare fidelity and size,
+                 and fp32 with lightweight conversion, which must agree with PyTorch
 
 and measures decode speed of both default artifacts with litert_lm.Benchmark (2 threads,
 256 prefill / 256 decode tokens). Prints every figure and the command to reproduce it.
@@ -31,7 +32,10 @@ import time
 from pathlib import Path
 
 PY = sys.executable
-MIN_AGREEMENT = "0.25"  # random weights: see edgekit.convert.example.RANDOM_WEIGHTS_MIN_AGREEMENT
+# Random weights give nearly flat logits over 262,144 tokens, which INT4 reorders freely:
+# the INT4 runs report their agreement without a floor; the fp32 run keeps its 99% floor
+# and shows the lightweight export itself is exact.
+MIN_AGREEMENT = "0"
 
 
 def run_measured(argv: list[str], log: Path) -> dict[str, float]:
@@ -111,6 +115,7 @@ def main() -> None:
     edgekit_run("edgekit_default", ["--min-agreement", MIN_AGREEMENT])
     raw_run("raw_default", [])
     edgekit_run("edgekit_no_lightweight", ["--no-lightweight", "--min-agreement", MIN_AGREEMENT])
+    edgekit_run("edgekit_fp32_lightweight", ["--quant", "fp32", "--lightweight"])
 
     cache = work / "xnnpack-cache"
     cache.mkdir(exist_ok=True)

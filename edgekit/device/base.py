@@ -1,0 +1,167 @@
+"""The Device interface every transport implements, and the values it returns.
+
+A transport implements `shell`, `push` and `pull`; `getprop`, `facts` and `battery` are
+built on `shell` here, once, for all of them. Every argv is quoted with `shlex.join`
+before it reaches a device shell.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edgekit.device import parsers
+from edgekit.errors import DeviceError
+
+ProgressFn = Callable[[int, int], None]
+"""`progress(bytes_done, bytes_total)`."""
+
+DEVICE_TMP = "/data/local/tmp"
+_SYSFS_BATTERY = "/sys/class/power_supply/battery"
+_SYSFS_FIELDS = ("capacity", "status", "charge_counter", "current_now", "voltage_now", "temp", "charge_full_design")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShellResult:
+    """A finished device command."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeviceFacts:
+    """What a device is. None = the device does not say."""
+
+    serial: str
+    manufacturer: str | None
+    model: str | None
+    soc: str | None
+    abis: tuple[str, ...]
+    android_release: str | None
+    sdk: int | None
+    free_bytes: int | None
+    emulated: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BatterySample:
+    """One reading of the fuel gauge. None = not exposed by this device (never 0 for unknown).
+
+    `current_now_ua` is as the device reports it: its sign convention differs by vendor.
+    """
+
+    level_pct: int | None
+    status: int | None
+    plugged: bool | None
+    charge_counter_uah: int | None
+    current_now_ua: int | None
+    voltage_now_uv: int | None
+    temperature_c: float | None
+    charge_full_design_uah: int | None
+    source: str
+
+
+class Device(abc.ABC):
+    """A phone (or this computer) that edgekit can run commands on and copy files to."""
+
+    serial: str
+
+    @abc.abstractmethod
+    def shell(
+        self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True, stdin: bytes | None = None
+    ) -> ShellResult:
+        """Run `argv` (quoted with shlex.join) in the device shell; raise DeviceError on a
+        non-zero exit unless `check` is False. `stdin` is fed to the command."""
+
+    @abc.abstractmethod
+    def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
+        """Copy local file `local` to device path `remote` (overwriting)."""
+
+    @abc.abstractmethod
+    def pull(self, remote: str, local: Path) -> None:
+        """Copy device file `remote` to `local`."""
+
+    def close(self) -> None:  # noqa: B027 - most transports hold nothing
+        """Release the connection, if the transport holds one."""
+
+    def script(self, script: str, *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
+        """Run a POSIX sh script whose parts the caller quoted (shlex.quote)."""
+        return self.shell(["sh", "-c", script], timeout_s=timeout_s, check=check)
+
+    def getprop(self, key: str | None = None) -> str | dict[str, str]:
+        """One property's value (empty if unset), or every property as a dict."""
+        if key is not None:
+            return self.shell(["getprop", key]).stdout.strip()
+        return parsers.parse_getprop(self.shell(["getprop"]).stdout)
+
+    def facts(self) -> DeviceFacts:
+        """Model, SoC, ABIs, Android version, free space of /data/local/tmp."""
+        props = self.getprop()
+        assert isinstance(props, dict)
+        df = self.shell(["df", DEVICE_TMP], check=False)
+        abis = props.get("ro.product.cpu.abilist") or props.get("ro.product.cpu.abi") or ""
+        sdk = props.get("ro.build.version.sdk", "")
+        return DeviceFacts(
+            serial=self.serial,
+            manufacturer=props.get("ro.product.manufacturer") or None,
+            model=props.get("ro.product.model") or None,
+            soc=props.get("ro.soc.model") or None,
+            abis=tuple(a for a in abis.split(",") if a),
+            android_release=props.get("ro.build.version.release") or None,
+            sdk=int(sdk) if sdk.isdigit() else None,
+            free_bytes=parsers.parse_df_available_bytes(df.stdout) if df.returncode == 0 else None,
+            emulated=props.get("ro.edgekit.emulated") == "1",
+        )
+
+    def battery(self) -> BatterySample:
+        """Read the fuel gauge: sysfs where readable, the rest from `dumpsys battery`."""
+        script = (
+            f"cd {shlex.quote(_SYSFS_BATTERY)} 2>/dev/null || exit 0; "
+            f'for f in {" ".join(_SYSFS_FIELDS)}; do printf \'%s=\' "$f"; cat "$f" 2>/dev/null || echo; done'
+        )
+        sysfs: dict[str, str] = {}
+        for line in self.script(script, check=False).stdout.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and value.strip():
+                sysfs[key] = value.strip()
+
+        def num(key: str) -> int | None:
+            value = sysfs.get(key)
+            return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+        info = parsers.parse_dumpsys_battery(self.shell(["dumpsys", "battery"], check=False).stdout)
+        temp = num("temp")
+        status = parsers.parse_sysfs_status(sysfs["status"]) if "status" in sysfs else None
+        counter = num("charge_counter")
+        current = num("current_now")
+        return BatterySample(
+            level_pct=num("capacity") if "capacity" in sysfs else info.level_pct,
+            status=status if status is not None else info.status,
+            plugged=info.plugged,
+            charge_counter_uah=counter if counter is not None else info.charge_counter_uah,
+            current_now_ua=current if current is not None else info.current_now_ua,
+            voltage_now_uv=num("voltage_now") or info.voltage_uv,
+            temperature_c=temp / 10 if temp is not None else info.temperature_c,
+            charge_full_design_uah=num("charge_full_design"),
+            source="sysfs" if sysfs else "dumpsys",
+        )
+
+
+def check_result(serial: str, argv: Sequence[str] | str, result: ShellResult, check: bool) -> ShellResult:
+    """Raise DeviceError for a failed command when `check` is set; else return the result."""
+    if check and result.returncode != 0:
+        cmd = argv if isinstance(argv, str) else shlex.join(argv)
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise DeviceError(
+            f"{serial}: `{cmd}` exited {result.returncode}" + (f": {detail[-1]}" if detail else ""),
+            serial=serial,
+            cmd=cmd,
+            returncode=result.returncode,
+            stderr=result.stderr,
+        )
+    return result

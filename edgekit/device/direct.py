@@ -1,0 +1,215 @@
+"""DirectAdbDevice: the ADB protocol spoken straight to a phone's adbd over TCP (adb-shell).
+
+No adb server. Reuses `~/.android/adbkey` (created, mode 600, if missing) so a phone that
+already trusts this computer's adb keeps trusting it. Fixes for adb-shell 0.4.4:
+
+* `TcpTransport.bulk_write` returns after a partial `send` and adb-shell drops the rest
+  (large pushes over Wi-Fi stall; JeffLIrion/adb_shell#205): our transport sends all.
+* `shell()` only speaks the old `shell:` service (no exit code, stdout and stderr merged):
+  we drive `shell,v2,raw:` ourselves, stdin included.
+* `transport_timeout_s=None` and the default 10 s read timeout cut long commands short:
+  every call passes its own timeout.
+* A key the phone never accepts surfaces as a TCP timeout: we say "device unauthorized".
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shlex
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adb_shell import constants as adb_constants
+from adb_shell import exceptions as adb_exceptions
+from adb_shell.adb_device import AdbDevice as _AdbShellDevice
+from adb_shell.adb_message import AdbMessage
+from adb_shell.transport.tcp_transport import TcpTransport
+
+from edgekit.device import shell_v2
+from edgekit.device.base import Device, ProgressFn, ShellResult, check_result
+from edgekit.errors import DeviceError
+
+# What adb-shell raises when the link breaks; translated to DeviceError at this edge.
+_LINK_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    adb_exceptions.TcpTimeoutException,
+    adb_exceptions.AdbTimeoutError,
+    adb_exceptions.AdbConnectionError,
+    adb_exceptions.InvalidResponseError,
+    adb_exceptions.InvalidCommandError,
+    adb_exceptions.PushFailedError,
+    adb_exceptions.AdbCommandFailureException,
+)
+
+
+def adb_key_path() -> Path:
+    """Where adb keeps this computer's private key: $ANDROID_USER_HOME or ~/.android, `adbkey`."""
+    home = os.environ.get("ANDROID_USER_HOME") or str(Path.home() / ".android")
+    return Path(home) / "adbkey"
+
+
+def ensure_adb_key(path: Path | None = None) -> Path:
+    """Return the adb private key path, creating the key pair (mode 600) if it is missing."""
+    from adb_shell.auth.keygen import keygen
+
+    path = path or adb_key_path()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keygen(str(path))
+    path.chmod(0o600)
+    return path
+
+
+class _SendAllTcpTransport(TcpTransport):  # type: ignore[misc]
+    """adb-shell's TCP transport, but a write sends every byte (adb_shell#205)."""
+
+    def bulk_write(self, data: bytes, transport_timeout_s: float | None) -> int:
+        view = memoryview(data)
+        while view:
+            _, writable, _ = select.select([], [self._connection], [], transport_timeout_s)
+            if not writable:
+                raise adb_exceptions.TcpTimeoutException(f"sending to {self._host}:{self._port} timed out")
+            try:
+                sent = self._connection.send(view)
+            except BlockingIOError:
+                continue
+            view = view[sent:]
+        return len(data)
+
+
+class DirectAdbDevice(Device):
+    """A phone's adbd at `host:port`, reached without an adb server."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 5555,
+        *,
+        key_path: Path | None = None,
+        connect_timeout_s: float = 10.0,
+        auth_timeout_s: float = 30.0,
+    ) -> None:
+        self.serial = f"{host}:{port}"
+        self._io_timeout_s = connect_timeout_s
+        self._dev = _AdbShellDevice(_SendAllTcpTransport(host, port), default_transport_timeout_s=connect_timeout_s)
+        key = ensure_adb_key(key_path)
+        from adb_shell.auth.sign_cryptography import CryptographySigner
+
+        signer = CryptographySigner(str(key))
+        self._connect(signer, connect_timeout_s, auth_timeout_s)
+
+    def _connect(self, signer: Any, connect_timeout_s: float, auth_timeout_s: float) -> None:
+        reached = False
+        try:
+            # adb-shell connects the socket first; a refusal or unreachable host fails here.
+            socket.create_connection(self.serial.rsplit(":", 1), timeout=connect_timeout_s).close()  # type: ignore[arg-type]
+            reached = True
+            self._dev.connect(
+                rsa_keys=[signer],
+                transport_timeout_s=connect_timeout_s,
+                auth_timeout_s=auth_timeout_s,
+                read_timeout_s=connect_timeout_s,
+            )
+        except (adb_exceptions.TcpTimeoutException, adb_exceptions.AdbTimeoutError) as exc:
+            self._dev.close()
+            if reached:
+                raise DeviceError(
+                    f"{self.serial}: device unauthorized: accept the RSA prompt on the phone "
+                    f"(tick 'Always allow'), then run again",
+                    serial=self.serial,
+                ) from exc
+            raise DeviceError(f"{self.serial}: no answer from the device", serial=self.serial) from exc
+        except adb_exceptions.DeviceAuthError as exc:
+            self._dev.close()
+            raise DeviceError(f"{self.serial}: device unauthorized: {exc}", serial=self.serial) from exc
+        except OSError as exc:
+            self._dev.close()
+            raise DeviceError(
+                f"{self.serial}: cannot connect ({exc.strerror or exc}): is the phone on the network "
+                f"with wireless debugging or `adb tcpip` enabled?",
+                serial=self.serial,
+            ) from exc
+
+    def close(self) -> None:
+        """Close the TCP connection."""
+        self._dev.close()
+
+    def _lost(self, exc: BaseException) -> DeviceError:
+        self._dev.close()
+        return DeviceError(f"{self.serial}: connection to the device lost ({exc})", serial=self.serial)
+
+    def shell(
+        self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True, stdin: bytes | None = None
+    ) -> ShellResult:
+        """Run `argv` through `shell,v2,raw:` with stdin, separate stderr and the exit code."""
+        command = shlex.join(argv)
+        try:
+            result = self._shell_v2(command, timeout_s, stdin or b"")
+        except _LINK_ERRORS as exc:
+            raise self._lost(exc) from exc
+        return check_result(self.serial, command, result, check)
+
+    def _shell_v2(self, command: str, timeout_s: float, stdin: bytes) -> ShellResult:
+        dev = self._dev
+        info = dev._open(b"shell,v2,raw:" + command.encode(), self._io_timeout_s, timeout_s, timeout_s)
+        chunk = max(1, dev._maxdata - 5)
+        pending = shell_v2.stdin_frames(stdin, chunk)
+        collector = shell_v2.Collector()
+
+        def send_next() -> None:
+            dev._io_manager.send(AdbMessage(adb_constants.WRTE, info.local_id, info.remote_id, pending.pop(0)), info)
+
+        send_next()
+        while True:
+            cmd, _, _, data = dev._io_manager.read(
+                [adb_constants.OKAY, adb_constants.WRTE, adb_constants.CLSE], info, allow_zeros=False
+            )
+            if cmd == adb_constants.WRTE:
+                dev._okay(info)
+                collector.feed(data)
+            elif cmd == adb_constants.OKAY:
+                if pending:
+                    send_next()
+            else:  # CLSE: echo it, as adbd expects
+                dev._io_manager.send(AdbMessage(adb_constants.CLSE, info.local_id, info.remote_id), info)
+                break
+        if collector.returncode is None:
+            raise DeviceError(f"{self.serial}: `{command}` ended without an exit code", serial=self.serial, cmd=command)
+        return ShellResult(
+            collector.returncode,
+            collector.stdout.decode("utf-8", errors="replace"),
+            collector.stderr.decode("utf-8", errors="replace"),
+        )
+
+    def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
+        """Copy `local` to `remote` over the sync service."""
+        total = Path(local).stat().st_size
+        done = 0
+
+        def callback(_path: str, written: int, _total: int) -> None:
+            nonlocal done
+            done += written
+            if progress is not None:
+                progress(done, total)
+
+        try:
+            self._dev.push(
+                str(local),
+                remote,
+                st_mode=0o100644,
+                progress_callback=callback,
+                transport_timeout_s=self._io_timeout_s,
+                read_timeout_s=max(60.0, total / 1e6),
+            )
+        except _LINK_ERRORS as exc:
+            raise self._lost(exc) from exc
+
+    def pull(self, remote: str, local: Path) -> None:
+        """Copy `remote` to `local` over the sync service."""
+        try:
+            self._dev.pull(remote, str(local), transport_timeout_s=self._io_timeout_s, read_timeout_s=60.0)
+        except _LINK_ERRORS as exc:
+            raise self._lost(exc) from exc

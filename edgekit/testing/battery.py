@@ -1,0 +1,104 @@
+"""A simulated phone battery with the traps real fuel gauges set, and a record of the truth.
+
+Traps, each settable: `current_now` sign convention (BatteryManager documents positive =
+into the battery; several vendors report the opposite), a `charge_counter` that moves in
+coarse steps, voltage that sags under load, noise on `current_now`, and charging. The
+true charge and energy drawn are integrated separately, so tests can compare edgekit's
+figures with what really happened. Every figure it yields is simulated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+
+
+@dataclasses.dataclass
+class BatteryController:
+    """Settings of the simulated battery; change them at any time from a test."""
+
+    design_capacity_mah: float = 4500.0
+    level_pct: float = 80.0
+    idle_ma: float = 60.0
+    busy_ma: float = 450.0
+    # -1: current_now is negative while discharging (BatteryManager's convention);
+    # +1: positive while discharging (what several vendors report).
+    discharge_sign: int = -1
+    counter_step_uah: int = 1000
+    ocv_empty_v: float = 3.5
+    ocv_full_v: float = 4.35
+    internal_resistance_ohm: float = 0.12
+    noise_ma: float = 8.0
+    charging: bool = False
+    charge_ma: float = 1500.0
+    temperature_c: float = 30.0
+    thermal_status: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
+        self._charge_uah = self.design_capacity_mah * 1000 * self.level_pct / 100
+        self._drawn_uah = 0.0
+        self._energy_uj = 0.0
+        self._busy_s = 0.0
+        self._elapsed_s = 0.0
+        self._current_ma = 0.0
+        self._voltage_v = self._ocv()
+        self._last = time.monotonic()
+
+    def _ocv(self) -> float:
+        soc = max(0.0, min(1.0, self._charge_uah / (self.design_capacity_mah * 1000)))
+        return self.ocv_empty_v + (self.ocv_full_v - self.ocv_empty_v) * soc
+
+    def tick(self, busy: bool, now: float | None = None) -> None:
+        """Advance the simulation to `now` (monotonic seconds); `busy` = a model is running."""
+        with self._lock:
+            now = time.monotonic() if now is None else now
+            dt = max(0.0, now - self._last)
+            self._last = now
+            # Positive = out of the battery (discharge); charging pushes current in.
+            load_ma = self.busy_ma if busy else self.idle_ma
+            current_ma = load_ma - (self.charge_ma if self.charging else 0.0)
+            voltage_v = self._ocv() - current_ma / 1000 * self.internal_resistance_ohm
+            self._charge_uah -= current_ma * 1000 * dt / 3600
+            self._drawn_uah += current_ma * 1000 * dt / 3600
+            self._energy_uj += voltage_v * current_ma * 1000 * dt
+            self._busy_s += dt if busy else 0.0
+            self._elapsed_s += dt
+            self._current_ma = current_ma
+            self._voltage_v = voltage_v
+
+    def reset_truth(self) -> None:
+        """Start the truth record afresh (charge drawn, energy, time) from now."""
+        with self._lock:
+            self._drawn_uah = self._energy_uj = self._busy_s = self._elapsed_s = 0.0
+
+    def truth(self) -> dict[str, float]:
+        """What really happened since the last reset: µAh and µJ drawn (negative = charged in)."""
+        with self._lock:
+            return {
+                "charge_drawn_uah": self._drawn_uah,
+                "energy_drawn_uj": self._energy_uj,
+                "busy_s": self._busy_s,
+                "elapsed_s": self._elapsed_s,
+            }
+
+    def readings(self) -> dict[str, int | str]:
+        """What the fuel gauge reports now, in sysfs units (µA, µV, µAh, 0.1 °C)."""
+        with self._lock:
+            noisy_ma = self._current_ma + self._rng.gauss(0.0, self.noise_ma)
+            status = "Charging" if self._current_ma < 0 else "Discharging"
+            step = max(1, self.counter_step_uah)
+            return {
+                "capacity": max(0, min(100, round(self._charge_uah / (self.design_capacity_mah * 10)))),
+                "status": status,
+                "charge_counter": int(self._charge_uah // step * step),
+                "current_now": round(noisy_ma * 1000 * self.discharge_sign),
+                "voltage_now": round(self._voltage_v * 1e6),
+                "temp": round(self.temperature_c * 10),
+                "charge_full_design": int(self.design_capacity_mah * 1000),
+                "present": "1",
+            }
