@@ -6,6 +6,11 @@ Importing edgekit does nothing but define names: no torch, no device connection.
 from edgekit._versions import __version__
 from edgekit.artifact import Artifact, Manifest
 from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert
+from edgekit.deploy import DeployConfig, DeployResult, deploy
+from edgekit.device import Device, DeviceFacts, Transport, open_device
+from edgekit.device.adb import AdbDevice
+from edgekit.device.direct import DirectAdbDevice
+from edgekit.device.local import LocalDevice
 from edgekit.engine import PromptRun, run_prompt
 from edgekit.errors import (
     ConversionError,
@@ -17,20 +22,30 @@ from edgekit.errors import (
 )
 
 __all__ = [
+    "AdbDevice",
     "Artifact",
     "ConversionError",
     "ConvertConfig",
     "ConvertResult",
     "DependencyError",
+    "DeployConfig",
+    "DeployResult",
+    "Device",
     "DeviceError",
+    "DeviceFacts",
+    "DirectAdbDevice",
     "EdgekitError",
     "FidelityError",
     "Format",
     "InputError",
+    "LocalDevice",
     "Manifest",
     "PromptRun",
     "Quant",
+    "Transport",
     "__version__",
     "convert",
+    "deploy",
+    "open_device",
     "run_prompt",
 ]

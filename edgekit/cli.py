@@ -14,8 +14,11 @@ from rich.console import Console
 from rich.text import Text
 
 from edgekit._versions import versions
+from edgekit.commands.clean import clean_command
 from edgekit.commands.convert import convert_command
 from edgekit.commands.demo import demo_command
+from edgekit.commands.deploy import deploy_command
+from edgekit.commands.devices import devices_command
 from edgekit.commands.example import example_command
 from edgekit.errors import EdgekitError
 
@@ -37,6 +40,7 @@ def _print_versions(ctx: click.Context, _param: click.Parameter, value: bool) ->
 Start here:
   edgekit demo                                   the whole pipeline on a tiny built-in model
   edgekit convert MODEL_DIR -o model.litertlm    PyTorch/Hugging Face -> LiteRT INT4 bundle
+  edgekit deploy --device SERIAL model.litertlm  verified, idempotent push to a phone + smoke run
 Run 'edgekit COMMAND --help' for a command's options and examples.
 """,
 )
@@ -54,6 +58,9 @@ def cli() -> None:
 
 
 cli.add_command(convert_command)
+cli.add_command(deploy_command)
+cli.add_command(devices_command)
+cli.add_command(clean_command)
 cli.add_command(example_command)
 cli.add_command(demo_command)
 

@@ -16,6 +16,10 @@ from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Real-phone tests are collected only when a phone and its runner are named.
+if not (os.environ.get("EDGEKIT_TEST_DEVICE") and os.environ.get("EDGEKIT_TEST_RUNNER")):
+    collect_ignore_glob = ["device/*"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Logs and caches go to a per-run temp folder, never the user's."""

@@ -26,6 +26,16 @@ def test_all_lists_the_curated_api() -> None:
         "__version__",
         "convert",
         "run_prompt",
+        "AdbDevice",
+        "DeployConfig",
+        "DeployResult",
+        "Device",
+        "DeviceFacts",
+        "DirectAdbDevice",
+        "LocalDevice",
+        "Transport",
+        "deploy",
+        "open_device",
     }
     assert set(edgekit.__all__) == expected
     for name in edgekit.__all__:

@@ -108,8 +108,17 @@ class AdbDevice(Device):
                 message = self._client.connect(serial, timeout=15)
             except (adbutils.AdbError, OSError) as exc:
                 raise DeviceError(f"{serial}: cannot connect: {exc}", serial=serial) from exc
+            if "authenticate" in message:
+                raise DeviceError(
+                    f"{serial}: device unauthorized: accept the RSA prompt on the phone (tick 'Always allow')",
+                    serial=serial,
+                )
             if "connected" not in message:
-                raise DeviceError(f"{serial}: cannot connect: {message.strip()}", serial=serial)
+                raise DeviceError(
+                    f"{serial}: cannot connect ({message.strip()}): is the phone awake, on the network, "
+                    f"with wireless debugging or `adb tcpip` on?",
+                    serial=serial,
+                )
         self._wait_ready()
         self._device = self._client.device(serial)
 
@@ -202,7 +211,10 @@ class AdbDevice(Device):
             returncode = proc.wait(timeout=60)
         finally:
             os.close(master)
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        stderr = ""
+        if proc.stderr is not None:
+            stderr = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
         if returncode != 0:
             detail = (stderr or output.decode(errors="replace")).strip().splitlines()
             raise DeviceError(

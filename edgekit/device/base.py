@@ -70,6 +70,8 @@ class Device(abc.ABC):
     """A phone (or this computer) that edgekit can run commands on and copy files to."""
 
     serial: str
+    work_root: str = f"{DEVICE_TMP}/edgekit"
+    """Where edgekit keeps its files on this device."""
 
     @abc.abstractmethod
     def shell(

@@ -10,6 +10,8 @@ already trusts this computer's adb keeps trusting it. Fixes for adb-shell 0.4.4:
 * `transport_timeout_s=None` and the default 10 s read timeout cut long commands short:
   every call passes its own timeout.
 * A key the phone never accepts surfaces as a TCP timeout: we say "device unauthorized".
+* A connection the phone closes makes adb-shell spin on empty reads until its read
+  timeout: our transport reports it at once.
 """
 
 from __future__ import annotations
@@ -64,7 +66,14 @@ def ensure_adb_key(path: Path | None = None) -> Path:
 
 
 class _SendAllTcpTransport(TcpTransport):  # type: ignore[misc]
-    """adb-shell's TCP transport, but a write sends every byte (adb_shell#205)."""
+    """adb-shell's TCP transport, but a write sends every byte (adb_shell#205) and a closed
+    connection is an error at once (adb-shell would spin on empty reads until its timeout)."""
+
+    def bulk_read(self, numbytes: int, transport_timeout_s: float | None) -> bytes:
+        data: bytes = super().bulk_read(numbytes, transport_timeout_s)
+        if not data:
+            raise ConnectionResetError(f"{self._host}:{self._port} closed the connection")
+        return data
 
     def bulk_write(self, data: bytes, transport_timeout_s: float | None) -> int:
         view = memoryview(data)

@@ -172,7 +172,7 @@ class _Connection:
                         faults.drop_after_bytes = None
                         self.writer.transport.abort()
                         return
-                while faults.stall:
+                while faults.stall and not self.writer.transport.is_closing():
                     await asyncio.sleep(0.05)
                 await self.dispatch(cmd, arg0, arg1, data)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -183,7 +183,7 @@ class _Connection:
                 stream.can_write.set()
                 stream.kill()
                 stream.inbox.put_nowait(None)
-            self.writer.close()
+            self.writer.transport.abort()
 
     async def dispatch(self, cmd: int, arg0: int, arg1: int, data: bytes) -> None:
         if cmd == A_CNXN:
@@ -297,6 +297,7 @@ class AdbDeviceEmulator:
         self._server: asyncio.base_events.Server | None = None
         self._started = threading.Event()
         self._stopping: asyncio.Event | None = None
+        self._connections: set[_Connection] = set()
         self.emu_dir = self.sandbox / ".emulator"
         self._prepare_sandbox()
 
@@ -558,12 +559,26 @@ class AdbDeviceEmulator:
         ticker = asyncio.create_task(self._tick())
         self._started.set()
         await self._stopping.wait()
-        ticker.cancel()
         self._server.close()
+        ticker.cancel()
+        for conn in list(self._connections):
+            conn.writer.transport.abort()
+        # Connection handlers end on their own once their socket is gone; then their streams.
+        for _ in range(100):
+            if not self._connections:
+                break
+            await asyncio.sleep(0.05)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.wait(others, timeout=5) if others else None
         await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Connection(self, reader, writer).run()
+        conn = _Connection(self, reader, writer)
+        self._connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self._connections.discard(conn)
 
     async def _tick(self) -> None:
         while True:
@@ -583,11 +598,10 @@ class AdbDeviceEmulator:
         """Stop serving and kill every command still running."""
         if self._loop is None or self._stopping is None:
             return
+        self.faults.stall = False
         self._loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
             self._thread.join(10)
-        for task in asyncio.all_tasks(self._loop):
-            task.cancel()
         self._loop.close()
         self._loop = None
 

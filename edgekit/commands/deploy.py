@@ -1,0 +1,148 @@
+"""`edgekit deploy`: model + runner + harness onto one or more devices, verified and idempotent."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.text import Text
+
+from edgekit.commands._common import human_bytes, print_json, stderr_console
+from edgekit.device import Transport, open_device, resolve_devices
+from edgekit.errors import EdgekitError
+
+device_option = click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="SERIAL",
+    help="adb serial, HOST:PORT (network adbd or a device farm's remote adb), 'all' (every adb device "
+    "ready), or 'local' (this computer). Repeat for several; they run in parallel.  "
+    "[default: the one attached phone]",
+)
+transport_option = click.option(
+    "--transport",
+    type=click.Choice([t.value for t in Transport]),
+    default=Transport.ADB.value,
+    show_default=True,
+    help="adb: through the adb server (USB, adb tcpip, wireless debugging). direct: straight to the "
+    "phone's adbd over TCP, no server (--device HOST:PORT).",
+)
+
+
+def _summary(result: Any) -> str:
+    def part(label: str, placed: Any) -> str:
+        if placed is None:
+            return ""
+        verb = f"pushed {human_bytes(placed.size_bytes)}" if placed.pushed else "already there (verified), not sent"
+        return f"{label} {verb}"
+
+    facts = result.facts
+    who = ", ".join(
+        x for x in (facts.model, f"Android {facts.android_release}" if facts.android_release else None) if x
+    )
+    parts = [
+        p for p in (part("model", result.model), part("runner", result.runner), part("harness", result.harness)) if p
+    ]
+    line = f"✓ {result.serial}{f' ({who})' if who else ''}: " + "; ".join(parts)
+    if result.smoke is not None:
+        s = result.smoke
+        speed = f" at {s.decode_tokens_per_s:.1f} tok/s" if s.decode_tokens_per_s else ""
+        line += f"; smoke run answered ({s.decode_tokens} tokens{speed})"
+    return line
+
+
+@click.command(
+    "deploy",
+    epilog="""\b
+Examples:
+  edgekit deploy --runner ~/Downloads/litert_lm_main gemma3-270m-int4.litertlm
+  edgekit deploy --device 192.168.1.20:5555 --transport direct model.litertlm
+  edgekit deploy --device all model.litertlm --json
+""",
+)
+@click.argument("artifact", type=click.Path(path_type=Path))
+@device_option
+@transport_option
+@click.option(
+    "--runner",
+    type=click.Path(path_type=Path),
+    envvar="EDGEKIT_RUNNER",
+    help="LiteRT-LM's prebuilt litert_lm_main for android_arm64 (from LiteRT-LM's GitHub releases). "
+    "Needed once: edgekit caches it.  [env: EDGEKIT_RUNNER]",
+)
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke run (one prompt through the deployed model).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per device.")
+def deploy_command(
+    artifact: Path, devices: tuple[str, ...], transport: str, runner: Path | None, no_smoke: bool, as_json: bool
+) -> None:
+    """Put ARTIFACT (.litertlm), the on-device runner and edgekit's harness on the device,
+    verify every file's sha256 there, and answer one prompt with it.
+
+    Files live at content-addressed paths under /data/local/tmp/edgekit; a second deploy of
+    the same files sends nothing. An artifact without a manifest (e.g. a published
+    .litertlm) deploys with provenance unknown; one whose manifest does not match it is
+    refused.
+    """
+    from edgekit.artifact import Artifact
+    from edgekit.deploy import DeployConfig, deploy
+
+    Artifact.load(artifact)  # fail fast, once, on a missing artifact
+    config = DeployConfig(runner=runner, smoke=not no_smoke)
+    serials = resolve_devices(devices, Transport(transport))
+    console = stderr_console()
+    results: dict[str, Any] = {}
+    errors: dict[str, EdgekitError] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+    ) as bars:
+        tasks: dict[tuple[str, str], Any] = {}
+
+        def progress_for(serial: str) -> Any:
+            def progress(label: str, done: int, total: int) -> None:
+                key = (serial, label)
+                if key not in tasks:
+                    tasks[key] = bars.add_task(f"{serial} {label}", total=total)
+                bars.update(tasks[key], completed=done)
+
+            return progress
+
+        def one(serial: str) -> Any:
+            device = open_device(serial, Transport(transport))
+            try:
+                return deploy(device, artifact, config, progress=progress_for(serial))
+            finally:
+                device.close()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(serials))) as pool:
+            futures = {pool.submit(one, s): s for s in serials}
+            for future in concurrent.futures.as_completed(futures):
+                serial = futures[future]
+                try:
+                    results[serial] = future.result()
+                except EdgekitError as exc:
+                    errors[serial] = exc
+    if as_json:
+        print_json([results[s].to_dict() if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for serial in serials:
+            if serial in results:
+                out.print(_summary(results[serial]))
+                for note in results[serial].notes:
+                    console.print(f"[yellow]note:[/yellow] {serial}: {note}")
+    if errors:
+        if len(serials) == 1:
+            raise next(iter(errors.values()))
+        for serial, error in errors.items():
+            console.print(Text(f"✗ {serial}: {error}", style="red"), soft_wrap=True)
+        raise click.exceptions.Exit(max(e.exit_code for e in errors.values()))

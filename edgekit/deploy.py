@@ -1,0 +1,392 @@
+"""Put a model, its on-device runner and edgekit's harness on a device: verified, idempotent.
+
+Layout under the device's work root (`/data/local/tmp/edgekit` on a phone):
+
+    models/<sha256>/model.litertlm
+    runners/<sha256>/litert_lm_main
+    harness/<sha256 of the harness files>/...
+    deploys.log                       one line per deploy: time, model, runner, harness
+
+Each file is pushed to a `.part` name, its sha256 checked on the device (`sha256sum`),
+then renamed: a half-pushed file never has a final name, and a file that already has its
+final name and hash is not pushed again. A smoke run then answers one prompt; the prompt
+travels to the device as a file, never on a command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+import secrets
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit._data import data_dir
+from edgekit.artifact import Artifact, sha256_file
+from edgekit.device import parsers
+from edgekit.device.base import Device, DeviceFacts
+from edgekit.device.local import LocalDevice
+from edgekit.errors import DeviceError, EdgekitError, InputError
+
+RUNNER_NAME = "litert_lm_main"
+MODEL_NAME = "model.litertlm"
+SMOKE_PROMPT = "Say hello in five words."
+_SPACE_MARGIN = 16 * 1024 * 1024
+_ELF_MACHINES = {183: "arm64-v8a", 62: "x86_64", 40: "armeabi-v7a", 3: "x86"}
+
+PushProgress = Callable[[str, int, int], None]
+"""`progress(label, bytes_done, bytes_total)`."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeployConfig:
+    """How to deploy: the runner (else EDGEKIT_RUNNER, else the one cached last time) and the smoke run."""
+
+    runner: Path | None = None
+    smoke: bool = True
+    smoke_prompt: str = SMOKE_PROMPT
+    smoke_max_tokens: int = 16
+    smoke_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.smoke_max_tokens < 1:
+            raise InputError(f"smoke max tokens must be at least 1, got {self.smoke_max_tokens}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Placed:
+    """One file or folder on the device: where, its sha256, whether this deploy sent it."""
+
+    remote: str
+    sha256: str
+    size_bytes: int
+    pushed: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SmokeResult:
+    """The smoke run's answer and the runner's own figures."""
+
+    answer: str
+    prefill_tokens: int | None
+    decode_tokens: int | None
+    decode_tokens_per_s: float | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeployResult:
+    """What one deploy did on one device."""
+
+    serial: str
+    facts: DeviceFacts
+    model: Placed
+    runner: Placed | None
+    harness: Placed
+    provenance: str
+    smoke: SmokeResult | None
+    bytes_pushed: int
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (for --json)."""
+        return dataclasses.asdict(self)
+
+
+def runner_cache_dir() -> Path:
+    """Where edgekit keeps the on-device runner the user supplied."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgekit" / "runners"
+
+
+def resolve_runner(given: Path | None) -> Path | None:
+    """The runner to push: `given`, else $EDGEKIT_RUNNER, else the one cached by an earlier deploy.
+
+    A given runner is copied into the cache (content-addressed) and remembered.
+    """
+    if given is None and os.environ.get("EDGEKIT_RUNNER"):
+        given = Path(os.environ["EDGEKIT_RUNNER"])
+    cache = runner_cache_dir()
+    if given is None:
+        last = cache / "last"
+        if last.is_file():
+            cached = Path(last.read_text().strip())
+            if cached.is_file():
+                return cached
+        return None
+    if not given.is_file():
+        raise InputError(f"runner {given} does not exist: pass the path of LiteRT-LM's litert_lm_main", path=given)
+    sha = sha256_file(given)
+    cached = cache / sha / RUNNER_NAME
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{RUNNER_NAME}.{os.getpid()}.tmp")
+        shutil.copyfile(given, tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, cached)
+    (cache / "last").write_text(str(cached) + "\n")
+    return cached
+
+
+def elf_abi(path: Path) -> str | None:
+    """The Android ABI an ELF binary is built for, or None if `path` is not ELF."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return _ELF_MACHINES.get(machine, f"elf-machine-{machine}")
+
+
+def harness_files() -> dict[str, Path]:
+    """The device-side harness files (relative name -> local path), from `android_harness/`."""
+    root = data_dir("android_harness")
+    return {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")
+    }
+
+
+def _tree_sha256(files: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        digest.update(f"{name}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _remote_sha256(device: Device, remote: str) -> str | None:
+    result = device.shell(["sha256sum", remote], check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        return None
+    return result.stdout.split()[0]
+
+
+def _place_file(
+    device: Device,
+    local: Path,
+    remote: str,
+    sha: str,
+    *,
+    executable: bool,
+    label: str,
+    progress: PushProgress | None,
+) -> Placed:
+    size = local.stat().st_size
+    if _remote_sha256(device, remote) == sha:
+        return Placed(remote=remote, sha256=sha, size_bytes=size, pushed=False)
+    part = remote + ".part"
+    parent = remote.rsplit("/", 1)[0]
+    device.shell(["mkdir", "-p", parent])
+    device.shell(["rm", "-f", part, remote])
+    device.push(local, part, progress=None if progress is None else lambda done, total: progress(label, done, total))
+    got = _remote_sha256(device, part)
+    if got != sha:
+        device.shell(["rm", "-f", part], check=False)
+        raise DeviceError(
+            f"{device.serial}: {label} arrived corrupted (sha256 {got or 'unreadable'}, "
+            f"expected {sha[:12]}…): run again",
+            serial=device.serial,
+        )
+    if executable:
+        device.shell(["chmod", "755", part])
+    device.shell(["mv", "-f", part, remote])
+    return Placed(remote=remote, sha256=sha, size_bytes=size, pushed=True)
+
+
+def _place_harness(device: Device, root: str, progress: PushProgress | None) -> Placed:
+    files = harness_files()
+    sha = _tree_sha256(files)
+    final = f"{root}/harness/{sha}"
+    size = sum(p.stat().st_size for p in files.values())
+    if device.shell(["test", "-d", final], check=False).returncode == 0:
+        return Placed(remote=final, sha256=sha, size_bytes=size, pushed=False)
+    part = final + ".part"
+    device.shell(["rm", "-rf", part])
+    for name, path in files.items():
+        remote = f"{part}/{name}"
+        device.shell(["mkdir", "-p", remote.rsplit("/", 1)[0]])
+        device.push(path, remote)
+        if _remote_sha256(device, remote) != sha256_file(path):
+            device.shell(["rm", "-rf", part], check=False)
+            raise DeviceError(
+                f"{device.serial}: harness file {name} arrived corrupted: run again", serial=device.serial
+            )
+        if path.suffix == ".sh":
+            device.shell(["chmod", "755", remote])
+    device.shell(["mv", part, final])
+    if progress is not None:
+        progress("harness", size, size)
+    return Placed(remote=final, sha256=sha, size_bytes=size, pushed=True)
+
+
+def smoke_run(device: Device, model_remote: str, runner_remote: str | None, config: DeployConfig) -> SmokeResult:
+    """Answer one prompt with the deployed model; DeviceError (quoting the runner) if it cannot."""
+    if isinstance(device, LocalDevice) or runner_remote is None:
+        from edgekit.engine import run_prompt
+
+        try:
+            run = run_prompt(Path(model_remote), config.smoke_prompt, max_output_tokens=config.smoke_max_tokens)
+        except EdgekitError as exc:
+            raise DeviceError(f"{device.serial}: the model does not load: {exc}", serial=device.serial) from exc
+        return SmokeResult(
+            answer=run.text,
+            prefill_tokens=run.prefill_tokens,
+            decode_tokens=run.decode_tokens,
+            decode_tokens_per_s=run.decode_tokens_per_s,
+        )
+    root = model_remote.rsplit("/models/", 1)[0]
+    prompt_remote = f"{root}/tmp/smoke-{secrets.token_hex(6)}.txt"
+    with tempfile.TemporaryDirectory(prefix="edgekit-smoke-") as tmp:
+        prompt_file = Path(tmp) / "prompt.txt"
+        # One user turn, then the empty line that ends --multi_turns input.
+        prompt_file.write_text(" ".join(config.smoke_prompt.splitlines()) + "\n\n")
+        device.shell(["mkdir", "-p", f"{root}/tmp"])
+        device.push(prompt_file, prompt_remote)
+    argv = [
+        runner_remote,
+        f"--model_path={model_remote}",
+        "--backend=cpu",
+        "--multi_turns",
+        "--benchmark",
+        f"--max_output_tokens={config.smoke_max_tokens}",
+    ]
+    try:
+        result = device.script(
+            f"{shlex.join(argv)} < {shlex.quote(prompt_remote)}", timeout_s=config.smoke_timeout_s, check=False
+        )
+    finally:
+        device.shell(["rm", "-f", prompt_remote], check=False)
+    stats = parsers.parse_litert_lm_stats(result.stdout)
+    if result.returncode != 0 or not stats.answers:
+        detail = " ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        raise DeviceError(
+            f"{device.serial}: the model does not load or run with the runner (exit {result.returncode}): {detail}",
+            serial=device.serial,
+            returncode=result.returncode,
+            stderr=result.stderr,
+        )
+    return SmokeResult(
+        answer=stats.answers[0],
+        prefill_tokens=stats.prefill[0].tokens if stats.prefill else None,
+        decode_tokens=stats.decode[0].tokens if stats.decode else None,
+        decode_tokens_per_s=stats.decode[0].tokens_per_s if stats.decode else None,
+    )
+
+
+def deploy(
+    device: Device,
+    artifact_path: Path | str,
+    config: DeployConfig | None = None,
+    *,
+    progress: PushProgress | None = None,
+) -> DeployResult:
+    """Deploy `artifact_path` to `device` (see the module docstring); returns what was done.
+
+    Raises InputError for a bad artifact or runner, DeviceError for device trouble (no
+    space, wrong ABI, lost connection, a model that does not run).
+    """
+    config = config or DeployConfig()
+    notes: list[str] = []
+    artifact = Artifact.load(artifact_path)
+    if artifact.manifest is not None:
+        sha = artifact.verify()
+        provenance = "manifest"
+    else:
+        sha = sha256_file(artifact.path)
+        provenance = "unknown"
+        notes.append("no manifest beside the artifact: provenance unknown (sha256 computed here)")
+    is_local = isinstance(device, LocalDevice)
+    runner = None if is_local else resolve_runner(config.runner)
+    facts = device.facts()
+    if not is_local:
+        if runner is None:
+            raise InputError(
+                "no on-device runner: pass --runner PATH (LiteRT-LM's litert_lm_main for android_arm64, "
+                "from LiteRT-LM's GitHub releases) or set EDGEKIT_RUNNER; edgekit remembers it"
+            )
+        abi = elf_abi(runner)
+        if abi is None:
+            notes.append(f"runner {runner.name} is not an ELF binary (a script?): it is run as it is")
+        elif abi not in facts.abis:
+            raise InputError(
+                f"the runner is built for {abi} but {device.serial} runs {', '.join(facts.abis) or 'an unknown ABI'}: "
+                f"use the litert_lm_main built for {facts.abis[0] if facts.abis else 'the phone'}"
+            )
+
+    root = device.work_root
+    model_remote = f"{root}/models/{sha}/{MODEL_NAME}"
+    runner_sha = sha256_file(runner) if runner is not None else None
+    runner_remote = f"{root}/runners/{runner_sha}/{RUNNER_NAME}" if runner is not None else None
+
+    need = 0
+    if _remote_sha256(device, model_remote) != sha:
+        need += artifact.path.stat().st_size
+    if runner is not None and runner_remote is not None and _remote_sha256(device, runner_remote) != runner_sha:
+        need += runner.stat().st_size
+    if facts.free_bytes is not None and need + _SPACE_MARGIN > facts.free_bytes:
+        raise DeviceError(
+            f"{device.serial}: not enough space in {root.rsplit('/', 1)[0]}: need {need / 1e6:.0f} MB, "
+            f"{facts.free_bytes / 1e6:.0f} MB free; run `edgekit clean --device {device.serial}` or free space",
+            serial=device.serial,
+        )
+
+    model = _place_file(device, artifact.path, model_remote, sha, executable=False, label="model", progress=progress)
+    runner_placed = None
+    if runner is not None and runner_remote is not None and runner_sha is not None:
+        runner_placed = _place_file(
+            device, runner, runner_remote, runner_sha, executable=True, label="runner", progress=progress
+        )
+    harness = _place_harness(device, root, progress)
+    smoke = smoke_run(device, model_remote, runner_remote, config) if config.smoke else None
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{stamp} {sha} {runner_sha or '-'} {harness.sha256}"
+    device.script(f"echo {shlex.quote(line)} >> {shlex.quote(root + '/deploys.log')}")
+    pushed = sum(p.size_bytes for p in (model, runner_placed, harness) if p is not None and p.pushed)
+    return DeployResult(
+        serial=device.serial,
+        facts=facts,
+        model=model,
+        runner=runner_placed,
+        harness=harness,
+        provenance=provenance,
+        smoke=smoke,
+        bytes_pushed=pushed,
+        notes=tuple(notes),
+    )
+
+
+def clean(device: Device, *, everything: bool) -> list[str]:
+    """Remove edgekit's files from `device`: all of them, or all but the newest deploy's.
+
+    Returns the device paths removed.
+    """
+    root = device.work_root
+    if everything:
+        if device.shell(["test", "-e", root], check=False).returncode == 0:
+            device.shell(["rm", "-rf", root])
+            return [root]
+        return []
+    log = device.shell(["cat", f"{root}/deploys.log"], check=False).stdout.strip().splitlines()
+    keep: set[str] = set()
+    if log:
+        _stamp, model, runner, harness = (log[-1].split() + ["-"] * 4)[:4]
+        keep = {f"models/{model}", f"runners/{runner}", f"harness/{harness}"}
+    removed = []
+    for kind in ("models", "runners", "harness", "tmp"):
+        listing = device.shell(["ls", "-1", f"{root}/{kind}"], check=False)
+        if listing.returncode != 0:
+            continue
+        for name in listing.stdout.split():
+            if f"{kind}/{name}" not in keep:
+                path = f"{root}/{kind}/{name}"
+                device.shell(["rm", "-rf", path])
+                removed.append(path)
+    if log:
+        device.script(f"echo {shlex.quote(log[-1])} > {shlex.quote(root + '/deploys.log')}")
+    return removed

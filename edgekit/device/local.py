@@ -1,0 +1,133 @@
+"""LocalDevice: this computer as a device.
+
+Deploy copies into a local folder (the user cache, `edgekit/local-device/`); the runner is
+the LiteRT-LM engine from `litert-lm-api`, in this process. Its battery is read from
+`/sys/class/power_supply/BAT*` where the computer has one, else every field is None.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgekit.device.base import BatterySample, Device, DeviceFacts, ProgressFn, ShellResult, check_result
+from edgekit.device.parsers import parse_sysfs_status
+from edgekit.errors import DeviceError
+
+_ABI = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a"}
+
+
+def local_root() -> Path:
+    """The folder that plays /data/local/tmp/edgekit for the local device."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgekit" / "local-device"
+
+
+class LocalDevice(Device):
+    """This computer. Paths are local paths; commands run with /bin/sh."""
+
+    serial = "local"
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or local_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.work_root = str(self.root)
+
+    def shell(
+        self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True, stdin: bytes | None = None
+    ) -> ShellResult:
+        """Run `argv` here (through /bin/sh, like a device shell)."""
+        command = shlex.join(argv)
+        try:
+            proc = subprocess.run(
+                ["/bin/sh", "-c", command], input=stdin or b"", capture_output=True, timeout=timeout_s, cwd=self.root
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise DeviceError(f"local: `{command}` timed out after {timeout_s:.0f} s", serial="local") from exc
+        result = ShellResult(
+            proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        )
+        return check_result(self.serial, command, result, check)
+
+    def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
+        """Copy a file (a local copy: "remote" is a local path)."""
+        Path(remote).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, remote)
+        if progress is not None:
+            size = Path(local).stat().st_size
+            progress(size, size)
+
+    def pull(self, remote: str, local: Path) -> None:
+        """Copy a file back."""
+        shutil.copyfile(remote, local)
+
+    def facts(self) -> DeviceFacts:
+        """This computer's OS, CPU architecture and free space in the local device folder."""
+        machine = platform.machine().lower()
+        return DeviceFacts(
+            serial="local",
+            manufacturer=None,
+            model=platform.node() or None,
+            soc=_cpu_model(),
+            abis=(_ABI.get(machine, machine),),
+            android_release=None,
+            sdk=None,
+            free_bytes=shutil.disk_usage(self.root).free,
+            emulated=False,
+        )
+
+    def battery(self) -> BatterySample:
+        """A laptop battery from sysfs if there is one; otherwise every field is None."""
+        supplies = sorted(Path("/sys/class/power_supply").glob("BAT*"))
+        if not supplies:
+            return BatterySample(
+                level_pct=None,
+                status=None,
+                plugged=None,
+                charge_counter_uah=None,
+                current_now_ua=None,
+                voltage_now_uv=None,
+                temperature_c=None,
+                charge_full_design_uah=None,
+                source="none",
+            )
+        bat = supplies[0]
+
+        def read(name: str) -> str | None:
+            try:
+                return (bat / name).read_text().strip()
+            except OSError:
+                return None
+
+        def num(name: str) -> int | None:
+            value = read(name)
+            return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+        status_text = read("status")
+        status = parse_sysfs_status(status_text) if status_text else None
+        return BatterySample(
+            level_pct=num("capacity"),
+            status=status,
+            plugged=None if status is None else status != 3,
+            charge_counter_uah=num("charge_now"),
+            current_now_ua=num("current_now"),
+            voltage_now_uv=num("voltage_now"),
+            temperature_c=None,
+            charge_full_design_uah=num("charge_full_design"),
+            source="sysfs",
+        )
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,130 @@
+"""A `litert_lm_main` stand-in that really runs the model with the host LiteRT-LM engine.
+
+It takes the real binary's flags that edgekit uses, reads user turns from stdin until an
+empty line (`--multi_turns`), answers each through a LiteRT-LM conversation, and prints
+what the real binary prints, BenchmarkInfo block included (`--benchmark`). While it runs
+inside the ADB device emulator it marks itself busy, so the simulated battery drains at
+its busy rate. `write_runner_standin(path)` writes it as an executable script to push as
+the runner (deploy notes that it is not an ELF binary).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPT = "Please enter the prompt (or press Enter to end): "
+_SEP = "-" * 50
+
+
+def _flags(argv: list[str]) -> dict[str, str]:
+    out = {}
+    for arg in argv:
+        if arg.startswith("--"):
+            key, _, value = arg[2:].partition("=")
+            out[key] = value if _ else "true"
+    return out
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run like `litert_lm_main --model_path=M --multi_turns --benchmark < turns`."""
+    flags = _flags(sys.argv[1:] if argv is None else argv)
+    model = flags.get("model_path")
+    if not model or not Path(model).is_file():
+        print(f"ERROR: model_path {model!r} does not exist", file=sys.stderr)
+        return 1
+    busy_dir = os.environ.get("EDGEKIT_EMU_DIR")
+    marker = Path(busy_dir) / "busy" / str(os.getpid()) if busy_dir else None
+    if marker is not None:
+        marker.write_text("runner\n")
+    try:
+        return _run(model, flags)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _run(model: str, flags: dict[str, str]) -> int:
+    import litert_lm
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    threads = int(flags["num_cpu_threads"]) if flags.get("num_cpu_threads", "").isdigit() else None
+    max_out = int(flags["max_output_tokens"]) if flags.get("max_output_tokens", "").isdigit() else None
+    max_tokens = int(flags["max_num_tokens"]) if flags.get("max_num_tokens", "").isdigit() else None
+    with tempfile.TemporaryDirectory(prefix="standin-xnnpack-") as cache_dir:
+        t0 = time.perf_counter()
+        try:
+            engine = litert_lm.Engine(
+                model,
+                backend=litert_lm.Backend.CPU(thread_count=threads),
+                cache_dir=cache_dir,
+                enable_benchmark=True,
+                max_num_tokens=max_tokens,
+            )
+        except RuntimeError as exc:
+            print(f"ERROR: Failed to create engine: {exc}", file=sys.stderr)
+            return 1
+        init_s = time.perf_counter() - t0
+        turns: list[tuple[int, float, int, float]] = []
+        session = engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_out)
+        ttft = None
+        while True:
+            sys.stdout.write(PROMPT)
+            sys.stdout.flush()
+            line = sys.stdin.readline()
+            if not line or not line.strip():
+                break
+            session.run_prefill([line.rstrip("\n")])
+            text = "".join(session.run_decode().texts)
+            info = session.get_benchmark_info()
+            turns.append(
+                (
+                    info.last_prefill_token_count,
+                    info.last_prefill_tokens_per_second,
+                    info.last_decode_token_count,
+                    info.last_decode_tokens_per_second,
+                )
+            )
+            if ttft is None:
+                ttft = info.time_to_first_token_in_second
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        session.close()
+        engine.close()
+    if "benchmark" in flags:
+        _print_benchmark(init_s, ttft or 0.0, turns)
+    return 0
+
+
+def _print_benchmark(init_s: float, ttft: float, turns: list[tuple[int, float, int, float]]) -> None:
+    out = ["BenchmarkInfo:", "  Init Phases (1):", f"    - Total init time: {init_s * 1000:.2f} ms", _SEP]
+    out += [f"  Time to first token: {ttft:.2f} s", _SEP, f"  Prefill Turns (Total {len(turns)} turns):"]
+    for i, (tokens, tps, _, _) in enumerate(turns, 1):
+        out.append(f"    Prefill Turn {i}: Processed {tokens} tokens in {_ms(tokens / tps if tps else 0)} duration.")
+        out.append(f"      Prefill Speed: {tps:.2f} tokens/sec.")
+    out += [_SEP, f"  Decode Turns (Total {len(turns)} turns):"]
+    for i, (_, _, tokens, tps) in enumerate(turns, 1):
+        out.append(f"    Decode Turn {i}: Processed {tokens} tokens in {_ms(tokens / tps if tps else 0)} duration.")
+        out.append(f"      Decode Speed: {tps:.2f} tokens/sec.")
+    out += [_SEP, "  TextToTokenIds Turns (Total 0 turns):", "    No text to token ids turns recorded.", _SEP, _SEP]
+    print("\n".join(out))
+
+
+def write_runner_standin(path: Path) -> Path:
+    """Write the stand-in as an executable script at `path` (runs with this Python)."""
+    path.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom edgekit.testing.runner_standin import main\nsys.exit(main())\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
