@@ -406,6 +406,9 @@ class AdbDeviceEmulator:
             "LANG": "C.UTF-8",
             "EDGEKIT_EMU_DIR": str(self.emu_dir),
             "EDGEKIT_EMU_SANDBOX": str(self.sandbox),
+            # Device paths inside files (not command strings) get this prefix from the
+            # harness scripts; empty on a phone.
+            "DEVICE_ROOT": str(self.sandbox),
         }
 
     # --- services --------------------------------------------------------------------

@@ -81,9 +81,18 @@ def _run(model: str, flags: dict[str, str]) -> int:
             line = sys.stdin.readline()
             if not line or not line.strip():
                 break
+            turn_started = time.monotonic()
             session.run_prefill([line.rstrip("\n")])
-            text = "".join(session.run_decode().texts)
+            # Stream the answer as the real binary does, so a reader sees the first token early.
+            for chunk in session.run_decode_async():
+                for text in chunk.texts:
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
             info = session.get_benchmark_info()
+            # A slower "device" for power tests: pad each turn to EDGEKIT_STANDIN_TURN_S seconds.
+            pad = float(os.environ.get("EDGEKIT_STANDIN_TURN_S", "0") or 0) - (time.monotonic() - turn_started)
+            if pad > 0:
+                time.sleep(pad)
             turns.append(
                 (
                     info.last_prefill_token_count,
@@ -94,7 +103,7 @@ def _run(model: str, flags: dict[str, str]) -> int:
             )
             if ttft is None:
                 ttft = info.time_to_first_token_in_second
-            sys.stdout.write(text + "\n")
+            sys.stdout.write("\n")
             sys.stdout.flush()
         session.close()
         engine.close()

@@ -1,0 +1,32 @@
+#!/bin/sh
+# sampler.sh RUN_DIR: append one fuel-gauge reading per SAMPLE_S seconds to RUN_DIR/samples.csv
+# (t_ms,charge_counter,current_now,voltage_now,capacity,temp,status) until RUN_DIR/stop exists.
+# Reads sysfs with the shell's own `read`: one fork (sleep) per sample.
+RUN=$1
+. "$RUN/run.env"
+# DEVICE_ROOT is empty on a phone; edgekit's device emulator sets it to its sandbox.
+B=${DEVICE_ROOT:-}/sys/class/power_supply/battery
+
+now() {
+  read -r up _rest < /proc/uptime
+  s=${up%.*}; f=${up#*.}; f=${f#0}
+  NOW=$((s * 1000 + ${f:-0} * 10))
+}
+
+rd() {
+  v=
+  [ -r "$B/$1" ] && read -r v < "$B/$1"
+}
+
+echo $$ > "$RUN/sampler.pid"
+while [ ! -e "$RUN/stop" ]; do
+  now
+  rd charge_counter; cc=$v
+  rd current_now; cur=$v
+  rd voltage_now; vol=$v
+  rd capacity; cap=$v
+  rd temp; tmp=$v
+  rd status; st=$v
+  echo "$NOW,$cc,$cur,$vol,$cap,$tmp,$st" >> "$RUN/samples.csv"
+  sleep "$SAMPLE_S"
+done

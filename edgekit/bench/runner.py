@@ -1,0 +1,253 @@
+"""The on-device side of a run: prepare its folder, start the driver detached, collect it.
+
+A run lives in `<work root>/runs/<run_id>/` on the device:
+
+    run.env              settings for driver.sh / sampler.sh (written here, quoted; files
+                         named relative to the work root)
+    conv/NNNN.txt        the conversations, one user turn per line (user text only in files)
+    events.csv           t_ms,event,conversation,turn   (device monotonic clock, /proc/uptime)
+    samples.csv          t_ms,charge_counter,current_now,voltage_now,capacity,temp,status
+    out/NNNN.txt|.bench  answers; the runner's BenchmarkInfo block
+    err/NNNN.txt         the runner's stderr
+    done/NNNN            one marker per finished conversation (resume skips them)
+    status               running | done
+    meta.json            what the host knew at start (device, artifact, workload, settings)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgekit.bench.power import PowerSample
+from edgekit.bench.result import TurnRecord
+from edgekit.bench.workload import Workload
+from edgekit.device import parsers
+from edgekit.device.base import Device
+from edgekit.errors import DeviceError
+
+_SYSFS_STATUS = {"charging": 2, "discharging": 3, "not charging": 4, "full": 5}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunPaths:
+    """Where a run's files are on the device."""
+
+    run_id: str
+    run_dir: str
+    harness_dir: str
+
+
+def run_paths(device: Device, run_id: str, harness_dir: str) -> RunPaths:
+    """The device folder of run `run_id`."""
+    return RunPaths(run_id=run_id, run_dir=f"{device.work_root}/runs/{run_id}", harness_dir=harness_dir)
+
+
+def runner_flags(*, max_output_tokens: int, max_num_tokens: int | None, threads: int | None, backend: str) -> list[str]:
+    """The runner flags a chat app would use: no benchmark-mode boosting, greedy, pinned limits."""
+    flags = [
+        f"--backend={backend}",
+        "--multi_turns",
+        "--benchmark",
+        "--boost_performance=false",
+        f"--max_output_tokens={max_output_tokens}",
+    ]
+    if max_num_tokens is not None:
+        flags.append(f"--max_num_tokens={max_num_tokens}")
+    if threads is not None:
+        flags.append(f"--num_cpu_threads={threads}")
+    return flags
+
+
+def prepare(
+    device: Device,
+    paths: RunPaths,
+    *,
+    runner: str,
+    model: str,
+    workload: Workload,
+    flags: list[str],
+    sample_period_s: float,
+    baseline_s: float,
+    meta: dict[str, Any],
+) -> None:
+    """Create the run folder on the device: run.env, one file per conversation, meta.json."""
+    for flag in flags:  # driver.sh splits RUNNER_FLAGS on spaces
+        if any(c.isspace() for c in flag):
+            raise ValueError(f"runner flag {flag!r} contains whitespace")
+    root = device.work_root.rstrip("/") + "/"
+
+    def relative(path: str) -> str:
+        if not path.startswith(root):
+            raise ValueError(f"{path} is not under the work root {root}")
+        return path[len(root) :]
+
+    env = {
+        "RUNNER": relative(runner),
+        "MODEL": relative(model),
+        "RUNNER_FLAGS": " ".join(flags),
+        "SAMPLE_S": f"{sample_period_s:g}",
+        "BASELINE_S": f"{baseline_s:g}",
+        "HARNESS": relative(paths.harness_dir),
+    }
+    device.shell(["mkdir", "-p", f"{paths.run_dir}/conv"])
+    with tempfile.TemporaryDirectory(prefix="edgekit-run-") as tmp:
+        local = Path(tmp)
+        (local / "run.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+        (local / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        device.push(local / "run.env", f"{paths.run_dir}/run.env")
+        device.push(local / "meta.json", f"{paths.run_dir}/meta.json")
+        for n, conv in enumerate(workload.conversations, 1):
+            f = local / f"{n:04d}.txt"
+            f.write_text("".join(turn + "\n" for turn in conv.turns))
+            device.push(f, f"{paths.run_dir}/conv/{n:04d}.txt")
+
+
+def start(device: Device, paths: RunPaths) -> None:
+    """Start driver.sh in its own session, detached: it survives the host and the cable going away."""
+    driver = f"{paths.harness_dir}/driver.sh"
+    log = f"{paths.run_dir}/driver.log"
+    script = (
+        f"cd {shlex.quote(paths.run_dir)} && "
+        f"(setsid sh {shlex.quote(driver)} {shlex.quote(paths.run_dir)} < /dev/null > {shlex.quote(log)} 2>&1 &)"
+    )
+    device.script(script)
+
+
+def status(device: Device, paths: RunPaths) -> tuple[str, int]:
+    """(status, conversations finished) of a run: status is running, done, or missing."""
+    script = (
+        f"cat {shlex.quote(paths.run_dir + '/status')} 2>/dev/null || echo missing; "
+        f"ls {shlex.quote(paths.run_dir + '/done')} 2>/dev/null | wc -l"
+    )
+    out = device.script(script, check=False).stdout.split()
+    state = out[0] if out else "missing"
+    done = int(out[1]) if len(out) > 1 and out[1].isdigit() else 0
+    return state, done
+
+
+def driver_alive(device: Device, paths: RunPaths) -> bool:
+    """True while the run's driver process is alive."""
+    script = f"p=$(cat {shlex.quote(paths.run_dir + '/driver.pid')} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null"
+    return device.script(script, check=False).returncode == 0
+
+
+def stop(device: Device, paths: RunPaths) -> None:
+    """Kill a run's driver, sampler and runner (for --resume tests and Ctrl-C)."""
+    run = shlex.quote(paths.run_dir)
+    device.script(
+        f"for f in {run}/driver.pid {run}/sampler.pid; do p=$(cat \"$f\" 2>/dev/null) && kill -9 -\"$p\" \"$p\" "
+        f"2>/dev/null; done; : > {run}/stop",
+        check=False,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunFiles:
+    """A run folder's contents, pulled to the host."""
+
+    meta: dict[str, Any]
+    events: list[tuple[float, str, str, int]]
+    samples: list[PowerSample]
+    bench: dict[str, str]
+    errors: dict[str, str]
+    done: set[str]
+    status: str
+
+
+def collect(device: Device, paths: RunPaths) -> RunFiles:
+    """Read a run folder from the device (text files through the shell)."""
+    run = paths.run_dir
+    test = device.shell(["test", "-f", f"{run}/meta.json"], check=False)
+    if test.returncode != 0:
+        raise DeviceError(f"{device.serial}: no run {paths.run_id} on the device", serial=device.serial)
+
+    def cat(name: str) -> str:
+        return device.shell(["cat", f"{run}/{name}"], check=False).stdout
+
+    def listing(folder: str) -> list[str]:
+        return device.shell(["ls", f"{run}/{folder}"], check=False).stdout.split()
+
+    events = []
+    for line in cat("events.csv").splitlines():
+        parts = line.split(",")
+        if len(parts) == 4 and parts[0].isdigit():
+            events.append((int(parts[0]) / 1000, parts[1], parts[2], int(parts[3]) if parts[3].isdigit() else 0))
+    bench = {name[:-6]: cat(f"out/{name}") for name in listing("out") if name.endswith(".bench")}
+    errors = {name[:-4]: cat(f"err/{name}") for name in listing("err") if name.endswith(".txt")}
+    return RunFiles(
+        meta=json.loads(cat("meta.json") or "{}"),
+        events=events,
+        samples=parse_samples(cat("samples.csv")),
+        bench=bench,
+        errors=errors,
+        done=set(listing("done")),
+        status=(cat("status").strip() or "missing"),
+    )
+
+
+def parse_samples(text: str) -> list[PowerSample]:
+    """samples.csv lines -> PowerSample (missing fields None, never 0)."""
+
+    def num(value: str) -> int | None:
+        value = value.strip()
+        return int(value) if value.lstrip("-").isdigit() else None
+
+    out = []
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) != 7 or not parts[0].isdigit():
+            continue
+        t_ms, cc, cur, vol, cap, temp, st = parts
+        temp_dc = num(temp)
+        out.append(
+            PowerSample(
+                t_s=int(t_ms) / 1000,
+                charge_counter_uah=num(cc),
+                current_raw=num(cur),
+                voltage_uv=num(vol),
+                level_pct=num(cap),
+                temperature_c=None if temp_dc is None else temp_dc / 10,
+                status=parsers.parse_sysfs_status(st) if st.strip() else None,
+            )
+        )
+    return out
+
+
+def turn_records(files: RunFiles, workload: Workload, t0: float) -> list[TurnRecord]:
+    """Per-turn records: timing from the driver's events, tokens and speeds from the runner."""
+    times: dict[tuple[str, int], dict[str, float]] = {}
+    for t, name, conv, turn in files.events:
+        if name in ("turn_send", "turn_first", "turn_end") and turn > 0:
+            times.setdefault((conv, turn), {})[name] = t
+    records = []
+    for n, conv in enumerate(workload.conversations, 1):
+        key = f"{n:04d}"
+        stats = parsers.parse_litert_lm_stats(files.bench.get(key, ""))
+        for k in range(1, len(conv.turns) + 1):
+            tt = times.get((key, k), {})
+            if not tt:
+                continue
+            prefill = stats.prefill[k - 1] if k <= len(stats.prefill) else None
+            decode = stats.decode[k - 1] if k <= len(stats.decode) else None
+            send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
+            records.append(
+                TurnRecord(
+                    conversation=conv.id,
+                    conversation_index=n,
+                    turn_index=k,
+                    prompt_tokens=prefill.tokens if prefill else None,
+                    output_tokens=decode.tokens if decode else None,
+                    ttft_s=(first - send) if send is not None and first is not None else None,
+                    prefill_tokens_per_s=prefill.tokens_per_s if prefill else None,
+                    decode_tokens_per_s=decode.tokens_per_s if decode else None,
+                    wall_s=(end - send) if send is not None and end is not None else None,
+                    t_start_s=None if send is None else send - t0,
+                    t_end_s=None if end is None else end - t0,
+                )
+            )
+    return records
