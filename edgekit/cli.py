@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edgekit._versions import versions
+from edgekit.commands.bench import bench_command
 from edgekit.commands.clean import clean_command
 from edgekit.commands.convert import convert_command
 from edgekit.commands.demo import demo_command
@@ -41,6 +42,7 @@ Start here:
   edgekit demo                                   the whole pipeline on a tiny built-in model
   edgekit convert MODEL_DIR -o model.litertlm    PyTorch/Hugging Face -> LiteRT INT4 bundle
   edgekit deploy --device SERIAL model.litertlm  verified, idempotent push to a phone + smoke run
+  edgekit battery-bench --device SERIAL m.litertlm  25 conversations: tokens/s, TTFT, battery %
 Run 'edgekit COMMAND --help' for a command's options and examples.
 """,
 )
@@ -59,6 +61,7 @@ def cli() -> None:
 
 cli.add_command(convert_command)
 cli.add_command(deploy_command)
+cli.add_command(bench_command)
 cli.add_command(devices_command)
 cli.add_command(clean_command)
 cli.add_command(example_command)

@@ -171,17 +171,21 @@ class PowerReport:
         return any(f.voids for f in self.flags)
 
 
-def analyse(
+def analyse_segments(
     samples: Sequence[PowerSample],
     *,
     baseline: tuple[float, float] | None,
-    workload: tuple[float, float],
+    segments: Sequence[tuple[float, float]],
     sample_period_s: float,
     low_battery_pct: int = 20,
 ) -> PowerReport:
-    """Integrate the workload window, subtract the idle baseline's mean draw, raise flags."""
+    """Integrate the workload's time segments (several when a run was resumed), subtract the
+    idle baseline's mean draw over the same time, and raise validity flags."""
     flags: list[Flag] = []
-    in_run = [s for s in samples if (baseline[0] if baseline else workload[0]) <= s.t_s <= workload[1]]
+    if not segments:
+        segments = [(0.0, -1.0)]
+    first_t = baseline[0] if baseline else segments[0][0]
+    in_run = [s for s in samples if first_t <= s.t_s <= segments[-1][1]]
     has_current = any(s.current_raw is not None for s in in_run)
     has_voltage = any(s.voltage_uv is not None for s in in_run)
     if not in_run or not has_current or not has_voltage:
@@ -207,7 +211,14 @@ def analyse(
     conv = decide_conventions(in_run)
     assert conv is not None
     statuses = {s.status for s in in_run}
-    work = integrate(window(samples, *workload), conv)
+    parts = [integrate(window(samples, a, b), conv) for a, b in segments]
+    deltas = [p.counter_delta_uah for p in parts if p.counter_delta_uah is not None]
+    work = Integral(
+        duration_s=sum(p.duration_s for p in parts),
+        charge_uah=sum(p.charge_uah for p in parts),
+        energy_uj=sum(p.energy_uj for p in parts),
+        counter_delta_uah=sum(deltas) if deltas else None,
+    )
     base = integrate(window(samples, *baseline), conv) if baseline else None
     if statuses & _CHARGING or work.charge_uah < 0 or (base is not None and base.charge_uah < 0):
         flags.append(

@@ -72,6 +72,7 @@ class BenchResult:
     validity: list[dict[str, Any]]
     summary: dict[str, Any]
     complete: bool = True
+    aggregate: dict[str, dict[str, float | None]] | None = None
 
     def to_json(self) -> str:
         """Indented JSON."""

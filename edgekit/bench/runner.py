@@ -221,9 +221,9 @@ def parse_samples(text: str) -> list[PowerSample]:
 def turn_records(files: RunFiles, workload: Workload, t0: float) -> list[TurnRecord]:
     """Per-turn records: timing from the driver's events, tokens and speeds from the runner."""
     times: dict[tuple[str, int], dict[str, float]] = {}
-    for t, name, conv, turn in files.events:
+    for t, name, key, turn in files.events:
         if name in ("turn_send", "turn_first", "turn_end") and turn > 0:
-            times.setdefault((conv, turn), {})[name] = t
+            times.setdefault((key, turn), {})[name] = t
     records = []
     for n, conv in enumerate(workload.conversations, 1):
         key = f"{n:04d}"

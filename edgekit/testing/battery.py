@@ -45,6 +45,8 @@ class BatteryController:
         self._energy_uj = 0.0
         self._busy_s = 0.0
         self._elapsed_s = 0.0
+        self._excess_uah = 0.0
+        self._excess_uj = 0.0
         self._current_ma = 0.0
         self._voltage_v = self._ocv()
         self._last = time.monotonic()
@@ -68,6 +70,10 @@ class BatteryController:
             self._energy_uj += voltage_v * current_ma * 1000 * dt
             self._busy_s += dt if busy else 0.0
             self._elapsed_s += dt
+            # What the load cost beyond idling: the figure baseline subtraction must recover.
+            idle_v = self._ocv() - self.idle_ma / 1000 * self.internal_resistance_ohm
+            self._excess_uah += (load_ma - self.idle_ma) * 1000 * dt / 3600
+            self._excess_uj += (voltage_v * current_ma - idle_v * self.idle_ma) * 1000 * dt
             self._current_ma = current_ma
             self._voltage_v = voltage_v
 
@@ -75,15 +81,19 @@ class BatteryController:
         """Start the truth record afresh (charge drawn, energy, time) from now."""
         with self._lock:
             self._drawn_uah = self._energy_uj = self._busy_s = self._elapsed_s = 0.0
+            self._excess_uah = self._excess_uj = 0.0
 
     def truth(self) -> dict[str, float]:
-        """What really happened since the last reset: µAh and µJ drawn (negative = charged in)."""
+        """What really happened since the last reset: µAh and µJ drawn (negative = charged in),
+        and the excess over idling (what the busy periods cost beyond `idle_ma`)."""
         with self._lock:
             return {
                 "charge_drawn_uah": self._drawn_uah,
                 "energy_drawn_uj": self._energy_uj,
                 "busy_s": self._busy_s,
                 "elapsed_s": self._elapsed_s,
+                "excess_charge_uah": self._excess_uah,
+                "excess_energy_uj": self._excess_uj,
             }
 
     def readings(self) -> dict[str, int | str]:

@@ -291,6 +291,10 @@ class AdbDeviceEmulator:
         self.require_auth = require_auth
         self.battery = battery or BatteryController()
         self.faults = Faults()
+        self.extra_env: dict[str, str] = {}
+        """Added to every command's environment (e.g. the runner stand-in's knobs)."""
+        self.battery_counters = True
+        """False: the fuel gauge exposes nothing (no sysfs files, dumpsys without figures)."""
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -316,6 +320,7 @@ class AdbDeviceEmulator:
         bin_dir = self.emu_dir / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
         (self.emu_dir / "busy").mkdir(exist_ok=True)
+        (self.emu_dir / "wakefulness").write_text("Asleep\n")
         for name, script in _STAND_INS.items():
             path = bin_dir / name
             path.write_text(script)
@@ -346,6 +351,9 @@ class AdbDeviceEmulator:
         self.battery.tick(busy)
         r = self.battery.readings()
         for key, value in r.items():
+            if not self.battery_counters:
+                (self.power_dir / key).unlink(missing_ok=True)
+                continue
             tmp = self.power_dir / f".{key}.tmp"
             tmp.write_text(f"{value}\n")
             os.replace(tmp, self.power_dir / key)
@@ -370,6 +378,8 @@ class AdbDeviceEmulator:
               technology: Li-ion
             """
         )
+        if not self.battery_counters:
+            dumpsys = "Current Battery Service state:\n  AC powered: false\n  USB powered: false\n  level: 80\n"
         (self.emu_dir / ".dumpsys-battery.tmp").write_text(dumpsys)
         os.replace(self.emu_dir / ".dumpsys-battery.tmp", self.emu_dir / "dumpsys-battery.txt")
         thermal = f"IsStatusOverride: false\nThermal Status: {self.battery.thermal_status}\nHAL Ready: true\n"
@@ -409,6 +419,7 @@ class AdbDeviceEmulator:
             # Device paths inside files (not command strings) get this prefix from the
             # harness scripts; empty on a phone.
             "DEVICE_ROOT": str(self.sandbox),
+            **self.extra_env,
         }
 
     # --- services --------------------------------------------------------------------
@@ -650,7 +661,33 @@ _STAND_INS = {
         case "$1" in
           battery) cat "$EDGEKIT_EMU_DIR/dumpsys-battery.txt" ;;
           thermalservice) cat "$EDGEKIT_EMU_DIR/dumpsys-thermalservice.txt" ;;
+          power) echo "POWER MANAGER (dumpsys power)"; echo "  mWakefulness=$(cat "$EDGEKIT_EMU_DIR/wakefulness")" ;;
           *) echo "Can't find service: $1" >&2; exit 1 ;;
+        esac
+        """
+    ),
+    "settings": textwrap.dedent(
+        """\
+        #!/bin/sh
+        # settings stand-in: get/put NAMESPACE KEY [VALUE], stored in files.
+        d="$EDGEKIT_EMU_DIR/settings/$2"; mkdir -p "$d"
+        case "$1" in
+          get) cat "$d/$3" 2>/dev/null || echo null ;;
+          put) printf '%s\\n' "$4" > "$d/$3" ;;
+          *) echo "usage: settings get|put NAMESPACE KEY [VALUE]" >&2; exit 1 ;;
+        esac
+        """
+    ),
+    "input": textwrap.dedent(
+        """\
+        #!/bin/sh
+        # input stand-in: keyevent 223 (sleep) / 224 (wake) / 26 (power) switch the screen.
+        [ "$1" = keyevent ] || exit 0
+        f="$EDGEKIT_EMU_DIR/wakefulness"
+        case "$2" in
+          223|KEYCODE_SLEEP) echo Asleep > "$f" ;;
+          224|KEYCODE_WAKEUP) echo Awake > "$f" ;;
+          26|KEYCODE_POWER) if grep -q Awake "$f"; then echo Asleep > "$f"; else echo Awake > "$f"; fi ;;
         esac
         """
     ),

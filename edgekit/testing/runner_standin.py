@@ -75,6 +75,9 @@ def _run(model: str, flags: dict[str, str]) -> int:
         turns: list[tuple[int, float, int, float]] = []
         session = engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_out)
         ttft = None
+        # Test knob: crash (exit 134, like an abort) in the middle of this turn.
+        crash_at = int(os.environ.get("EDGEKIT_STANDIN_CRASH_AT_TURN", "0") or 0)
+        turn_no = 0
         while True:
             sys.stdout.write(PROMPT)
             sys.stdout.flush()
@@ -82,6 +85,12 @@ def _run(model: str, flags: dict[str, str]) -> int:
             if not line or not line.strip():
                 break
             turn_started = time.monotonic()
+            turn_no += 1
+            if turn_no == crash_at:
+                sys.stdout.write("partial answ")
+                sys.stdout.flush()
+                print("F0000 runner crashed: simulated abort", file=sys.stderr)
+                os._exit(134)
             session.run_prefill([line.rstrip("\n")])
             # Stream the answer as the real binary does, so a reader sees the first token early.
             for chunk in session.run_decode_async():

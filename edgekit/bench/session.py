@@ -1,0 +1,553 @@
+"""battery-bench end to end: deploy, prepare the phone, run detached, collect, compute.
+
+    start_run(device, artifact, config)      deploy + prepare + start the driver; returns the run id
+    follow(device, run_id)                   wait for the driver to finish
+    collect(device, run_id)                  pull the run folder and compute a BenchResult
+    resume(device, run_id)                   restart a run that was cut off (finished conversations are kept)
+    battery_bench(device, artifact, config)  all of the above, attached (or `local`)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import re
+import secrets
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifact import Artifact
+from edgekit.bench import power as power_lib
+from edgekit.bench import runner as run_lib
+from edgekit.bench.result import BenchResult, TurnRecord, summarise
+from edgekit.bench.workload import Workload, load_workload
+from edgekit.deploy import DeployConfig, deploy, harness_files
+from edgekit.device import parsers
+from edgekit.device.base import Device
+from edgekit.device.local import LocalDevice
+from edgekit.errors import DeviceError, InputError
+
+ProgressFn = Callable[[int, int], None]
+"""`progress(conversations_done, conversations_total)`."""
+
+BASELINE_CAP_S = 300.0
+_ASSUMED_TOKENS_PER_S = 20.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """How to run the benchmark. None = decided from the device or the workload."""
+
+    workload: Path | None = None
+    runner: Path | None = None
+    sample_period_s: float = 0.25
+    baseline_s: float | None = None
+    capacity_mah: float | None = None
+    threads: int | None = None
+    backend: str = "cpu"
+    max_num_tokens: int | None = None
+    redact: bool = False
+    prepare_screen: bool = True
+    low_battery_pct: int = 20
+    poll_s: float = 1.0
+    timeout_s: float = 6 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.sample_period_s <= 60:
+            raise InputError(f"sample period must be between 0.01 and 60 s, got {self.sample_period_s}")
+        if self.baseline_s is not None and self.baseline_s < 0:
+            raise InputError(f"baseline must be >= 0 s, got {self.baseline_s}")
+        if self.capacity_mah is not None and self.capacity_mah <= 0:
+            raise InputError(f"capacity must be a positive number of mAh, got {self.capacity_mah}")
+        if self.backend not in ("cpu", "gpu", "npu"):
+            raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}")
+
+
+def default_baseline_s(workload: Workload) -> float:
+    """As long as the workload is expected to take, capped at BASELINE_CAP_S."""
+    estimate = workload.turns * (workload.max_output_tokens / _ASSUMED_TOKENS_PER_S + 0.5)
+    return min(BASELINE_CAP_S, estimate)
+
+
+def _redact(serial: str) -> str:
+    return "redacted-" + secrets.token_hex(3) if serial else serial
+
+
+def _facts_dict(device: Device, redact: bool) -> dict[str, Any]:
+    facts = dataclasses.asdict(device.facts())
+    if redact:
+        facts["serial"] = _redact(str(facts["serial"]))
+    return facts
+
+
+def _thermal(device: Device) -> int | None:
+    if isinstance(device, LocalDevice):
+        return None
+    return parsers.parse_thermal_status(device.shell(["dumpsys", "thermalservice"], check=False).stdout)
+
+
+def _screen_on(device: Device) -> bool | None:
+    out = device.shell(["dumpsys", "power"], check=False).stdout
+    m = re.search(r"mWakefulness=(\w+)", out)
+    return None if m is None else m.group(1) == "Awake"
+
+
+def prepare_phone(device: Device) -> dict[str, Any]:
+    """Record screen, stay-awake and brightness; turn the screen off and stay-awake off where we can."""
+    state: dict[str, Any] = {
+        "screen_on_before": _screen_on(device),
+        "stay_on_before": device.shell(["settings", "get", "global", "stay_on_while_plugged_in"], check=False)
+        .stdout.strip(),
+        "brightness": device.shell(["settings", "get", "system", "screen_brightness"], check=False).stdout.strip(),
+        "changed": [],
+    }
+    if state["stay_on_before"] not in ("", "0", "null"):
+        device.shell(["settings", "put", "global", "stay_on_while_plugged_in", "0"], check=False)
+        state["changed"].append("stay_on")
+    if state["screen_on_before"]:
+        device.shell(["input", "keyevent", "223"], check=False)  # KEYCODE_SLEEP
+        state["changed"].append("screen")
+    state["screen_on_during"] = _screen_on(device)
+    return state
+
+
+def restore_phone(device: Device, state: dict[str, Any]) -> None:
+    """Undo what prepare_phone changed."""
+    if "stay_on" in state.get("changed", []):
+        device.shell(["settings", "put", "global", "stay_on_while_plugged_in", state["stay_on_before"]], check=False)
+    if "screen" in state.get("changed", []):
+        device.shell(["input", "keyevent", "224"], check=False)  # KEYCODE_WAKEUP
+
+
+def _run_id(serial: str) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) -> str:
+    """Deploy, prepare the phone, write the run folder and start the driver detached; returns the run id."""
+    workload = load_workload(config.workload)
+    artifact = Artifact.load(artifact_path)
+    deployed = deploy(device, artifact.path, DeployConfig(runner=config.runner, smoke=False))
+    if deployed.runner is None:
+        raise InputError("battery-bench on a phone needs the on-device runner: pass --runner")
+    battery = device.battery()
+    capacity = config.capacity_mah or (
+        battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
+    )
+    phone = prepare_phone(device) if config.prepare_screen else {"changed": []}
+    run_id = _run_id(device.serial)
+    paths = run_lib.run_paths(device, run_id, deployed.harness.remote)
+    flags = run_lib.runner_flags(
+        max_output_tokens=workload.max_output_tokens,
+        max_num_tokens=config.max_num_tokens,
+        threads=config.threads,
+        backend=config.backend,
+    )
+    baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
+    meta = {
+        "run_id": run_id,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": _facts_dict(device, config.redact),
+        "artifact": {
+            "name": artifact.path.name,
+            "sha256": deployed.model.sha256,
+            "provenance": deployed.provenance,
+            "manifest": dataclasses.asdict(artifact.manifest) if artifact.manifest else None,
+        },
+        "workload": _workload_meta(workload),
+        "runner": {"sha256": deployed.runner.sha256, "flags": flags, "path": deployed.runner.remote},
+        "settings": {
+            "sample_period_s": config.sample_period_s,
+            "baseline_s": baseline_s,
+            "capacity_mah": capacity,
+            "capacity_source": "--capacity-mah" if config.capacity_mah else "charge_full_design",
+            "low_battery_pct": config.low_battery_pct,
+        },
+        "phone": phone,
+        "battery_start": dataclasses.asdict(battery),
+        "thermal_start": _thermal(device),
+        "harness": paths.harness_dir,
+    }
+    run_lib.prepare(
+        device,
+        paths,
+        runner=deployed.runner.remote,
+        model=deployed.model.remote,
+        workload=workload,
+        flags=flags,
+        sample_period_s=config.sample_period_s,
+        baseline_s=baseline_s,
+        meta=meta,
+    )
+    run_lib.start(device, paths)
+    return run_id
+
+
+def _workload_meta(workload: Workload) -> dict[str, Any]:
+    return {
+        "name": workload.name,
+        "version": workload.version,
+        "sha256": workload.sha256,
+        "max_output_tokens": workload.max_output_tokens,
+        "conversations": [{"id": c.id, "turns": len(c.turns)} for c in workload.conversations],
+    }
+
+
+def _paths(device: Device, run_id: str) -> run_lib.RunPaths:
+    if not re.fullmatch(r"[0-9A-Za-z._-]+", run_id):
+        raise InputError(f"{run_id!r} is not a run id (they look like 20261125-143000-a1b2c3)")
+    # The harness folder is recorded in meta.json; the driver does not need it to be collected.
+    return run_lib.run_paths(device, run_id, harness_dir="")
+
+
+def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressFn | None = None) -> None:
+    """Wait until the run's driver is done (or has died)."""
+    paths = _paths(device, run_id)
+    deadline = time.monotonic() + config.timeout_s
+    total = None
+    while time.monotonic() < deadline:
+        state, done = run_lib.status(device, paths)
+        if total is None:
+            total = len(device.shell(["ls", f"{paths.run_dir}/conv"], check=False).stdout.split())
+        if progress is not None:
+            progress(done, total)
+        if state == "done":
+            return
+        if state == "missing":
+            raise DeviceError(f"{device.serial}: no run {run_id} on the device", serial=device.serial)
+        if not run_lib.driver_alive(device, paths):
+            return  # cut off: collect keeps what it measured; --resume finishes it
+        time.sleep(config.poll_s)
+    raise DeviceError(f"{device.serial}: run {run_id} did not finish within {config.timeout_s:.0f} s")
+
+
+def resume(device: Device, run_id: str) -> None:
+    """Restart the driver of a run that was cut off; finished conversations are not run again."""
+    paths = _paths(device, run_id)
+    if run_lib.driver_alive(device, paths):
+        raise InputError(f"run {run_id} is still running: wait for it or collect it")
+    files = run_lib.collect(device, paths)
+    harness = files.meta.get("harness") or ""
+    run_lib.start(device, run_lib.RunPaths(run_id=run_id, run_dir=paths.run_dir, harness_dir=harness))
+
+
+def collect(device: Device, run_id: str, *, restore: bool = True) -> BenchResult:
+    """Pull run `run_id` from the device and compute its result (partial if it was cut off)."""
+    paths = _paths(device, run_id)
+    files = run_lib.collect(device, paths)
+    if restore:
+        restore_phone(device, files.meta.get("phone", {}))
+    return build_result(files, thermal_end=_thermal(device))
+
+
+def _windows(events: list[tuple[float, str, str, int]]) -> tuple[tuple[float, float] | None, list[tuple[float, float]]]:
+    baseline_start = next((t for t, n, _, _ in events if n == "baseline_start"), None)
+    baseline_end = next((t for t, n, _, _ in events if n == "baseline_end"), None)
+    baseline = (baseline_start, baseline_end) if baseline_start is not None and baseline_end is not None else None
+    segments: list[tuple[float, float]] = []
+    start = last = None
+    for t, name, _, _ in events:
+        if name == "workload_start":
+            if start is not None and last is not None and last > start:
+                segments.append((start, last))
+            start, last = t, t
+        elif start is not None:
+            last = t
+            if name == "workload_end":
+                segments.append((start, t))
+                start = None
+    if start is not None and last is not None and last > start:
+        segments.append((start, last))
+    return baseline, segments
+
+
+def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchResult:
+    """Compute a BenchResult from a collected run folder."""
+    meta = files.meta
+    conversations = meta["workload"]["conversations"]
+    workload = Workload(
+        name=meta["workload"]["name"],
+        version=meta["workload"]["version"],
+        max_output_tokens=meta["workload"]["max_output_tokens"],
+        conversations=tuple(
+            _conversation_stub(c["id"], c["turns"]) for c in conversations
+        ),
+        sha256=meta["workload"]["sha256"],
+        path=Path("."),
+    )
+    t0 = files.events[0][0] if files.events else 0.0
+    turns = run_lib.turn_records(files, workload, t0)
+    baseline, segments = _windows(files.events)
+    settings = meta["settings"]
+    report = power_lib.analyse_segments(
+        files.samples,
+        baseline=baseline,
+        segments=segments,
+        sample_period_s=settings["sample_period_s"],
+        low_battery_pct=settings.get("low_battery_pct", 20),
+    )
+    flags = [dataclasses.asdict(f) for f in report.flags]
+    phone = meta.get("phone", {})
+    if phone.get("screen_on_during"):
+        flags.append({"code": "screen_on", "message": "the screen stayed on during the run", "voids": True})
+    thermal_start = meta.get("thermal_start")
+    if thermal_start is not None and thermal_end is not None and thermal_end != thermal_start:
+        flags.append(
+            {
+                "code": "thermal_changed",
+                "message": f"thermal status changed from {thermal_start} to {thermal_end} during the run",
+                "voids": False,
+            }
+        )
+    failed = sorted(set(f"{n:04d}" for n in range(1, len(conversations) + 1)) - files.done)
+    crashed = [k for k in failed if any(e[1] == "conv_end" and e[2] == k and e[3] != 0 for e in files.events)]
+    for key in crashed:
+        detail = " ".join(files.errors.get(key, "").strip().splitlines()[-2:])
+        flags.append(
+            {
+                "code": "runner_failed",
+                "message": f"conversation {key} ({conversations[int(key) - 1]['id']}): the runner failed: {detail}",
+                "voids": False,
+            }
+        )
+    complete = not failed
+    if not complete:
+        flags.append(
+            {
+                "code": "incomplete",
+                "message": f"{len(failed)} of {len(conversations)} conversations did not finish "
+                f"(collect again after --resume)",
+                "voids": False,
+            }
+        )
+    voided = any(f["voids"] for f in flags)
+    duration = sum(b - a for a, b in segments)
+    finished = len(files.done)
+    summary = summarise(
+        turns,
+        None if voided else report,
+        conversations=finished,
+        duration_s=duration,
+        capacity_mah=settings.get("capacity_mah"),
+    )
+    return BenchResult(
+        simulated=bool(meta["device"].get("emulated")),
+        created=meta["created"],
+        run_id=meta["run_id"],
+        device=meta["device"],
+        artifact=meta["artifact"],
+        workload=meta["workload"],
+        runner=meta["runner"],
+        settings=settings,
+        turns=turns,
+        samples=[dataclasses.asdict(s) for s in files.samples],
+        baseline_window_s=None if baseline is None else [baseline[0] - t0, baseline[1] - t0],
+        workload_window_s=[segments[0][0] - t0, segments[-1][1] - t0] if segments else None,
+        power=_power_dict(report, t0),
+        validity=flags,
+        summary=summary,
+        complete=complete,
+    )
+
+
+def _conversation_stub(cid: str, turns: int) -> Any:
+    from edgekit.bench.workload import Conversation
+
+    return Conversation(id=cid, turns=tuple("" for _ in range(turns)))
+
+
+def _power_dict(report: power_lib.PowerReport, t0: float) -> dict[str, Any]:
+    conv = report.conventions
+    return {
+        "conventions": None if conv is None else dataclasses.asdict(conv),
+        "baseline_current_ma": report.baseline_current_ma,
+        "baseline_power_mw": report.baseline_power_mw,
+        "workload_gross_charge_mah": None if report.workload is None else report.workload.charge_uah / 1000,
+        "workload_gross_energy_mwh": None if report.workload is None else report.workload.energy_uj / 3.6e6,
+        "workload_charge_mah": report.workload_charge_mah,
+        "workload_energy_mwh": report.workload_energy_mwh,
+        "charge_counter_check_ratio": report.counter_check_ratio,
+    }
+
+
+def run_local(
+    device: LocalDevice, artifact_path: Path | str, config: BenchConfig, progress: ProgressFn | None = None
+) -> BenchResult:
+    """The same workload through the LiteRT-LM engine on this computer, with the same per-turn records.
+
+    This computer's battery is sampled where it has one; otherwise power is "not measured".
+    """
+    import litert_lm
+
+    workload = load_workload(config.workload)
+    artifact = Artifact.load(artifact_path)
+    deployed = deploy(device, artifact.path, DeployConfig(smoke=False))
+    samples: list[power_lib.PowerSample] = []
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def sample() -> None:
+        while not stop.is_set():
+            b = device.battery()
+            if b.source != "none":
+                samples.append(
+                    power_lib.PowerSample(
+                        t_s=time.monotonic(),
+                        charge_counter_uah=b.charge_counter_uah,
+                        current_raw=b.current_now_ua,
+                        voltage_uv=b.voltage_now_uv,
+                        level_pct=b.level_pct,
+                        temperature_c=b.temperature_c,
+                        status=b.status,
+                    )
+                )
+            stop.wait(config.sample_period_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
+    baseline = (time.monotonic(), time.monotonic() + baseline_s)
+    stop.wait(baseline_s)
+    turns: list[TurnRecord] = []
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    import tempfile
+
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
+        engine = litert_lm.Engine(
+            deployed.model.remote,
+            backend=litert_lm.Backend.CPU(thread_count=config.threads),
+            cache_dir=cache_dir,
+            enable_benchmark=True,
+            max_num_tokens=config.max_num_tokens,
+        )
+        try:
+            for n, conv in enumerate(workload.conversations, 1):
+                session = engine.create_session(
+                    sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=workload.max_output_tokens
+                )
+                try:
+                    for k, text in enumerate(conv.turns, 1):
+                        sent = time.monotonic()
+                        session.run_prefill([text])
+                        first = None
+                        for _chunk in session.run_decode_async():
+                            if first is None:
+                                first = time.monotonic()
+                        end = time.monotonic()
+                        info = session.get_benchmark_info()
+                        turns.append(
+                            TurnRecord(
+                                conversation=conv.id,
+                                conversation_index=n,
+                                turn_index=k,
+                                prompt_tokens=info.last_prefill_token_count,
+                                output_tokens=info.last_decode_token_count,
+                                ttft_s=None if first is None else first - sent,
+                                prefill_tokens_per_s=info.last_prefill_tokens_per_second,
+                                decode_tokens_per_s=info.last_decode_tokens_per_second,
+                                wall_s=end - sent,
+                                t_start_s=sent - t0,
+                                t_end_s=end - t0,
+                            )
+                        )
+                finally:
+                    session.close()
+                if progress is not None:
+                    progress(n, len(workload.conversations))
+        finally:
+            engine.close()
+    end = time.monotonic()
+    stop.set()
+    sampler.join()
+    report = power_lib.analyse_segments(
+        samples,
+        baseline=baseline,
+        segments=[(start, end)],
+        sample_period_s=config.sample_period_s,
+        low_battery_pct=config.low_battery_pct,
+    )
+    flags = [dataclasses.asdict(f) for f in report.flags]
+    if not samples:
+        flags = [
+            {
+                "code": "counters_missing",
+                "message": "this computer has no readable battery or energy counter: battery not measured",
+                "voids": True,
+            }
+        ]
+    voided = any(f["voids"] for f in flags)
+    battery = device.battery()
+    capacity = config.capacity_mah or (battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None)
+    return BenchResult(
+        simulated=False,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        run_id=_run_id("local"),
+        device=_facts_dict(device, config.redact),
+        artifact={
+            "name": artifact.path.name,
+            "sha256": deployed.model.sha256,
+            "provenance": deployed.provenance,
+            "manifest": dataclasses.asdict(artifact.manifest) if artifact.manifest else None,
+        },
+        workload=_workload_meta(workload),
+        runner={"engine": "litert_lm (litert-lm-api)", "flags": [f"threads={config.threads}", "greedy"]},
+        settings={
+            "sample_period_s": config.sample_period_s,
+            "baseline_s": baseline_s,
+            "capacity_mah": capacity,
+            "harness_files": sorted(harness_files()),
+        },
+        turns=turns,
+        samples=[dataclasses.asdict(s) for s in samples],
+        baseline_window_s=[baseline[0] - t0, baseline[1] - t0],
+        workload_window_s=[start - t0, end - t0],
+        power=_power_dict(report, t0),
+        validity=flags,
+        summary=summarise(
+            turns,
+            None if voided else report,
+            conversations=len(workload.conversations),
+            duration_s=end - start,
+            capacity_mah=capacity,
+        ),
+        complete=True,
+    )
+
+
+def aggregate(results: list[BenchResult]) -> dict[str, dict[str, float | None]]:
+    """Mean, standard deviation and 95% interval (Student t) of every numeric summary figure."""
+    out: dict[str, dict[str, float | None]] = {}
+    for key in results[0].summary:
+        values = [r.summary[key] for r in results if isinstance(r.summary.get(key), (int, float))]
+        if not values:
+            out[key] = {"mean": None, "stddev": None, "ci95_low": None, "ci95_high": None, "n": 0}
+            continue
+        mean = statistics.fmean(values)
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        half = _t95(len(values) - 1) * sd / math.sqrt(len(values)) if len(values) > 1 else 0.0
+        out[key] = {"mean": mean, "stddev": sd, "ci95_low": mean - half, "ci95_high": mean + half, "n": len(values)}
+    return out
+
+
+def _t95(dof: int) -> float:
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+    return table.get(dof, 1.96 if dof > 30 else 2.042)
+
+
+def cool_down(device: Device, start_temperature_c: float | None, *, timeout_s: float = 600.0) -> None:
+    """Wait until the battery is back to its starting temperature (+0.5 °C), at most `timeout_s`."""
+    if start_temperature_c is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        t = device.battery().temperature_c
+        if t is None or t <= start_temperature_c + 0.5:
+            return
+        time.sleep(5)

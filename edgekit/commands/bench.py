@@ -1,0 +1,222 @@
+"""`edgekit battery-bench`: the 25-conversation workload on the phone, with speed and battery cost."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from edgekit.commands._common import print_json, stderr_console
+from edgekit.commands.deploy import transport_option
+from edgekit.device import Transport, open_device, resolve_devices
+from edgekit.errors import InputError
+
+
+def _fmt(value: Any, spec: str, unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def render_summary(result: Any, path: Path | None) -> list[str]:
+    """The human summary of a BenchResult (every figure labelled simulated when it is)."""
+    s = result.summary
+    sim = " (simulated)" if result.simulated else ""
+    w = result.workload
+    turns = sum(c["turns"] for c in w["conversations"])
+    lines = [
+        f"battery-bench {result.run_id}: {w['name']} v{w['version']} ({len(w['conversations'])} conversations, "
+        f"{turns} turns) on {result.device.get('model') or result.device.get('serial')}{sim}"
+        + ("" if result.complete else " — INCOMPLETE"),
+        f"  decode {_fmt(s['decode_tokens_per_s'], '.1f')} tok/s · prefill {_fmt(s['prefill_tokens_per_s'], '.1f')} "
+        f"tok/s · time to first token median {_fmt(s['ttft_s_median'], '.3f', ' s')} · {s['output_tokens']} output "
+        f"tokens in {_fmt(s['duration_s'], '.1f', ' s')}{sim}",
+    ]
+    if s["workload_charge_mah"] is None:
+        why = "; ".join(f["message"] for f in result.validity if f["voids"]) or "not measured"
+        lines.append(f"  battery: not measured — {why}")
+    else:
+        lines.append(
+            f"  battery: {_fmt(s['battery_pct_per_25_conversations'], '.3f', '%')} per 25 conversations{sim} · "
+            f"{s['workload_charge_mah']:.2f} mAh · {s['workload_energy_mwh']:.2f} mWh · "
+            f"{_fmt(s['mj_per_output_token'], '.1f')} mJ/output token{sim}"
+        )
+        p = result.power
+        if p.get("baseline_current_ma") is not None:
+            lines.append(
+                f"  idle baseline subtracted: {p['baseline_current_ma']:.1f} mA / {p['baseline_power_mw']:.0f} mW{sim}"
+            )
+        if p.get("conventions"):
+            lines.append(f"  current_now: {p['conventions']['basis']}")
+    for flag in result.validity:
+        lines.append(f"  {'VOID' if flag['voids'] else 'flag'} [{flag['code']}]: {flag['message']}")
+    if path is not None:
+        lines.append(f"  result: {path}")
+    return lines
+
+
+def _default_output(serial: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^0-9A-Za-z._-]+", "_", serial)
+    return Path("edgekit-results") / f"{stamp}-{safe}.json"
+
+
+@click.command(
+    "battery-bench",
+    epilog="""\b
+Examples:
+  edgekit battery-bench --device SERIAL --runner ./litert_lm_main gemma3-270m-int4.litertlm
+  edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable
+  edgekit battery-bench --device SERIAL --collect 20261125-143000-a1b2c3
+  edgekit battery-bench --device local model.litertlm                  # this computer
+""",
+)
+@click.argument("artifact", type=click.Path(path_type=Path), required=False)
+@click.option("--device", "devices", multiple=True, metavar="SERIAL", help="adb serial, HOST:PORT, or local.  [default: the one attached phone]")
+@transport_option
+@click.option("--workload", type=click.Path(path_type=Path), help="A workload JSONL file.  [default: chat-25, shipped]")
+@click.option("--runner", type=click.Path(path_type=Path), envvar="EDGEKIT_RUNNER", help="litert_lm_main for the phone (cached after the first deploy).  [env: EDGEKIT_RUNNER]")
+@click.option("--sample-ms", type=int, default=250, show_default=True, help="Battery sampling period on the device.")
+@click.option("--baseline-s", type=float, help="Idle baseline length.  [default: as long as the workload is expected to take, at most 300 s]")
+@click.option("--capacity-mah", type=float, help="Battery design capacity for the % figure.  [default: the device's charge_full_design]")
+@click.option("--threads", type=int, help="Runner CPU threads (--num_cpu_threads).")
+@click.option("--backend", type=click.Choice(["cpu", "gpu", "npu"]), default="cpu", show_default=True)
+@click.option("--max-num-tokens", type=int, help="Pin the runner's KV cache use (--max_num_tokens).")
+@click.option("--detach", is_flag=True, help="Start the run on the phone and return at once: unplug, wait, then --collect.")
+@click.option("--collect", "collect_id", metavar="RUN_ID", help="Pull a (detached) run and compute its result.")
+@click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish a run that was cut off; finished conversations are kept.")
+@click.option("--repeat", type=int, default=1, show_default=True, help="Run the workload N times; report mean, stddev and 95% interval.")
+@click.option("--cooldown/--no-cooldown", default=True, show_default=True, help="Between repeats, wait until the battery is back to its starting temperature.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Result JSON.  [default: edgekit-results/<time>-<serial>.json]")
+@click.option("--redact", is_flag=True, help="Replace device serials in the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON on stdout.")
+def bench_command(
+    artifact: Path | None,
+    devices: tuple[str, ...],
+    transport: str,
+    workload: Path | None,
+    runner: Path | None,
+    sample_ms: int,
+    baseline_s: float | None,
+    capacity_mah: float | None,
+    threads: int | None,
+    backend: str,
+    max_num_tokens: int | None,
+    detach: bool,
+    collect_id: str | None,
+    resume_id: str | None,
+    repeat: int,
+    cooldown: bool,
+    output: Path | None,
+    redact: bool,
+    as_json: bool,
+) -> None:
+    """Run a conversation workload (25 conversations by default) through the model ON the
+    phone, detached from the host, sampling the fuel gauge; report tokens/s, time to first
+    token, and the workload's own battery cost: % of battery per 25 conversations, mAh, mWh
+    and mJ per output token, after subtracting an idle baseline.
+
+    Runs that cannot be trusted (charging, screen on, missing counters) are flagged and get
+    no battery headline. Figures from an emulated device are labelled simulated.
+    """
+    from edgekit.bench import session
+    from edgekit.bench.result import BenchResult
+
+    if sum(bool(x) for x in (detach, collect_id, resume_id)) > 1:
+        raise InputError("choose one of --detach, --collect and --resume")
+    if repeat < 1:
+        raise InputError(f"--repeat must be at least 1, got {repeat}")
+    if artifact is None and not (collect_id or resume_id):
+        raise InputError("give the artifact to benchmark (or --collect RUN_ID / --resume RUN_ID)")
+    config = session.BenchConfig(
+        workload=workload,
+        runner=runner,
+        sample_period_s=sample_ms / 1000,
+        baseline_s=baseline_s,
+        capacity_mah=capacity_mah,
+        threads=threads,
+        backend=backend,
+        max_num_tokens=max_num_tokens,
+        redact=redact,
+    )
+    serials = resolve_devices(devices, Transport(transport))
+    if len(serials) != 1:
+        raise InputError(f"battery-bench runs on one device at a time; got {', '.join(serials)}")
+    console = stderr_console()
+    device = open_device(serials[0], Transport(transport))
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        if detach or resume_id:
+            if resume_id:
+                session.resume(device, resume_id)
+                run_id = resume_id
+            else:
+                assert artifact is not None
+                with console.status("deploying and starting the run on the device…"):
+                    run_id = session.start_run(device, artifact, config)
+            if as_json:
+                print_json({"run_id": run_id, "device": device.serial, "state": "running"})
+            else:
+                out.print(
+                    f"run {run_id} started on {device.serial}: unplug the cable if you like; when it is done, run\n"
+                    f"  edgekit battery-bench --device {device.serial} --collect {run_id}"
+                )
+            return
+        results: list[BenchResult] = []
+        if collect_id:
+            with console.status("collecting the run…"):
+                results.append(session.collect(device, collect_id))
+        else:
+            assert artifact is not None
+            start_temp = device.battery().temperature_c
+            for i in range(repeat):
+                if i and cooldown:
+                    with console.status("cooling down to the starting battery temperature…"):
+                        session.cool_down(device, start_temp)
+                results.append(_run_attached(device, artifact, config, console, i, repeat))
+        path = output or _default_output(device.serial if not redact else "redacted")
+        final = results[-1]
+        if len(results) > 1:
+            for i, r in enumerate(results, 1):
+                r.write(path.with_name(f"{path.stem}-run{i}{path.suffix}"))
+            final.aggregate = session.aggregate(results)
+        final.write(path)
+        if as_json:
+            click.echo(final.to_json(), nl=False)
+        else:
+            for line in render_summary(final, path):
+                out.print(line)
+            if final.aggregate:
+                for key in ("battery_pct_per_25_conversations", "decode_tokens_per_s", "ttft_s_median"):
+                    a = final.aggregate[key]
+                    if a["mean"] is not None:
+                        out.print(
+                            f"  {key} over {a['n']} runs: mean {a['mean']:.4g} ± {a['stddev']:.2g} "
+                            f"(95% interval {a['ci95_low']:.4g} – {a['ci95_high']:.4g})"
+                        )
+    finally:
+        device.close()
+
+
+def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index: int, repeat: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgekit.bench import session
+    from edgekit.device.local import LocalDevice
+
+    label = f"run {index + 1}/{repeat}: conversations" if repeat > 1 else "conversations"
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as bars:
+        task = bars.add_task(label, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bars.update(task, completed=done, total=total)
+
+        if isinstance(device, LocalDevice):
+            return session.run_local(device, artifact, config, progress)
+        run_id = session.start_run(device, artifact, config)
+        session.follow(device, run_id, config, progress)
+        return session.collect(device, run_id)
