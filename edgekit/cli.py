@@ -21,6 +21,7 @@ from edgekit.commands.demo import demo_command
 from edgekit.commands.deploy import deploy_command
 from edgekit.commands.devices import devices_command
 from edgekit.commands.example import example_command
+from edgekit.commands.report import compare_command, report_command
 from edgekit.errors import EdgekitError
 
 EXIT_INTERRUPTED = 130
@@ -62,6 +63,8 @@ def cli() -> None:
 cli.add_command(convert_command)
 cli.add_command(deploy_command)
 cli.add_command(bench_command)
+cli.add_command(report_command)
+cli.add_command(compare_command)
 cli.add_command(devices_command)
 cli.add_command(clean_command)
 cli.add_command(example_command)

@@ -17,6 +17,7 @@ figure).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -104,7 +105,7 @@ def decide_conventions(samples: Sequence[PowerSample], counter_step_hint_uah: in
 def _trapezoid(samples: Sequence[PowerSample], value: Callable[[PowerSample], float | None]) -> float:
     """∫ value dt over consecutive samples, in value·hours (so µA -> µAh)."""
     total = 0.0
-    for a, b in zip(samples, samples[1:], strict=False):
+    for a, b in itertools.pairwise(samples):
         va, vb = value(a), value(b)
         if va is None or vb is None:
             continue
@@ -139,7 +140,7 @@ def integrate(samples: Sequence[PowerSample], conv: Conventions) -> Integral:
 
 def max_gap_s(samples: Sequence[PowerSample]) -> float:
     """The longest interval between consecutive samples."""
-    return max((b.t_s - a.t_s for a, b in zip(samples, samples[1:], strict=False)), default=0.0)
+    return max((b.t_s - a.t_s for a, b in itertools.pairwise(samples)), default=0.0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -231,7 +232,9 @@ def analyse_segments(
         )
     gap = max_gap_s(in_run)
     if gap > max(4 * sample_period_s, 1.0):
-        flags.append(Flag(code="sampler_gaps", message=f"the sampler missed readings (gap of {gap:.1f} s)", voids=False))
+        flags.append(
+            Flag(code="sampler_gaps", message=f"the sampler missed readings (gap of {gap:.1f} s)", voids=False)
+        )
     first_level = next((s.level_pct for s in in_run if s.level_pct is not None), None)
     if first_level is not None and first_level < low_battery_pct:
         flags.append(

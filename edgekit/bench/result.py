@@ -124,7 +124,12 @@ def _rate(turns: list[TurnRecord], tokens: str, rate: str) -> float | None:
 
 
 def summarise(
-    turns: list[TurnRecord], power: PowerReport | None, *, conversations: int, duration_s: float, capacity_mah: float | None
+    turns: list[TurnRecord],
+    power: PowerReport | None,
+    *,
+    conversations: int,
+    duration_s: float,
+    capacity_mah: float | None,
 ) -> dict[str, Any]:
     """The summary block (see SUMMARY_KEYS) from per-turn records and the power report."""
     output_tokens = sum(t.output_tokens or 0 for t in turns)

@@ -132,7 +132,7 @@ def status(device: Device, paths: RunPaths) -> tuple[str, int]:
 
 def driver_alive(device: Device, paths: RunPaths) -> bool:
     """True while the run's driver process is alive."""
-    script = f"p=$(cat {shlex.quote(paths.run_dir + '/driver.pid')} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null"
+    script = f'p=$(cat {shlex.quote(paths.run_dir + "/driver.pid")} 2>/dev/null) && kill -0 "$p" 2>/dev/null'
     return device.script(script, check=False).returncode == 0
 
 
@@ -140,7 +140,7 @@ def stop(device: Device, paths: RunPaths) -> None:
     """Kill a run's driver, sampler and runner (for --resume tests and Ctrl-C)."""
     run = shlex.quote(paths.run_dir)
     device.script(
-        f"for f in {run}/driver.pid {run}/sampler.pid; do p=$(cat \"$f\" 2>/dev/null) && kill -9 -\"$p\" \"$p\" "
+        f'for f in {run}/driver.pid {run}/sampler.pid; do p=$(cat "$f" 2>/dev/null) && kill -9 -"$p" "$p" '
         f"2>/dev/null; done; : > {run}/stop",
         check=False,
     )

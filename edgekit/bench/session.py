@@ -1,10 +1,10 @@
 """battery-bench end to end: deploy, prepare the phone, run detached, collect, compute.
 
-    start_run(device, artifact, config)      deploy + prepare + start the driver; returns the run id
-    follow(device, run_id)                   wait for the driver to finish
-    collect(device, run_id)                  pull the run folder and compute a BenchResult
-    resume(device, run_id)                   restart a run that was cut off (finished conversations are kept)
-    battery_bench(device, artifact, config)  all of the above, attached (or `local`)
+start_run(device, artifact, config)      deploy + prepare + start the driver; returns the run id
+follow(device, run_id)                   wait for the driver to finish
+collect(device, run_id)                  pull the run folder and compute a BenchResult
+resume(device, run_id)                   restart a run that was cut off (finished conversations are kept)
+battery_bench(device, artifact, config)  all of the above, attached (or `local`)
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def prepare_phone(device: Device) -> dict[str, Any]:
     """Record screen, stay-awake and brightness; turn the screen off and stay-awake off where we can."""
     state: dict[str, Any] = {
         "screen_on_before": _screen_on(device),
-        "stay_on_before": device.shell(["settings", "get", "global", "stay_on_while_plugged_in"], check=False)
-        .stdout.strip(),
+        "stay_on_before": device.shell(
+            ["settings", "get", "global", "stay_on_while_plugged_in"], check=False
+        ).stdout.strip(),
         "brightness": device.shell(["settings", "get", "system", "screen_brightness"], check=False).stdout.strip(),
         "changed": [],
     }
@@ -152,7 +153,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
     baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
     meta = {
         "run_id": run_id,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": _facts_dict(device, config.redact),
         "artifact": {
             "name": artifact.path.name,
@@ -275,9 +276,7 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
         name=meta["workload"]["name"],
         version=meta["workload"]["version"],
         max_output_tokens=meta["workload"]["max_output_tokens"],
-        conversations=tuple(
-            _conversation_stub(c["id"], c["turns"]) for c in conversations
-        ),
+        conversations=tuple(_conversation_stub(c["id"], c["turns"]) for c in conversations),
         sha256=meta["workload"]["sha256"],
         path=Path("."),
     )
@@ -484,10 +483,12 @@ def run_local(
         ]
     voided = any(f["voids"] for f in flags)
     battery = device.battery()
-    capacity = config.capacity_mah or (battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None)
+    capacity = config.capacity_mah or (
+        battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
+    )
     return BenchResult(
         simulated=False,
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         run_id=_run_id("local"),
         device=_facts_dict(device, config.redact),
         artifact={

@@ -102,7 +102,7 @@ def load_workload(path: Path | str | None = None) -> Workload:
         # One turn is one line on the runner's stdin: newlines inside a turn become spaces.
         conversations.append(Conversation(id=cid, turns=tuple(" ".join(t.split()) for t in turns)))
     if not conversations:
-        raise InputError(f"workload {path} has no conversations: add lines of {{\"id\": ..., \"turns\": [...]}}")
+        raise InputError(f'workload {path} has no conversations: add lines of {{"id": ..., "turns": [...]}}')
     return Workload(
         name=name,
         version=version,

@@ -74,22 +74,61 @@ Examples:
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path), required=False)
-@click.option("--device", "devices", multiple=True, metavar="SERIAL", help="adb serial, HOST:PORT, or local.  [default: the one attached phone]")
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="SERIAL",
+    help="adb serial, HOST:PORT, or local.  [default: the one attached phone]",
+)
 @transport_option
 @click.option("--workload", type=click.Path(path_type=Path), help="A workload JSONL file.  [default: chat-25, shipped]")
-@click.option("--runner", type=click.Path(path_type=Path), envvar="EDGEKIT_RUNNER", help="litert_lm_main for the phone (cached after the first deploy).  [env: EDGEKIT_RUNNER]")
+@click.option(
+    "--runner",
+    type=click.Path(path_type=Path),
+    envvar="EDGEKIT_RUNNER",
+    help="litert_lm_main for the phone (cached after the first deploy).  [env: EDGEKIT_RUNNER]",
+)
 @click.option("--sample-ms", type=int, default=250, show_default=True, help="Battery sampling period on the device.")
-@click.option("--baseline-s", type=float, help="Idle baseline length.  [default: as long as the workload is expected to take, at most 300 s]")
-@click.option("--capacity-mah", type=float, help="Battery design capacity for the % figure.  [default: the device's charge_full_design]")
+@click.option(
+    "--baseline-s",
+    type=float,
+    help="Idle baseline length.  [default: as long as the workload is expected to take, at most 300 s]",
+)
+@click.option(
+    "--capacity-mah",
+    type=float,
+    help="Battery design capacity for the % figure.  [default: the device's charge_full_design]",
+)
 @click.option("--threads", type=int, help="Runner CPU threads (--num_cpu_threads).")
 @click.option("--backend", type=click.Choice(["cpu", "gpu", "npu"]), default="cpu", show_default=True)
 @click.option("--max-num-tokens", type=int, help="Pin the runner's KV cache use (--max_num_tokens).")
-@click.option("--detach", is_flag=True, help="Start the run on the phone and return at once: unplug, wait, then --collect.")
+@click.option(
+    "--detach", is_flag=True, help="Start the run on the phone and return at once: unplug, wait, then --collect."
+)
 @click.option("--collect", "collect_id", metavar="RUN_ID", help="Pull a (detached) run and compute its result.")
-@click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish a run that was cut off; finished conversations are kept.")
-@click.option("--repeat", type=int, default=1, show_default=True, help="Run the workload N times; report mean, stddev and 95% interval.")
-@click.option("--cooldown/--no-cooldown", default=True, show_default=True, help="Between repeats, wait until the battery is back to its starting temperature.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Result JSON.  [default: edgekit-results/<time>-<serial>.json]")
+@click.option(
+    "--resume", "resume_id", metavar="RUN_ID", help="Finish a run that was cut off; finished conversations are kept."
+)
+@click.option(
+    "--repeat",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Run the workload N times; report mean, stddev and 95% interval.",
+)
+@click.option(
+    "--cooldown/--no-cooldown",
+    default=True,
+    show_default=True,
+    help="Between repeats, wait until the battery is back to its starting temperature.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Result JSON.  [default: edgekit-results/<time>-<serial>.json]",
+)
 @click.option("--redact", is_flag=True, help="Replace device serials in the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON on stdout.")
 def bench_command(

@@ -1,0 +1,276 @@
+"""BenchResult -> Markdown summary and a self-contained HTML report; compare two results.
+
+The HTML report has no external reference of any kind (styles and SVG plots inline), so
+it opens offline and can be attached to a bug or a pull request as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import statistics
+from typing import Any
+
+from edgekit.bench.power import Conventions
+from edgekit.bench.result import BenchResult
+
+# Summary figures compared by `compare`; True = higher is better.
+COMPARED = {
+    "decode_tokens_per_s": True,
+    "prefill_tokens_per_s": True,
+    "ttft_s_median": False,
+    "battery_pct_per_25_conversations": False,
+    "workload_energy_mwh": False,
+    "mj_per_output_token": False,
+}
+_LABELS = {
+    "battery_pct_per_25_conversations": ("Battery per 25 conversations", "%", ".3f"),
+    "workload_charge_mah": ("Workload charge", " mAh", ".2f"),
+    "workload_energy_mwh": ("Workload energy", " mWh", ".2f"),
+    "mj_per_output_token": ("Energy per output token", " mJ", ".1f"),
+    "decode_tokens_per_s": ("Decode", " tok/s", ".1f"),
+    "prefill_tokens_per_s": ("Prefill", " tok/s", ".1f"),
+    "ttft_s_median": ("Time to first token (median)", " s", ".3f"),
+    "output_tokens": ("Output tokens", "", "d"),
+    "conversations": ("Conversations", "", "d"),
+    "duration_s": ("Workload duration", " s", ".1f"),
+}
+
+
+def _value(key: str, value: Any, simulated: bool) -> str:
+    if value is None:
+        return (
+            "not measured"
+            if key
+            in ("battery_pct_per_25_conversations", "workload_charge_mah", "workload_energy_mwh", "mj_per_output_token")
+            else "—"
+        )
+    _, unit, spec = _LABELS[key]
+    return f"{value:{spec}}{unit}" + (" (simulated)" if simulated else "")
+
+
+def markdown(result: BenchResult) -> str:
+    """A Markdown summary: headline table, validity flags."""
+    dev = result.device
+    lines = [
+        f"# battery-bench {result.run_id}" + (" (SIMULATED device)" if result.simulated else ""),
+        "",
+        f"Device: {dev.get('manufacturer') or ''} {dev.get('model') or dev.get('serial')} "
+        f"(Android {dev.get('android_release') or '—'}, {dev.get('soc') or 'SoC unknown'}) · "
+        f"artifact `{result.artifact.get('name')}` sha256 `{str(result.artifact.get('sha256'))[:12]}…` · "
+        f"workload {result.workload['name']} v{result.workload['version']}"
+        + ("" if result.complete else " · **INCOMPLETE**"),
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    for key, (label, _, _) in _LABELS.items():
+        lines.append(f"| {label} | {_value(key, result.summary.get(key), result.simulated)} |")
+    if result.validity:
+        lines += ["", "Validity flags:"]
+        lines += [
+            f"- {'VOIDS the headline' if f['voids'] else 'flag'} `{f['code']}`: {f['message']}" for f in result.validity
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# --- SVG ---------------------------------------------------------------------------------
+_W, _H, _PAD = 720, 220, 44
+
+
+def _axis(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) -> list[str]:
+    out = [
+        f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - 10}" y2="{_H - _PAD}" class="axis"/>',
+        f'<line x1="{_PAD}" y1="10" x2="{_PAD}" y2="{_H - _PAD}" class="axis"/>',
+        f'<text x="{_W / 2}" y="{_H - 8}" class="label" text-anchor="middle">{html.escape(xlabel)}</text>',
+        f'<text x="12" y="{_H / 2}" class="label" transform="rotate(-90 12 {_H / 2})" '
+        f'text-anchor="middle">{html.escape(ylabel)}</text>',
+    ]
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        y = _H - _PAD - (_H - _PAD - 10) * i / 4
+        out.append(f'<text x="{_PAD - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{yv:.3g}</text>')
+        xv = x0 + (x1 - x0) * i / 4
+        x = _PAD + (_W - 10 - _PAD) * i / 4
+        out.append(f'<text x="{x:.1f}" y="{_H - _PAD + 14}" class="tick" text-anchor="middle">{xv:.3g}</text>')
+    return out
+
+
+def _scale(v: float, lo: float, hi: float, a: float, b: float) -> float:
+    return a + (b - a) * ((v - lo) / (hi - lo) if hi > lo else 0.5)
+
+
+def _power_svg(result: BenchResult) -> str:
+    conv_data = (result.power or {}).get("conventions")
+    samples = result.samples
+    if not conv_data or not samples:
+        return '<p class="muted">No power samples: this device exposes no readable battery counters.</p>'
+    conv = Conventions(**conv_data)
+    t0 = samples[0]["t_s"]
+    pts = [
+        (s["t_s"] - t0, conv.discharge_ua(s["current_raw"]) * 1e-6 * s["voltage_uv"] * 1e-6 * 1000)
+        for s in samples
+        if s["current_raw"] is not None and s["voltage_uv"] is not None
+    ]
+    if len(pts) < 2:
+        return '<p class="muted">Too few power samples to plot.</p>'
+    x1 = pts[-1][0]
+    ys = [p for _, p in pts]
+    y0, y1 = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
+    parts = _axis(0, x1, y0, y1, "time since the run started (s)", "power (mW)")
+    # Samples and events share the device's clock; the sampler starts with the run, so
+    # windows and turn times (relative to the run's first event) line up to a few ms.
+    if result.baseline_window_s:
+        b0, b1 = result.baseline_window_s
+        xa, xb = _scale(b0, 0, x1, _PAD, _W - 10), _scale(b1, 0, x1, _PAD, _W - 10)
+        width = max(0.0, xb - xa)
+        parts.append(f'<rect x="{xa:.1f}" y="10" width="{width:.1f}" height="{_H - _PAD - 10}" class="baseline"/>')
+        parts.append(f'<text x="{xa + 4:.1f}" y="22" class="tick">idle baseline</text>')
+    for t in result.turns:
+        if t.turn_index == 1 and t.t_start_s is not None:
+            x = _scale(t.t_start_s, 0, x1, _PAD, _W - 10)
+            parts.append(f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{_H - _PAD}" class="marker"/>')
+    line = " ".join(f"{_scale(x, 0, x1, _PAD, _W - 10):.1f},{_scale(y, y0, y1, _H - _PAD, 10):.1f}" for x, y in pts)
+    parts.append(f'<polyline points="{line}" class="series"/>')
+    return _svg(parts, "Power drawn from the battery over time; vertical lines mark conversation starts")
+
+
+def _bars_svg(values: list[float], xlabel: str, ylabel: str, title: str) -> str:
+    if not values:
+        return '<p class="muted">No data.</p>'
+    hi = max(values) * 1.05 or 1.0
+    parts = _axis(1, len(values), 0, hi, xlabel, ylabel)
+    width = (_W - 10 - _PAD) / len(values)
+    for i, v in enumerate(values):
+        h = _scale(v, 0, hi, 0, _H - _PAD - 10)
+        parts.append(
+            f'<rect x="{_PAD + i * width + 1:.1f}" y="{_H - _PAD - h:.1f}" width="{max(1.0, width - 2):.1f}" '
+            f'height="{h:.1f}" class="bar"/>'
+        )
+    return _svg(parts, title)
+
+
+def _histogram(values: list[float], bins: int = 12) -> tuple[list[float], float, float]:
+    lo, hi = min(values), max(values)
+    step = (hi - lo) / bins or 1.0
+    counts = [0.0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / step))] += 1
+    return counts, lo, hi
+
+
+def _svg(parts: list[str], title: str) -> str:
+    return (
+        f'<svg viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img" aria-label="{html.escape(title)}">'
+        f"<title>{html.escape(title)}</title>{''.join(parts)}</svg>"
+    )
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1b1f24;max-width:980px}
+h1{font-size:1.5rem} h2{font-size:1.1rem;margin-top:2rem}
+.sim{background:#fff3cd;border:1px solid #e0c36c;padding:.5rem .8rem;border-radius:6px}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem}
+.card{border:1px solid #d0d7de;border-radius:8px;padding:.7rem 1rem;min-width:10rem}
+.card b{display:block;font-size:1.3rem} .muted{color:#57606a}
+.flag{color:#9a6700} .void{color:#cf222e;font-weight:600}
+svg .axis{stroke:#57606a;stroke-width:1} svg .tick,svg .label{font-size:11px;fill:#57606a}
+svg .series{fill:none;stroke:#0969da;stroke-width:1.5} svg .bar{fill:#2da44e}
+svg .marker{stroke:#8c959f;stroke-dasharray:3 3} svg .baseline{fill:#ddf4ff}
+table{border-collapse:collapse} td,th{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left}
+"""
+
+
+def html_report(result: BenchResult) -> str:
+    """One self-contained HTML page: headline figures, power over time, tokens/s per turn, latency."""
+    s = result.summary
+    sim = result.simulated
+    cards = "".join(
+        f'<div class="card"><span class="muted">{html.escape(_LABELS[k][0])}</span>'
+        f"<b>{html.escape(_value(k, s.get(k), sim))}</b></div>"
+        for k in (
+            "battery_pct_per_25_conversations",
+            "workload_energy_mwh",
+            "mj_per_output_token",
+            "decode_tokens_per_s",
+            "prefill_tokens_per_s",
+            "ttft_s_median",
+        )
+    )
+    flags = "".join(
+        f'<li class="{"void" if f["voids"] else "flag"}">{"VOIDS the headline — " if f["voids"] else ""}'
+        f"<code>{html.escape(f['code'])}</code>: {html.escape(f['message'])}</li>"
+        for f in result.validity
+    )
+    decode = [t.decode_tokens_per_s or 0.0 for t in result.turns]
+    ttfts = [t.ttft_s for t in result.turns if t.ttft_s is not None]
+    if ttfts:
+        counts, lo, hi = _histogram(ttfts)
+        latency = _bars_svg(counts, f"time to first token, {lo:.3g}–{hi:.3g} s (bins)", "turns", "Latency distribution")
+        latency += f'<p class="muted">median {statistics.median(ttfts):.3f} s over {len(ttfts)} turns</p>'
+    else:
+        latency = '<p class="muted">No latency records.</p>'
+    dev = result.device
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in (
+            ("device", f"{dev.get('manufacturer') or ''} {dev.get('model') or ''} ({dev.get('serial')})"),
+            ("Android / SoC", f"{dev.get('android_release')} / {dev.get('soc')}"),
+            ("artifact", f"{result.artifact.get('name')} · sha256 {result.artifact.get('sha256')}"),
+            (
+                "workload",
+                f"{result.workload['name']} v{result.workload['version']} · sha256 {result.workload['sha256']}",
+            ),
+            ("runner flags", " ".join(result.runner.get("flags", []))),
+            ("current_now", ((result.power or {}).get("conventions") or {}).get("basis", "—")),
+        )
+    )
+    banner = (
+        '<p class="sim">Every figure on this page comes from an <b>emulated</b> device: '
+        "<b>simulated</b>, not measured on a phone.</p>"
+        if sim
+        else ""
+    )
+    incomplete = (
+        "" if result.complete else '<p class="void">This run is incomplete: some conversations did not finish.</p>'
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>edgekit battery-bench {html.escape(result.run_id)}</title>
+<style>{_CSS}</style></head><body>
+<h1>battery-bench {html.escape(result.run_id)}</h1>
+{banner}
+{incomplete}
+<div class="cards">{cards}</div>
+{f"<h2>Validity</h2><ul>{flags}</ul>" if flags else ""}
+<h2>Power over time{" (simulated)" if sim else ""}</h2>{_power_svg(result)}
+<h2>Decode tokens/s per turn{" (simulated)" if sim else ""}</h2>
+{_bars_svg(decode, "turn", "decode tok/s", "Decode tokens per second, per turn")}
+<h2>Time to first token{" (simulated)" if sim else ""}</h2>{latency}
+<h2>Run</h2><table>{rows}</table>
+<p class="muted">edgekit · schema {result.schema_version} · created {html.escape(result.created)}</p>
+</body></html>
+"""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Difference:
+    """One compared figure: A, B, relative change, and whether B is a regression beyond the threshold."""
+
+    key: str
+    a: float | None
+    b: float | None
+    change_pct: float | None
+    worse: bool
+    regression: bool
+
+
+def compare(a: BenchResult, b: BenchResult, fail_on_regression_pct: float | None = None) -> list[Difference]:
+    """Differences B vs A for the COMPARED figures."""
+    out = []
+    for key, higher_better in COMPARED.items():
+        va, vb = a.summary.get(key), b.summary.get(key)
+        change = None if not va or vb is None else (vb - va) / abs(va) * 100
+        worse = change is not None and (change < 0 if higher_better else change > 0)
+        regression = worse and fail_on_regression_pct is not None and abs(change or 0) > fail_on_regression_pct
+        out.append(Difference(key=key, a=va, b=vb, change_pct=change, worse=worse, regression=regression))
+    return out
