@@ -75,7 +75,11 @@ def markdown(result: BenchResult) -> str:
 
 
 # --- SVG ---------------------------------------------------------------------------------
-_W, _H, _PAD = 720, 220, 44
+_W, _H, _PAD = 720, 220, 58
+
+
+def _tick(v: float) -> str:
+    return f"{v / 1000:.3g}k" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def _axis(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) -> list[str]:
@@ -89,10 +93,10 @@ def _axis(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) 
     for i in range(5):
         yv = y0 + (y1 - y0) * i / 4
         y = _H - _PAD - (_H - _PAD - 10) * i / 4
-        out.append(f'<text x="{_PAD - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{yv:.3g}</text>')
+        out.append(f'<text x="{_PAD - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_tick(yv)}</text>')
         xv = x0 + (x1 - x0) * i / 4
         x = _PAD + (_W - 10 - _PAD) * i / 4
-        out.append(f'<text x="{x:.1f}" y="{_H - _PAD + 14}" class="tick" text-anchor="middle">{xv:.3g}</text>')
+        out.append(f'<text x="{x:.1f}" y="{_H - _PAD + 14}" class="tick" text-anchor="middle">{_tick(xv)}</text>')
     return out
 
 
@@ -135,11 +139,14 @@ def _power_svg(result: BenchResult) -> str:
     return _svg(parts, "Power drawn from the battery over time; vertical lines mark conversation starts")
 
 
-def _bars_svg(values: list[float], xlabel: str, ylabel: str, title: str) -> str:
+def _bars_svg(
+    values: list[float], xlabel: str, ylabel: str, title: str, x_range: tuple[float, float] | None = None
+) -> str:
     if not values:
         return '<p class="muted">No data.</p>'
     hi = max(values) * 1.05 or 1.0
-    parts = _axis(1, len(values), 0, hi, xlabel, ylabel)
+    x0, x1 = x_range or (1, len(values))
+    parts = _axis(x0, x1, 0, hi, xlabel, ylabel)
     width = (_W - 10 - _PAD) / len(values)
     for i, v in enumerate(values):
         h = _scale(v, 0, hi, 0, _H - _PAD - 10)
@@ -206,7 +213,7 @@ def html_report(result: BenchResult) -> str:
     ttfts = [t.ttft_s for t in result.turns if t.ttft_s is not None]
     if ttfts:
         counts, lo, hi = _histogram(ttfts)
-        latency = _bars_svg(counts, f"time to first token, {lo:.3g}–{hi:.3g} s (bins)", "turns", "Latency distribution")
+        latency = _bars_svg(counts, "time to first token (s)", "turns", "Latency distribution", (lo, hi))
         latency += f'<p class="muted">median {statistics.median(ttfts):.3f} s over {len(ttfts)} turns</p>'
     else:
         latency = '<p class="muted">No latency records.</p>'

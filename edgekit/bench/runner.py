@@ -132,7 +132,12 @@ def status(device: Device, paths: RunPaths) -> tuple[str, int]:
 
 def driver_alive(device: Device, paths: RunPaths) -> bool:
     """True while the run's driver process is alive."""
-    script = f'p=$(cat {shlex.quote(paths.run_dir + "/driver.pid")} 2>/dev/null) && kill -0 "$p" 2>/dev/null'
+    # A killed driver can linger as a zombie until its parent reaps it: that is not alive.
+    pid_file = shlex.quote(paths.run_dir + "/driver.pid")
+    script = (
+        f'p=$(cat {pid_file} 2>/dev/null) && kill -0 "$p" 2>/dev/null && '
+        f"[ \"$(awk '{{print $3}}' /proc/$p/stat 2>/dev/null)\" != Z ]"
+    )
     return device.script(script, check=False).returncode == 0
 
 

@@ -1,0 +1,290 @@
+"""battery-bench end to end on the ADB device emulator (simulated battery) and on `local`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgekit.bench import runner as run_lib
+from edgekit.bench import session
+from edgekit.bench.result import BenchResult
+from edgekit.convert import ConvertResult
+from edgekit.device.direct import DirectAdbDevice
+from edgekit.testing.plugin import EmulatedDevice
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+CHAT25 = Path(__file__).resolve().parent.parent / "android_harness" / "workloads" / "chat-25.jsonl"
+
+
+def small_workload(tmp_path: Path, n: int = 3, turns: list[list[str]] | None = None) -> Path:
+    lines = CHAT25.read_text().splitlines()
+    if turns is not None:
+        body = [json.dumps({"id": f"c{i}", "turns": t}) for i, t in enumerate(turns)]
+    else:
+        body = lines[1 : n + 1]
+    f = tmp_path / "workload.jsonl"
+    f.write_text("\n".join([lines[0], *body]) + "\n")
+    return f
+
+
+@pytest.fixture
+def device(emulated_device: EmulatedDevice) -> Iterator[DirectAdbDevice]:
+    host, port = emulated_device.serial.rsplit(":", 1)
+    d = DirectAdbDevice(host, int(port), connect_timeout_s=5, auth_timeout_s=2)
+    yield d
+    d.close()
+
+
+def _config(emulated_device: EmulatedDevice, workload: Path, **kw: object) -> session.BenchConfig:
+    args: dict[str, object] = {
+        "workload": workload,
+        "runner": emulated_device.runner,
+        "sample_period_s": 0.05,
+        "baseline_s": 2.0,
+        "poll_s": 0.2,
+    }
+    args.update(kw)
+    return session.BenchConfig(**args)  # type: ignore[arg-type]
+
+
+def _run(device: DirectAdbDevice, art: Path, config: session.BenchConfig) -> BenchResult:
+    run_id = session.start_run(device, art, config)
+    session.follow(device, run_id, config)
+    return session.collect(device, run_id)
+
+
+@pytest.mark.parametrize("discharge_sign", [-1, 1])
+def test_energy_and_charge_match_the_truth_within_2_percent(
+    emulated_device: EmulatedDevice,
+    device: DirectAdbDevice,
+    int4_result: ConvertResult,
+    tmp_path: Path,
+    discharge_sign: int,
+) -> None:
+    battery = emulated_device.battery
+    battery.discharge_sign = discharge_sign
+    battery.counter_step_uah = 1000  # coarse, like real fuel gauges
+    battery.internal_resistance_ohm = 0.15  # voltage sag under load
+    battery.noise_ma = 10.0
+    emulated_device.emulator.extra_env["EDGEKIT_STANDIN_TURN_S"] = "0.4"  # a slower "phone"
+    battery.reset_truth()
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path)))
+    truth = battery.truth()
+    assert result.simulated and result.complete
+    assert result.validity == []
+    assert result.summary["conversations"] == 3
+    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+    assert result.summary["workload_energy_mwh"] == pytest.approx(truth["excess_energy_uj"] / 3.6e6, rel=0.02)
+    conv = result.power["conventions"]
+    assert conv["discharge_sign"] == discharge_sign and conv["current_unit"] == "uA"
+    assert result.power["baseline_current_ma"] == pytest.approx(battery.idle_ma, rel=0.05)
+    assert result.summary["battery_pct_per_25_conversations"] == pytest.approx(
+        result.summary["workload_charge_mah"] / battery.design_capacity_mah * 100 * 25 / 3
+    )
+    turns = result.turns
+    assert len(turns) == sum(len(json.loads(x)["turns"]) for x in CHAT25.read_text().splitlines()[1:4])
+    assert all(t.ttft_s is not None and 0 <= t.ttft_s <= t.wall_s for t in turns)  # type: ignore[operator]
+    assert all(t.output_tokens and t.prompt_tokens and t.decode_tokens_per_s for t in turns)
+
+
+def test_charging_is_flagged_and_has_no_headline(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    emulated_device.battery.charging = True
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path, 1)))
+    assert [f["code"] for f in result.validity if f["voids"]] == ["charging"]
+    assert result.summary["battery_pct_per_25_conversations"] is None
+    assert result.summary["workload_charge_mah"] is None
+    assert result.summary["decode_tokens_per_s"] is not None  # speed is still reported
+
+
+def test_detach_drop_the_connection_then_collect(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    config = _config(emulated_device, small_workload(tmp_path))
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    device.close()  # the cable goes away
+    host, port = emulated_device.serial.rsplit(":", 1)
+    later = DirectAdbDevice(host, int(port))
+    try:
+        session.follow(later, run_id, config)
+        result = session.collect(later, run_id)
+    finally:
+        later.close()
+    assert result.complete and result.summary["conversations"] == 3
+    assert result.summary["workload_charge_mah"] is not None
+    assert len(result.turns) == 7
+
+
+def test_killed_run_keeps_finished_turns_and_resume_completes_it(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    emulated_device.emulator.extra_env["EDGEKIT_STANDIN_TURN_S"] = "0.3"
+    config = _config(emulated_device, small_workload(tmp_path), baseline_s=0.5)
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    paths = run_lib.run_paths(device, run_id, "")
+    deadline = time.monotonic() + 60
+    while run_lib.status(device, paths)[1] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run_lib.stop(device, paths)
+    time.sleep(0.5)
+    partial = session.collect(device, run_id)
+    assert not partial.complete
+    assert any(f["code"] == "incomplete" for f in partial.validity)
+    assert {t.conversation for t in partial.turns} >= {"extract-cities"}
+    session.resume(device, run_id)
+    session.follow(device, run_id, config)
+    final = session.collect(device, run_id)
+    assert final.complete and len(final.turns) == 7
+    assert final.summary["conversations"] == 3
+
+
+def test_hostile_prompts_execute_nothing(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    hostile = [
+        ["$(touch PWNED1)", "`touch PWNED2`; touch PWNED3"],
+        ["'; touch /data/local/tmp/PWNED4; echo '", '" && touch PWNED5 && "', "%s %n %x \\ \\\\ $HOME"],
+    ]
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path, turns=hostile)))
+    assert result.complete and len(result.turns) == 5
+    for where in (emulated_device.sandbox, tmp_path, Path.cwd()):
+        assert not list(where.rglob("PWNED*")), where
+
+
+def test_device_without_battery_counters(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    emulated_device.emulator.battery_counters = False
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path, 1)))
+    assert [f["code"] for f in result.validity] == ["counters_missing"]
+    assert result.summary["workload_energy_mwh"] is None
+    assert len(result.turns) == 2 and result.complete
+
+
+def test_runner_crash_mid_turn_is_flagged_and_nothing_is_lost(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    emulated_device.emulator.extra_env["EDGEKIT_STANDIN_CRASH_AT_TURN"] = "2"
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path, 2)))
+    codes = [f["code"] for f in result.validity]
+    assert codes.count("runner_failed") == 2 and "incomplete" in codes
+    assert "simulated abort" in " ".join(f["message"] for f in result.validity)
+    # The first turn of each conversation was measured (device clock) and kept; the crashed
+    # runner printed no BenchmarkInfo, so its token counts are unknown (None, not 0).
+    assert all(t.output_tokens is None for t in result.turns)
+    assert sorted((t.conversation, t.turn_index) for t in result.turns if t.wall_s is not None) == [
+        ("extract-cities", 1),
+        ("extract-date", 1),
+    ]
+
+
+def test_full_chat25_through_the_cli_then_report_and_compare(
+    emulated_device: EmulatedDevice, int4_result: ConvertResult, tmp_path: Path, adb_home: Path
+) -> None:
+    out = tmp_path / "chat25.json"
+    env = {"ANDROID_USER_HOME": str(adb_home / ".android")}
+    args = [
+        "battery-bench",
+        "--transport",
+        "direct",
+        "--device",
+        emulated_device.serial,
+        "--runner",
+        str(emulated_device.runner),
+        "--sample-ms",
+        "100",
+        "--baseline-s",
+        "1",
+        "-o",
+        str(out),
+    ]
+    proc = run_cli(*args, str(int4_result.artifact.path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("battery-bench ") and "chat-25 v1 (25 conversations, 70 turns)" in first
+    assert first.endswith("on Emulated Phone (simulated)")
+    assert "per 25 conversations (simulated)" in proc.stdout
+    result = BenchResult.load(out)
+    assert result.complete and result.summary["conversations"] == 25 and len(result.turns) == 70
+    assert result.workload["sha256"] == __import__("hashlib").sha256(CHAT25.read_bytes()).hexdigest()
+
+    html_path = tmp_path / "report.html"
+    rep = run_cli("report", str(out), "-o", str(html_path))
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout.startswith(f"# battery-bench {result.run_id} (SIMULATED device)")
+    page = html_path.read_text()
+    for external in ("http://", "https://", "src=", "@import", "url("):
+        assert external not in page
+    assert page.count("<svg") == 3 and "simulated" in page
+
+    same = run_cli("compare", str(out), str(out), "--fail-on-regression", "5")
+    assert same.returncode == 0, same.stderr
+    slower = tmp_path / "slower.json"
+    data = json.loads(out.read_text())
+    data["summary"]["decode_tokens_per_s"] /= 2
+    slower.write_text(json.dumps(data))
+    reg = run_cli("compare", str(out), str(slower), "--fail-on-regression", "5")
+    assert reg.returncode == 1
+    assert "decode_tokens_per_s" in reg.stdout and "REGRESSION" in reg.stdout
+    assert reg.stderr.strip() == "Error: regression beyond 5.0%: decode_tokens_per_s"
+
+    # Rendered in headless Chromium, the page shows the plots (their colours are on screen).
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this check: scripts/bootstrap installs it (apt-get)"
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'c'}",
+            f"--screenshot={shot}",
+            "--window-size=1000,1600",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    from PIL import Image
+
+    with Image.open(shot) as img:
+        colours = {c for _, c in img.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+    assert (0x09, 0x69, 0xDA) in colours  # the power series
+    assert (0x2D, 0xA4, 0x4E) in colours  # the bars
+
+
+def test_local_device_bench(int4_result: ConvertResult, tmp_path: Path) -> None:
+    out = tmp_path / "local.json"
+    proc = run_cli(
+        "battery-bench",
+        "--device",
+        "local",
+        "--workload",
+        str(small_workload(tmp_path, 2)),
+        "--baseline-s",
+        "0.2",
+        "-o",
+        str(out),
+        str(int4_result.artifact.path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = BenchResult.load(out)
+    assert not result.simulated and len(result.turns) == 5
+    assert all(t.ttft_s is not None and t.ttft_s > 0 for t in result.turns)
+    assert "battery: not measured" in proc.stdout
+    assert result.summary["decode_tokens_per_s"] and result.summary["decode_tokens_per_s"] > 0
