@@ -5,6 +5,7 @@ Importing edgekit does nothing but define names: no torch, no device connection.
 
 from edgekit._versions import __version__
 from edgekit.artifact import Artifact, Manifest
+from edgekit.bench import BenchConfig, BenchResult, battery_bench
 from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert
 from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device import Device, DeviceFacts, Transport, open_device
@@ -24,6 +25,8 @@ from edgekit.errors import (
 __all__ = [
     "AdbDevice",
     "Artifact",
+    "BenchConfig",
+    "BenchResult",
     "ConversionError",
     "ConvertConfig",
     "ConvertResult",
@@ -44,6 +47,7 @@ __all__ = [
     "Quant",
     "Transport",
     "__version__",
+    "battery_bench",
     "convert",
     "deploy",
     "open_device",

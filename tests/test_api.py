@@ -36,6 +36,9 @@ def test_all_lists_the_curated_api() -> None:
         "Transport",
         "deploy",
         "open_device",
+        "BenchConfig",
+        "BenchResult",
+        "battery_bench",
     }
     assert set(edgekit.__all__) == expected
     for name in edgekit.__all__:

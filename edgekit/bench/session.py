@@ -408,9 +408,14 @@ def run_local(
                 )
             stop.wait(config.sample_period_s)
 
+    has_battery = device.battery().source != "none"
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
+    # No battery to read: an idle baseline would measure nothing, so there is none.
+    if config.baseline_s is not None:
+        baseline_s = config.baseline_s
+    else:
+        baseline_s = default_baseline_s(workload) if has_battery else 0.0
     baseline = (time.monotonic(), time.monotonic() + baseline_s)
     stop.wait(baseline_s)
     turns: list[TurnRecord] = []
@@ -477,7 +482,7 @@ def run_local(
         flags = [
             {
                 "code": "counters_missing",
-                "message": "this computer has no readable battery or energy counter: battery not measured",
+                "message": "this computer has no readable battery or energy counter",
                 "voids": True,
             }
         ]
@@ -552,3 +557,16 @@ def cool_down(device: Device, start_temperature_c: float | None, *, timeout_s: f
         if t is None or t <= start_temperature_c + 0.5:
             return
         time.sleep(5)
+
+
+def battery_bench(
+    device: Device, artifact_path: Path | str, config: BenchConfig | None = None, progress: ProgressFn | None = None
+) -> BenchResult:
+    """Run the workload on `device` attached (start, follow, collect) and return the result;
+    on the `local` device, through the LiteRT-LM engine in this process."""
+    config = config or BenchConfig()
+    if isinstance(device, LocalDevice):
+        return run_local(device, artifact_path, config, progress)
+    run_id = start_run(device, artifact_path, config)
+    follow(device, run_id, config, progress)
+    return collect(device, run_id)

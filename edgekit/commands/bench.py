@@ -243,7 +243,6 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgekit.bench import session
-    from edgekit.device.local import LocalDevice
 
     label = f"run {index + 1}/{repeat}: conversations" if repeat > 1 else "conversations"
     with Progress(
@@ -254,8 +253,4 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
         def progress(done: int, total: int) -> None:
             bars.update(task, completed=done, total=total)
 
-        if isinstance(device, LocalDevice):
-            return session.run_local(device, artifact, config, progress)
-        run_id = session.start_run(device, artifact, config)
-        session.follow(device, run_id, config, progress)
-        return session.collect(device, run_id)
+        return session.battery_bench(device, artifact, config, progress)

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from edgekit._capture import captured_output, new_log_path
 from edgekit.commands._common import human_bytes, print_json, stderr_console
+from edgekit.commands.bench import render_summary
 from edgekit.commands.convert import StageProgress
 
 DEMO_PROMPT = "Write a short friendly note about battery life."
@@ -27,18 +28,24 @@ DEMO_PROMPT = "Write a short friendly note about battery life."
 @click.option("--threads", type=int, help="CPU threads for conversion and the engine.  [default: all]")
 @click.option("--json", "as_json", is_flag=True, help="Print the artifact and the run's figures as JSON.")
 def demo_command(workdir: Path, prompt: str, threads: int | None, as_json: bool) -> None:
-    """Build the tiny Gemma 3 example model (random weights), convert it to INT4
-    .litertlm with the fidelity check, and run one prompt through the LiteRT-LM engine
-    on this computer, printing tokens/s and time to first token.
+    """The whole pipeline on this computer: build the tiny Gemma 3 example model (random
+    weights), convert it to INT4 .litertlm with the fidelity check, run one prompt through
+    the LiteRT-LM engine, deploy it to the `local` device, run the chat-25 battery-bench
+    workload there, and write its result and HTML report into the work folder.
 
     The model's weights are random, so its answer is gibberish; the figures are real
-    measurements of this machine. The fidelity floor is lowered to 25% top-1 agreement
+    measurements of this machine (battery "not measured" where it has no readable battery
+    counter). The fidelity floor is lowered to 25% top-1 agreement
     for these random weights (a trained model keeps its recipe's, e.g. 80% for gemma3). Needs edgekit[convert].
     """
+    from edgekit.bench.session import BenchConfig, run_local
     from edgekit.convert import ConvertConfig, convert
     from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT, TINY, write_example_model
     from edgekit.convert.pipeline import require_convert_extra
+    from edgekit.deploy import DeployConfig, deploy
+    from edgekit.device.local import LocalDevice
     from edgekit.engine import run_prompt
+    from edgekit.report import html_report
 
     require_convert_extra()
     console = stderr_console()
@@ -58,6 +65,16 @@ def demo_command(workdir: Path, prompt: str, threads: int | None, as_json: bool)
         progress.stop()
     with console.status("running one prompt with the LiteRT-LM engine…"), captured_output(log):
         run = run_prompt(result.artifact.path, prompt, max_output_tokens=32, threads=threads)
+    device = LocalDevice()
+    with console.status("deploying to the local device…"), captured_output(log):
+        deployed = deploy(device, result.artifact.path, DeployConfig(smoke=False))
+    console.print(f"[green]✓[/green] deployed to the local device ({deployed.model.remote})")
+    with console.status("battery-bench: chat-25 on this computer…"), captured_output(log):
+        bench = run_local(device, result.artifact.path, BenchConfig(threads=threads))
+    result_path = workdir / "battery-bench.json"
+    report_path = workdir / "battery-bench.html"
+    bench.write(result_path)
+    report_path.write_text(html_report(bench))
     manifest = result.artifact.manifest
     assert manifest is not None
     if as_json:
@@ -68,6 +85,7 @@ def demo_command(workdir: Path, prompt: str, threads: int | None, as_json: bool)
                 "size_bytes": manifest.size_bytes,
                 "fidelity": manifest.fidelity,
                 "run": dataclasses.asdict(run),
+                "battery_bench": {"result": str(result_path), "report": str(report_path), "summary": bench.summary},
             }
         )
         return
@@ -84,3 +102,6 @@ def demo_command(workdir: Path, prompt: str, threads: int | None, as_json: bool)
         f"decode {run.decode_tokens} tokens at {run.decode_tokens_per_s:.1f} tok/s · "
         f"time to first token {run.ttft_s * 1000:.0f} ms · engine load {run.init_s:.2f} s (this computer's CPU)"
     )
+    for line in render_summary(bench, result_path)[:3]:
+        out.print(line)
+    out.print(f"report: {report_path}")

@@ -163,7 +163,8 @@ class DirectAdbDevice(Device):
 
     def _shell_v2(self, command: str, timeout_s: float, stdin: bytes) -> ShellResult:
         dev = self._dev
-        info = dev._open(b"shell,v2,raw:" + command.encode(), self._io_timeout_s, timeout_s, timeout_s)
+        # The command may print nothing for longer than any I/O timeout: its own timeout governs reads.
+        info = dev._open(b"shell,v2,raw:" + command.encode(), timeout_s, timeout_s, timeout_s)
         chunk = max(1, dev._maxdata - 5)
         pending = shell_v2.stdin_frames(stdin, chunk)
         collector = shell_v2.Collector()
