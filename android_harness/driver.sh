@@ -22,6 +22,14 @@ now() {
   NOW=$((s * 1000 + ${f:-0} * 10))
 }
 
+# readn N: read up to N bytes from fd 3 into $got (fewer at the end of the output).
+# mksh (Android's sh) reads exact byte counts itself; other shells fork dd.
+if (printf 'ab' | { IFS= read -r -N 1 _x && [ "$_x" = a ]; }) 2>/dev/null; then
+  readn() { got=; IFS= read -r -N "$1" got <&3; }
+else
+  readn() { got=$(dd bs=1 count="$1" <&3 2>/dev/null; echo x); got=${got%x}; }
+fi
+
 event() {
   now
   echo "$NOW,$1,$2,$3" >> "$RUN/events.csv"
@@ -30,7 +38,7 @@ event() {
 # Read the runner's output on fd 3 up to and including its next input prompt, starting
 # with the bytes in $buf; answer text goes to $ANS. The prompt has no newline and the
 # runner then waits for input, so we never read past it: whole lines with `read`, the
-# possible prompt with dd, a byte count at a time. Returns 1 when the output ends.
+# possible prompt by byte count (readn). Returns 1 when the output ends.
 await_prompt() {
   while :; do
     case $buf in
@@ -42,10 +50,9 @@ await_prompt() {
     [ "$buf" = "$PROMPT" ] && { buf=; return 0; }
     case $PROMPT in
       "$buf"*)
-        more=$(dd bs=1 count=$((${#PROMPT} - ${#buf})) <&3 2>/dev/null; echo x)
-        more=${more%x}
-        [ -z "$more" ] && return 1
-        buf=$buf$more
+        readn $((${#PROMPT} - ${#buf}))
+        [ -z "$got" ] && return 1
+        buf=$buf$got
         ;;
       *)
         IFS= read -r rest <&3 || { printf '%s\n' "$buf$rest" >> "$ANS"; return 1; }
@@ -77,8 +84,8 @@ run_conversation() {
     event turn_end "$i" $((turn - 1))
     printf '%s\n' "$line" >&4
     event turn_send "$i" "$turn"
-    buf=$(dd bs=1 count=1 <&3 2>/dev/null; echo x)
-    buf=${buf%x}
+    readn 1
+    buf=$got
     [ -z "$buf" ] && { alive=0; break; }
     event turn_first "$i" "$turn"
   done < "$RUN/conv/$i.txt"

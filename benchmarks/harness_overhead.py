@@ -8,6 +8,9 @@
    tokens/s of `litert_lm.Benchmark` for the same artifact, threads and output length, in
    the same run. Target >= 0.95.
 
+The runners are timed by `/usr/bin/time` each (start-up and exit included); the harness is
+everything else the whole run's `/usr/bin/time` counted.
+
     .venv/bin/python benchmarks/harness_overhead.py --artifact MODEL.litertlm [--threads 2]
 
 Without --artifact, the tiny example model is built and converted first (its turns take
@@ -42,11 +45,16 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
     key = ensure_adb_key()
     emu = AdbDeviceEmulator(work / "sandbox", trusted_keys=[key.with_name("adbkey.pub").read_bytes()]).start()
     cpu_log = work / "runner-cpu.txt"
-    emu.extra_env["EDGEKIT_STANDIN_CPU_LOG"] = str(cpu_log)
     host, port = emu.serial.rsplit(":", 1)
     device = DirectAdbDevice(host, int(port))
     try:
-        runner = write_runner_standin(work / "litert_lm_main")
+        # Each runner process is timed from outside, start-up and exit included.
+        standin = write_runner_standin(work / "standin")
+        runner = work / "litert_lm_main"
+        runner.write_text(
+            f'#!/bin/sh\nexec /usr/bin/time -a -o {shlex.quote(str(cpu_log))} -f "%U %S" {standin} "$@"\n'
+        )
+        runner.chmod(0o755)
         deployed = deploy(device, artifact, DeployConfig(runner=runner, smoke=False))
         assert deployed.runner is not None
         workload = load_workload()
@@ -76,7 +84,7 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
         device.close()
         emu.stop()
     total = user + system
-    runners = sum(float(line.split()[1]) for line in cpu_log.read_text().splitlines())
+    runners = sum(float(u) + float(s) for u, s in (line.split() for line in cpu_log.read_text().splitlines()))
     return {
         "wall_s": round(wall, 1),
         "total_cpu_s": round(total, 2),

@@ -74,9 +74,14 @@ def test_energy_and_charge_match_the_truth_within_2_percent(
     battery.counter_step_uah = 1000  # coarse, like real fuel gauges
     battery.internal_resistance_ohm = 0.15  # voltage sag under load
     battery.noise_ma = 10.0
-    emulated_device.emulator.extra_env["EDGEKIT_STANDIN_TURN_S"] = "0.4"  # a slower "phone"
+    # Fine time steps, so the simulated truth and the sampled step function agree at the
+    # busy/idle edges; a slower "phone" (turns padded to 0.6 s); one runner thread, so the
+    # emulator's own clock keeps time on 2 cores.
+    emulated_device.emulator.tick_s = 0.02
+    emulated_device.emulator.extra_env["EDGEKIT_STANDIN_TURN_S"] = "0.6"
     battery.reset_truth()
-    result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path)))
+    config = _config(emulated_device, small_workload(tmp_path), sample_period_s=0.02, threads=1)
+    result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
     assert result.simulated and result.complete
     assert result.validity == []
@@ -288,3 +293,19 @@ def test_local_device_bench(int4_result: ConvertResult, tmp_path: Path) -> None:
     assert all(t.ttft_s is not None and t.ttft_s > 0 for t in result.turns)
     assert "battery: not measured" in proc.stdout
     assert result.summary["decode_tokens_per_s"] and result.summary["decode_tokens_per_s"] > 0
+
+
+def test_screen_is_turned_off_and_restored_and_thermal_change_is_flagged(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    wakefulness = emulated_device.sandbox / ".emulator" / "wakefulness"
+    wakefulness.write_text("Awake\n")
+    config = _config(emulated_device, small_workload(tmp_path, 1))
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    assert wakefulness.read_text().strip() == "Asleep"  # turned off for the run
+    emulated_device.battery.thermal_status = 2  # the phone heats up meanwhile
+    session.follow(device, run_id, config)
+    result = session.collect(device, run_id)
+    assert wakefulness.read_text().strip() == "Awake"  # restored
+    assert [f["code"] for f in result.validity] == ["thermal_changed"]
+    assert result.summary["workload_charge_mah"] is not None  # a warning, not a void

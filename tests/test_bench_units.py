@@ -185,3 +185,35 @@ def test_summary_keys_scaling_and_round_trip(tmp_path: Path) -> None:
     voided = summarise(turns, None, conversations=5, duration_s=45.0, capacity_mah=4000)
     assert voided["battery_pct_per_25_conversations"] is None and voided["decode_tokens_per_s"] is not None
     assert not math.isnan(summary["workload_energy_mwh"])
+
+
+def test_aggregate_mean_stddev_and_95_interval() -> None:
+    from edgekit.bench.session import aggregate
+
+    def result(pct: float) -> BenchResult:
+        summary = dict.fromkeys(SUMMARY_KEYS)
+        summary["battery_pct_per_25_conversations"] = pct
+        return BenchResult(
+            simulated=False,
+            created="",
+            run_id="r",
+            device={},
+            artifact={},
+            workload={},
+            runner={},
+            settings={},
+            turns=[],
+            samples=[],
+            baseline_window_s=None,
+            workload_window_s=None,
+            power={},
+            validity=[],
+            summary=summary,
+        )
+
+    agg = aggregate([result(0.7), result(0.8), result(0.9)])
+    pct = agg["battery_pct_per_25_conversations"]
+    assert pct["mean"] == pytest.approx(0.8) and pct["stddev"] == pytest.approx(0.1) and pct["n"] == 3
+    half = 4.303 * 0.1 / 3**0.5  # Student t, 2 degrees of freedom
+    assert pct["ci95_low"] == pytest.approx(0.8 - half) and pct["ci95_high"] == pytest.approx(0.8 + half)
+    assert agg["ttft_s_median"]["mean"] is None

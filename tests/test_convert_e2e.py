@@ -247,3 +247,20 @@ def test_demo_runs_the_pipeline(tmp_path: Path) -> None:
     assert data["run"]["decode_tokens"] >= 1
     assert data["run"]["decode_tokens_per_s"] > 0
     assert Artifact.load(Path(data["artifact"])).verify() == data["sha256"]
+
+
+def test_example_chat_template_takes_string_or_text_parts(tiny_gemma3_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_gemma3_dir))
+    as_text = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi"}]
+    as_parts = [
+        {"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hi"}]},
+    ]
+    expected = "<bos><start_of_turn>user\nHello there<end_of_turn>\n<start_of_turn>model\nHi<end_of_turn>\n"
+    for messages in (as_text, as_parts):
+        rendered = tok.apply_chat_template(messages, tokenize=False)
+        assert rendered == expected
+    prompt = tok.apply_chat_template(as_text[:1], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<start_of_turn>model\n")

@@ -296,17 +296,13 @@ def test_error_runner_missing(emulated_device: EmulatedDevice, artifact: Path, c
     _one_error_line(run_cli(*args, str(artifact), env=cli_env), "runner /no/such/runner does not exist")
 
 
+def _direct_deploy_args(dev: EmulatedDevice) -> list[str]:
+    return ["deploy", "--transport", "direct", "--device", dev.serial, "--runner", str(dev.runner)]
+
+
 def test_error_manifest_mismatch_cli(emulated_device: EmulatedDevice, artifact: Path, cli_env: dict[str, str]) -> None:
     artifact.write_bytes(artifact.read_bytes()[:-1])
-    args = [
-        "deploy",
-        "--transport",
-        "direct",
-        "--device",
-        emulated_device.serial,
-        "--runner",
-        str(emulated_device.runner),
-    ]
+    args = _direct_deploy_args(emulated_device)
     _one_error_line(run_cli(*args, str(artifact), env=cli_env), "does not match its manifest")
 
 
@@ -314,15 +310,7 @@ def test_error_disconnected_mid_push_cli(
     emulated_device: EmulatedDevice, artifact: Path, cli_env: dict[str, str]
 ) -> None:
     emulated_device.faults.drop_after_bytes = 150_000
-    args = [
-        "deploy",
-        "--transport",
-        "direct",
-        "--device",
-        emulated_device.serial,
-        "--runner",
-        str(emulated_device.runner),
-    ]
+    args = _direct_deploy_args(emulated_device)
     _one_error_line(run_cli(*args, str(artifact), env=cli_env), "connection to the device lost")
     proc = run_cli(*args, str(artifact), env=cli_env)
     assert proc.returncode == 0, proc.stderr

@@ -30,7 +30,7 @@ CHAT_TEMPLATE = (
     "{{ '<start_of_turn>' + role + '\n' }}"
     "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
     "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'text' -%}{{ part['text'] | trim }}{%- endif -%}"
+    "{%- if part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
     "{%- endfor -%}{%- endif -%}"
     "{{ '<end_of_turn>\n' }}"
     "{%- endfor -%}"

@@ -6,7 +6,8 @@ CNXN, AUTH (RSA signature over a 20-byte token; trusted keys only unless
 services `shell:`, `exec:`, `shell,v2,raw:` / `shell,v2:` (stdin, stdout, stderr, exit,
 close-stdin, window size) and `sync:` (STAT, LIST, SEND/DONE, RECV, QUIT).
 
-Commands run with /bin/sh in a sandbox folder. Device paths under /data, /sdcard, /sys,
+Commands run with mksh (Android's shell) where it is installed, else /bin/sh, in a
+sandbox folder. Device paths under /data, /sdcard, /sys,
 /system and /vendor are mapped into the sandbox by rewriting them where they start a
 word in the command string, and in sync paths; a sync path that escapes the sandbox
 (`..`, symlinks) is refused. This is a test double, not a jail: a command can still
@@ -28,6 +29,7 @@ import os
 import posixpath
 import re
 import secrets
+import shutil
 import signal
 import stat
 import struct
@@ -293,6 +295,10 @@ class AdbDeviceEmulator:
         self.faults = Faults()
         self.extra_env: dict[str, str] = {}
         """Added to every command's environment (e.g. the runner stand-in's knobs)."""
+        self.shell = shutil.which("mksh") or "/bin/sh"
+        """Android's shell is mksh: commands run with it when it is installed, else /bin/sh."""
+        self.tick_s = 0.05
+        """How often the simulated battery advances and republishes its readings."""
         self.battery_counters = True
         """False: the fuel gauge exposes nothing (no sysfs files, dumpsys without figures)."""
         self.port = port
@@ -425,7 +431,7 @@ class AdbDeviceEmulator:
     # --- services --------------------------------------------------------------------
     async def run_command(self, stream: _Stream, command: str, *, v2: bool, merge_stderr: bool) -> None:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
+            self.shell,
             "-c",
             self.map_command(command) if command else "exec /bin/sh",
             stdin=asyncio.subprocess.PIPE,
@@ -597,7 +603,7 @@ class AdbDeviceEmulator:
     async def _tick(self) -> None:
         while True:
             await asyncio.to_thread(lambda: self.refresh_battery(self.busy()))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(self.tick_s)
 
     def start(self) -> AdbDeviceEmulator:
         """Start serving on a background thread; returns once the port is bound."""
@@ -664,6 +670,14 @@ _STAND_INS = {
           power) echo "POWER MANAGER (dumpsys power)"; echo "  mWakefulness=$(cat "$EDGEKIT_EMU_DIR/wakefulness")" ;;
           *) echo "Can't find service: $1" >&2; exit 1 ;;
         esac
+        """
+    ),
+    "sh": textwrap.dedent(
+        """\
+        #!/bin/sh
+        # sh is mksh on Android: use it where it is installed.
+        if command -v mksh >/dev/null 2>&1; then exec mksh "$@"; fi
+        exec /bin/sh "$@"
         """
     ),
     "settings": textwrap.dedent(

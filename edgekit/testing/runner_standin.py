@@ -49,11 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
-        cpu_log = os.environ.get("EDGEKIT_STANDIN_CPU_LOG")
-        if cpu_log:  # for benchmarks/harness_overhead.py: this runner's own CPU seconds
-            t = os.times()
-            with open(cpu_log, "a") as f:
-                f.write(f"{os.getpid()} {t.user + t.system:.4f}\n")
 
 
 def _run(model: str, flags: dict[str, str]) -> int:
