@@ -176,9 +176,10 @@ def _place_file(
     executable: bool,
     label: str,
     progress: PushProgress | None,
+    already_there: bool,
 ) -> Placed:
     size = local.stat().st_size
-    if _remote_sha256(device, remote) == sha:
+    if already_there:
         return Placed(remote=remote, sha256=sha, size_bytes=size, pushed=False)
     part = remote + ".part"
     parent = remote.rsplit("/", 1)[0]
@@ -324,11 +325,12 @@ def deploy(
     runner_sha = sha256_file(runner) if runner is not None else None
     runner_remote = f"{root}/runners/{runner_sha}/{RUNNER_NAME}" if runner is not None else None
 
-    need = 0
-    if _remote_sha256(device, model_remote) != sha:
-        need += artifact.path.stat().st_size
-    if runner is not None and runner_remote is not None and _remote_sha256(device, runner_remote) != runner_sha:
-        need += runner.stat().st_size
+    # One sha256sum per file on the device: it decides both the space needed and what to send.
+    model_there = _remote_sha256(device, model_remote) == sha
+    runner_there = runner_remote is not None and _remote_sha256(device, runner_remote) == runner_sha
+    need = (0 if model_there else artifact.path.stat().st_size) + (
+        runner.stat().st_size if runner is not None and not runner_there else 0
+    )
     if facts.free_bytes is not None and need + _SPACE_MARGIN > facts.free_bytes:
         raise DeviceError(
             f"{device.serial}: not enough space in {root.rsplit('/', 1)[0]}: need {need / 1e6:.0f} MB, "
@@ -336,11 +338,27 @@ def deploy(
             serial=device.serial,
         )
 
-    model = _place_file(device, artifact.path, model_remote, sha, executable=False, label="model", progress=progress)
+    model = _place_file(
+        device,
+        artifact.path,
+        model_remote,
+        sha,
+        executable=False,
+        label="model",
+        progress=progress,
+        already_there=model_there,
+    )
     runner_placed = None
     if runner is not None and runner_remote is not None and runner_sha is not None:
         runner_placed = _place_file(
-            device, runner, runner_remote, runner_sha, executable=True, label="runner", progress=progress
+            device,
+            runner,
+            runner_remote,
+            runner_sha,
+            executable=True,
+            label="runner",
+            progress=progress,
+            already_there=runner_there,
         )
     harness = _place_harness(device, root, progress)
     smoke = smoke_run(device, model_remote, runner_remote, config) if config.smoke else None

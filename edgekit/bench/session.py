@@ -25,7 +25,7 @@ from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
 from edgekit.bench import runner as run_lib
 from edgekit.bench.result import BenchResult, TurnRecord, summarise
-from edgekit.bench.workload import Workload, load_workload
+from edgekit.bench.workload import Conversation, Workload, load_workload
 from edgekit.deploy import DeployConfig, deploy, harness_files
 from edgekit.device import parsers
 from edgekit.device.base import Device
@@ -125,7 +125,7 @@ def restore_phone(device: Device, state: dict[str, Any]) -> None:
         device.shell(["input", "keyevent", "224"], check=False)  # KEYCODE_WAKEUP
 
 
-def _run_id(serial: str) -> str:
+def _run_id() -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{secrets.token_hex(3)}"
 
@@ -142,7 +142,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
         battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
     )
     phone = prepare_phone(device) if config.prepare_screen else {"changed": []}
-    run_id = _run_id(device.serial)
+    run_id = _run_id()
     paths = run_lib.run_paths(device, run_id, deployed.harness.remote)
     flags = run_lib.runner_flags(
         max_output_tokens=workload.max_output_tokens,
@@ -276,7 +276,8 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
         name=meta["workload"]["name"],
         version=meta["workload"]["version"],
         max_output_tokens=meta["workload"]["max_output_tokens"],
-        conversations=tuple(_conversation_stub(c["id"], c["turns"]) for c in conversations),
+        # Only ids and turn counts are needed to read the run back; the text stays in the run folder.
+        conversations=tuple(Conversation(id=c["id"], turns=("",) * c["turns"]) for c in conversations),
         sha256=meta["workload"]["sha256"],
         path=Path("."),
     )
@@ -353,12 +354,6 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
         summary=summary,
         complete=complete,
     )
-
-
-def _conversation_stub(cid: str, turns: int) -> Any:
-    from edgekit.bench.workload import Conversation
-
-    return Conversation(id=cid, turns=tuple("" for _ in range(turns)))
 
 
 def _power_dict(report: power_lib.PowerReport, t0: float) -> dict[str, Any]:
@@ -494,7 +489,7 @@ def run_local(
     return BenchResult(
         simulated=False,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        run_id=_run_id("local"),
+        run_id=_run_id(),
         device=_facts_dict(device, config.redact),
         artifact={
             "name": artifact.path.name,
