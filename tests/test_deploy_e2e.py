@@ -354,3 +354,28 @@ def test_deploy_to_all_in_parallel(artifact: Path, cli_env: dict[str, str], tmp_
         for emu in emus:
             client.disconnect(emu.serial)
             emu.stop()
+
+
+def test_sync_list_and_stat_through_adb_shell(emulated_device: EmulatedDevice) -> None:
+    device = _direct(emulated_device)
+    device.shell(["sh", "-c", "mkdir -p /data/local/tmp/d && echo hi > /data/local/tmp/d/a.txt"])
+    names = {entry.filename.decode() for entry in device._dev.list("/data/local/tmp/d")}
+    assert {"a.txt"} <= names
+    mode, size, _mtime = device._dev.stat("/data/local/tmp/d/a.txt")
+    assert size == 3 and mode & 0o170000 == 0o100000
+    assert device._dev.stat("/data/local/tmp/nope") == (0, 0, 0)  # a missing file stats as zeros
+    # A sync path that escapes the sandbox, by `..` or by a symlink, is refused.
+    assert device._dev.stat("/data/../../etc/passwd") == (0, 0, 0)
+    (emulated_device.path("/data/local/tmp") / "out").symlink_to("/etc")
+    assert Path("/etc/passwd").is_file()
+    assert device._dev.stat("/data/local/tmp/out/passwd") == (0, 0, 0)
+
+
+def test_clean_cache_removes_local_caches(tmp_path: Path) -> None:
+    cache = tmp_path / "xdg"
+    (cache / "edgekit" / "logs").mkdir(parents=True)
+    (cache / "edgekit" / "runners" / "x").mkdir(parents=True)
+    proc = run_cli("clean", "--cache", env={"XDG_CACHE_HOME": str(cache)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"removed {cache / 'edgekit'}"
+    assert not (cache / "edgekit").exists()
