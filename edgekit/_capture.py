@@ -16,11 +16,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edgekit._data import user_cache_dir
+
 
 def log_dir() -> Path:
     """edgekit's log folder in the user cache (created if missing)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    path = Path(base) / "edgekit" / "logs"
+    path = user_cache_dir() / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -6,9 +6,17 @@ checkout (editable install, tests) they are the top-level folders of the reposit
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def user_cache_dir() -> Path:
+    """edgekit's folder in the user cache ($XDG_CACHE_HOME or ~/.cache, then edgekit/): logs,
+    the cached runner, the local device. Not created here."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgekit"
 
 
 def data_dir(name: str) -> Path:

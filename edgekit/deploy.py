@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekit._data import data_dir
+from edgekit._data import data_dir, user_cache_dir
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.device import parsers
 from edgekit.device.base import Device, DeviceFacts
@@ -100,8 +100,7 @@ class DeployResult:
 
 def runner_cache_dir() -> Path:
     """Where edgekit keeps the on-device runner the user supplied."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgekit" / "runners"
+    return user_cache_dir() / "runners"
 
 
 def resolve_runner(given: Path | None) -> Path | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from edgekit.errors import EdgekitError
 
@@ -24,6 +27,35 @@ class PromptRun:
     wall_s: float
 
 
+@contextlib.contextmanager
+def open_engine(
+    model_path: Path | str, *, threads: int | None = None, max_num_tokens: int | None = None
+) -> Iterator[Any]:
+    """The LiteRT-LM engine for `model_path` (CPU, benchmark counters on, logs at ERROR).
+
+    Its XNNPACK weight cache (~140 MB for a 270M model) goes to a temp folder removed
+    with it, never beside the model. Raises EdgekitError if the model does not load.
+    """
+    import litert_lm
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    with tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
+        try:
+            engine = litert_lm.Engine(
+                str(model_path),
+                backend=litert_lm.Backend.CPU(thread_count=threads),
+                cache_dir=cache_dir,
+                enable_benchmark=True,
+                max_num_tokens=max_num_tokens,
+            )
+        except RuntimeError as exc:
+            raise EdgekitError(f"the LiteRT-LM engine cannot load {model_path}: {exc}") from exc
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+
 def run_prompt(
     model_path: Path,
     prompt: str,
@@ -34,23 +66,12 @@ def run_prompt(
 ) -> PromptRun:
     """Load `model_path` (CPU backend), answer `prompt` greedily, and return text and stats.
 
-    The engine's XNNPACK weight cache goes to a temp folder that is removed afterwards,
-    so nothing is left beside the model. Raises EdgekitError if the engine fails.
+    Nothing is left beside the model (see open_engine). Raises EdgekitError if the engine fails.
     """
     import litert_lm
 
-    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
-    with tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
-        t0 = time.perf_counter()
-        try:
-            engine = litert_lm.Engine(
-                str(model_path),
-                backend=litert_lm.Backend.CPU(thread_count=threads),
-                cache_dir=cache_dir,
-                enable_benchmark=True,
-            )
-        except RuntimeError as exc:
-            raise EdgekitError(f"the LiteRT-LM engine cannot load {model_path}: {exc}") from exc
+    t0 = time.perf_counter()
+    with open_engine(model_path, threads=threads) as engine:
         init_s = time.perf_counter() - t0
         try:
             session = engine.create_session(
@@ -68,8 +89,6 @@ def run_prompt(
                 session.close()
         except RuntimeError as exc:
             raise EdgekitError(f"the LiteRT-LM engine failed to run {model_path}: {exc}") from exc
-        finally:
-            engine.close()
     return PromptRun(
         text=text,
         init_s=init_s,

@@ -26,10 +26,11 @@ from edgekit.bench import power as power_lib
 from edgekit.bench import runner as run_lib
 from edgekit.bench.result import BenchResult, TurnRecord, summarise
 from edgekit.bench.workload import Conversation, Workload, load_workload
-from edgekit.deploy import DeployConfig, deploy, harness_files
+from edgekit.deploy import DeployConfig, DeployResult, deploy, harness_files
 from edgekit.device import parsers
 from edgekit.device.base import Device
 from edgekit.device.local import LocalDevice
+from edgekit.engine import open_engine
 from edgekit.errors import DeviceError, InputError
 
 ProgressFn = Callable[[int, int], None]
@@ -155,12 +156,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
         "run_id": run_id,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": _facts_dict(device, config.redact),
-        "artifact": {
-            "name": artifact.path.name,
-            "sha256": deployed.model.sha256,
-            "provenance": deployed.provenance,
-            "manifest": dataclasses.asdict(artifact.manifest) if artifact.manifest else None,
-        },
+        "artifact": _artifact_meta(artifact, deployed),
         "workload": _workload_meta(workload),
         "runner": {"sha256": deployed.runner.sha256, "flags": flags, "path": deployed.runner.remote},
         "settings": {
@@ -188,6 +184,15 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
     )
     run_lib.start(device, paths)
     return run_id
+
+
+def _artifact_meta(artifact: Artifact, deployed: DeployResult) -> dict[str, Any]:
+    return {
+        "name": artifact.path.name,
+        "sha256": deployed.model.sha256,
+        "provenance": deployed.provenance,
+        "manifest": dataclasses.asdict(artifact.manifest) if artifact.manifest else None,
+    }
 
 
 def _workload_meta(workload: Workload) -> dict[str, Any]:
@@ -414,54 +419,41 @@ def run_local(
     baseline = (time.monotonic(), time.monotonic() + baseline_s)
     stop.wait(baseline_s)
     turns: list[TurnRecord] = []
-    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
-    import tempfile
-
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
-        engine = litert_lm.Engine(
-            deployed.model.remote,
-            backend=litert_lm.Backend.CPU(thread_count=config.threads),
-            cache_dir=cache_dir,
-            enable_benchmark=True,
-            max_num_tokens=config.max_num_tokens,
-        )
-        try:
-            for n, conv in enumerate(workload.conversations, 1):
-                session = engine.create_session(
-                    sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=workload.max_output_tokens
-                )
-                try:
-                    for k, text in enumerate(conv.turns, 1):
-                        sent = time.monotonic()
-                        session.run_prefill([text])
-                        first = None
-                        for _chunk in session.run_decode_async():
-                            if first is None:
-                                first = time.monotonic()
-                        end = time.monotonic()
-                        info = session.get_benchmark_info()
-                        turns.append(
-                            TurnRecord(
-                                conversation=conv.id,
-                                conversation_index=n,
-                                turn_index=k,
-                                prompt_tokens=info.last_prefill_token_count,
-                                output_tokens=info.last_decode_token_count,
-                                ttft_s=None if first is None else first - sent,
-                                prefill_tokens_per_s=info.last_prefill_tokens_per_second,
-                                decode_tokens_per_s=info.last_decode_tokens_per_second,
-                                wall_s=end - sent,
-                                t_start_s=sent - t0,
-                                t_end_s=end - t0,
-                            )
+    with open_engine(deployed.model.remote, threads=config.threads, max_num_tokens=config.max_num_tokens) as engine:
+        for n, conv in enumerate(workload.conversations, 1):
+            session = engine.create_session(
+                sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=workload.max_output_tokens
+            )
+            try:
+                for k, text in enumerate(conv.turns, 1):
+                    sent = time.monotonic()
+                    session.run_prefill([text])
+                    first = None
+                    for _chunk in session.run_decode_async():
+                        if first is None:
+                            first = time.monotonic()
+                    end = time.monotonic()
+                    info = session.get_benchmark_info()
+                    turns.append(
+                        TurnRecord(
+                            conversation=conv.id,
+                            conversation_index=n,
+                            turn_index=k,
+                            prompt_tokens=info.last_prefill_token_count,
+                            output_tokens=info.last_decode_token_count,
+                            ttft_s=None if first is None else first - sent,
+                            prefill_tokens_per_s=info.last_prefill_tokens_per_second,
+                            decode_tokens_per_s=info.last_decode_tokens_per_second,
+                            wall_s=end - sent,
+                            t_start_s=sent - t0,
+                            t_end_s=end - t0,
                         )
-                finally:
-                    session.close()
-                if progress is not None:
-                    progress(n, len(workload.conversations))
-        finally:
-            engine.close()
+                    )
+            finally:
+                session.close()
+            if progress is not None:
+                progress(n, len(workload.conversations))
     end = time.monotonic()
     stop.set()
     sampler.join()
@@ -491,12 +483,7 @@ def run_local(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         run_id=_run_id(),
         device=_facts_dict(device, config.redact),
-        artifact={
-            "name": artifact.path.name,
-            "sha256": deployed.model.sha256,
-            "provenance": deployed.provenance,
-            "manifest": dataclasses.asdict(artifact.manifest) if artifact.manifest else None,
-        },
+        artifact=_artifact_meta(artifact, deployed),
         workload=_workload_meta(workload),
         runner={"engine": "litert_lm (litert-lm-api)", "flags": [f"threads={config.threads}", "greedy"]},
         settings={

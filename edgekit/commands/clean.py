@@ -26,11 +26,9 @@ def clean_command(devices: tuple[str, ...], transport: str, everything: bool, ca
     if cache:
         if devices:
             raise InputError("--cache cleans this computer: do not combine it with --device")
-        from edgekit._capture import log_dir
-        from edgekit.deploy import runner_cache_dir
+        from edgekit._data import user_cache_dir
 
-        root = log_dir().parent
-        assert root == runner_cache_dir().parent
+        root = user_cache_dir()
         if root.exists():
             shutil.rmtree(root)
             removed.append(str(root))

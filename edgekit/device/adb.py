@@ -172,14 +172,7 @@ class AdbDevice(Device):
             raise self._lost(exc) from exc
         finally:
             conn.close()
-        if collector.returncode is None:
-            raise DeviceError(f"{self.serial}: `{command}` ended without an exit code", serial=self.serial, cmd=command)
-        result = ShellResult(
-            collector.returncode,
-            collector.stdout.decode("utf-8", errors="replace"),
-            collector.stderr.decode("utf-8", errors="replace"),
-        )
-        return check_result(self.serial, command, result, check)
+        return check_result(self.serial, command, collector.result(self.serial, command), check)
 
     def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         """`adb push` through the same server; progress read from its terminal output."""

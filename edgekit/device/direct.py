@@ -186,13 +186,7 @@ class DirectAdbDevice(Device):
             else:  # CLSE: echo it, as adbd expects
                 dev._io_manager.send(AdbMessage(adb_constants.CLSE, info.local_id, info.remote_id), info)
                 break
-        if collector.returncode is None:
-            raise DeviceError(f"{self.serial}: `{command}` ended without an exit code", serial=self.serial, cmd=command)
-        return ShellResult(
-            collector.returncode,
-            collector.stdout.decode("utf-8", errors="replace"),
-            collector.stderr.decode("utf-8", errors="replace"),
-        )
+        return collector.result(self.serial, command)
 
     def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         """Copy `local` to `remote` over the sync service."""

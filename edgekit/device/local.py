@@ -7,7 +7,6 @@ the LiteRT-LM engine from `litert-lm-api`, in this process. Its battery is read 
 
 from __future__ import annotations
 
-import os
 import platform
 import shlex
 import shutil
@@ -15,6 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgekit._data import user_cache_dir
 from edgekit.device.base import BatterySample, Device, DeviceFacts, ProgressFn, ShellResult, check_result
 from edgekit.device.parsers import parse_sysfs_status
 from edgekit.errors import DeviceError
@@ -24,8 +24,7 @@ _ABI = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": 
 
 def local_root() -> Path:
     """The folder that plays /data/local/tmp/edgekit for the local device."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgekit" / "local-device"
+    return user_cache_dir() / "local-device"
 
 
 class LocalDevice(Device):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import struct
 
+from edgekit.device.base import ShellResult
+from edgekit.errors import DeviceError
+
 STDIN = 0
 STDOUT = 1
 STDERR = 2
@@ -60,6 +63,16 @@ class Collector:
                 self.stderr += payload
             elif kind == EXIT and payload:
                 self.returncode = payload[0]
+
+    def result(self, serial: str, command: str) -> ShellResult:
+        """The finished command; DeviceError if the device closed the stream without an exit code."""
+        if self.returncode is None:
+            raise DeviceError(f"{serial}: `{command}` ended without an exit code", serial=serial, cmd=command)
+        return ShellResult(
+            self.returncode,
+            self.stdout.decode("utf-8", errors="replace"),
+            self.stderr.decode("utf-8", errors="replace"),
+        )
 
 
 def stdin_frames(data: bytes, chunk: int) -> list[bytes]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,68 +53,62 @@ def main(argv: list[str] | None = None) -> int:
 def _run(model: str, flags: dict[str, str]) -> int:
     import litert_lm
 
-    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    from edgekit.engine import open_engine
+    from edgekit.errors import EdgekitError
+
     threads = int(flags["num_cpu_threads"]) if flags.get("num_cpu_threads", "").isdigit() else None
     max_out = int(flags["max_output_tokens"]) if flags.get("max_output_tokens", "").isdigit() else None
     max_tokens = int(flags["max_num_tokens"]) if flags.get("max_num_tokens", "").isdigit() else None
-    with tempfile.TemporaryDirectory(prefix="standin-xnnpack-") as cache_dir:
-        t0 = time.perf_counter()
-        try:
-            engine = litert_lm.Engine(
-                model,
-                backend=litert_lm.Backend.CPU(thread_count=threads),
-                cache_dir=cache_dir,
-                enable_benchmark=True,
-                max_num_tokens=max_tokens,
-            )
-        except RuntimeError as exc:
-            print(f"ERROR: Failed to create engine: {exc}", file=sys.stderr)
-            return 1
-        init_s = time.perf_counter() - t0
-        turns: list[tuple[int, float, int, float]] = []
-        session = engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_out)
-        ttft = None
-        # Test knob: crash (exit 134, like an abort) in the middle of this turn.
-        crash_at = int(os.environ.get("EDGEKIT_STANDIN_CRASH_AT_TURN", "0") or 0)
-        turn_no = 0
-        while True:
-            sys.stdout.write(PROMPT)
-            sys.stdout.flush()
-            line = sys.stdin.readline()
-            if not line or not line.strip():
-                break
-            turn_started = time.monotonic()
-            turn_no += 1
-            if turn_no == crash_at:
-                sys.stdout.write("partial answ")
+    t0 = time.perf_counter()
+    try:
+        with open_engine(model, threads=threads, max_num_tokens=max_tokens) as engine:
+            init_s = time.perf_counter() - t0
+            turns: list[tuple[int, float, int, float]] = []
+            session = engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_out)
+            ttft = None
+            # Test knob: crash (exit 134, like an abort) in the middle of this turn.
+            crash_at = int(os.environ.get("EDGEKIT_STANDIN_CRASH_AT_TURN", "0") or 0)
+            turn_no = 0
+            while True:
+                sys.stdout.write(PROMPT)
                 sys.stdout.flush()
-                print("F0000 runner crashed: simulated abort", file=sys.stderr)
-                os._exit(134)
-            session.run_prefill([line.rstrip("\n")])
-            # Stream the answer as the real binary does, so a reader sees the first token early.
-            for chunk in session.run_decode_async():
-                for text in chunk.texts:
-                    sys.stdout.write(text)
+                line = sys.stdin.readline()
+                if not line or not line.strip():
+                    break
+                turn_started = time.monotonic()
+                turn_no += 1
+                if turn_no == crash_at:
+                    sys.stdout.write("partial answ")
                     sys.stdout.flush()
-            info = session.get_benchmark_info()
-            # A slower "device" for power tests: pad each turn to EDGEKIT_STANDIN_TURN_S seconds.
-            pad = float(os.environ.get("EDGEKIT_STANDIN_TURN_S", "0") or 0) - (time.monotonic() - turn_started)
-            if pad > 0:
-                time.sleep(pad)
-            turns.append(
-                (
-                    info.last_prefill_token_count,
-                    info.last_prefill_tokens_per_second,
-                    info.last_decode_token_count,
-                    info.last_decode_tokens_per_second,
+                    print("F0000 runner crashed: simulated abort", file=sys.stderr)
+                    os._exit(134)
+                session.run_prefill([line.rstrip("\n")])
+                # Stream the answer as the real binary does, so a reader sees the first token early.
+                for chunk in session.run_decode_async():
+                    for text in chunk.texts:
+                        sys.stdout.write(text)
+                        sys.stdout.flush()
+                info = session.get_benchmark_info()
+                # A slower "device" for power tests: pad each turn to EDGEKIT_STANDIN_TURN_S seconds.
+                pad = float(os.environ.get("EDGEKIT_STANDIN_TURN_S", "0") or 0) - (time.monotonic() - turn_started)
+                if pad > 0:
+                    time.sleep(pad)
+                turns.append(
+                    (
+                        info.last_prefill_token_count,
+                        info.last_prefill_tokens_per_second,
+                        info.last_decode_token_count,
+                        info.last_decode_tokens_per_second,
+                    )
                 )
-            )
-            if ttft is None:
-                ttft = info.time_to_first_token_in_second
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-        session.close()
-        engine.close()
+                if ttft is None:
+                    ttft = info.time_to_first_token_in_second
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+            session.close()
+    except EdgekitError as exc:  # the model does not load (litert_lm errors inside are RuntimeError)
+        sys.stderr.write(f"ERROR: Failed to create engine: {exc}\n")
+        return 1
     if "benchmark" in flags:
         _print_benchmark(init_s, ttft or 0.0, turns)
     return 0
