@@ -231,8 +231,18 @@ def test_ctrl_c_during_export_leaves_nothing(tiny_gemma3_dir: Path, tmp_path: Pa
     while time.monotonic() < deadline and not list(out.parent.glob(".int.litertlm.edgekit-*/export")):
         time.sleep(0.1)
     assert list(out.parent.glob(".int.litertlm.edgekit-*/export")), "export never started"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    # A SIGINT that lands inside upstream's native converter can be consumed there (seen once
+    # on a loaded machine: the export ran on); a user presses Ctrl-C again, so does this test.
+    for _ in range(4):
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        proc.kill()
+        _, err = proc.communicate()
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not out.exists() and not manifest_path(out).exists()
