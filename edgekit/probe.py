@@ -54,7 +54,9 @@ class RunnerProbe:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (probe.json on the device, `runner.probe` in results)."""
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["libraries"] = list(self.libraries)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunnerProbe:

@@ -369,6 +369,16 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
             }
         )
     flags += runner_failures(files, conversations, settings.get("turn_timeout_s"))
+    unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
+    if unmeasured:
+        flags.append(
+            {
+                "code": "runner_figures_missing",
+                "message": f"{len(unmeasured)} of {len(turns)} turns have no prefill/decode figures from the runner "
+                "(no BenchmarkInfo, or fewer turns in it)",
+                "voids": False,
+            }
+        )
     failed = sorted(set(f"{n:04d}" for n in range(1, len(conversations) + 1)) - files.done)
     complete = not failed
     if not complete:

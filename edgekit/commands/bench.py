@@ -289,8 +289,12 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
 
         if isinstance(device, LocalDevice):
             return session.battery_bench(device, artifact, config, progress)
-        with console.status("deploying and starting the run on the device…"):
-            run_id = session.start_run(device, artifact, config)
+        try:
+            with console.status("deploying and starting the run on the device…"):
+                run_id = session.start_run(device, artifact, config)
+        except KeyboardInterrupt:
+            console.print("interrupted before the run started on the device: nothing to collect", highlight=False)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         try:
             session.follow(device, run_id, config, progress)
         except KeyboardInterrupt:
