@@ -11,7 +11,7 @@
 #             BenchmarkInfo comes on its stderr (ABSL_LOG) -> err/NNNN.txt.
 # one_shot    one runner process per user turn (litert_lm_main.cc): --input_prompt_file
 #             holds the earlier turns rendered as "User: …" / "Assistant: …" lines (earlier
-#             answers cut to ANSWER_CAP_BYTES) and then the new turn; stdout (the prompt
+#             answers cut to ANSWER_CAP_WORDS words and ANSWER_CAP_BYTES bytes) and then the new turn; stdout (the prompt
 #             echo, the answer, BenchmarkInfo) -> out/NNNN.K.txt, stderr -> err/NNNN.K.txt.
 #
 # Timestamps on the device's monotonic clock (/proc/uptime, 10 ms) in events.csv:
@@ -59,7 +59,7 @@ watchdog() {
   while [ -e "$RUN/tmp/watch.$2" ]; do
     sleep 1
     dl=
-    read -r dl < "$RUN/tmp/watch.$2" 2>/dev/null || break
+    { read -r dl < "$RUN/tmp/watch.$2"; } 2>/dev/null || break
     now
     if [ "${dl:-0}" -gt 0 ] && [ "$NOW" -gt "$dl" ]; then
       : > "$RUN/tmp/timeout.$2"
@@ -162,14 +162,29 @@ run_multi_turn() {
   finish_conversation "$i" "$rc" "$turn" "$alive"
 }
 
-# The answer in a one-shot runner's stdout, on one line, cut to ANSWER_CAP_BYTES:
-# litert_lm_main.cc prints "input_prompt: " + the prompt + "\n", streams the answer, then a
-# blank line and BenchmarkInfo.
+# The answer in a one-shot runner's stdout, on one line, cut to ANSWER_CAP_WORDS words and
+# then to ANSWER_CAP_BYTES bytes (a multi-byte UTF-8 character cut at the end is dropped):
+# litert_lm_main.cc prints "input_prompt: " + the prompt + "\n", streams the answer, then
+# a blank line and BenchmarkInfo.
 answer_of() {
   n=$(wc -c < "$2")
   if [ "$(head -c 14 "$1")" = "input_prompt: " ]; then tail -c +$((n + 16)) "$1"; else cat "$1"; fi |
-    sed '/BenchmarkInfo:/,$d' | tr '\n' ' ' | head -c "$ANSWER_CAP_BYTES"
+    sed '/BenchmarkInfo:/,$d' > "$RUN/tmp/answer.$i"
+  set -f
+  w=0
+  cut=
+  # shellcheck disable=SC2013 # words, not lines, on purpose
+  for word in $(cat "$RUN/tmp/answer.$i"); do
+    w=$((w + 1))
+    [ "$w" -gt "$ANSWER_CAP_WORDS" ] && break
+    cut="$cut${cut:+ }$word"
+  done
+  set +f
+  rm -f "$RUN/tmp/answer.$i"
+  printf '%s' "$cut" | head -c "$ANSWER_CAP_BYTES" | LC_ALL=C sed "s/[$UTF8_LEAD][$UTF8_CONT]*\$//"
 }
+UTF8_LEAD=$(printf '\300-\367')
+UTF8_CONT=$(printf '\200-\277')
 
 run_one_shot() {
   i=$1

@@ -198,3 +198,55 @@ def test_full_chat25_one_shot_through_the_cli(
     assert result.complete and len(result.turns) == 70 and result.summary["conversations"] == 25
     assert all(t.decode_tokens_per_s and t.prefill_tokens_per_s and t.ttft_s for t in result.turns)
     shutil.rmtree(folder)
+
+
+def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
+    emulated_device: EmulatedDevice, int4_result: ConvertResult, tmp_path: Path, adb_home: Path
+) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    wakefulness = emulated_device.sandbox / ".emulator" / "wakefulness"
+    wakefulness.write_text("Awake\n")
+    args = ["battery-bench", "--transport", "direct", "--device", emulated_device.serial]
+    args += ["--runner", str(emulated_device.runner), "--workload", str(workload(tmp_path, 1)), "--baseline-s", "60"]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, **_cli_env(adb_home), "HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", *args, str(int4_result.artifact.path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs = emulated_device.path(f"{ROOT}/runs")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(runs.glob("*/driver.pid")):
+        time.sleep(0.2)
+    [pid_file] = list(runs.glob("*/driver.pid"))
+    run_id = pid_file.parent.name
+    assert wakefulness.read_text().strip() == "Asleep"
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"--collect {run_id}" in err and f"--resume {run_id}" in err and "half-written" not in err
+    assert wakefulness.read_text().strip() == "Awake"  # restored
+    stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone (or a zombie nobody reaped yet)
+    collected = run_cli(
+        "battery-bench",
+        "--transport",
+        "direct",
+        "--device",
+        emulated_device.serial,
+        "--collect",
+        run_id,
+        "-o",
+        str(tmp_path / "r.json"),
+        env=_cli_env(adb_home),
+    )
+    assert collected.returncode == 7, collected.stderr  # cut off: not complete
+    assert not BenchResult.load(tmp_path / "r.json").complete

@@ -39,9 +39,12 @@ ProgressFn = Callable[[int, int], None]
 
 BASELINE_CAP_S = 300.0
 DEFAULT_TURN_TIMEOUT_S = 300
+DRIVER_START_GRACE_S = 60.0
+HISTORY_RESERVE_TOKENS = 256
 """A turn (one-shot: with its model load) that takes longer is killed and the run fails."""
-ANSWER_BYTES_PER_TOKEN = 4
-"""One-shot prompts carry earlier answers cut to the workload's cap at ~4 bytes a token."""
+ANSWER_WORDS_PER_TOKEN = 0.75
+"""One-shot prompts carry earlier answers cut to the workload's per-turn token cap, counted
+as words at ~0.75 English words a token (the driver cannot tokenize; it never cuts a word)."""
 _ACCELERATORS = {"gpu": "libLiteRtGpuAccelerator.so", "npu": "libLiteRtDispatch"}
 _ASSUMED_TOKENS_PER_S = 20.0
 
@@ -209,13 +212,27 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
         flags=flags,
         protocol=probe.protocol,
         turn_timeout_s=config.turn_timeout_s,
-        answer_cap_bytes=workload.max_output_tokens * ANSWER_BYTES_PER_TOKEN,
+        answer_cap_words=max(1, int(workload.max_output_tokens * ANSWER_WORDS_PER_TOKEN)),
+        answer_cap_bytes=answer_cap_bytes(workload, artifact),
         sample_period_s=config.sample_period_s,
         baseline_s=baseline_s,
         meta=meta,
     )
     run_lib.start(device, paths)
     return run_id
+
+
+def answer_cap_bytes(workload: Workload, artifact: Artifact) -> int:
+    """Bytes of each earlier answer a one-shot prompt carries: ~4 bytes a token of the
+    workload's cap, and no more than keeps the longest conversation's prompt inside the
+    artifact's KV cache (`cache_length` in its manifest) even at one token per byte, with
+    HISTORY_RESERVE_TOKENS left for the chat template, the user turns and the answer."""
+    cap = workload.max_output_tokens * 4
+    cache = (artifact.manifest.settings.get("cache_length", {}) if artifact.manifest else {}).get("value")
+    longest = max(len(c.turns) for c in workload.conversations)
+    if isinstance(cache, int) and longest > 1:
+        cap = min(cap, max(16, (cache - HISTORY_RESERVE_TOKENS) // (longest - 1)))
+    return cap
 
 
 def _artifact_meta(artifact: Artifact, deployed: DeployResult) -> dict[str, Any]:
@@ -247,10 +264,19 @@ def _paths(device: Device, run_id: str) -> run_lib.RunPaths:
 def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressFn | None = None) -> None:
     """Wait until the run's driver is done (or has died)."""
     paths = _paths(device, run_id)
-    deadline = time.monotonic() + config.timeout_s
+    started = time.monotonic()
+    deadline = started + config.timeout_s
     total = None
     while time.monotonic() < deadline:
         state, done = run_lib.status(device, paths)
+        # The driver writes its status first thing; on a busy phone that can take a moment.
+        if (
+            state == "missing"
+            and time.monotonic() - started < DRIVER_START_GRACE_S
+            and device.shell(["test", "-f", f"{paths.run_dir}/meta.json"], check=False).returncode == 0
+        ):
+            time.sleep(config.poll_s)
+            continue
         if total is None:
             total = len(device.shell(["ls", f"{paths.run_dir}/conv"], check=False).stdout.split())
         if progress is not None:
@@ -258,6 +284,10 @@ def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressF
         if state == "done":
             return
         if state == "missing":
+            log = device.shell(["cat", f"{paths.run_dir}/driver.log"], check=False)
+            if log.returncode == 0:
+                tail = " ".join(log.stdout.strip().splitlines()[-2:]) or "driver.log is empty"
+                raise DeviceError(f"{device.serial}: run {run_id}: the driver did not start: {tail}")
             raise DeviceError(f"{device.serial}: no run {run_id} on the device", serial=device.serial)
         if not run_lib.driver_alive(device, paths):
             return  # cut off: collect keeps what it measured; --resume finishes it

@@ -285,7 +285,8 @@ def _run_simple(flags: dict[str, str]) -> int:
         os.abort()
     if not prompt and flags["input_prompt_file"]:
         try:
-            prompt = Path(flags["input_prompt_file"]).read_text()
+            # The binary reads bytes (std::ifstream); bytes that are not UTF-8 still reach the tokenizer.
+            prompt = Path(flags["input_prompt_file"]).read_bytes().decode("utf-8", "replace")
         except OSError:
             sys.stderr.write(f"Error: Could not open file {flags['input_prompt_file']}\n")
             prompt = ""
