@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from edgekit.device import parsers
@@ -136,8 +138,10 @@ def probe_runner(device: Device, runner_dir: str, binary: str, libraries: tuple[
         version_out=version.stdout if version.returncode == 0 else "",
         libraries=libraries,
     )
-    text = json.dumps(probe.to_dict(), indent=2, sort_keys=True)
-    device.shell(["sh", "-c", f"cat > {shlex.quote(runner_dir + '/probe.json')}"], stdin=text.encode())
+    with tempfile.TemporaryDirectory(prefix="edgekit-probe-") as tmp:
+        local = Path(tmp) / "probe.json"
+        local.write_text(json.dumps(probe.to_dict(), indent=2, sort_keys=True) + "\n")
+        device.push(local, f"{runner_dir}/probe.json")
     return probe
 
 

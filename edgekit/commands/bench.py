@@ -83,7 +83,7 @@ def _default_output(serial: str) -> Path:
     "battery-bench",
     epilog="""\b
 Examples:
-  edgekit battery-bench --device SERIAL --runner ./litert_lm_main gemma3-270m-int4.litertlm
+  edgekit battery-bench --device SERIAL --runner ./android_arm64/ gemma3-270m-int4.litertlm
   edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable
   edgekit battery-bench --device SERIAL --collect 20261125-143000-a1b2c3
   edgekit battery-bench --device local model.litertlm                  # this computer
