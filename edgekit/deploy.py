@@ -193,6 +193,64 @@ def elf_abi(path: Path) -> str | None:
     return _ELF_MACHINES.get(machine, f"elf-machine-{machine}")
 
 
+# Libraries every Android app process may link (the NDK's stable system libraries): not
+# expected beside the runner.
+_SYSTEM_LIBS = {
+    "libc.so",
+    "libm.so",
+    "libdl.so",
+    "liblog.so",
+    "libandroid.so",
+    "libz.so",
+    "libEGL.so",
+    "libGLESv2.so",
+    "libGLESv3.so",
+    "libvulkan.so",
+    "libnativewindow.so",
+    "libmediandk.so",
+    "libneuralnetworks.so",
+    "libjnigraphics.so",
+    "libsync.so",
+    "libOpenSLES.so",
+    "libaaudio.so",
+    "libbinder_ndk.so",
+    "libstdc++.so",
+}
+
+
+def elf_needed(path: Path) -> tuple[str, ...] | None:
+    """The DT_NEEDED libraries of a 64-bit little-endian ELF (what bionic's linker will look
+    for), or None if `path` is not one or has no dynamic section."""
+    import struct
+
+    data = path.read_bytes()
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = []
+    for i in range(shnum):
+        off = shoff + i * shentsize
+        if off + 64 > len(data):
+            return None
+        _name, sh_type, _flags, _addr, sh_offset, sh_size, sh_link = struct.unpack_from("<IIQQQQI", data, off)
+        sections.append((sh_type, sh_offset, sh_size, sh_link))
+    for sh_type, offset, size, link in sections:
+        if sh_type != 6 or link >= len(sections):  # SHT_DYNAMIC; its sh_link is the string table
+            continue
+        strtab = sections[link][1]
+        needed = []
+        for entry in range(offset, offset + size - 15, 16):
+            tag, value = struct.unpack_from("<qQ", data, entry)
+            if tag == 0:  # DT_NULL
+                break
+            if tag == 1:  # DT_NEEDED
+                end = data.index(b"\0", strtab + value)
+                needed.append(data[strtab + value : end].decode(errors="replace"))
+        return tuple(needed)
+    return None
+
+
 def harness_files() -> dict[str, Path]:
     """The device-side harness files (relative name -> local path), from `android_harness/`."""
     root = data_dir("android_harness")
@@ -420,6 +478,13 @@ def deploy(
                 "for android_arm64, or its prebuilt/android_arm64/ folder) or set EDGEKIT_RUNNER; edgekit remembers it"
             )
         abi = elf_abi(runner.binary)
+        shipped = {lib.name for lib in runner.libraries}
+        unshipped = [n for n in elf_needed(runner.binary) or () if n not in shipped and n not in _SYSTEM_LIBS]
+        if unshipped:
+            notes.append(
+                f"runner {runner.binary.name} needs {', '.join(unshipped)}, not beside it: if the phone lacks "
+                f"them it will not start (pass its prebuilt/android_arm64/ folder)"
+            )
         if abi is None:
             notes.append(f"runner {runner.binary.name} is not an ELF binary (a script?): it is run as it is")
         elif abi not in facts.abis:

@@ -156,3 +156,19 @@ def test_standin_version_exits_0(tmp_path: Path) -> None:
     exe = write_runner_standin(tmp_path / "a", "advanced")
     proc = subprocess.run([sys.executable, str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (0, "litert_lm_advanced_main\n")
+
+
+def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
+    import shutil
+
+    from edgekit.deploy import elf_needed
+
+    true = Path("/bin/true")
+    needed = elf_needed(true)
+    assert needed is not None and "libc.so.6" in needed  # a glibc host binary (Debian's coreutils)
+    readelf = shutil.which("readelf")
+    if readelf:  # the same list binutils reads
+        out = subprocess.run([readelf, "-d", str(true)], capture_output=True, text=True, check=True).stdout
+        assert list(needed) == [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+    script = write_runner_standin(tmp_path / "s", "simple")
+    assert elf_needed(script) is None
