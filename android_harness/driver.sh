@@ -222,8 +222,9 @@ run_one_shot() {
     wait "$rpid"
     rc=$?
     rm -f "$RUN/tmp/watch.$i" "$fout"
-    event turn_end "$i" "$turn"
-    if [ "$rc" -ne 0 ] || [ -e "$RUN/tmp/timeout.$i" ]; then
+    # A runner that printed nothing did not answer this turn, whatever its exit status.
+    [ -n "$first" ] && event turn_end "$i" "$turn"
+    if [ "$rc" -ne 0 ] || [ -z "$first" ] || [ -e "$RUN/tmp/timeout.$i" ]; then
       alive=0
       break
     fi

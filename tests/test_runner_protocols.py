@@ -250,3 +250,29 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     )
     assert collected.returncode == 7, collected.stderr  # cut off: not complete
     assert not BenchResult.load(tmp_path / "r.json").complete
+
+
+def test_runner_that_exits_0_without_answering_fails_the_run(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    # A shell-script runner (as a checker's might be): absl-style --helpfull, then nothing.
+    silent = tmp_path / "litert_lm_main"
+    silent.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *--helpfull*)\n'
+        "  printf '  Flags from runtime/engine/litert_lm_main.cc:\\n'\n"
+        "  printf '    --input_prompt_file (File path to the input prompt.); default: \"\";\\n'\n"
+        "  printf '    --model_path (Model path to use for LLM execution.); default: \"\";\\n'\n"
+        "  exit 1 ;;\n"
+        "esac\n"
+        "exit 0\n"
+    )
+    silent.chmod(0o755)
+    config = session.BenchConfig(workload=workload(tmp_path, 1), runner=silent, baseline_s=0.2, poll_s=0.2)
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    session.follow(device, run_id, config)
+    result = session.collect(device, run_id)
+    assert result.runner["protocol"] == ONE_SHOT
+    assert not result.complete and result.exit_code() == 7
+    [failed] = [f for f in result.validity if f["code"] == "runner_failed"]
+    assert failed["message"] == "conversation 0001 (extract-cities): the runner exited 0 but answered 0 of 2 turns"
