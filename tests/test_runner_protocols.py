@@ -197,6 +197,9 @@ def test_full_chat25_one_shot_through_the_cli(
     result = BenchResult.load(out)
     assert result.complete and len(result.turns) == 70 and result.summary["conversations"] == 25
     assert all(t.decode_tokens_per_s and t.prefill_tokens_per_s and t.ttft_s for t in result.turns)
+    rep = run_cli("report", str(out), "-o", str(tmp_path / "r.html"))
+    assert rep.returncode == 0 and "Runner: one-shot protocol · time to first token from the runner" in rep.stdout
+    assert "one-shot protocol" in (tmp_path / "r.html").read_text()
     shutil.rmtree(folder)
 
 
