@@ -53,11 +53,13 @@ class RunnerProbe:
     streams_answers: bool
     version: str | None
     libraries: tuple[str, ...]
+    needed: tuple[str, ...] | None = None  # DT_NEEDED from the ELF header; None for a script
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (probe.json on the device, `runner.probe` in results)."""
         data = dataclasses.asdict(self)
         data["libraries"] = list(self.libraries)
+        data["needed"] = None if self.needed is None else list(self.needed)
         return data
 
     @classmethod
@@ -71,6 +73,7 @@ class RunnerProbe:
             streams_answers=bool(data["streams_answers"]),
             version=data.get("version"),
             libraries=tuple(data.get("libraries", ())),
+            needed=None if data.get("needed") is None else tuple(data["needed"]),
         )
 
 
@@ -123,7 +126,9 @@ def analyse_probe(
     )
 
 
-def probe_runner(device: Device, runner_dir: str, binary: str, libraries: tuple[str, ...]) -> RunnerProbe:
+def probe_runner(
+    device: Device, runner_dir: str, binary: str, libraries: tuple[str, ...], needed: tuple[str, ...] | None = None
+) -> RunnerProbe:
     """Run `runner_dir/binary --helpfull` and `--version` on the device (LD_LIBRARY_PATH =
     the runner's folder) and analyse them; stores probe.json beside the runner."""
     d = shlex.quote(runner_dir)
@@ -138,6 +143,7 @@ def probe_runner(device: Device, runner_dir: str, binary: str, libraries: tuple[
         version_out=version.stdout if version.returncode == 0 else "",
         libraries=libraries,
     )
+    probe = dataclasses.replace(probe, needed=needed)
     with tempfile.TemporaryDirectory(prefix="edgekit-probe-") as tmp:
         local = Path(tmp) / "probe.json"
         local.write_text(json.dumps(probe.to_dict(), indent=2, sort_keys=True) + "\n")
