@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.device import parsers
-from edgekit.device.base import Device
+from edgekit.device.base import Device, ShellResult
 from edgekit.errors import InputError
 
 MULTI_TURN = "multi_turn"
@@ -133,9 +133,20 @@ def probe_runner(
     the runner's folder) and analyse them; stores probe.json beside the runner."""
     d = shlex.quote(runner_dir)
     exe = shlex.quote(f"{runner_dir}/{binary}")
-    base = f"cd {d} && LD_LIBRARY_PATH={d} {exe}"
-    helpfull = device.script(f"{base} --helpfull 2>&1", timeout_s=PROBE_TIMEOUT_S, check=False)
-    version = device.script(f"{base} --version 2>&1", timeout_s=PROBE_TIMEOUT_S, check=False)
+    # A runner that hangs even here is stopped on the device (toybox `timeout`, where the
+    # shell has it) rather than leaving the connection waiting.
+    limit = int(PROBE_TIMEOUT_S / 2)
+
+    def ask(flag: str) -> ShellResult:
+        cmd = f"{exe} {flag} 2>&1"
+        script = (
+            f"cd {d} && export LD_LIBRARY_PATH={d} && "
+            f"if command -v timeout >/dev/null 2>&1; then timeout {limit} {cmd}; else {cmd}; fi"
+        )
+        return device.script(script, timeout_s=PROBE_TIMEOUT_S, check=False)
+
+    helpfull = ask("--helpfull")
+    version = ask("--version")
     probe = analyse_probe(
         binary=binary,
         helpfull_rc=helpfull.returncode,
