@@ -259,7 +259,9 @@ run_one_shot() {
 mkdir -p "$RUN/out" "$RUN/err" "$RUN/done" "$RUN/tmp"
 echo $$ > "$RUN/driver.pid"
 echo running > "$RUN/status"
-rm -f "$RUN/stop"
+# RUN_DIR/stop (edgekit's stop, e.g. Ctrl-C) ends the run where it is, as a kill would;
+# edgekit removes it before it starts or resumes a driver.
+[ -e "$RUN/stop" ] && exit 0
 sh "$ROOT/$HARNESS/sampler.sh" "$RUN" &
 spid=$!
 if ! grep -q ',baseline_end,' "$RUN/events.csv" 2>/dev/null; then
@@ -272,6 +274,7 @@ for conv in "$RUN"/conv/*.txt; do
   i=${conv##*/}
   i=${i%.txt}
   [ -e "$RUN/done/$i" ] && continue
+  [ -e "$RUN/stop" ] && exit 0
   if [ "$PROTOCOL" = one_shot ]; then
     run_one_shot "$i"
   else
