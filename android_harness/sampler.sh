@@ -38,7 +38,8 @@ nap() {
 }
 
 echo $$ > "$RUN/sampler.pid"
-while [ ! -e "$RUN/stop" ]; do
+# (and while the run folder exists: a run removed under it is over)
+while [ ! -e "$RUN/stop" ] && [ -d "$RUN" ]; do
   now
   rd charge_counter; cc=$v
   rd current_now; cur=$v

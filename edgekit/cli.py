@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv`; returns the exit code instead of exiting."""
     debug = os.environ.get("EDGEKIT_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
-        return 0
+        # Without standalone mode click returns a command's `Exit(code)` instead of raising it.
+        code = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Click turns Ctrl-C into Abort. Every command cleans up in `finally` blocks.
-        _error_line("interrupted: nothing half-written was left behind")
+        # No claim about what was left behind: that depends on where the command was cut.
+        _error_line("interrupted")
         return EXIT_INTERRUPTED
     except EdgekitError as exc:
         if debug:

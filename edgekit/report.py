@@ -49,6 +49,12 @@ def _value(key: str, value: Any, simulated: bool) -> str:
     return f"{value:{spec}}{unit}" + (" (simulated)" if simulated else "")
 
 
+def runner_line(result: BenchResult) -> str:
+    """Which protocol ran and where time to first token comes from (docs/battery-bench.md)."""
+    r = result.runner
+    return f"Runner: {r['protocol'].replace('_', '-')} protocol · time to first token from the {r.get('ttft_source')}"
+
+
 def markdown(result: BenchResult) -> str:
     """A Markdown summary: headline table, validity flags."""
     dev = result.device
@@ -66,6 +72,8 @@ def markdown(result: BenchResult) -> str:
     ]
     for key, (label, _, _) in _LABELS.items():
         lines.append(f"| {label} | {_value(key, result.summary.get(key), result.simulated)} |")
+    if result.runner.get("protocol"):
+        lines += ["", runner_line(result)]
     if result.validity:
         lines += ["", "Validity flags:"]
         lines += [
@@ -228,7 +236,9 @@ def html_report(result: BenchResult) -> str:
                 "workload",
                 f"{result.workload['name']} v{result.workload['version']} · sha256 {result.workload['sha256']}",
             ),
+            ("runner protocol", runner_line(result) if result.runner.get("protocol") else "—"),
             ("runner flags", " ".join(result.runner.get("flags", []))),
+            ("runner conditions", "; ".join(result.runner.get("conditions", [])) or "—"),
             ("current_now", ((result.power or {}).get("conventions") or {}).get("basis", "—")),
         )
     )

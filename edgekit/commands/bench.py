@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from edgekit.bench.result import EXIT_INTERRUPTED
 from edgekit.commands._common import print_json, stderr_console
 from edgekit.commands.deploy import transport_option
 from edgekit.device import Transport, open_device, resolve_devices
@@ -29,14 +30,29 @@ def render_summary(result: Any, path: Path | None) -> list[str]:
     lines = [
         f"battery-bench {result.run_id}: {w['name']} v{w['version']} ({len(w['conversations'])} conversations, "
         f"{turns} turns) on {result.device.get('model') or result.device.get('serial')}{sim}"
-        + ("" if result.complete else " — INCOMPLETE"),
+        + ("" if result.complete else " — FAILED (incomplete)"),
         f"  decode {_fmt(s['decode_tokens_per_s'], '.1f')} tok/s · prefill {_fmt(s['prefill_tokens_per_s'], '.1f')} "
         f"tok/s · time to first token median {_fmt(s['ttft_s_median'], '.3f', ' s')} · {s['output_tokens']} output "
         f"tokens in {_fmt(s['duration_s'], '.1f', ' s')}{sim}",
     ]
+    runner = result.runner
+    if runner.get("protocol"):
+        lines.append(
+            f"  runner: {runner['protocol'].replace('_', '-')} protocol; "
+            f"time to first token from the {runner['ttft_source']}"
+        )
+        for note in runner.get("conditions", []):
+            lines.append(f"  runner condition: {note}")
+    code = result.exit_code()
     if s["workload_charge_mah"] is None:
-        why = "; ".join(f["message"] for f in result.validity if f["voids"]) or "not measured"
-        lines.append(f"  battery: not measured — {why}")
+        voids = [f for f in result.validity if f["voids"]]
+        if code == 0:
+            why = "; ".join(f["message"] for f in voids) or "no battery counters"
+            lines.append(f"  battery: not measured — {why}")
+        else:
+            first = voids[0] if voids else {"code": "void", "message": "no valid battery figure"}
+            more = f" (+{len(voids) - 1} more flags below)" if len(voids) > 1 else ""
+            lines.append(f"  battery: VOID [{first['code']}] {first['message']}{more}")
     else:
         lines.append(
             f"  battery: {_fmt(s['battery_pct_per_25_conversations'], '.3f', '%')} per 25 conversations{sim} · "
@@ -67,7 +83,7 @@ def _default_output(serial: str) -> Path:
     "battery-bench",
     epilog="""\b
 Examples:
-  edgekit battery-bench --device SERIAL --runner ./litert_lm_main gemma3-270m-int4.litertlm
+  edgekit battery-bench --device SERIAL --runner ./android_arm64/ gemma3-270m-int4.litertlm
   edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable
   edgekit battery-bench --device SERIAL --collect 20261125-143000-a1b2c3
   edgekit battery-bench --device local model.litertlm                  # this computer
@@ -87,7 +103,8 @@ Examples:
     "--runner",
     type=click.Path(path_type=Path),
     envvar="EDGEKIT_RUNNER",
-    help="litert_lm_main for the phone (cached after the first deploy).  [env: EDGEKIT_RUNNER]",
+    help="LiteRT-LM's runner for the phone (litert_lm_advanced_main or litert_lm_main) or its "
+    "prebuilt/android_arm64/ folder with the .so files; cached after the first deploy.  [env: EDGEKIT_RUNNER]",
 )
 @click.option("--sample-ms", type=int, default=250, show_default=True, help="Battery sampling period on the device.")
 @click.option(
@@ -103,6 +120,13 @@ Examples:
 @click.option("--threads", type=int, help="Runner CPU threads (--num_cpu_threads).")
 @click.option("--backend", type=click.Choice(["cpu", "gpu", "npu"]), default="cpu", show_default=True)
 @click.option("--max-num-tokens", type=int, help="Pin the runner's KV cache use (--max_num_tokens).")
+@click.option(
+    "--turn-timeout-s",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Kill the runner when one turn (one-shot: with its model load) takes longer; the run fails (exit 7).",
+)
 @click.option(
     "--detach", is_flag=True, help="Start the run on the phone and return at once: unplug, wait, then --collect."
 )
@@ -143,6 +167,7 @@ def bench_command(
     threads: int | None,
     backend: str,
     max_num_tokens: int | None,
+    turn_timeout_s: int,
     detach: bool,
     collect_id: str | None,
     resume_id: str | None,
@@ -159,6 +184,10 @@ def bench_command(
 
     Runs that cannot be trusted (charging, screen on, missing counters) are flagged and get
     no battery headline. Figures from an emulated device are labelled simulated.
+
+    Exit codes: 0 complete (battery valid, or a device with no battery counters: speed
+    only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
+    missing turns); 130 Ctrl-C. The result is written to -o in every case.
     """
     from edgekit.bench import session
     from edgekit.bench.result import BenchResult
@@ -179,6 +208,7 @@ def bench_command(
         backend=backend,
         max_num_tokens=max_num_tokens,
         redact=redact,
+        turn_timeout_s=turn_timeout_s,
     )
     serials = resolve_devices(devices, Transport(transport))
     if len(serials) != 1:
@@ -222,6 +252,7 @@ def bench_command(
                 r.write(path.with_name(f"{path.stem}-run{i}{path.suffix}"))
             final.aggregate = session.aggregate(results)
         final.write(path)
+        worst = max(r.exit_code() for r in results)
         if as_json:
             click.echo(final.to_json(), nl=False)
         else:
@@ -235,6 +266,8 @@ def bench_command(
                             f"  {key} over {a['n']} runs: mean {a['mean']:.4g} ± {a['stddev']:.2g} "
                             f"(95% interval {a['ci95_low']:.4g} – {a['ci95_high']:.4g})"
                         )
+        if worst:
+            raise click.exceptions.Exit(worst)
     finally:
         device.close()
 
@@ -243,6 +276,7 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgekit.bench import session
+    from edgekit.device.local import LocalDevice
 
     label = f"run {index + 1}/{repeat}: conversations" if repeat > 1 else "conversations"
     with Progress(
@@ -253,4 +287,25 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
         def progress(done: int, total: int) -> None:
             bars.update(task, completed=done, total=total)
 
-        return session.battery_bench(device, artifact, config, progress)
+        if isinstance(device, LocalDevice):
+            return session.battery_bench(device, artifact, config, progress)
+        try:
+            with console.status("deploying and starting the run on the device…"):
+                run_id = session.start_run(device, artifact, config)
+        except KeyboardInterrupt:
+            console.print("interrupted before the run started on the device: nothing to collect", highlight=False)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        try:
+            session.follow(device, run_id, config, progress)
+        except KeyboardInterrupt:
+            session.interrupt(device, run_id)
+            console.print(
+                f"interrupted: run {run_id} stopped on {device.serial} (screen and stay-awake restored); "
+                f"what it measured stays there:\n"
+                f"  edgekit battery-bench --device {device.serial} --collect {run_id}\n"
+                f"  edgekit battery-bench --device {device.serial} --resume {run_id}",
+                soft_wrap=True,
+                highlight=False,
+            )
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        return session.collect(device, run_id)

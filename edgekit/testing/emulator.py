@@ -389,7 +389,9 @@ class AdbDeviceEmulator:
         (self.emu_dir / ".dumpsys-battery.tmp").write_text(dumpsys)
         os.replace(self.emu_dir / ".dumpsys-battery.tmp", self.emu_dir / "dumpsys-battery.txt")
         thermal = f"IsStatusOverride: false\nThermal Status: {self.battery.thermal_status}\nHAL Ready: true\n"
-        (self.emu_dir / "dumpsys-thermalservice.txt").write_text(thermal)
+        # Atomic, like the battery file: a `dumpsys` reading it meanwhile never sees it empty.
+        (self.emu_dir / ".dumpsys-thermalservice.tmp").write_text(thermal)
+        os.replace(self.emu_dir / ".dumpsys-thermalservice.tmp", self.emu_dir / "dumpsys-thermalservice.txt")
         low = self.emu_dir / "low_space"
         if self.faults.low_space:
             low.touch()
