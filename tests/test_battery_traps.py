@@ -268,3 +268,58 @@ def test_student_t_for_every_dof(dof: int, t: float) -> None:
     from edgekit.bench.stats import t_quantile
 
     assert t_quantile(0.95, dof) == pytest.approx(t, abs=0.0015)
+
+
+def test_samples_csv_with_supplies_screen_and_thermal() -> None:
+    from edgekit.bench.power import external_online
+    from edgekit.bench.runner import parse_samples
+
+    text = (
+        "1000,3600000,-250000,3900000,80,300,Discharging,ac:Mains:0+battery:Battery:1+usb:USB:0,Awake,0\n"
+        "1250,3600000,,3900000,80,300,Not charging,ac:Mains:0+usb:USB:1,Asleep,2\n"
+        "1500,3600000,-250000,3900000,80,300,Discharging,,,\n"
+        "1750,3600000,-250000,3900000,80,300,Discharging\n"  # a run from before these fields
+        "2000,3600000,-1,3900000,80,300,Discharging,dumpsys-AC::0+dumpsys-USB::1,,\n"
+    )
+    s = parse_samples(text)
+    assert [x.t_s for x in s] == [1.0, 1.25, 1.5, 1.75, 2.0]
+    assert (s[0].screen, s[0].thermal, s[1].screen, s[1].thermal) == ("Awake", 0, "Asleep", 2)
+    assert s[1].current_raw is None and s[1].status == 4
+    assert external_online(s[0]) == []  # the battery's own `online` is not a supply
+    assert external_online(s[1]) == ["usb (USB)"]
+    assert external_online(s[2]) is None and external_online(s[3]) is None  # unknown, not "none"
+    assert external_online(s[4]) == ["dumpsys-USB"]
+
+
+@pytest.mark.parametrize(
+    ("props", "emulator"),
+    [
+        ({"ro.kernel.qemu": "1"}, "Android Emulator (ro.kernel.qemu=1)"),
+        ({"ro.boot.qemu": "1"}, "Android Emulator (ro.boot.qemu=1)"),
+        ({"ro.hardware": "ranchu"}, "Android Emulator (ro.hardware=ranchu)"),
+        ({"ro.hardware": "goldfish"}, "Android Emulator (ro.hardware=goldfish)"),
+        ({"ro.edgekit.emulated": "1"}, "edgekit device emulator"),
+        ({"ro.hardware": "tensor", "ro.kernel.qemu": "0"}, None),
+    ],
+)
+def test_android_emulator_is_detected_from_its_props(props: dict[str, str], emulator: str | None) -> None:
+    from pathlib import Path
+
+    from edgekit.device.base import Device, ShellResult
+
+    class Fake(Device):
+        serial = "s"
+
+        def shell(self, argv, *, timeout_s=60.0, check=True, stdin=None):  # type: ignore[no-untyped-def]
+            if list(argv) == ["getprop"]:
+                return ShellResult(0, "".join(f"[{k}]: [{v}]\n" for k, v in props.items()), "")
+            return ShellResult(1, "", "not here")
+
+        def push(self, local: Path, remote: str, *, progress=None) -> None:  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        def pull(self, remote: str, local: Path) -> None:
+            raise NotImplementedError
+
+    facts = Fake().facts()
+    assert facts.emulator == emulator and facts.emulated == (emulator is not None)

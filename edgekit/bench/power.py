@@ -42,8 +42,8 @@ MISSING_MAX_FRACTION = 0.10
 """More empty `current_now`/`voltage_now` reads than this in a window voids it."""
 GAP_PERIODS = 10
 """A sampler gap (or a hole of empty reads) longer than this many sample periods = suspended."""
-GAP_FLOOR_S = 1.0
-"""...but never less than 1 s: a loaded host (CI's emulated phone) can stall a process that long."""
+GAP_FLOOR_S = 2.0
+"""...but never less than 2 s: a loaded host (CI's emulated phone) can stall a process that long."""
 COUNTER_MIN_STEPS = 20
 COUNTER_RATIO_RANGE = (0.8, 1.25)
 DRIFT_WARN_PCT = 2.0
@@ -574,7 +574,7 @@ def analyse_segments(
     all_filled = [s for _, w in filled for s in w]
     conv = decide_conventions(all_filled, [w for _, w in filled])
     assert conv is not None
-    if not conv.unit_decided:
+    if not conv.unit_decided and not any(f.code == "supply_online" for f in flags):
         flags.append(
             Flag(
                 code="unit_undecided",

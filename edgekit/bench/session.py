@@ -169,7 +169,9 @@ def restore_phone(device: Device, state: dict[str, Any]) -> None:
     """Undo what prepare_phone changed."""
     before = state.get("settings_before", {})
     for key in state.get("changed", []):
-        if key in before and before[key] is not None:
+        if before.get(key) == "null":  # `settings get` prints null for a key that was never set
+            device.shell(["settings", "delete", "system", key], check=False)
+        elif before.get(key) is not None:
             device.shell(["settings", "put", "system", key, before[key]], check=False)
     if "screen" in state.get("changed", []):
         device.shell(["input", "keyevent", "223"], check=False)  # KEYCODE_SLEEP

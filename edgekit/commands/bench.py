@@ -67,8 +67,10 @@ def render_summary(result: Any, path: Path | None) -> list[str]:
     pct = figure(result, "battery_pct_per_25_conversations")
     charge = figure(result, "workload_charge_mah")
     if charge.value is None:
-        voids = [f for f in result.validity if f["voids"]]
-        why = "; ".join(f"[{f['code']}]{_where(f)} {f['message']}" for f in voids) or "not measured"
+        # A device with no current/voltage to read is a speed-only run: "not measured", not void.
+        voids = [f for f in result.validity if f["voids"] and f["code"] != "counters_missing"]
+        missing = "; ".join(f["message"] for f in result.validity if f["code"] == "counters_missing")
+        why = "; ".join(f"[{f['code']}]{_where(f)} {f['message']}" for f in voids) or missing or "no samples"
         lines.append(f"  battery: {'VOID' if voids else 'not measured'} — {why}")
     else:
         interval = "" if pct.low is None else f" (95% interval {pct.low:.3f}–{pct.high:.3f}%)"
@@ -309,7 +311,7 @@ def bench_command(
             click.echo(final.to_json(), nl=False)
         else:
             for line in render_summary(final, path):
-                out.print(line)
+                out.print(line, markup=False)
             if final.aggregate:
                 for key in ("battery_pct_per_25_conversations", "decode_tokens_per_s", "ttft_s_median"):
                     a = final.aggregate[key]

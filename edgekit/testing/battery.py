@@ -70,41 +70,48 @@ class BatteryController:
         self._elapsed_s = 0.0
         self._excess_uah = 0.0
         self._excess_uj = 0.0
-        self._current_ma = 0.0
-        self._voltage_v = self._ocv()
         self._last = time.monotonic()
         self._clock_s = 0.0
+        self._set_load(busy=False, screen_awake=False)
 
     def _ocv(self) -> float:
         soc = max(0.0, min(1.0, self._charge_uah / (self.design_capacity_mah * 1000)))
         return self.ocv_empty_v + (self.ocv_full_v - self.ocv_empty_v) * soc
 
     def tick(self, busy: bool, now: float | None = None, *, screen_awake: bool = False) -> None:
-        """Advance the simulation to `now` (monotonic seconds); `busy` = a model is running."""
+        """Advance the simulation to `now` (monotonic seconds); `busy` = a model is running.
+
+        The interval since the last tick ran at the load set then — the load the gauge has
+        been publishing — and is integrated into the truth; then the new load is set."""
         with self._lock:
             now = time.monotonic() if now is None else now
             dt = max(0.0, now - self._last)
             self._last = now
             self._clock_s += dt
-            # Positive = out of the battery (discharge); charging pushes current in.
-            idle_ma = self.idle_ma + self.idle_drift_ma_per_s * self._clock_s + (self.screen_ma if screen_awake else 0)
-            load_ma = self.busy_ma - self.idle_ma + idle_ma if busy else idle_ma
-            # A cable at the charge limit runs the phone and never charges it ("Not charging").
-            current_ma = load_ma - self.charge_ma if self.charging else max(0.0, load_ma - self.supply_ma)
-            voltage_v = self._ocv() - current_ma / 1000 * self.internal_resistance_ohm
+            current_ma, voltage_v = self._current_ma, self._voltage_v
+            load_ma, idle_ma = self._load_ma, self._idle_now_ma
             self._charge_uah -= current_ma * 1000 * dt / 3600
             self._drawn_uah += current_ma * 1000 * dt / 3600
             self._energy_uj += voltage_v * current_ma * 1000 * dt
-            self._busy_s += dt if busy else 0.0
+            self._busy_s += dt if self._busy else 0.0
             self._elapsed_s += dt
-            # What the load cost beyond idling (at this moment's idle draw): the figure
+            # What the load cost beyond idling (at that moment's idle draw): the figure
             # baseline subtraction must recover, on battery power.
             idle_v = self._ocv() - idle_ma / 1000 * self.internal_resistance_ohm
-            busy_v = self._ocv() - load_ma / 1000 * self.internal_resistance_ohm
+            load_v = self._ocv() - load_ma / 1000 * self.internal_resistance_ohm
             self._excess_uah += (load_ma - idle_ma) * 1000 * dt / 3600
-            self._excess_uj += (busy_v * load_ma - idle_v * idle_ma) * 1000 * dt
-            self._current_ma = current_ma
-            self._voltage_v = voltage_v
+            self._excess_uj += (load_v * load_ma - idle_v * idle_ma) * 1000 * dt
+            self._set_load(busy, screen_awake)
+
+    def _set_load(self, busy: bool, screen_awake: bool) -> None:
+        # Positive = out of the battery (discharge); charging pushes current in.
+        idle_ma = self.idle_ma + self.idle_drift_ma_per_s * self._clock_s + (self.screen_ma if screen_awake else 0)
+        load_ma = self.busy_ma - self.idle_ma + idle_ma if busy else idle_ma
+        # A cable at the charge limit runs the phone and never charges it ("Not charging").
+        current_ma = load_ma - self.charge_ma if self.charging else max(0.0, load_ma - self.supply_ma)
+        self._busy, self._idle_now_ma, self._load_ma = busy, idle_ma, load_ma
+        self._current_ma = current_ma
+        self._voltage_v = self._ocv() - current_ma / 1000 * self.internal_resistance_ohm
 
     def reset_truth(self) -> None:
         """Start the truth record afresh (charge drawn, energy, time) from now."""
@@ -153,6 +160,11 @@ class BatteryController:
                 if self.empty_read_fraction and self._rng.random() < self.empty_read_fraction:
                     out[key] = ""
             return out
+
+    def voltage_v(self) -> float:
+        """The battery's terminal voltage now (V), never an empty read."""
+        with self._lock:
+            return self._voltage_v
 
     def usb_online(self) -> bool:
         """True while a cable powers the phone (charging, or supplying at the charge limit)."""

@@ -399,7 +399,7 @@ class AdbDeviceEmulator:
               present: true
               level: {r["capacity"]}
               scale: 100
-              voltage: {int(r["voltage_now"]) // 1000}
+              voltage: {round(self.battery.voltage_v() * 1000)}
               temperature: {r["temp"]}
               technology: Li-ion
             """
@@ -409,7 +409,7 @@ class AdbDeviceEmulator:
         (self.emu_dir / ".dumpsys-battery.tmp").write_text(dumpsys)
         os.replace(self.emu_dir / ".dumpsys-battery.tmp", self.emu_dir / "dumpsys-battery.txt")
         thermal = f"IsStatusOverride: false\nThermal Status: {self.battery.thermal_status}\nHAL Ready: true\n"
-        (self.emu_dir / "dumpsys-thermalservice.txt").write_text(thermal)
+        _publish(self.emu_dir / "dumpsys-thermalservice.txt", thermal)
         low = self.emu_dir / "low_space"
         if self.faults.low_space:
             low.touch()
@@ -728,12 +728,13 @@ _STAND_INS = {
     "settings": textwrap.dedent(
         """\
         #!/bin/sh
-        # settings stand-in: get/put NAMESPACE KEY [VALUE], stored in files.
+        # settings stand-in: get/put/delete NAMESPACE KEY [VALUE], stored in files.
         d="$EDGEKIT_EMU_DIR/settings/$2"; mkdir -p "$d"
         case "$1" in
           get) cat "$d/$3" 2>/dev/null || echo null ;;
           put) printf '%s\\n' "$4" > "$d/$3" ;;
-          *) echo "usage: settings get|put NAMESPACE KEY [VALUE]" >&2; exit 1 ;;
+          delete) rm -f "$d/$3" ;;
+          *) echo "usage: settings get|put|delete NAMESPACE KEY [VALUE]" >&2; exit 1 ;;
         esac
         """
     ),
