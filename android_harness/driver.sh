@@ -2,11 +2,24 @@
 # driver.sh RUN_DIR: one battery-bench run, on the device, detached from the host.
 #
 # Starts the sampler, measures an idle baseline of BASELINE_S seconds, then runs every
-# conversation in RUN_DIR/conv/NNNN.txt (one user turn per line) through one runner
-# process each, feeding turns through a FIFO one at a time and timestamping on the
-# device's monotonic clock (/proc/uptime): turn_send, turn_first (first answer byte),
-# turn_end. A finished conversation leaves RUN_DIR/done/NNNN, so a run that was killed
-# resumes where it stopped. RUN_DIR/status: running, done or failed.
+# conversation in RUN_DIR/conv/NNNN.txt (one user turn per line) through the runner with
+# the protocol deploy's probe chose (PROTOCOL in run.env):
+#
+# multi_turn  one runner process per conversation (litert_lm_lib.cc RunMultiTurnConversation):
+#             turns fed through a FIFO one at a time, each after the runner's prompt
+#             "Please enter the prompt (or press Enter to end): "; an empty line ends it.
+#             BenchmarkInfo comes on its stderr (ABSL_LOG) -> err/NNNN.txt.
+# one_shot    one runner process per user turn (litert_lm_main.cc): --input_prompt_file
+#             holds the earlier turns rendered as "User: …" / "Assistant: …" lines (earlier
+#             answers cut to ANSWER_CAP_WORDS words and ANSWER_CAP_BYTES bytes) and then the new turn; stdout (the prompt
+#             echo, the answer, BenchmarkInfo) -> out/NNNN.K.txt, stderr -> err/NNNN.K.txt.
+#
+# Timestamps on the device's monotonic clock (/proc/uptime, 10 ms) in events.csv:
+# turn_send, turn_first (first stdout byte after the send), turn_end; turn_timeout when a
+# turn took longer than TURN_TIMEOUT_S and the runner was killed; conv_end with the
+# runner's exit status. The runner runs with LD_LIBRARY_PATH = its own folder (the .so
+# files shipped beside it). A finished conversation leaves RUN_DIR/done/NNNN, so a run
+# that was killed resumes where it stopped. RUN_DIR/status: running, then done.
 #
 # Power windows: with DETACH=1 it first waits (polling the supplies' online state on the
 # phone, up to UNPLUG_WAIT_S) for the cable to be unplugged, then settles SETTLE_S; it
@@ -41,6 +54,36 @@ event() {
   echo "$NOW,$1,$2,$3" >> "$RUN/events.csv"
 }
 
+# The per-turn timeout: a watchdog per runner process polls a deadline file once a second
+# and kills the runner (SIGKILL) past it, leaving RUN_DIR/tmp/timeout.KEY behind.
+arm() {
+  now
+  echo $((NOW + TURN_TIMEOUT_S * 1000)) > "$RUN/tmp/watch.$1"
+}
+
+watchdog() {
+  while [ -e "$RUN/tmp/watch.$2" ]; do
+    sleep 1
+    dl=
+    { read -r dl < "$RUN/tmp/watch.$2"; } 2>/dev/null || break
+    now
+    if [ "${dl:-0}" -gt 0 ] && [ "$NOW" -gt "$dl" ]; then
+      : > "$RUN/tmp/timeout.$2"
+      kill -9 "$1" 2>/dev/null
+      break
+    fi
+  done
+}
+
+# After a runner failed: what the phone kept about it (logcat's crash buffer where the
+# shell may read it: crash_dump's "Fatal signal …" and "Tombstone written to: …" lines).
+crash_notes() {
+  if command -v logcat >/dev/null 2>&1; then
+    logcat -d -b crash -t 200 2>/dev/null | grep -e 'Fatal signal' -e 'Tombstone written' -e 'Abort message' \
+      > "$RUN/err/$1.logcat" 2>/dev/null
+  fi
+}
+
 # Read the runner's output on fd 3 up to and including its next input prompt, starting
 # with the bytes in $buf; answer text goes to $ANS. The prompt has no newline and the
 # runner then waits for input, so we never read past it: whole lines with `read`, the
@@ -69,25 +112,41 @@ await_prompt() {
   done
 }
 
-run_conversation() {
+finish_conversation() {  # KEY RC TURN OK
+  if [ -e "$RUN/tmp/timeout.$1" ]; then
+    event turn_timeout "$1" "$3"
+    rm -f "$RUN/tmp/timeout.$1"
+  fi
+  [ "$2" -ne 0 ] && crash_notes "$1"
+  event conv_end "$1" "$2"
+  if [ "$2" -eq 0 ] && [ "$4" -eq 1 ]; then
+    : > "$RUN/done/$1"
+  fi
+}
+
+run_multi_turn() {
   i=$1
   fin="$RUN/tmp/in.$i"
   fout="$RUN/tmp/out.$i"
   ANS="$RUN/out/$i.txt"
-  rm -f "$fin" "$fout" "$ANS" "$RUN/out/$i.bench"
+  rm -f "$fin" "$fout" "$ANS" "$RUN/tmp/timeout.$i"
   mkfifo "$fin" "$fout"
   event conv_start "$i" 0
+  arm "$i"
   # shellcheck disable=SC2086 # RUNNER_FLAGS: --flag=value words edgekit wrote, no spaces
-  "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
+  LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
+    < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
   rpid=$!
+  watchdog "$rpid" "$i" &
   exec 4> "$fin" 3< "$fout"
   buf=
   turn=0
   alive=1
   while IFS= read -r line || [ -n "$line" ]; do
     await_prompt || { alive=0; break; }
+    [ "$turn" -gt 0 ] && event turn_end "$i" "$turn"
     turn=$((turn + 1))
-    event turn_end "$i" $((turn - 1))
+    arm "$i"
     printf '%s\n' "$line" >&4
     event turn_send "$i" "$turn"
     readn 1
@@ -98,16 +157,87 @@ run_conversation() {
   if [ "$alive" -eq 1 ] && await_prompt; then
     event turn_end "$i" "$turn"
     printf '\n' >&4
+  else
+    alive=0
   fi
-  cat <&3 > "$RUN/out/$i.bench"
+  cat <&3 >> "$ANS"
   exec 3<&- 4>&-
   wait "$rpid"
   rc=$?
-  event conv_end "$i" "$rc"
-  rm -f "$fin" "$fout"
-  if [ "$rc" -eq 0 ] && [ "$alive" -eq 1 ]; then
-    : > "$RUN/done/$i"
-  fi
+  rm -f "$RUN/tmp/watch.$i" "$fin" "$fout"
+  finish_conversation "$i" "$rc" "$turn" "$alive"
+}
+
+# The answer in a one-shot runner's stdout, on one line, cut to ANSWER_CAP_WORDS words and
+# then to ANSWER_CAP_BYTES bytes (a multi-byte UTF-8 character cut at the end is dropped):
+# litert_lm_main.cc prints "input_prompt: " + the prompt + "\n", streams the answer, then
+# a blank line and BenchmarkInfo.
+answer_of() {
+  n=$(wc -c < "$2")
+  if [ "$(head -c 14 "$1")" = "input_prompt: " ]; then tail -c +$((n + 16)) "$1"; else cat "$1"; fi |
+    sed '/BenchmarkInfo:/,$d' > "$RUN/tmp/answer.$i"
+  set -f
+  w=0
+  cut=
+  # shellcheck disable=SC2013 # words, not lines, on purpose
+  for word in $(cat "$RUN/tmp/answer.$i"); do
+    w=$((w + 1))
+    [ "$w" -gt "$ANSWER_CAP_WORDS" ] && break
+    cut="$cut${cut:+ }$word"
+  done
+  set +f
+  rm -f "$RUN/tmp/answer.$i"
+  printf '%s' "$cut" | head -c "$ANSWER_CAP_BYTES" | LC_ALL=C sed "s/[$UTF8_LEAD][$UTF8_CONT]*\$//"
+}
+UTF8_LEAD=$(printf '\300-\367')
+UTF8_CONT=$(printf '\200-\277')
+
+run_one_shot() {
+  i=$1
+  hist="$RUN/tmp/hist.$i"
+  : > "$hist"
+  event conv_start "$i" 0
+  turn=0
+  rc=0
+  alive=1
+  while IFS= read -r line || [ -n "$line" ]; do
+    turn=$((turn + 1))
+    k="$i.$turn"
+    pf="$RUN/tmp/prompt.$k"
+    fout="$RUN/tmp/out.$k"
+    if [ -s "$hist" ]; then
+      { cat "$hist"; printf 'User: %s' "$line"; } > "$pf"
+    else
+      printf '%s' "$line" > "$pf"
+    fi
+    rm -f "$fout" "$RUN/tmp/timeout.$i"
+    mkfifo "$fout"
+    arm "$i"
+    event turn_send "$i" "$turn"
+    # shellcheck disable=SC2086
+    LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
+      "--input_prompt_file=$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
+    rpid=$!
+    watchdog "$rpid" "$i" &
+    exec 3< "$fout"
+    readn 1
+    first=$got
+    [ -n "$first" ] && event turn_first "$i" "$turn"
+    { printf '%s' "$first"; cat <&3; } > "$RUN/out/$k.txt"
+    exec 3<&-
+    wait "$rpid"
+    rc=$?
+    rm -f "$RUN/tmp/watch.$i" "$fout"
+    event turn_end "$i" "$turn"
+    if [ "$rc" -ne 0 ] || [ -e "$RUN/tmp/timeout.$i" ]; then
+      alive=0
+      break
+    fi
+    printf 'User: %s\nAssistant: %s\n' "$line" "$(answer_of "$RUN/out/$k.txt" "$pf")" >> "$hist"
+    rm -f "$pf"
+  done < "$RUN/conv/$i.txt"
+  rm -f "$hist"
+  finish_conversation "$i" "$rc" "$turn" "$alive"
 }
 
 mkdir -p "$RUN/out" "$RUN/err" "$RUN/done" "$RUN/tmp"
@@ -160,7 +290,11 @@ for conv in "$RUN"/conv/*.txt; do
   i=${conv##*/}
   i=${i%.txt}
   [ -e "$RUN/done/$i" ] && continue
-  run_conversation "$i"
+  if [ "$PROTOCOL" = one_shot ]; then
+    run_one_shot "$i"
+  else
+    run_multi_turn "$i"
+  fi
 done
 event workload_end 0 0
 if [ "$BASELINE_S" != 0 ]; then

@@ -36,6 +36,7 @@ from edgekit.bench.workload import load_workload
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
 from edgekit.device.local import LocalDevice
+from edgekit.probe import RunnerProbe, chat_flags
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.runner_standin import write_runner_standin
 
@@ -59,9 +60,12 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
         assert deployed.runner is not None
         workload = load_workload()
         paths = run_lib.run_paths(device, "overhead", deployed.harness.remote)
-        flags = run_lib.runner_flags(
-            max_output_tokens=workload.max_output_tokens, max_num_tokens=None, threads=threads, backend="cpu"
+        assert deployed.probe is not None
+        probe = RunnerProbe.from_dict(deployed.probe)
+        chosen = chat_flags(
+            probe, backend="cpu", threads=threads, max_num_tokens=None, max_output_tokens=workload.max_output_tokens
         )
+        flags = list(chosen.flags)
         run_lib.prepare(
             device,
             paths,
@@ -69,6 +73,10 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
             model=deployed.model.remote,
             workload=workload,
             flags=flags,
+            protocol=probe.protocol,
+            turn_timeout_s=300,
+            answer_cap_words=workload.max_output_tokens * 3 // 4,
+            answer_cap_bytes=workload.max_output_tokens * 4,
             sample_period_s=0.25,
             baseline_s=5,
             meta={},

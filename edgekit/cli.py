@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv`; returns the exit code instead of exiting."""
     debug = os.environ.get("EDGEKIT_DEBUG") == "1"
     try:
-        # With standalone_mode=False click returns a command's `Exit(code)` instead of raising it.
+        # Without standalone mode click returns a command's `Exit(code)` instead of raising it.
         code = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:

@@ -16,7 +16,6 @@ import pytest
 from edgekit.bench import runner as run_lib
 from edgekit.bench import session
 from edgekit.bench.result import BenchResult
-from edgekit.commands.bench import exit_code
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.testing.plugin import EmulatedDevice
@@ -81,7 +80,7 @@ def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
     battery.reset_truth()
     result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
     truth = battery.truth()
-    assert exit_code(result) == 0, result.validity
+    assert result.exit_code() == 0, result.validity
     assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
     lo, hi = result.summary["battery_pct_ci95"]
     assert lo < result.summary["battery_pct_per_25_conversations"] < hi
@@ -104,7 +103,7 @@ def test_usb_powered_not_charging_is_void(
     assert {"supply_online", "current_near_zero"} <= _voids(result)
     assert result.summary["battery_pct_per_25_conversations"] is None
     assert result.summary["decode_tokens_per_s"] is not None
-    assert exit_code(result) == 6
+    assert result.exit_code() == 6
 
 
 def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
@@ -131,7 +130,7 @@ def test_suspend_mid_workload_voids(
     result = session.collect(device, run_id)
     flag = next(f for f in result.validity if f["code"] == "suspended")
     assert flag["voids"] and flag["window"] == "workload"
-    assert exit_code(result) == 6
+    assert result.exit_code() == 6
 
 
 def test_idle_drift_is_bracketed_within_2_percent(
@@ -196,7 +195,7 @@ def test_detach_waits_for_the_unplug_then_settles(
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
     truth = battery.truth()
-    assert exit_code(result) == 0, result.validity
+    assert result.exit_code() == 0, result.validity
     events = [e for e in run_lib.collect(device, paths).events]
     names = [n for _, n, _, _ in events]
     assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")

@@ -81,15 +81,58 @@ def test_absl_duration_rejects_junk() -> None:
         parsers.parse_absl_duration("12 parsecs")
 
 
-def test_runner_stats() -> None:
-    s = parsers.parse_litert_lm_stats(cap("litert_lm_main-multiturn-benchmark.txt"))
-    assert s.answers == ("The three cities are Lyon, Osaka and Quito.", "Positive.")
-    assert s.init_total_s == pytest.approx(0.46102)
-    assert s.ttft_s == pytest.approx(0.22)
-    assert [t.tokens for t in s.prefill] == [41, 19]
-    assert s.prefill[0].duration_s == pytest.approx(0.182114)
-    assert s.decode[0].tokens_per_s == pytest.approx(27.83)
-    assert [t.tokens for t in s.decode] == [12, 3]
+def test_benchmark_info_on_stderr_with_absl_prefix() -> None:
+    # litert_lm_lib.cc LogBenchmarkInfo: absl prefix on the first line only; io_types.cc format.
+    info = parsers.parse_benchmark_info(cap("litert_lm_advanced_main-multiturn-sync.stderr.txt"))
+    assert info is not None
+    assert info.init_total_s == pytest.approx(0.46102)  # the "Init Total" phase
+    assert "Init Total" not in info.init_phases_s and info.init_phases_s["Executor"] == pytest.approx(0.41287)
+    assert info.ttft_s == pytest.approx(0.20)
+    assert [t.tokens for t in info.prefill] == [41, 19]
+    assert info.prefill[0].duration_s == pytest.approx(0.182114)
+    assert [t.tokens for t in info.decode] == [12, 3]
+    assert info.decode[1].duration_s == pytest.approx(0.10988)
+
+
+def test_benchmark_info_one_shot_stdout_and_answer() -> None:
+    text = cap("litert_lm_main-oneshot.stdout.txt")
+    info = parsers.parse_benchmark_info(text)
+    assert info is not None and len(info.prefill) == len(info.decode) == 1
+    assert info.decode[0].duration_s == pytest.approx(1.0125) and info.decode[0].tokens == 9
+    prompt = "List the cities named in: I flew from Lyon to Osaka."
+    assert parsers.one_shot_answer(text, prompt) == "The cities are Lyon and Osaka."
+
+
+def test_benchmark_info_older_total_line_and_none() -> None:
+    old = "BenchmarkInfo:\n  Init Phases (2):\n    - Executor: 10.00 ms\n    Total init time: 12.50 ms\n"
+    info = parsers.parse_benchmark_info(old)
+    assert info is not None and info.init_total_s == pytest.approx(0.0125) and info.ttft_s is None
+    assert parsers.parse_benchmark_info("Benchmark with multi-turns and async do not show results") is None
+
+
+def test_absl_helpfull_wrapped_entries() -> None:
+    text = (
+        "litert_lm_advanced_main: Warning: SetProgramUsageMessage() never called\n\n"
+        "  Flags from runtime/engine/shared_flags.cc:\n"
+        "    --async (Run the LLM execution asynchronously.); default: true;\n"
+        "    --num_cpu_threads (If greater than 0, the number of CPU threads to use for\n"
+        "      the LLM execution with CPU backend.); default: 0;\n"
+        '    --sampler_backend (Sampler backend); default: ""; currently: "cpu";\n'
+    )
+    flags = parsers.parse_absl_helpfull(text)
+    assert set(flags) == {"async", "num_cpu_threads", "sampler_backend"}
+    assert flags["num_cpu_threads"].default == "0" and flags["async"].default == "true"
+    assert flags["sampler_backend"].default == '""'
+    assert flags["async"].source == "runtime/engine/shared_flags.cc"
+
+
+def test_runner_error_lines() -> None:
+    assert parsers.parse_unknown_flag("ERROR: Unknown command line flag 'multi_turns'\n") == "multi_turns"
+    bionic = 'CANNOT LINK EXECUTABLE "./litert_lm_main": library "libGemmaModelConstraintProvider.so" not found: '
+    assert parsers.parse_cannot_link(bionic + "needed by main executable\n") == "libGemmaModelConstraintProvider.so"
+    check = "F0000 00:00:1795646273.922955   15775 litert_lm_main.cc:231] Check failed: MainHelper(argc, argv) is OK"
+    assert parsers.parse_check_failure(check + " (x)") == "Check failed: MainHelper(argc, argv) is OK (x)"
+    assert parsers.parse_cannot_link("fine") is None and parsers.parse_unknown_flag("fine") is None
 
 
 def test_sysfs_status() -> None:

@@ -21,6 +21,15 @@ from edgekit.bench.power import PowerReport
 from edgekit.errors import InputError
 
 SCHEMA_VERSION = 1
+
+EXIT_OK = 0
+"""Complete run, battery headline valid (simulated counts), or a speed-only device with no battery counters."""
+EXIT_VOID = 6
+"""Complete run, speed figures valid, battery headline void (a flag with voids: true says why)."""
+EXIT_FAILED = 7
+"""Failed run: runner crash, timeout, missing turns (`complete` is false)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C on an attached run."""
 SUMMARY_KEYS = (
     "battery_pct_per_25_conversations",
     "battery_pct_ci95",
@@ -53,6 +62,7 @@ class TurnRecord:
     wall_s: float | None
     t_start_s: float | None
     t_end_s: float | None
+    load_s: float | None = None  # one-shot runners: this turn's model load (device clock)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -77,6 +87,22 @@ class BenchResult:
     summary: dict[str, Any]
     complete: bool = True
     aggregate: dict[str, dict[str, float | None]] | None = None
+
+    @property
+    def battery_absent(self) -> bool:
+        """True when no sample carried any battery counter (e.g. `local` without a battery)."""
+        keys = ("current_raw", "voltage_uv", "charge_counter_uah")
+        return not any(s.get(k) is not None for s in self.samples for k in keys)
+
+    def exit_code(self) -> int:
+        """battery-bench's exit code for this result (docs/battery-bench.md): 7 failed,
+        6 battery headline void, else 0 (a device with no battery counters is speed-only)."""
+        if not self.complete:
+            return EXIT_FAILED
+        voids = [f for f in self.validity if f.get("voids")]
+        if self.battery_absent:
+            voids = [f for f in voids if f.get("code") != "counters_missing"]
+        return EXIT_VOID if voids else EXIT_OK
 
     def to_json(self) -> str:
         """Indented JSON."""

@@ -7,8 +7,11 @@ A run lives in `<work root>/runs/<run_id>/` on the device:
     conv/NNNN.txt        the conversations, one user turn per line (user text only in files)
     events.csv           t_ms,event,conversation,turn   (device monotonic clock, /proc/uptime)
     samples.csv          t_ms,charge_counter,current_now,voltage_now,capacity,temp,status,supplies,screen,thermal
-    out/NNNN.txt|.bench  answers; the runner's BenchmarkInfo block
-    err/NNNN.txt         the runner's stderr
+    out/NNNN.txt         multi-turn: the runner's stdout (answers between its prompts)
+    err/NNNN.txt         multi-turn: the runner's stderr (absl log lines, BenchmarkInfo)
+    out/NNNN.K.txt       one-shot: turn K's stdout (prompt echo, answer, BenchmarkInfo)
+    err/NNNN.K.txt       one-shot: turn K's stderr
+    err/NNNN.logcat      after a runner failure: logcat crash-buffer lines, where readable
     done/NNNN            one marker per finished conversation (resume skips them)
     status               running | done
     meta.json            what the host knew at start (device, artifact, workload, settings)
@@ -29,6 +32,7 @@ from edgekit.bench.workload import Workload
 from edgekit.device import parsers
 from edgekit.device.base import Device
 from edgekit.errors import DeviceError
+from edgekit.probe import MULTI_TURN
 
 _SYSFS_STATUS = {"charging": 2, "discharging": 3, "not charging": 4, "full": 5}
 
@@ -47,22 +51,6 @@ def run_paths(device: Device, run_id: str, harness_dir: str) -> RunPaths:
     return RunPaths(run_id=run_id, run_dir=f"{device.work_root}/runs/{run_id}", harness_dir=harness_dir)
 
 
-def runner_flags(*, max_output_tokens: int, max_num_tokens: int | None, threads: int | None, backend: str) -> list[str]:
-    """The runner flags a chat app would use: no benchmark-mode boosting, greedy, pinned limits."""
-    flags = [
-        f"--backend={backend}",
-        "--multi_turns",
-        "--benchmark",
-        "--boost_performance=false",
-        f"--max_output_tokens={max_output_tokens}",
-    ]
-    if max_num_tokens is not None:
-        flags.append(f"--max_num_tokens={max_num_tokens}")
-    if threads is not None:
-        flags.append(f"--num_cpu_threads={threads}")
-    return flags
-
-
 def prepare(
     device: Device,
     paths: RunPaths,
@@ -71,6 +59,10 @@ def prepare(
     model: str,
     workload: Workload,
     flags: list[str],
+    protocol: str,
+    turn_timeout_s: int,
+    answer_cap_words: int,
+    answer_cap_bytes: int,
     sample_period_s: float,
     baseline_s: float,
     meta: dict[str, Any],
@@ -89,8 +81,13 @@ def prepare(
 
     env = {
         "RUNNER": relative(runner),
+        "RUNNER_DIR": relative(runner.rsplit("/", 1)[0]),
         "MODEL": relative(model),
         "RUNNER_FLAGS": " ".join(flags),
+        "PROTOCOL": protocol,
+        "TURN_TIMEOUT_S": str(int(turn_timeout_s)),
+        "ANSWER_CAP_WORDS": str(int(answer_cap_words)),
+        "ANSWER_CAP_BYTES": str(int(answer_cap_bytes)),
         "SAMPLE_S": f"{sample_period_s:g}",
         "BASELINE_S": f"{baseline_s:g}",
         "HARNESS": relative(paths.harness_dir),
@@ -113,9 +110,11 @@ def start(device: Device, paths: RunPaths) -> None:
     """Start driver.sh in its own session, detached: it survives the host and the cable going away."""
     driver = f"{paths.harness_dir}/driver.sh"
     log = f"{paths.run_dir}/driver.log"
+    # No setsid (deploy checks): started in the background all the same; driver.sh ignores SIGHUP.
+    run = f"sh {shlex.quote(driver)} {shlex.quote(paths.run_dir)} < /dev/null > {shlex.quote(log)} 2>&1"
     script = (
         f"cd {shlex.quote(paths.run_dir)} && "
-        f"(setsid sh {shlex.quote(driver)} {shlex.quote(paths.run_dir)} < /dev/null > {shlex.quote(log)} 2>&1 &)"
+        f"if command -v setsid >/dev/null 2>&1; then (setsid {run} &); else ({run} &); fi"
     )
     device.script(script)
 
@@ -160,8 +159,9 @@ class RunFiles:
     meta: dict[str, Any]
     events: list[tuple[float, str, str, int]]
     samples: list[PowerSample]
-    bench: dict[str, str]
+    outputs: dict[str, str]
     errors: dict[str, str]
+    crash_logs: dict[str, str]
     done: set[str]
     status: str
 
@@ -184,14 +184,17 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
         parts = line.split(",")
         if len(parts) == 4 and parts[0].isdigit():
             events.append((int(parts[0]) / 1000, parts[1], parts[2], int(parts[3]) if parts[3].isdigit() else 0))
-    bench = {name[:-6]: cat(f"out/{name}") for name in listing("out") if name.endswith(".bench")}
-    errors = {name[:-4]: cat(f"err/{name}") for name in listing("err") if name.endswith(".txt")}
+    outputs = {name[:-4]: cat(f"out/{name}") for name in listing("out") if name.endswith(".txt")}
+    err_names = listing("err")
+    errors = {name[:-4]: cat(f"err/{name}") for name in err_names if name.endswith(".txt")}
+    crash_logs = {name[:-7]: cat(f"err/{name}") for name in err_names if name.endswith(".logcat")}
     return RunFiles(
         meta=json.loads(cat("meta.json") or "{}"),
         events=events,
         samples=parse_samples(cat("samples.csv")),
-        bench=bench,
+        outputs=outputs,
         errors=errors,
+        crash_logs=crash_logs,
         done=set(listing("done")),
         status=(cat("status").strip() or "missing"),
     )
@@ -233,8 +236,28 @@ def parse_samples(text: str) -> list[PowerSample]:
     return out
 
 
-def turn_records(files: RunFiles, workload: Workload, t0: float) -> list[TurnRecord]:
-    """Per-turn records: timing from the driver's events, tokens and speeds from the runner."""
+def _runner_ttft(prefill: parsers.TurnStats | None, decode: parsers.TurnStats | None) -> float | None:
+    """io_types.cc GetTimeToFirstToken's formula, per turn: prefill time + one decode step."""
+    if prefill is None or decode is None or not prefill.tokens or not decode.tokens:
+        return None
+    return prefill.duration_s + decode.duration_s / decode.tokens
+
+
+def _info(files: RunFiles, key: str) -> parsers.BenchmarkInfo | None:
+    return parsers.parse_benchmark_info(files.errors.get(key, "")) or parsers.parse_benchmark_info(
+        files.outputs.get(key, "")
+    )
+
+
+def turn_records(
+    files: RunFiles, workload: Workload, t0: float, *, protocol: str = MULTI_TURN, streams: bool = False
+) -> list[TurnRecord]:
+    """Per-turn records: timing from the driver's events (device clock), tokens and speeds
+    from the runner's BenchmarkInfo. Time to first token: the device clock's first answer
+    byte when the runner streams its answers; else the runner's prefill + one decode step.
+    One-shot: `load_s` is process start -> first stdout byte (litert_lm_main.cc prints its
+    prompt echo once the engine is loaded), kept apart from the turn's own figures.
+    """
     times: dict[tuple[str, int], dict[str, float]] = {}
     for t, name, key, turn in files.events:
         if name in ("turn_send", "turn_first", "turn_end") and turn > 0:
@@ -242,14 +265,25 @@ def turn_records(files: RunFiles, workload: Workload, t0: float) -> list[TurnRec
     records = []
     for n, conv in enumerate(workload.conversations, 1):
         key = f"{n:04d}"
-        stats = parsers.parse_litert_lm_stats(files.bench.get(key, ""))
+        whole = _info(files, key) if protocol == MULTI_TURN else None
         for k in range(1, len(conv.turns) + 1):
             tt = times.get((key, k), {})
             if not tt:
                 continue
-            prefill = stats.prefill[k - 1] if k <= len(stats.prefill) else None
-            decode = stats.decode[k - 1] if k <= len(stats.decode) else None
             send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
+            load_s = None
+            if protocol == MULTI_TURN:
+                prefill = whole.prefill[k - 1] if whole and k <= len(whole.prefill) else None
+                decode = whole.decode[k - 1] if whole and k <= len(whole.decode) else None
+            else:
+                info = _info(files, f"{key}.{k}")
+                prefill = info.prefill[0] if info and info.prefill else None
+                decode = info.decode[0] if info and info.decode else None
+                load_s = (first - send) if send is not None and first is not None else None
+            if protocol == MULTI_TURN and streams:
+                ttft = (first - send) if send is not None and first is not None else None
+            else:
+                ttft = _runner_ttft(prefill, decode)
             records.append(
                 TurnRecord(
                     conversation=conv.id,
@@ -257,12 +291,25 @@ def turn_records(files: RunFiles, workload: Workload, t0: float) -> list[TurnRec
                     turn_index=k,
                     prompt_tokens=prefill.tokens if prefill else None,
                     output_tokens=decode.tokens if decode else None,
-                    ttft_s=(first - send) if send is not None and first is not None else None,
+                    ttft_s=ttft,
                     prefill_tokens_per_s=prefill.tokens_per_s if prefill else None,
                     decode_tokens_per_s=decode.tokens_per_s if decode else None,
                     wall_s=(end - send) if send is not None and end is not None else None,
                     t_start_s=None if send is None else send - t0,
                     t_end_s=None if end is None else end - t0,
+                    load_s=load_s,
                 )
             )
     return records
+
+
+def load_windows(files: RunFiles) -> list[tuple[float, float]]:
+    """One-shot runs: each turn's model load, process start -> first stdout byte (device clock)."""
+    starts: dict[tuple[str, int], float] = {}
+    out = []
+    for t, name, key, turn in files.events:
+        if name == "turn_send":
+            starts[(key, turn)] = t
+        elif name == "turn_first" and (key, turn) in starts:
+            out.append((starts.pop((key, turn)), t))
+    return out

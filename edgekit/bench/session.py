@@ -28,17 +28,26 @@ from edgekit.bench import runner as run_lib
 from edgekit.bench.result import BenchResult, TurnRecord, summarise
 from edgekit.bench.stats import t_quantile
 from edgekit.bench.workload import Conversation, Workload, load_workload
-from edgekit.deploy import DeployConfig, DeployResult, deploy, harness_files
+from edgekit.deploy import DeployConfig, DeployResult, deploy, harness_files, signal_name
 from edgekit.device import parsers
 from edgekit.device.base import Device
 from edgekit.device.local import LocalDevice
 from edgekit.engine import open_engine
 from edgekit.errors import DeviceError, InputError
+from edgekit.probe import MULTI_TURN, ONE_SHOT, RunnerProbe, chat_flags
 
 ProgressFn = Callable[[int, int], None]
 """`progress(conversations_done, conversations_total)`."""
 
 BASELINE_CAP_S = 300.0
+DEFAULT_TURN_TIMEOUT_S = 300
+DRIVER_START_GRACE_S = 60.0
+HISTORY_RESERVE_TOKENS = 256
+"""A turn (one-shot: with its model load) that takes longer is killed and the run fails."""
+ANSWER_WORDS_PER_TOKEN = 0.75
+"""One-shot prompts carry earlier answers cut to the workload's per-turn token cap, counted
+as words at ~0.75 English words a token (the driver cannot tokenize; it never cuts a word)."""
+_ACCELERATORS = {"gpu": "libLiteRtGpuAccelerator.so", "npu": "libLiteRtDispatch"}
 _ASSUMED_TOKENS_PER_S = 20.0
 
 
@@ -65,6 +74,7 @@ class BenchConfig:
     """--detach: how long to settle after the cable is unplugged, before the baseline."""
     unplug_wait_s: float = 600.0
     """--detach: how long the phone waits for the cable to be unplugged."""
+    turn_timeout_s: int = DEFAULT_TURN_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if not 0.01 <= self.sample_period_s <= 60:
@@ -73,6 +83,8 @@ class BenchConfig:
             raise InputError(f"baseline must be >= 0 s, got {self.baseline_s}")
         if self.capacity_mah is not None and self.capacity_mah <= 0:
             raise InputError(f"capacity must be a positive number of mAh, got {self.capacity_mah}")
+        if self.turn_timeout_s < 1:
+            raise InputError(f"per-turn timeout must be at least 1 s, got {self.turn_timeout_s}")
         if self.backend not in ("cpu", "gpu", "npu"):
             raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}")
         for name in ("state_s", "settle_s", "unplug_wait_s"):
@@ -224,15 +236,26 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
     )
     full = battery.charge_full_uah / 1000 if battery.charge_full_uah else None
+    probe = RunnerProbe.from_dict(deployed.probe) if deployed.probe else None
+    if probe is None:
+        raise DeviceError(f"{device.serial}: deploy did not probe the runner", serial=device.serial)
+    need = _ACCELERATORS.get(config.backend)
+    if need is not None and not any(lib.startswith(need) for lib in probe.libraries):
+        raise InputError(
+            f"--backend {config.backend} needs LiteRT's accelerator library ({need}*.so) beside the runner, and "
+            f"{probe.binary} was deployed without it: pass the runner's prebuilt/android_arm64/ folder as --runner"
+        )
+    chosen = chat_flags(
+        probe,
+        backend=config.backend,
+        threads=config.threads,
+        max_num_tokens=config.max_num_tokens,
+        max_output_tokens=workload.max_output_tokens,
+    )
+    flags = list(chosen.flags)
     phone = prepare_phone(device) if config.prepare_screen else {"changed": []}
     run_id = _run_id()
     paths = run_lib.run_paths(device, run_id, deployed.harness.remote)
-    flags = run_lib.runner_flags(
-        max_output_tokens=workload.max_output_tokens,
-        max_num_tokens=config.max_num_tokens,
-        threads=config.threads,
-        backend=config.backend,
-    )
     baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
     meta = {
         "run_id": run_id,
@@ -240,7 +263,15 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         "device": _facts_dict(device, config.redact),
         "artifact": _artifact_meta(artifact, deployed),
         "workload": _workload_meta(workload),
-        "runner": {"sha256": deployed.runner.sha256, "flags": flags, "path": deployed.runner.remote},
+        "runner": {
+            "sha256": deployed.runner.sha256,
+            "flags": flags,
+            "path": deployed.runner.remote,
+            "protocol": probe.protocol,
+            "ttft_source": chosen.ttft_source,
+            "conditions": list(chosen.conditions),
+            "probe": probe.to_dict(),
+        },
         "settings": {
             "sample_period_s": config.sample_period_s,
             "baseline_s": baseline_s,
@@ -251,6 +282,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
             "state_s": config.state_s,
             "detach": detach,
             "settle_s": config.settle_s if detach else 0.0,
+            "turn_timeout_s": config.turn_timeout_s,
         },
         "phone": phone,
         "battery_start": dataclasses.asdict(battery),
@@ -270,6 +302,10 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         model=deployed.model.remote,
         workload=workload,
         flags=flags,
+        protocol=probe.protocol,
+        turn_timeout_s=config.turn_timeout_s,
+        answer_cap_words=max(1, int(workload.max_output_tokens * ANSWER_WORDS_PER_TOKEN)),
+        answer_cap_bytes=answer_cap_bytes(workload, artifact),
         sample_period_s=config.sample_period_s,
         baseline_s=baseline_s,
         meta=meta,
@@ -277,6 +313,19 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     )
     run_lib.start(device, paths)
     return run_id
+
+
+def answer_cap_bytes(workload: Workload, artifact: Artifact) -> int:
+    """Bytes of each earlier answer a one-shot prompt carries: ~4 bytes a token of the
+    workload's cap, and no more than keeps the longest conversation's prompt inside the
+    artifact's KV cache (`cache_length` in its manifest) even at one token per byte, with
+    HISTORY_RESERVE_TOKENS left for the chat template, the user turns and the answer."""
+    cap = workload.max_output_tokens * 4
+    cache = (artifact.manifest.settings.get("cache_length", {}) if artifact.manifest else {}).get("value")
+    longest = max(len(c.turns) for c in workload.conversations)
+    if isinstance(cache, int) and longest > 1:
+        cap = min(cap, max(16, (cache - HISTORY_RESERVE_TOKENS) // (longest - 1)))
+    return cap
 
 
 def _artifact_meta(artifact: Artifact, deployed: DeployResult) -> dict[str, Any]:
@@ -308,10 +357,19 @@ def _paths(device: Device, run_id: str) -> run_lib.RunPaths:
 def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressFn | None = None) -> None:
     """Wait until the run's driver is done (or has died)."""
     paths = _paths(device, run_id)
-    deadline = time.monotonic() + config.timeout_s
+    started = time.monotonic()
+    deadline = started + config.timeout_s
     total = None
     while time.monotonic() < deadline:
         state, done = run_lib.status(device, paths)
+        # The driver writes its status first thing; on a busy phone that can take a moment.
+        if (
+            state == "missing"
+            and time.monotonic() - started < DRIVER_START_GRACE_S
+            and device.shell(["test", "-f", f"{paths.run_dir}/meta.json"], check=False).returncode == 0
+        ):
+            time.sleep(config.poll_s)
+            continue
         if total is None:
             total = len(device.shell(["ls", f"{paths.run_dir}/conv"], check=False).stdout.split())
         if progress is not None:
@@ -319,11 +377,29 @@ def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressF
         if state == "done":
             return
         if state == "missing":
+            log = device.shell(["cat", f"{paths.run_dir}/driver.log"], check=False)
+            if log.returncode == 0:
+                tail = " ".join(log.stdout.strip().splitlines()[-2:]) or "driver.log is empty"
+                raise DeviceError(f"{device.serial}: run {run_id}: the driver did not start: {tail}")
             raise DeviceError(f"{device.serial}: no run {run_id} on the device", serial=device.serial)
         if not run_lib.driver_alive(device, paths):
             return  # cut off: collect keeps what it measured; --resume finishes it
         time.sleep(config.poll_s)
-    raise DeviceError(f"{device.serial}: run {run_id} did not finish within {config.timeout_s:.0f} s")
+    raise DeviceError(
+        f"{device.serial}: run {run_id} did not finish within {config.timeout_s:.0f} s; it may still be running: "
+        f"`edgekit battery-bench --device {device.serial} --collect {run_id}` when it is done, "
+        f"or `--resume {run_id}` if it was cut off",
+        serial=device.serial,
+    )
+
+
+def interrupt(device: Device, run_id: str) -> None:
+    """Ctrl-C on an attached run: stop the phone's driver, sampler and runner, and restore
+    the screen / stay-awake settings the run changed. The run folder stays for --collect."""
+    paths = _paths(device, run_id)
+    run_lib.stop(device, paths)
+    files = run_lib.collect(device, paths)
+    restore_phone(device, files.meta.get("phone", {}))
 
 
 def resume(device: Device, run_id: str) -> None:
@@ -428,16 +504,28 @@ def build_result(files: run_lib.RunFiles) -> BenchResult:
         path=Path("."),
     )
     t0 = files.events[0][0] if files.events else 0.0
-    turns = run_lib.turn_records(files, workload, t0)
+    runner = meta.get("runner", {})
+    protocol = runner.get("protocol", MULTI_TURN)
+    streams = bool(runner.get("probe", {}).get("streams_answers", False))
+    turns = run_lib.turn_records(files, workload, t0, protocol=protocol, streams=streams)
     baselines, segments = _windows(files.events)
     settings = meta["settings"]
+    loads = run_lib.load_windows(files) if protocol == ONE_SHOT else []
+    conversation_segments = _subtract(segments, loads)
     report = power_lib.analyse_segments(
         files.samples,
         baselines=baselines,
-        segments=segments,
+        segments=conversation_segments,
         sample_period_s=settings["sample_period_s"],
         low_battery_pct=settings.get("low_battery_pct", 20),
         t0=t0,
+    )
+    load_report = (
+        power_lib.analyse_segments(
+            files.samples, baselines=baselines, segments=loads, sample_period_s=settings["sample_period_s"]
+        )
+        if loads
+        else None
     )
     flags = [dataclasses.asdict(f) for f in report.flags]
     flags += _between_parts(files, segments, t0)
@@ -462,25 +550,26 @@ def build_result(files: run_lib.RunFiles) -> BenchResult:
                 "t_s": None,
             }
         )
-    failed = sorted(set(f"{n:04d}" for n in range(1, len(conversations) + 1)) - files.done)
-    crashed = [k for k in failed if any(e[1] == "conv_end" and e[2] == k and e[3] != 0 for e in files.events)]
-    for key in crashed:
-        detail = " ".join(files.errors.get(key, "").strip().splitlines()[-2:])
+    flags += runner_failures(files, conversations, settings.get("turn_timeout_s"))
+    unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
+    if unmeasured:
         flags.append(
             {
-                "code": "runner_failed",
-                "message": f"conversation {key} ({conversations[int(key) - 1]['id']}): the runner failed: {detail}",
+                "code": "runner_figures_missing",
+                "message": f"{len(unmeasured)} of {len(turns)} turns have no prefill/decode figures from the runner "
+                "(no BenchmarkInfo, or fewer turns in it)",
                 "voids": False,
             }
         )
+    failed = sorted(set(f"{n:04d}" for n in range(1, len(conversations) + 1)) - files.done)
     complete = not failed
     if not complete:
         flags.append(
             {
                 "code": "incomplete",
-                "message": f"{len(failed)} of {len(conversations)} conversations did not finish "
-                f"(collect again after --resume)",
-                "voids": False,
+                "message": f"{len(failed)} of {len(conversations)} conversations did not finish"
+                + ("" if any(f["code"] == "runner_failed" for f in flags) else " (collect again after --resume)"),
+                "voids": True,
             }
         )
     capacity = settings.get("capacity_mah")
@@ -504,6 +593,10 @@ def build_result(files: run_lib.RunFiles) -> BenchResult:
         capacity_mah=capacity,
         full_capacity_mah=settings.get("full_charge_capacity_mah"),
     )
+    power = _power_dict(report, t0, baselines)
+    if protocol == ONE_SHOT:
+        power["load_charge_mah"] = None if load_report is None or voided else load_report.workload_charge_mah
+        power["load_energy_mwh"] = None if load_report is None or voided else load_report.workload_energy_mwh
     return BenchResult(
         simulated=bool(meta["device"].get("emulated")),
         created=meta["created"],
@@ -517,11 +610,66 @@ def build_result(files: run_lib.RunFiles) -> BenchResult:
         samples=[dataclasses.asdict(s) for s in files.samples],
         baseline_window_s=None if not baselines else [baselines[0][0] - t0, baselines[0][1] - t0],
         workload_window_s=[segments[0][0] - t0, segments[-1][1] - t0] if segments else None,
-        power=_power_dict(report, t0, baselines),
+        power=power,
         validity=flags,
         summary=summary,
         complete=complete,
     )
+
+
+def _subtract(segments: list[tuple[float, float]], holes: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """`segments` minus the time in `holes` (one-shot model loads), as a list of segments."""
+    out = []
+    for a, b in segments:
+        cursor = a
+        for h0, h1 in sorted(holes):
+            if h1 <= cursor or h0 >= b:
+                continue
+            if h0 > cursor:
+                out.append((cursor, h0))
+            cursor = max(cursor, h1)
+        if cursor < b:
+            out.append((cursor, b))
+    return out
+
+
+def runner_failures(
+    files: run_lib.RunFiles, conversations: list[dict[str, Any]], turn_timeout_s: int | None
+) -> list[dict[str, Any]]:
+    """A `runner_failed` flag (voids) per conversation whose runner crashed, was killed,
+    timed out, or exited 0 without answering every turn."""
+    flags = []
+    for n, conv in enumerate(conversations, 1):
+        key = f"{n:04d}"
+        ends = [e for e in files.events if e[1] == "conv_end" and e[2] == key]
+        if key in files.done or not ends:
+            continue  # finished, or never started (a cut-off run: --resume)
+        rc = ends[-1][3]
+        answered = len({e[3] for e in files.events if e[1] == "turn_end" and e[2] == key and e[3] > 0})
+        timeout = [e for e in files.events if e[1] == "turn_timeout" and e[2] == key]
+        err = files.errors.get(key) or next(
+            (files.errors[k] for k in sorted(files.errors, reverse=True) if k.startswith(key + ".")), ""
+        )
+        tail = " ".join(line.strip() for line in err.strip().splitlines()[-2:] if line.strip())
+        crash = files.crash_logs.get(key, "")
+        tomb = re.search(r"Tombstone written to: (\S+)", crash)
+        if timeout:
+            why = f"turn {timeout[-1][3] or 1} took longer than the per-turn timeout ({turn_timeout_s} s): killed"
+        elif rc == 0:
+            why = f"the runner exited 0 but answered {answered} of {conv['turns']} turns"
+        else:
+            why = f"the runner exited {rc}{signal_name(rc)}"
+        detail = f"{why}; stderr: {tail}" if tail else why
+        if tomb:
+            detail += f"; tombstone: {tomb.group(1)}"
+        flags.append(
+            {
+                "code": "runner_failed",
+                "message": f"conversation {key} ({conv['id']}): {detail}",
+                "voids": True,
+            }
+        )
+    return flags
 
 
 def _power_dict(

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from edgekit.bench.result import EXIT_INTERRUPTED
 from edgekit.commands._common import print_json, stderr_console
 from edgekit.commands.deploy import transport_option
 from edgekit.device import Transport, open_device, resolve_devices
@@ -18,20 +19,6 @@ from edgekit.errors import InputError
 
 def _fmt(value: Any, spec: str, unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
-
-
-EXIT_VALID = 0
-EXIT_BATTERY_VOID = 6
-EXIT_FAILED = 7
-
-
-def exit_code(result: Any) -> int:
-    """0: complete and battery valid (or a device that cannot measure it: speed-only run);
-    6: complete, battery headline void; 7: failed (not complete)."""
-    if not result.complete:
-        return EXIT_FAILED
-    voids = [f for f in result.validity if f["voids"] and f["code"] != "counters_missing"]
-    return EXIT_BATTERY_VOID if voids else EXIT_VALID
 
 
 def _where(flag: dict[str, Any]) -> str:
@@ -52,7 +39,7 @@ def render_summary(result: Any, path: Path | None) -> list[str]:
     lines = [
         f"battery-bench {result.run_id}: {w['name']} v{w['version']} ({len(w['conversations'])} conversations, "
         f"{turns} turns) on {result.device.get('model') or result.device.get('serial')}{sim}"
-        + ("" if result.complete else " — INCOMPLETE"),
+        + ("" if result.complete else " — FAILED (incomplete)"),
     ]
     if result.simulated:
         lines.append(
@@ -64,14 +51,24 @@ def render_summary(result: Any, path: Path | None) -> list[str]:
         f"tok/s · time to first token median {_fmt(s['ttft_s_median'], '.3f', ' s')} · {s['output_tokens']} output "
         f"tokens in {_fmt(s['duration_s'], '.1f', ' s')}{sim}"
     )
+    runner = result.runner
+    if runner.get("protocol"):
+        lines.append(
+            f"  runner: {runner['protocol'].replace('_', '-')} protocol; "
+            f"time to first token from the {runner['ttft_source']}"
+        )
+        for note in runner.get("conditions", []):
+            lines.append(f"  runner condition: {note}")
     pct = figure(result, "battery_pct_per_25_conversations")
     charge = figure(result, "workload_charge_mah")
     if charge.value is None:
-        # A device with no current/voltage to read is a speed-only run: "not measured", not void.
-        voids = [f for f in result.validity if f["voids"] and f["code"] != "counters_missing"]
-        missing = "; ".join(f["message"] for f in result.validity if f["code"] == "counters_missing")
-        why = "; ".join(f"[{f['code']}]{_where(f)} {f['message']}" for f in voids) or missing or "no samples"
-        lines.append(f"  battery: {'VOID' if voids else 'not measured'} — {why}")
+        voids = [f for f in result.validity if f["voids"]]
+        if result.exit_code() == 0:  # a device with no battery counters: a speed-only run
+            why = "; ".join(f["message"] for f in voids) or "no battery counters"
+            lines.append(f"  battery: not measured — {why}")
+        else:
+            why = "; ".join(f"[{f['code']}]{_where(f)} {f['message']}" for f in voids) or "no valid battery figure"
+            lines.append(f"  battery: VOID — {why}")
     else:
         interval = "" if pct.low is None else f" (95% interval {pct.low:.3f}–{pct.high:.3f}%)"
         headline = (
@@ -113,7 +110,7 @@ def _default_output(serial: str) -> Path:
     "battery-bench",
     epilog="""\b
 Examples:
-  edgekit battery-bench --device SERIAL --runner ./litert_lm_main gemma3-270m-int4.litertlm
+  edgekit battery-bench --device SERIAL --runner ./android_arm64/ gemma3-270m-int4.litertlm
   edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable as told
   edgekit battery-bench --device SERIAL --collect 20261125-143000-a1b2c3
   edgekit battery-bench --device local model.litertlm                  # this computer
@@ -133,7 +130,8 @@ Examples:
     "--runner",
     type=click.Path(path_type=Path),
     envvar="EDGEKIT_RUNNER",
-    help="litert_lm_main for the phone (cached after the first deploy).  [env: EDGEKIT_RUNNER]",
+    help="LiteRT-LM's runner for the phone (litert_lm_advanced_main or litert_lm_main) or its "
+    "prebuilt/android_arm64/ folder with the .so files; cached after the first deploy.  [env: EDGEKIT_RUNNER]",
 )
 @click.option("--sample-ms", type=int, default=250, show_default=True, help="Battery sampling period on the device.")
 @click.option(
@@ -149,6 +147,13 @@ Examples:
 @click.option("--threads", type=int, help="Runner CPU threads (--num_cpu_threads).")
 @click.option("--backend", type=click.Choice(["cpu", "gpu", "npu"]), default="cpu", show_default=True)
 @click.option("--max-num-tokens", type=int, help="Pin the runner's KV cache use (--max_num_tokens).")
+@click.option(
+    "--turn-timeout-s",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Kill the runner when one turn (one-shot: with its model load) takes longer; the run fails (exit 7).",
+)
 @click.option(
     "--detach",
     is_flag=True,
@@ -199,6 +204,7 @@ def bench_command(
     threads: int | None,
     backend: str,
     max_num_tokens: int | None,
+    turn_timeout_s: int,
     detach: bool,
     settle_s: float,
     collect_id: str | None,
@@ -218,7 +224,11 @@ def bench_command(
     told. Whatever would corrupt it (a supply online, a suspend, a change of screen or
     thermal state, unit or counter doubts) voids it, naming the cause; speed figures stand.
     Figures from an emulated device (edgekit's or Google's Android Emulator) are labelled
-    simulated. Exit codes: 0 valid, 6 battery void, 7 failed run, 130 interrupted.
+    simulated.
+
+    Exit codes: 0 complete (battery valid, or a device with no battery counters: speed
+    only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
+    missing turns); 130 Ctrl-C. The result is written to -o in every case.
     """
     from edgekit.bench import session
     from edgekit.bench.result import BenchResult
@@ -240,6 +250,7 @@ def bench_command(
         max_num_tokens=max_num_tokens,
         redact=redact,
         settle_s=settle_s,
+        turn_timeout_s=turn_timeout_s,
     )
     serials = resolve_devices(devices, Transport(transport))
     if len(serials) != 1:
@@ -307,6 +318,7 @@ def bench_command(
                 r.write(path.with_name(f"{path.stem}-run{i}{path.suffix}"))
             final.aggregate = session.aggregate(results)
         final.write(path)
+        worst = max(r.exit_code() for r in results)
         if as_json:
             click.echo(final.to_json(), nl=False)
         else:
@@ -324,17 +336,17 @@ def bench_command(
                             f"  {key} over {a['n']} valid of {a['runs']} runs: mean {a['mean']:.4g}, "
                             f"sd {a['stddev']:.2g} (95% interval {a['ci95_low']:.4g} – {a['ci95_high']:.4g})"
                         )
-        code = max(exit_code(r) for r in results)
+        if worst:
+            raise click.exceptions.Exit(worst)
     finally:
         device.close()
-    if code:
-        raise click.exceptions.Exit(code)
 
 
 def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index: int, repeat: int) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgekit.bench import session
+    from edgekit.device.local import LocalDevice
 
     label = f"run {index + 1}/{repeat}: conversations" if repeat > 1 else "conversations"
     with Progress(
@@ -345,4 +357,25 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
         def progress(done: int, total: int) -> None:
             bars.update(task, completed=done, total=total)
 
-        return session.battery_bench(device, artifact, config, progress)
+        if isinstance(device, LocalDevice):
+            return session.battery_bench(device, artifact, config, progress)
+        try:
+            with console.status("deploying and starting the run on the device…"):
+                run_id = session.start_run(device, artifact, config)
+        except KeyboardInterrupt:
+            console.print("interrupted before the run started on the device: nothing to collect", highlight=False)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        try:
+            session.follow(device, run_id, config, progress)
+        except KeyboardInterrupt:
+            session.interrupt(device, run_id)
+            console.print(
+                f"interrupted: run {run_id} stopped on {device.serial} (screen and stay-awake restored); "
+                f"what it measured stays there:\n"
+                f"  edgekit battery-bench --device {device.serial} --collect {run_id}\n"
+                f"  edgekit battery-bench --device {device.serial} --resume {run_id}",
+                soft_wrap=True,
+                highlight=False,
+            )
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        return session.collect(device, run_id)

@@ -60,7 +60,7 @@ def _summary(result: Any) -> str:
     "deploy",
     epilog="""\b
 Examples:
-  edgekit deploy --runner ~/Downloads/litert_lm_main gemma3-270m-int4.litertlm
+  edgekit deploy --runner ~/Downloads/android_arm64/ gemma3-270m-int4.litertlm
   edgekit deploy --device 192.168.1.20:5555 --transport direct model.litertlm
   edgekit deploy --device all model.litertlm --json
 """,
@@ -72,8 +72,9 @@ Examples:
     "--runner",
     type=click.Path(path_type=Path),
     envvar="EDGEKIT_RUNNER",
-    help="LiteRT-LM's prebuilt litert_lm_main for android_arm64 (from LiteRT-LM's GitHub releases). "
-    "Needed once: edgekit caches it.  [env: EDGEKIT_RUNNER]",
+    help="LiteRT-LM's prebuilt runner for android_arm64 (litert_lm_advanced_main or litert_lm_main, from "
+    "LiteRT-LM's GitHub releases), or its prebuilt/android_arm64/ folder with the .so files. Deploy asks it "
+    "what it speaks (--helpfull). Needed once: edgekit caches it.  [env: EDGEKIT_RUNNER]",
 )
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke run (one prompt through the deployed model).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per device.")
@@ -81,7 +82,8 @@ def deploy_command(
     artifact: Path, devices: tuple[str, ...], transport: str, runner: Path | None, no_smoke: bool, as_json: bool
 ) -> None:
     """Put ARTIFACT (.litertlm), the on-device runner and edgekit's harness on the device,
-    verify every file's sha256 there, and answer one prompt with it.
+    verify every file's sha256 there, probe what the runner speaks (multi-turn or
+    one-shot), and answer one prompt with it.
 
     Files live at content-addressed paths under /data/local/tmp/edgekit; a second deploy of
     the same files sends nothing. An artifact without a manifest (e.g. a published

@@ -1,0 +1,212 @@
+"""What an on-device LiteRT-LM runner speaks, asked of the binary itself, and how to drive it.
+
+LiteRT-LM's runners differ between revisions (google-ai-edge/LiteRT-LM):
+
+* ``litert_lm_advanced_main`` (runtime/engine/litert_lm_advanced_main.cc + litert_lm_lib.cc,
+  flags in shared_flags.cc) — and older releases' ``litert_lm_main`` built the same way —
+  read turns on stdin with ``--multi_turns`` and log BenchmarkInfo with ``ABSL_LOG(INFO)``
+  on **stderr** with ``--benchmark``; multi-turn benchmark figures only in sync mode
+  (``--async=false``, litert_lm_lib.cc CreateEngineSettings);
+* the newer, self-contained ``litert_lm_main`` (runtime/engine/litert_lm_main.cc, 2026)
+  defines only ``--backend``, ``--model_path``, ``--input_prompt``, ``--input_prompt_file``,
+  runs one prompt and prints BenchmarkInfo on **stdout**;
+* ``--boost_performance`` exists, and with which type, in some revisions only.
+
+So deploy runs the pushed runner with ``--helpfull`` (absl prints every flag and exits 1:
+abseil-cpp absl/flags/internal/usage.cc) and ``--version``, and chooses the protocol from
+the flags it defines — never from the file name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgekit.device import parsers
+from edgekit.device.base import Device
+from edgekit.errors import InputError
+
+MULTI_TURN = "multi_turn"
+ONE_SHOT = "one_shot"
+PROBE_TIMEOUT_S = 60.0
+_DOWNLOAD = (
+    "download litert_lm_advanced_main (multi-turn) or a current litert_lm_main (one-shot) for android_arm64 "
+    "from LiteRT-LM's GitHub releases and pass its prebuilt/android_arm64/ folder as --runner"
+)
+# What each protocol takes time to first token from (docs/battery-bench.md).
+TTFT_DEVICE_CLOCK = "device clock: first answer byte after the turn was sent (the runner streams)"
+TTFT_RUNNER = "runner: prefill time + one decode step, per turn (io_types.cc GetTimeToFirstToken's formula)"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunnerProbe:
+    """What `--helpfull` / `--version` said about a runner, and the protocol chosen from it."""
+
+    binary: str
+    flags: dict[str, str]
+    protocol: str
+    benchmark_stream: str
+    streams_answers: bool
+    version: str | None
+    libraries: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form (probe.json on the device, `runner.probe` in results)."""
+        data = dataclasses.asdict(self)
+        data["libraries"] = list(self.libraries)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunnerProbe:
+        """Inverse of to_dict."""
+        return cls(
+            binary=str(data["binary"]),
+            flags={str(k): str(v) for k, v in data["flags"].items()},
+            protocol=str(data["protocol"]),
+            benchmark_stream=str(data["benchmark_stream"]),
+            streams_answers=bool(data["streams_answers"]),
+            version=data.get("version"),
+            libraries=tuple(data.get("libraries", ())),
+        )
+
+
+def _tail(text: str, n: int = 2) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines()[-n:] if line.strip())
+
+
+def analyse_probe(
+    *, binary: str, helpfull_rc: int, helpfull_out: str, version_out: str, libraries: tuple[str, ...]
+) -> RunnerProbe:
+    """Decide from `--helpfull` output how to drive the runner; InputError (one line,
+    naming the binary, what it lacks and what to get instead) if edgekit cannot."""
+    missing = parsers.parse_cannot_link(helpfull_out)
+    if missing is not None:
+        raise InputError(
+            f"runner {binary} does not start: bionic's linker says library {missing} not found "
+            f"(CANNOT LINK EXECUTABLE): pass the runner's whole folder (LiteRT-LM's prebuilt/android_arm64/, "
+            f"with its .so files) as --runner"
+        )
+    flags = parsers.parse_absl_helpfull(helpfull_out)
+    if not flags:
+        raise InputError(
+            f"runner {binary} printed no absl flag list for --helpfull (exit {helpfull_rc}: "
+            f"{_tail(helpfull_out) or 'no output'}): it is not a LiteRT-LM runner edgekit knows; {_DOWNLOAD}"
+        )
+    names = set(flags)
+    if {"multi_turns", "benchmark"} <= names:
+        protocol, stream = MULTI_TURN, "stderr"
+        # Sync mode prints each answer whole (litert_lm_lib.cc PrintMessage, streaming=false).
+        streams = "async" not in names
+    elif "input_prompt_file" in names:
+        protocol, stream, streams = ONE_SHOT, "stdout", True
+    else:
+        lacks = "--multi_turns" if "multi_turns" not in names else "--benchmark"
+        raise InputError(
+            f"runner {binary} cannot be driven: it has neither {lacks} (multi-turn) nor --input_prompt_file "
+            f"(one-shot), as older LiteRT-LM releases' litert_lm_main; {_DOWNLOAD}"
+        )
+    if "model_path" not in names:
+        raise InputError(f"runner {binary} has no --model_path flag: {_DOWNLOAD}")
+    version = next((line.strip() for line in version_out.splitlines() if line.strip()), None)
+    return RunnerProbe(
+        binary=binary,
+        flags={name: f.default for name, f in sorted(flags.items())},
+        protocol=protocol,
+        benchmark_stream=stream,
+        streams_answers=streams,
+        version=version,
+        libraries=libraries,
+    )
+
+
+def probe_runner(device: Device, runner_dir: str, binary: str, libraries: tuple[str, ...]) -> RunnerProbe:
+    """Run `runner_dir/binary --helpfull` and `--version` on the device (LD_LIBRARY_PATH =
+    the runner's folder) and analyse them; stores probe.json beside the runner."""
+    d = shlex.quote(runner_dir)
+    exe = shlex.quote(f"{runner_dir}/{binary}")
+    base = f"cd {d} && LD_LIBRARY_PATH={d} {exe}"
+    helpfull = device.script(f"{base} --helpfull 2>&1", timeout_s=PROBE_TIMEOUT_S, check=False)
+    version = device.script(f"{base} --version 2>&1", timeout_s=PROBE_TIMEOUT_S, check=False)
+    probe = analyse_probe(
+        binary=binary,
+        helpfull_rc=helpfull.returncode,
+        helpfull_out=helpfull.stdout + helpfull.stderr,
+        version_out=version.stdout if version.returncode == 0 else "",
+        libraries=libraries,
+    )
+    with tempfile.TemporaryDirectory(prefix="edgekit-probe-") as tmp:
+        local = Path(tmp) / "probe.json"
+        local.write_text(json.dumps(probe.to_dict(), indent=2, sort_keys=True) + "\n")
+        device.push(local, f"{runner_dir}/probe.json")
+    return probe
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ChatFlags:
+    """The flags to run a probed runner with, in chat-app conditions, and what differs."""
+
+    flags: tuple[str, ...]
+    conditions: tuple[str, ...]
+    ttft_source: str
+
+
+def chat_flags(
+    probe: RunnerProbe,
+    *,
+    backend: str,
+    threads: int | None,
+    max_num_tokens: int | None,
+    max_output_tokens: int,
+) -> ChatFlags:
+    """Only flags the binary defines: no benchmark-mode boosting where it can be turned off,
+    the thread count asked for, the workload's output cap where the binary has one. Every
+    way the run differs from those conditions is named in `conditions`."""
+    have = probe.flags
+    flags = [f"--backend={backend}"]
+    notes: list[str] = []
+    if probe.protocol == MULTI_TURN:
+        flags += ["--multi_turns", "--benchmark"]
+        notes.append(
+            "--benchmark: needed for per-turn figures; litert_lm_lib.cc then runs the engine single-threaded "
+            "(SetSingleThreadedExecution), as its benchmark mode does"
+        )
+        if "async" in have:
+            flags.append("--async=false")
+            notes.append("--async=false: BenchmarkInfo is shown for multi-turn runs in sync mode only")
+    if "max_output_tokens" in have:
+        flags.append(f"--max_output_tokens={max_output_tokens}")
+    else:
+        notes.append(
+            f"the runner has no --max_output_tokens: answers are not capped at the workload's {max_output_tokens} "
+            f"tokens; output lengths and decode figures are recorded as they are"
+        )
+    if "boost_performance" in have:
+        default = have["boost_performance"].strip().strip('"').lower()
+        if default in ("true", "false"):
+            flags.append("--boost_performance=false")
+        else:
+            notes.append(
+                f"--boost_performance takes a value edgekit does not know (default {have['boost_performance']}): "
+                f"left at its default, so benchmark-mode boosting may be on"
+            )
+    if threads is not None:
+        if "num_cpu_threads" in have:
+            flags.append(f"--num_cpu_threads={threads}")
+        else:
+            notes.append(f"the runner has no --num_cpu_threads: --threads {threads} could not be applied")
+    if max_num_tokens is not None:
+        if "max_num_tokens" in have:
+            flags.append(f"--max_num_tokens={max_num_tokens}")
+        else:
+            notes.append(f"the runner has no --max_num_tokens: --max-num-tokens {max_num_tokens} could not be applied")
+    if probe.protocol == ONE_SHOT:
+        notes.append(
+            "one-shot runner: one process per user turn, earlier turns rendered into the prompt; "
+            "model load time per turn is reported apart and its energy attributed to load"
+        )
+    ttft = TTFT_DEVICE_CLOCK if probe.protocol == MULTI_TURN and probe.streams_answers else TTFT_RUNNER
+    return ChatFlags(flags=tuple(flags), conditions=tuple(notes), ttft_source=ttft)

@@ -1,0 +1,174 @@
+"""Runner probe analysis, chat-app flags and battery-bench exit codes, on text and data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
+from edgekit.errors import InputError
+from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_DEVICE_CLOCK, TTFT_RUNNER, RunnerProbe, analyse_probe, chat_flags
+from edgekit.testing.runner_standin import write_runner_standin
+
+
+def _standin_helpfull(tmp_path: Path, kind: str) -> tuple[int, str]:
+    exe = write_runner_standin(tmp_path / kind, kind)
+    proc = subprocess.run([str(exe), "--helpfull"], capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "protocol", "stream"), [("advanced", MULTI_TURN, "stderr"), ("simple", ONE_SHOT, "stdout")]
+)
+def test_protocol_is_chosen_from_the_flags(tmp_path: Path, kind: str, protocol: str, stream: str) -> None:
+    rc, out = _standin_helpfull(tmp_path, kind)
+    assert rc == 1  # absl exits 1 after --helpfull (absl/flags/internal/usage.cc HandleUsageFlags)
+    # The file name says nothing: a one-shot binary named like the advanced one is still one-shot.
+    probe = analyse_probe(
+        binary="litert_lm_advanced_main", helpfull_rc=rc, helpfull_out=out, version_out="x\n", libraries=()
+    )
+    assert (probe.protocol, probe.benchmark_stream) == (protocol, stream)
+    assert RunnerProbe.from_dict(probe.to_dict()) == probe
+
+
+def test_old_release_is_refused_in_one_line(tmp_path: Path) -> None:
+    rc, out = _standin_helpfull(tmp_path, "old")
+    with pytest.raises(InputError) as exc:
+        analyse_probe(binary="litert_lm_main", helpfull_rc=rc, helpfull_out=out, version_out="", libraries=())
+    message = str(exc.value)
+    assert "\n" not in message and "litert_lm_main" in message and "--input_prompt_file" in message
+    assert "litert_lm_advanced_main" in message  # what to download instead
+
+
+def test_unknown_flag_and_missing_library_like_upstream(tmp_path: Path) -> None:
+    simple = write_runner_standin(tmp_path / "simple", "simple")
+    proc = subprocess.run([str(simple), "--multi_turns"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (1, "ERROR: Unknown command line flag 'multi_turns'\n")
+    needy = write_runner_standin(tmp_path / "needy", "advanced", needs=("libX.so",))
+    proc = subprocess.run([str(needy), "--helpfull"], capture_output=True, text=True, timeout=60, env={"PATH": "/bin"})
+    assert proc.returncode == 1
+    with pytest.raises(InputError, match=r"library libX\.so not found"):
+        analyse_probe(binary="needy", helpfull_rc=1, helpfull_out=proc.stderr, version_out="", libraries=())
+    with pytest.raises(InputError, match=r"printed no absl flag list for --helpfull \(exit 126"):
+        analyse_probe(
+            binary="x", helpfull_rc=126, helpfull_out="sh: x: Permission denied", version_out="", libraries=()
+        )
+
+
+def _probe(flags: dict[str, str], protocol: str = MULTI_TURN) -> RunnerProbe:
+    return RunnerProbe(
+        binary="b",
+        flags=flags,
+        protocol=protocol,
+        benchmark_stream="stderr",
+        streams_answers="async" not in flags,
+        version=None,
+        libraries=(),
+    )
+
+
+def test_chat_flags_pass_only_what_the_binary_defines() -> None:
+    full = {
+        "model_path": '""',
+        "multi_turns": "false",
+        "benchmark": "false",
+        "async": "true",
+        "max_output_tokens": "-1",
+        "num_cpu_threads": "0",
+        "boost_performance": "true",
+    }
+    chosen = chat_flags(_probe(full), backend="cpu", threads=4, max_num_tokens=None, max_output_tokens=64)
+    assert chosen.flags == (
+        "--backend=cpu",
+        "--multi_turns",
+        "--benchmark",
+        "--async=false",
+        "--max_output_tokens=64",
+        "--boost_performance=false",
+        "--num_cpu_threads=4",
+    )
+    assert chosen.ttft_source == TTFT_RUNNER
+    bare = {"model_path": '""', "multi_turns": "false", "benchmark": "false", "boost_performance": '"auto"'}
+    chosen = chat_flags(_probe(bare), backend="cpu", threads=2, max_num_tokens=512, max_output_tokens=64)
+    assert chosen.flags == ("--backend=cpu", "--multi_turns", "--benchmark")
+    assert chosen.ttft_source == TTFT_DEVICE_CLOCK  # no --async: the answer streams
+    said = " ".join(chosen.conditions)
+    for lack in ("no --max_output_tokens", "no --num_cpu_threads", "no --max_num_tokens", "--boost_performance takes"):
+        assert lack in said
+    one = chat_flags(
+        _probe({"model_path": '""', "input_prompt_file": '""'}, ONE_SHOT),
+        backend="gpu",
+        threads=None,
+        max_num_tokens=None,
+        max_output_tokens=64,
+    )
+    assert one.flags == ("--backend=gpu",) and one.ttft_source == TTFT_RUNNER
+
+
+def _result(*, complete: bool, validity: list[dict[str, Any]], samples: list[dict[str, Any]]) -> BenchResult:
+    return BenchResult(
+        simulated=True,
+        created="t",
+        run_id="r",
+        device={},
+        artifact={},
+        workload={},
+        runner={},
+        settings={},
+        turns=[],
+        samples=samples,
+        baseline_window_s=None,
+        workload_window_s=None,
+        power={},
+        validity=validity,
+        summary={},
+        complete=complete,
+    )
+
+
+SAMPLE = {"current_raw": 100, "voltage_uv": 3_900_000, "charge_counter_uah": None}
+EMPTY = {"current_raw": None, "voltage_uv": None, "charge_counter_uah": None}
+MISSING = {"code": "counters_missing", "message": "m", "voids": True}
+
+
+@pytest.mark.parametrize(
+    ("complete", "validity", "samples", "code"),
+    [
+        (True, [], [SAMPLE], EXIT_OK),
+        (True, [{"code": "thermal_changed", "message": "m", "voids": False}], [SAMPLE], EXIT_OK),
+        (True, [{"code": "charging", "message": "m", "voids": True}], [SAMPLE], EXIT_VOID),
+        (True, [MISSING], [], EXIT_OK),  # no battery at all: a speed-only run
+        (True, [MISSING], [EMPTY], EXIT_OK),
+        (True, [MISSING], [SAMPLE], EXIT_VOID),  # some counters, not enough: void
+        (False, [{"code": "runner_failed", "message": "m", "voids": True}], [SAMPLE], EXIT_FAILED),
+        (False, [], [], EXIT_FAILED),
+    ],
+)
+def test_exit_codes(complete: bool, validity: list[dict[str, Any]], samples: list[dict[str, Any]], code: int) -> None:
+    assert _result(complete=complete, validity=validity, samples=samples).exit_code() == code
+
+
+def test_standin_version_exits_0(tmp_path: Path) -> None:
+    exe = write_runner_standin(tmp_path / "a", "advanced")
+    proc = subprocess.run([sys.executable, str(exe), "--version"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "litert_lm_advanced_main\n")
+
+
+def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
+    import shutil
+
+    from edgekit.deploy import elf_needed
+
+    true = Path("/bin/true")
+    needed = elf_needed(true)
+    assert needed is not None and "libc.so.6" in needed  # a glibc host binary (Debian's coreutils)
+    readelf = shutil.which("readelf")
+    if readelf:  # the same list binutils reads
+        out = subprocess.run([readelf, "-d", str(true)], capture_output=True, text=True, check=True).stdout
+        assert list(needed) == [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+    script = write_runner_standin(tmp_path / "s", "simple")
+    assert elf_needed(script) is None
