@@ -192,8 +192,8 @@ def restore_phone(device: Device, state: dict[str, Any]) -> None:
 def online_supplies(device: Device) -> list[str] | None:
     """External power supplies online now (sysfs, else `dumpsys battery`); None if unknown."""
     script = (
-        'for d in /sys/class/power_supply/*; do [ -r "$d/online" ] || continue; '
-        't=; [ -r "$d/type" ] && t=$(cat "$d/type"); printf \'%s:%s:%s\\n\' "${d##*/}" "$t" "$(cat "$d/online")"; done'
+        'for d in /sys/class/power_supply/*; do [ -r "$d/online" ] || continue; o=; t=; '
+        'read -r o < "$d/online"; [ -r "$d/type" ] && read -r t < "$d/type"; echo "${d##*/}:$t:$o"; done'
     )
     lines = [x for x in device.script(script, check=False).stdout.split() if x.count(":") == 2]
     if not lines:
@@ -395,7 +395,7 @@ def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressF
 
 def interrupt(device: Device, run_id: str) -> None:
     """Ctrl-C on an attached run: stop the phone's driver, sampler and runner, and restore
-    the screen / stay-awake settings the run changed. The run folder stays for --collect."""
+    the screen settings (timeout, brightness) the run changed. The run folder stays for --collect."""
     paths = _paths(device, run_id)
     run_lib.stop(device, paths)
     files = run_lib.collect(device, paths)

@@ -370,7 +370,7 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
         except KeyboardInterrupt:
             session.interrupt(device, run_id)
             console.print(
-                f"interrupted: run {run_id} stopped on {device.serial} (screen and stay-awake restored); "
+                f"interrupted: run {run_id} stopped on {device.serial} (screen settings restored); "
                 f"what it measured stays there:\n"
                 f"  edgekit battery-bench --device {device.serial} --collect {run_id}\n"
                 f"  edgekit battery-bench --device {device.serial} --resume {run_id}",
