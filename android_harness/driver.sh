@@ -49,6 +49,17 @@ else
   readn() { got=$(dd bs=1 count="$1" <&3 2>/dev/null; echo x); got=${got%x}; }
 fi
 
+# Does this shell time out `read -t` on a FIFO (mksh)? Then the watchdog naps without forks.
+CAN_READ_T=0
+mkdir -p "$RUN/tmp"
+if mkfifo "$RUN/tmp/rt.$$" 2>/dev/null; then
+  exec 9<> "$RUN/tmp/rt.$$"
+  rm -f "$RUN/tmp/rt.$$"
+  read -t 0.01 _x <&9 2>/dev/null
+  [ $? -gt 128 ] && CAN_READ_T=1
+  exec 9<&-
+fi
+
 event() {
   now
   echo "$NOW,$1,$2,$3" >> "$RUN/events.csv"
@@ -62,8 +73,16 @@ arm() {
 }
 
 watchdog() {
+  # Wait a second without a fork where the shell can: mksh's `read -t` on a FIFO nobody
+  # writes to (as sampler.sh does); elsewhere sleep(1).
+  wnap=sleep
+  if [ "$CAN_READ_T" = 1 ] && mkfifo "$RUN/tmp/wnap.$2" 2>/dev/null; then
+    exec 8<> "$RUN/tmp/wnap.$2"
+    rm -f "$RUN/tmp/wnap.$2"
+    wnap=read
+  fi
   while [ -e "$RUN/tmp/watch.$2" ]; do
-    sleep 1
+    if [ "$wnap" = read ]; then read -t 1 _x <&8; else sleep 1; fi
     dl=
     { read -r dl < "$RUN/tmp/watch.$2"; } 2>/dev/null || break
     now
@@ -228,8 +247,9 @@ run_one_shot() {
     wait "$rpid"
     rc=$?
     rm -f "$RUN/tmp/watch.$i" "$fout"
-    event turn_end "$i" "$turn"
-    if [ "$rc" -ne 0 ] || [ -e "$RUN/tmp/timeout.$i" ]; then
+    # A runner that printed nothing did not answer this turn, whatever its exit status.
+    [ -n "$first" ] && event turn_end "$i" "$turn"
+    if [ "$rc" -ne 0 ] || [ -z "$first" ] || [ -e "$RUN/tmp/timeout.$i" ]; then
       alive=0
       break
     fi

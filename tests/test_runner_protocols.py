@@ -197,6 +197,9 @@ def test_full_chat25_one_shot_through_the_cli(
     result = BenchResult.load(out)
     assert result.complete and len(result.turns) == 70 and result.summary["conversations"] == 25
     assert all(t.decode_tokens_per_s and t.prefill_tokens_per_s and t.ttft_s for t in result.turns)
+    rep = run_cli("report", str(out), "-o", str(tmp_path / "r.html"))
+    assert rep.returncode == 0 and "Runner: one-shot protocol · time to first token from the runner" in rep.stdout
+    assert "one-shot protocol" in (tmp_path / "r.html").read_text()
     shutil.rmtree(folder)
 
 
@@ -250,3 +253,29 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     )
     assert collected.returncode == 7, collected.stderr  # cut off: not complete
     assert not BenchResult.load(tmp_path / "r.json").complete
+
+
+def test_runner_that_exits_0_without_answering_fails_the_run(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    # A shell-script runner (as a checker's might be): absl-style --helpfull, then nothing.
+    silent = tmp_path / "litert_lm_main"
+    silent.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *--helpfull*)\n'
+        "  printf '  Flags from runtime/engine/litert_lm_main.cc:\\n'\n"
+        "  printf '    --input_prompt_file (File path to the input prompt.); default: \"\";\\n'\n"
+        "  printf '    --model_path (Model path to use for LLM execution.); default: \"\";\\n'\n"
+        "  exit 1 ;;\n"
+        "esac\n"
+        "exit 0\n"
+    )
+    silent.chmod(0o755)
+    config = session.BenchConfig(workload=workload(tmp_path, 1), runner=silent, baseline_s=0.2, poll_s=0.2)
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    session.follow(device, run_id, config)
+    result = session.collect(device, run_id)
+    assert result.runner["protocol"] == ONE_SHOT
+    assert not result.complete and result.exit_code() == 7
+    [failed] = [f for f in result.validity if f["code"] == "runner_failed"]
+    assert failed["message"] == "conversation 0001 (extract-cities): the runner exited 0 but answered 0 of 2 turns"
