@@ -443,7 +443,7 @@ def _windows(
             if start is not None and last is not None and last > start:
                 segments.append((start, last))
             start, last = t, t
-        elif start is not None and name not in _AFTER:
+        elif start is not None and name not in _NOT_WORKLOAD:
             last = t
             if name == "workload_end":
                 if t > start:
@@ -455,6 +455,18 @@ def _windows(
 
 
 _AFTER = ("baseline_after_start", "baseline_after_end")
+# Events that never extend a workload segment (a resumed driver's start, the unplug wait, baselines).
+_NOT_WORKLOAD = {
+    *_AFTER,
+    "driver_start",
+    "unplug_wait",
+    "unplugged",
+    "unplug_timeout",
+    "unplug_unknown",
+    "settled",
+    "baseline_start",
+    "baseline_end",
+}
 
 
 def _between_parts(files: run_lib.RunFiles, segments: list[tuple[float, float]], t0: float) -> list[dict[str, Any]]:
