@@ -229,15 +229,16 @@ run_one_shot() {
     else
       printf '%s' "$line" > "$pf"
     fi
-    rm -f "$fout" "$RUN/tmp/timeout.$i"
+    rm -f "$fout" "$RUN/tmp/timeout.$i" "$RUN/tmp/timeout.$k"
     mkfifo "$fout"
-    arm "$i"
+    # One watchdog per runner process (per turn here), so none outlives its runner.
+    arm "$k"
     event turn_send "$i" "$turn"
     # shellcheck disable=SC2086
     LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
       "--input_prompt_file=$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
     rpid=$!
-    watchdog "$rpid" "$i" &
+    watchdog "$rpid" "$k" &
     exec 3< "$fout"
     readn 1
     first=$got
@@ -246,7 +247,8 @@ run_one_shot() {
     exec 3<&-
     wait "$rpid"
     rc=$?
-    rm -f "$RUN/tmp/watch.$i" "$fout"
+    rm -f "$RUN/tmp/watch.$k" "$fout"
+    [ -e "$RUN/tmp/timeout.$k" ] && mv -f "$RUN/tmp/timeout.$k" "$RUN/tmp/timeout.$i"
     # A runner that printed nothing did not answer this turn, whatever its exit status.
     [ -n "$first" ] && event turn_end "$i" "$turn"
     if [ "$rc" -ne 0 ] || [ -z "$first" ] || [ -e "$RUN/tmp/timeout.$i" ]; then

@@ -213,3 +213,18 @@ def test_runner_failures_name_the_cause() -> None:
     assert "exited 137, SIGKILL: killed, likely out of memory" in messages[1]
     assert "turn 2 took longer than the per-turn timeout (300 s): killed" in messages[2]
     assert "exited 139, SIGSEGV; stderr: I0000 x answer; tombstone: /data/tombstones/tombstone_07" in messages[3]
+
+
+@pytest.mark.parametrize(("cache", "expected"), [(1024, 192), (4096, 256), (None, 192)])
+def test_one_shot_history_fits_the_kv_cache(cache: int | None, expected: int) -> None:
+    from types import SimpleNamespace
+
+    from edgekit.bench.session import answer_cap_bytes
+    from edgekit.bench.workload import load_workload
+
+    chat25 = load_workload()  # 64 output tokens a turn, at most 5 turns
+    manifest = None if cache is None else SimpleNamespace(settings={"cache_length": {"value": cache}})
+    cap = answer_cap_bytes(chat25, SimpleNamespace(manifest=manifest))  # type: ignore[arg-type]
+    assert cap == expected
+    # Four earlier answers at one token per byte still leave the reserve free.
+    assert 4 * cap + 256 <= (cache or 1024)

@@ -255,10 +255,22 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     assert not BenchResult.load(tmp_path / "r.json").complete
 
 
-def test_runner_that_exits_0_without_answering_fails_the_run(
-    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("exit 0", "the runner exited 0 but answered 0 of 2 turns"),
+        ("exec sleep 600", "turn 1 took longer than the per-turn timeout (2 s): killed"),
+    ],
+)
+def test_one_shot_runner_that_does_not_answer_fails_the_run(
+    emulated_device: EmulatedDevice,
+    device: DirectAdbDevice,
+    int4_result: ConvertResult,
+    tmp_path: Path,
+    body: str,
+    expected: str,
 ) -> None:
-    # A shell-script runner (as a checker's might be): absl-style --helpfull, then nothing.
+    # A shell-script runner (as a checker's might be): absl-style --helpfull, then `body`.
     silent = tmp_path / "litert_lm_main"
     silent.write_text(
         "#!/bin/sh\n"
@@ -267,15 +279,18 @@ def test_runner_that_exits_0_without_answering_fails_the_run(
         "  printf '    --input_prompt_file (File path to the input prompt.); default: \"\";\\n'\n"
         "  printf '    --model_path (Model path to use for LLM execution.); default: \"\";\\n'\n"
         "  exit 1 ;;\n"
+        "*--version*) exit 0 ;;\n"
         "esac\n"
-        "exit 0\n"
+        f"{body}\n"
     )
     silent.chmod(0o755)
-    config = session.BenchConfig(workload=workload(tmp_path, 1), runner=silent, baseline_s=0.2, poll_s=0.2)
+    config = session.BenchConfig(
+        workload=workload(tmp_path, 1), runner=silent, baseline_s=0.2, poll_s=0.2, turn_timeout_s=2
+    )
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
     assert result.runner["protocol"] == ONE_SHOT
     assert not result.complete and result.exit_code() == 7
     [failed] = [f for f in result.validity if f["code"] == "runner_failed"]
-    assert failed["message"] == "conversation 0001 (extract-cities): the runner exited 0 but answered 0 of 2 turns"
+    assert failed["message"].startswith(f"conversation 0001 (extract-cities): {expected}")

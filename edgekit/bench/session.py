@@ -43,6 +43,7 @@ BASELINE_CAP_S = 300.0
 DEFAULT_TURN_TIMEOUT_S = 300
 DRIVER_START_GRACE_S = 60.0
 HISTORY_RESERVE_TOKENS = 256
+ASSUMED_CACHE_TOKENS = 1024
 """A turn (one-shot: with its model load) that takes longer is killed and the run fails."""
 ANSWER_WORDS_PER_TOKEN = 0.75
 """One-shot prompts carry earlier answers cut to the workload's per-turn token cap, counted
@@ -322,8 +323,10 @@ def answer_cap_bytes(workload: Workload, artifact: Artifact) -> int:
     HISTORY_RESERVE_TOKENS left for the chat template, the user turns and the answer."""
     cap = workload.max_output_tokens * 4
     cache = (artifact.manifest.settings.get("cache_length", {}) if artifact.manifest else {}).get("value")
+    if not isinstance(cache, int):
+        cache = ASSUMED_CACHE_TOKENS  # no manifest (a published .litertlm): assume a small cache
     longest = max(len(c.turns) for c in workload.conversations)
-    if isinstance(cache, int) and longest > 1:
+    if longest > 1:
         cap = min(cap, max(16, (cache - HISTORY_RESERVE_TOKENS) // (longest - 1)))
     return cap
 
