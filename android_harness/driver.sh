@@ -265,7 +265,9 @@ run_one_shot() {
 mkdir -p "$RUN/out" "$RUN/err" "$RUN/done" "$RUN/tmp"
 echo $$ > "$RUN/driver.pid"
 echo running > "$RUN/status"
-rm -f "$RUN/stop"
+# RUN_DIR/stop (edgekit's stop, e.g. Ctrl-C) ends the run where it is, as a kill would;
+# edgekit removes it before it starts or resumes a driver.
+[ -e "$RUN/stop" ] && exit 0
 # Which boot this part of the run is on (a resume after a reboot cannot join the parts).
 boot=unknown
 [ -r /proc/sys/kernel/random/boot_id ] && read -r boot < /proc/sys/kernel/random/boot_id
@@ -287,6 +289,7 @@ if [ "${DETACH:-0}" = 1 ] && ! grep -q ',baseline_end,' "$RUN/events.csv" 2>/dev
   event unplug_wait 0 0
   waited=0
   while :; do
+    [ -e "$RUN/stop" ] && exit 0
     supplies
     [ -n "$sysfs_sup" ] || { dumpsys_supplies "$RUN/tmp/unplug"; sup=$dsup; }
     if [ -z "$sup" ]; then event unplug_unknown 0 0; break; fi
@@ -312,6 +315,7 @@ for conv in "$RUN"/conv/*.txt; do
   i=${conv##*/}
   i=${i%.txt}
   [ -e "$RUN/done/$i" ] && continue
+  [ -e "$RUN/stop" ] && exit 0
   if [ "$PROTOCOL" = one_shot ]; then
     run_one_shot "$i"
   else

@@ -71,7 +71,8 @@ every=${STATE_EVERY:-20}
 n=0
 
 echo $$ > "$RUN/sampler.pid"
-while [ ! -e "$RUN/stop" ]; do
+# (and while the run folder exists: a run removed under it is over)
+while [ ! -e "$RUN/stop" ] && [ -d "$RUN" ]; do
   [ $((n % every)) -eq 0 ] && state
   n=$((n + 1))
   # The timestamp goes with current and voltage: read them right after it, the rest later

@@ -113,7 +113,7 @@ def start(device: Device, paths: RunPaths) -> None:
     # No setsid (deploy checks): started in the background all the same; driver.sh ignores SIGHUP.
     run = f"sh {shlex.quote(driver)} {shlex.quote(paths.run_dir)} < /dev/null > {shlex.quote(log)} 2>&1"
     script = (
-        f"cd {shlex.quote(paths.run_dir)} && "
+        f"cd {shlex.quote(paths.run_dir)} && rm -f stop && "
         f"if command -v setsid >/dev/null 2>&1; then (setsid {run} &); else ({run} &); fi"
     )
     device.script(script)
@@ -145,9 +145,12 @@ def driver_alive(device: Device, paths: RunPaths) -> bool:
 def stop(device: Device, paths: RunPaths) -> None:
     """Kill a run's driver, sampler and runner (for --resume tests and Ctrl-C)."""
     run = shlex.quote(paths.run_dir)
+    # The stop file first: a driver or sampler still starting up exits when it sees it.
+    # A pid file may be there but not yet written: give it a moment.
     device.script(
-        f'for f in {run}/driver.pid {run}/sampler.pid; do p=$(cat "$f" 2>/dev/null) && kill -9 -"$p" "$p" '
-        f"2>/dev/null; done; : > {run}/stop",
+        f": > {run}/stop; for f in {run}/driver.pid {run}/sampler.pid; do p=; n=0; "
+        f'while [ -z "$p" ] && [ $n -lt 10 ] && [ -e "$f" ]; do p=$(cat "$f" 2>/dev/null); '
+        f'[ -z "$p" ] && sleep 0.1; n=$((n + 1)); done; [ -n "$p" ] && kill -9 -"$p" "$p" 2>/dev/null; done; true',
         check=False,
     )
 
