@@ -20,10 +20,16 @@
 # runner's exit status. The runner runs with LD_LIBRARY_PATH = its own folder (the .so
 # files shipped beside it). A finished conversation leaves RUN_DIR/done/NNNN, so a run
 # that was killed resumes where it stopped. RUN_DIR/status: running, then done.
+#
+# Power windows: with DETACH=1 it first waits (polling the supplies' online state on the
+# phone, up to UNPLUG_WAIT_S) for the cable to be unplugged, then settles SETTLE_S; it
+# measures an idle baseline of BASELINE_S before the workload AND after it, so the idle
+# draw's drift can be seen and interpolated.
 RUN=$1
 . "$RUN/run.env"
 # run.env names files relative to edgekit's work root, RUN's grandparent.
 ROOT=${RUN%/runs/*}
+. "$ROOT/$HARNESS/supply.sh"
 trap '' PIPE HUP
 PROMPT='Please enter the prompt (or press Enter to end): '
 NL='
@@ -262,6 +268,41 @@ echo running > "$RUN/status"
 # RUN_DIR/stop (edgekit's stop, e.g. Ctrl-C) ends the run where it is, as a kill would;
 # edgekit removes it before it starts or resumes a driver.
 [ -e "$RUN/stop" ] && exit 0
+# Which boot this part of the run is on (a resume after a reboot cannot join the parts).
+boot=unknown
+[ -r /proc/sys/kernel/random/boot_id ] && read -r boot < /proc/sys/kernel/random/boot_id
+event driver_start "$boot" 0
+
+# ext_online: $ext = the external supplies online in $sup (everything but the battery).
+ext_online() {
+  ext=
+  old_ifs=$IFS
+  IFS=+
+  for it in $sup; do
+    n=${it%%:*}; v=${it##*:}; r=${it#*:}; ty=${r%:*}
+    [ "$n" = battery ] || [ "$ty" = Battery ] || [ "$v" = 0 ] || [ -z "$v" ] || ext="$ext $n"
+  done
+  IFS=$old_ifs
+}
+
+if [ "${DETACH:-0}" = 1 ] && ! grep -q ',baseline_end,' "$RUN/events.csv" 2>/dev/null; then
+  event unplug_wait 0 0
+  waited=0
+  while :; do
+    [ -e "$RUN/stop" ] && exit 0
+    supplies
+    [ -n "$sysfs_sup" ] || { dumpsys_supplies "$RUN/tmp/unplug"; sup=$dsup; }
+    if [ -z "$sup" ]; then event unplug_unknown 0 0; break; fi
+    ext_online
+    [ -z "$ext" ] && { event unplugged 0 0; break; }
+    [ "$waited" -ge "${UNPLUG_WAIT_S:-600}" ] && { event unplug_timeout 0 0; break; }
+    sleep 1
+    waited=$((waited + 1))
+  done
+  sleep "${SETTLE_S:-0}"
+  event settled 0 0
+fi
+
 sh "$ROOT/$HARNESS/sampler.sh" "$RUN" &
 spid=$!
 if ! grep -q ',baseline_end,' "$RUN/events.csv" 2>/dev/null; then
@@ -282,6 +323,11 @@ for conv in "$RUN"/conv/*.txt; do
   fi
 done
 event workload_end 0 0
+if [ "$BASELINE_S" != 0 ]; then
+  event baseline_after_start 0 0
+  sleep "$BASELINE_S"
+  event baseline_after_end 0 0
+fi
 : > "$RUN/stop"
 wait "$spid"
 echo done > "$RUN/status"

@@ -12,7 +12,7 @@ import statistics
 from typing import Any
 
 from edgekit.bench.power import Conventions
-from edgekit.bench.result import BenchResult
+from edgekit.bench.result import BenchResult, figure
 
 # Summary figures compared by `compare`; True = higher is better.
 COMPARED = {
@@ -24,7 +24,8 @@ COMPARED = {
     "mj_per_output_token": False,
 }
 _LABELS = {
-    "battery_pct_per_25_conversations": ("Battery per 25 conversations", "%", ".3f"),
+    "battery_pct_per_25_conversations": ("Battery per 25 conversations (of design capacity)", "%", ".3f"),
+    "battery_pct_of_full_charge_per_25_conversations": ("Battery per 25 conversations (of full charge)", "%", ".3f"),
     "workload_charge_mah": ("Workload charge", " mAh", ".2f"),
     "workload_energy_mwh": ("Workload energy", " mWh", ".2f"),
     "mj_per_output_token": ("Energy per output token", " mJ", ".1f"),
@@ -42,11 +43,25 @@ def _value(key: str, value: Any, simulated: bool) -> str:
         return (
             "not measured"
             if key
-            in ("battery_pct_per_25_conversations", "workload_charge_mah", "workload_energy_mwh", "mj_per_output_token")
+            in (
+                "battery_pct_per_25_conversations",
+                "battery_pct_of_full_charge_per_25_conversations",
+                "workload_charge_mah",
+                "workload_energy_mwh",
+                "mj_per_output_token",
+            )
             else "—"
         )
     _, unit, spec = _LABELS[key]
     return f"{value:{spec}}{unit}" + (" (simulated)" if simulated else "")
+
+
+def _where(flag: dict[str, Any]) -> str:
+    """(window, time) of a flag, where it has them."""
+    window, t = flag.get("window"), flag.get("t_s")
+    if window and t is not None:
+        return html.escape(f" ({window}, {t:.1f} s)")
+    return html.escape(f" ({window})") if window else ""
 
 
 def runner_line(result: BenchResult) -> str:
@@ -70,14 +85,25 @@ def markdown(result: BenchResult) -> str:
         "| figure | value |",
         "|---|---|",
     ]
-    for key, (label, _, _) in _LABELS.items():
-        lines.append(f"| {label} | {_value(key, result.summary.get(key), result.simulated)} |")
+    for key, (label, _, spec) in _LABELS.items():
+        fig = figure(result, key)
+        cell = _value(key, fig.value, result.simulated)
+        if fig.low is not None and fig.high is not None:
+            cell += f" (95% interval {fig.low:{spec}}–{fig.high:{spec}}; {fig.basis})"
+        lines.append(f"| {label} | {cell} |")
+    lines += [
+        "",
+        "The headline % is of the design capacity (`charge_full_design`): the same for every phone of a model, "
+        "so figures compare across phones and with published ones; % of today's full charge (`charge_full`) "
+        "is what this phone's aged battery loses.",
+    ]
     if result.runner.get("protocol"):
         lines += ["", runner_line(result)]
     if result.validity:
         lines += ["", "Validity flags:"]
         lines += [
-            f"- {'VOIDS the headline' if f['voids'] else 'flag'} `{f['code']}`: {f['message']}" for f in result.validity
+            f"- {'VOIDS the headline' if f['voids'] else 'flag'} `{f['code']}`{_where(f)}: {f['message']}"
+            for f in result.validity
         ]
     return "\n".join(lines) + "\n"
 
@@ -147,6 +173,31 @@ def _power_svg(result: BenchResult) -> str:
     return _svg(parts, "Power drawn from the battery over time; vertical lines mark conversation starts")
 
 
+def _temperature_svg(result: BenchResult) -> str:
+    samples = [s for s in result.samples if s.get("temperature_c") is not None]
+    if len(samples) < 2:
+        return '<p class="muted">The phone reported no battery temperature.</p>'
+    t0 = result.samples[0]["t_s"]
+    pts = [(s["t_s"] - t0, float(s["temperature_c"])) for s in samples]
+    x1 = pts[-1][0] or 1.0
+    ys = [y for _, y in pts]
+    y0, y1 = min(ys) - 0.5, max(ys) + 0.5
+    parts = _axis(0, x1, y0, y1, "time since the run started (s)", "battery temperature (°C)")
+    line = " ".join(f"{_scale(x, 0, x1, _PAD, _W - 10):.1f},{_scale(y, y0, y1, _H - _PAD, 10):.1f}" for x, y in pts)
+    parts.append(f'<polyline points="{line}" class="series"/>')
+    changes, last = [], object()
+    for s in result.samples:
+        if s.get("thermal") != last:
+            last = s.get("thermal")
+            changes.append((s["t_s"] - t0, last))
+    for x, status in changes:
+        xs = _scale(x, 0, x1, _PAD, _W - 10)
+        label = "thermal status unknown" if status is None else f"thermal status {status}"
+        parts.append(f'<line x1="{xs:.1f}" y1="10" x2="{xs:.1f}" y2="{_H - _PAD}" class="marker"/>')
+        parts.append(f'<text x="{xs + 3:.1f}" y="34" class="tick">{html.escape(label)}</text>')
+    return _svg(parts, "Battery temperature over time; lines mark thermal status changes")
+
+
 def _bars_svg(
     values: list[float], xlabel: str, ylabel: str, title: str, x_range: tuple[float, float] | None = None
 ) -> str:
@@ -198,11 +249,11 @@ table{border-collapse:collapse} td,th{border:1px solid #d0d7de;padding:.3rem .6r
 
 def html_report(result: BenchResult) -> str:
     """One self-contained HTML page: headline figures, power over time, tokens/s per turn, latency."""
-    s = result.summary
     sim = result.simulated
     cards = "".join(
         f'<div class="card"><span class="muted">{html.escape(_LABELS[k][0])}</span>'
-        f"<b>{html.escape(_value(k, s.get(k), sim))}</b></div>"
+        f"<b>{html.escape(_value(k, figure(result, k).value, sim))}</b>"
+        f'<span class="muted">{html.escape(figure(result, k).basis)}</span></div>'
         for k in (
             "battery_pct_per_25_conversations",
             "workload_energy_mwh",
@@ -214,7 +265,8 @@ def html_report(result: BenchResult) -> str:
     )
     flags = "".join(
         f'<li class="{"void" if f["voids"] else "flag"}">{"VOIDS the headline — " if f["voids"] else ""}'
-        f"<code>{html.escape(f['code'])}</code>: {html.escape(f['message'])}</li>"
+        f"<code>{html.escape(f['code'])}</code>"
+        f"{_where(f)}: {html.escape(f['message'])}</li>"
         for f in result.validity
     )
     decode = [t.decode_tokens_per_s or 0.0 for t in result.turns]
@@ -260,6 +312,7 @@ def html_report(result: BenchResult) -> str:
 <div class="cards">{cards}</div>
 {f"<h2>Validity</h2><ul>{flags}</ul>" if flags else ""}
 <h2>Power over time{" (simulated)" if sim else ""}</h2>{_power_svg(result)}
+<h2>Temperature and thermal status{" (simulated)" if sim else ""}</h2>{_temperature_svg(result)}
 <h2>Decode tokens/s per turn{" (simulated)" if sim else ""}</h2>
 {_bars_svg(decode, "turn", "decode tok/s", "Decode tokens per second, per turn")}
 <h2>Time to first token{" (simulated)" if sim else ""}</h2>{latency}
@@ -271,7 +324,8 @@ def html_report(result: BenchResult) -> str:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Difference:
-    """One compared figure: A, B, relative change, and whether B is a regression beyond the threshold."""
+    """One compared figure: A, B (the means of the valid runs where a result has --repeat),
+    their 95% intervals where known, the relative change, and whether B is a regression."""
 
     key: str
     a: float | None
@@ -279,15 +333,38 @@ class Difference:
     change_pct: float | None
     worse: bool
     regression: bool
+    a_interval: tuple[float, float] | None = None
+    b_interval: tuple[float, float] | None = None
+    within_noise: bool = False
 
 
 def compare(a: BenchResult, b: BenchResult, fail_on_regression_pct: float | None = None) -> list[Difference]:
-    """Differences B vs A for the COMPARED figures."""
+    """Differences B vs A for the COMPARED figures. A change is a regression only when it is
+    worse beyond the threshold AND, where both figures have a 95% interval, the intervals do
+    not overlap (overlapping intervals: within the noise of the measurement)."""
     out = []
     for key, higher_better in COMPARED.items():
-        va, vb = a.summary.get(key), b.summary.get(key)
+        fa, fb = figure(a, key), figure(b, key)
+        va, vb = fa.value, fb.value
         change = None if not va or vb is None else (vb - va) / abs(va) * 100
         worse = change is not None and (change < 0 if higher_better else change > 0)
-        regression = worse and fail_on_regression_pct is not None and abs(change or 0) > fail_on_regression_pct
-        out.append(Difference(key=key, a=va, b=vb, change_pct=change, worse=worse, regression=regression))
+        ia = None if fa.low is None or fa.high is None else (fa.low, fa.high)
+        ib = None if fb.low is None or fb.high is None else (fb.low, fb.high)
+        noise = ia is not None and ib is not None and ia[0] <= ib[1] and ib[0] <= ia[1]
+        regression = (
+            worse and not noise and fail_on_regression_pct is not None and abs(change or 0) > fail_on_regression_pct
+        )
+        out.append(
+            Difference(
+                key=key,
+                a=va,
+                b=vb,
+                change_pct=change,
+                worse=worse,
+                regression=regression,
+                a_interval=ia,
+                b_interval=ib,
+                within_noise=noise,
+            )
+        )
     return out

@@ -212,7 +212,7 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     import time
 
     wakefulness = emulated_device.sandbox / ".emulator" / "wakefulness"
-    wakefulness.write_text("Awake\n")
+    wakefulness.write_text("Asleep\n")
     args = ["battery-bench", "--transport", "direct", "--device", emulated_device.serial]
     args += ["--runner", str(emulated_device.runner), "--workload", str(workload(tmp_path, 1)), "--baseline-s", "60"]
     home = tmp_path / "home"
@@ -231,12 +231,12 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
         time.sleep(0.2)
     [pid_file] = list(runs.glob("*/driver.pid"))
     run_id = pid_file.parent.name
-    assert wakefulness.read_text().strip() == "Asleep"
+    assert wakefulness.read_text().strip() == "Awake"  # kept on for the run (docs: no suspend)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert f"--collect {run_id}" in err and f"--resume {run_id}" in err and "half-written" not in err
-    assert wakefulness.read_text().strip() == "Awake"  # restored
+    assert wakefulness.read_text().strip() == "Asleep"  # restored
     stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
     assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone (or a zombie nobody reaped yet)
     collected = run_cli(

@@ -1,23 +1,32 @@
-"""Battery samples -> charge, energy, baseline subtraction, % of battery. Pure functions.
+"""Battery samples -> charge, energy, baseline subtraction, validity, uncertainty. Pure functions.
 
 Fuel gauges disagree on conventions, so they are decided from the data and recorded:
 
 * sign: BatteryManager documents `current_now` positive = into the battery; several vendors
   report the opposite. We decide which way is "discharge" from the direction
-  `charge_counter` moves over the run, else from `status`, never from the sign alone;
-* unit: `current_now` is µA by the sysfs ABI, but some vendors report mA; values too small
-  to be µA for a running phone, or an integral that only matches Δcharge_counter as mA,
-  decide it.
+  `charge_counter` moves inside the measured windows, else from `status`, never from the
+  sign alone;
+* unit: `current_now` is µA by the sysfs ABI (include/linux/power_supply.h: "All voltages,
+  currents, charges ... in uV, µA, µAh"), but some vendors report mA. A running phone draws
+  between 1 mA and 10 A, so raw values below 1000 can only be mA and above 10000 only µA;
+  in between, only a charge counter that moved can tell, and without one the run is void.
 
 Charge is integrated from I (trapezoid), energy from V·I, and cross-checked against
 Δ`charge_counter` (which real gauges update in coarse steps, so it is a check, not the
-figure).
+figure). The idle draw is measured in baselines before and after the workload and
+interpolated linearly across it; what it subtracts, its drift and the interval from its
+own noise (block bootstrap) are reported.
+
+Validity is judged from every sample in the baseline and workload windows (rules in
+`analyse_segments`). A state the phone cannot report is "unknown": it warns, never voids.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
+import random
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -25,18 +34,67 @@ from edgekit.device.parsers import STATUS_CHARGING, STATUS_FULL
 
 _CHARGING = {STATUS_CHARGING, STATUS_FULL}
 
+# The thresholds of the validity rules (docs/battery-bench.md lists them).
+NEAR_ZERO_MA = 5.0
+"""A battery current within this many mA of zero is "the phone runs from a supply"."""
+NEAR_ZERO_MAX_FRACTION = 0.5
+MISSING_MAX_FRACTION = 0.10
+"""More empty `current_now`/`voltage_now` reads than this (baselines and workload together) voids."""
+GAP_PERIODS = 10
+"""A sampler gap (or a hole of empty reads) longer than this many sample periods = suspended."""
+GAP_FLOOR_S = 2.0
+"""...but never less than 2 s: a loaded host (CI's emulated phone) can stall a process that long."""
+COUNTER_MIN_STEPS = 20
+COUNTER_RATIO_RANGE = (0.8, 1.25)
+DRIFT_WARN_PCT = 2.0
+DRIFT_VOID_PCT = 10.0
+"""Baseline drift: how far (in % of the net charge) a step in idle draw could move the figure."""
+_MA_BELOW_RAW = 1000  # |raw| below this: mA (µA would be under 1 mA: no running phone)
+_UA_ABOVE_RAW = 10000  # |raw| above this: µA (mA would be over 10 A: no phone)
+_BOOTSTRAP_REPS = 2000
+_EXTERNAL_NOT = {"battery"}
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PowerSample:
-    """One reading, as sampled on the device. `current_raw` is as the device reports it."""
+    """One reading, as sampled on the device. `current_raw` is as the device reports it.
+
+    `supplies`: every power supply whose `online` the sampler could read, as
+    `name:type:online` joined by `+` (type empty where the supply has no `type` file;
+    name `dumpsys-*` when read from `dumpsys battery`); None = none readable (unknown).
+    `screen`: PowerManager's wakefulness (Awake, Asleep, Dozing, Dreaming); `thermal`:
+    thermal status 0..6; None = unknown.
+    """
 
     t_s: float
     charge_counter_uah: int | None
-    current_raw: int | None
-    voltage_uv: int | None
+    current_raw: float | None
+    voltage_uv: float | None
     level_pct: int | None
     temperature_c: float | None
     status: int | None
+    supplies: str | None = None
+    screen: str | None = None
+    thermal: int | None = None
+
+
+def external_online(sample: PowerSample) -> list[str] | None:
+    """Names of external supplies reported online in `sample`; None if none is readable.
+
+    Every supply but the battery itself counts (kernel Documentation/ABI/testing/sysfs-class-power:
+    `online` = "the power supply is online/connected"; types Mains, USB, Wireless, ...).
+    """
+    if not sample.supplies:
+        return None
+    online = []
+    for item in sample.supplies.split("+"):
+        name, _, rest = item.partition(":")
+        kind, _, value = rest.rpartition(":")
+        if kind.lower() == "battery" or name.lower() in _EXTERNAL_NOT:
+            continue
+        if value.strip() not in ("", "0"):
+            online.append(f"{name} ({kind})" if kind else name)
+    return online
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,8 +104,9 @@ class Conventions:
     discharge_sign: int  # +1: positive raw = discharge; -1: negative raw = discharge
     current_unit: str  # "uA" or "mA"
     basis: str
+    unit_decided: bool = True
 
-    def discharge_ua(self, raw: int) -> float:
+    def discharge_ua(self, raw: float) -> float:
         """Discharge current in µA (negative = flowing into the battery)."""
         return raw * self.discharge_sign * (1000.0 if self.current_unit == "mA" else 1.0)
 
@@ -62,17 +121,44 @@ class Integral:
     counter_delta_uah: float | None  # drop of charge_counter over the window (positive = drained)
 
 
-def decide_conventions(samples: Sequence[PowerSample], counter_step_hint_uah: int = 0) -> Conventions | None:
-    """Decide sign and unit of `current_raw` from the samples; None if there is no current."""
+def counter_step_uah(samples: Sequence[PowerSample]) -> int | None:
+    """The charge counter's step: the smallest change between consecutive readings."""
+    values = [s.charge_counter_uah for s in samples if s.charge_counter_uah is not None]
+    steps = [abs(b - a) for a, b in itertools.pairwise(values) if b != a]
+    return min(steps) if steps else None
+
+
+def _counter_delta(windows: Sequence[Sequence[PowerSample]]) -> float | None:
+    """Σ (first - last counter) over the windows: positive = drained."""
+    total, seen = 0.0, False
+    for w in windows:
+        values = [s.charge_counter_uah for s in w if s.charge_counter_uah is not None]
+        if len(values) >= 2:
+            total += values[0] - values[-1]
+            seen = True
+    return total if seen else None
+
+
+def decide_conventions(
+    samples: Sequence[PowerSample], windows: Sequence[Sequence[PowerSample]] | None = None
+) -> Conventions | None:
+    """Decide sign and unit of `current_raw`; None if there is no current.
+
+    `windows`: the measured windows (counter movement is summed inside them only, so a
+    recharge between the parts of a resumed run does not flip the sign); default: all samples.
+    """
     raw = [s.current_raw for s in samples if s.current_raw is not None]
     if not raw:
         return None
+    parts = list(windows) if windows is not None else [samples]
     mean_raw = statistics.fmean(raw)
-    counters = [s.charge_counter_uah for s in samples if s.charge_counter_uah is not None]
-    counter_moved = len(counters) >= 2 and counters[-1] != counters[0]
+    delta = _counter_delta(parts)
+    step = counter_step_uah(samples)
+    counter_moved = delta is not None and delta != 0
     if counter_moved:
-        draining = counters[-1] < counters[0]
-        basis = f"charge_counter {'fell' if draining else 'rose'} by {abs(counters[-1] - counters[0])} µAh"
+        assert delta is not None
+        draining = delta > 0
+        basis = f"charge_counter {'fell' if draining else 'rose'} by {abs(delta):.0f} µAh"
     else:
         statuses = [s.status for s in samples if s.status is not None]
         charging_votes = sum(1 for st in statuses if st in _CHARGING)
@@ -83,20 +169,36 @@ def decide_conventions(samples: Sequence[PowerSample], counter_step_hint_uah: in
             else "no status or counter movement: assumed discharging"
         )
     sign = (1 if mean_raw > 0 else -1) if draining else (-1 if mean_raw > 0 else 1)
-    median_abs = statistics.median(abs(r) for r in raw)
-    unit = "mA" if 0 < median_abs < 10_000 else "uA"
-    unit_basis = "values too small for µA on a running phone" if unit == "mA" else "sysfs µA"
-    if counter_moved and len(samples) >= 2:
-        # Where the counter moved well, the unit whose integral matches it wins.
-        span = abs(counters[-1] - counters[0])
-        integ_ua = _trapezoid(samples, lambda s: None if s.current_raw is None else abs(s.current_raw))
-        if span > 0 and integ_ua > 0:
-            as_ua, as_ma = integ_ua, integ_ua * 1000
-            unit = "uA" if abs(as_ua / span - 1) <= abs(as_ma / span - 1) else "mA"
+    # Unit: each window's median magnitude must be unambiguous, or a moving counter decides.
+    medians = [statistics.median(abs(s.current_raw) for s in w if s.current_raw is not None) for w in parts if w]
+    medians = [m for m in medians if m]
+    by_value = {"mA" if m < _MA_BELOW_RAW else "uA" if m > _UA_ABOVE_RAW else "?" for m in medians} or {"?"}
+    unit, decided = "uA", False
+    unit_basis = "no current to judge"
+    if counter_moved and step and delta is not None and abs(delta) >= 2 * step:
+        integ = sum(_trapezoid(w, lambda s: None if s.current_raw is None else abs(s.current_raw)) for w in parts)
+        if integ > 0:
+            # µA and mA differ 1000×: the one whose integral is nearer Δcounter (in log) wins.
+            as_ua = abs(math.log(integ / abs(delta)))
+            as_ma = abs(math.log(integ * 1000 / abs(delta)))
+            unit, decided = ("uA" if as_ua <= as_ma else "mA"), True
             unit_basis = f"integral matches Δcharge_counter as {'µA' if unit == 'uA' else 'mA'}"
+    if not decided and len(by_value) == 1 and "?" not in by_value:
+        unit, decided = by_value.pop(), True
+        unit_basis = (
+            "values below 1000: µA would be under 1 mA, no running phone"
+            if unit == "mA"
+            else "values above 10000: mA would be over 10 A, no phone"
+        )
+    elif not decided:
+        unit_basis = (
+            "undecided: values between 1000 and 10000 fit both µA (1-10 mA) and mA (1-10 A), "
+            "and the charge counter did not move enough to tell"
+        )
     return Conventions(
         discharge_sign=sign,
         current_unit=unit,
+        unit_decided=decided,
         basis=f"{basis}; mean current_now {mean_raw:+.0f} → {'positive' if sign > 0 else 'negative'} = discharge; "
         f"unit {unit} ({unit_basis})",
     )
@@ -116,6 +218,53 @@ def _trapezoid(samples: Sequence[PowerSample], value: Callable[[PowerSample], fl
 def window(samples: Sequence[PowerSample], t0: float, t1: float) -> list[PowerSample]:
     """The samples with t0 <= t <= t1."""
     return [s for s in samples if t0 <= s.t_s <= t1]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Filled:
+    """A window's samples with empty current/voltage reads interpolated, and what was done."""
+
+    samples: list[PowerSample]
+    reads: int
+    empty: int
+    longest_hole_s: float
+    hole_at_s: float | None
+
+
+def fill_missing(samples: Sequence[PowerSample]) -> Filled:
+    """Interpolate empty `current_raw` / `voltage_uv` reads linearly in time from their
+    neighbours (at the window's edges: the nearest read). Counts the reads that were empty."""
+    out = list(samples)
+    empty = 0
+    longest, hole_at = 0.0, None
+    for field in ("current_raw", "voltage_uv"):
+        known = [(i, getattr(s, field)) for i, s in enumerate(out) if getattr(s, field) is not None]
+        if not known:
+            continue
+        for i, s in enumerate(out):
+            if getattr(s, field) is not None:
+                continue
+            empty += 1
+            before = next(((j, v) for j, v in reversed(known) if j < i), None)
+            after = next(((j, v) for j, v in known if j > i), None)
+            value: float
+            if before is not None and after is not None:
+                (ja, va), (jb, vb) = before, after
+                ta, tb = out[ja].t_s, out[jb].t_s
+                value = va + (vb - va) * (s.t_s - ta) / (tb - ta) if tb > ta else va
+                span = tb - ta
+            else:
+                j, value = before if before is not None else after  # type: ignore[misc]
+                span = abs(out[j].t_s - s.t_s)
+            if span > longest:
+                longest, hole_at = span, s.t_s
+            out[i] = (
+                dataclasses.replace(s, current_raw=value)
+                if field == "current_raw"
+                else dataclasses.replace(s, voltage_uv=value)
+            )
+    reads = 2 * len(out)
+    return Filled(samples=out, reads=reads, empty=empty, longest_hole_s=longest, hole_at_s=hole_at)
 
 
 def integrate(samples: Sequence[PowerSample], conv: Conventions) -> Integral:
@@ -143,18 +292,35 @@ def max_gap_s(samples: Sequence[PowerSample]) -> float:
     return max((b.t_s - a.t_s for a, b in itertools.pairwise(samples)), default=0.0)
 
 
+def _gap(samples: Sequence[PowerSample], start: float, end: float) -> tuple[float, float | None]:
+    """(longest interval without a sample in the window [start, end], where it starts):
+    between consecutive samples, and at the window's edges (a suspend can straddle them)."""
+    times = [start, *(s.t_s for s in samples), end]
+    best, at = 0.0, None
+    for a, b in itertools.pairwise(times):
+        if b - a > best:
+            best, at = b - a, a
+    return best, at
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Flag:
-    """A validity flag: never hidden; `voids` = no headline figure while it stands."""
+    """A validity flag: never hidden; `voids` = no headline figure while it stands.
+
+    `window` (baseline, workload, baseline after) and `t_s` (seconds since the run's first
+    event) say where the cause was seen, when it was.
+    """
 
     code: str
     message: str
     voids: bool
+    window: str | None = None
+    t_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PowerReport:
-    """The power side of a run: conventions, baseline, the workload's own cost, flags."""
+    """The power side of a run: conventions, baselines, the workload's own cost, flags."""
 
     conventions: Conventions | None
     baseline: Integral | None
@@ -165,6 +331,13 @@ class PowerReport:
     workload_energy_mwh: float | None
     counter_check_ratio: float | None
     flags: tuple[Flag, ...]
+    baseline_after_current_ma: float | None = None
+    baseline_drift_ma: float | None = None
+    drift_bound_pct: float | None = None
+    subtracted_charge_mah: float | None = None
+    workload_charge_ci95_mah: tuple[float, float] | None = None
+    interval_basis: str | None = None
+    reads_interpolated: int = 0
 
     @property
     def voided(self) -> bool:
@@ -172,21 +345,137 @@ class PowerReport:
         return any(f.voids for f in self.flags)
 
 
+def _empty_report(flags: list[Flag]) -> PowerReport:
+    return PowerReport(
+        conventions=None,
+        baseline=None,
+        workload=None,
+        baseline_current_ma=None,
+        baseline_power_mw=None,
+        workload_charge_mah=None,
+        workload_energy_mwh=None,
+        counter_check_ratio=None,
+        flags=tuple(flags),
+    )
+
+
+def _state_flags(named: list[tuple[str, list[PowerSample]]], t0: float) -> list[Flag]:
+    """Screen and thermal state must be the same all through the baselines and the workload."""
+    flags = []
+    for attr, label, how in (
+        ("screen", "screen", "`dumpsys power` (mWakefulness)"),
+        ("thermal", "thermal status", "`dumpsys thermalservice`"),
+    ):
+        first: tuple[object, str, float] | None = None
+        changed: Flag | None = None
+        for name, samples in named:
+            for s in samples:
+                value = getattr(s, attr)
+                if value is None:
+                    continue
+                if first is None:
+                    first = (value, name, s.t_s)
+                elif value != first[0] and changed is None:
+                    changed = Flag(
+                        code=f"{attr}_changed",
+                        message=f"the {label} was {first[0]} in the {first[1]} but {value} in the {name} "
+                        f"at {s.t_s - t0:.1f} s: the idle baseline no longer matches the workload's conditions",
+                        voids=True,
+                        window=name,
+                        t_s=s.t_s - t0,
+                    )
+        if changed is not None:
+            flags.append(changed)
+        elif first is None:
+            flags.append(
+                Flag(
+                    code=f"{attr}_unknown",
+                    message=f"the phone does not report its {label} ({how} unavailable): "
+                    "a change during the run cannot be seen — keep it steady yourself",
+                    voids=False,
+                )
+            )
+    return flags
+
+
+def _idle_rates(bases: Sequence[tuple[float, float]], t: float) -> float:
+    """Idle rate at time t from baselines (midpoint, rate): linear between the first and last, else constant."""
+    if len(bases) == 1 or bases[-1][0] == bases[0][0]:
+        return statistics.fmean(b[1] for b in bases)
+    (m1, r1), (m2, r2) = bases[0], bases[-1]
+    return r1 + (r2 - r1) * (t - m1) / (m2 - m1)
+
+
+def _bootstrap(
+    idle_series: Sequence[Sequence[float]],
+    mids: Sequence[float],
+    segments: Sequence[tuple[float, float]],
+    gross_uah: float,
+    sample_period_s: float,
+) -> tuple[tuple[float, float] | None, str]:
+    """95% interval of the net charge (µAh) from the baselines' own noise: a non-overlapping
+    block bootstrap of each baseline's current (blocks of ~n^(1/3) samples, so slow wander
+    stays inside blocks), pushed through the same subtraction. Seeded: reproducible."""
+    block_means: list[list[float]] = []
+    size = 1
+    for series in idle_series:
+        n = len(series)
+        size = max(1, round(n ** (1 / 3)))
+        blocks = [statistics.fmean(series[i : i + size]) for i in range(0, n - size + 1, size)]
+        if len(blocks) < 5:
+            return None, f"too few idle samples for an interval ({n}; at least {5 * size} needed)"
+        block_means.append(blocks)
+    rng = random.Random(0)
+    nets = []
+    for _ in range(_BOOTSTRAP_REPS):
+        rates = [statistics.fmean(rng.choices(b, k=len(b))) for b in block_means]
+        bases = list(zip(mids, rates, strict=True))
+        sub = sum((b - a) / 3600 * _idle_rates(bases, (a + b) / 2) for a, b in segments)
+        nets.append(gross_uah - sub)
+    nets.sort()
+    lo, hi = nets[int(0.025 * len(nets))], nets[int(0.975 * len(nets)) - 1]
+    sizes = ", ".join(str(len(b)) for b in block_means)
+    return (lo, hi), (
+        f"block bootstrap of the idle current ({sizes} blocks of {size} samples at {sample_period_s:g} s "
+        f"per baseline; {_BOOTSTRAP_REPS} resamples)"
+    )
+
+
 def analyse_segments(
     samples: Sequence[PowerSample],
     *,
-    baseline: tuple[float, float] | None,
+    baseline: tuple[float, float] | None = None,
+    baselines: Sequence[tuple[float, float]] | None = None,
     segments: Sequence[tuple[float, float]],
     sample_period_s: float,
     low_battery_pct: int = 20,
+    t0: float | None = None,
 ) -> PowerReport:
     """Integrate the workload's time segments (several when a run was resumed), subtract the
-    idle baseline's mean draw over the same time, and raise validity flags."""
+    idle draw measured in `baselines` (before and after the workload; interpolated linearly
+    across it), and judge validity from every sample in those windows.
+
+    The headline is VOID when, in a baseline or the workload: an external supply is online;
+    empty reads exceed 10% or a hole/gap exceeds 10 sample periods (suspend); the battery
+    current is within ±5 mA of zero for more than half the workload; the net charge or
+    energy is ≤ 0; the charge counter moved ≥ 20 steps and disagrees with ∫I (ratio outside
+    0.8–1.25); the screen or thermal state differs between windows; the current's unit
+    cannot be decided; the baseline drift could move the figure by more than 10%.
+    """
     flags: list[Flag] = []
+    bases_w = list(baselines or ([baseline] if baseline else []))
     if not segments:
         segments = [(0.0, -1.0)]
-    first_t = baseline[0] if baseline else segments[0][0]
-    in_run = [s for s in samples if first_t <= s.t_s <= segments[-1][1]]
+    origin = t0 if t0 is not None else (samples[0].t_s if samples else 0.0)
+    names = ["baseline"] if len(bases_w) == 1 else ["baseline before", "baseline after"][: len(bases_w)]
+    if len(bases_w) > 2:
+        names = [f"baseline {i + 1}" for i in range(len(bases_w))]
+    spans = [(a, b, n) for n, (a, b) in zip(names, bases_w, strict=True)]
+    spans += [(a, b, "workload") for a, b in segments]
+    # In time order, so what is reported first is what happened first.
+    raw_windows = [(n, window(samples, a, b)) for a, b, n in sorted(spans)]
+    bounds = [(a, b) for a, b, _ in sorted(spans)]
+    in_run = [s for _, w in raw_windows for s in w]
     has_current = any(s.current_raw is not None for s in in_run)
     has_voltage = any(s.voltage_uv is not None for s in in_run)
     if not in_run or not has_current or not has_voltage:
@@ -198,21 +487,113 @@ def analyse_segments(
                 voids=True,
             )
         )
-        return PowerReport(
-            conventions=None,
-            baseline=None,
-            workload=None,
-            baseline_current_ma=None,
-            baseline_power_mw=None,
-            workload_charge_mah=None,
-            workload_energy_mwh=None,
-            counter_check_ratio=None,
-            flags=tuple(flags),
+        return _empty_report(flags)
+
+    # Missing reads and gaps, per window; then the filled windows.
+    gap_limit = max(GAP_PERIODS * sample_period_s, GAP_FLOOR_S)
+    filled: list[tuple[str, list[PowerSample]]] = []
+    interpolated = 0
+    for (name, w), (start, end) in zip(raw_windows, bounds, strict=True):
+        f = fill_missing(w)
+        interpolated += f.empty
+        filled.append((name, f.samples))
+        gap, gap_at = _gap(w, start, end)
+        hole, hole_at = (f.longest_hole_s, f.hole_at_s)
+        if max(gap, hole) > gap_limit:
+            at = gap_at if gap >= hole else hole_at
+            flags.append(
+                Flag(
+                    code="suspended",
+                    message=f"no usable reading for {max(gap, hole):.1f} s in the {name} "
+                    f"at {(at or origin) - origin:.1f} s (limit {gap_limit:g} s): the phone suspended "
+                    "or the sampler stalled; keep the screen on (see docs) and run again",
+                    voids=True,
+                    window=name,
+                    t_s=(at or origin) - origin,
+                )
+            )
+    # Per field, judged over every measured window together: a short baseline of a few
+    # samples would cross 10% on one or two unlucky empty reads.
+    worst = max(
+        ((sum(1 for s in in_run if getattr(s, field) is None), field) for field in ("current_raw", "voltage_uv")),
+    )
+    if in_run and worst[0] / len(in_run) > MISSING_MAX_FRACTION:
+        name = "current_now" if worst[1] == "current_raw" else "voltage_now"
+        flags.append(
+            Flag(
+                code="reads_missing",
+                message=f"{worst[0]} of {len(in_run)} {name} reads in the baselines and the workload were "
+                f"empty (> {MISSING_MAX_FRACTION:.0%}): the gauge cannot be trusted",
+                voids=True,
+            )
         )
-    conv = decide_conventions(in_run)
-    assert conv is not None
+    elif interpolated:
+        flags.append(
+            Flag(
+                code="reads_interpolated",
+                message=f"{interpolated} empty current/voltage reads were interpolated from their neighbours",
+                voids=False,
+            )
+        )
+
+    # External supply, whatever `status` says.
+    unknown_supply = True
+    for name, w in raw_windows:
+        for s in w:
+            online = external_online(s)
+            if online is None:
+                continue
+            unknown_supply = False
+            if online:
+                flags.append(
+                    Flag(
+                        code="supply_online",
+                        message=f"{', '.join(online)} reported online in the {name} at {s.t_s - origin:.1f} s: "
+                        "the phone ran (partly) from the cable, not the battery — use --detach and unplug",
+                        voids=True,
+                        window=name,
+                        t_s=s.t_s - origin,
+                    )
+                )
+                break
+        if any(f.code == "supply_online" for f in flags):
+            break
+    if unknown_supply:
+        flags.append(
+            Flag(
+                code="supply_unknown",
+                message="the phone reports no power-supply online state (sysfs or dumpsys): "
+                "make sure no cable powers it",
+                voids=False,
+            )
+        )
     statuses = {s.status for s in in_run}
-    parts = [integrate(window(samples, a, b), conv) for a, b in segments]
+    if statuses & _CHARGING:
+        flags.append(
+            Flag(
+                code="charging",
+                message="the battery reported charging during the run: unplug USB power "
+                "(dumpsys battery unplug only fakes it) and run again",
+                voids=True,
+            )
+        )
+    flags += _state_flags(raw_windows, origin)
+
+    all_filled = [s for _, w in filled for s in w]
+    conv = decide_conventions(all_filled, [w for _, w in filled])
+    assert conv is not None
+    if not conv.unit_decided and not any(f.code == "supply_online" for f in flags):
+        flags.append(
+            Flag(
+                code="unit_undecided",
+                message="current_now's unit cannot be decided (µA or mA): its values fit both and the "
+                "charge counter did not move enough; run longer or on a phone with a charge counter",
+                voids=True,
+            )
+        )
+    base_windows = [(n, w) for n, w in filled if n != "workload"]
+    work_windows = [w for n, w in filled if n == "workload"]
+    parts = [integrate(w, conv) for w in work_windows]
     deltas = [p.counter_delta_uah for p in parts if p.counter_delta_uah is not None]
     work = Integral(
         duration_s=sum(p.duration_s for p in parts),
@@ -220,21 +601,20 @@ def analyse_segments(
         energy_uj=sum(p.energy_uj for p in parts),
         counter_delta_uah=sum(deltas) if deltas else None,
     )
-    base = integrate(window(samples, *baseline), conv) if baseline else None
-    if statuses & _CHARGING or work.charge_uah < 0 or (base is not None and base.charge_uah < 0):
-        flags.append(
-            Flag(
-                code="charging",
-                message="the battery was charging or powered during the run (current flowing in): "
-                "unplug USB power (dumpsys battery unplug only fakes it) and run again",
-                voids=True,
+    work_samples = [s for w in work_windows for s in w]
+    near = [s for s in work_samples if s.current_raw is not None]
+    if near:
+        zero = sum(1 for s in near if abs(conv.discharge_ua(s.current_raw or 0)) <= NEAR_ZERO_MA * 1000)
+        if zero / len(near) > NEAR_ZERO_MAX_FRACTION:
+            flags.append(
+                Flag(
+                    code="current_near_zero",
+                    message=f"the battery current was within ±{NEAR_ZERO_MA:g} mA of zero in {zero / len(near):.0%} "
+                    "of the workload: the phone ran from a supply, not the battery — unplug it (--detach)",
+                    voids=True,
+                    window="workload",
+                )
             )
-        )
-    gap = max_gap_s(in_run)
-    if gap > max(4 * sample_period_s, 1.0):
-        flags.append(
-            Flag(code="sampler_gaps", message=f"the sampler missed readings (gap of {gap:.1f} s)", voids=False)
-        )
     first_level = next((s.level_pct for s in in_run if s.level_pct is not None), None)
     if first_level is not None and first_level < low_battery_pct:
         flags.append(
@@ -244,19 +624,97 @@ def analyse_segments(
                 voids=False,
             )
         )
-    base_ma = base_mw = None
+
+    # Baselines: one rate each at its midpoint; linear in time across the workload.
+    base_ints = [(n, w, integrate(w, conv)) for n, w in base_windows]
+    base_ints = [(n, w, b) for n, w, b in base_ints if b.duration_s > 0]
+    charge_rates = [(w[0].t_s + b.duration_s / 2, b.charge_uah / (b.duration_s / 3600)) for _, w, b in base_ints]
+    power_rates = [(w[0].t_s + b.duration_s / 2, b.energy_uj / b.duration_s) for _, w, b in base_ints]
     charge_uah, energy_uj = work.charge_uah, work.energy_uj
-    if base is not None and base.duration_s > 0:
-        base_ma = base.charge_uah / (base.duration_s / 3600) / 1000
-        base_mw = base.energy_uj / base.duration_s / 1000
-        charge_uah -= base.charge_uah / base.duration_s * work.duration_s
-        energy_uj -= base.energy_uj / base.duration_s * work.duration_s
+    base_ma = base_mw = after_ma = drift_ma = bound = sub_mah = None
+    interval: tuple[float, float] | None = None
+    basis: str | None = None
+    base_total: Integral | None = None
+    if base_ints:
+        real_segments = [(w[0].t_s, w[-1].t_s) for w in work_windows if len(w) >= 2]
+        sub_uah = sum((b - a) / 3600 * _idle_rates(charge_rates, (a + b) / 2) for a, b in real_segments)
+        sub_uj = sum((b - a) * _idle_rates(power_rates, (a + b) / 2) for a, b in real_segments)
+        charge_uah -= sub_uah
+        energy_uj -= sub_uj
+        sub_mah = sub_uah / 1000
+        base_ma = charge_rates[0][1] / 1000
+        base_mw = power_rates[0][1] / 1000
+        base_total = base_ints[0][2]
+        if len(charge_rates) >= 2:
+            after_ma = charge_rates[-1][1] / 1000
+            drift_ma = after_ma - base_ma
+            # A step in idle draw anywhere inside the workload moves the figure by at most half the drift.
+            if charge_uah > 0:
+                bound = abs(drift_ma) * 1000 / 2 * work.duration_s / 3600 / charge_uah * 100
+                if bound > DRIFT_WARN_PCT:
+                    flags.append(
+                        Flag(
+                            code="baseline_drift",
+                            message=f"the idle draw moved from {base_ma:.1f} mA before to {after_ma:.1f} mA after "
+                            f"the workload: it could move the figure by up to {bound:.1f}% "
+                            f"(warns above {DRIFT_WARN_PCT:g}%, voids above {DRIFT_VOID_PCT:g}%)",
+                            voids=bound > DRIFT_VOID_PCT,
+                        )
+                    )
+        else:
+            flags.append(
+                Flag(
+                    code="baseline_not_bracketed",
+                    message="only one idle baseline (no baseline after the workload): drift cannot be seen",
+                    voids=False,
+                )
+            )
+        series = [[conv.discharge_ua(s.current_raw) for s in w if s.current_raw is not None] for _, w, _ in base_ints]
+        interval, basis = _bootstrap(
+            series, [m for m, _ in charge_rates], real_segments, work.charge_uah, sample_period_s
+        )
+    else:
+        flags.append(
+            Flag(
+                code="baseline_missing",
+                message="no idle baseline was measured: the figure includes the phone's idle draw",
+                voids=False,
+            )
+        )
+    if charge_uah <= 0 or energy_uj <= 0:
+        flags.append(
+            Flag(
+                code="no_net_drain",
+                message=f"the workload's net charge ({charge_uah / 1000:+.2f} mAh) or energy "
+                f"({energy_uj / 3.6e6:+.2f} mWh) is not positive: the battery was not what powered it",
+                voids=True,
+                window="workload",
+            )
+        )
+    # Counter cross-check over every measured window (more steps than the workload alone).
+    all_ints = [integrate(w, conv) for _, w in filled]
+    gross = sum(i.charge_uah for i in all_ints)
+    counter = _counter_delta([w for _, w in filled])
+    step = counter_step_uah(all_filled)
     ratio = None
     if work.counter_delta_uah and work.charge_uah:
         ratio = work.counter_delta_uah / work.charge_uah
+    if counter and gross and step and abs(counter) >= COUNTER_MIN_STEPS * step:
+        whole = counter / gross
+        lo, hi = COUNTER_RATIO_RANGE
+        if not lo <= whole <= hi:
+            flags.append(
+                Flag(
+                    code="counter_mismatch",
+                    message=f"Δcharge_counter ({counter / 1000:.2f} mAh over {abs(counter) / step:.0f} steps) "
+                    f"÷ ∫current ({gross / 1000:.2f} mAh) = {whole:.2f}, outside {lo}–{hi}: "
+                    "the gauge's current and counter disagree",
+                    voids=True,
+                )
+            )
     return PowerReport(
         conventions=conv,
-        baseline=base,
+        baseline=base_total,
         workload=work,
         baseline_current_ma=base_ma,
         baseline_power_mw=base_mw,
@@ -264,4 +722,11 @@ def analyse_segments(
         workload_energy_mwh=energy_uj / 3.6e6,
         counter_check_ratio=ratio,
         flags=tuple(flags),
+        baseline_after_current_ma=after_ma,
+        baseline_drift_ma=drift_ma,
+        drift_bound_pct=bound,
+        subtracted_charge_mah=sub_mah,
+        workload_charge_ci95_mah=None if interval is None else (interval[0] / 1000, interval[1] / 1000),
+        interval_basis=basis,
+        reads_interpolated=interpolated,
     )

@@ -1,11 +1,12 @@
 """BenchResult: everything a battery-bench run measured, as versioned JSON.
 
 `summary` keys are documented (docs/battery-bench.md) and stable:
-battery_pct_per_25_conversations, workload_charge_mah, workload_energy_mwh,
-mj_per_output_token, decode_tokens_per_s, prefill_tokens_per_s, ttft_s_median,
-output_tokens, conversations, duration_s. Power figures are None when a validity flag
-voids them or the device cannot measure them. Raw samples and per-turn records are kept;
-the summary is derived from them.
+battery_pct_per_25_conversations (the headline, against the design capacity),
+battery_pct_ci95, battery_pct_of_full_charge_per_25_conversations, workload_charge_mah,
+workload_charge_mah_ci95, workload_energy_mwh, mj_per_output_token, decode_tokens_per_s,
+prefill_tokens_per_s, ttft_s_median, output_tokens, conversations, duration_s. Power
+figures are None when a validity flag voids them or the device cannot measure them. Raw
+samples and per-turn records are kept; the summary is derived from them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ EXIT_INTERRUPTED = 130
 """Ctrl-C on an attached run."""
 SUMMARY_KEYS = (
     "battery_pct_per_25_conversations",
+    "battery_pct_ci95",
+    "battery_pct_of_full_charge_per_25_conversations",
     "workload_charge_mah",
+    "workload_charge_mah_ci95",
     "workload_energy_mwh",
     "mj_per_output_token",
     "decode_tokens_per_s",
@@ -156,6 +160,7 @@ def summarise(
     conversations: int,
     duration_s: float,
     capacity_mah: float | None,
+    full_capacity_mah: float | None = None,
 ) -> dict[str, Any]:
     """The summary block (see SUMMARY_KEYS) from per-turn records and the power report."""
     output_tokens = sum(t.output_tokens or 0 for t in turns)
@@ -174,8 +179,55 @@ def summarise(
         summary["workload_energy_mwh"] = power.workload_energy_mwh
         if power.workload_energy_mwh is not None and output_tokens:
             summary["mj_per_output_token"] = power.workload_energy_mwh * 3600 / output_tokens
+        ci = power.workload_charge_ci95_mah
+        summary["workload_charge_mah_ci95"] = None if ci is None else list(ci)
+
+        def pct(charge_mah: float, capacity: float) -> float:
+            return charge_mah / capacity * 100 * 25 / conversations
+
         if capacity_mah and conversations:
-            summary["battery_pct_per_25_conversations"] = (
-                power.workload_charge_mah / capacity_mah * 100 * 25 / conversations
+            summary["battery_pct_per_25_conversations"] = pct(power.workload_charge_mah, capacity_mah)
+            summary["battery_pct_ci95"] = None if ci is None else [pct(c, capacity_mah) for c in ci]
+        if full_capacity_mah and conversations:
+            summary["battery_pct_of_full_charge_per_25_conversations"] = pct(
+                power.workload_charge_mah, full_capacity_mah
             )
     return summary
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Figure:
+    """A headline figure as reported: the mean of the valid runs with --repeat, else the run's own."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    basis: str
+
+
+def figure(result: BenchResult, key: str) -> Figure:
+    """The value of summary `key` that headlines, reports and compare use, with its 95% interval.
+
+    With --repeat (an `aggregate`): the mean over the runs where the figure is valid and a
+    Student-t interval (none with fewer than 2 valid runs). A single run: its own figure and,
+    for battery charge and %, the interval from the idle baseline's noise (block bootstrap).
+    """
+    agg = (result.aggregate or {}).get(key)
+    if agg is not None:
+        n = int(agg.get("n") or 0)
+        runs = int(agg.get("runs") or n)
+        if agg["ci95_low"] is None:
+            why = "no interval: fewer than 2 valid runs" if n else "no valid run"
+            return Figure(value=agg["mean"], low=None, high=None, basis=f"{n} valid of {runs} runs; {why}")
+        return Figure(
+            value=agg["mean"],
+            low=agg["ci95_low"],
+            high=agg["ci95_high"],
+            basis=f"mean of {n} valid of {runs} runs; 95% interval (Student t, {n - 1} df)",
+        )
+    value = result.summary.get(key)
+    ci = {"battery_pct_per_25_conversations": "battery_pct_ci95", "workload_charge_mah": "workload_charge_mah_ci95"}
+    interval = result.summary.get(ci.get(key, ""))
+    if isinstance(value, (int, float)) and isinstance(interval, list) and len(interval) == 2:
+        return Figure(value=value, low=interval[0], high=interval[1], basis="one run; 95% interval from idle noise")
+    return Figure(value=value if isinstance(value, (int, float)) else None, low=None, high=None, basis="one run")

@@ -6,7 +6,7 @@ A run lives in `<work root>/runs/<run_id>/` on the device:
                          named relative to the work root)
     conv/NNNN.txt        the conversations, one user turn per line (user text only in files)
     events.csv           t_ms,event,conversation,turn   (device monotonic clock, /proc/uptime)
-    samples.csv          t_ms,charge_counter,current_now,voltage_now,capacity,temp,status
+    samples.csv          t_ms,charge_counter,current_now,voltage_now,capacity,temp,status,supplies,screen,thermal
     out/NNNN.txt         multi-turn: the runner's stdout (answers between its prompts)
     err/NNNN.txt         multi-turn: the runner's stderr (absl log lines, BenchmarkInfo)
     out/NNNN.K.txt       one-shot: turn K's stdout (prompt echo, answer, BenchmarkInfo)
@@ -66,6 +66,7 @@ def prepare(
     sample_period_s: float,
     baseline_s: float,
     meta: dict[str, Any],
+    power_env: dict[str, str] | None = None,
 ) -> None:
     """Create the run folder on the device: run.env, one file per conversation, meta.json."""
     for flag in flags:  # driver.sh splits RUNNER_FLAGS on spaces
@@ -90,6 +91,7 @@ def prepare(
         "SAMPLE_S": f"{sample_period_s:g}",
         "BASELINE_S": f"{baseline_s:g}",
         "HARNESS": relative(paths.harness_dir),
+        **(power_env or {}),
     }
     device.shell(["mkdir", "-p", f"{paths.run_dir}/conv"])
     with tempfile.TemporaryDirectory(prefix="edgekit-run-") as tmp:
@@ -202,7 +204,11 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
 
 
 def parse_samples(text: str) -> list[PowerSample]:
-    """samples.csv lines -> PowerSample (missing fields None, never 0)."""
+    """samples.csv lines -> PowerSample (missing fields None, never 0).
+
+    Ten fields (sampler.sh); the first seven alone in runs from before supplies, screen and
+    thermal were sampled.
+    """
 
     def num(value: str) -> int | None:
         value = value.strip()
@@ -211,9 +217,10 @@ def parse_samples(text: str) -> list[PowerSample]:
     out = []
     for line in text.splitlines():
         parts = line.split(",")
-        if len(parts) != 7 or not parts[0].isdigit():
+        if len(parts) not in (7, 10) or not parts[0].isdigit():
             continue
-        t_ms, cc, cur, vol, cap, temp, st = parts
+        t_ms, cc, cur, vol, cap, temp, st = parts[:7]
+        supplies, screen, thermal = parts[7:] if len(parts) == 10 else ("", "", "")
         temp_dc = num(temp)
         out.append(
             PowerSample(
@@ -224,6 +231,9 @@ def parse_samples(text: str) -> list[PowerSample]:
                 level_pct=num(cap),
                 temperature_c=None if temp_dc is None else temp_dc / 10,
                 status=parsers.parse_sysfs_status(st) if st.strip() else None,
+                supplies=supplies.strip() or None,
+                screen=screen.strip() or None,
+                thermal=num(thermal),
             )
         )
     return out

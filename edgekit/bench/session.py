@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import math
 import re
 import secrets
@@ -25,6 +26,7 @@ from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
 from edgekit.bench import runner as run_lib
 from edgekit.bench.result import BenchResult, TurnRecord, summarise
+from edgekit.bench.stats import t_quantile
 from edgekit.bench.workload import Conversation, Workload, load_workload
 from edgekit.deploy import DeployConfig, DeployResult, deploy, harness_files, signal_name
 from edgekit.device import parsers
@@ -67,6 +69,12 @@ class BenchConfig:
     low_battery_pct: int = 20
     poll_s: float = 1.0
     timeout_s: float = 6 * 3600.0
+    state_s: float = 5.0
+    """How often the sampler reads screen and thermal state (a fork of dumpsys each)."""
+    settle_s: float = 30.0
+    """--detach: how long to settle after the cable is unplugged, before the baseline."""
+    unplug_wait_s: float = 600.0
+    """--detach: how long the phone waits for the cable to be unplugged."""
     turn_timeout_s: int = DEFAULT_TURN_TIMEOUT_S
 
     def __post_init__(self) -> None:
@@ -80,12 +88,37 @@ class BenchConfig:
             raise InputError(f"per-turn timeout must be at least 1 s, got {self.turn_timeout_s}")
         if self.backend not in ("cpu", "gpu", "npu"):
             raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}")
+        for name in ("state_s", "settle_s", "unplug_wait_s"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0 s, got {getattr(self, name)}")
 
 
 def default_baseline_s(workload: Workload) -> float:
     """As long as the workload is expected to take, capped at BASELINE_CAP_S."""
     estimate = workload.turns * (workload.max_output_tokens / _ASSUMED_TOKENS_PER_S + 0.5)
     return min(BASELINE_CAP_S, estimate)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plan:
+    """How long a detached run's parts are expected to take, after the cable is unplugged."""
+
+    settle_s: float
+    baseline_s: float
+    workload_s: float
+
+    @property
+    def total_s(self) -> float:
+        """Settle + baseline before + workload + baseline after."""
+        return self.settle_s + 2 * self.baseline_s + self.workload_s
+
+
+def plan(config: BenchConfig) -> Plan:
+    """The expected schedule of a run with `config` (the workload's duration is an estimate)."""
+    workload = load_workload(config.workload)
+    estimate = workload.turns * (workload.max_output_tokens / _ASSUMED_TOKENS_PER_S + 0.5)
+    baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
+    return Plan(settle_s=config.settle_s, baseline_s=baseline_s, workload_s=estimate)
 
 
 def _redact(serial: str) -> str:
@@ -99,44 +132,88 @@ def _facts_dict(device: Device, redact: bool) -> dict[str, Any]:
     return facts
 
 
-def _thermal(device: Device) -> int | None:
-    if isinstance(device, LocalDevice):
-        return None
-    return parsers.parse_thermal_status(device.shell(["dumpsys", "thermalservice"], check=False).stdout)
-
-
-def _screen_on(device: Device) -> bool | None:
+def _screen(device: Device) -> str | None:
+    """PowerManager's wakefulness (Awake, Asleep, Dozing, Dreaming); None where `dumpsys power`
+    is unavailable. AOSP PowerManagerService.dumpInternal prints "  mWakefulness=Awake"."""
     out = device.shell(["dumpsys", "power"], check=False).stdout
     m = re.search(r"mWakefulness=(\w+)", out)
-    return None if m is None else m.group(1) == "Awake"
+    return None if m is None else m.group(1)
+
+
+def _setting(device: Device, namespace: str, key: str) -> str | None:
+    r = device.shell(["settings", "get", namespace, key], check=False)
+    value = r.stdout.strip()
+    return value if r.returncode == 0 and value and " " not in value else None
+
+
+# The screen stays ON, at a fixed low brightness, through the baselines and the workload:
+# with the screen off and no wakelock (the shell user cannot take one), Android suspends
+# and the run stalls; a chat app is used with the screen on; and a constant screen is part
+# of the idle baseline, which is subtracted. A change of screen state voids the run.
+_KEEP_SCREEN = (
+    ("screen_off_timeout", str(24 * 3600 * 1000)),  # ms
+    ("screen_brightness_mode", "0"),  # manual
+    ("screen_brightness", "1"),  # the lowest "on" value of 0-255
+)
 
 
 def prepare_phone(device: Device) -> dict[str, Any]:
-    """Record screen, stay-awake and brightness; turn the screen off and stay-awake off where we can."""
-    state: dict[str, Any] = {
-        "screen_on_before": _screen_on(device),
-        "stay_on_before": device.shell(
-            ["settings", "get", "global", "stay_on_while_plugged_in"], check=False
-        ).stdout.strip(),
-        "brightness": device.shell(["settings", "get", "system", "screen_brightness"], check=False).stdout.strip(),
-        "changed": [],
-    }
-    if state["stay_on_before"] not in ("", "0", "null"):
-        device.shell(["settings", "put", "global", "stay_on_while_plugged_in", "0"], check=False)
-        state["changed"].append("stay_on")
-    if state["screen_on_before"]:
-        device.shell(["input", "keyevent", "223"], check=False)  # KEYCODE_SLEEP
+    """Keep the screen on at a fixed low brightness for the run; record what was there before
+    (restore_phone puts it back). Where `settings`/`dumpsys power` are missing, record "unknown"."""
+    state: dict[str, Any] = {"screen_before": _screen(device), "settings_before": {}, "changed": []}
+    for key, value in _KEEP_SCREEN:
+        before = _setting(device, "system", key)
+        state["settings_before"][key] = before
+        if before is None:
+            continue
+        if before != value:
+            put = device.shell(["settings", "put", "system", key, value], check=False)
+            if put.returncode == 0:
+                state["changed"].append(key)
+    if state["screen_before"] not in (None, "Awake"):
+        device.shell(["input", "keyevent", "224"], check=False)  # KEYCODE_WAKEUP
         state["changed"].append("screen")
-    state["screen_on_during"] = _screen_on(device)
+    device.shell(["wm", "dismiss-keyguard"], check=False)  # an unsecured lock screen would time out
+    state["screen_during"] = _screen(device)
     return state
 
 
 def restore_phone(device: Device, state: dict[str, Any]) -> None:
     """Undo what prepare_phone changed."""
-    if "stay_on" in state.get("changed", []):
-        device.shell(["settings", "put", "global", "stay_on_while_plugged_in", state["stay_on_before"]], check=False)
+    before = state.get("settings_before", {})
+    for key in state.get("changed", []):
+        if before.get(key) == "null":  # `settings get` prints null for a key that was never set
+            device.shell(["settings", "delete", "system", key], check=False)
+        elif before.get(key) is not None:
+            device.shell(["settings", "put", "system", key, before[key]], check=False)
     if "screen" in state.get("changed", []):
-        device.shell(["input", "keyevent", "224"], check=False)  # KEYCODE_WAKEUP
+        device.shell(["input", "keyevent", "223"], check=False)  # KEYCODE_SLEEP
+
+
+def online_supplies(device: Device) -> list[str] | None:
+    """External power supplies online now (sysfs, else `dumpsys battery`); None if unknown."""
+    script = (
+        'for d in /sys/class/power_supply/*; do [ -r "$d/online" ] || continue; o=; t=; '
+        'read -r o < "$d/online"; [ -r "$d/type" ] && read -r t < "$d/type"; echo "${d##*/}:$t:$o"; done'
+    )
+    lines = [x for x in device.script(script, check=False).stdout.split() if x.count(":") == 2]
+    if not lines:
+        info = parsers.parse_dumpsys_battery(device.shell(["dumpsys", "battery"], check=False).stdout)
+        pairs = [("ac", info.ac_powered), ("usb", info.usb_powered), ("wireless", info.wireless_powered)]
+        lines = [f"dumpsys-{n}::{int(v)}" for n, v in pairs if v is not None]
+    if not lines:
+        return None
+    sample = power_lib.PowerSample(
+        t_s=0,
+        charge_counter_uah=None,
+        current_raw=None,
+        voltage_uv=None,
+        level_pct=None,
+        temperature_c=None,
+        status=None,
+        supplies="+".join(lines),
+    )
+    return power_lib.external_online(sample)
 
 
 def _run_id() -> str:
@@ -144,8 +221,12 @@ def _run_id() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) -> str:
-    """Deploy, prepare the phone, write the run folder and start the driver detached; returns the run id."""
+def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *, detach: bool = False) -> str:
+    """Deploy, prepare the phone, write the run folder and start the driver detached; returns the run id.
+
+    `detach`: the driver first waits on the phone for the cable to be unplugged (it polls the
+    supplies' online state, up to `config.unplug_wait_s`), settles `config.settle_s`, then
+    measures; the host may go away meanwhile."""
     workload = load_workload(config.workload)
     artifact = Artifact.load(artifact_path)
     deployed = deploy(device, artifact.path, DeployConfig(runner=config.runner, smoke=False))
@@ -155,6 +236,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
     capacity = config.capacity_mah or (
         battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
     )
+    full = battery.charge_full_uah / 1000 if battery.charge_full_uah else None
     probe = RunnerProbe.from_dict(deployed.probe) if deployed.probe else None
     if probe is None:
         raise DeviceError(f"{device.serial}: deploy did not probe the runner", serial=device.serial)
@@ -196,13 +278,23 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
             "baseline_s": baseline_s,
             "capacity_mah": capacity,
             "capacity_source": "--capacity-mah" if config.capacity_mah else "charge_full_design",
+            "full_charge_capacity_mah": full,
             "low_battery_pct": config.low_battery_pct,
+            "state_s": config.state_s,
+            "detach": detach,
+            "settle_s": config.settle_s if detach else 0.0,
             "turn_timeout_s": config.turn_timeout_s,
         },
         "phone": phone,
         "battery_start": dataclasses.asdict(battery),
-        "thermal_start": _thermal(device),
+        "supplies_online_start": online_supplies(device),
         "harness": paths.harness_dir,
+    }
+    power_env = {
+        "STATE_EVERY": str(max(1, round(config.state_s / config.sample_period_s))),
+        "DETACH": "1" if detach else "0",
+        "SETTLE_S": f"{config.settle_s:g}",
+        "UNPLUG_WAIT_S": str(round(config.unplug_wait_s)),
     }
     run_lib.prepare(
         device,
@@ -218,6 +310,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig) ->
         sample_period_s=config.sample_period_s,
         baseline_s=baseline_s,
         meta=meta,
+        power_env=power_env,
     )
     run_lib.start(device, paths)
     return run_id
@@ -305,7 +398,7 @@ def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressF
 
 def interrupt(device: Device, run_id: str) -> None:
     """Ctrl-C on an attached run: stop the phone's driver, sampler and runner, and restore
-    the screen / stay-awake settings the run changed. The run folder stays for --collect."""
+    the screen settings (timeout, brightness) the run changed. The run folder stays for --collect."""
     paths = _paths(device, run_id)
     run_lib.stop(device, paths)
     files = run_lib.collect(device, paths)
@@ -328,13 +421,24 @@ def collect(device: Device, run_id: str, *, restore: bool = True) -> BenchResult
     files = run_lib.collect(device, paths)
     if restore:
         restore_phone(device, files.meta.get("phone", {}))
-    return build_result(files, thermal_end=_thermal(device))
+    return build_result(files)
 
 
-def _windows(events: list[tuple[float, str, str, int]]) -> tuple[tuple[float, float] | None, list[tuple[float, float]]]:
-    baseline_start = next((t for t, n, _, _ in events if n == "baseline_start"), None)
-    baseline_end = next((t for t, n, _, _ in events if n == "baseline_end"), None)
-    baseline = (baseline_start, baseline_end) if baseline_start is not None and baseline_end is not None else None
+def _windows(
+    events: list[tuple[float, str, str, int]],
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(idle baselines: the one before the workload and the last one after it; workload segments)."""
+
+    def pair(start: str, end: str, last: bool = False) -> tuple[float, float] | None:
+        starts = [t for t, n, _, _ in events if n == start]
+        ends = [t for t, n, _, _ in events if n == end]
+        if not starts or not ends:
+            return None
+        a = starts[-1] if last else starts[0]
+        b = next((t for t in ends if t >= a), None)
+        return None if b is None else (a, b)
+
+    baselines = [b for b in (pair("baseline_start", "baseline_end"), pair(*_AFTER, last=True)) if b is not None]
     segments: list[tuple[float, float]] = []
     start = last = None
     for t, name, _, _ in events:
@@ -342,17 +446,66 @@ def _windows(events: list[tuple[float, str, str, int]]) -> tuple[tuple[float, fl
             if start is not None and last is not None and last > start:
                 segments.append((start, last))
             start, last = t, t
-        elif start is not None:
+        elif start is not None and name not in _NOT_WORKLOAD:
             last = t
             if name == "workload_end":
-                segments.append((start, t))
+                if t > start:
+                    segments.append((start, t))
                 start = None
     if start is not None and last is not None and last > start:
         segments.append((start, last))
-    return baseline, segments
+    return baselines, segments
 
 
-def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchResult:
+_AFTER = ("baseline_after_start", "baseline_after_end")
+# Events that never extend a workload segment (a resumed driver's start, the unplug wait, baselines).
+_NOT_WORKLOAD = {
+    *_AFTER,
+    "driver_start",
+    "unplug_wait",
+    "unplugged",
+    "unplug_timeout",
+    "unplug_unknown",
+    "settled",
+    "baseline_start",
+    "baseline_end",
+}
+
+
+def _between_parts(files: run_lib.RunFiles, segments: list[tuple[float, float]], t0: float) -> list[dict[str, Any]]:
+    """What happened between the parts of a resumed run (reboot, recharge), in words."""
+    flags: list[dict[str, Any]] = []
+    boots = [key for _, name, key, _ in files.events if name == "driver_start" and key != "unknown"]
+    if len(set(boots)) > 1:
+        flags.append(
+            {
+                "code": "rebooted",
+                "message": "the phone rebooted between the parts of this run (--resume): the battery figure "
+                "cannot join parts measured on different boots; run it again without interruption",
+                "voids": True,
+                "window": "workload",
+                "t_s": None,
+            }
+        )
+    for (_, a_end), (b_start, _) in itertools.pairwise(segments):
+        before = [s for s in files.samples if s.t_s <= a_end and s.level_pct is not None]
+        after = [s for s in files.samples if s.t_s >= b_start and s.level_pct is not None]
+        if before and after and after[0].level_pct > before[-1].level_pct:  # type: ignore[operator]
+            flags.append(
+                {
+                    "code": "recharged_between_parts",
+                    "message": f"the battery was recharged between the parts of this run (--resume): "
+                    f"{before[-1].level_pct}% when it stopped, {after[0].level_pct}% when it went on. "
+                    "Each part was measured on battery; the figure adds them",
+                    "voids": False,
+                    "window": "workload",
+                    "t_s": b_start - t0,
+                }
+            )
+    return flags
+
+
+def build_result(files: run_lib.RunFiles) -> BenchResult:
     """Compute a BenchResult from a collected run folder."""
     meta = files.meta
     conversations = meta["workload"]["conversations"]
@@ -370,35 +523,46 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
     protocol = runner.get("protocol", MULTI_TURN)
     streams = bool(runner.get("probe", {}).get("streams_answers", False))
     turns = run_lib.turn_records(files, workload, t0, protocol=protocol, streams=streams)
-    baseline, segments = _windows(files.events)
+    baselines, segments = _windows(files.events)
     settings = meta["settings"]
     loads = run_lib.load_windows(files) if protocol == ONE_SHOT else []
     conversation_segments = _subtract(segments, loads)
     report = power_lib.analyse_segments(
         files.samples,
-        baseline=baseline,
+        baselines=baselines,
         segments=conversation_segments,
         sample_period_s=settings["sample_period_s"],
         low_battery_pct=settings.get("low_battery_pct", 20),
+        t0=t0,
     )
     load_report = (
         power_lib.analyse_segments(
-            files.samples, baseline=baseline, segments=loads, sample_period_s=settings["sample_period_s"]
+            files.samples, baselines=baselines, segments=loads, sample_period_s=settings["sample_period_s"]
         )
         if loads
         else None
     )
     flags = [dataclasses.asdict(f) for f in report.flags]
-    phone = meta.get("phone", {})
-    if phone.get("screen_on_during"):
-        flags.append({"code": "screen_on", "message": "the screen stayed on during the run", "voids": True})
-    thermal_start = meta.get("thermal_start")
-    if thermal_start is not None and thermal_end is not None and thermal_end != thermal_start:
+    flags += _between_parts(files, segments, t0)
+    names = {n for _, n, _, _ in files.events}
+    if "unplug_timeout" in names:
         flags.append(
             {
-                "code": "thermal_changed",
-                "message": f"thermal status changed from {thermal_start} to {thermal_end} during the run",
+                "code": "not_unplugged",
+                "message": "the cable was not unplugged within the wait: the run went on with the phone powered",
                 "voids": False,
+                "window": None,
+                "t_s": None,
+            }
+        )
+    if "unplug_unknown" in names:
+        flags.append(
+            {
+                "code": "supply_unknown",
+                "message": "the phone reports no power-supply state, so the driver could not wait for the unplug",
+                "voids": False,
+                "window": None,
+                "t_s": None,
             }
         )
     flags += runner_failures(files, conversations, settings.get("turn_timeout_s"))
@@ -423,6 +587,16 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
                 "voids": True,
             }
         )
+    capacity = settings.get("capacity_mah")
+    if capacity is None:
+        flags.append(
+            {
+                "code": "capacity_missing",
+                "message": "the phone reports no design capacity (charge_full_design): "
+                "pass --capacity-mah for the % figure",
+                "voids": False,
+            }
+        )
     voided = any(f["voids"] for f in flags)
     duration = sum(b - a for a, b in segments)
     finished = len(files.done)
@@ -431,9 +605,10 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
         None if voided else report,
         conversations=finished,
         duration_s=duration,
-        capacity_mah=settings.get("capacity_mah"),
+        capacity_mah=capacity,
+        full_capacity_mah=settings.get("full_charge_capacity_mah"),
     )
-    power = _power_dict(report, t0)
+    power = _power_dict(report, t0, baselines)
     if protocol == ONE_SHOT:
         power["load_charge_mah"] = None if load_report is None or voided else load_report.workload_charge_mah
         power["load_energy_mwh"] = None if load_report is None or voided else load_report.workload_energy_mwh
@@ -448,7 +623,7 @@ def build_result(files: run_lib.RunFiles, *, thermal_end: int | None) -> BenchRe
         settings=settings,
         turns=turns,
         samples=[dataclasses.asdict(s) for s in files.samples],
-        baseline_window_s=None if baseline is None else [baseline[0] - t0, baseline[1] - t0],
+        baseline_window_s=None if not baselines else [baselines[0][0] - t0, baselines[0][1] - t0],
         workload_window_s=[segments[0][0] - t0, segments[-1][1] - t0] if segments else None,
         power=power,
         validity=flags,
@@ -512,17 +687,28 @@ def runner_failures(
     return flags
 
 
-def _power_dict(report: power_lib.PowerReport, t0: float) -> dict[str, Any]:
+def _power_dict(
+    report: power_lib.PowerReport, t0: float, baselines: list[tuple[float, float]] | None = None
+) -> dict[str, Any]:
     conv = report.conventions
+    ci = report.workload_charge_ci95_mah
     return {
         "conventions": None if conv is None else dataclasses.asdict(conv),
+        "baseline_windows_s": [[a - t0, b - t0] for a, b in baselines or []],
         "baseline_current_ma": report.baseline_current_ma,
         "baseline_power_mw": report.baseline_power_mw,
+        "baseline_after_current_ma": report.baseline_after_current_ma,
+        "baseline_drift_ma": report.baseline_drift_ma,
+        "drift_bound_pct": report.drift_bound_pct,
+        "subtracted_charge_mah": report.subtracted_charge_mah,
         "workload_gross_charge_mah": None if report.workload is None else report.workload.charge_uah / 1000,
         "workload_gross_energy_mwh": None if report.workload is None else report.workload.energy_uj / 3.6e6,
         "workload_charge_mah": report.workload_charge_mah,
         "workload_energy_mwh": report.workload_energy_mwh,
+        "workload_charge_ci95_mah": None if ci is None else list(ci),
+        "interval_basis": report.interval_basis,
         "charge_counter_check_ratio": report.counter_check_ratio,
+        "reads_interpolated": report.reads_interpolated,
     }
 
 
@@ -661,23 +847,28 @@ def run_local(
 
 
 def aggregate(results: list[BenchResult]) -> dict[str, dict[str, float | None]]:
-    """Mean, standard deviation and 95% interval (Student t) of every numeric summary figure."""
+    """Mean, standard deviation and 95% interval (Student t, any df) of every numeric summary
+    figure over the runs where it is valid (a void run's battery figures are null: left out).
+    `n` = runs that count, `runs` = all runs; with n < 2 there is no interval (None), never ± 0."""
     out: dict[str, dict[str, float | None]] = {}
     for key in results[0].summary:
         values = [r.summary[key] for r in results if isinstance(r.summary.get(key), (int, float))]
-        if not values:
-            out[key] = {"mean": None, "stddev": None, "ci95_low": None, "ci95_high": None, "n": 0}
-            continue
-        mean = statistics.fmean(values)
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        half = _t95(len(values) - 1) * sd / math.sqrt(len(values)) if len(values) > 1 else 0.0
-        out[key] = {"mean": mean, "stddev": sd, "ci95_low": mean - half, "ci95_high": mean + half, "n": len(values)}
+        entry: dict[str, float | None] = {
+            "mean": None,
+            "stddev": None,
+            "ci95_low": None,
+            "ci95_high": None,
+            "n": len(values),
+            "runs": len(results),
+        }
+        if values:
+            entry["mean"] = statistics.fmean(values)
+        if len(values) > 1:
+            mean, sd = statistics.fmean(values), statistics.stdev(values)
+            half = t_quantile(0.95, len(values) - 1) * sd / math.sqrt(len(values))
+            entry.update(stddev=sd, ci95_low=mean - half, ci95_high=mean + half)
+        out[key] = entry
     return out
-
-
-def _t95(dof: int) -> float:
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-    return table.get(dof, 1.96 if dof > 30 else 2.042)
 
 
 def cool_down(device: Device, start_temperature_c: float | None, *, timeout_s: float = 600.0) -> None:

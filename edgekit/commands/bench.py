@@ -21,8 +21,17 @@ def _fmt(value: Any, spec: str, unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
 
 
+def _where(flag: dict[str, Any]) -> str:
+    window, t = flag.get("window"), flag.get("t_s")
+    if window and t is not None:
+        return f" ({window}, {t:.1f} s)"
+    return f" ({window})" if window else ""
+
+
 def render_summary(result: Any, path: Path | None) -> list[str]:
     """The human summary of a BenchResult (every figure labelled simulated when it is)."""
+    from edgekit.bench.result import figure
+
     s = result.summary
     sim = " (simulated)" if result.simulated else ""
     w = result.workload
@@ -31,10 +40,17 @@ def render_summary(result: Any, path: Path | None) -> list[str]:
         f"battery-bench {result.run_id}: {w['name']} v{w['version']} ({len(w['conversations'])} conversations, "
         f"{turns} turns) on {result.device.get('model') or result.device.get('serial')}{sim}"
         + ("" if result.complete else " — FAILED (incomplete)"),
+    ]
+    if result.simulated:
+        lines.append(
+            f"  SIMULATED: {result.device.get('emulator') or 'an emulated device'} has no real battery; "
+            "every figure below is simulated"
+        )
+    lines.append(
         f"  decode {_fmt(s['decode_tokens_per_s'], '.1f')} tok/s · prefill {_fmt(s['prefill_tokens_per_s'], '.1f')} "
         f"tok/s · time to first token median {_fmt(s['ttft_s_median'], '.3f', ' s')} · {s['output_tokens']} output "
-        f"tokens in {_fmt(s['duration_s'], '.1f', ' s')}{sim}",
-    ]
+        f"tokens in {_fmt(s['duration_s'], '.1f', ' s')}{sim}"
+    )
     runner = result.runner
     if runner.get("protocol"):
         lines.append(
@@ -43,31 +59,42 @@ def render_summary(result: Any, path: Path | None) -> list[str]:
         )
         for note in runner.get("conditions", []):
             lines.append(f"  runner condition: {note}")
-    code = result.exit_code()
-    if s["workload_charge_mah"] is None:
+    pct = figure(result, "battery_pct_per_25_conversations")
+    charge = figure(result, "workload_charge_mah")
+    if charge.value is None:
         voids = [f for f in result.validity if f["voids"]]
-        if code == 0:
+        if result.exit_code() == 0:  # a device with no battery counters: a speed-only run
             why = "; ".join(f["message"] for f in voids) or "no battery counters"
             lines.append(f"  battery: not measured — {why}")
         else:
-            first = voids[0] if voids else {"code": "void", "message": "no valid battery figure"}
-            more = f" (+{len(voids) - 1} more flags below)" if len(voids) > 1 else ""
-            lines.append(f"  battery: VOID [{first['code']}] {first['message']}{more}")
+            why = "; ".join(f"[{f['code']}]{_where(f)} {f['message']}" for f in voids) or "no valid battery figure"
+            lines.append(f"  battery: VOID — {why}")
     else:
+        interval = "" if pct.low is None else f" (95% interval {pct.low:.3f}–{pct.high:.3f}%)"
+        headline = (
+            f"  battery: {_fmt(pct.value, '.3f', '%')} of design capacity per 25 conversations{interval}{sim} "
+            f"[{pct.basis}]"
+        )
+        lines.append(headline)
+        full = figure(result, "battery_pct_of_full_charge_per_25_conversations")
+        energy = figure(result, "workload_energy_mwh")
+        mj = figure(result, "mj_per_output_token")
         lines.append(
-            f"  battery: {_fmt(s['battery_pct_per_25_conversations'], '.3f', '%')} per 25 conversations{sim} · "
-            f"{s['workload_charge_mah']:.2f} mAh · {s['workload_energy_mwh']:.2f} mWh · "
-            f"{_fmt(s['mj_per_output_token'], '.1f')} mJ/output token{sim}"
+            f"  {_fmt(full.value, '.3f', '%')} of today's full charge (charge_full) · {charge.value:.2f} mAh · "
+            f"{_fmt(energy.value, '.2f', ' mWh')} · {_fmt(mj.value, '.1f')} mJ/output token{sim}"
         )
         p = result.power
         if p.get("baseline_current_ma") is not None:
+            after = p.get("baseline_after_current_ma")
+            drift = "" if after is None else f", {after:.1f} mA after (drift {p['baseline_drift_ma']:+.1f} mA)"
             lines.append(
-                f"  idle baseline subtracted: {p['baseline_current_ma']:.1f} mA / {p['baseline_power_mw']:.0f} mW{sim}"
+                f"  idle baseline subtracted: {p['baseline_current_ma']:.1f} mA before{drift} · "
+                f"{p['baseline_power_mw']:.0f} mW{sim}"
             )
         if p.get("conventions"):
             lines.append(f"  current_now: {p['conventions']['basis']}")
     for flag in result.validity:
-        lines.append(f"  {'VOID' if flag['voids'] else 'flag'} [{flag['code']}]: {flag['message']}")
+        lines.append(f"  {'VOID' if flag['voids'] else 'flag'} [{flag['code']}]{_where(flag)}: {flag['message']}")
     if path is not None:
         lines.append(f"  result: {path}")
     return lines
@@ -84,7 +111,7 @@ def _default_output(serial: str) -> Path:
     epilog="""\b
 Examples:
   edgekit battery-bench --device SERIAL --runner ./android_arm64/ gemma3-270m-int4.litertlm
-  edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable
+  edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable as told
   edgekit battery-bench --device SERIAL --collect 20261125-143000-a1b2c3
   edgekit battery-bench --device local model.litertlm                  # this computer
 """,
@@ -110,7 +137,8 @@ Examples:
 @click.option(
     "--baseline-s",
     type=float,
-    help="Idle baseline length.  [default: as long as the workload is expected to take, at most 300 s]",
+    help="Length of each idle baseline (one before the workload, one after).  "
+    "[default: as long as the workload is expected to take, at most 300 s]",
 )
 @click.option(
     "--capacity-mah",
@@ -128,7 +156,17 @@ Examples:
     help="Kill the runner when one turn (one-shot: with its model load) takes longer; the run fails (exit 7).",
 )
 @click.option(
-    "--detach", is_flag=True, help="Start the run on the phone and return at once: unplug, wait, then --collect."
+    "--detach",
+    is_flag=True,
+    help="Start the run on the phone and return at once; the phone waits for you to unplug the cable, "
+    "settles, then measures. Plug back in when told, then --collect. The way to a valid battery figure over USB.",
+)
+@click.option(
+    "--settle-s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="With --detach: seconds to settle after the cable is unplugged, before the idle baseline.",
 )
 @click.option("--collect", "collect_id", metavar="RUN_ID", help="Pull a (detached) run and compute its result.")
 @click.option(
@@ -139,7 +177,8 @@ Examples:
     type=int,
     default=1,
     show_default=True,
-    help="Run the workload N times; report mean, stddev and 95% interval.",
+    help="Run the workload N times; headline, report and compare use the mean of the valid runs "
+    "with a Student-t 95% interval.",
 )
 @click.option(
     "--cooldown/--no-cooldown",
@@ -169,6 +208,7 @@ def bench_command(
     max_num_tokens: int | None,
     turn_timeout_s: int,
     detach: bool,
+    settle_s: float,
     collect_id: str | None,
     resume_id: str | None,
     repeat: int,
@@ -180,10 +220,13 @@ def bench_command(
     """Run a conversation workload (25 conversations by default) through the model ON the
     phone, detached from the host, sampling the fuel gauge; report tokens/s, time to first
     token, and the workload's own battery cost: % of battery per 25 conversations, mAh, mWh
-    and mJ per output token, after subtracting an idle baseline.
+    and mJ per output token, after subtracting idle baselines measured before and after.
 
-    Runs that cannot be trusted (charging, screen on, missing counters) are flagged and get
-    no battery headline. Figures from an emulated device are labelled simulated.
+    A battery figure needs the phone on battery: over USB, use --detach and unplug when
+    told. Whatever would corrupt it (a supply online, a suspend, a change of screen or
+    thermal state, unit or counter doubts) voids it, naming the cause; speed figures stand.
+    Figures from an emulated device (edgekit's or Google's Android Emulator) are labelled
+    simulated.
 
     Exit codes: 0 complete (battery valid, or a device with no battery counters: speed
     only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
@@ -208,6 +251,7 @@ def bench_command(
         backend=backend,
         max_num_tokens=max_num_tokens,
         redact=redact,
+        settle_s=settle_s,
         turn_timeout_s=turn_timeout_s,
     )
     serials = resolve_devices(devices, Transport(transport))
@@ -224,12 +268,30 @@ def bench_command(
             else:
                 assert artifact is not None
                 with console.status("deploying and starting the run on the device…"):
-                    run_id = session.start_run(device, artifact, config)
+                    run_id = session.start_run(device, artifact, config, detach=True)
+            plan = session.plan(config)
             if as_json:
-                print_json({"run_id": run_id, "device": device.serial, "state": "running"})
+                print_json(
+                    {
+                        "run_id": run_id,
+                        "device": device.serial,
+                        "state": "running" if resume_id else "waiting_for_unplug",
+                        "measure_s_after_unplug": plan.total_s,
+                    }
+                )
+            elif resume_id:
+                out.print(
+                    f"run {run_id} resumed on {device.serial}; when it is done, run\n"
+                    f"  edgekit battery-bench --device {device.serial} --collect {run_id}"
+                )
             else:
                 out.print(
-                    f"run {run_id} started on {device.serial}: unplug the cable if you like; when it is done, run\n"
+                    f"run {run_id} started on {device.serial}.\n"
+                    f"UNPLUG THE USB CABLE NOW: the phone waits up to {config.unplug_wait_s / 60:.0f} min for it, then "
+                    f"settles {plan.settle_s:.0f} s, measures idle {plan.baseline_s:.0f} s, runs the workload "
+                    f"(about {plan.workload_s / 60:.0f} min) and measures idle {plan.baseline_s:.0f} s again.\n"
+                    f"PLUG IT BACK IN about {plan.total_s / 60:.0f} min after unplugging (earlier only ends the "
+                    f"battery figure), then run\n"
                     f"  edgekit battery-bench --device {device.serial} --collect {run_id}"
                 )
             return
@@ -239,6 +301,12 @@ def bench_command(
                 results.append(session.collect(device, collect_id))
         else:
             assert artifact is not None
+            online = session.online_supplies(device)
+            if online:
+                console.print(
+                    f"note: {', '.join(online)} online: the phone runs from the cable, so the battery figure "
+                    "will be void (speed figures stand). For a battery figure use --detach and unplug when told."
+                )
             start_temp = device.battery().temperature_c
             for i in range(repeat):
                 if i and cooldown:
@@ -257,14 +325,18 @@ def bench_command(
             click.echo(final.to_json(), nl=False)
         else:
             for line in render_summary(final, path):
-                out.print(line)
+                out.print(line, markup=False)
             if final.aggregate:
                 for key in ("battery_pct_per_25_conversations", "decode_tokens_per_s", "ttft_s_median"):
                     a = final.aggregate[key]
-                    if a["mean"] is not None:
+                    if a["mean"] is None:
+                        out.print(f"  {key}: no valid run of {a['runs']}")
+                    elif a["ci95_low"] is None:
+                        out.print(f"  {key}: {a['mean']:.4g} from 1 valid run of {a['runs']}: no interval")
+                    else:
                         out.print(
-                            f"  {key} over {a['n']} runs: mean {a['mean']:.4g} ± {a['stddev']:.2g} "
-                            f"(95% interval {a['ci95_low']:.4g} – {a['ci95_high']:.4g})"
+                            f"  {key} over {a['n']} valid of {a['runs']} runs: mean {a['mean']:.4g}, "
+                            f"sd {a['stddev']:.2g} (95% interval {a['ci95_low']:.4g} – {a['ci95_high']:.4g})"
                         )
         if worst:
             raise click.exceptions.Exit(worst)
@@ -300,7 +372,7 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
         except KeyboardInterrupt:
             session.interrupt(device, run_id)
             console.print(
-                f"interrupted: run {run_id} stopped on {device.serial} (screen and stay-awake restored); "
+                f"interrupted: run {run_id} stopped on {device.serial} (screen settings restored); "
                 f"what it measured stays there:\n"
                 f"  edgekit battery-bench --device {device.serial} --collect {run_id}\n"
                 f"  edgekit battery-bench --device {device.serial} --resume {run_id}",

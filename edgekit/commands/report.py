@@ -58,6 +58,8 @@ def compare_command(a_path: Path, b_path: Path, fail_on_regression: float | None
         for d in diffs:
             change = "—" if d.change_pct is None else f"{d.change_pct:+.1f}%"
             mark = "  REGRESSION" if d.regression else ("  worse" if d.worse else "")
+            if d.within_noise and d.worse:
+                mark += " (within the 95% intervals: noise)"
             out.print(f"{d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}{mark}")
     regressions = [d for d in diffs if d.regression]
     if regressions:

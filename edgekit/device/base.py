@@ -21,7 +21,20 @@ ProgressFn = Callable[[int, int], None]
 
 DEVICE_TMP = "/data/local/tmp"
 _SYSFS_BATTERY = "/sys/class/power_supply/battery"
-_SYSFS_FIELDS = ("capacity", "status", "charge_counter", "current_now", "voltage_now", "temp", "charge_full_design")
+_SYSFS_FIELDS = (
+    "capacity",
+    "status",
+    "charge_counter",
+    "current_now",
+    "voltage_now",
+    "temp",
+    "charge_full_design",
+    "charge_full",
+)
+# Google's Android Emulator (goldfish / ranchu boards) has a fake battery: its figures are
+# simulated. Props as the emulator's kernel command line and init set them (AOSP
+# device/generic/goldfish: ro.kernel.qemu / ro.boot.qemu = 1, ro.hardware = ranchu|goldfish).
+_QEMU_PROPS = (("ro.kernel.qemu", {"1"}), ("ro.boot.qemu", {"1"}), ("ro.hardware", {"ranchu", "goldfish"}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +59,8 @@ class DeviceFacts:
     sdk: int | None
     free_bytes: int | None
     emulated: bool
+    emulator: str | None = None
+    """Which emulator, and the evidence: "edgekit device emulator", "Android Emulator (ro.hardware=ranchu)"."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,6 +79,8 @@ class BatterySample:
     temperature_c: float | None
     charge_full_design_uah: int | None
     source: str
+    charge_full_uah: int | None = None
+    """What the battery holds when full today (sysfs `charge_full`); less than design as it ages."""
 
 
 class Device(abc.ABC):
@@ -108,6 +125,13 @@ class Device(abc.ABC):
         df = self.shell(["df", DEVICE_TMP], check=False)
         abis = props.get("ro.product.cpu.abilist") or props.get("ro.product.cpu.abi") or ""
         sdk = props.get("ro.build.version.sdk", "")
+        emulator = "edgekit device emulator" if props.get("ro.edgekit.emulated") == "1" else None
+        if not props:  # a getprop that only answers single keys: ask for the emulator's ones
+            props = {key: str(self.getprop(key)) for key, _ in _QEMU_PROPS}
+            props = {k: v for k, v in props.items() if v}
+        for key, values in _QEMU_PROPS:
+            if emulator is None and props.get(key) in values:
+                emulator = f"Android Emulator ({key}={props[key]})"
         return DeviceFacts(
             serial=self.serial,
             manufacturer=props.get("ro.product.manufacturer") or None,
@@ -117,7 +141,8 @@ class Device(abc.ABC):
             android_release=props.get("ro.build.version.release") or None,
             sdk=int(sdk) if sdk.isdigit() else None,
             free_bytes=parsers.parse_df_available_bytes(df.stdout) if df.returncode == 0 else None,
-            emulated=props.get("ro.edgekit.emulated") == "1",
+            emulated=emulator is not None,
+            emulator=emulator,
         )
 
     def battery(self) -> BatterySample:
@@ -150,6 +175,7 @@ class Device(abc.ABC):
             voltage_now_uv=num("voltage_now") or info.voltage_uv,
             temperature_c=temp / 10 if temp is not None else info.temperature_c,
             charge_full_design_uah=num("charge_full_design"),
+            charge_full_uah=num("charge_full"),
             source="sysfs" if sysfs else "dumpsys",
         )
 

@@ -13,9 +13,11 @@ word in the command string, and in sync paths; a sync path that escapes the sand
 (`..`, symlinks) is refused. This is a test double, not a jail: a command can still
 name host paths that do not start with those prefixes.
 
-Stand-ins: `getprop`, `dumpsys battery` / `dumpsys thermalservice` (capture shapes),
-sysfs `power_supply/battery/*`, and `df` (with a low-space fault). The simulated battery
-(`testing.battery`) drains faster while a runner marks itself busy. Closing a stream
+Stand-ins: `getprop`, `dumpsys battery` / `dumpsys thermalservice` / `dumpsys power`
+(capture shapes), sysfs `power_supply/battery/*` and `power_supply/{usb,ac}/{online,type}`,
+`settings`, `input`, and `df` (with a low-space fault). The simulated battery
+(`testing.battery`) drains faster while a runner marks itself busy; `suspend()` stops the
+sampler like a suspended phone. Closing a stream
 kills the command's process group.
 """
 
@@ -321,8 +323,13 @@ class AdbDeviceEmulator:
         for root in MAPPED_ROOTS:
             (self.sandbox / root).mkdir(parents=True, exist_ok=True)
         (self.sandbox / "data" / "local" / "tmp").mkdir(parents=True, exist_ok=True)
-        self.power_dir = self.sandbox / "sys" / "class" / "power_supply" / "battery"
+        self.supply_dir = self.sandbox / "sys" / "class" / "power_supply"
+        self.power_dir = self.supply_dir / "battery"
         self.power_dir.mkdir(parents=True, exist_ok=True)
+        (self.power_dir / "type").write_text("Battery\n")
+        for name, kind in (("usb", "USB"), ("ac", "Mains")):
+            (self.supply_dir / name).mkdir(exist_ok=True)
+            (self.supply_dir / name / "type").write_text(f"{kind}\n")
         bin_dir = self.emu_dir / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
         (self.emu_dir / "busy").mkdir(exist_ok=True)
@@ -352,34 +359,48 @@ class AdbDeviceEmulator:
                 alive = True
         return alive
 
+    def screen_awake(self) -> bool:
+        """True while the emulated screen is on (the `wakefulness` file `input` and tests switch)."""
+        try:
+            return (self.emu_dir / "wakefulness").read_text().strip() == "Awake"
+        except OSError:
+            return False
+
     def refresh_battery(self, busy: bool) -> None:
         """Advance the simulated battery and publish it to sysfs and `dumpsys`."""
-        self.battery.tick(busy)
-        r = self.battery.readings()
+        # The truth switches load once the new readings are out (see BatteryController.stage).
+        r = self.battery.stage(busy, screen_awake=self.screen_awake())
+        for key in ("charge_counter",):
+            if key not in r:
+                (self.power_dir / key).unlink(missing_ok=True)
         for key, value in r.items():
             if not self.battery_counters:
                 (self.power_dir / key).unlink(missing_ok=True)
                 continue
-            tmp = self.power_dir / f".{key}.tmp"
-            tmp.write_text(f"{value}\n")
-            os.replace(tmp, self.power_dir / key)
+            _publish(self.power_dir / key, f"{value}\n")
+        self.battery.commit()
+        # The other supplies, as the kernel's power_supply class shows them (name/type/online).
+        usb = self.battery.usb_online()
+        _publish(self.supply_dir / "usb" / "online", f"{int(usb)}\n")
+        _publish(self.supply_dir / "ac" / "online", "0\n")
         charging = r["status"] == "Charging"
+        status = {"Charging": 2, "Not charging": 4}.get(str(r["status"]), 3)
         dumpsys = textwrap.dedent(
             f"""\
             Current Battery Service state:
               AC powered: false
-              USB powered: {"true" if charging else "false"}
+              USB powered: {"true" if usb else "false"}
               Wireless powered: false
               Dock powered: false
               Max charging current: {1500000 if charging else 0}
               Max charging voltage: {5000000 if charging else 0}
-              Charge counter: {r["charge_counter"]}
-              status: {2 if charging else 3}
+              Charge counter: {r.get("charge_counter", 0)}
+              status: {status}
               health: 2
               present: true
               level: {r["capacity"]}
               scale: 100
-              voltage: {int(r["voltage_now"]) // 1000}
+              voltage: {round(self.battery.voltage_v() * 1000)}
               temperature: {r["temp"]}
               technology: Li-ion
             """
@@ -389,14 +410,30 @@ class AdbDeviceEmulator:
         (self.emu_dir / ".dumpsys-battery.tmp").write_text(dumpsys)
         os.replace(self.emu_dir / ".dumpsys-battery.tmp", self.emu_dir / "dumpsys-battery.txt")
         thermal = f"IsStatusOverride: false\nThermal Status: {self.battery.thermal_status}\nHAL Ready: true\n"
-        # Atomic, like the battery file: a `dumpsys` reading it meanwhile never sees it empty.
-        (self.emu_dir / ".dumpsys-thermalservice.tmp").write_text(thermal)
-        os.replace(self.emu_dir / ".dumpsys-thermalservice.tmp", self.emu_dir / "dumpsys-thermalservice.txt")
+        _publish(self.emu_dir / "dumpsys-thermalservice.txt", thermal)
         low = self.emu_dir / "low_space"
         if self.faults.low_space:
             low.touch()
         else:
             low.unlink(missing_ok=True)
+
+    def suspend(self, seconds: float) -> bool:
+        """Suspend the phone for `seconds` as the sampler sees it: stop every running sampler
+        (SIGSTOP) and let it go on afterwards; the battery's clock runs on. False if none ran."""
+        pids = []
+        for pid_file in (self.sandbox / "data").rglob("sampler.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(pid_file.read_text().strip())
+                os.kill(pid, signal.SIGSTOP)
+                pids.append(pid)
+
+        def wake() -> None:
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+
+        threading.Timer(seconds, wake).start()
+        return bool(pids)
 
     def map_device_path(self, path: str) -> Path | None:
         """The sandbox file for device path `path`, or None if it is not mapped or escapes."""
@@ -634,6 +671,13 @@ class AdbDeviceEmulator:
         self.stop()
 
 
+def _publish(path: Path, text: str) -> None:
+    """Replace a sysfs stand-in file atomically (a reader never sees half a value)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def default_props() -> dict[str, str]:
     """Props of a plausible arm64 phone, marked emulated so edgekit labels its figures simulated."""
     return {
@@ -685,12 +729,13 @@ _STAND_INS = {
     "settings": textwrap.dedent(
         """\
         #!/bin/sh
-        # settings stand-in: get/put NAMESPACE KEY [VALUE], stored in files.
+        # settings stand-in: get/put/delete NAMESPACE KEY [VALUE], stored in files.
         d="$EDGEKIT_EMU_DIR/settings/$2"; mkdir -p "$d"
         case "$1" in
           get) cat "$d/$3" 2>/dev/null || echo null ;;
           put) printf '%s\\n' "$4" > "$d/$3" ;;
-          *) echo "usage: settings get|put NAMESPACE KEY [VALUE]" >&2; exit 1 ;;
+          delete) rm -f "$d/$3" ;;
+          *) echo "usage: settings get|put|delete NAMESPACE KEY [VALUE]" >&2; exit 1 ;;
         esac
         """
     ),

@@ -1,0 +1,249 @@
+"""The emulated battery's real-phone traps, end to end (deploy, driver, sampler, collect).
+
+Each test sets one trap on `edgekit.testing`'s battery and checks that the run is void
+(exit code 6, a flag naming the cause) or that its figure is within 2% of the simulated
+truth, which the battery integrates from its own load model, independently of edgekit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgekit.bench import runner as run_lib
+from edgekit.bench import session
+from edgekit.bench.result import BenchResult
+from edgekit.convert import ConvertResult
+from edgekit.device.direct import DirectAdbDevice
+from edgekit.testing.plugin import EmulatedDevice
+from tests.conftest import run_cli
+from tests.test_bench_e2e import small_workload
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def device(emulated_device: EmulatedDevice) -> Iterator[DirectAdbDevice]:
+    host, port = emulated_device.serial.rsplit(":", 1)
+    d = DirectAdbDevice(host, int(port), connect_timeout_s=5, auth_timeout_s=2)
+    yield d
+    d.close()
+
+
+def _config(emulated: EmulatedDevice, tmp_path: Path, **kw: object) -> session.BenchConfig:
+    emulated.emulator.tick_s = 0.02
+    # Long busy spans: a host that stalls the sampler at a load step costs less of the figure.
+    emulated.emulator.extra_env["EDGEKIT_STANDIN_TURN_S"] = "1.5"
+    args: dict[str, object] = {
+        "workload": small_workload(tmp_path, 2),
+        "runner": emulated.runner,
+        "sample_period_s": 0.05,
+        "baseline_s": 2.0,
+        "poll_s": 0.2,
+        "threads": 1,
+        "state_s": 0.25,
+        "settle_s": 0.5,
+    }
+    args.update(kw)
+    return session.BenchConfig(**args)  # type: ignore[arg-type]
+
+
+def _run(device: DirectAdbDevice, art: Path, config: session.BenchConfig, detach: bool = False) -> BenchResult:
+    run_id = session.start_run(device, art, config, detach=detach)
+    session.follow(device, run_id, config)
+    return session.collect(device, run_id)
+
+
+def _voids(result: BenchResult) -> set[str]:
+    return {f["code"] for f in result.validity if f["voids"]}
+
+
+def _wait_for_event(emulated: EmulatedDevice, name: str, timeout_s: float = 60) -> float:
+    """Device-clock time of the first `name` event of the (only) run, polling its events.csv."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for events in emulated.sandbox.rglob("events.csv"):
+            for line in events.read_text().splitlines():
+                parts = line.split(",")
+                if len(parts) == 4 and parts[1] == name:
+                    return int(parts[0]) / 1000
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} event within {timeout_s} s")
+
+
+def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    battery = emulated_device.battery
+    battery.reset_truth()
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    truth = battery.truth()
+    assert result.exit_code() == 0, result.validity
+    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+    lo, hi = result.summary["battery_pct_ci95"]
+    assert lo < result.summary["battery_pct_per_25_conversations"] < hi
+    # Both capacities: design is the headline; charge_full (90% health here) gives the larger %.
+    assert result.summary["battery_pct_of_full_charge_per_25_conversations"] == pytest.approx(
+        result.summary["battery_pct_per_25_conversations"] / 0.9
+    )
+    assert result.power["baseline_after_current_ma"] is not None
+    # The sampler recorded supplies, screen and thermal state with every sample.
+    last = result.samples[-1]
+    assert last["supplies"] == "ac:Mains:0+usb:USB:0" and last["screen"] == "Awake" and last["thermal"] == 0
+
+
+def test_usb_powered_not_charging_is_void(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    emulated_device.battery.supply_ma = 2000.0  # runs the phone; the gauge says "Not charging"
+    emulated_device.battery.noise_ma = 3.0
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    assert {"supply_online", "current_near_zero"} <= _voids(result)
+    assert result.summary["battery_pct_per_25_conversations"] is None
+    assert result.summary["decode_tokens_per_s"] is not None
+    assert result.exit_code() == 6
+
+
+def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    battery = emulated_device.battery
+    battery.empty_read_fraction = 0.05
+    battery.reset_truth()
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    truth = battery.truth()
+    assert result.power["reads_interpolated"] > 0
+    # The emulator drops 5% of what it publishes; a host that stalls its publisher shows one
+    # empty value to several reads, so judge the rule on what the sampler actually saw.
+    samples = result.samples
+    seen = max(sum(1 for s in samples if s[k] is None) for k in ("current_raw", "voltage_uv")) / len(samples)
+    if seen <= 0.10:
+        assert _voids(result) == set(), result.validity
+        assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.03)
+    else:
+        assert "reads_missing" in _voids(result)
+
+
+def test_suspend_mid_workload_voids(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    config = _config(emulated_device, tmp_path)
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    _wait_for_event(emulated_device, "workload_start")
+    assert emulated_device.emulator.suspend(3.0)
+    session.follow(device, run_id, config)
+    result = session.collect(device, run_id)
+    flag = next(f for f in result.validity if f["code"] == "suspended")
+    assert flag["voids"] and flag["window"] == "workload"
+    assert result.exit_code() == 6
+
+
+def test_idle_drift_is_bracketed_within_2_percent(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    battery = emulated_device.battery
+    battery.idle_drift_ma_per_s = 2.0  # +2 mA every second: background work ramping up
+    battery.reset_truth()
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    truth = battery.truth()
+    assert result.power["baseline_drift_ma"] > 5
+    if "baseline_drift" not in _voids(result):
+        assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+
+
+def test_screen_going_off_inside_the_baseline_voids(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    emulated_device.battery.screen_ma = 80.0
+    config = _config(emulated_device, tmp_path)
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    wakefulness = emulated_device.sandbox / ".emulator" / "wakefulness"
+    assert wakefulness.read_text().strip() == "Awake"  # kept on for the run
+    _wait_for_event(emulated_device, "baseline_start")
+    wakefulness.write_text("Asleep\n")  # the user pressed power
+    time.sleep(1.0)
+    wakefulness.write_text("Awake\n")
+    session.follow(device, run_id, config)
+    result = session.collect(device, run_id)
+    flag = next(f for f in result.validity if f["code"] == "screen_changed")
+    assert flag["voids"] and flag["window"] == "baseline before"
+
+
+def test_current_in_ma_is_decided_and_within_2_percent(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    battery = emulated_device.battery
+    battery.report_ma = True
+    battery.noise_ma = 1.0
+    battery.counter_step_uah = 100
+    battery.reset_truth()
+    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    truth = battery.truth()
+    assert result.power["conventions"]["current_unit"] == "mA"
+    assert _voids(result) == set(), result.validity
+    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+
+
+def test_detach_waits_for_the_unplug_then_settles(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    battery = emulated_device.battery
+    battery.supply_ma = 2000.0  # plugged in at the start
+    config = _config(emulated_device, tmp_path)
+    run_id = session.start_run(device, int4_result.artifact.path, config, detach=True)
+    _wait_for_event(emulated_device, "unplug_wait")
+    time.sleep(1.5)
+    paths = run_lib.run_paths(device, run_id, "")
+    assert "baseline_start" not in device.shell(["cat", f"{paths.run_dir}/events.csv"]).stdout  # still waiting
+    battery.reset_truth()
+    battery.supply_ma = 0.0  # unplugged
+    session.follow(device, run_id, config)
+    result = session.collect(device, run_id)
+    truth = battery.truth()
+    assert result.exit_code() == 0, result.validity
+    events = [e for e in run_lib.collect(device, paths).events]
+    names = [n for _, n, _, _ in events]
+    assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")
+    t = {n: t for t, n, _, _ in events}
+    assert t["settled"] - t["unplugged"] >= config.settle_s - 0.05
+    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+
+
+def test_android_emulator_is_simulated_and_cli_exits_6_on_usb(
+    emulated_device: EmulatedDevice, int4_result: ConvertResult, tmp_path: Path, adb_home: Path
+) -> None:
+    emu = emulated_device.emulator
+    emu.props.pop("ro.edgekit.emulated")
+    emu.props.update({"ro.kernel.qemu": "1", "ro.hardware": "ranchu"})
+    emu.write_props()
+    emulated_device.battery.supply_ma = 2000.0
+    out = tmp_path / "r.json"
+    proc = run_cli(
+        "battery-bench",
+        "--transport",
+        "direct",
+        "--device",
+        emulated_device.serial,
+        "--runner",
+        str(emulated_device.runner),
+        "--workload",
+        str(small_workload(tmp_path, 1)),
+        "--sample-ms",
+        "50",
+        "--baseline-s",
+        "1",
+        "-o",
+        str(out),
+        str(int4_result.artifact.path),
+        env={"ANDROID_USER_HOME": str(adb_home / ".android")},
+    )
+    assert proc.returncode == 6, proc.stderr
+    result = BenchResult.load(out)
+    assert result.simulated and result.device["emulator"] == "Android Emulator (ro.kernel.qemu=1)"
+    assert "SIMULATED: Android Emulator (ro.kernel.qemu=1)" in proc.stdout
+    assert "battery: VOID — [supply_online]" in proc.stdout
+    assert "use --detach" in proc.stderr  # said before the run starts
+    assert result.summary["battery_pct_per_25_conversations"] is None
