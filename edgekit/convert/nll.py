@@ -261,6 +261,28 @@ def tokenize_windows(
     return out
 
 
+def check_same_tokenizer(windows: Sequence[TokenWindow], tokenizer: Any, model: Any, artifact: str) -> None:
+    """InputError if the reference cannot score the artifact's token ids as the same tokens."""
+    vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+    top = max(max(w.context_ids + w.continuation_ids) for w in windows)
+    if vocab and top >= vocab:
+        raise InputError(
+            f"{artifact} produces token id {top}, beyond the reference's vocabulary of {vocab}: "
+            f"the reference is not the model this artifact was made from"
+        )
+    if tokenizer is None:
+        return
+    for w in windows[:4]:
+        ids = tuple(tokenizer(w.context + w.continuation, add_special_tokens=False)["input_ids"])
+        if ids != w.context_ids + w.continuation_ids and ids != tuple(
+            tokenizer(w.context, add_special_tokens=False)["input_ids"]
+        ) + tuple(tokenizer(w.continuation, add_special_tokens=False)["input_ids"]):
+            raise InputError(
+                f"{artifact} tokenizes text differently from the reference's tokenizer: the reference is "
+                f"not the model this artifact was made from"
+            )
+
+
 def engine_nll(engine: Any, windows: Sequence[TokenWindow]) -> list[np.ndarray]:
     """Per-token NLL (nats) of each window's continuation under the LiteRT-LM `engine`."""
     import litert_lm
@@ -313,11 +335,14 @@ def measure(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     threads: int | None = None,
     max_nll_gap: float | None = None,
+    reference_tokenizer: Any = None,
 ) -> NllGap:
     """NLL gap of the `.litertlm` at `artifact` against PyTorch `model` (fp32, eval) on `text`.
 
     `text` defaults to the built-in "report" section. `max_nll_gap` None measures without
-    judging; otherwise a gap above it raises FidelityError. Raises EdgekitError if the
+    judging; otherwise a gap above it raises FidelityError. With `reference_tokenizer`
+    (the model's Hugging Face tokenizer), InputError if it splits text differently from
+    the artifact's tokenizer (the two are not the same model). Raises EdgekitError if the
     engine fails.
     """
     from edgekit.engine import open_engine
@@ -338,6 +363,7 @@ def measure(
         )
         if not windows:
             raise InputError(f"the evaluation text {text.name} yields no window to score: give more prose")
+        check_same_tokenizer(windows, reference_tokenizer, model, str(artifact))
         got = engine_nll(engine, windows)
     ref = reference_nll(model, bos, windows)
     return summarize(got, ref, text=text, max_nll_gap=max_nll_gap)
@@ -379,3 +405,94 @@ def summarize(
             f"higher-precision --quant, or pass --max-nll-gap if you accept the loss"
         )
     return report
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalResult:
+    """`edgekit eval`: one artifact's NLL gap against a reference checkpoint."""
+
+    artifact: str
+    artifact_sha256: str
+    recipe: str | None
+    """The artifact's quantization in plain words, from its manifest (None without one)."""
+    reference: str
+    gap: NllGap
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (`edgekit eval --json`)."""
+        return {
+            "artifact": self.artifact,
+            "artifact_sha256": self.artifact_sha256,
+            "recipe": self.recipe,
+            "reference": self.reference,
+            "nll": self.gap.to_dict(),
+        }
+
+
+EVAL_MAX_TOKENS = 2048
+"""Scored tokens per `edgekit eval` by default (about half a minute for a 270M INT4 model on 2 cores)."""
+
+
+def evaluate(
+    artifact: Path | str,
+    reference: Path | str,
+    *,
+    text: EvalText | None = None,
+    max_tokens: int = EVAL_MAX_TOKENS,
+    threads: int | None = None,
+    max_nll_gap: float | None = None,
+) -> EvalResult:
+    """NLL gap of `.litertlm` file `artifact` vs the fp32 PyTorch model of checkpoint folder `reference`.
+
+    Works for any `.litertlm` (edgekit's or a third party's) whose tokenizer matches the
+    reference's. Needs edgekit[convert] for the reference. FidelityError if the gap passes
+    `max_nll_gap`.
+    """
+    from edgekit.artifact import sha256_file
+    from edgekit.convert.pipeline import load_checkpoint, load_reference, require_convert_extra
+    from edgekit.convert.recipes import Quant
+
+    artifact, reference = Path(artifact), Path(reference)
+    if not artifact.is_file():
+        raise InputError(f"artifact {artifact} does not exist", path=artifact)
+    with open(artifact, "rb") as f:
+        magic = f.read(8)
+    if not magic.startswith(b"LITERTLM"):
+        raise InputError(
+            f"{artifact} is not a .litertlm bundle (the NLL gap runs the LiteRT-LM engine): "
+            f"convert with --format litertlm",
+            path=artifact,
+        )
+    require_convert_extra()
+    load_checkpoint(reference)  # names whatever is wrong with the folder
+    recipe = None
+    from edgekit.artifact import Artifact
+
+    digest = sha256_file(artifact)
+    try:
+        manifest = Artifact.load(artifact).manifest
+    except EdgekitError:
+        manifest = None
+    if manifest is not None and manifest.sha256 == digest:  # a stale manifest describes another file
+        quant = manifest.settings.get("quant", {}).get("value")
+        try:
+            recipe = Quant(quant).description
+        except ValueError:
+            recipe = str(quant)
+    model, tokenizer = load_reference(reference)
+    gap = measure(
+        artifact,
+        model,
+        text=text,
+        max_tokens=max_tokens,
+        threads=threads,
+        max_nll_gap=max_nll_gap,
+        reference_tokenizer=tokenizer,
+    )
+    return EvalResult(
+        artifact=str(artifact),
+        artifact_sha256=digest,
+        recipe=recipe,
+        reference=str(reference),
+        gap=gap,
+    )
