@@ -625,6 +625,8 @@ def _convert_in(
         gguf.materialize(gguf_info.path, src_dir, info=gguf_info)
         ckpt = load_checkpoint(src_dir)
     notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
+    if gguf_info is not None:  # name the user's file, not our temp folder
+        notes = [n.replace(str(src_dir), str(gguf_info.path)) for n in notes]
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent)
 
