@@ -212,3 +212,11 @@ def test_eval_bad_inputs(
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, proc.stderr)
         assert proc.stdout == ""
+
+
+def test_nll_windows_fit_a_small_kv_cache(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    config = ConvertConfig(output=tmp_path / "small.litertlm", cache_length=128, prefill_lengths=(32,), threads=2)
+    res = convert(tiny_gemma3_dir, config)
+    gap = res.artifact.manifest.fidelity["nll"]  # type: ignore[index]
+    # 128-token windows: more of them for the same 1024 scored tokens, none past the cache.
+    assert gap["tokens"] >= 1000 and gap["windows"] >= 1024 // (128 - 1)
