@@ -76,6 +76,8 @@ class Checkpoint:
     model_type: str
     files: dict[str, str]
     parameter_count: int
+    random_weights: bool = False
+    """True for edgekit's own example models (their `edgekit-example.json` says so)."""
 
     @property
     def source_sha256(self) -> str:
@@ -154,7 +156,22 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
                 n *= int(dim)
             parameter_count += n
     files = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")}
-    return Checkpoint(path=path, config=config, model_type=model_type, files=files, parameter_count=parameter_count)
+    return Checkpoint(
+        path=path,
+        config=config,
+        model_type=model_type,
+        files=files,
+        parameter_count=parameter_count,
+        random_weights=_marked_random(path),
+    )
+
+
+def _marked_random(path: Path) -> bool:
+    marker = path / "edgekit-example.json"
+    try:
+        return bool(json.loads(marker.read_text()).get("random_weights"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -167,6 +184,8 @@ class Plan:
     cache_length: Setting
     lightweight: Setting
     min_agreement: Setting
+    max_nll_gap: Setting
+    eval_text: Setting
     format: Format
     threads: int | None
     notes: tuple[str, ...]
@@ -205,6 +224,8 @@ class Plan:
             "cache_length": {"value": self.cache_length.value, "source": self.cache_length.source},
             "lightweight": {"value": self.lightweight.value, "source": self.lightweight.source},
             "min_agreement": {"value": self.min_agreement.value, "source": self.min_agreement.source},
+            "max_nll_gap": {"value": self.max_nll_gap.value, "source": self.max_nll_gap.source},
+            "eval_text": {"value": self.eval_text.value, "source": self.eval_text.source},
             "format": {"value": self.format.value, "source": "flag"},
         }
 
@@ -228,13 +249,30 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
             "int4-channel (per-channel INT4) is known upstream to collapse small LLMs; "
             "int4 (block-wise, 32) keeps quality at almost the same size"
         )
+    min_agreement = recipes.resolve_min_agreement(config.min_agreement, quant.value, recipe)
+    max_nll_gap = recipes.resolve_max_nll_gap(config.max_nll_gap, quant.value, recipe)
+    if ckpt.random_weights:
+        # The floors are measured on trained models; random weights give flat logits whose
+        # order any quantization shuffles (see RANDOM_WEIGHTS_MIN_AGREEMENT).
+        from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
+
+        if min_agreement.source != "flag":
+            min_agreement = Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
+        if max_nll_gap.source != "flag":
+            max_nll_gap = Setting(None, "random-weights")
+    if config.eval_text is not None:
+        eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, "flag")
+    else:
+        eval_text = Setting("builtin:report", "default")
     return Plan(
         recipe=recipe,
         quant=quant,
         prefill_lengths=prefill,
         cache_length=cache,
         lightweight=recipes.resolve("lightweight", config.lightweight, recipe),
-        min_agreement=recipes.resolve_min_agreement(config.min_agreement, quant.value, recipe),
+        min_agreement=min_agreement,
+        max_nll_gap=max_nll_gap,
+        eval_text=eval_text,
         format=config.output_format,
         threads=config.threads,
         notes=tuple(notes),
@@ -414,22 +452,55 @@ def load_reference(path: Path) -> tuple[Any, Any]:
 
 
 def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scratch: Path) -> dict[str, Any]:
-    """Fidelity of the file at `artifact_path` (as it will be delivered) against `model`."""
-    from edgekit.convert import fidelity
+    """Fidelity of the file at `artifact_path` (as it will be delivered) against `model`.
+
+    Two measurements, both recorded: next-token top-1 agreement (fidelity.check) and, for a
+    `.litertlm`, the engine-level NLL gap on held-out prose (nll.measure). Either below
+    its floor raises FidelityError naming both figures.
+    """
+    from edgekit.convert import fidelity, nll
 
     if the_plan.format is Format.LITERTLM:
         tflite, bundle = bundled_tflite(artifact_path, scratch / "unpacked"), artifact_path
     else:
         tflite, bundle = artifact_path, None
+    floor = float(the_plan.min_agreement.value)
     report = fidelity.check(
         tflite_path=tflite,
         bundle_path=bundle,
         model=model,
         tokenizer=tokenizer,
-        min_top1_agreement=float(the_plan.min_agreement.value),
+        min_top1_agreement=0.0,
         threads=the_plan.threads,
     )
-    return report.to_dict()
+    result = report.to_dict()
+    result["min_top1_agreement"] = floor
+    gap = None
+    if bundle is not None:
+        text_setting = the_plan.eval_text.value
+        text = nll.text_from_file(text_setting["path"]) if isinstance(text_setting, dict) else nll.builtin_text()
+        gap = nll.measure(bundle, model, text=text, threads=the_plan.threads, max_nll_gap=None)
+        result["nll"] = gap.to_dict()
+        result["nll"]["max_nll_gap"] = the_plan.max_nll_gap.value
+    ceiling = the_plan.max_nll_gap.value
+    top1_ok = report.top1_agreement >= floor
+    gap_ok = gap is None or ceiling is None or gap.gap_nats_per_token <= ceiling
+    if gap is not None:
+        result["nll"]["passed"] = gap_ok
+    result["passed"] = top1_ok and gap_ok
+    if not result["passed"]:
+        quant: Quant = the_plan.quant.value
+        failed = []
+        if not top1_ok:
+            failed.append(f"top-1 agreement {report.top1_agreement:.1%} < {floor:.0%}")
+        if not gap_ok and gap is not None:
+            failed.append(f"NLL gap {gap.gap_nats_per_token:+.3f} nats/token > {ceiling:.2f}")
+        raise FidelityError(
+            f"{quant.description}: {' and '.join(failed)} vs PyTorch (max logit error "
+            f"{report.max_abs_logit_error:.3g}): the conversion loses too much; try a higher-precision "
+            f"--quant, or pass --min-agreement/--max-nll-gap if this model is untrained or you accept the loss"
+        )
+    return result
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -510,6 +581,26 @@ def convert(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _source_record(ckpt: Checkpoint, gguf_info: Any, in_memory: bool) -> dict[str, Any]:
+    if gguf_info is not None:
+        info = gguf_info.to_dict()
+        return {
+            "kind": "gguf",
+            "path": str(gguf_info.path.resolve()),
+            "sha256": gguf_info.sha256,
+            "files": {gguf_info.path.name: gguf_info.sha256},
+            "gguf": {k: info[k] for k in ("architecture", "name", "size_bytes", "tensor_types")},
+            # What transformers' GGUF loader made of it (fp32), as converted.
+            "materialized_files": ckpt.files,
+        }
+    return {
+        "kind": "in_memory" if in_memory else "checkpoint_dir",
+        "path": None if in_memory else str(ckpt.path.resolve()),
+        "sha256": ckpt.source_sha256,
+        "files": ckpt.files,
+    }
+
+
 def _convert_in(
     source: Any,
     tokenizer: Any,
@@ -522,29 +613,62 @@ def _convert_in(
     started = time.perf_counter()
     in_memory = not isinstance(source, (str, Path))
     tracker.enter("load")
+    gguf_info = None
+    key: str | None = None
     if in_memory:
         src_dir = work / "source"
         source.save_pretrained(src_dir)
         tokenizer.save_pretrained(src_dir)
+    elif Path(source).is_file():
+        from edgekit.convert import gguf
+
+        if not gguf.is_gguf(Path(source)):
+            raise InputError(
+                f"{source} is a file but no GGUF: give a Hugging Face checkpoint folder or a .gguf file",
+                path=Path(source),
+            )
+        gguf_info = gguf.gguf_info(source)
+        src_dir = work / "source"
     else:
         src_dir = Path(source)
-    ckpt = load_checkpoint(src_dir)
-    the_plan = plan(ckpt, config)
+    if gguf_info is not None:
+        # Settings and the cache key come from the GGUF itself: an unchanged file is a
+        # cache hit without loading it.
+        stand_in = Checkpoint(
+            path=gguf_info.path,
+            config={},
+            model_type=gguf_info.model_type,
+            files={gguf_info.path.name: gguf_info.sha256},
+            parameter_count=0,
+        )
+        the_plan = plan(stand_in, config)
+        key = cache_key(stand_in, the_plan, config.verify)
+    else:
+        ckpt = load_checkpoint(src_dir)
+        the_plan = plan(ckpt, config)
+        key = None if in_memory else cache_key(ckpt, the_plan, config.verify)
+    if key is not None and not config.force:
+        hit = _cache_hit(out, key)
+        if hit is not None:
+            tracker.leave()
+            return ConvertResult(artifact=hit, cached=True, notes=tuple(the_plan.notes), log_path=None)
+    if gguf_info is not None:
+        from edgekit.convert import gguf
+
+        gguf.materialize(gguf_info.path, src_dir, info=gguf_info)
+        ckpt = load_checkpoint(src_dir)
     notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
+    if gguf_info is not None:  # name the user's file, not our temp folder
+        notes = [n.replace(str(src_dir), str(gguf_info.path)) for n in notes]
     if the_plan.quant.value.can_recover_grid:
-        # A QAT checkpoint's weights already lie on a 4-bit grid: find it so the quantizer keeps it.
+        # A QAT checkpoint's weights already lie on a 4-bit grid: find it so the quantizer
+        # keeps it. (The cache key needs no grid: the grid follows from the hashed files.)
         the_plan = dataclasses.replace(the_plan, grid=detect_q4_0(ckpt.path))
         if the_plan.recover_grid:
             notes.append(
                 "weights lie on the Q4_0 grid (a quantization-aware-trained checkpoint): "
                 "its 4-bit blocks are recovered, not re-quantized"
             )
-    key = None if in_memory else cache_key(ckpt, the_plan, config.verify)
-    if key is not None and not config.force:
-        hit = _cache_hit(out, key)
-        if hit is not None:
-            tracker.leave()
-            return ConvertResult(artifact=hit, cached=True, notes=tuple(notes), log_path=None)
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent)
 
@@ -579,12 +703,7 @@ def _convert_in(
         sha256=sha256_file(staged),
         size_bytes=staged.stat().st_size,
         format=config.output_format.value,
-        source={
-            "kind": "in_memory" if in_memory else "checkpoint_dir",
-            "path": None if in_memory else str(ckpt.path.resolve()),
-            "sha256": ckpt.source_sha256,
-            "files": ckpt.files,
-        },
+        source=_source_record(ckpt, gguf_info, in_memory),
         model={
             "model_type": ckpt.model_type,
             "family": the_plan.recipe.family if the_plan.recipe else None,

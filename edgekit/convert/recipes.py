@@ -34,7 +34,7 @@ class Quant(str, enum.Enum):
 
     @property
     def description(self) -> str:
-        """The recipe in plain words."""
+        """The recipe in plain words, as reports print it."""
         return _DESCRIPTIONS[self]
 
     @property
@@ -144,10 +144,10 @@ _RECIPE_NAMES = {
 
 _DESCRIPTIONS = {
     Quant.INT4: "INT4 embedding/output table (blocks of 32), INT8 linear layers",
-    Quant.INT4_B32: "INT4 weights everywhere (blocks of 32)",
-    Quant.INT4_B64: "INT4 weights everywhere (blocks of 64)",
-    Quant.INT4_CHANNEL: "INT4 weights everywhere (per channel)",
-    Quant.INT8: "INT8 weights everywhere (per channel)",
+    Quant.INT4_B32: "INT4 weights in blocks of 32, embedding too",
+    Quant.INT4_B64: "INT4 weights in blocks of 64, embedding too",
+    Quant.INT4_CHANNEL: "INT4 weights per channel",
+    Quant.INT8: "INT8 weights per channel",
     Quant.FP32: "fp32 weights (no quantization)",
 }
 
@@ -174,6 +174,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "cache_length": 2048,
     "lightweight": True,
     "min_top1_agreement": {q.value: 0.99 if q is Quant.FP32 else 0.5 for q in Quant},
+    # No NLL-gap floor without a model family's measured one: the gap is measured and recorded.
+    "max_nll_gap": {},
 }
 
 
@@ -187,6 +189,7 @@ class Recipe:
     turn_markers: tuple[str, ...] = ()
     stop_tokens: tuple[str, ...] = ()
     min_top1_agreement: dict[str, float] = dataclasses.field(default_factory=dict)
+    max_nll_gap: dict[str, float] = dataclasses.field(default_factory=dict)
     path: Path | None = None
 
 
@@ -216,6 +219,7 @@ def _parse_recipe(path: Path) -> Recipe:
         turn_markers=tuple(chat.get("turn_markers", ())),
         stop_tokens=tuple(chat.get("stop_tokens", ())),
         min_top1_agreement=dict(data.get("fidelity", {}).get("min_top1_agreement", {})),
+        max_nll_gap=dict(data.get("fidelity", {}).get("max_nll_gap", {})),
         path=path,
     )
 
@@ -246,3 +250,12 @@ def resolve_min_agreement(given: float | None, quant: Quant, recipe: Recipe | No
     if recipe is not None and quant.value in recipe.min_top1_agreement:
         return Setting(float(recipe.min_top1_agreement[quant.value]), f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS["min_top1_agreement"][quant.value], "default")
+
+
+def resolve_max_nll_gap(given: float | None, quant: Quant, recipe: Recipe | None) -> Setting:
+    """The NLL-gap ceiling (nats/token) for `quant`: flag, then recipe, then none (measured, not judged)."""
+    if given is not None:
+        return Setting(given, "flag")
+    if recipe is not None and quant.value in recipe.max_nll_gap:
+        return Setting(float(recipe.max_nll_gap[quant.value]), f"recipe:{recipe.family}")
+    return Setting(BUILTIN_DEFAULTS["max_nll_gap"].get(quant.value), "default")
