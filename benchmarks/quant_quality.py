@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ HERE = Path(__file__).resolve()
 
 
 def _rule(operation: str, bits: int, granularity: str, regex: str = ".*", algorithm: str = "") -> dict[str, Any]:
+    """An edgekit rule (edgekit.convert.recipes), with another ai-edge-quantizer algorithm if given."""
     from edgekit.convert.recipes import _rule as edgekit_rule
 
     rule = edgekit_rule(operation, bits, granularity, regex=regex)
@@ -54,8 +56,11 @@ def _rule(operation: str, bits: int, granularity: str, regex: str = ".*", algori
 
 def candidates(qat: bool) -> dict[str, list[dict[str, Any]] | None]:
     """Name -> ai-edge-quantizer rules. Named ones are edgekit's --quant choices."""
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
     from edgekit.convert.recipes import LM_HEAD_SCOPE, Quant
 
+    octav = AlgorithmName.OCTAV.value
     if qat:
         return {
             "int4 (grid recovered: the default on a QAT checkpoint)": Quant.INT4.rules(recover_grid=True),
@@ -66,8 +71,8 @@ def candidates(qat: bool) -> dict[str, list[dict[str, Any]] | None]:
         }
     table_octav = [
         _rule("FULLY_CONNECTED", 8, "CHANNELWISE"),
-        _rule("FULLY_CONNECTED", 4, "BLOCKWISE_32", regex=LM_HEAD_SCOPE, algorithm="octav"),
-        _rule("EMBEDDING_LOOKUP", 4, "BLOCKWISE_32", algorithm="octav"),
+        _rule("FULLY_CONNECTED", 4, "BLOCKWISE_32", regex=LM_HEAD_SCOPE, algorithm=octav),
+        _rule("EMBEDDING_LOOKUP", 4, "BLOCKWISE_32", algorithm=octav),
     ]
     # Table 8-bit, MLP gate/up 4-bit: the biggest INT8-table recipe under 260 MB. litert-torch
     # names the prefill graph's up_proj "gate_proj" (measured), so the rule must take both.
@@ -209,8 +214,12 @@ def main() -> None:
         source = write_qat_like(source, work / "qat-like")
     export_dir = work / "export"
     cmd = [PY, str(HERE), "--child"]
-    print(f"exporting {source} once (fp32) …", flush=True)
-    export_fig = run_measured([*cmd, "export", str(source), str(export_dir)], work / "export.log")
+    if (export_dir / "model.tflite").is_file() and (work / "export.json").is_file():
+        export_fig = json.loads((work / "export.json").read_text())  # same --workdir: export once
+    else:
+        print(f"exporting {source} once (fp32) …", flush=True)
+        export_fig = run_measured([*cmd, "export", str(source), str(export_dir)], work / "export.log")
+        (work / "export.json").write_text(json.dumps(export_fig))
     chosen = next(iter(candidates(args.qat))) if args.qat else "int4 (table INT4 b32, linear INT8)"
     model, tokenizer = load_reference(source)
     rows: dict[str, dict[str, Any]] = {}
@@ -220,7 +229,7 @@ def main() -> None:
         artifact = work / f"c{i}.litertlm"
         row: dict[str, Any] = {"rules": rules}
         if rules is None:
-            os.replace(export_dir / "model.litertlm", artifact)
+            shutil.copyfile(export_dir / "model.litertlm", artifact)
         else:
             rules_file = work / f"c{i}.json"
             rules_file.write_text(json.dumps(rules))
