@@ -223,10 +223,15 @@ def main() -> None:
     chosen = next(iter(candidates(args.qat))) if args.qat else "int4 (table INT4 b32, linear INT8)"
     model, tokenizer = load_reference(source)
     rows: dict[str, dict[str, Any]] = {}
+    done_file = work / "rows.json"  # rows measured by an earlier run in this --workdir: resume
+    done = json.loads(done_file.read_text()) if done_file.is_file() else {}
     for i, (name, rules) in enumerate(candidates(args.qat).items()):
         if args.only and name not in args.only.split(";"):
             continue
         artifact = work / f"c{i}.litertlm"
+        if name in done and artifact.is_file():
+            rows[name] = {"rules": rules, **done[name]}
+            continue
         row: dict[str, Any] = {"rules": rules}
         if rules is None:
             shutil.copyfile(export_dir / "model.litertlm", artifact)
@@ -243,6 +248,9 @@ def main() -> None:
         row["artifact"] = str(artifact)
         rows[name] = row
         print(f"[{name}] {json.dumps({k: v for k, v in row.items() if k != 'rules'})}", flush=True)
+        done[name] = {k: v for k, v in row.items() if k != "rules"}
+        done_file.write_text(json.dumps(done, indent=1))
+    (work / "xnnpack").mkdir(exist_ok=True)
     for name, row in rows.items():
         print(f"[{name}] speed", flush=True)
         row.update(speed(Path(row["artifact"]), work / "xnnpack"))
