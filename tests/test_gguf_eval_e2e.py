@@ -32,8 +32,10 @@ def peaky_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def peaky_fp32(peaky_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConvertResult]:
+    # A small KV cache, so the NLL windows must be cut to fit it.
     out = tmp_path_factory.mktemp("peaky32") / "peaky-fp32.litertlm"
-    yield convert(peaky_dir, ConvertConfig(output=out, quant=Quant.FP32, threads=2))
+    config = ConvertConfig(output=out, quant=Quant.FP32, threads=2, cache_length=128, prefill_lengths=(32,))
+    yield convert(peaky_dir, config)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +48,13 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 def test_engine_scores_text_as_pytorch_does_and_a_shifted_reference_would_show(
     peaky_fp32: ConvertResult, peaky_dir: Path
 ) -> None:
+    recorded = peaky_fp32.artifact.manifest.fidelity["nll"]  # type: ignore[index]
+    # 128-token windows: more of them for the same 1024 scored tokens, none past the cache.
+    assert recorded["tokens"] >= 1000 and recorded["windows"] >= 1024 // (128 - 1)
+    assert abs(recorded["gap_nats_per_token"]) < 0.02
     model, _ = load_reference(peaky_dir)
     text = nll.builtin_text("selection")
-    gap = nll.measure(peaky_fp32.artifact.path, model, text=text, max_tokens=512, threads=2)
+    gap = nll.measure(peaky_fp32.artifact.path, model, text=text, max_tokens=512, threads=2, max_window_tokens=128)
     assert 480 <= gap.tokens <= 512 and gap.text["section"] == "selection"
     assert gap.reference_nll > 5  # peaked: a wrong alignment cannot hide in flat logits
     assert abs(gap.gap_nats_per_token) < 0.02, gap
@@ -57,7 +63,7 @@ def test_engine_scores_text_as_pytorch_does_and_a_shifted_reference_would_show(
 
     with open_engine(peaky_fp32.artifact.path, threads=2) as engine:
         windows = nll.tokenize_windows(
-            nll.split_windows(text.documents), engine.tokenize, max_tokens=512, max_window_tokens=512
+            nll.split_windows(text.documents), engine.tokenize, max_tokens=512, max_window_tokens=128
         )
         bos = engine.bos_token_id
     assert bos is not None

@@ -337,14 +337,15 @@ def measure(
     threads: int | None = None,
     max_nll_gap: float | None = None,
     reference_tokenizer: Any = None,
+    max_window_tokens: int = 512,
 ) -> NllGap:
     """NLL gap of the `.litertlm` at `artifact` against PyTorch `model` (fp32, eval) on `text`.
 
     `text` defaults to the built-in "report" section. `max_nll_gap` None measures without
     judging; otherwise a gap above it raises FidelityError. With `reference_tokenizer`
     (the model's Hugging Face tokenizer), InputError if it splits text differently from
-    the artifact's tokenizer (the two are not the same model). Raises EdgekitError if the
-    engine fails.
+    the artifact's tokenizer (the two are not the same model). `max_window_tokens` must
+    not exceed the artifact's KV cache. Raises EdgekitError if the engine fails.
     """
     from edgekit.engine import open_engine
 
@@ -355,12 +356,11 @@ def measure(
         bos = engine.bos_token_id
         if bos is None:
             raise FidelityError(f"{artifact} names no BOS token: the NLL gap needs one")
-        cache = int(getattr(model.config, "max_position_embeddings", 1024))
         windows = tokenize_windows(
             split_windows(text.documents),
             engine.tokenize,
             max_tokens=max_tokens,
-            max_window_tokens=min(cache, 512),
+            max_window_tokens=max_window_tokens,
         )
         if not windows:
             raise InputError(f"the evaluation text {text.name} yields no window to score: give more prose")
@@ -474,7 +474,11 @@ def evaluate(
         manifest = Artifact.load(artifact).manifest
     except EdgekitError:
         manifest = None
+    max_window_tokens = 512
     if manifest is not None and manifest.sha256 == digest:  # a stale manifest describes another file
+        cache = manifest.settings.get("cache_length", {}).get("value")
+        if isinstance(cache, int):
+            max_window_tokens = min(max_window_tokens, cache)
         quant = manifest.settings.get("quant", {}).get("value")
         try:
             recipe = Quant(quant).description
@@ -489,6 +493,7 @@ def evaluate(
         threads=threads,
         max_nll_gap=max_nll_gap,
         reference_tokenizer=tokenizer,
+        max_window_tokens=max_window_tokens,
     )
     return EvalResult(
         artifact=str(artifact),

@@ -482,7 +482,13 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
     if bundle is not None:
         text_setting = the_plan.eval_text.value
         text = nll.text_from_file(text_setting["path"]) if isinstance(text_setting, dict) else nll.builtin_text()
-        gap = nll.measure(bundle, model, text=text, threads=the_plan.threads, max_nll_gap=None)
+        gap = nll.measure(
+            bundle,
+            model,
+            text=text,
+            threads=the_plan.threads,
+            max_window_tokens=min(512, int(the_plan.cache_length.value)),
+        )
         result["nll"] = gap.to_dict()
         result["nll"]["max_nll_gap"] = the_plan.max_nll_gap.value
     ceiling = the_plan.max_nll_gap.value

@@ -35,7 +35,7 @@ class Quant(str, enum.Enum):
     @property
     def description(self) -> str:
         """The recipe in plain words, as reports print it."""
-        return _DESCRIPTIONS[self]
+        return _DESCRIPTIONS.get(self, f"--quant {self.value}")
 
     @property
     def block_size(self) -> int | None:
