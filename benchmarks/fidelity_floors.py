@@ -64,7 +64,7 @@ def measure(artifact: Path, model_dir: Path) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, help="keep the model and artifacts here (reused when present)")
-    ap.add_argument("--quant", action="append", help="quants to measure [default: fp32, int8, int4]")
+    ap.add_argument("--quant", action="append", help="quants to measure [default: fp32, int8, int4, int4-b32]")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="edgekit-floors-"))
@@ -73,7 +73,7 @@ def main() -> None:
     if not model_dir.is_dir():
         edgekit("example", "gemma3-270m", str(model_dir))
     rows = {}
-    for quant in args.quant or ["fp32", "int8", "int4"]:
+    for quant in args.quant or ["fp32", "int8", "int4", "int4-b32"]:
         out = work / f"gemma3-270m-{quant}.litertlm"
         edgekit("convert", str(model_dir), "--quant", quant, "--no-verify", "--threads", "2", "-o", str(out))
         rows[quant] = measure(out, model_dir)

@@ -52,7 +52,9 @@ def _break_zero_block(d: Path) -> None:
 
     w = d / "model.safetensors"
     tensors = load_file(str(w))
-    name = "model.layers.0.mlp.down_proj.weight"
+    # The default int4 stores the embedding table in 4-bit blocks of 32 (the linear layers
+    # are per channel, where only an all-zero row makes a 0.0 scale).
+    name = "model.embed_tokens.weight"
     tensors[name][3, 32:64] = 0.0
     save_file(tensors, str(w), metadata={"format": "pt"})
 
@@ -67,7 +69,7 @@ CASES = {
     "no weights": (_break_no_weights, "has no *.safetensors"),
     "all-zero block": (
         _break_zero_block,
-        "model.layers.0.mlp.down_proj.weight has an all-zero block (row 3, columns 32-63)",
+        "model.embed_tokens.weight has an all-zero block (row 3, columns 32-63)",
     ),
 }
 

@@ -50,8 +50,8 @@ def test_gemma3_recipe_defaults_and_sources() -> None:
     assert p.quant.value is Quant.INT4
     assert p.prefill_lengths.value == (128,)
     assert p.lightweight.value is True
-    assert p.min_agreement.value == 0.40
-    assert p.max_nll_gap.value == 0.90 and p.max_nll_gap.source == "recipe:gemma3"
+    assert p.min_agreement.value == 0.55
+    assert p.max_nll_gap.value == 0.35 and p.max_nll_gap.source == "recipe:gemma3"
     assert p.eval_text.value == "builtin:report"
 
 
@@ -93,7 +93,7 @@ def test_model_without_recipe_gets_builtin_defaults_and_a_note() -> None:
 
 def test_int4_channel_warns() -> None:
     p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), quant=Quant.INT4_CHANNEL))
-    assert p.quant.value.upstream_recipe == "dynamic_wi4_afp32"
+    assert p.quant.value.recipe_name == "dynamic_wi4_afp32"
     assert any("collapse" in n for n in p.notes)
 
 
@@ -103,8 +103,9 @@ def test_recipe_prefill_longer_than_flag_cache_is_refused() -> None:
 
 
 def test_quant_recipes_map_to_upstream_names() -> None:
-    assert {q.value: q.upstream_recipe for q in Quant} == {
-        "int4": "dynamic_wi4b32_afp32",
+    assert {q.value: q.recipe_name for q in Quant} == {
+        "int4": "edgekit_table_wi4b32_linear_wi8_afp32",
+        "int4-b32": "dynamic_wi4b32_afp32",
         "int4-b64": "dynamic_wi4b64_afp32",
         "int4-channel": "dynamic_wi4_afp32",
         "int8": "dynamic_wi8_afp32",

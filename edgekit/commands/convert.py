@@ -69,6 +69,10 @@ def render(result: Any, console: Console) -> None:
         f" · cache {s['cache_length']['value']} ({s['cache_length']['source']})"
         f" · prefill {','.join(map(str, s['prefill_lengths']['value']))} ({s['prefill_lengths']['source']})"
     )
+    quantization = manifest.quantization
+    if quantization and quantization.get("rules"):
+        recovered = "; the checkpoint's Q4_0 grid recovered" if quantization.get("grid_recovered") else ""
+        out.print(f"  weights: {quantization['description']}{recovered}")
     fid = manifest.fidelity
     if fid:
         engine = (
@@ -136,9 +140,12 @@ Examples:
 @click.option(
     "--quant",
     type=click.Choice([q.value for q in Quant]),
-    help="Weight quantization. int4: block-wise 32 (dynamic_wi4b32_afp32); int4-b64: block 64; "
+    help="Weight quantization. int4: the 4-bit-class default, chosen on the real Gemma 3 270M: "
+    "embedding/output table INT4 in blocks of 32, other linear layers INT8 per channel; "
+    "int4-b32: INT4 blocks of 32 everywhere (smaller, loses quality on trained models); int4-b64: blocks of 64; "
     "int4-channel: per channel (collapses small LLMs upstream; allowed, with a warning); "
-    "int8: per channel; fp32: none.  [default: int4, or the model family's recipe]",
+    "int8: per channel; fp32: none. The manifest records the exact ai-edge-quantizer recipe.  "
+    "[default: int4, or the model family's recipe]",
 )
 @click.option(
     "--prefill-lengths",

@@ -30,6 +30,7 @@ from edgekit._versions import versions
 from edgekit.artifact import Artifact, Manifest, manifest_path, sha256_file
 from edgekit.convert import recipes
 from edgekit.convert.config import ConvertConfig
+from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
 from edgekit.errors import ConversionError, DependencyError, EdgekitError, FidelityError, InputError
 
@@ -188,13 +189,37 @@ class Plan:
     format: Format
     threads: int | None
     notes: tuple[str, ...]
+    grid: GridReport | None = None
+
+    @property
+    def recover_grid(self) -> bool:
+        """The weights lie on the Q4_0 grid and the recipe has 4-bit blocks of 32 to keep it in."""
+        quant: Quant = self.quant.value
+        return self.grid is not None and self.grid.detected and quant.can_recover_grid
+
+    def rules(self) -> list[dict[str, Any]] | None:
+        """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
+        quant: Quant = self.quant.value
+        return quant.rules(recover_grid=self.recover_grid)
+
+    def quantization(self) -> dict[str, Any]:
+        """The manifest's `quantization` record: the recipe in words, its exact rules, the grid."""
+        quant: Quant = self.quant.value
+        return {
+            "recipe": quant.recipe_name_for(recover_grid=self.recover_grid),
+            "description": quant.description,
+            "rules": self.rules(),
+            "grid_recovered": self.recover_grid,
+            "grid": self.grid.to_dict() if self.grid is not None else None,
+        }
 
     def settings(self) -> dict[str, dict[str, Any]]:
         """The settings as the manifest records them."""
         quant: Quant = self.quant.value
+        recipe_name = quant.recipe_name_for(recover_grid=self.recover_grid)
         return {
             "quant": {"value": quant.value, "source": self.quant.source},
-            "quant_recipe": {"value": quant.upstream_recipe, "source": self.quant.source},
+            "quant_recipe": {"value": recipe_name, "source": self.quant.source},
             "prefill_lengths": {"value": list(self.prefill_lengths.value), "source": self.prefill_lengths.source},
             "cache_length": {"value": self.cache_length.value, "source": self.cache_length.source},
             "lightweight": {"value": self.lightweight.value, "source": self.lightweight.source},
@@ -291,14 +316,14 @@ def check_quantizable(ckpt: Checkpoint, quant: Quant) -> None:
                 if tensor.dim() != 2 or not name.endswith("weight"):
                     continue
                 cols = tensor.shape[1]
-                block = quant.block_size or cols
+                block = quant.block_size or (32 if quant is Quant.INT4 and "embed" in name else cols)
                 if cols % block:
                     continue
                 zero = (tensor.reshape(-1, block) == 0).all(dim=-1)
                 if bool(zero.any()):
                     first = int(zero.nonzero()[0, 0])
                     row, col = divmod(first * block, cols)
-                    what = f"block (row {row}, columns {col}-{col + block - 1})" if quant.block_size else f"row {row}"
+                    what = f"block (row {row}, columns {col}-{col + block - 1})" if block < cols else f"row {row}"
                     raise InputError(
                         f"tensor {name} has an all-zero {what}, which --quant {quant.value} turns into a "
                         f"0.0 scale that XNNPACK rejects at run time: train or fill those weights, or "
@@ -382,19 +407,27 @@ def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
     """Run litert-torch's export_hf on `ckpt` into `work_dir` (export, quantize, bundle)."""
     from litert_torch.generative.export_hf import export as export_hf
 
-    quant: Quant = the_plan.quant.value
     bundle = the_plan.format is Format.LITERTLM
+    rules = the_plan.rules()
+    recipe_arg = "none"
+    if rules is not None:
+        # export_hf passes a path ending in .json to ai-edge-quantizer's load_quantization_recipe
+        # (litert_torch/generative/export_hf/core/export_lib.py quantize_model, 0.10).
+        work_dir.mkdir(parents=True, exist_ok=True)
+        recipe_file = work_dir / "quant_recipe.json"
+        recipe_file.write_text(json.dumps(rules, indent=1))
+        recipe_arg = str(recipe_file)
     export_hf.export(
         model=str(ckpt.path),
         output_dir=str(work_dir),
         prefill_lengths=list(the_plan.prefill_lengths.value),
         cache_length=int(the_plan.cache_length.value),
-        quantization_recipe=quant.upstream_recipe or "none",
+        quantization_recipe=recipe_arg,
         keep_temporary_files=True,
         bundle_litert_lm=bundle,
         experimental_lightweight_conversion=bool(the_plan.lightweight.value),
     )
-    tflite = work_dir / ("model_quantized.tflite" if quant.upstream_recipe else "model.tflite")
+    tflite = work_dir / ("model_quantized.tflite" if rules is not None else "model.tflite")
     litertlm = work_dir / "model.litertlm"
     if not tflite.is_file() or (bundle and not litertlm.is_file()):
         raise ConversionError("litert-torch finished without writing the model", stage="export")
@@ -636,6 +669,15 @@ def _convert_in(
     notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
     if gguf_info is not None:  # name the user's file, not our temp folder
         notes = [n.replace(str(src_dir), str(gguf_info.path)) for n in notes]
+    if the_plan.quant.value.can_recover_grid:
+        # A QAT checkpoint's weights already lie on a 4-bit grid: find it so the quantizer
+        # keeps it. (The cache key needs no grid: the grid follows from the hashed files.)
+        the_plan = dataclasses.replace(the_plan, grid=detect_q4_0(ckpt.path))
+        if the_plan.recover_grid:
+            notes.append(
+                "weights lie on the Q4_0 grid (a quantization-aware-trained checkpoint): "
+                "its 4-bit blocks are recovered, not re-quantized"
+            )
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent)
 
@@ -686,6 +728,7 @@ def _convert_in(
             "log": str(log_path),
         },
         fidelity=fidelity_report,
+        quantization=the_plan.quantization(),
         cache_key=key,
         notes=tuple(notes),
     )
