@@ -51,6 +51,7 @@ class Manifest:
     created: str
     conversion: dict[str, Any]
     fidelity: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None
     cache_key: str | None = None
     notes: tuple[str, ...] = ()
     schema_version: int = MANIFEST_SCHEMA_VERSION

@@ -20,6 +20,7 @@ from edgekit.commands.convert import convert_command
 from edgekit.commands.demo import demo_command
 from edgekit.commands.deploy import deploy_command
 from edgekit.commands.devices import devices_command
+from edgekit.commands.eval import eval_command
 from edgekit.commands.example import example_command
 from edgekit.commands.report import compare_command, report_command
 from edgekit.errors import EdgekitError
@@ -41,7 +42,9 @@ def _print_versions(ctx: click.Context, _param: click.Parameter, value: bool) ->
     epilog="""\b
 Start here:
   edgekit demo                                   the whole pipeline on a tiny built-in model
-  edgekit convert MODEL_DIR -o model.litertlm    PyTorch/Hugging Face -> LiteRT INT4 bundle
+  edgekit convert MODEL_DIR -o model.litertlm    PyTorch/Hugging Face (or .gguf) -> LiteRT INT4 bundle
+  edgekit eval model.litertlm --reference MODEL_DIR   NLL gap vs the fp32 PyTorch model
+  edgekit example gemma3-270m ./gemma3-270m      the real Gemma 3 270M (base model), no download
   edgekit deploy --device SERIAL model.litertlm  verified, idempotent push to a phone + smoke run
   edgekit battery-bench --device SERIAL m.litertlm  25 conversations: tokens/s, TTFT, battery %
 Run 'edgekit COMMAND --help' for a command's options and examples.
@@ -61,6 +64,7 @@ def cli() -> None:
 
 
 cli.add_command(convert_command)
+cli.add_command(eval_command)
 cli.add_command(deploy_command)
 cli.add_command(bench_command)
 cli.add_command(report_command)

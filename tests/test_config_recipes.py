@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from edgekit.convert import ConvertConfig, Format, Quant, recipes
+from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
 from edgekit.convert.pipeline import Checkpoint, plan
 from edgekit.errors import InputError
 
@@ -30,6 +33,9 @@ def test_format_follows_the_extension_when_not_given() -> None:
         ({"output": Path("m.litertlm"), "cache_length": 64, "prefill_lengths": (128,)}, "longer than the cache"),
         ({"output": Path("m.litertlm"), "threads": 0}, "at least 1"),
         ({"output": Path("m.litertlm"), "min_agreement": 1.5}, "between 0 and 1"),
+        ({"output": Path("m.litertlm"), "max_nll_gap": -0.1}, "max NLL gap must be a number of nats/token >= 0"),
+        ({"output": Path("m.litertlm"), "max_nll_gap": float("nan")}, "max NLL gap must be"),
+        ({"output": Path("m.litertlm"), "eval_text": Path("/nowhere/prose.txt")}, "does not exist"),
     ],
 )
 def test_bad_config_names_the_bad_value(kwargs: dict[str, object], message: str) -> None:
@@ -44,7 +50,29 @@ def test_gemma3_recipe_defaults_and_sources() -> None:
     assert p.quant.value is Quant.INT4
     assert p.prefill_lengths.value == (128,)
     assert p.lightweight.value is True
-    assert p.min_agreement.value == 0.8
+    assert p.min_agreement.value == 0.55
+    assert p.max_nll_gap.value == 0.35 and p.max_nll_gap.source == "recipe:gemma3"
+    assert p.eval_text.value == "builtin:report"
+
+
+def test_random_weight_examples_convert_with_the_floors_off_unless_flagged() -> None:
+    ckpt = dataclasses.replace(_ckpt(), random_weights=True)
+    p = plan(ckpt, ConvertConfig(output=Path("m.litertlm")))
+    assert p.min_agreement == recipes.Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
+    assert p.max_nll_gap == recipes.Setting(None, "random-weights")
+    flagged = plan(ckpt, ConvertConfig(output=Path("m.litertlm"), min_agreement=0.6, max_nll_gap=0.2))
+    assert flagged.min_agreement == recipes.Setting(0.6, "flag")
+    assert flagged.max_nll_gap == recipes.Setting(0.2, "flag")
+
+
+def test_eval_text_flag_records_the_file_hash(tmp_path: Path) -> None:
+    text = tmp_path / "prose.txt"
+    text.write_text("some prose " * 40)
+    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), eval_text=text))
+    assert p.settings()["eval_text"] == {
+        "value": {"path": str(text.resolve()), "sha256": hashlib.sha256(text.read_bytes()).hexdigest()},
+        "source": "flag",
+    }
 
 
 def test_flag_beats_recipe_and_is_recorded() -> None:
@@ -65,7 +93,7 @@ def test_model_without_recipe_gets_builtin_defaults_and_a_note() -> None:
 
 def test_int4_channel_warns() -> None:
     p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), quant=Quant.INT4_CHANNEL))
-    assert p.quant.value.upstream_recipe == "dynamic_wi4_afp32"
+    assert p.quant.value.recipe_name == "dynamic_wi4_afp32"
     assert any("collapse" in n for n in p.notes)
 
 
@@ -75,8 +103,9 @@ def test_recipe_prefill_longer_than_flag_cache_is_refused() -> None:
 
 
 def test_quant_recipes_map_to_upstream_names() -> None:
-    assert {q.value: q.upstream_recipe for q in Quant} == {
-        "int4": "dynamic_wi4b32_afp32",
+    assert {q.value: q.recipe_name for q in Quant} == {
+        "int4": "edgekit_table_wi4b32_linear_wi8_afp32",
+        "int4-b32": "dynamic_wi4b32_afp32",
         "int4-b64": "dynamic_wi4b64_afp32",
         "int4-channel": "dynamic_wi4_afp32",
         "int8": "dynamic_wi8_afp32",

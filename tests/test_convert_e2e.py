@@ -41,7 +41,9 @@ def test_int4_bundle_runs_in_the_engine_and_matches_its_manifest(int4_result: Co
     assert m is not None
     assert m.sha256 == sha256_file(art.path)
     assert m.size_bytes == art.path.stat().st_size
-    assert m.settings["quant_recipe"]["value"] == "dynamic_wi4b32_afp32"
+    assert m.settings["quant_recipe"]["value"] == "edgekit_table_wi4b32_linear_wi8_afp32"
+    assert m.quantization is not None and m.quantization["rules"] == Quant.INT4.rules()
+    assert m.quantization["grid_recovered"] is False and m.quantization["grid"]["detected"] is False
     assert m.settings["cache_length"] == {"value": 1024, "source": "recipe:gemma3"}
     assert m.model["parameter_count"] > 0
     assert set(m.conversion["stage_times_s"]) == {"load", "export", "quantize", "bundle", "verify"}
@@ -84,7 +86,13 @@ def test_fp32_artifact_agrees_with_pytorch(tiny_gemma3_dir: Path, tmp_path: Path
     assert fid["top1_agreement"] >= 0.99
     assert fid["max_abs_logit_error"] < 1e-3
     assert fid["greedy_agreement"] == 1.0
-    assert res.artifact.manifest.settings["min_agreement"]["value"] == 0.99  # type: ignore[union-attr]
+    # A random-weight example: the floors are off, the figures still measured and recorded.
+    settings = res.artifact.manifest.settings  # type: ignore[union-attr]
+    assert settings["min_agreement"] == {"value": RANDOM_WEIGHTS_MIN_AGREEMENT, "source": "random-weights"}
+    assert settings["max_nll_gap"] == {"value": None, "source": "random-weights"}
+    # The engine scores text as PyTorch does: an fp32 artifact has no NLL gap.
+    assert abs(fid["nll"]["gap_nats_per_token"]) < 0.01
+    assert fid["nll"]["tokens"] == 1024 and fid["nll"]["text"]["name"] == "builtin:report"
 
 
 def _corrupt_largest_weight(bundle: Path, scratch: Path) -> None:
@@ -209,9 +217,10 @@ def test_cli_convert_json_and_human_output(tiny_gemma3_dir: Path, tmp_path: Path
     first = again.stdout.splitlines()[0]
     assert first.startswith(f"up to date (cached, same input and settings) {out} (")
     assert (
-        "quant int4 (dynamic_wi4b32_afp32, recipe:gemma3) · cache 1024 (recipe:gemma3) · prefill 128 (recipe:gemma3)"
-        in again.stdout
+        "quant int4 (edgekit_table_wi4b32_linear_wi8_afp32, recipe:gemma3) · cache 1024 (recipe:gemma3)"
+        " · prefill 128 (recipe:gemma3)" in again.stdout
     )
+    assert "  weights: INT4 embedding/output table (blocks of 32), INT8 linear layers\n" in again.stdout
 
 
 def test_ctrl_c_during_export_leaves_nothing(tiny_gemma3_dir: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`edgekit convert`: a Hugging Face checkpoint folder becomes a verified LiteRT artifact."""
+"""`edgekit convert`: a Hugging Face checkpoint folder or a GGUF file becomes a verified LiteRT artifact."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ def render(result: Any, console: Console) -> None:
         f" · cache {s['cache_length']['value']} ({s['cache_length']['source']})"
         f" · prefill {','.join(map(str, s['prefill_lengths']['value']))} ({s['prefill_lengths']['source']})"
     )
+    quantization = manifest.quantization
+    if quantization and quantization.get("rules"):
+        recovered = "; the checkpoint's Q4_0 grid recovered" if quantization.get("grid_recovered") else ""
+        out.print(f"  weights: {quantization['description']}{recovered}")
     fid = manifest.fidelity
     if fid:
         engine = (
@@ -78,10 +82,12 @@ def render(result: Any, console: Console) -> None:
         )
         out.print(
             f"  fidelity vs PyTorch: top-1 agreement {fid['top1_agreement']:.1%}"
-            f" (floor {fid['min_top1_agreement']:.0%})"
+            f" (floor {fid['min_top1_agreement']:.0%}{_floor_source(s, 'min_agreement')})"
             f", logit error max {fid['max_abs_logit_error']:.3g} mean {fid['mean_abs_logit_error']:.3g}"
             f", greedy {round(fid['greedy_agreement'] * fid['greedy_steps'])}/{fid['greedy_steps']} steps{engine}"
         )
+        if fid.get("nll"):
+            out.print("  " + nll_line(fid["nll"], quant_words(s["quant"]["value"])))
     conv = manifest.conversion
     out.print(
         f"  converted in {conv['wall_time_s']:.1f} s, peak RSS {conv['peak_rss_mb']:.0f} MB;"
@@ -91,16 +97,40 @@ def render(result: Any, console: Console) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
 
 
+def quant_words(quant: str) -> str:
+    """The recipe named by `quant` in plain words ("INT8 weights per channel"), or the name itself."""
+    try:
+        return Quant(quant).description
+    except ValueError:
+        return quant
+
+
+def _floor_source(settings: dict[str, Any], name: str) -> str:
+    source = settings.get(name, {}).get("source")
+    return " for random weights" if source == "random-weights" else ""
+
+
+def nll_line(gap: dict[str, Any], recipe_words: str) -> str:
+    """One line: the NLL gap of an artifact, e.g. "INT8 weights per channel: +0.061 nats/token vs fp32 …"."""
+    ceiling = gap.get("max_nll_gap")
+    judged = f", floor {ceiling:.2f}" if ceiling is not None else ", not judged"
+    return (
+        f"{recipe_words}: {gap['gap_nats_per_token']:+.3f} nats/token vs fp32 PyTorch on {gap['tokens']} tokens "
+        f"of {gap['text']['name']} (±{gap['gap_stderr']:.3f}, perplexity x{gap['perplexity_ratio']:.3f}{judged})"
+    )
+
+
 @click.command(
     "convert",
     epilog="""\b
 Examples:
   edgekit convert ./gemma-3-270m-it -o gemma3-270m-int4.litertlm
+  edgekit convert ./gemma-3-270m-q4_k_m.gguf -o gemma3-270m.litertlm
   edgekit convert ./my-finetune --quant int8 --cache-length 2048 -o ft.litertlm
   edgekit convert ./my-finetune --format tflite -o ft.tflite --json
 """,
 )
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -110,9 +140,12 @@ Examples:
 @click.option(
     "--quant",
     type=click.Choice([q.value for q in Quant]),
-    help="Weight quantization. int4: block-wise 32 (dynamic_wi4b32_afp32); int4-b64: block 64; "
+    help="Weight quantization. int4: the 4-bit-class default, chosen on the real Gemma 3 270M: "
+    "embedding/output table INT4 in blocks of 32, other linear layers INT8 per channel; "
+    "int4-b32: INT4 blocks of 32 everywhere (smaller, loses quality on trained models); int4-b64: blocks of 64; "
     "int4-channel: per channel (collapses small LLMs upstream; allowed, with a warning); "
-    "int8: per channel; fp32: none.  [default: int4, or the model family's recipe]",
+    "int8: per channel; fp32: none. The manifest records the exact ai-edge-quantizer recipe.  "
+    "[default: int4, or the model family's recipe]",
 )
 @click.option(
     "--prefill-lengths",
@@ -155,6 +188,19 @@ Examples:
     "[default: from the recipe; meant for trained models]",
 )
 @click.option(
+    "--max-nll-gap",
+    type=float,
+    help="Largest NLL gap (nats/token) of the artifact vs the fp32 PyTorch model on held-out prose, "
+    "scored by the LiteRT-LM engine, for the check to pass; exp(gap) is the perplexity ratio.  "
+    "[default: from the recipe; none for random weights]",
+)
+@click.option(
+    "--eval-text",
+    type=click.Path(path_type=Path),
+    help="UTF-8 prose for the NLL gap (paragraphs separated by blank lines).  "
+    "[default: built-in news and Russian prose from the pinned gensim wheel, 'report' section]",
+)
+@click.option(
     "--force", is_flag=True, help="Convert even when the output is up to date with the same input and settings."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show litert-torch's own output.")
@@ -170,12 +216,16 @@ def convert_command(
     lightweight: bool | None,
     verify: bool,
     min_agreement: float | None,
+    max_nll_gap: float | None,
+    eval_text: Path | None,
     force: bool,
     verbose: bool,
     as_json: bool,
 ) -> None:
-    """Convert a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer) to a
-    LiteRT artifact, INT4 by default, and check it against the PyTorch model.
+    """Convert MODEL, a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer)
+    or a GGUF file (gemma3, qwen2, qwen3, lfm2), to a LiteRT artifact, INT4 by default, and
+    check it against the PyTorch model: next-token top-1 agreement, and the NLL gap of the
+    LiteRT-LM engine vs fp32 PyTorch on held-out prose (see `edgekit eval`).
 
     Settings come from the flag, else the model family's recipe (converters/*.toml), else
     edgekit's defaults; the manifest written beside the output (OUTPUT.json) records each
@@ -186,7 +236,7 @@ def convert_command(
 
     if output is None:
         suffix = "." + (fmt or Format.LITERTLM.value)
-        name = model_dir.resolve().name or "model"
+        name = (model_dir.stem if model_dir.is_file() else model_dir.resolve().name) or "model"
         output = Path(name + suffix)
     config = ConvertConfig(
         output=output,
@@ -198,11 +248,13 @@ def convert_command(
         lightweight=lightweight,
         verify=verify,
         min_agreement=min_agreement,
+        max_nll_gap=max_nll_gap,
+        eval_text=eval_text,
         force=force,
         verbose=verbose,
     )
     if not model_dir.exists():
-        raise InputError(f"model directory {model_dir} does not exist", path=model_dir)
+        raise InputError(f"model {model_dir} does not exist: give a checkpoint folder or a .gguf file", path=model_dir)
     console = stderr_console()
     progress = StageProgress(console)
     try:

@@ -14,7 +14,8 @@ class ConvertConfig:
     """What the caller asked for. None means "not given": the recipe or a default decides.
 
     `output` must end in `.litertlm` or `.tflite`; `format` defaults to what the
-    extension says and must agree with it when given.
+    extension says and must agree with it when given. `max_nll_gap` is in nats/token;
+    `eval_text` is a UTF-8 prose file for the NLL gap (default: edgekit's built-in text).
     """
 
     output: Path
@@ -26,6 +27,8 @@ class ConvertConfig:
     lightweight: bool | None = None
     verify: bool = True
     min_agreement: float | None = None
+    max_nll_gap: float | None = None
+    eval_text: Path | None = None
     force: bool = False
     verbose: bool = False
 
@@ -79,3 +82,9 @@ class ConvertConfig:
             raise InputError(f"threads must be at least 1, got {self.threads}")
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             raise InputError(f"min agreement must be between 0 and 1, got {self.min_agreement}")
+        if self.max_nll_gap is not None and not (self.max_nll_gap >= 0.0 and self.max_nll_gap < float("inf")):
+            raise InputError(f"max NLL gap must be a number of nats/token >= 0, got {self.max_nll_gap}")
+        if self.eval_text is not None:
+            object.__setattr__(self, "eval_text", Path(self.eval_text))
+            if not self.eval_text.is_file():
+                raise InputError(f"evaluation text {self.eval_text} does not exist", path=self.eval_text)

@@ -30,6 +30,7 @@ from edgekit._versions import versions
 from edgekit.artifact import Artifact, Manifest, manifest_path, sha256_file
 from edgekit.convert import recipes
 from edgekit.convert.config import ConvertConfig
+from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
 from edgekit.errors import ConversionError, DependencyError, EdgekitError, FidelityError, InputError
 
@@ -75,6 +76,8 @@ class Checkpoint:
     model_type: str
     files: dict[str, str]
     parameter_count: int
+    random_weights: bool = False
+    """True for edgekit's own example models (their `edgekit-example.json` says so)."""
 
     @property
     def source_sha256(self) -> str:
@@ -153,7 +156,22 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
                 n *= int(dim)
             parameter_count += n
     files = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")}
-    return Checkpoint(path=path, config=config, model_type=model_type, files=files, parameter_count=parameter_count)
+    return Checkpoint(
+        path=path,
+        config=config,
+        model_type=model_type,
+        files=files,
+        parameter_count=parameter_count,
+        random_weights=_marked_random(path),
+    )
+
+
+def _marked_random(path: Path) -> bool:
+    marker = path / "edgekit-example.json"
+    try:
+        return bool(json.loads(marker.read_text()).get("random_weights"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -166,20 +184,48 @@ class Plan:
     cache_length: Setting
     lightweight: Setting
     min_agreement: Setting
+    max_nll_gap: Setting
+    eval_text: Setting
     format: Format
     threads: int | None
     notes: tuple[str, ...]
+    grid: GridReport | None = None
+
+    @property
+    def recover_grid(self) -> bool:
+        """The weights lie on the Q4_0 grid and the recipe has 4-bit blocks of 32 to keep it in."""
+        quant: Quant = self.quant.value
+        return self.grid is not None and self.grid.detected and quant.can_recover_grid
+
+    def rules(self) -> list[dict[str, Any]] | None:
+        """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
+        quant: Quant = self.quant.value
+        return quant.rules(recover_grid=self.recover_grid)
+
+    def quantization(self) -> dict[str, Any]:
+        """The manifest's `quantization` record: the recipe in words, its exact rules, the grid."""
+        quant: Quant = self.quant.value
+        return {
+            "recipe": quant.recipe_name_for(recover_grid=self.recover_grid),
+            "description": quant.description,
+            "rules": self.rules(),
+            "grid_recovered": self.recover_grid,
+            "grid": self.grid.to_dict() if self.grid is not None else None,
+        }
 
     def settings(self) -> dict[str, dict[str, Any]]:
         """The settings as the manifest records them."""
         quant: Quant = self.quant.value
+        recipe_name = quant.recipe_name_for(recover_grid=self.recover_grid)
         return {
             "quant": {"value": quant.value, "source": self.quant.source},
-            "quant_recipe": {"value": quant.upstream_recipe, "source": self.quant.source},
+            "quant_recipe": {"value": recipe_name, "source": self.quant.source},
             "prefill_lengths": {"value": list(self.prefill_lengths.value), "source": self.prefill_lengths.source},
             "cache_length": {"value": self.cache_length.value, "source": self.cache_length.source},
             "lightweight": {"value": self.lightweight.value, "source": self.lightweight.source},
             "min_agreement": {"value": self.min_agreement.value, "source": self.min_agreement.source},
+            "max_nll_gap": {"value": self.max_nll_gap.value, "source": self.max_nll_gap.source},
+            "eval_text": {"value": self.eval_text.value, "source": self.eval_text.source},
             "format": {"value": self.format.value, "source": "flag"},
         }
 
@@ -203,13 +249,30 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
             "int4-channel (per-channel INT4) is known upstream to collapse small LLMs; "
             "int4 (block-wise, 32) keeps quality at almost the same size"
         )
+    min_agreement = recipes.resolve_min_agreement(config.min_agreement, quant.value, recipe)
+    max_nll_gap = recipes.resolve_max_nll_gap(config.max_nll_gap, quant.value, recipe)
+    if ckpt.random_weights:
+        # The floors are measured on trained models; random weights give flat logits whose
+        # order any quantization shuffles (see RANDOM_WEIGHTS_MIN_AGREEMENT).
+        from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
+
+        if min_agreement.source != "flag":
+            min_agreement = Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
+        if max_nll_gap.source != "flag":
+            max_nll_gap = Setting(None, "random-weights")
+    if config.eval_text is not None:
+        eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, "flag")
+    else:
+        eval_text = Setting("builtin:report", "default")
     return Plan(
         recipe=recipe,
         quant=quant,
         prefill_lengths=prefill,
         cache_length=cache,
         lightweight=recipes.resolve("lightweight", config.lightweight, recipe),
-        min_agreement=recipes.resolve_min_agreement(config.min_agreement, quant.value, recipe),
+        min_agreement=min_agreement,
+        max_nll_gap=max_nll_gap,
+        eval_text=eval_text,
         format=config.output_format,
         threads=config.threads,
         notes=tuple(notes),
@@ -250,14 +313,14 @@ def check_quantizable(ckpt: Checkpoint, quant: Quant) -> None:
                 if tensor.dim() != 2 or not name.endswith("weight"):
                     continue
                 cols = tensor.shape[1]
-                block = quant.block_size or cols
+                block = quant.block_size or (32 if quant is Quant.INT4 and "embed" in name else cols)
                 if cols % block:
                     continue
                 zero = (tensor.reshape(-1, block) == 0).all(dim=-1)
                 if bool(zero.any()):
                     first = int(zero.nonzero()[0, 0])
                     row, col = divmod(first * block, cols)
-                    what = f"block (row {row}, columns {col}-{col + block - 1})" if quant.block_size else f"row {row}"
+                    what = f"block (row {row}, columns {col}-{col + block - 1})" if block < cols else f"row {row}"
                     raise InputError(
                         f"tensor {name} has an all-zero {what}, which --quant {quant.value} turns into a "
                         f"0.0 scale that XNNPACK rejects at run time: train or fill those weights, or "
@@ -341,19 +404,27 @@ def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
     """Run litert-torch's export_hf on `ckpt` into `work_dir` (export, quantize, bundle)."""
     from litert_torch.generative.export_hf import export as export_hf
 
-    quant: Quant = the_plan.quant.value
     bundle = the_plan.format is Format.LITERTLM
+    rules = the_plan.rules()
+    recipe_arg = "none"
+    if rules is not None:
+        # export_hf passes a path ending in .json to ai-edge-quantizer's load_quantization_recipe
+        # (litert_torch/generative/export_hf/core/export_lib.py quantize_model, 0.10).
+        work_dir.mkdir(parents=True, exist_ok=True)
+        recipe_file = work_dir / "quant_recipe.json"
+        recipe_file.write_text(json.dumps(rules, indent=1))
+        recipe_arg = str(recipe_file)
     export_hf.export(
         model=str(ckpt.path),
         output_dir=str(work_dir),
         prefill_lengths=list(the_plan.prefill_lengths.value),
         cache_length=int(the_plan.cache_length.value),
-        quantization_recipe=quant.upstream_recipe or "none",
+        quantization_recipe=recipe_arg,
         keep_temporary_files=True,
         bundle_litert_lm=bundle,
         experimental_lightweight_conversion=bool(the_plan.lightweight.value),
     )
-    tflite = work_dir / ("model_quantized.tflite" if quant.upstream_recipe else "model.tflite")
+    tflite = work_dir / ("model_quantized.tflite" if rules is not None else "model.tflite")
     litertlm = work_dir / "model.litertlm"
     if not tflite.is_file() or (bundle and not litertlm.is_file()):
         raise ConversionError("litert-torch finished without writing the model", stage="export")
@@ -381,22 +452,55 @@ def load_reference(path: Path) -> tuple[Any, Any]:
 
 
 def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scratch: Path) -> dict[str, Any]:
-    """Fidelity of the file at `artifact_path` (as it will be delivered) against `model`."""
-    from edgekit.convert import fidelity
+    """Fidelity of the file at `artifact_path` (as it will be delivered) against `model`.
+
+    Two measurements, both recorded: next-token top-1 agreement (fidelity.check) and, for a
+    `.litertlm`, the engine-level NLL gap on held-out prose (nll.measure). Either below
+    its floor raises FidelityError naming both figures.
+    """
+    from edgekit.convert import fidelity, nll
 
     if the_plan.format is Format.LITERTLM:
         tflite, bundle = bundled_tflite(artifact_path, scratch / "unpacked"), artifact_path
     else:
         tflite, bundle = artifact_path, None
+    floor = float(the_plan.min_agreement.value)
     report = fidelity.check(
         tflite_path=tflite,
         bundle_path=bundle,
         model=model,
         tokenizer=tokenizer,
-        min_top1_agreement=float(the_plan.min_agreement.value),
+        min_top1_agreement=0.0,
         threads=the_plan.threads,
     )
-    return report.to_dict()
+    result = report.to_dict()
+    result["min_top1_agreement"] = floor
+    gap = None
+    if bundle is not None:
+        text_setting = the_plan.eval_text.value
+        text = nll.text_from_file(text_setting["path"]) if isinstance(text_setting, dict) else nll.builtin_text()
+        gap = nll.measure(bundle, model, text=text, threads=the_plan.threads, max_nll_gap=None)
+        result["nll"] = gap.to_dict()
+        result["nll"]["max_nll_gap"] = the_plan.max_nll_gap.value
+    ceiling = the_plan.max_nll_gap.value
+    top1_ok = report.top1_agreement >= floor
+    gap_ok = gap is None or ceiling is None or gap.gap_nats_per_token <= ceiling
+    if gap is not None:
+        result["nll"]["passed"] = gap_ok
+    result["passed"] = top1_ok and gap_ok
+    if not result["passed"]:
+        quant: Quant = the_plan.quant.value
+        failed = []
+        if not top1_ok:
+            failed.append(f"top-1 agreement {report.top1_agreement:.1%} < {floor:.0%}")
+        if not gap_ok and gap is not None:
+            failed.append(f"NLL gap {gap.gap_nats_per_token:+.3f} nats/token > {ceiling:.2f}")
+        raise FidelityError(
+            f"{quant.description}: {' and '.join(failed)} vs PyTorch (max logit error "
+            f"{report.max_abs_logit_error:.3g}): the conversion loses too much; try a higher-precision "
+            f"--quant, or pass --min-agreement/--max-nll-gap if this model is untrained or you accept the loss"
+        )
+    return result
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -477,6 +581,26 @@ def convert(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _source_record(ckpt: Checkpoint, gguf_info: Any, in_memory: bool) -> dict[str, Any]:
+    if gguf_info is not None:
+        info = gguf_info.to_dict()
+        return {
+            "kind": "gguf",
+            "path": str(gguf_info.path.resolve()),
+            "sha256": gguf_info.sha256,
+            "files": {gguf_info.path.name: gguf_info.sha256},
+            "gguf": {k: info[k] for k in ("architecture", "name", "size_bytes", "tensor_types")},
+            # What transformers' GGUF loader made of it (fp32), as converted.
+            "materialized_files": ckpt.files,
+        }
+    return {
+        "kind": "in_memory" if in_memory else "checkpoint_dir",
+        "path": None if in_memory else str(ckpt.path.resolve()),
+        "sha256": ckpt.source_sha256,
+        "files": ckpt.files,
+    }
+
+
 def _convert_in(
     source: Any,
     tokenizer: Any,
@@ -489,21 +613,62 @@ def _convert_in(
     started = time.perf_counter()
     in_memory = not isinstance(source, (str, Path))
     tracker.enter("load")
+    gguf_info = None
+    key: str | None = None
     if in_memory:
         src_dir = work / "source"
         source.save_pretrained(src_dir)
         tokenizer.save_pretrained(src_dir)
+    elif Path(source).is_file():
+        from edgekit.convert import gguf
+
+        if not gguf.is_gguf(Path(source)):
+            raise InputError(
+                f"{source} is a file but no GGUF: give a Hugging Face checkpoint folder or a .gguf file",
+                path=Path(source),
+            )
+        gguf_info = gguf.gguf_info(source)
+        src_dir = work / "source"
     else:
         src_dir = Path(source)
-    ckpt = load_checkpoint(src_dir)
-    the_plan = plan(ckpt, config)
-    notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
-    key = None if in_memory else cache_key(ckpt, the_plan, config.verify)
+    if gguf_info is not None:
+        # Settings and the cache key come from the GGUF itself: an unchanged file is a
+        # cache hit without loading it.
+        stand_in = Checkpoint(
+            path=gguf_info.path,
+            config={},
+            model_type=gguf_info.model_type,
+            files={gguf_info.path.name: gguf_info.sha256},
+            parameter_count=0,
+        )
+        the_plan = plan(stand_in, config)
+        key = cache_key(stand_in, the_plan, config.verify)
+    else:
+        ckpt = load_checkpoint(src_dir)
+        the_plan = plan(ckpt, config)
+        key = None if in_memory else cache_key(ckpt, the_plan, config.verify)
     if key is not None and not config.force:
         hit = _cache_hit(out, key)
         if hit is not None:
             tracker.leave()
-            return ConvertResult(artifact=hit, cached=True, notes=tuple(notes), log_path=None)
+            return ConvertResult(artifact=hit, cached=True, notes=tuple(the_plan.notes), log_path=None)
+    if gguf_info is not None:
+        from edgekit.convert import gguf
+
+        gguf.materialize(gguf_info.path, src_dir, info=gguf_info)
+        ckpt = load_checkpoint(src_dir)
+    notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
+    if gguf_info is not None:  # name the user's file, not our temp folder
+        notes = [n.replace(str(src_dir), str(gguf_info.path)) for n in notes]
+    if the_plan.quant.value.can_recover_grid:
+        # A QAT checkpoint's weights already lie on a 4-bit grid: find it so the quantizer
+        # keeps it. (The cache key needs no grid: the grid follows from the hashed files.)
+        the_plan = dataclasses.replace(the_plan, grid=detect_q4_0(ckpt.path))
+        if the_plan.recover_grid:
+            notes.append(
+                "weights lie on the Q4_0 grid (a quantization-aware-trained checkpoint): "
+                "its 4-bit blocks are recovered, not re-quantized"
+            )
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent)
 
@@ -538,12 +703,7 @@ def _convert_in(
         sha256=sha256_file(staged),
         size_bytes=staged.stat().st_size,
         format=config.output_format.value,
-        source={
-            "kind": "in_memory" if in_memory else "checkpoint_dir",
-            "path": None if in_memory else str(ckpt.path.resolve()),
-            "sha256": ckpt.source_sha256,
-            "files": ckpt.files,
-        },
+        source=_source_record(ckpt, gguf_info, in_memory),
         model={
             "model_type": ckpt.model_type,
             "family": the_plan.recipe.family if the_plan.recipe else None,
@@ -559,6 +719,7 @@ def _convert_in(
             "log": str(log_path),
         },
         fidelity=fidelity_report,
+        quantization=the_plan.quantization(),
         cache_key=key,
         notes=tuple(notes),
     )

@@ -18,31 +18,137 @@ from edgekit.errors import InputError
 
 
 class Quant(str, enum.Enum):
-    """Weight quantization choices; each maps to one ai-edge-quantizer recipe."""
+    """Weight quantization choices; each is one ai-edge-quantizer recipe (`rules()`)."""
 
     INT4 = "int4"
+    INT4_B32 = "int4-b32"
     INT4_B64 = "int4-b64"
     INT4_CHANNEL = "int4-channel"
     INT8 = "int8"
     FP32 = "fp32"
 
     @property
-    def upstream_recipe(self) -> str | None:
-        """The litert-torch `quantization_recipe` name (None = no quantization)."""
-        return _UPSTREAM_RECIPES[self]
+    def recipe_name(self) -> str | None:
+        """The recipe's name: ai-edge-quantizer's own, or edgekit's for a mixed one (None = no quantization)."""
+        return _RECIPE_NAMES[self]
+
+    @property
+    def description(self) -> str:
+        """The recipe in plain words, as reports print it."""
+        return _DESCRIPTIONS[self]
 
     @property
     def block_size(self) -> int | None:
-        """Block length along a weight row for block-wise recipes, else None."""
-        return {Quant.INT4: 32, Quant.INT4_B64: 64}.get(self)
+        """Block length along a weight row where every weight is block-wise, else None."""
+        return {Quant.INT4_B32: 32, Quant.INT4_B64: 64}.get(self)
+
+    def rules(self, *, recover_grid: bool = False) -> list[dict[str, Any]] | None:
+        """The exact ai-edge-quantizer recipe (its JSON form), or None for fp32.
+
+        Rules are matched in order and the last match wins. Weights shared by several
+        ops (Gemma's tied embedding/output table) must get identical rules in every op,
+        or the quantizer stores one copy per rule. `recover_grid`: the weights lie on the
+        Q4_0 grid (edgekit.convert.grid), so every 4-bit blocks-of-32 rule keeps that grid
+        (DEQUANTIZED_WEIGHT_RECOVERY) instead of making a new one.
+        """
+        rules = _rules(self)
+        if rules is None or not recover_grid:
+            return rules
+        return [_recovering(r) if _is_4bit_b32(r) else r for r in rules]
+
+    @property
+    def can_recover_grid(self) -> bool:
+        """The recipe has 4-bit blocks of 32, the Q4_0 grid's shape, to keep a QAT grid in."""
+        return any(_is_4bit_b32(r) for r in _rules(self) or [])
+
+    def recipe_name_for(self, *, recover_grid: bool = False) -> str | None:
+        """`recipe_name`, marked when the Q4_0 grid is recovered."""
+        name = self.recipe_name
+        if name is None or not recover_grid or not self.can_recover_grid:
+            return name
+        return name + "+q4_0_grid_recovery"
 
 
-_UPSTREAM_RECIPES = {
-    Quant.INT4: "dynamic_wi4b32_afp32",
+def _rule(operation: str, bits: int, granularity: str, *, regex: str = ".*") -> dict[str, Any]:
+    """One ai-edge-quantizer 0.10 rule: dynamic range (int weights, float activations quantized
+    on the fly), symmetric; the schema of `ai_edge_quantizer/recipe.py`'s `dynamic_*` recipes."""
+    return {
+        "regex": regex,
+        "operation": operation,
+        "algorithm_key": "min_max_uniform_quantize",
+        "op_config": {
+            "weight_tensor_config": {"num_bits": bits, "symmetric": True, "granularity": granularity, "dtype": "INT"},
+            "compute_precision": "INTEGER",
+            "explicit_dequantize": False,
+            "skip_checks": False,
+            "min_weight_elements": 0,
+        },
+    }
+
+
+def _is_4bit_b32(rule: dict[str, Any]) -> bool:
+    config = rule["op_config"]["weight_tensor_config"]
+    return bool(config["num_bits"] == 4 and config["granularity"] == "BLOCKWISE_32")
+
+
+def _recovering(rule: dict[str, Any]) -> dict[str, Any]:
+    """`rule` with ai-edge-quantizer's DEQUANTIZED_WEIGHT_RECOVERY: scale = the smallest gap
+    between a block's |values| (dequantized_weight_recovery.py, 0.10), codes = value / scale.
+
+    skip_checks: a Q4_0 block with a negative scale has one value at +8 x |scale|, which
+    INT4 (-8..7, positive scales only in XNNPACK) cannot hold; it is clipped to +7 and the
+    recovery check would refuse the whole model for it. Measured cost: docs/benchmarks.md.
+    """
+    return {
+        **rule,
+        "algorithm_key": "dequantized_weight_recovery",
+        "op_config": {**rule["op_config"], "skip_checks": True},
+    }
+
+
+# litert-torch names the decode signature's output projection (the LM head) this way
+# (litert_torch/generative/export_hf/core/exportable_module.py, 0.10): the one FULLY_CONNECTED
+# op a rule can single out. In tied models (Gemma 3) it reads the embedding table.
+LM_HEAD_SCOPE = "decode_logits_output"
+
+
+def _rules(quant: Quant) -> list[dict[str, Any]] | None:
+    if quant is Quant.FP32:
+        return None
+    if quant is Quant.INT4:
+        # The INT4-class default, chosen on the real Gemma 3 270M (docs/benchmarks.md):
+        # the 262k x 640 table (embedding lookup and output projection, one tensor) in
+        # 4-bit blocks of 32, every other linear layer 8-bit per channel.
+        return [
+            _rule("FULLY_CONNECTED", 8, "CHANNELWISE"),
+            _rule("FULLY_CONNECTED", 4, "BLOCKWISE_32", regex=LM_HEAD_SCOPE),
+            _rule("EMBEDDING_LOOKUP", 4, "BLOCKWISE_32"),
+        ]
+    bits, granularity = {
+        Quant.INT4_B32: (4, "BLOCKWISE_32"),
+        Quant.INT4_B64: (4, "BLOCKWISE_64"),
+        Quant.INT4_CHANNEL: (4, "CHANNELWISE"),
+        Quant.INT8: (8, "CHANNELWISE"),
+    }[quant]
+    return [_rule("*", bits, granularity)]
+
+
+_RECIPE_NAMES = {
+    Quant.INT4: "edgekit_table_wi4b32_linear_wi8_afp32",
+    Quant.INT4_B32: "dynamic_wi4b32_afp32",
     Quant.INT4_B64: "dynamic_wi4b64_afp32",
     Quant.INT4_CHANNEL: "dynamic_wi4_afp32",
     Quant.INT8: "dynamic_wi8_afp32",
     Quant.FP32: None,
+}
+
+_DESCRIPTIONS = {
+    Quant.INT4: "INT4 embedding/output table (blocks of 32), INT8 linear layers",
+    Quant.INT4_B32: "INT4 weights in blocks of 32, embedding too",
+    Quant.INT4_B64: "INT4 weights in blocks of 64, embedding too",
+    Quant.INT4_CHANNEL: "INT4 weights per channel",
+    Quant.INT8: "INT8 weights per channel",
+    Quant.FP32: "fp32 weights (no quantization)",
 }
 
 
@@ -68,6 +174,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "cache_length": 2048,
     "lightweight": True,
     "min_top1_agreement": {q.value: 0.99 if q is Quant.FP32 else 0.5 for q in Quant},
+    # No NLL-gap floor without a model family's measured one: the gap is measured and recorded.
+    "max_nll_gap": {},
 }
 
 
@@ -81,6 +189,7 @@ class Recipe:
     turn_markers: tuple[str, ...] = ()
     stop_tokens: tuple[str, ...] = ()
     min_top1_agreement: dict[str, float] = dataclasses.field(default_factory=dict)
+    max_nll_gap: dict[str, float] = dataclasses.field(default_factory=dict)
     path: Path | None = None
 
 
@@ -110,6 +219,7 @@ def _parse_recipe(path: Path) -> Recipe:
         turn_markers=tuple(chat.get("turn_markers", ())),
         stop_tokens=tuple(chat.get("stop_tokens", ())),
         min_top1_agreement=dict(data.get("fidelity", {}).get("min_top1_agreement", {})),
+        max_nll_gap=dict(data.get("fidelity", {}).get("max_nll_gap", {})),
         path=path,
     )
 
@@ -140,3 +250,12 @@ def resolve_min_agreement(given: float | None, quant: Quant, recipe: Recipe | No
     if recipe is not None and quant.value in recipe.min_top1_agreement:
         return Setting(float(recipe.min_top1_agreement[quant.value]), f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS["min_top1_agreement"][quant.value], "default")
+
+
+def resolve_max_nll_gap(given: float | None, quant: Quant, recipe: Recipe | None) -> Setting:
+    """The NLL-gap ceiling (nats/token) for `quant`: flag, then recipe, then none (measured, not judged)."""
+    if given is not None:
+        return Setting(given, "flag")
+    if recipe is not None and quant.value in recipe.max_nll_gap:
+        return Setting(float(recipe.max_nll_gap[quant.value]), f"recipe:{recipe.family}")
+    return Setting(BUILTIN_DEFAULTS["max_nll_gap"].get(quant.value), "default")

@@ -1,0 +1,94 @@
+"""`edgekit eval`: the NLL gap of a `.litertlm` against the fp32 PyTorch model of a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgekit._capture import captured_output, new_log_path
+from edgekit.commands._common import print_json, stderr_console
+from edgekit.commands.convert import nll_line
+from edgekit.errors import InputError
+
+
+@click.command(
+    "eval",
+    epilog="""\b
+Examples:
+  edgekit eval gemma3-270m.litertlm --reference ./gemma3-270m
+  edgekit eval google-gemma3-270m-q8.litertlm --reference ./gemma-3-270m-it --json
+  edgekit eval my.litertlm --reference ./my-finetune --text held-out.txt --max-tokens 4096
+""",
+)
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option(
+    "--reference",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The Hugging Face checkpoint folder the artifact should match (run in PyTorch, fp32).",
+)
+@click.option(
+    "--text",
+    "text_path",
+    type=click.Path(path_type=Path),
+    help="UTF-8 prose to score (paragraphs separated by blank lines).  "
+    "[default: built-in news and Russian prose from the pinned gensim wheel]",
+)
+@click.option(
+    "--section",
+    type=click.Choice(["report", "selection"]),
+    default="report",
+    show_default=True,
+    help="Part of the built-in text: 'selection' for choosing between recipes, 'report' (disjoint) "
+    "for the figure you publish.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="Tokens to score; more gives a steadier figure (the ± shown) and takes longer.",
+)
+@click.option("--max-nll-gap", type=float, help="Exit 4 if the gap (nats/token) is larger than this.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine and PyTorch.  [default: all]")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def eval_command(
+    artifact: Path,
+    reference: Path,
+    text_path: Path | None,
+    section: str,
+    max_tokens: int,
+    max_nll_gap: float | None,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    """How much worse ARTIFACT (.litertlm) predicts real text than the fp32 PyTorch model of
+    --reference: the LiteRT-LM engine prefills a context and scores its continuation
+    (no chat template); PyTorch scores the same tokens; the gap is the difference of the
+    mean negative log-likelihood per token, in nats (0 = as good; exp(gap) is the
+    perplexity ratio). Works for edgekit's artifacts and third-party .litertlm files whose
+    tokenizer matches the reference's.
+    """
+    from edgekit.convert import nll
+
+    if text_path is not None and section != "report":
+        raise InputError("--section picks part of the built-in text: drop it when you give --text")
+    if max_nll_gap is not None and not max_nll_gap >= 0:
+        raise InputError(f"--max-nll-gap must be >= 0 nats/token, got {max_nll_gap}")
+    text = nll.text_from_file(text_path) if text_path is not None else nll.builtin_text(section)
+    threads_word = f"{threads} threads" if threads else "all cores"
+    status = stderr_console().status(f"scoring up to {max_tokens} tokens with the engine and PyTorch ({threads_word})…")
+    with status, captured_output(new_log_path("eval")):
+        result = nll.evaluate(
+            artifact, reference, text=text, max_tokens=max_tokens, threads=threads, max_nll_gap=max_nll_gap
+        )
+    if as_json:
+        print_json(result.to_dict())
+        return
+    gap = result.gap
+    click.echo(nll_line(gap.to_dict(), result.recipe or artifact.name))
+    click.echo(
+        f"  mean NLL: artifact {gap.artifact_nll:.4f}, PyTorch fp32 {gap.reference_nll:.4f} nats/token "
+        f"over {gap.windows} windows; reference {result.reference}"
+    )

@@ -1,0 +1,499 @@
+"""The engine-level NLL gap: how much worse the artifact predicts real text than the fp32 PyTorch model.
+
+For each window of a text (a context, then a continuation, no chat template):
+
+* the LiteRT-LM engine loads the artifact, `Session.run_prefill([context])` (the engine
+  prepends BOS) and `Session.run_text_scoring([continuation], store_token_lengths=True)`,
+  which returns the log-likelihood of every continuation token given everything before
+  it (runtime/engine/pipeline.cc `ScoreCustomSampling`, temperature 1.0, per
+  runtime/core/session_basic.cc `RunTextScoringAsync`; LiteRT-LM 0.18, litert_lm/session.py);
+* PyTorch scores the very same token ids ([BOS] + context ids + continuation ids, tokenized
+  by the engine's own tokenizer) with one forward pass.
+
+gap = mean NLL per continuation token (engine) - the same for PyTorch, in nats/token.
+exp(gap) is the perplexity ratio. The text is prose no edgekit file contains: by default
+news articles (English, the Lee corpus) and Russian literary prose, both read at run time
+from files inside the pinned `gensim` wheel (gensim/test/test_data/), each checked against
+its sha256. Two disjoint sections: "selection" (for choosing recipes) and "report" (for
+figures shown to users and floors); or a user's own text file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import importlib.metadata
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import DependencyError, EdgekitError, FidelityError, InputError
+
+TEXT_PACKAGE = "gensim"
+TEXT_PACKAGE_VERSION = "4.4.0"
+TEXT_INSTALL = f"pip install {TEXT_PACKAGE}=={TEXT_PACKAGE_VERSION} (part of edgekit[convert])"
+
+# Files inside the gensim 4.4.0 wheel, with their sha256 (taken from that wheel).
+# lee_background.cor: 300 ABC news articles, one a line (gensim's "Lee background corpus").
+# lee.cor: the 50 different ABC news articles of Lee et al.'s similarity study, one a line.
+# crime-and-punishment.txt: the opening paragraphs of Dostoevsky's novel, in Russian.
+_FILES = {
+    "lee_background.cor": "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb",
+    "lee.cor": "a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e",
+    "crime-and-punishment.txt": "6bb0a945079de29a063e68025a71ddbd7134e6eb853b502f2cca1a6248ea6e3f",
+}
+_DATA_DIR = "gensim/test/test_data"
+
+CONTEXT_WORDS = 24
+"""Words of a window given to the model as context (prefilled, not scored)."""
+CONTINUATION_WORDS = 80
+"""Words of a window scored, at most."""
+MIN_CONTINUATION_WORDS = 8
+
+DEFAULT_MAX_TOKENS = 1024
+"""Scored tokens per measurement in `edgekit convert` (about 15 s on 2 cores for a 270M INT4 model)."""
+
+
+class Section(str, enum.Enum):
+    """Which part of the built-in text: one for choosing recipes, a disjoint one for reporting."""
+
+    SELECTION = "selection"
+    REPORT = "report"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalText:
+    """A text to measure on: documents (each a string) plus where they came from."""
+
+    name: str
+    documents: tuple[str, ...]
+    source: dict[str, Any]
+    """Provenance as the manifest records it: kind, files with sha256, package version or path."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Window:
+    """One scored span: `context` is prefilled, `continuation` scored, both plain text."""
+
+    context: str
+    continuation: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TokenWindow:
+    """A window's text and its token ids by the engine's tokenizer (BOS not included)."""
+
+    context: str
+    continuation: str
+    context_ids: tuple[int, ...]
+    continuation_ids: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NllGap:
+    """Mean per-token negative log-likelihood of the artifact and of the fp32 reference, in nats."""
+
+    artifact_nll: float
+    reference_nll: float
+    gap_nats_per_token: float
+    gap_stderr: float
+    """Standard error of the gap from the per-token differences (a rough ± for comparing recipes)."""
+    tokens: int
+    windows: int
+    text: dict[str, Any]
+    max_nll_gap: float | None
+    passed: bool
+
+    @property
+    def perplexity_ratio(self) -> float:
+        """exp(gap): how many times more perplexed the artifact is than the reference."""
+        return math.exp(self.gap_nats_per_token)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, as stored in the manifest."""
+        data = dataclasses.asdict(self)
+        data["perplexity_ratio"] = self.perplexity_ratio
+        return data
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # lee.cor is ISO-8859-1
+
+
+def _package_file(name: str) -> tuple[Path, str]:
+    try:
+        dist = importlib.metadata.distribution(TEXT_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise DependencyError(f"the built-in evaluation text comes from {TEXT_PACKAGE}: {TEXT_INSTALL}") from None
+    path = Path(str(dist.locate_file(f"{_DATA_DIR}/{name}")))
+    if not path.is_file():
+        raise DependencyError(f"{path} is missing from the installed {TEXT_PACKAGE}: {TEXT_INSTALL}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != _FILES[name]:
+        raise DependencyError(
+            f"{path} has sha256 {digest[:12]}…, not the pinned {_FILES[name][:12]}… of {TEXT_PACKAGE} "
+            f"{TEXT_PACKAGE_VERSION} (installed: {dist.version}): {TEXT_INSTALL}"
+        )
+    return path, dist.version
+
+
+def _interleave(*lists: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for i in range(max(len(x) for x in lists)):
+        out.extend(x[i] for x in lists if i < len(x))
+    return out
+
+
+def builtin_text(section: Section | str = Section.REPORT) -> EvalText:
+    """The built-in text of `section`: news + Russian prose from the pinned gensim wheel.
+
+    selection: the 300 Lee background articles + Russian paragraphs 1, 3, 5;
+    report: the 50 other Lee articles + Russian paragraphs 2, 4. Languages alternate so
+    any token budget sees both.
+    """
+    section = Section(section)
+    news_file = "lee_background.cor" if section is Section.SELECTION else "lee.cor"
+    news_path, version = _package_file(news_file)
+    ru_path, _ = _package_file("crime-and-punishment.txt")
+    news = [line.strip() for line in _read_text(news_path).splitlines() if line.strip()]
+    paragraphs = [line.strip() for line in _read_text(ru_path).splitlines() if line.strip()]
+    russian = paragraphs[0::2] if section is Section.SELECTION else paragraphs[1::2]
+    return EvalText(
+        name=f"builtin:{section.value}",
+        documents=tuple(_interleave(russian, news)),
+        source={
+            "kind": "package",
+            "package": f"{TEXT_PACKAGE}=={version}",
+            "section": section.value,
+            "files": {
+                f"{_DATA_DIR}/{news_file}": _FILES[news_file],
+                f"{_DATA_DIR}/crime-and-punishment.txt": _FILES["crime-and-punishment.txt"],
+            },
+            "languages": ["en", "ru"],
+        },
+    )
+
+
+def text_from_file(path: Path | str) -> EvalText:
+    """A user's UTF-8 text file; paragraphs (separated by blank lines) are documents."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"evaluation text {path} does not exist", path=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"evaluation text {path} is not UTF-8 text: convert it to UTF-8", path=path) from None
+    documents = tuple(" ".join(p.split()) for p in text.split("\n\n") if p.strip())
+    if sum(len(d.split()) for d in documents) < CONTEXT_WORDS + MIN_CONTINUATION_WORDS:
+        raise InputError(
+            f"evaluation text {path} is too short: give at least {CONTEXT_WORDS + MIN_CONTINUATION_WORDS} words "
+            f"of prose (a few hundred make a steadier figure)",
+            path=path,
+        )
+    return EvalText(
+        name=f"file:{path.name}",
+        documents=documents,
+        source={"kind": "file", "path": str(path.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest()},
+    )
+
+
+def split_windows(
+    documents: Sequence[str],
+    *,
+    context_words: int = CONTEXT_WORDS,
+    continuation_words: int = CONTINUATION_WORDS,
+) -> list[Window]:
+    """Cut each document into consecutive windows of `context_words` + up to `continuation_words` words.
+
+    The continuation keeps its leading space, so context + continuation is the original text.
+    A trailing piece with fewer than MIN_CONTINUATION_WORDS scored words is dropped.
+    """
+    windows = []
+    step = context_words + continuation_words
+    for doc in documents:
+        words = doc.split()
+        for start in range(0, len(words), step):
+            piece = words[start : start + step]
+            if len(piece) < context_words + MIN_CONTINUATION_WORDS:
+                continue
+            windows.append(
+                Window(context=" ".join(piece[:context_words]), continuation=" " + " ".join(piece[context_words:]))
+            )
+    return windows
+
+
+def tokenize_windows(
+    windows: Sequence[Window], tokenize: Callable[[str], list[int]], *, max_tokens: int, max_window_tokens: int
+) -> list[TokenWindow]:
+    """Token ids of windows, in order, until `max_tokens` continuation tokens are reached.
+
+    A continuation that would pass `max_tokens` or make its window longer than
+    `max_window_tokens` (BOS included) loses words at its end, so the text the engine
+    tokenizes is always the text whose ids we hold.
+    """
+    out: list[TokenWindow] = []
+    total = 0
+    for w in windows:
+        if total >= max_tokens:
+            break
+        ctx = tuple(tokenize(w.context))
+        limit = min(max_window_tokens - 1 - len(ctx), max_tokens - total)
+        words = w.continuation.split()
+        continuation = w.continuation
+        cont = tuple(tokenize(continuation))
+        while len(cont) > limit and words:
+            keep = min(len(words) - 1, max(0, len(words) * limit // len(cont)))
+            words = words[:keep]
+            continuation = " " + " ".join(words) if words else ""
+            cont = tuple(tokenize(continuation)) if words else ()
+        if not cont or not ctx:
+            continue
+        out.append(TokenWindow(context=w.context, continuation=continuation, context_ids=ctx, continuation_ids=cont))
+        total += len(cont)
+    return out
+
+
+def check_same_tokenizer(windows: Sequence[TokenWindow], tokenizer: Any, model: Any, artifact: str) -> None:
+    """InputError if the reference cannot score the artifact's token ids as the same tokens."""
+    vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+    top = max(max(w.context_ids + w.continuation_ids) for w in windows)
+    if vocab and top >= vocab:
+        raise InputError(
+            f"{artifact} produces token id {top}, beyond the reference's vocabulary of {vocab}: "
+            f"the reference is not the model this artifact was made from"
+        )
+    if tokenizer is None:
+        return
+    for w in windows[:4]:
+        # The engine tokenized context and continuation separately: so does the reference here.
+        ids = tuple(tokenizer(w.context, add_special_tokens=False)["input_ids"]) + tuple(
+            tokenizer(w.continuation, add_special_tokens=False)["input_ids"]
+        )
+        if ids != w.context_ids + w.continuation_ids:
+            raise InputError(
+                f"{artifact} tokenizes text differently from the reference's tokenizer: the reference is "
+                f"not the model this artifact was made from"
+            )
+
+
+def engine_nll(engine: Any, windows: Sequence[TokenWindow]) -> list[np.ndarray]:
+    """Per-token NLL (nats) of each window's continuation under the LiteRT-LM `engine`."""
+    import litert_lm
+
+    out = []
+    for w in windows:
+        session = engine.create_session(
+            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=1
+        )
+        try:
+            session.run_prefill([w.context])
+            prefilled = session.get_benchmark_info().last_prefill_token_count
+            responses = session.run_text_scoring([w.continuation], store_token_lengths=True)
+        except RuntimeError as exc:
+            raise EdgekitError(f"the LiteRT-LM engine failed to score text: {exc}") from exc
+        finally:
+            session.close()
+        scores = responses.token_scores[0] if responses.token_scores else []
+        if prefilled != len(w.context_ids) + 1 or len(scores) != len(w.continuation_ids):
+            raise FidelityError(
+                f"the LiteRT-LM engine tokenized a window differently (prefilled {prefilled} tokens, expected "
+                f"{len(w.context_ids) + 1}; scored {len(scores)}, expected {len(w.continuation_ids)})"
+            )
+        out.append(-np.asarray(scores, np.float64))
+    return out
+
+
+def reference_nll(model: Any, bos_id: int, windows: Sequence[TokenWindow]) -> list[np.ndarray]:
+    """Per-token NLL (nats) of each window's continuation under PyTorch `model` (one forward per window)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for w in windows:
+            seq = [bos_id, *w.context_ids, *w.continuation_ids]
+            logits = model(torch.tensor([seq], dtype=torch.long), use_cache=False).logits[0]
+            n = len(w.continuation_ids)
+            pred = logits[-n - 1 : -1].double()
+            logp = torch.log_softmax(pred, dim=-1)
+            target = torch.tensor(w.continuation_ids, dtype=torch.long)
+            out.append(-logp.gather(1, target[:, None])[:, 0].numpy())
+    return out
+
+
+def measure(
+    artifact: Path | str,
+    model: Any,
+    *,
+    text: EvalText | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    threads: int | None = None,
+    max_nll_gap: float | None = None,
+    reference_tokenizer: Any = None,
+) -> NllGap:
+    """NLL gap of the `.litertlm` at `artifact` against PyTorch `model` (fp32, eval) on `text`.
+
+    `text` defaults to the built-in "report" section. `max_nll_gap` None measures without
+    judging; otherwise a gap above it raises FidelityError. With `reference_tokenizer`
+    (the model's Hugging Face tokenizer), InputError if it splits text differently from
+    the artifact's tokenizer (the two are not the same model). Raises EdgekitError if the
+    engine fails.
+    """
+    from edgekit.engine import open_engine
+
+    if max_tokens < 1:
+        raise InputError(f"max tokens must be at least 1, got {max_tokens}")
+    text = text or builtin_text(Section.REPORT)
+    with open_engine(artifact, threads=threads) as engine:
+        bos = engine.bos_token_id
+        if bos is None:
+            raise FidelityError(f"{artifact} names no BOS token: the NLL gap needs one")
+        cache = int(getattr(model.config, "max_position_embeddings", 1024))
+        windows = tokenize_windows(
+            split_windows(text.documents),
+            engine.tokenize,
+            max_tokens=max_tokens,
+            max_window_tokens=min(cache, 512),
+        )
+        if not windows:
+            raise InputError(f"the evaluation text {text.name} yields no window to score: give more prose")
+        check_same_tokenizer(windows, reference_tokenizer, model, str(artifact))
+        got = engine_nll(engine, windows)
+    ref = reference_nll(model, bos, windows)
+    return summarize(got, ref, text=text, max_nll_gap=max_nll_gap)
+
+
+def summarize(
+    artifact_nll: Sequence[np.ndarray],
+    reference_nll: Sequence[np.ndarray],
+    *,
+    text: EvalText,
+    max_nll_gap: float | None,
+) -> NllGap:
+    """Token-weighted means and the gap; FidelityError if the gap exceeds `max_nll_gap` or is not finite."""
+    a = np.concatenate(list(artifact_nll))
+    r = np.concatenate(list(reference_nll))
+    if not (np.isfinite(a).all() and np.isfinite(r).all()):
+        raise FidelityError(
+            "the converted model gives a token zero probability (infinite NLL): the conversion is broken"
+        )
+    diff = a - r
+    gap = float(diff.mean())
+    stderr = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    info = {"name": text.name, **text.source}
+    report = NllGap(
+        artifact_nll=float(a.mean()),
+        reference_nll=float(r.mean()),
+        gap_nats_per_token=gap,
+        gap_stderr=stderr,
+        tokens=len(diff),
+        windows=len(artifact_nll),
+        text=info,
+        max_nll_gap=max_nll_gap,
+        passed=max_nll_gap is None or gap <= max_nll_gap,
+    )
+    if not report.passed:
+        raise FidelityError(
+            f"the converted model is {gap:+.3f} nats/token worse than PyTorch on {len(diff)} tokens of "
+            f"{text.name} (perplexity x{math.exp(gap):.2f}), above the {max_nll_gap:.2f} floor: choose a "
+            f"higher-precision --quant, or pass --max-nll-gap if you accept the loss"
+        )
+    return report
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalResult:
+    """`edgekit eval`: one artifact's NLL gap against a reference checkpoint."""
+
+    artifact: str
+    artifact_sha256: str
+    recipe: str | None
+    """The artifact's quantization in plain words, from its manifest (None without one)."""
+    reference: str
+    gap: NllGap
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (`edgekit eval --json`)."""
+        return {
+            "artifact": self.artifact,
+            "artifact_sha256": self.artifact_sha256,
+            "recipe": self.recipe,
+            "reference": self.reference,
+            "nll": self.gap.to_dict(),
+        }
+
+
+EVAL_MAX_TOKENS = 2048
+"""Scored tokens per `edgekit eval` by default (about half a minute for a 270M INT4 model on 2 cores)."""
+
+
+def evaluate(
+    artifact: Path | str,
+    reference: Path | str,
+    *,
+    text: EvalText | None = None,
+    max_tokens: int = EVAL_MAX_TOKENS,
+    threads: int | None = None,
+    max_nll_gap: float | None = None,
+) -> EvalResult:
+    """NLL gap of `.litertlm` file `artifact` vs the fp32 PyTorch model of checkpoint folder `reference`.
+
+    Works for any `.litertlm` (edgekit's or a third party's) whose tokenizer matches the
+    reference's. Needs edgekit[convert] for the reference. FidelityError if the gap passes
+    `max_nll_gap`.
+    """
+    from edgekit.artifact import sha256_file
+    from edgekit.convert.pipeline import load_checkpoint, load_reference, require_convert_extra
+    from edgekit.convert.recipes import Quant
+
+    artifact, reference = Path(artifact), Path(reference)
+    if not artifact.is_file():
+        raise InputError(f"artifact {artifact} does not exist", path=artifact)
+    with open(artifact, "rb") as f:
+        magic = f.read(8)
+    if not magic.startswith(b"LITERTLM"):
+        raise InputError(
+            f"{artifact} is not a .litertlm bundle (the NLL gap runs the LiteRT-LM engine): "
+            f"convert with --format litertlm",
+            path=artifact,
+        )
+    require_convert_extra()
+    load_checkpoint(reference)  # names whatever is wrong with the folder
+    recipe = None
+    from edgekit.artifact import Artifact
+
+    digest = sha256_file(artifact)
+    try:
+        manifest = Artifact.load(artifact).manifest
+    except EdgekitError:
+        manifest = None
+    if manifest is not None and manifest.sha256 == digest:  # a stale manifest describes another file
+        quant = manifest.settings.get("quant", {}).get("value")
+        try:
+            recipe = Quant(quant).description
+        except ValueError:
+            recipe = str(quant)
+    model, tokenizer = load_reference(reference)
+    gap = measure(
+        artifact,
+        model,
+        text=text,
+        max_tokens=max_tokens,
+        threads=threads,
+        max_nll_gap=max_nll_gap,
+        reference_tokenizer=tokenizer,
+    )
+    return EvalResult(
+        artifact=str(artifact),
+        artifact_sha256=digest,
+        recipe=recipe,
+        reference=str(reference),
+        gap=gap,
+    )

@@ -1,0 +1,113 @@
+"""The NLL-gap measurement's pure parts: the built-in text, windows, token budgets, the gap."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.convert import nll
+from edgekit.errors import FidelityError, InputError
+
+
+def test_builtin_sections_are_disjoint_pinned_and_bilingual() -> None:
+    selection = nll.builtin_text("selection")
+    report = nll.builtin_text(nll.Section.REPORT)
+    assert not set(selection.documents) & set(report.documents)
+    assert len(report.documents) == 50 + 2  # the 50 Lee articles (one a line) + 2 Russian paragraphs
+    assert len(selection.documents) == 300 + 3
+    # Languages alternate from the start, so a small token budget sees both.
+    assert any("\u0400" <= ch <= "\u04ff" for ch in report.documents[0])
+    assert report.documents[1].isascii() and report.documents[1].startswith("The national executive")
+    assert report.source["package"] == "gensim==4.4.0"
+    for name, digest in report.source["files"].items():
+        path = Path(__import__("gensim").__file__).parent.parent / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    # No edgekit file contains the held-out text (it is read at run time, never copied in).
+    repo = Path(__file__).resolve().parent.parent
+    probe = report.documents[1][:60]
+    for path in [*repo.glob("edgekit/**/*.py"), *repo.glob("docs/*.md"), *repo.glob("tests/*.py")]:
+        assert probe not in path.read_text(errors="replace"), path
+
+
+def test_split_windows_keeps_the_text_and_drops_short_tails() -> None:
+    words = [f"w{i}" for i in range(nll.CONTEXT_WORDS + nll.CONTINUATION_WORDS + 5)]
+    windows = nll.split_windows([" ".join(words)])
+    assert len(windows) == 1  # the 5-word tail is below MIN_CONTINUATION_WORDS
+    w = windows[0]
+    assert w.context == " ".join(words[: nll.CONTEXT_WORDS])
+    assert w.continuation == " " + " ".join(words[nll.CONTEXT_WORDS : nll.CONTEXT_WORDS + nll.CONTINUATION_WORDS])
+    assert (w.context + w.continuation).split() == words[: nll.CONTEXT_WORDS + nll.CONTINUATION_WORDS]
+    tail = nll.split_windows([" ".join(words[: nll.CONTEXT_WORDS + nll.MIN_CONTINUATION_WORDS])])
+    assert len(tail) == 1 and len(tail[0].continuation.split()) == nll.MIN_CONTINUATION_WORDS
+
+
+def _char_tokenize(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def test_token_budget_is_met_exactly_by_shortening_the_last_continuation() -> None:
+    docs = [" ".join(f"word{i}" for i in range(200))] * 3
+    windows = nll.tokenize_windows(nll.split_windows(docs), _char_tokenize, max_tokens=500, max_window_tokens=10_000)
+    total = sum(len(w.continuation_ids) for w in windows)
+    assert 480 <= total <= 500
+    for w in windows:
+        # The ids are exactly the tokenization of the text the engine will get.
+        assert list(w.context_ids) == _char_tokenize(w.context)
+        assert list(w.continuation_ids) == _char_tokenize(w.continuation)
+        assert w.continuation.startswith(" ")
+
+
+def test_window_length_respects_the_engine_limit() -> None:
+    docs = [" ".join(f"longerword{i}" for i in range(300))]
+    windows = nll.tokenize_windows(nll.split_windows(docs), _char_tokenize, max_tokens=10_000, max_window_tokens=500)
+    assert windows
+    assert all(1 + len(w.context_ids) + len(w.continuation_ids) <= 500 for w in windows)
+
+
+def test_gap_is_the_difference_of_token_weighted_means() -> None:
+    text = nll.builtin_text()
+    engine = [np.array([2.0, 3.0]), np.array([4.0])]
+    ref = [np.array([1.5, 2.5]), np.array([4.0])]
+    gap = nll.summarize(engine, ref, text=text, max_nll_gap=None)
+    assert gap.tokens == 3 and gap.windows == 2
+    assert gap.artifact_nll == pytest.approx(3.0) and gap.reference_nll == pytest.approx(8.0 / 3)
+    assert gap.gap_nats_per_token == pytest.approx(1.0 / 3)
+    assert gap.perplexity_ratio == pytest.approx(math.exp(1.0 / 3))
+    assert gap.passed and gap.text["name"] == "builtin:report"
+    assert gap.to_dict()["perplexity_ratio"] == pytest.approx(math.exp(1.0 / 3))
+
+
+def test_gap_above_the_ceiling_or_infinite_is_a_fidelity_error() -> None:
+    text = nll.builtin_text()
+    with pytest.raises(FidelityError, match=r"\+0\.500 nats/token worse .* above the 0\.10 floor"):
+        nll.summarize([np.array([2.5, 2.5])], [np.array([2.0, 2.0])], text=text, max_nll_gap=0.10)
+    with pytest.raises(FidelityError, match="zero probability"):
+        nll.summarize([np.array([np.inf])], [np.array([2.0])], text=text, max_nll_gap=None)
+    ok = nll.summarize([np.array([2.05, 2.05])], [np.array([2.0, 2.0])], text=text, max_nll_gap=0.10)
+    assert ok.passed and ok.max_nll_gap == 0.10
+
+
+def test_user_text_file_errors_and_paragraphs(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        nll.text_from_file(tmp_path / "missing.txt")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    with pytest.raises(InputError, match="not UTF-8"):
+        nll.text_from_file(latin)
+    short = tmp_path / "short.txt"
+    short.write_text("too few words here")
+    with pytest.raises(InputError, match="too short"):
+        nll.text_from_file(short)
+    good = tmp_path / "good.txt"
+    good.write_text("first paragraph " * 20 + "\n\n" + "second\nparagraph " * 20 + "\n")
+    text = nll.text_from_file(good)
+    assert len(text.documents) == 2 and "\n" not in text.documents[1]
+    assert text.source == {
+        "kind": "file",
+        "path": str(good.resolve()),
+        "sha256": hashlib.sha256(good.read_bytes()).hexdigest(),
+    }

@@ -1,0 +1,134 @@
+"""The quantization recipes edgekit hands ai-edge-quantizer, and the Q4_0 grid of QAT checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgekit.convert import Quant
+from edgekit.convert.grid import detect_q4_0, on_q4_0_grid, q4_0_codes, snap_to_q4_0
+from edgekit.convert.recipes import LM_HEAD_SCOPE
+
+
+def _weights(block: str, bits: int, rule: dict[str, object]) -> bool:
+    config = rule["op_config"]["weight_tensor_config"]  # type: ignore[index]
+    return bool(config["granularity"] == block and config["num_bits"] == bits)  # type: ignore[index]
+
+
+def test_int4_default_gives_the_tied_table_one_4bit_rule_and_linear_layers_8bit() -> None:
+    rules = Quant.INT4.rules()
+    assert rules is not None
+    fc_all, lm_head, embedding = rules
+    # Last match wins: the general FULLY_CONNECTED rule first, the LM head after it.
+    assert (fc_all["operation"], fc_all["regex"]) == ("FULLY_CONNECTED", ".*")
+    assert _weights("CHANNELWISE", 8, fc_all)
+    assert (lm_head["operation"], lm_head["regex"]) == ("FULLY_CONNECTED", LM_HEAD_SCOPE)
+    assert embedding["operation"] == "EMBEDDING_LOOKUP"
+    # Both readers of the tied table must quantize it identically, or it is stored twice.
+    assert lm_head["op_config"] == embedding["op_config"]
+    assert lm_head["algorithm_key"] == embedding["algorithm_key"] == "min_max_uniform_quantize"
+    assert _weights("BLOCKWISE_32", 4, embedding)
+    assert Quant.INT4.recipe_name == "edgekit_table_wi4b32_linear_wi8_afp32"
+
+
+@pytest.mark.parametrize(
+    ("quant", "upstream"),
+    [
+        (Quant.INT4_B32, "dynamic_wi4b32_afp32"),
+        (Quant.INT4_B64, "dynamic_wi4b64_afp32"),
+        (Quant.INT4_CHANNEL, "dynamic_wi4_afp32"),
+        (Quant.INT8, "dynamic_wi8_afp32"),
+    ],
+)
+def test_named_upstream_recipes_are_exactly_upstreams(quant: Quant, upstream: str) -> None:
+    from ai_edge_quantizer import recipe
+
+    assert quant.recipe_name == upstream
+    expected = json.loads(json.dumps(getattr(recipe, upstream)(), default=str))
+    assert quant.rules() == expected
+
+
+def test_every_recipe_loads_in_ai_edge_quantizer() -> None:
+    from ai_edge_quantizer import recipe_manager
+
+    for quant in Quant:
+        for recover in (False, True):
+            rules = quant.rules(recover_grid=recover)
+            if rules is None:
+                assert quant is Quant.FP32
+                continue
+            manager = recipe_manager.RecipeManager()
+            manager.load_quantization_recipe(rules)
+            # The manager groups rules by regex; it must keep every one of ours, unchanged.
+            loaded = manager.get_quantization_recipe()
+            assert sorted(map(json.dumps, loaded)) == sorted(map(json.dumps, rules))
+
+
+def test_grid_recovery_switches_only_the_4bit_block32_rules() -> None:
+    plain, kept = Quant.INT4.rules(), Quant.INT4.rules(recover_grid=True)
+    assert plain is not None and kept is not None
+    assert kept[0] == plain[0]  # 8-bit linear layers: unchanged
+    for rule in kept[1:]:
+        assert rule["algorithm_key"] == "dequantized_weight_recovery"
+        assert rule["op_config"]["skip_checks"] is True
+    assert Quant.INT4.recipe_name_for(recover_grid=True) == "edgekit_table_wi4b32_linear_wi8_afp32+q4_0_grid_recovery"
+    assert Quant.INT8.rules(recover_grid=True) == Quant.INT8.rules()
+    assert not Quant.INT8.can_recover_grid and not Quant.INT4_B64.can_recover_grid
+    assert Quant.INT4_B32.can_recover_grid
+
+
+def test_snapped_weights_are_on_the_q4_0_grid_and_trained_ones_are_not() -> None:
+    rng = torch.Generator().manual_seed(0)
+    w = torch.randn(48, 96, generator=rng) * 0.02
+    snapped = snap_to_q4_0(w)
+    assert on_q4_0_grid(snapped)[0]
+    assert not on_q4_0_grid(w)[0]
+    assert torch.equal(snap_to_q4_0(snapped), snapped)  # idempotent
+    _, codes = q4_0_codes(snapped)
+    assert codes.round().min() >= -8 and codes.round().max() <= 7
+    # Q4_0's sign convention: scale = signed absmax / -8, so the absmax value gets code -8.
+    assert bool((codes.round().min(dim=-1).values == -8).all())
+    _, blocks, negative = on_q4_0_grid(snapped)
+    assert blocks == 48 * 3 and 0 < negative < blocks
+
+
+def test_dequantized_weight_recovery_keeps_the_grid_except_the_plus_8_codes() -> None:
+    """ai-edge-quantizer's own recovery on snapped weights: exact where INT4 can hold Q4_0."""
+    from ai_edge_quantizer.algorithms.uniform_quantize import dequantized_weight_recovery as dwr
+    from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
+    from ai_edge_quantizer.qtyping import UniformQuantParams
+
+    rng = torch.Generator().manual_seed(1)
+    snapped = snap_to_q4_0(torch.randn(64, 128, generator=rng) * 0.02)
+    values = snapped.numpy()
+    zp, scale = dwr.get_zp_scale_from_dequantized_symmetric_weights(values, quantized_dimension=1, block_size=32)
+    params = UniformQuantParams(
+        num_bits=4, quantized_dimension=1, scale=scale, zero_point=zp, symmetric=True, block_size=32
+    )
+    codes = uqt.uniform_quantize(values, params, is_blockwise_quant=True)
+    back = uqt.uniform_dequantize(codes, params)
+    q4_scale, _ = q4_0_codes(snapped)
+    abs_scale = np.abs(q4_scale.numpy()).repeat(32, axis=1).reshape(64, 128)
+    plus_8 = (np.round(values / abs_scale) == 8).reshape(64, 128)
+    exact = np.isclose(back, values, rtol=0, atol=1e-7)
+    # Every value comes back exactly but those at +8 x |scale| (only in blocks whose Q4_0
+    # scale is negative): INT4 stops at +7.
+    assert plus_8.any() and (exact == ~plus_8).all()
+    assert bool((q4_scale.numpy().repeat(32, axis=1).reshape(64, 128)[plus_8] < 0).all())
+    assert np.allclose((values - back)[plus_8], abs_scale[plus_8])
+
+
+def test_detect_q4_0_on_the_tiny_model_and_its_qat_like_copy(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    from edgekit.testing.qat import write_qat_like
+
+    assert not detect_q4_0(tiny_gemma3_dir).detected
+    qat = write_qat_like(tiny_gemma3_dir, tmp_path / "qat")
+    report = detect_q4_0(qat)
+    assert report.detected and not report.off_grid
+    assert "model.embed_tokens.weight" in report.on_grid
+    assert report.to_dict()["detected"] is True
+    assert sorted(p.name for p in qat.iterdir()) == sorted(p.name for p in tiny_gemma3_dir.iterdir())
