@@ -49,6 +49,17 @@ else
   readn() { got=$(dd bs=1 count="$1" <&3 2>/dev/null; echo x); got=${got%x}; }
 fi
 
+# Does this shell time out `read -t` on a FIFO (mksh)? Then the watchdog naps without forks.
+CAN_READ_T=0
+mkdir -p "$RUN/tmp"
+if mkfifo "$RUN/tmp/rt.$$" 2>/dev/null; then
+  exec 9<> "$RUN/tmp/rt.$$"
+  rm -f "$RUN/tmp/rt.$$"
+  read -t 0.01 _x <&9 2>/dev/null
+  [ $? -gt 128 ] && CAN_READ_T=1
+  exec 9<&-
+fi
+
 event() {
   now
   echo "$NOW,$1,$2,$3" >> "$RUN/events.csv"
@@ -62,8 +73,16 @@ arm() {
 }
 
 watchdog() {
+  # Wait a second without a fork where the shell can: mksh's `read -t` on a FIFO nobody
+  # writes to (as sampler.sh does); elsewhere sleep(1).
+  wnap=sleep
+  if [ "$CAN_READ_T" = 1 ] && mkfifo "$RUN/tmp/wnap.$2" 2>/dev/null; then
+    exec 8<> "$RUN/tmp/wnap.$2"
+    rm -f "$RUN/tmp/wnap.$2"
+    wnap=read
+  fi
   while [ -e "$RUN/tmp/watch.$2" ]; do
-    sleep 1
+    if [ "$wnap" = read ]; then read -t 1 _x <&8; else sleep 1; fi
     dl=
     { read -r dl < "$RUN/tmp/watch.$2"; } 2>/dev/null || break
     now
@@ -210,15 +229,16 @@ run_one_shot() {
     else
       printf '%s' "$line" > "$pf"
     fi
-    rm -f "$fout" "$RUN/tmp/timeout.$i"
+    rm -f "$fout" "$RUN/tmp/timeout.$i" "$RUN/tmp/timeout.$k"
     mkfifo "$fout"
-    arm "$i"
+    # One watchdog per runner process (per turn here), so none outlives its runner.
+    arm "$k"
     event turn_send "$i" "$turn"
     # shellcheck disable=SC2086
     LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
       "--input_prompt_file=$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
     rpid=$!
-    watchdog "$rpid" "$i" &
+    watchdog "$rpid" "$k" &
     exec 3< "$fout"
     readn 1
     first=$got
@@ -227,9 +247,11 @@ run_one_shot() {
     exec 3<&-
     wait "$rpid"
     rc=$?
-    rm -f "$RUN/tmp/watch.$i" "$fout"
-    event turn_end "$i" "$turn"
-    if [ "$rc" -ne 0 ] || [ -e "$RUN/tmp/timeout.$i" ]; then
+    rm -f "$RUN/tmp/watch.$k" "$fout"
+    [ -e "$RUN/tmp/timeout.$k" ] && mv -f "$RUN/tmp/timeout.$k" "$RUN/tmp/timeout.$i"
+    # A runner that printed nothing did not answer this turn, whatever its exit status.
+    [ -n "$first" ] && event turn_end "$i" "$turn"
+    if [ "$rc" -ne 0 ] || [ -z "$first" ] || [ -e "$RUN/tmp/timeout.$i" ]; then
       alive=0
       break
     fi

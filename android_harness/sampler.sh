@@ -74,10 +74,12 @@ echo $$ > "$RUN/sampler.pid"
 while [ ! -e "$RUN/stop" ]; do
   [ $((n % every)) -eq 0 ] && state
   n=$((n + 1))
+  # The timestamp goes with current and voltage: read them right after it, the rest later
+  # (a loaded phone can take milliseconds per read; at a load step that would skew it).
   now
-  rd charge_counter; cc=$v
   rd current_now; cur=$v
   rd voltage_now; vol=$v
+  rd charge_counter; cc=$v
   rd capacity; cap=$v
   rd temp; tmp=$v
   rd status; st=$v

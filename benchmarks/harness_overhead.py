@@ -92,7 +92,9 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
         device.close()
         emu.stop()
     total = user + system
-    runners = sum(float(u) + float(s) for u, s in (line.split() for line in cpu_log.read_text().splitlines()))
+    # /usr/bin/time adds "Command exited with non-zero status 1" for deploy's --helpfull probe.
+    pairs = [line.split() for line in cpu_log.read_text().splitlines()]
+    runners = sum(float(p[0]) + float(p[1]) for p in pairs if len(p) == 2)
     return {
         "wall_s": round(wall, 1),
         "total_cpu_s": round(total, 2),

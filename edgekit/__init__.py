@@ -7,6 +7,7 @@ from edgekit._versions import __version__
 from edgekit.artifact import Artifact, Manifest
 from edgekit.bench import BenchConfig, BenchResult, battery_bench
 from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert
+from edgekit.convert.nll import EvalResult, NllGap, evaluate
 from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device import Device, DeviceFacts, Transport, open_device
 from edgekit.device.adb import AdbDevice
@@ -38,11 +39,13 @@ __all__ = [
     "DeviceFacts",
     "DirectAdbDevice",
     "EdgekitError",
+    "EvalResult",
     "FidelityError",
     "Format",
     "InputError",
     "LocalDevice",
     "Manifest",
+    "NllGap",
     "PromptRun",
     "Quant",
     "Transport",
@@ -50,6 +53,7 @@ __all__ = [
     "battery_bench",
     "convert",
     "deploy",
+    "evaluate",
     "open_device",
     "run_prompt",
 ]

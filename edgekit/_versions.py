@@ -16,6 +16,8 @@ KEY_DISTRIBUTIONS = (
     "torch",
     "transformers",
     "tensorflow-cpu",
+    "gguf",
+    "gensim",
     "adbutils",
     "adb-shell",
 )

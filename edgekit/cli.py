@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Click turns Ctrl-C into Abort. Every command cleans up in `finally` blocks.
-        _error_line("interrupted: nothing half-written was left behind")
+        # No claim about what was left behind: that depends on where the command was cut.
+        _error_line("interrupted")
         return EXIT_INTERRUPTED
     except EdgekitError as exc:
         if debug:

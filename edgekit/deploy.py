@@ -551,7 +551,13 @@ def deploy(
             size_bytes=sum(local.stat().st_size for local, _, _ in runner_items),
             pushed=not all(runner_there),
         )
-        probe = probe_runner(device, runner_dir, runner.binary.name, tuple(lib.name for lib in runner.libraries))
+        probe = probe_runner(
+            device,
+            runner_dir,
+            runner.binary.name,
+            tuple(lib.name for lib in runner.libraries),
+            elf_needed(runner.binary),
+        )
     harness = _place_harness(device, root, progress)
     smoke = smoke_run(device, model_remote, runner_remote, config, probe) if config.smoke else None
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.device import parsers
-from edgekit.device.base import Device
+from edgekit.device.base import Device, ShellResult
 from edgekit.errors import InputError
 
 MULTI_TURN = "multi_turn"
@@ -53,11 +53,13 @@ class RunnerProbe:
     streams_answers: bool
     version: str | None
     libraries: tuple[str, ...]
+    needed: tuple[str, ...] | None = None  # DT_NEEDED from the ELF header; None for a script
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (probe.json on the device, `runner.probe` in results)."""
         data = dataclasses.asdict(self)
         data["libraries"] = list(self.libraries)
+        data["needed"] = None if self.needed is None else list(self.needed)
         return data
 
     @classmethod
@@ -71,6 +73,7 @@ class RunnerProbe:
             streams_answers=bool(data["streams_answers"]),
             version=data.get("version"),
             libraries=tuple(data.get("libraries", ())),
+            needed=None if data.get("needed") is None else tuple(data["needed"]),
         )
 
 
@@ -123,14 +126,27 @@ def analyse_probe(
     )
 
 
-def probe_runner(device: Device, runner_dir: str, binary: str, libraries: tuple[str, ...]) -> RunnerProbe:
+def probe_runner(
+    device: Device, runner_dir: str, binary: str, libraries: tuple[str, ...], needed: tuple[str, ...] | None = None
+) -> RunnerProbe:
     """Run `runner_dir/binary --helpfull` and `--version` on the device (LD_LIBRARY_PATH =
     the runner's folder) and analyse them; stores probe.json beside the runner."""
     d = shlex.quote(runner_dir)
     exe = shlex.quote(f"{runner_dir}/{binary}")
-    base = f"cd {d} && LD_LIBRARY_PATH={d} {exe}"
-    helpfull = device.script(f"{base} --helpfull 2>&1", timeout_s=PROBE_TIMEOUT_S, check=False)
-    version = device.script(f"{base} --version 2>&1", timeout_s=PROBE_TIMEOUT_S, check=False)
+    # A runner that hangs even here is stopped on the device (toybox `timeout`, where the
+    # shell has it) rather than leaving the connection waiting.
+    limit = int(PROBE_TIMEOUT_S / 2)
+
+    def ask(flag: str) -> ShellResult:
+        cmd = f"{exe} {flag} 2>&1"
+        script = (
+            f"cd {d} && export LD_LIBRARY_PATH={d} && "
+            f"if command -v timeout >/dev/null 2>&1; then timeout {limit} {cmd}; else {cmd}; fi"
+        )
+        return device.script(script, timeout_s=PROBE_TIMEOUT_S, check=False)
+
+    helpfull = ask("--helpfull")
+    version = ask("--version")
     probe = analyse_probe(
         binary=binary,
         helpfull_rc=helpfull.returncode,
@@ -138,6 +154,7 @@ def probe_runner(device: Device, runner_dir: str, binary: str, libraries: tuple[
         version_out=version.stdout if version.returncode == 0 else "",
         libraries=libraries,
     )
+    probe = dataclasses.replace(probe, needed=needed)
     with tempfile.TemporaryDirectory(prefix="edgekit-probe-") as tmp:
         local = Path(tmp) / "probe.json"
         local.write_text(json.dumps(probe.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -64,6 +64,12 @@ def _where(flag: dict[str, Any]) -> str:
     return html.escape(f" ({window})") if window else ""
 
 
+def runner_line(result: BenchResult) -> str:
+    """Which protocol ran and where time to first token comes from (docs/battery-bench.md)."""
+    r = result.runner
+    return f"Runner: {r['protocol'].replace('_', '-')} protocol · time to first token from the {r.get('ttft_source')}"
+
+
 def markdown(result: BenchResult) -> str:
     """A Markdown summary: headline table, validity flags."""
     dev = result.device
@@ -91,6 +97,8 @@ def markdown(result: BenchResult) -> str:
         "so figures compare across phones and with published ones; % of today's full charge (`charge_full`) "
         "is what this phone's aged battery loses.",
     ]
+    if result.runner.get("protocol"):
+        lines += ["", runner_line(result)]
     if result.validity:
         lines += ["", "Validity flags:"]
         lines += [
@@ -280,7 +288,9 @@ def html_report(result: BenchResult) -> str:
                 "workload",
                 f"{result.workload['name']} v{result.workload['version']} · sha256 {result.workload['sha256']}",
             ),
+            ("runner protocol", runner_line(result) if result.runner.get("protocol") else "—"),
             ("runner flags", " ".join(result.runner.get("flags", []))),
+            ("runner conditions", "; ".join(result.runner.get("conditions", [])) or "—"),
             ("current_now", ((result.power or {}).get("conventions") or {}).get("basis", "—")),
         )
     )

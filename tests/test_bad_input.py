@@ -52,7 +52,9 @@ def _break_zero_block(d: Path) -> None:
 
     w = d / "model.safetensors"
     tensors = load_file(str(w))
-    name = "model.layers.0.mlp.down_proj.weight"
+    # The default int4 stores the embedding table in 4-bit blocks of 32 (the linear layers
+    # are per channel, where only an all-zero row makes a 0.0 scale).
+    name = "model.embed_tokens.weight"
     tensors[name][3, 32:64] = 0.0
     save_file(tensors, str(w), metadata={"format": "pt"})
 
@@ -67,7 +69,7 @@ CASES = {
     "no weights": (_break_no_weights, "has no *.safetensors"),
     "all-zero block": (
         _break_zero_block,
-        "model.layers.0.mlp.down_proj.weight has an all-zero block (row 3, columns 32-63)",
+        "model.embed_tokens.weight has an all-zero block (row 3, columns 32-63)",
     ),
 }
 
@@ -156,3 +158,21 @@ def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
     proc = run_cli("convert", str(tmp_path / "nope"), "-o", str(tmp_path / "o.litertlm"), env={"EDGEKIT_DEBUG": "1"})
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--eval-text", "/no/such/prose.txt"), "evaluation text /no/such/prose.txt does not exist"),
+        (("--eval-text", "SHORT"), "is too short: give at least"),
+        (("--max-nll-gap", "-1"), "max NLL gap must be a number of nats/token >= 0, got -1.0"),
+    ],
+)
+def test_bad_fidelity_options(args: tuple[str, ...], expected: str, tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text("a few words only")
+    out = tmp_path / "out.litertlm"
+    argv = [str(short) if a == "SHORT" else a for a in args]
+    proc = run_cli("convert", str(tiny_gemma3_dir), "-o", str(out), *argv)
+    _assert_one_line_failure(proc, expected, out)
+    assert proc.returncode == 2

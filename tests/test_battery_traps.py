@@ -323,3 +323,48 @@ def test_android_emulator_is_detected_from_its_props(props: dict[str, str], emul
 
     facts = Fake().facts()
     assert facts.emulator == emulator and facts.emulated == (emulator is not None)
+
+
+def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
+    from edgekit.bench.runner import RunFiles
+    from edgekit.bench.session import _between_parts, _windows
+
+    def sample(t: float, level: int) -> PowerSample:
+        return PowerSample(
+            t_s=t,
+            charge_counter_uah=None,
+            current_raw=-300_000,
+            voltage_uv=3_900_000,
+            level_pct=level,
+            temperature_c=30.0,
+            status=3,
+        )
+
+    events = [
+        (0.0, "driver_start", "boot-a", 0),
+        (0.0, "baseline_start", "0", 0),
+        (10.0, "baseline_end", "0", 0),
+        (10.0, "workload_start", "0", 0),
+        (20.0, "turn_end", "0001", 1),  # killed here; recharged; resumed on the same boot
+        (100.0, "driver_start", "boot-a", 0),
+        (100.0, "workload_start", "0", 0),
+        (110.0, "workload_end", "0", 0),
+    ]
+    samples = [sample(t, 40) for t in range(0, 21)] + [sample(t, 85) for t in range(100, 111)]
+    files = RunFiles(
+        meta={}, events=events, samples=samples, outputs={}, errors={}, crash_logs={}, done=set(), status="done"
+    )
+    baselines, segments = _windows(events)
+    assert baselines == [(0.0, 10.0)] and segments == [(10.0, 20.0), (100.0, 110.0)]
+    [flag] = _between_parts(files, segments, 0.0)
+    assert flag["code"] == "recharged_between_parts" and not flag["voids"]
+    assert "recharged between the parts" in flag["message"] and "40% when it stopped, 85%" in flag["message"]
+    # The sign is decided inside the windows: the recharge between them does not flip it.
+    report = analyse_segments(samples, baselines=baselines, segments=segments, sample_period_s=1.0)
+    assert report.conventions is not None and report.conventions.discharge_sign == -1
+    assert "charging" not in {f.code for f in report.flags}
+
+    rebooted = [*events[:5], (100.0, "driver_start", "boot-b", 0), *events[6:]]
+    flags = _between_parts(dataclasses.replace(files, events=rebooted), segments, 0.0)
+    assert [f["code"] for f in flags if f["voids"]] == ["rebooted"]
+    assert "rebooted between the parts" in flags[0]["message"]

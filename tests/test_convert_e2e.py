@@ -286,3 +286,55 @@ def test_example_chat_template_takes_string_or_text_parts(tiny_gemma3_dir: Path)
         assert rendered == expected
     prompt = tok.apply_chat_template(as_text[:1], tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<start_of_turn>model\n")
+
+
+def _int4_table(tflite: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The INT4 block-wise tensor of `shape` in a TFLite model, dequantized (codes x fp16 scales)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fu
+
+    model = fu.read_model(str(tflite))
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if tensor.shape is not None and tuple(tensor.shape) == shape and tensor.quantization is not None:
+                details = tensor.quantization.details
+                packed = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
+                scales = np.asarray(model.buffers[subgraph.tensors[details.scales].buffer].data, np.uint8)
+                # Two codes a byte, the first in the low nibble (TFLite's int4 packing).
+                nibbles = np.stack([packed & 0x0F, packed >> 4], axis=1).reshape(-1).astype(np.int8)
+                codes = np.where(nibbles > 7, nibbles - 16, nibbles).reshape(shape)
+                per_block = scales.view(np.float16).astype(np.float32).reshape(shape[0], -1)
+                return codes * np.repeat(per_block, details.blockSize, axis=1)
+    raise AssertionError(f"no INT4 tensor of shape {shape}")
+
+
+def test_qat_checkpoint_keeps_its_q4_0_grid_with_the_defaults(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint on the Q4_0 grid converts with DEFAULT settings into an artifact whose
+    4-bit table holds that very grid: every value exactly but the +8 codes INT4 lacks."""
+    from safetensors.torch import load_file
+
+    from edgekit.convert.grid import q4_0_codes
+    from edgekit.testing.qat import write_qat_like
+
+    qat = write_qat_like(tiny_gemma3_dir, tmp_path / "qat")
+    res = convert(qat, ConvertConfig(output=tmp_path / "qat.litertlm", threads=2))
+    m = res.artifact.manifest
+    assert m is not None and m.quantization is not None
+    assert m.quantization["grid_recovered"] is True and m.quantization["grid"]["detected"] is True
+    assert m.settings["quant"] == {"value": "int4", "source": "recipe:gemma3"}
+    assert m.settings["quant_recipe"]["value"] == "edgekit_table_wi4b32_linear_wi8_afp32+q4_0_grid_recovery"
+    assert m.quantization["rules"] == Quant.INT4.rules(recover_grid=True)
+    assert any("Q4_0 grid" in n for n in res.notes)
+
+    table = load_file(str(qat / "model.safetensors"))["model.embed_tokens.weight"].float()
+    got = _int4_table(bundled_tflite(res.artifact.path, tmp_path / "unpacked"), tuple(table.shape))
+    scale, _ = q4_0_codes(table)
+    abs_scale = np.repeat(scale.abs().numpy(), 32, axis=1).reshape(table.shape)
+    want = table.numpy()
+    plus_8 = np.round(want / abs_scale) == 8  # only in blocks whose Q4_0 scale is negative
+    # Scales are stored as fp16 with a bf16 mantissa (ai-edge-quantizer 0.10): 2^-9 relative.
+    close = np.isclose(got, want, rtol=2**-8, atol=0)
+    assert close[~plus_8].all()
+    assert plus_8.any() and np.allclose(got[plus_8], 7 * abs_scale[plus_8], rtol=2**-8)  # clipped to +7
+    # The same checkpoint without grid recovery moves most values (min-max: scale = absmax / 7).
+    plain = convert(qat, ConvertConfig(output=tmp_path / "plain.litertlm", quant=Quant.INT4_B64, threads=2))
+    assert plain.artifact.manifest is not None and plain.artifact.manifest.quantization["grid_recovered"] is False  # type: ignore[index]

@@ -124,6 +124,8 @@ def test_absl_helpfull_wrapped_entries() -> None:
     assert flags["num_cpu_threads"].default == "0" and flags["async"].default == "true"
     assert flags["sampler_backend"].default == '""'
     assert flags["async"].source == "runtime/engine/shared_flags.cc"
+    loose = parsers.parse_absl_helpfull("  --multi_turns (x); default: false;\n--benchmark (y); default: false;\n")
+    assert set(loose) == {"multi_turns", "benchmark"}
 
 
 def test_runner_error_lines() -> None:

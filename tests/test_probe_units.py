@@ -172,3 +172,59 @@ def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
         assert list(needed) == [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
     script = write_runner_standin(tmp_path / "s", "simple")
     assert elf_needed(script) is None
+
+
+def _files(events: list[tuple[float, str, str, int]], **kw: Any) -> Any:
+    from edgekit.bench.runner import RunFiles
+
+    args: dict[str, Any] = {
+        "meta": {},
+        "events": events,
+        "samples": [],
+        "outputs": {},
+        "errors": {},
+        "crash_logs": {},
+        "done": set(),
+        "status": "done",
+    }
+    args.update(kw)
+    return RunFiles(**args)
+
+
+def test_runner_failures_name_the_cause() -> None:
+    from edgekit.bench.session import runner_failures
+
+    convs = [{"id": "a", "turns": 3}, {"id": "b", "turns": 2}, {"id": "c", "turns": 2}, {"id": "d", "turns": 2}]
+    events = [
+        (1.0, "turn_send", "0001", 1),
+        (1.5, "turn_end", "0001", 1),
+        (2.0, "conv_end", "0001", 0),  # exited 0 after one answer
+        (3.0, "conv_end", "0002", 137),  # killed by the low-memory killer
+        (4.0, "turn_timeout", "0003", 2),
+        (4.1, "conv_end", "0003", 137),
+        (5.0, "conv_end", "0004", 139),
+    ]
+    crash = "F DEBUG   : Fatal signal 11 (SIGSEGV)\nF DEBUG   : Tombstone written to: /data/tombstones/tombstone_07\n"
+    files = _files(events, errors={"0004": "I0000 x\nanswer\n"}, crash_logs={"0004": crash}, done={"0005"})
+    flags = runner_failures(files, convs, 300)
+    assert [f["code"] for f in flags] == ["runner_failed"] * 4 and all(f["voids"] for f in flags)
+    messages = [f["message"] for f in flags]
+    assert messages[0] == "conversation 0001 (a): the runner exited 0 but answered 1 of 3 turns"
+    assert "exited 137, SIGKILL: killed, likely out of memory" in messages[1]
+    assert "turn 2 took longer than the per-turn timeout (300 s): killed" in messages[2]
+    assert "exited 139, SIGSEGV; stderr: I0000 x answer; tombstone: /data/tombstones/tombstone_07" in messages[3]
+
+
+@pytest.mark.parametrize(("cache", "expected"), [(1024, 192), (4096, 256), (None, 192)])
+def test_one_shot_history_fits_the_kv_cache(cache: int | None, expected: int) -> None:
+    from types import SimpleNamespace
+
+    from edgekit.bench.session import answer_cap_bytes
+    from edgekit.bench.workload import load_workload
+
+    chat25 = load_workload()  # 64 output tokens a turn, at most 5 turns
+    manifest = None if cache is None else SimpleNamespace(settings={"cache_length": {"value": cache}})
+    cap = answer_cap_bytes(chat25, SimpleNamespace(manifest=manifest))  # type: ignore[arg-type]
+    assert cap == expected
+    # Four earlier answers at one token per byte still leave the reserve free.
+    assert 4 * cap + 256 <= (cache or 1024)

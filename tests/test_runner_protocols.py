@@ -197,6 +197,9 @@ def test_full_chat25_one_shot_through_the_cli(
     result = BenchResult.load(out)
     assert result.complete and len(result.turns) == 70 and result.summary["conversations"] == 25
     assert all(t.decode_tokens_per_s and t.prefill_tokens_per_s and t.ttft_s for t in result.turns)
+    rep = run_cli("report", str(out), "-o", str(tmp_path / "r.html"))
+    assert rep.returncode == 0 and "Runner: one-shot protocol · time to first token from the runner" in rep.stdout
+    assert "one-shot protocol" in (tmp_path / "r.html").read_text()
     shutil.rmtree(folder)
 
 
@@ -209,7 +212,7 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     import time
 
     wakefulness = emulated_device.sandbox / ".emulator" / "wakefulness"
-    wakefulness.write_text("Awake\n")
+    wakefulness.write_text("Asleep\n")
     args = ["battery-bench", "--transport", "direct", "--device", emulated_device.serial]
     args += ["--runner", str(emulated_device.runner), "--workload", str(workload(tmp_path, 1)), "--baseline-s", "60"]
     home = tmp_path / "home"
@@ -228,12 +231,12 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
         time.sleep(0.2)
     [pid_file] = list(runs.glob("*/driver.pid"))
     run_id = pid_file.parent.name
-    assert wakefulness.read_text().strip() == "Asleep"
+    assert wakefulness.read_text().strip() == "Awake"  # kept on for the run (docs: no suspend)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert f"--collect {run_id}" in err and f"--resume {run_id}" in err and "half-written" not in err
-    assert wakefulness.read_text().strip() == "Awake"  # restored
+    assert wakefulness.read_text().strip() == "Asleep"  # restored
     stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
     assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone (or a zombie nobody reaped yet)
     collected = run_cli(
@@ -250,3 +253,44 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     )
     assert collected.returncode == 7, collected.stderr  # cut off: not complete
     assert not BenchResult.load(tmp_path / "r.json").complete
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("exit 0", "the runner exited 0 but answered 0 of 2 turns"),
+        ("exec sleep 600", "turn 1 took longer than the per-turn timeout (2 s): killed"),
+    ],
+)
+def test_one_shot_runner_that_does_not_answer_fails_the_run(
+    emulated_device: EmulatedDevice,
+    device: DirectAdbDevice,
+    int4_result: ConvertResult,
+    tmp_path: Path,
+    body: str,
+    expected: str,
+) -> None:
+    # A shell-script runner (as a checker's might be): absl-style --helpfull, then `body`.
+    silent = tmp_path / "litert_lm_main"
+    silent.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *--helpfull*)\n'
+        "  printf '  Flags from runtime/engine/litert_lm_main.cc:\\n'\n"
+        "  printf '    --input_prompt_file (File path to the input prompt.); default: \"\";\\n'\n"
+        "  printf '    --model_path (Model path to use for LLM execution.); default: \"\";\\n'\n"
+        "  exit 1 ;;\n"
+        "*--version*) exit 0 ;;\n"
+        "esac\n"
+        f"{body}\n"
+    )
+    silent.chmod(0o755)
+    config = session.BenchConfig(
+        workload=workload(tmp_path, 1), runner=silent, baseline_s=0.2, poll_s=0.2, turn_timeout_s=2
+    )
+    run_id = session.start_run(device, int4_result.artifact.path, config)
+    session.follow(device, run_id, config)
+    result = session.collect(device, run_id)
+    assert result.runner["protocol"] == ONE_SHOT
+    assert not result.complete and result.exit_code() == 7
+    [failed] = [f for f in result.validity if f["code"] == "runner_failed"]
+    assert failed["message"].startswith(f"conversation 0001 (extract-cities): {expected}")

@@ -39,7 +39,7 @@ NEAR_ZERO_MA = 5.0
 """A battery current within this many mA of zero is "the phone runs from a supply"."""
 NEAR_ZERO_MAX_FRACTION = 0.5
 MISSING_MAX_FRACTION = 0.10
-"""More empty `current_now`/`voltage_now` reads than this in a window voids it."""
+"""More empty `current_now`/`voltage_now` reads than this (baselines and workload together) voids."""
 GAP_PERIODS = 10
 """A sampler gap (or a hole of empty reads) longer than this many sample periods = suspended."""
 GAP_FLOOR_S = 2.0
@@ -292,12 +292,14 @@ def max_gap_s(samples: Sequence[PowerSample]) -> float:
     return max((b.t_s - a.t_s for a, b in itertools.pairwise(samples)), default=0.0)
 
 
-def _gap(samples: Sequence[PowerSample]) -> tuple[float, float | None]:
-    """(longest interval between consecutive samples, where it starts)."""
+def _gap(samples: Sequence[PowerSample], start: float, end: float) -> tuple[float, float | None]:
+    """(longest interval without a sample in the window [start, end], where it starts):
+    between consecutive samples, and at the window's edges (a suspend can straddle them)."""
+    times = [start, *(s.t_s for s in samples), end]
     best, at = 0.0, None
-    for a, b in itertools.pairwise(samples):
-        if b.t_s - a.t_s > best:
-            best, at = b.t_s - a.t_s, a.t_s
+    for a, b in itertools.pairwise(times):
+        if b - a > best:
+            best, at = b - a, a
     return best, at
 
 
@@ -472,6 +474,7 @@ def analyse_segments(
     spans += [(a, b, "workload") for a, b in segments]
     # In time order, so what is reported first is what happened first.
     raw_windows = [(n, window(samples, a, b)) for a, b, n in sorted(spans)]
+    bounds = [(a, b) for a, b, _ in sorted(spans)]
     in_run = [s for _, w in raw_windows for s in w]
     has_current = any(s.current_raw is not None for s in in_run)
     has_voltage = any(s.voltage_uv is not None for s in in_run)
@@ -490,21 +493,11 @@ def analyse_segments(
     gap_limit = max(GAP_PERIODS * sample_period_s, GAP_FLOOR_S)
     filled: list[tuple[str, list[PowerSample]]] = []
     interpolated = 0
-    for name, w in raw_windows:
+    for (name, w), (start, end) in zip(raw_windows, bounds, strict=True):
         f = fill_missing(w)
         interpolated += f.empty
         filled.append((name, f.samples))
-        if f.reads and f.empty / f.reads > MISSING_MAX_FRACTION:
-            flags.append(
-                Flag(
-                    code="reads_missing",
-                    message=f"{f.empty} of {f.reads} current/voltage reads in the {name} were empty "
-                    f"(> {MISSING_MAX_FRACTION:.0%}): the gauge cannot be trusted",
-                    voids=True,
-                    window=name,
-                )
-            )
-        gap, gap_at = _gap(w)
+        gap, gap_at = _gap(w, start, end)
         hole, hole_at = (f.longest_hole_s, f.hole_at_s)
         if max(gap, hole) > gap_limit:
             at = gap_at if gap >= hole else hole_at
@@ -519,7 +512,22 @@ def analyse_segments(
                     t_s=(at or origin) - origin,
                 )
             )
-    if interpolated and not any(f.code == "reads_missing" for f in flags):
+    # Per field, judged over every measured window together: a short baseline of a few
+    # samples would cross 10% on one or two unlucky empty reads.
+    worst = max(
+        ((sum(1 for s in in_run if getattr(s, field) is None), field) for field in ("current_raw", "voltage_uv")),
+    )
+    if in_run and worst[0] / len(in_run) > MISSING_MAX_FRACTION:
+        name = "current_now" if worst[1] == "current_raw" else "voltage_now"
+        flags.append(
+            Flag(
+                code="reads_missing",
+                message=f"{worst[0]} of {len(in_run)} {name} reads in the baselines and the workload were "
+                f"empty (> {MISSING_MAX_FRACTION:.0%}): the gauge cannot be trusted",
+                voids=True,
+            )
+        )
+    elif interpolated:
         flags.append(
             Flag(
                 code="reads_interpolated",

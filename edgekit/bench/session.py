@@ -43,6 +43,7 @@ BASELINE_CAP_S = 300.0
 DEFAULT_TURN_TIMEOUT_S = 300
 DRIVER_START_GRACE_S = 60.0
 HISTORY_RESERVE_TOKENS = 256
+ASSUMED_CACHE_TOKENS = 1024
 """A turn (one-shot: with its model load) that takes longer is killed and the run fails."""
 ANSWER_WORDS_PER_TOKEN = 0.75
 """One-shot prompts carry earlier answers cut to the workload's per-turn token cap, counted
@@ -192,8 +193,8 @@ def restore_phone(device: Device, state: dict[str, Any]) -> None:
 def online_supplies(device: Device) -> list[str] | None:
     """External power supplies online now (sysfs, else `dumpsys battery`); None if unknown."""
     script = (
-        'for d in /sys/class/power_supply/*; do [ -r "$d/online" ] || continue; '
-        't=; [ -r "$d/type" ] && t=$(cat "$d/type"); printf \'%s:%s:%s\\n\' "${d##*/}" "$t" "$(cat "$d/online")"; done'
+        'for d in /sys/class/power_supply/*; do [ -r "$d/online" ] || continue; o=; t=; '
+        'read -r o < "$d/online"; [ -r "$d/type" ] && read -r t < "$d/type"; echo "${d##*/}:$t:$o"; done'
     )
     lines = [x for x in device.script(script, check=False).stdout.split() if x.count(":") == 2]
     if not lines:
@@ -322,8 +323,10 @@ def answer_cap_bytes(workload: Workload, artifact: Artifact) -> int:
     HISTORY_RESERVE_TOKENS left for the chat template, the user turns and the answer."""
     cap = workload.max_output_tokens * 4
     cache = (artifact.manifest.settings.get("cache_length", {}) if artifact.manifest else {}).get("value")
+    if not isinstance(cache, int):
+        cache = ASSUMED_CACHE_TOKENS  # no manifest (a published .litertlm): assume a small cache
     longest = max(len(c.turns) for c in workload.conversations)
-    if isinstance(cache, int) and longest > 1:
+    if longest > 1:
         cap = min(cap, max(16, (cache - HISTORY_RESERVE_TOKENS) // (longest - 1)))
     return cap
 
@@ -395,7 +398,7 @@ def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressF
 
 def interrupt(device: Device, run_id: str) -> None:
     """Ctrl-C on an attached run: stop the phone's driver, sampler and runner, and restore
-    the screen / stay-awake settings the run changed. The run folder stays for --collect."""
+    the screen settings (timeout, brightness) the run changed. The run folder stays for --collect."""
     paths = _paths(device, run_id)
     run_lib.stop(device, paths)
     files = run_lib.collect(device, paths)
@@ -443,7 +446,7 @@ def _windows(
             if start is not None and last is not None and last > start:
                 segments.append((start, last))
             start, last = t, t
-        elif start is not None and name not in _AFTER:
+        elif start is not None and name not in _NOT_WORKLOAD:
             last = t
             if name == "workload_end":
                 if t > start:
@@ -455,6 +458,18 @@ def _windows(
 
 
 _AFTER = ("baseline_after_start", "baseline_after_end")
+# Events that never extend a workload segment (a resumed driver's start, the unplug wait, baselines).
+_NOT_WORKLOAD = {
+    *_AFTER,
+    "driver_start",
+    "unplug_wait",
+    "unplugged",
+    "unplug_timeout",
+    "unplug_unknown",
+    "settled",
+    "baseline_start",
+    "baseline_end",
+}
 
 
 def _between_parts(files: run_lib.RunFiles, segments: list[tuple[float, float]], t0: float) -> list[dict[str, Any]]:

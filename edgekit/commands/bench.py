@@ -137,7 +137,8 @@ Examples:
 @click.option(
     "--baseline-s",
     type=float,
-    help="Idle baseline length.  [default: as long as the workload is expected to take, at most 300 s]",
+    help="Length of each idle baseline (one before the workload, one after).  "
+    "[default: as long as the workload is expected to take, at most 300 s]",
 )
 @click.option(
     "--capacity-mah",
@@ -176,7 +177,8 @@ Examples:
     type=int,
     default=1,
     show_default=True,
-    help="Run the workload N times; report mean, stddev and 95% interval.",
+    help="Run the workload N times; headline, report and compare use the mean of the valid runs "
+    "with a Student-t 95% interval.",
 )
 @click.option(
     "--cooldown/--no-cooldown",
@@ -370,7 +372,7 @@ def _run_attached(device: Any, artifact: Path, config: Any, console: Any, index:
         except KeyboardInterrupt:
             session.interrupt(device, run_id)
             console.print(
-                f"interrupted: run {run_id} stopped on {device.serial} (screen and stay-awake restored); "
+                f"interrupted: run {run_id} stopped on {device.serial} (screen settings restored); "
                 f"what it measured stays there:\n"
                 f"  edgekit battery-bench --device {device.serial} --collect {run_id}\n"
                 f"  edgekit battery-bench --device {device.serial} --resume {run_id}",

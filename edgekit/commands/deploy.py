@@ -53,6 +53,8 @@ def _summary(result: Any) -> str:
         s = result.smoke
         speed = f" at {s.decode_tokens_per_s:.1f} tok/s" if s.decode_tokens_per_s else ""
         line += f"; smoke run answered ({s.decode_tokens} tokens{speed})"
+    if result.probe is not None:
+        line += f"; runner speaks {result.probe['protocol'].replace('_', '-')}"
     return line
 
 

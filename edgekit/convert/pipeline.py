@@ -261,6 +261,9 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
         if max_nll_gap.source != "flag":
             max_nll_gap = Setting(None, "random-weights")
     if config.eval_text is not None:
+        from edgekit.convert import nll
+
+        nll.text_from_file(config.eval_text)  # bad text is bad input, before any work
         eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, "flag")
     else:
         eval_text = Setting("builtin:report", "default")

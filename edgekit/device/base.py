@@ -126,6 +126,9 @@ class Device(abc.ABC):
         abis = props.get("ro.product.cpu.abilist") or props.get("ro.product.cpu.abi") or ""
         sdk = props.get("ro.build.version.sdk", "")
         emulator = "edgekit device emulator" if props.get("ro.edgekit.emulated") == "1" else None
+        if not props:  # a getprop that only answers single keys: ask for the emulator's ones
+            props = {key: str(self.getprop(key)) for key, _ in _QEMU_PROPS}
+            props = {k: v for k, v in props.items() if v}
         for key, values in _QEMU_PROPS:
             if emulator is None and props.get(key) in values:
                 emulator = f"Android Emulator ({key}={props[key]})"

@@ -269,15 +269,16 @@ def parse_absl_helpfull(text: str) -> dict[str, AbslFlag]:
             flags[m.group(1)] = AbslFlag(name=m.group(1), default=d.group(1) if d else "", source=source)
         entry.clear()
 
+    # Lenient on indentation: an entry starts at `--name (`, indented lines continue it.
     for line in text.splitlines():
-        header = re.match(r"^  Flags from (.+):$", line)
+        header = re.match(r"^\s*Flags from (.+):\s*$", line)
         if header:
             flush()
             source = header.group(1)
-        elif line.startswith("    --"):
+        elif re.match(r"^\s*--[A-Za-z0-9_]+ \(", line):
             flush()
             entry.append(line)
-        elif line.startswith("      ") and entry:
+        elif line[:1].isspace() and line.strip() and entry:
             entry.append(line)
         else:
             flush()

@@ -72,7 +72,10 @@ class BatteryController:
         self._excess_uj = 0.0
         self._last = time.monotonic()
         self._clock_s = 0.0
-        self._set_load(busy=False, screen_awake=False)
+        self._busy, self._idle_now_ma, self._load_ma = False, self.idle_ma, self.idle_ma
+        self._current_ma = self.idle_ma
+        self._voltage_v = self._ocv() - self.idle_ma / 1000 * self.internal_resistance_ohm
+        self._staged: tuple[bool, float, float, float, float] | None = None
 
     def _ocv(self) -> float:
         soc = max(0.0, min(1.0, self._charge_uah / (self.design_capacity_mah * 1000)))
@@ -83,6 +86,25 @@ class BatteryController:
 
         The interval since the last tick ran at the load set then — the load the gauge has
         been publishing — and is integrated into the truth; then the new load is set."""
+        self.stage(busy, screen_awake=screen_awake)
+        self.commit(now)
+
+    def stage(self, busy: bool, *, screen_awake: bool = False) -> dict[str, int | str]:
+        """Work out the next load and return the readings it will show; `commit` puts it in
+        effect. Publish the readings between the two, so the truth switches load when the
+        gauge does (a host that stalls the publisher would otherwise skew the truth)."""
+        with self._lock:
+            idle_ma = self.idle_ma + self.idle_drift_ma_per_s * self._clock_s + (self.screen_ma if screen_awake else 0)
+            load_ma = self.busy_ma - self.idle_ma + idle_ma if busy else idle_ma
+            # Positive = out of the battery (discharge); charging pushes current in. A cable
+            # at the charge limit runs the phone and never charges it ("Not charging").
+            current_ma = load_ma - self.charge_ma if self.charging else max(0.0, load_ma - self.supply_ma)
+            voltage_v = self._ocv() - current_ma / 1000 * self.internal_resistance_ohm
+            self._staged = (busy, idle_ma, load_ma, current_ma, voltage_v)
+            return self._readings(current_ma, voltage_v)
+
+    def commit(self, now: float | None = None) -> None:
+        """Integrate the truth up to `now` at the load in effect, then put the staged load in effect."""
         with self._lock:
             now = time.monotonic() if now is None else now
             dt = max(0.0, now - self._last)
@@ -101,17 +123,11 @@ class BatteryController:
             load_v = self._ocv() - load_ma / 1000 * self.internal_resistance_ohm
             self._excess_uah += (load_ma - idle_ma) * 1000 * dt / 3600
             self._excess_uj += (load_v * load_ma - idle_v * idle_ma) * 1000 * dt
-            self._set_load(busy, screen_awake)
-
-    def _set_load(self, busy: bool, screen_awake: bool) -> None:
-        # Positive = out of the battery (discharge); charging pushes current in.
-        idle_ma = self.idle_ma + self.idle_drift_ma_per_s * self._clock_s + (self.screen_ma if screen_awake else 0)
-        load_ma = self.busy_ma - self.idle_ma + idle_ma if busy else idle_ma
-        # A cable at the charge limit runs the phone and never charges it ("Not charging").
-        current_ma = load_ma - self.charge_ma if self.charging else max(0.0, load_ma - self.supply_ma)
-        self._busy, self._idle_now_ma, self._load_ma = busy, idle_ma, load_ma
-        self._current_ma = current_ma
-        self._voltage_v = self._ocv() - current_ma / 1000 * self.internal_resistance_ohm
+            if self._staged is not None:
+                busy, idle_ma, load_ma, current_ma, voltage_v = self._staged
+                self._busy, self._idle_now_ma, self._load_ma = busy, idle_ma, load_ma
+                self._current_ma, self._voltage_v = current_ma, voltage_v
+                self._staged = None
 
     def reset_truth(self) -> None:
         """Start the truth record afresh (charge drawn, energy, time) from now."""
@@ -135,31 +151,34 @@ class BatteryController:
     def readings(self) -> dict[str, int | str]:
         """What the fuel gauge reports now, in sysfs units (µA, µV, µAh, 0.1 °C); "" = an empty read."""
         with self._lock:
-            noisy_ma = self._current_ma + self._rng.gauss(0.0, self.noise_ma)
-            if self.charging:
-                status = "Charging"
-            elif self.supply_ma > 0:
-                status = "Not charging"
-            else:
-                status = "Discharging"
-            step = max(1, self.counter_step_uah)
-            out: dict[str, int | str] = {
-                "capacity": max(0, min(100, round(self._charge_uah / (self.design_capacity_mah * 10)))),
-                "status": status,
-                "charge_counter": int(self._charge_uah // step * step),
-                "current_now": round(noisy_ma * (1 if self.report_ma else 1000) * self.discharge_sign),
-                "voltage_now": round(self._voltage_v * 1e6),
-                "temp": round(self.temperature_c * 10),
-                "charge_full_design": int(self.design_capacity_mah * 1000),
-                "charge_full": int(self.design_capacity_mah * 10 * self.full_charge_pct),
-                "present": "1",
-            }
-            if not self.counter:
-                del out["charge_counter"]
-            for key in ("current_now", "voltage_now"):
-                if self.empty_read_fraction and self._rng.random() < self.empty_read_fraction:
-                    out[key] = ""
-            return out
+            return self._readings(self._current_ma, self._voltage_v)
+
+    def _readings(self, current_ma: float, voltage_v: float) -> dict[str, int | str]:
+        noisy_ma = current_ma + self._rng.gauss(0.0, self.noise_ma)
+        if self.charging:
+            status = "Charging"
+        elif self.supply_ma > 0:
+            status = "Not charging"
+        else:
+            status = "Discharging"
+        step = max(1, self.counter_step_uah)
+        out: dict[str, int | str] = {
+            "capacity": max(0, min(100, round(self._charge_uah / (self.design_capacity_mah * 10)))),
+            "status": status,
+            "charge_counter": int(self._charge_uah // step * step),
+            "current_now": round(noisy_ma * (1 if self.report_ma else 1000) * self.discharge_sign),
+            "voltage_now": round(voltage_v * 1e6),
+            "temp": round(self.temperature_c * 10),
+            "charge_full_design": int(self.design_capacity_mah * 1000),
+            "charge_full": int(self.design_capacity_mah * 10 * self.full_charge_pct),
+            "present": "1",
+        }
+        if not self.counter:
+            del out["charge_counter"]
+        for key in ("current_now", "voltage_now"):
+            if self.empty_read_fraction and self._rng.random() < self.empty_read_fraction:
+                out[key] = ""
+        return out
 
     def voltage_v(self) -> float:
         """The battery's terminal voltage now (V), never an empty read."""

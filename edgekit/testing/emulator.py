@@ -368,8 +368,8 @@ class AdbDeviceEmulator:
 
     def refresh_battery(self, busy: bool) -> None:
         """Advance the simulated battery and publish it to sysfs and `dumpsys`."""
-        self.battery.tick(busy, screen_awake=self.screen_awake())
-        r = self.battery.readings()
+        # The truth switches load once the new readings are out (see BatteryController.stage).
+        r = self.battery.stage(busy, screen_awake=self.screen_awake())
         for key in ("charge_counter",):
             if key not in r:
                 (self.power_dir / key).unlink(missing_ok=True)
@@ -378,6 +378,7 @@ class AdbDeviceEmulator:
                 (self.power_dir / key).unlink(missing_ok=True)
                 continue
             _publish(self.power_dir / key, f"{value}\n")
+        self.battery.commit()
         # The other supplies, as the kernel's power_supply class shows them (name/type/online).
         usb = self.battery.usb_online()
         _publish(self.supply_dir / "usb" / "online", f"{int(usb)}\n")

@@ -4,7 +4,8 @@ Fixtures:
 
 * `emulated_device` — an ADB device emulator on 127.0.0.1 (ephemeral port) that trusts
   this test run's adb key; yields an `EmulatedDevice` (serial, sandbox, battery
-  controller, faults, a `litert_lm_main` stand-in to deploy as the runner).
+  controller, faults, a runner stand-in to deploy: the multi-turn advanced main,
+  `edgekit.testing.runner_standin`, which has the other upstream behaviours too).
 * `adb_server` — a private adb server (its own ANDROID_ADB_SERVER_PORT; the user's server
   on 5037 is never touched), for tests that go through `AdbDevice` or the real `adb`.
 * `tiny_gemma3_dir` — the tiny Gemma 3 example checkpoint, built once (needs edgekit[convert]).
