@@ -258,9 +258,12 @@ def test_demo_speaks_with_the_real_model(tmp_path: Path) -> None:
     assert data["model"] == "gemma3-270m" and data["base_model"] is True and data["random_weights"] is False
     assert data["fidelity"]["passed"] is True
     engine, reference = data["continuation"]["litert_lm"], data["continuation"]["pytorch"]
-    # A trained model continues with words; the INT4 artifact starts the way fp32 PyTorch does.
-    assert len(engine.split()) >= 3, engine
-    assert engine.split()[0] == reference.split()[0], (engine, reference)
+    # A trained model continues with words (random weights give byte soup: this fails for them).
+    for text in (engine, reference):
+        words = text.split()
+        assert len(words) >= 5, text
+        assert "\ufffd" not in text, text
+        assert sum(w.strip(".,;:!?'\"()").isalpha() for w in words) >= 0.7 * len(words), text
     bench = data["battery_bench"]
     assert bench["simulated"] is True and bench["exit_code"] == 0
     assert bench["summary"]["decode_tokens_per_s"] > 0
