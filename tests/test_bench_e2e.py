@@ -191,7 +191,7 @@ def test_full_chat25_through_the_cli_then_report_and_compare(
         "--sample-ms",
         "100",
         "--baseline-s",
-        "1",
+        "3",  # 30 idle samples per baseline: enough blocks for the bootstrap interval asserted below
         "-o",
         str(out),
     ]
