@@ -41,7 +41,7 @@ def _print_versions(ctx: click.Context, _param: click.Parameter, value: bool) ->
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Start here:
-  edgekit demo                                   the whole pipeline on the real Gemma 3 270M (~8 min)
+  edgekit demo                                   the whole pipeline on the real Gemma 3 270M (~6 min)
   edgekit convert MODEL_DIR -o model.litertlm    PyTorch/Hugging Face (or .gguf) -> LiteRT INT4 bundle
   edgekit eval model.litertlm --reference MODEL_DIR   NLL gap vs the fp32 PyTorch model
   edgekit example gemma3-270m ./gemma3-270m      the real Gemma 3 270M (base model), no download
