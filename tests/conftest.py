@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,8 +14,11 @@ import pytest
 
 from edgekit.convert import ConvertConfig, ConvertResult, convert
 from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
+from edgekit.device.direct import DirectAdbDevice
+from edgekit.testing.plugin import EmulatedDevice
 
 REPO = Path(__file__).resolve().parent.parent
+CHAT25 = REPO / "android_harness" / "workloads" / "chat-25.jsonl"
 
 # Real-phone tests are collected only when a phone and its runner are named.
 if not (os.environ.get("EDGEKIT_TEST_DEVICE") and os.environ.get("EDGEKIT_TEST_RUNNER")):
@@ -49,3 +53,24 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def small_workload(tmp_path: Path, n: int = 3, turns: list[list[str]] | None = None) -> Path:
+    """chat-25's header with its first `n` conversations (or conversations of `turns`), as a workload file."""
+    lines = CHAT25.read_text().splitlines()
+    if turns is not None:
+        body = [json.dumps({"id": f"c{i}", "turns": t}) for i, t in enumerate(turns)]
+    else:
+        body = lines[1 : n + 1]
+    f = tmp_path / "workload.jsonl"
+    f.write_text("\n".join([lines[0], *body]) + "\n")
+    return f
+
+
+@pytest.fixture
+def device(emulated_device: EmulatedDevice) -> Iterator[DirectAdbDevice]:
+    """The emulated phone over the direct transport (adb-shell), closed afterwards."""
+    host, port = emulated_device.serial.rsplit(":", 1)
+    d = DirectAdbDevice(host, int(port), connect_timeout_s=5, auth_timeout_s=2)
+    yield d
+    d.close()

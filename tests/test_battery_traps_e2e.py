@@ -8,7 +8,6 @@ truth, which the battery integrates from its own load model, independently of ed
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,9 @@ from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.testing.plugin import EmulatedDevice
-from tests.conftest import run_cli
-from tests.test_bench_e2e import small_workload
+from tests.conftest import run_cli, small_workload
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def device(emulated_device: EmulatedDevice) -> Iterator[DirectAdbDevice]:
-    host, port = emulated_device.serial.rsplit(":", 1)
-    d = DirectAdbDevice(host, int(port), connect_timeout_s=5, auth_timeout_s=2)
-    yield d
-    d.close()
 
 
 def _config(emulated: EmulatedDevice, tmp_path: Path, **kw: object) -> session.BenchConfig:

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,30 +16,9 @@ from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.testing.plugin import EmulatedDevice
-from tests.conftest import run_cli
+from tests.conftest import CHAT25, run_cli, small_workload
 
 pytestmark = pytest.mark.slow
-
-CHAT25 = Path(__file__).resolve().parent.parent / "android_harness" / "workloads" / "chat-25.jsonl"
-
-
-def small_workload(tmp_path: Path, n: int = 3, turns: list[list[str]] | None = None) -> Path:
-    lines = CHAT25.read_text().splitlines()
-    if turns is not None:
-        body = [json.dumps({"id": f"c{i}", "turns": t}) for i, t in enumerate(turns)]
-    else:
-        body = lines[1 : n + 1]
-    f = tmp_path / "workload.jsonl"
-    f.write_text("\n".join([lines[0], *body]) + "\n")
-    return f
-
-
-@pytest.fixture
-def device(emulated_device: EmulatedDevice) -> Iterator[DirectAdbDevice]:
-    host, port = emulated_device.serial.rsplit(":", 1)
-    d = DirectAdbDevice(host, int(port), connect_timeout_s=5, auth_timeout_s=2)
-    yield d
-    d.close()
 
 
 def _config(emulated_device: EmulatedDevice, workload: Path, **kw: object) -> session.BenchConfig:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,28 +22,12 @@ from edgekit.errors import InputError
 from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_RUNNER
 from edgekit.testing.plugin import EmulatedDevice
 from edgekit.testing.runner_standin import GPU_ACCELERATOR, write_runner_folder, write_runner_standin
-from tests.conftest import run_cli
+from tests.conftest import run_cli, small_workload
 
 pytestmark = pytest.mark.slow
 
-CHAT25 = Path(__file__).resolve().parent.parent / "android_harness" / "workloads" / "chat-25.jsonl"
 ROOT = "/data/local/tmp/edgekit"
 CONSTRAINT_LIB = "libGemmaModelConstraintProvider.so"
-
-
-def workload(tmp_path: Path, n: int) -> Path:
-    lines = CHAT25.read_text().splitlines()
-    f = tmp_path / f"workload-{n}.jsonl"
-    f.write_text("\n".join(lines[: n + 1]) + "\n")
-    return f
-
-
-@pytest.fixture
-def device(emulated_device: EmulatedDevice) -> Iterator[DirectAdbDevice]:
-    host, port = emulated_device.serial.rsplit(":", 1)
-    d = DirectAdbDevice(host, int(port), connect_timeout_s=5, auth_timeout_s=2)
-    yield d
-    d.close()
 
 
 def _cli_env(adb_home: Path) -> dict[str, str]:
@@ -86,7 +69,7 @@ def test_simple_main_one_shot_bench_with_load_apart(
     (tmp_path / "simple").mkdir()
     runner = write_runner_standin(tmp_path / "simple" / "litert_lm_main", "simple")
     config = session.BenchConfig(
-        workload=workload(tmp_path, 2), runner=runner, sample_period_s=0.05, baseline_s=1.0, poll_s=0.2
+        workload=small_workload(tmp_path, 2), runner=runner, sample_period_s=0.05, baseline_s=1.0, poll_s=0.2
     )
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
@@ -117,7 +100,7 @@ def test_runner_folder_ships_so_files_and_gpu_needs_its_accelerator(
     assert emulated_device.path(f"{remote_dir}/{CONSTRAINT_LIB}").is_file()
     assert result.probe["libraries"] == [CONSTRAINT_LIB]
     assert result.smoke is not None and result.smoke.decode_tokens  # ran with LD_LIBRARY_PATH = its folder
-    config = session.BenchConfig(workload=workload(tmp_path, 1), runner=folder, backend="gpu", baseline_s=0.2)
+    config = session.BenchConfig(workload=small_workload(tmp_path, 1), runner=folder, backend="gpu", baseline_s=0.2)
     with pytest.raises(InputError, match=r"--backend gpu needs LiteRT's accelerator library"):
         session.start_run(device, int4_result.artifact.path, config)
     (folder / GPU_ACCELERATOR).write_bytes(b"\x7fELF stand-in accelerator\n")
@@ -150,7 +133,7 @@ def test_crash_after_first_answer_fails_the_run(
     crash = write_runner_standin(tmp_path / "litert_lm_advanced_main", "crash")
     out = tmp_path / "crash.json"
     args = ["battery-bench", "--transport", "direct", "--device", emulated_device.serial, "--runner", str(crash)]
-    args += ["--workload", str(workload(tmp_path, 2)), "--baseline-s", "0.5", "--sample-ms", "50", "-o", str(out)]
+    args += ["--workload", str(small_workload(tmp_path, 2)), "--baseline-s", "0.5", "--sample-ms", "50", "-o", str(out)]
     proc = run_cli(*args, str(int4_result.artifact.path), env=_cli_env(adb_home))
     assert proc.returncode == 7, proc.stderr
     assert "FAILED (incomplete)" in proc.stdout and "per 25 conversations" not in proc.stdout
@@ -170,7 +153,7 @@ def test_hung_runner_is_killed_by_the_turn_timeout(
 ) -> None:
     hang = write_runner_standin(tmp_path / "litert_lm_advanced_main", "hang")
     config = session.BenchConfig(
-        workload=workload(tmp_path, 1), runner=hang, baseline_s=0.2, poll_s=0.2, turn_timeout_s=3
+        workload=small_workload(tmp_path, 1), runner=hang, baseline_s=0.2, poll_s=0.2, turn_timeout_s=3
     )
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
@@ -214,7 +197,8 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     wakefulness = emulated_device.sandbox / ".emulator" / "wakefulness"
     wakefulness.write_text("Asleep\n")
     args = ["battery-bench", "--transport", "direct", "--device", emulated_device.serial]
-    args += ["--runner", str(emulated_device.runner), "--workload", str(workload(tmp_path, 1)), "--baseline-s", "60"]
+    args += ["--runner", str(emulated_device.runner), "--workload", str(small_workload(tmp_path, 1))]
+    args += ["--baseline-s", "60"]
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, **_cli_env(adb_home), "HOME": str(home)}
@@ -285,7 +269,7 @@ def test_one_shot_runner_that_does_not_answer_fails_the_run(
     )
     silent.chmod(0o755)
     config = session.BenchConfig(
-        workload=workload(tmp_path, 1), runner=silent, baseline_s=0.2, poll_s=0.2, turn_timeout_s=2
+        workload=small_workload(tmp_path, 1), runner=silent, baseline_s=0.2, poll_s=0.2, turn_timeout_s=2
     )
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
