@@ -40,6 +40,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Run as a script, benchmarks/ is on sys.path: one LiteRT-LM speed probe for both benchmarks.
+from convert_270m import decode_speed
+
 PY = sys.executable
 HERE = Path(__file__).resolve()
 
@@ -141,20 +144,6 @@ def quantize_and_bundle(export_dir: Path, rules_file: Path, out: Path) -> None:
     tflite.unlink()
 
 
-def speed(artifact: Path, cache_dir: Path) -> dict[str, float]:
-    code = (
-        "import json, sys, litert_lm\n"
-        "litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)\n"
-        "b = litert_lm.Benchmark(model_path=sys.argv[1], backend=litert_lm.Backend.CPU(thread_count=2),"
-        " prefill_tokens=256, decode_tokens=256, cache_dir=sys.argv[2])\n"
-        "i = b.run()\n"
-        "print(json.dumps({'decode_tok_s': i.last_decode_tokens_per_second,"
-        " 'prefill_tok_s': i.last_prefill_tokens_per_second}))\n"
-    )
-    out = subprocess.run([PY, "-c", code, str(artifact), str(cache_dir)], capture_output=True, text=True, check=True)
-    return {k: round(v, 1) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
-
-
 def quality(artifact: Path, tflite_dir: Path, model: Any, tokenizer: Any, report: bool) -> dict[str, Any]:
     from edgekit.convert import fidelity, nll
     from edgekit.convert.pipeline import bundled_tflite
@@ -253,7 +242,7 @@ def main() -> None:
     (work / "xnnpack").mkdir(exist_ok=True)
     for name, row in rows.items():
         print(f"[{name}] speed", flush=True)
-        row.update(speed(Path(row["artifact"]), work / "xnnpack"))
+        row.update(decode_speed(Path(row["artifact"]), work / "xnnpack"))
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
