@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from typing import Any
+from typing import IO, Any, cast
 
 from rich.console import Console
 
+from edgekit._capture import TerminalStderr
+
 
 def stderr_console() -> Console:
-    """A console on a private copy of stderr.
+    """A console for status and progress on the user's stderr.
 
-    Conversion sends the process's fd 2 into a log while litert-torch runs; progress
-    written through this copy still reaches the user's terminal.
+    While a conversion sends the process's fd 2 into a log (`_capture.captured_output`),
+    it still reaches the terminal. Opens no file descriptor.
     """
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        return Console(file=sys.stderr, highlight=False)
-    return Console(file=os.fdopen(os.dup(fd), "w", buffering=1), highlight=False)
+    # A text stream in all but its static type (rich takes `IO[str]`).
+    return Console(file=cast(IO[str], TerminalStderr()), highlight=False)
 
 
 def print_json(data: Any) -> None:

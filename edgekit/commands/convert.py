@@ -258,7 +258,7 @@ def convert_command(
     console = stderr_console()
     progress = StageProgress(console)
     try:
-        result = convert(model_dir, config, progress=progress)
+        result = convert(model_dir, config, progress=progress, capture_output=True, set_torch_threads=True)
     finally:
         progress.stop()
     if as_json:

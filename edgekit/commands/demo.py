@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from edgekit._capture import captured_output, new_log_path
+from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit.commands._common import print_json, stderr_console
 from edgekit.commands.bench import render_summary
 from edgekit.commands.convert import StageProgress, render
@@ -73,7 +73,6 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
     this computer's CPU). Simulated: the battery figures (the emulated phone's battery).
     Exits 6 or 7 like battery-bench when the run is void or failed. Needs edgekit[convert].
     """
-    from edgekit.convert import ConvertConfig, convert
     from edgekit.convert.pipeline import require_convert_extra
     from edgekit.report import html_report
 
@@ -84,17 +83,10 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
     minutes = "2" if model_choice == "tiny" else "6 (2 with the tiny fallback model)"
     console.print(f"edgekit demo: about {minutes} minutes on 2 cores the first time")
     model_dir, real = _demo_model(workdir, model_choice, console, log)
-    name = "gemma3-270m" if real else "tiny-gemma3"
     console.print(f"model: {'the real Gemma 3 270M (base model)' if real else 'the tiny random-weights model'}")
-    progress = StageProgress(console)
-    try:
-        converted = convert(
-            model_dir, ConvertConfig(output=workdir / f"{name}.litertlm", threads=threads), progress=progress
-        )
-    finally:
-        progress.stop()
+    converted = _convert(model_dir, workdir / f"{_model_name(real)}.litertlm", threads, console)
     with console.status("continuing the prompt with the LiteRT-LM engine and with PyTorch…"), captured_output(log):
-        engine_text, torch_text = _continuations(converted.artifact.path, model_dir, prompt, threads)
+        continuations = _continuations(converted.artifact.path, model_dir, prompt, threads)
     with console.status("chat-25 on an emulated phone over the ADB protocol (battery simulated)…"):
         bench = _bench_on_emulated_phone(workdir, converted.artifact.path, threads, log)
     result_path = workdir / "battery-bench.json"
@@ -102,45 +94,79 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
     bench.write(result_path)
     report_path.write_text(html_report(bench))
     if as_json:
-        manifest = converted.artifact.manifest
-        assert manifest is not None
-        print_json(
-            {
-                "model": name,
-                "base_model": real,
-                "random_weights": not real,
-                "artifact": str(converted.artifact.path),
-                "manifest": str(converted.artifact.path) + ".json",
-                "size_bytes": manifest.size_bytes,
-                "fidelity": manifest.fidelity,
-                "prompt": prompt,
-                "continuation": {"litert_lm": engine_text, "pytorch": torch_text},
-                "battery_bench": {
-                    "result": str(result_path),
-                    "report": str(report_path),
-                    "simulated": bench.simulated,
-                    "exit_code": bench.exit_code(),
-                    "summary": bench.summary,
-                },
-            }
-        )
+        print_json(_demo_json(real, converted, prompt, continuations, bench, result_path, report_path))
     else:
         render(converted, console)
-        out = Console(highlight=False, soft_wrap=True)
-        kind = "base model: it continues text" if real else "random weights, so gibberish"
-        out.print(f"prompt: {prompt!r} ({kind})")
-        out.print(f"  LiteRT-LM engine (INT4 artifact): {engine_text!r}")
-        out.print(f"  PyTorch (fp32 reference):         {torch_text!r}")
-        for line in render_summary(bench, result_path):
-            out.print(line)
-        out.print(
-            "the emulated phone's speed figures are this computer's CPU running the model (not a phone's); "
-            "its battery figures are SIMULATED"
-        )
-        out.print(f"report: {report_path}")
+        _render_demo(real, prompt, continuations, bench, result_path, report_path)
     code = bench.exit_code()
     if code:
         raise click.exceptions.Exit(code)
+
+
+def _model_name(real: bool) -> str:
+    return "gemma3-270m" if real else "tiny-gemma3"
+
+
+def _convert(model_dir: Path, output: Path, threads: int | None, console: Console) -> Any:
+    """The default INT4 recipe with the fidelity check, stages shown as they run."""
+    from edgekit.convert import ConvertConfig, convert
+
+    progress = StageProgress(console)
+    try:
+        config = ConvertConfig(output=output, threads=threads)
+        return convert(model_dir, config, progress=progress, capture_output=True, set_torch_threads=True)
+    finally:
+        progress.stop()
+
+
+def _demo_json(
+    real: bool,
+    converted: Any,
+    prompt: str,
+    continuations: tuple[str, str],
+    bench: Any,
+    result_path: Path,
+    report_path: Path,
+) -> dict[str, Any]:
+    manifest = converted.artifact.manifest
+    assert manifest is not None
+    engine_text, torch_text = continuations
+    return {
+        "model": _model_name(real),
+        "base_model": real,
+        "random_weights": not real,
+        "artifact": str(converted.artifact.path),
+        "manifest": str(converted.artifact.path) + ".json",
+        "size_bytes": manifest.size_bytes,
+        "fidelity": manifest.fidelity,
+        "prompt": prompt,
+        "continuation": {"litert_lm": engine_text, "pytorch": torch_text},
+        "battery_bench": {
+            "result": str(result_path),
+            "report": str(report_path),
+            "simulated": bench.simulated,
+            "exit_code": bench.exit_code(),
+            "summary": bench.summary,
+        },
+    }
+
+
+def _render_demo(
+    real: bool, prompt: str, continuations: tuple[str, str], bench: Any, result_path: Path, report_path: Path
+) -> None:
+    out = Console(highlight=False, soft_wrap=True)
+    engine_text, torch_text = continuations
+    kind = "base model: it continues text" if real else "random weights, so gibberish"
+    out.print(f"prompt: {prompt!r} ({kind})")
+    out.print(f"  LiteRT-LM engine (INT4 artifact): {engine_text!r}")
+    out.print(f"  PyTorch (fp32 reference):         {torch_text!r}")
+    for line in render_summary(bench, result_path):
+        out.print(line)
+    out.print(
+        "the emulated phone's speed figures are this computer's CPU running the model (not a phone's); "
+        "its battery figures are SIMULATED"
+    )
+    out.print(f"report: {report_path}")
 
 
 def _demo_model(workdir: Path, choice: str, console: Console, log: Path) -> tuple[Path, bool]:
@@ -180,7 +206,7 @@ def _continuations(artifact: Path, model_dir: Path, prompt: str, threads: int | 
     )
     model, tokenizer = load_reference(model_dir)
     ids = tokenizer(prompt, return_tensors="pt").input_ids
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(threads):
         out = model.generate(ids, max_new_tokens=DEMO_MAX_TOKENS, do_sample=False)
     return engine.text, str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 

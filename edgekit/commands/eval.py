@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgekit._capture import captured_output, new_log_path
+from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit.commands._common import print_json, stderr_console
 from edgekit.commands.convert import nll_line
 from edgekit.errors import InputError
@@ -79,7 +79,7 @@ def eval_command(
     text = nll.text_from_file(text_path) if text_path is not None else nll.builtin_text(section)
     threads_word = f"{threads} threads" if threads else "all cores"
     status = stderr_console().status(f"scoring up to {max_tokens} tokens with the engine and PyTorch ({threads_word})…")
-    with status, captured_output(new_log_path("eval")):
+    with status, captured_output(new_log_path("eval")), torch_threads(threads):
         result = nll.evaluate(
             artifact, reference, text=text, max_tokens=max_tokens, threads=threads, max_nll_gap=max_nll_gap
         )

@@ -11,6 +11,7 @@ litert-torch does the work; edgekit adds checks, settings, provenance and the ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekit._capture import captured_output, new_log_path
+from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit._versions import versions
 from edgekit.artifact import Artifact, Manifest, manifest_path, sha256_file
 from edgekit.convert import recipes
@@ -552,6 +553,8 @@ def convert(
     *,
     tokenizer: Any = None,
     progress: ProgressFn | None = None,
+    capture_output: bool = False,
+    set_torch_threads: bool = False,
 ) -> ConvertResult:
     """Convert a Hugging Face checkpoint folder (or an in-memory model + `tokenizer`) to `config.output`.
 
@@ -559,6 +562,15 @@ def convert(
     folder, then renamed); its manifest is written beside it. Converting unchanged input
     with unchanged settings returns the existing file at once unless `config.force`.
     In-memory models are saved to a temp folder first and never cached.
+
+    Process-wide state is left alone unless the caller opts in (the CLI does both):
+    `capture_output` sends fd 1 and 2 (what litert-torch, TensorFlow and the runtimes
+    print, from every thread) into a log in edgekit's cache for the duration, named in the
+    manifest and in errors, and lets `progress` hear upstream's own stages (quantize);
+    `config.verbose` then echoes the log to stderr. `set_torch_threads` applies
+    `config.threads` to torch's process-wide thread count for the duration and restores
+    it after; without it `config.threads` sets only the LiteRT interpreter's and engine's
+    threads in the fidelity check.
     """
     require_convert_extra()
     out = config.output.resolve() if config.output.is_absolute() else Path.cwd() / config.output
@@ -581,9 +593,13 @@ def convert(
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgekit-", dir=out_dir))
     except OSError as exc:
         raise InputError(f"cannot write in output folder {out_dir} ({exc.strerror}): choose another -o") from exc
-    log_path = new_log_path("convert")
+    log_path = new_log_path("convert") if capture_output else None
     try:
-        with captured_output(log_path, tracker.feed, echo=config.verbose):
+        with contextlib.ExitStack() as scope:
+            if log_path is not None:
+                scope.enter_context(captured_output(log_path, tracker.feed, echo=config.verbose))
+            if set_torch_threads:
+                scope.enter_context(torch_threads(config.threads))
             return _convert_in(source, tokenizer, config, out, work, tracker, log_path)
     finally:
         tracker.current = None
@@ -617,18 +633,72 @@ def _convert_in(
     out: Path,
     work: Path,
     tracker: _StageTracker,
-    log_path: Path,
+    log_path: Path | None,
 ) -> ConvertResult:
     started = time.perf_counter()
     in_memory = not isinstance(source, (str, Path))
     tracker.enter("load")
-    gguf_info = None
-    key: str | None = None
-    if in_memory:
+    src_dir, gguf_info = _source_dir(source, tokenizer, work)
+    ckpt, the_plan, key = _plan_source(src_dir, gguf_info, config, in_memory=in_memory)
+    if key is not None and not config.force:
+        hit = _cache_hit(out, key)
+        if hit is not None:
+            tracker.leave()
+            return ConvertResult(artifact=hit, cached=True, notes=tuple(the_plan.notes), log_path=None)
+    if gguf_info is not None:
+        from edgekit.convert import gguf
+
+        gguf.materialize(gguf_info.path, src_dir, info=gguf_info)
+        ckpt = load_checkpoint(src_dir)
+    assert ckpt is not None
+    the_plan, notes = _checked_plan(ckpt, the_plan, src_dir, gguf_info)
+    check_quantizable(ckpt, the_plan.quant.value)
+    check_resources(ckpt, out.parent)
+
+    staged = _export_staged(ckpt, the_plan, config, work, tracker, log_path)
+    fidelity_report = None
+    if config.verify:
+        tracker.enter("verify")
+        model, tok = (source, tokenizer) if in_memory else load_reference(ckpt.path)
+        fidelity_report = verify(staged, the_plan, model, tok, work)
+        tracker.leave()
+    else:
+        notes.append("fidelity check skipped (--no-verify): nothing proves this artifact computes the right thing")
+    conversion = {
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "stage_times_s": dict(tracker.times_s),
+        "log": None if log_path is None else str(log_path),
+    }
+
+    manifest = _manifest(
+        staged,
+        ckpt,
+        the_plan,
+        config,
+        source=_source_record(ckpt, gguf_info, in_memory),
+        key=key,
+        conversion=conversion,
+        fidelity=fidelity_report,
+        notes=notes,
+    )
+    # An old manifest must never describe the new file, not even for a moment.
+    manifest_path(out).unlink(missing_ok=True)
+    os.replace(staged, out)
+    manifest.write(out)
+    return ConvertResult(
+        artifact=Artifact(path=out, manifest=manifest), cached=False, notes=tuple(notes), log_path=log_path
+    )
+
+
+def _source_dir(source: Any, tokenizer: Any, work: Path) -> tuple[Path, Any]:
+    """The checkpoint folder to convert and, for a GGUF file, its header (materialized later, on a cache miss)."""
+    if not isinstance(source, (str, Path)):  # an in-memory model
         src_dir = work / "source"
         source.save_pretrained(src_dir)
         tokenizer.save_pretrained(src_dir)
-    elif Path(source).is_file():
+        return src_dir, None
+    if Path(source).is_file():
         from edgekit.convert import gguf
 
         if not gguf.is_gguf(Path(source)):
@@ -636,10 +706,14 @@ def _convert_in(
                 f"{source} is a file but no GGUF: give a Hugging Face checkpoint folder or a .gguf file",
                 path=Path(source),
             )
-        gguf_info = gguf.gguf_info(source)
-        src_dir = work / "source"
-    else:
-        src_dir = Path(source)
+        return work / "source", gguf.gguf_info(source)
+    return Path(source), None
+
+
+def _plan_source(
+    src_dir: Path, gguf_info: Any, config: ConvertConfig, *, in_memory: bool
+) -> tuple[Checkpoint | None, Plan, str | None]:
+    """(the loaded checkpoint, None for a GGUF not materialized yet; the plan; the cache key, None: never cached)."""
     if gguf_info is not None:
         # Settings and the cache key come from the GGUF itself: an unchanged file is a
         # cache hit without loading it.
@@ -651,21 +725,14 @@ def _convert_in(
             parameter_count=0,
         )
         the_plan = plan(stand_in, config)
-        key = cache_key(stand_in, the_plan, config.verify)
-    else:
-        ckpt = load_checkpoint(src_dir)
-        the_plan = plan(ckpt, config)
-        key = None if in_memory else cache_key(ckpt, the_plan, config.verify)
-    if key is not None and not config.force:
-        hit = _cache_hit(out, key)
-        if hit is not None:
-            tracker.leave()
-            return ConvertResult(artifact=hit, cached=True, notes=tuple(the_plan.notes), log_path=None)
-    if gguf_info is not None:
-        from edgekit.convert import gguf
+        return None, the_plan, cache_key(stand_in, the_plan, config.verify)
+    ckpt = load_checkpoint(src_dir)
+    the_plan = plan(ckpt, config)
+    return ckpt, the_plan, None if in_memory else cache_key(ckpt, the_plan, config.verify)
 
-        gguf.materialize(gguf_info.path, src_dir, info=gguf_info)
-        ckpt = load_checkpoint(src_dir)
+
+def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: Any) -> tuple[Plan, list[str]]:
+    """The plan with the checkpoint's Q4_0 grid found (when the recipe can keep it), and the notes for the user."""
     notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
     if gguf_info is not None:  # name the user's file, not our temp folder
         notes = [n.replace(str(src_dir), str(gguf_info.path)) for n in notes]
@@ -678,41 +745,48 @@ def _convert_in(
                 "weights lie on the Q4_0 grid (a quantization-aware-trained checkpoint): "
                 "its 4-bit blocks are recovered, not re-quantized"
             )
-    check_quantizable(ckpt, the_plan.quant.value)
-    check_resources(ckpt, out.parent)
+    return the_plan, notes
 
-    if the_plan.threads:
-        import torch
 
-        torch.set_num_threads(the_plan.threads)
+def _export_staged(
+    ckpt: Checkpoint, the_plan: Plan, config: ConvertConfig, work: Path, tracker: _StageTracker, log_path: Path | None
+) -> Path:
+    """Export (litert-torch: export, quantize, bundle) into `work`; the path of the finished file there."""
     try:
         exported = export(ckpt, the_plan, work / "export")
     except EdgekitError:
         raise
     except Exception as exc:  # litert-torch raises anything; translate at the edge
+        where = f"full log: {log_path}" if log_path is not None else "its output is above"
         raise ConversionError(
-            f"litert-torch failed while exporting ({_last_error_line(exc)}); full log: {log_path}",
+            f"litert-torch failed while exporting ({_last_error_line(exc)}); {where}",
             stage=tracker.current or "export",
         ) from exc
     tracker.enter("bundle")
     staged = work / f"artifact{config.output_format.suffix}"
     os.replace(exported.bundle_path or exported.tflite_path, staged)
     tracker.leave()
+    return staged
 
-    fidelity_report = None
-    if config.verify:
-        tracker.enter("verify")
-        model, tok = (source, tokenizer) if in_memory else load_reference(ckpt.path)
-        fidelity_report = verify(staged, the_plan, model, tok, work)
-        tracker.leave()
-    else:
-        notes.append("fidelity check skipped (--no-verify): nothing proves this artifact computes the right thing")
 
-    manifest = Manifest(
+def _manifest(
+    staged: Path,
+    ckpt: Checkpoint,
+    the_plan: Plan,
+    config: ConvertConfig,
+    *,
+    source: dict[str, Any],
+    key: str | None,
+    conversion: dict[str, Any],
+    fidelity: Any,
+    notes: list[str],
+) -> Manifest:
+    """The manifest of the finished file `staged`."""
+    return Manifest(
         sha256=sha256_file(staged),
         size_bytes=staged.stat().st_size,
         format=config.output_format.value,
-        source=_source_record(ckpt, gguf_info, in_memory),
+        source=source,
         model={
             "model_type": ckpt.model_type,
             "family": the_plan.recipe.family if the_plan.recipe else None,
@@ -721,21 +795,9 @@ def _convert_in(
         settings=the_plan.settings(),
         versions=versions(),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        conversion={
-            "wall_time_s": round(time.perf_counter() - started, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "stage_times_s": dict(tracker.times_s),
-            "log": str(log_path),
-        },
-        fidelity=fidelity_report,
+        conversion=conversion,
+        fidelity=fidelity,
         quantization=the_plan.quantization(),
         cache_key=key,
         notes=tuple(notes),
-    )
-    # An old manifest must never describe the new file, not even for a moment.
-    manifest_path(out).unlink(missing_ok=True)
-    os.replace(staged, out)
-    manifest.write(out)
-    return ConvertResult(
-        artifact=Artifact(path=out, manifest=manifest), cached=False, notes=tuple(notes), log_path=log_path
     )
