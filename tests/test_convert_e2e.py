@@ -46,8 +46,8 @@ def test_int4_bundle_runs_in_the_engine_and_matches_its_manifest(int4_result: Co
     assert m.quantization["grid_recovered"] is False and m.quantization["grid"]["detected"] is False
     assert m.settings["cache_length"] == {"value": 1024, "source": "recipe:gemma3"}
     assert m.model["parameter_count"] > 0
-    # A library call captures no output, so upstream's "> Quantize model" line is not seen:
-    # quantize is timed inside export (the CLI, which captures, times it apart).
+    # A library call captures no output, so upstream's progress lines are not seen: litert-torch's
+    # load, export and quantize are timed as export (the CLI, which captures, times them apart).
     assert set(m.conversion["stage_times_s"]) == {"load", "export", "bundle", "verify"}
     assert m.conversion["log"] is None
     assert m.conversion["peak_rss_mb"] > 0

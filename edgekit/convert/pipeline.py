@@ -752,6 +752,10 @@ def _export_staged(
     ckpt: Checkpoint, the_plan: Plan, config: ConvertConfig, work: Path, tracker: _StageTracker, log_path: Path | None
 ) -> Path:
     """Export (litert-torch: export, quantize, bundle) into `work`; the path of the finished file there."""
+    if log_path is None:
+        # No captured output, so no upstream progress lines to follow: one stage covers
+        # litert-torch's load, export and quantize.
+        tracker.enter("export")
     try:
         exported = export(ckpt, the_plan, work / "export")
     except EdgekitError:
