@@ -84,9 +84,7 @@ def test_convert_captures_and_sets_threads_when_the_caller_opts_in(tiny_gemma3_d
 
     torch.set_num_threads(2)
     before = _fd1_id()
-    after, during, threads = _convert_and_watch(
-        tiny_gemma3_dir, tmp_path, capture_output=True, set_torch_threads=True
-    )
+    after, during, threads = _convert_and_watch(tiny_gemma3_dir, tmp_path, capture_output=True, set_torch_threads=True)
     assert stat.S_ISFIFO(during.st_mode)  # fd 1 went into the capture's pipe
     assert threads == 1
     assert after == before  # and came back
