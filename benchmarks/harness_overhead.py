@@ -30,8 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgekit.bench import runner as run_lib
-from edgekit.bench import session
+from edgekit.bench import run_folder
+from edgekit.bench.config import BenchConfig
+from edgekit.bench.local_run import run_local
 from edgekit.bench.workload import load_workload
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
@@ -59,14 +60,14 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
         deployed = deploy(device, artifact, DeployConfig(runner=runner, smoke=False))
         assert deployed.runner is not None
         workload = load_workload()
-        paths = run_lib.run_paths(device, "overhead", deployed.harness.remote)
+        paths = run_folder.run_paths(device, "overhead", deployed.harness.remote)
         assert deployed.probe is not None
         probe = RunnerProbe.from_dict(deployed.probe)
         chosen = chat_flags(
             probe, backend="cpu", threads=threads, max_num_tokens=None, max_output_tokens=workload.max_output_tokens
         )
         flags = list(chosen.flags)
-        run_lib.prepare(
+        run_folder.prepare(
             device,
             paths,
             runner=deployed.runner.remote,
@@ -108,7 +109,7 @@ def local_vs_raw(artifact: Path, threads: int | None, work: Path) -> dict[str, f
     import litert_lm
 
     workload = load_workload()
-    result = session.run_local(LocalDevice(work / "local"), artifact, session.BenchConfig(threads=threads))
+    result = run_local(LocalDevice(work / "local"), artifact, BenchConfig(threads=threads))
     local_tps = float(result.summary["decode_tokens_per_s"])
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     cache = work / "xnnpack"

@@ -272,7 +272,7 @@ def test_student_t_for_every_dof(dof: int, t: float) -> None:
 
 def test_samples_csv_with_supplies_screen_and_thermal() -> None:
     from edgekit.bench.power import external_online
-    from edgekit.bench.runner import parse_samples
+    from edgekit.bench.run_folder import parse_samples
 
     text = (
         "1000,3600000,-250000,3900000,80,300,Discharging,ac:Mains:0+battery:Battery:1+usb:USB:0,Awake,0\n"
@@ -326,8 +326,8 @@ def test_android_emulator_is_detected_from_its_props(props: dict[str, str], emul
 
 
 def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
-    from edgekit.bench.runner import RunFiles
-    from edgekit.bench.session import _between_parts, _windows
+    from edgekit.bench.assembly import _between_parts, _windows
+    from edgekit.bench.run_folder import RunFiles
 
     def sample(t: float, level: int) -> PowerSample:
         return PowerSample(

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bench import runner as run_lib
-from edgekit.bench import session
+from edgekit.bench import run_folder, session
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
@@ -186,7 +185,7 @@ def test_detach_waits_for_the_unplug_then_settles(
     run_id = session.start_run(device, int4_result.artifact.path, config, detach=True)
     _wait_for_event(emulated_device, "unplug_wait")
     time.sleep(1.5)
-    paths = run_lib.run_paths(device, run_id, "")
+    paths = run_folder.run_paths(device, run_id, "")
     assert "baseline_start" not in device.shell(["cat", f"{paths.run_dir}/events.csv"]).stdout  # still waiting
     battery.reset_truth()
     battery.supply_ma = 0.0  # unplugged
@@ -194,7 +193,7 @@ def test_detach_waits_for_the_unplug_then_settles(
     result = session.collect(device, run_id)
     truth = battery.truth()
     assert result.exit_code() == 0, result.validity
-    events = [e for e in run_lib.collect(device, paths).events]
+    events = [e for e in run_folder.collect(device, paths).events]
     names = [n for _, n, _, _ in events]
     assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")
     t = {n: t for t, n, _, _ in events}

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bench import runner as run_lib
-from edgekit.bench import session
+from edgekit.bench import run_folder, session
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
@@ -113,11 +112,11 @@ def test_killed_run_keeps_finished_turns_and_resume_completes_it(
     emulated_device.emulator.extra_env["EDGEKIT_STANDIN_TURN_S"] = "0.3"
     config = _config(emulated_device, small_workload(tmp_path), baseline_s=0.5)
     run_id = session.start_run(device, int4_result.artifact.path, config)
-    paths = run_lib.run_paths(device, run_id, "")
+    paths = run_folder.run_paths(device, run_id, "")
     deadline = time.monotonic() + 60
-    while run_lib.status(device, paths)[1] < 1 and time.monotonic() < deadline:
+    while run_folder.status(device, paths)[1] < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
-    run_lib.stop(device, paths)
+    run_folder.stop(device, paths)
     time.sleep(0.5)
     partial = session.collect(device, run_id)
     assert not partial.complete
@@ -267,7 +266,7 @@ def test_screen_is_kept_on_and_restored_and_a_thermal_change_voids(
     assert wakefulness.read_text().strip() == "Awake"  # kept on for the run (no suspend)
     settings = emulated_device.sandbox / ".emulator" / "settings" / "system"
     assert (settings / "screen_brightness").read_text().strip() == "1"
-    paths = run_lib.run_paths(device, run_id, "")
+    paths = run_folder.run_paths(device, run_id, "")
     deadline = time.monotonic() + 60
     while "workload_start" not in device.shell(["cat", f"{paths.run_dir}/events.csv"], check=False).stdout:
         assert time.monotonic() < deadline

@@ -195,7 +195,7 @@ def test_summary_keys_scaling_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_aggregate_mean_stddev_and_95_interval() -> None:
-    from edgekit.bench.session import aggregate
+    from edgekit.bench.aggregate import aggregate
 
     def result(pct: float) -> BenchResult:
         summary = dict.fromkeys(SUMMARY_KEYS)

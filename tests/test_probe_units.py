@@ -175,7 +175,7 @@ def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
 
 
 def _files(events: list[tuple[float, str, str, int]], **kw: Any) -> Any:
-    from edgekit.bench.runner import RunFiles
+    from edgekit.bench.run_folder import RunFiles
 
     args: dict[str, Any] = {
         "meta": {},
@@ -192,7 +192,7 @@ def _files(events: list[tuple[float, str, str, int]], **kw: Any) -> Any:
 
 
 def test_runner_failures_name_the_cause() -> None:
-    from edgekit.bench.session import runner_failures
+    from edgekit.bench.assembly import runner_failures
 
     convs = [{"id": "a", "turns": 3}, {"id": "b", "turns": 2}, {"id": "c", "turns": 2}, {"id": "d", "turns": 2}]
     events = [

@@ -232,7 +232,8 @@ def bench_command(
     only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
     missing turns); 130 Ctrl-C. The result is written to -o in every case.
     """
-    from edgekit.bench import session
+    from edgekit.bench import phone, session
+    from edgekit.bench.aggregate import aggregate
     from edgekit.bench.result import BenchResult
 
     if sum(bool(x) for x in (detach, collect_id, resume_id)) > 1:
@@ -301,7 +302,7 @@ def bench_command(
                 results.append(session.collect(device, collect_id))
         else:
             assert artifact is not None
-            online = session.online_supplies(device)
+            online = phone.online_supplies(device)
             if online:
                 console.print(
                     f"note: {', '.join(online)} online: the phone runs from the cable, so the battery figure "
@@ -311,14 +312,14 @@ def bench_command(
             for i in range(repeat):
                 if i and cooldown:
                     with console.status("cooling down to the starting battery temperature…"):
-                        session.cool_down(device, start_temp)
+                        phone.cool_down(device, start_temp)
                 results.append(_run_attached(device, artifact, config, console, i, repeat))
         path = output or _default_output(device.serial if not redact else "redacted")
         final = results[-1]
         if len(results) > 1:
             for i, r in enumerate(results, 1):
                 r.write(path.with_name(f"{path.stem}-run{i}{path.suffix}"))
-            final.aggregate = session.aggregate(results)
+            final.aggregate = aggregate(results)
         final.write(path)
         worst = max(r.exit_code() for r in results)
         if as_json:

@@ -1,4 +1,4 @@
-"""The on-device side of a run: prepare its folder, start the driver detached, collect it.
+"""A run folder on the device: prepare it, start its driver detached, watch, stop and collect it.
 
 A run lives in `<work root>/runs/<run_id>/` on the device:
 
@@ -20,21 +20,19 @@ A run lives in `<work root>/runs/<run_id>/` on the device:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import secrets
 import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgekit.bench.power import PowerSample
-from edgekit.bench.result import TurnRecord
 from edgekit.bench.workload import Workload
 from edgekit.device import parsers
 from edgekit.device.base import Device
 from edgekit.errors import DeviceError
-from edgekit.probe import MULTI_TURN
-
-_SYSFS_STATUS = {"charging": 2, "discharging": 3, "not charging": 4, "full": 5}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,6 +42,12 @@ class RunPaths:
     run_id: str
     run_dir: str
     harness_dir: str
+
+
+def new_run_id() -> str:
+    """A fresh run id: local time, then 6 random hex digits (20261125-143000-a1b2c3)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 def run_paths(device: Device, run_id: str, harness_dir: str) -> RunPaths:
@@ -236,83 +240,4 @@ def parse_samples(text: str) -> list[PowerSample]:
                 thermal=num(thermal),
             )
         )
-    return out
-
-
-def _runner_ttft(prefill: parsers.TurnStats | None, decode: parsers.TurnStats | None) -> float | None:
-    """io_types.cc GetTimeToFirstToken's formula, per turn: prefill time + one decode step."""
-    if prefill is None or decode is None or not prefill.tokens or not decode.tokens:
-        return None
-    return prefill.duration_s + decode.duration_s / decode.tokens
-
-
-def _info(files: RunFiles, key: str) -> parsers.BenchmarkInfo | None:
-    return parsers.parse_benchmark_info(files.errors.get(key, "")) or parsers.parse_benchmark_info(
-        files.outputs.get(key, "")
-    )
-
-
-def turn_records(
-    files: RunFiles, workload: Workload, t0: float, *, protocol: str = MULTI_TURN, streams: bool = False
-) -> list[TurnRecord]:
-    """Per-turn records: timing from the driver's events (device clock), tokens and speeds
-    from the runner's BenchmarkInfo. Time to first token: the device clock's first answer
-    byte when the runner streams its answers; else the runner's prefill + one decode step.
-    One-shot: `load_s` is process start -> first stdout byte (litert_lm_main.cc prints its
-    prompt echo once the engine is loaded), kept apart from the turn's own figures.
-    """
-    times: dict[tuple[str, int], dict[str, float]] = {}
-    for t, name, key, turn in files.events:
-        if name in ("turn_send", "turn_first", "turn_end") and turn > 0:
-            times.setdefault((key, turn), {})[name] = t
-    records = []
-    for n, conv in enumerate(workload.conversations, 1):
-        key = f"{n:04d}"
-        whole = _info(files, key) if protocol == MULTI_TURN else None
-        for k in range(1, len(conv.turns) + 1):
-            tt = times.get((key, k), {})
-            if not tt:
-                continue
-            send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
-            load_s = None
-            if protocol == MULTI_TURN:
-                prefill = whole.prefill[k - 1] if whole and k <= len(whole.prefill) else None
-                decode = whole.decode[k - 1] if whole and k <= len(whole.decode) else None
-            else:
-                info = _info(files, f"{key}.{k}")
-                prefill = info.prefill[0] if info and info.prefill else None
-                decode = info.decode[0] if info and info.decode else None
-                load_s = (first - send) if send is not None and first is not None else None
-            if protocol == MULTI_TURN and streams:
-                ttft = (first - send) if send is not None and first is not None else None
-            else:
-                ttft = _runner_ttft(prefill, decode)
-            records.append(
-                TurnRecord(
-                    conversation=conv.id,
-                    conversation_index=n,
-                    turn_index=k,
-                    prompt_tokens=prefill.tokens if prefill else None,
-                    output_tokens=decode.tokens if decode else None,
-                    ttft_s=ttft,
-                    prefill_tokens_per_s=prefill.tokens_per_s if prefill else None,
-                    decode_tokens_per_s=decode.tokens_per_s if decode else None,
-                    wall_s=(end - send) if send is not None and end is not None else None,
-                    t_start_s=None if send is None else send - t0,
-                    t_end_s=None if end is None else end - t0,
-                    load_s=load_s,
-                )
-            )
-    return records
-
-
-def load_windows(files: RunFiles) -> list[tuple[float, float]]:
-    """One-shot runs: each turn's model load, process start -> first stdout byte (device clock)."""
-    starts: dict[tuple[str, int], float] = {}
-    out = []
-    for t, name, key, turn in files.events:
-        if name == "turn_send":
-            starts[(key, turn)] = t
-        elif name == "turn_first" and (key, turn) in starts:
-            out.append((starts.pop((key, turn)), t))
     return out

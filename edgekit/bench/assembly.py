@@ -1,0 +1,472 @@
+"""Result assembly: what a run measured -> BenchResult, for a phone's run folder and the local run alike.
+
+read_run(files)        a collected run folder -> Measured (turns from the driver's events and the
+                       runner's BenchmarkInfo, the time windows, what went wrong on the phone)
+build_result(measured) Measured -> BenchResult (power analysis, validity flags, summary)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifact import Artifact
+from edgekit.bench import power as power_lib
+from edgekit.bench.result import BenchResult, TurnRecord, summarise
+from edgekit.bench.run_folder import RunFiles
+from edgekit.bench.workload import Conversation, Workload
+from edgekit.deploy import DeployResult, signal_name
+from edgekit.device import parsers
+from edgekit.device.base import Device
+from edgekit.probe import MULTI_TURN, ONE_SHOT
+
+Window = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Measured:
+    """What one run measured, wherever it ran; `build_result` turns it into a BenchResult.
+
+    Times are seconds on the clock that took them (the device's for a phone run); `t0` is
+    the run's start on that clock."""
+
+    meta: dict[str, Any]
+    """run_id, created, device, artifact, workload, runner, settings (a phone run's meta.json)."""
+    turns: list[TurnRecord]
+    samples: list[power_lib.PowerSample]
+    t0: float
+    baselines: list[Window]
+    """The idle baselines: the one before the workload and (phone runs) the last one after it."""
+    segments: list[Window]
+    """The workload's time (several segments when a run was resumed)."""
+    loads: list[Window] = dataclasses.field(default_factory=list)
+    """One-shot runners: each turn's model load, kept out of the conversations' energy."""
+    flags: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """What the run itself found wrong (runner failures, missing turns), after the power analysis's flags."""
+    conversations_finished: int
+    complete: bool
+
+
+def device_meta(device: Device, redact: bool) -> dict[str, Any]:
+    """The device's facts as a result records them (`redact`: its serial replaced)."""
+    facts = dataclasses.asdict(device.facts())
+    if redact:
+        facts["serial"] = _redact(str(facts["serial"]))
+    return facts
+
+
+def _redact(serial: str) -> str:
+    return "redacted-" + secrets.token_hex(3) if serial else serial
+
+
+def artifact_meta(artifact: Artifact, deployed: DeployResult) -> dict[str, Any]:
+    """The artifact as a result records it: name, sha256, provenance, manifest."""
+    return {
+        "name": artifact.path.name,
+        "sha256": deployed.model.sha256,
+        "provenance": deployed.provenance,
+        "manifest": dataclasses.asdict(artifact.manifest) if artifact.manifest else None,
+    }
+
+
+def workload_meta(workload: Workload) -> dict[str, Any]:
+    """The workload as a result records it: name, version, hash and turn counts, no text."""
+    return {
+        "name": workload.name,
+        "version": workload.version,
+        "sha256": workload.sha256,
+        "max_output_tokens": workload.max_output_tokens,
+        "conversations": [{"id": c.id, "turns": len(c.turns)} for c in workload.conversations],
+    }
+
+
+def read_run(files: RunFiles) -> Measured:
+    """What a collected run folder measured: turns, windows, and what went wrong on the phone."""
+    meta = files.meta
+    conversations = meta["workload"]["conversations"]
+    workload = Workload(
+        name=meta["workload"]["name"],
+        version=meta["workload"]["version"],
+        max_output_tokens=meta["workload"]["max_output_tokens"],
+        # Only ids and turn counts are needed to read the run back; the text stays in the run folder.
+        conversations=tuple(Conversation(id=c["id"], turns=("",) * c["turns"]) for c in conversations),
+        sha256=meta["workload"]["sha256"],
+        path=Path("."),
+    )
+    t0 = files.events[0][0] if files.events else 0.0
+    runner = meta.get("runner", {})
+    protocol = runner.get("protocol", MULTI_TURN)
+    streams = bool(runner.get("probe", {}).get("streams_answers", False))
+    turns = turn_records(files, workload, t0, protocol=protocol, streams=streams)
+    baselines, segments = _windows(files.events)
+    flags = _between_parts(files, segments, t0)
+    flags += _unplug_flags(files)
+    flags += runner_failures(files, conversations, meta["settings"].get("turn_timeout_s"))
+    unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
+    if unmeasured:
+        flags.append(
+            {
+                "code": "runner_figures_missing",
+                "message": f"{len(unmeasured)} of {len(turns)} turns have no prefill/decode figures from the runner "
+                "(no BenchmarkInfo, or fewer turns in it)",
+                "voids": False,
+            }
+        )
+    failed = sorted(set(f"{n:04d}" for n in range(1, len(conversations) + 1)) - files.done)
+    if failed:
+        flags.append(
+            {
+                "code": "incomplete",
+                "message": f"{len(failed)} of {len(conversations)} conversations did not finish"
+                + ("" if any(f["code"] == "runner_failed" for f in flags) else " (collect again after --resume)"),
+                "voids": True,
+            }
+        )
+    return Measured(
+        meta=meta,
+        turns=turns,
+        samples=files.samples,
+        t0=t0,
+        baselines=baselines,
+        segments=segments,
+        loads=load_windows(files) if protocol == ONE_SHOT else [],
+        flags=flags,
+        conversations_finished=len(files.done),
+        complete=not failed,
+    )
+
+
+def _unplug_flags(files: RunFiles) -> list[dict[str, Any]]:
+    """--detach: the driver's wait for the unplug timed out, or could not tell."""
+    flags: list[dict[str, Any]] = []
+    names = {n for _, n, _, _ in files.events}
+    if "unplug_timeout" in names:
+        flags.append(
+            {
+                "code": "not_unplugged",
+                "message": "the cable was not unplugged within the wait: the run went on with the phone powered",
+                "voids": False,
+                "window": None,
+                "t_s": None,
+            }
+        )
+    if "unplug_unknown" in names:
+        flags.append(
+            {
+                "code": "supply_unknown",
+                "message": "the phone reports no power-supply state, so the driver could not wait for the unplug",
+                "voids": False,
+                "window": None,
+                "t_s": None,
+            }
+        )
+    return flags
+
+
+def build_result(run: Measured) -> BenchResult:
+    """Compute a BenchResult from what a run measured: the power analysis over its windows,
+    every validity flag, the summary."""
+    meta = run.meta
+    settings = meta["settings"]
+    report = power_lib.analyse_segments(
+        run.samples,
+        baselines=run.baselines,
+        segments=_subtract(run.segments, run.loads),
+        sample_period_s=settings["sample_period_s"],
+        low_battery_pct=settings.get("low_battery_pct", 20),
+        t0=run.t0,
+    )
+    load_report = (
+        power_lib.analyse_segments(
+            run.samples, baselines=run.baselines, segments=run.loads, sample_period_s=settings["sample_period_s"]
+        )
+        if run.loads
+        else None
+    )
+    flags = [dataclasses.asdict(f) for f in report.flags] + run.flags
+    capacity = settings.get("capacity_mah")
+    if capacity is None:
+        flags.append(
+            {
+                "code": "capacity_missing",
+                "message": "the phone reports no design capacity (charge_full_design): "
+                "pass --capacity-mah for the % figure",
+                "voids": False,
+            }
+        )
+    voided = any(f["voids"] for f in flags)
+    summary = summarise(
+        run.turns,
+        None if voided else report,
+        conversations=run.conversations_finished,
+        duration_s=sum(b - a for a, b in run.segments),
+        capacity_mah=capacity,
+        full_capacity_mah=settings.get("full_charge_capacity_mah"),
+    )
+    t0 = run.t0
+    power = _power_dict(report, t0, run.baselines)
+    if meta.get("runner", {}).get("protocol") == ONE_SHOT:
+        power["load_charge_mah"] = None if load_report is None or voided else load_report.workload_charge_mah
+        power["load_energy_mwh"] = None if load_report is None or voided else load_report.workload_energy_mwh
+    return BenchResult(
+        simulated=bool(meta["device"].get("emulated")),
+        created=meta["created"],
+        run_id=meta["run_id"],
+        device=meta["device"],
+        artifact=meta["artifact"],
+        workload=meta["workload"],
+        runner=meta["runner"],
+        settings=settings,
+        turns=run.turns,
+        samples=[dataclasses.asdict(s) for s in run.samples],
+        baseline_window_s=None if not run.baselines else [run.baselines[0][0] - t0, run.baselines[0][1] - t0],
+        workload_window_s=[run.segments[0][0] - t0, run.segments[-1][1] - t0] if run.segments else None,
+        power=power,
+        validity=flags,
+        summary=summary,
+        complete=run.complete,
+    )
+
+
+def _runner_ttft(prefill: parsers.TurnStats | None, decode: parsers.TurnStats | None) -> float | None:
+    """io_types.cc GetTimeToFirstToken's formula, per turn: prefill time + one decode step."""
+    if prefill is None or decode is None or not prefill.tokens or not decode.tokens:
+        return None
+    return prefill.duration_s + decode.duration_s / decode.tokens
+
+
+def _info(files: RunFiles, key: str) -> parsers.BenchmarkInfo | None:
+    return parsers.parse_benchmark_info(files.errors.get(key, "")) or parsers.parse_benchmark_info(
+        files.outputs.get(key, "")
+    )
+
+
+def turn_records(
+    files: RunFiles, workload: Workload, t0: float, *, protocol: str = MULTI_TURN, streams: bool = False
+) -> list[TurnRecord]:
+    """Per-turn records: timing from the driver's events (device clock), tokens and speeds
+    from the runner's BenchmarkInfo. Time to first token: the device clock's first answer
+    byte when the runner streams its answers; else the runner's prefill + one decode step.
+    One-shot: `load_s` is process start -> first stdout byte (litert_lm_main.cc prints its
+    prompt echo once the engine is loaded), kept apart from the turn's own figures.
+    """
+    times: dict[tuple[str, int], dict[str, float]] = {}
+    for t, name, key, turn in files.events:
+        if name in ("turn_send", "turn_first", "turn_end") and turn > 0:
+            times.setdefault((key, turn), {})[name] = t
+    records = []
+    for n, conv in enumerate(workload.conversations, 1):
+        key = f"{n:04d}"
+        whole = _info(files, key) if protocol == MULTI_TURN else None
+        for k in range(1, len(conv.turns) + 1):
+            tt = times.get((key, k), {})
+            if not tt:
+                continue
+            send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
+            load_s = None
+            if protocol == MULTI_TURN:
+                prefill = whole.prefill[k - 1] if whole and k <= len(whole.prefill) else None
+                decode = whole.decode[k - 1] if whole and k <= len(whole.decode) else None
+            else:
+                info = _info(files, f"{key}.{k}")
+                prefill = info.prefill[0] if info and info.prefill else None
+                decode = info.decode[0] if info and info.decode else None
+                load_s = (first - send) if send is not None and first is not None else None
+            if protocol == MULTI_TURN and streams:
+                ttft = (first - send) if send is not None and first is not None else None
+            else:
+                ttft = _runner_ttft(prefill, decode)
+            records.append(
+                TurnRecord(
+                    conversation=conv.id,
+                    conversation_index=n,
+                    turn_index=k,
+                    prompt_tokens=prefill.tokens if prefill else None,
+                    output_tokens=decode.tokens if decode else None,
+                    ttft_s=ttft,
+                    prefill_tokens_per_s=prefill.tokens_per_s if prefill else None,
+                    decode_tokens_per_s=decode.tokens_per_s if decode else None,
+                    wall_s=(end - send) if send is not None and end is not None else None,
+                    t_start_s=None if send is None else send - t0,
+                    t_end_s=None if end is None else end - t0,
+                    load_s=load_s,
+                )
+            )
+    return records
+
+
+def load_windows(files: RunFiles) -> list[tuple[float, float]]:
+    """One-shot runs: each turn's model load, process start -> first stdout byte (device clock)."""
+    starts: dict[tuple[str, int], float] = {}
+    out = []
+    for t, name, key, turn in files.events:
+        if name == "turn_send":
+            starts[(key, turn)] = t
+        elif name == "turn_first" and (key, turn) in starts:
+            out.append((starts.pop((key, turn)), t))
+    return out
+
+
+def _windows(
+    events: list[tuple[float, str, str, int]],
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(idle baselines: the one before the workload and the last one after it; workload segments)."""
+
+    def pair(start: str, end: str, last: bool = False) -> tuple[float, float] | None:
+        starts = [t for t, n, _, _ in events if n == start]
+        ends = [t for t, n, _, _ in events if n == end]
+        if not starts or not ends:
+            return None
+        a = starts[-1] if last else starts[0]
+        b = next((t for t in ends if t >= a), None)
+        return None if b is None else (a, b)
+
+    baselines = [b for b in (pair("baseline_start", "baseline_end"), pair(*_AFTER, last=True)) if b is not None]
+    segments: list[tuple[float, float]] = []
+    start = last = None
+    for t, name, _, _ in events:
+        if name == "workload_start":
+            if start is not None and last is not None and last > start:
+                segments.append((start, last))
+            start, last = t, t
+        elif start is not None and name not in _NOT_WORKLOAD:
+            last = t
+            if name == "workload_end":
+                if t > start:
+                    segments.append((start, t))
+                start = None
+    if start is not None and last is not None and last > start:
+        segments.append((start, last))
+    return baselines, segments
+
+
+_AFTER = ("baseline_after_start", "baseline_after_end")
+# Events that never extend a workload segment (a resumed driver's start, the unplug wait, baselines).
+_NOT_WORKLOAD = {
+    *_AFTER,
+    "driver_start",
+    "unplug_wait",
+    "unplugged",
+    "unplug_timeout",
+    "unplug_unknown",
+    "settled",
+    "baseline_start",
+    "baseline_end",
+}
+
+
+def _between_parts(files: RunFiles, segments: list[tuple[float, float]], t0: float) -> list[dict[str, Any]]:
+    """What happened between the parts of a resumed run (reboot, recharge), in words."""
+    flags: list[dict[str, Any]] = []
+    boots = [key for _, name, key, _ in files.events if name == "driver_start" and key != "unknown"]
+    if len(set(boots)) > 1:
+        flags.append(
+            {
+                "code": "rebooted",
+                "message": "the phone rebooted between the parts of this run (--resume): the battery figure "
+                "cannot join parts measured on different boots; run it again without interruption",
+                "voids": True,
+                "window": "workload",
+                "t_s": None,
+            }
+        )
+    for (_, a_end), (b_start, _) in itertools.pairwise(segments):
+        before = [s for s in files.samples if s.t_s <= a_end and s.level_pct is not None]
+        after = [s for s in files.samples if s.t_s >= b_start and s.level_pct is not None]
+        if before and after and after[0].level_pct > before[-1].level_pct:  # type: ignore[operator]
+            flags.append(
+                {
+                    "code": "recharged_between_parts",
+                    "message": f"the battery was recharged between the parts of this run (--resume): "
+                    f"{before[-1].level_pct}% when it stopped, {after[0].level_pct}% when it went on. "
+                    "Each part was measured on battery; the figure adds them",
+                    "voids": False,
+                    "window": "workload",
+                    "t_s": b_start - t0,
+                }
+            )
+    return flags
+
+
+def _subtract(segments: list[tuple[float, float]], holes: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """`segments` minus the time in `holes` (one-shot model loads), as a list of segments."""
+    out = []
+    for a, b in segments:
+        cursor = a
+        for h0, h1 in sorted(holes):
+            if h1 <= cursor or h0 >= b:
+                continue
+            if h0 > cursor:
+                out.append((cursor, h0))
+            cursor = max(cursor, h1)
+        if cursor < b:
+            out.append((cursor, b))
+    return out
+
+
+def runner_failures(
+    files: RunFiles, conversations: list[dict[str, Any]], turn_timeout_s: int | None
+) -> list[dict[str, Any]]:
+    """A `runner_failed` flag (voids) per conversation whose runner crashed, was killed,
+    timed out, or exited 0 without answering every turn."""
+    flags = []
+    for n, conv in enumerate(conversations, 1):
+        key = f"{n:04d}"
+        ends = [e for e in files.events if e[1] == "conv_end" and e[2] == key]
+        if key in files.done or not ends:
+            continue  # finished, or never started (a cut-off run: --resume)
+        rc = ends[-1][3]
+        answered = len({e[3] for e in files.events if e[1] == "turn_end" and e[2] == key and e[3] > 0})
+        timeout = [e for e in files.events if e[1] == "turn_timeout" and e[2] == key]
+        err = files.errors.get(key) or next(
+            (files.errors[k] for k in sorted(files.errors, reverse=True) if k.startswith(key + ".")), ""
+        )
+        tail = " ".join(line.strip() for line in err.strip().splitlines()[-2:] if line.strip())
+        crash = files.crash_logs.get(key, "")
+        tomb = re.search(r"Tombstone written to: (\S+)", crash)
+        if timeout:
+            why = f"turn {timeout[-1][3] or 1} took longer than the per-turn timeout ({turn_timeout_s} s): killed"
+        elif rc == 0:
+            why = f"the runner exited 0 but answered {answered} of {conv['turns']} turns"
+        else:
+            why = f"the runner exited {rc}{signal_name(rc)}"
+        detail = f"{why}; stderr: {tail}" if tail else why
+        if tomb:
+            detail += f"; tombstone: {tomb.group(1)}"
+        flags.append(
+            {
+                "code": "runner_failed",
+                "message": f"conversation {key} ({conv['id']}): {detail}",
+                "voids": True,
+            }
+        )
+    return flags
+
+
+def _power_dict(
+    report: power_lib.PowerReport, t0: float, baselines: list[tuple[float, float]] | None = None
+) -> dict[str, Any]:
+    conv = report.conventions
+    ci = report.workload_charge_ci95_mah
+    return {
+        "conventions": None if conv is None else dataclasses.asdict(conv),
+        "baseline_windows_s": [[a - t0, b - t0] for a, b in baselines or []],
+        "baseline_current_ma": report.baseline_current_ma,
+        "baseline_power_mw": report.baseline_power_mw,
+        "baseline_after_current_ma": report.baseline_after_current_ma,
+        "baseline_drift_ma": report.baseline_drift_ma,
+        "drift_bound_pct": report.drift_bound_pct,
+        "subtracted_charge_mah": report.subtracted_charge_mah,
+        "workload_gross_charge_mah": None if report.workload is None else report.workload.charge_uah / 1000,
+        "workload_gross_energy_mwh": None if report.workload is None else report.workload.energy_uj / 3.6e6,
+        "workload_charge_mah": report.workload_charge_mah,
+        "workload_energy_mwh": report.workload_energy_mwh,
+        "workload_charge_ci95_mah": None if ci is None else list(ci),
+        "interval_basis": report.interval_basis,
+        "charge_counter_check_ratio": report.counter_check_ratio,
+        "reads_interpolated": report.reads_interpolated,
+    }

@@ -1,0 +1,83 @@
+"""How a battery-bench run is configured, and the schedule a configuration implies."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from edgekit.bench.workload import Workload, load_workload
+from edgekit.errors import InputError
+
+BASELINE_CAP_S = 300.0
+DEFAULT_TURN_TIMEOUT_S = 300
+"""A turn (one-shot: with its model load) that takes longer is killed and the run fails."""
+_ASSUMED_TOKENS_PER_S = 20.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """How to run the benchmark. None = decided from the device or the workload."""
+
+    workload: Path | None = None
+    runner: Path | None = None
+    sample_period_s: float = 0.25
+    baseline_s: float | None = None
+    capacity_mah: float | None = None
+    threads: int | None = None
+    backend: str = "cpu"
+    max_num_tokens: int | None = None
+    redact: bool = False
+    prepare_screen: bool = True
+    low_battery_pct: int = 20
+    poll_s: float = 1.0
+    timeout_s: float = 6 * 3600.0
+    state_s: float = 5.0
+    """How often the sampler reads screen and thermal state (a fork of dumpsys each)."""
+    settle_s: float = 30.0
+    """--detach: how long to settle after the cable is unplugged, before the baseline."""
+    unplug_wait_s: float = 600.0
+    """--detach: how long the phone waits for the cable to be unplugged."""
+    turn_timeout_s: int = DEFAULT_TURN_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.sample_period_s <= 60:
+            raise InputError(f"sample period must be between 0.01 and 60 s, got {self.sample_period_s}")
+        if self.baseline_s is not None and self.baseline_s < 0:
+            raise InputError(f"baseline must be >= 0 s, got {self.baseline_s}")
+        if self.capacity_mah is not None and self.capacity_mah <= 0:
+            raise InputError(f"capacity must be a positive number of mAh, got {self.capacity_mah}")
+        if self.turn_timeout_s < 1:
+            raise InputError(f"per-turn timeout must be at least 1 s, got {self.turn_timeout_s}")
+        if self.backend not in ("cpu", "gpu", "npu"):
+            raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}")
+        for name in ("state_s", "settle_s", "unplug_wait_s"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0 s, got {getattr(self, name)}")
+
+
+def default_baseline_s(workload: Workload) -> float:
+    """As long as the workload is expected to take, capped at BASELINE_CAP_S."""
+    estimate = workload.turns * (workload.max_output_tokens / _ASSUMED_TOKENS_PER_S + 0.5)
+    return min(BASELINE_CAP_S, estimate)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plan:
+    """How long a detached run's parts are expected to take, after the cable is unplugged."""
+
+    settle_s: float
+    baseline_s: float
+    workload_s: float
+
+    @property
+    def total_s(self) -> float:
+        """Settle + baseline before + workload + baseline after."""
+        return self.settle_s + 2 * self.baseline_s + self.workload_s
+
+
+def plan(config: BenchConfig) -> Plan:
+    """The expected schedule of a run with `config` (the workload's duration is an estimate)."""
+    workload = load_workload(config.workload)
+    estimate = workload.turns * (workload.max_output_tokens / _ASSUMED_TOKENS_PER_S + 0.5)
+    baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
+    return Plan(settle_s=config.settle_s, baseline_s=baseline_s, workload_s=estimate)
