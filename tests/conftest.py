@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -26,8 +29,59 @@ if not (os.environ.get("EDGEKIT_TEST_DEVICE") and os.environ.get("EDGEKIT_TEST_R
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Logs and caches go to a per-run temp folder, never the user's."""
+    """Logs and caches go to a per-run temp folder, never the user's; no model hub is asked
+    for anything (tiny models are built here, the real one comes from a wheel)."""
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+SYSTEM_DEPS = REPO / "tests" / "system-deps.txt"
+
+
+def system_deps() -> dict[str, str]:
+    """The test-only system tools (command -> Debian package), from tests/system-deps.txt."""
+    deps = {}
+    for line in SYSTEM_DEPS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            command, package = line.split()[:2]
+            deps[command] = package
+    return deps
+
+
+def require_tool(command: str) -> str:
+    """The path of a test-only system tool; fails the test (no skip) with the command that installs it."""
+    package = system_deps()[command]  # KeyError: declare it in tests/system-deps.txt first
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(
+            f"{command} is not installed; this test needs it: `sudo apt-get install -y {package}` "
+            "(or run scripts/bootstrap as root)",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _emulator_shell_is_mksh(request: pytest.FixtureRequest) -> None:
+    """The device emulator runs commands with mksh when it can (else /bin/sh): the tests
+    that start one require it, so they test what a phone runs."""
+    if {"emulated_device", "adb_home"} & set(request.fixturenames):
+        require_tool("mksh")
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], *, what: str, timeout_s: float = 300) -> T:
+    """Poll `condition` until it returns something truthy and return that. The deadline is
+    generous and only turns a hang into a failure naming `what`: never a timing assert."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:g} s")
+        time.sleep(0.05)
+    return value
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,15 @@
 Each test sets one trap on `edgekit.testing`'s battery and checks that the run is void
 (exit code 6, a flag naming the cause) or that its figure is within 2% of the simulated
 truth, which the battery integrates from its own load model, independently of edgekit.
+
+No test here depends on how fast this computer is: waits are on events the phone side
+writes, and the 2% holds for the samples a busy host let the sampler take (see
+`_stall_allowance_mah`).
 """
 
 from __future__ import annotations
 
-import time
+import itertools
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,7 @@ from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.testing.plugin import EmulatedDevice
-from tests.conftest import run_cli, small_workload
+from tests.conftest import run_cli, small_workload, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,17 +54,83 @@ def _voids(result: BenchResult) -> set[str]:
     return {f["code"] for f in result.validity if f["voids"]}
 
 
-def _wait_for_event(emulated: EmulatedDevice, name: str, timeout_s: float = 60) -> float:
-    """Device-clock time of the first `name` event of the (only) run, polling its events.csv."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for events in emulated.sandbox.rglob("events.csv"):
-            for line in events.read_text().splitlines():
-                parts = line.split(",")
-                if len(parts) == 4 and parts[1] == name:
-                    return int(parts[0]) / 1000
-        time.sleep(0.05)
-    raise AssertionError(f"no {name} event within {timeout_s} s")
+def _event_time(emulated: EmulatedDevice, name: str) -> float | None:
+    """Device-clock time of the first `name` event of the (only) run, if it was written yet."""
+    for events in emulated.sandbox.rglob("events.csv"):
+        for line in events.read_text().splitlines():
+            parts = line.split(",")
+            if len(parts) == 4 and parts[1] == name:
+                return int(parts[0]) / 1000
+    return None
+
+
+def _wait_for_event(emulated: EmulatedDevice, name: str) -> float:
+    """Device-clock time of the first `name` event of the (only) run, once it is written."""
+    return wait_for(lambda: _event_time(emulated, name), what=f"the run's {name} event")
+
+
+def _read(emulated: EmulatedDevice, name: str) -> str | None:
+    """The (only) run folder's file `name`, if it is there and not empty."""
+    for path in emulated.sandbox.rglob(f"runs/*/{name}"):
+        text = path.read_text().strip()
+        return text or None
+    return None
+
+
+def _sampler_saw_screen(emulated: EmulatedDevice, state: str) -> bool:
+    """True once the run's sampler recorded a sample with the screen `state`."""
+    samples = _read(emulated, "samples.csv") or ""
+    return any(line.split(",")[8:9] == [state] for line in samples.splitlines())
+
+
+def _children(pid: int, name: str) -> set[int]:
+    """This computer's processes named `name` whose parent is `pid` (from /proc/PID/stat)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if comm == name and int(rest[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+STEP_MA = 150.0
+"""A change of current this large between two samples is a load step (busy 450 mA, idle 60 mA;
+the noise is a few mA)."""
+
+
+def _stall_allowance_mah(result: BenchResult, config: session.BenchConfig) -> float:
+    """What a busy host's stalls of the sampler can cost the figure, beyond what the nominal
+    sample period costs (that part is inside the 2%).
+
+    Between two samples a and b that straddle a load step of ΔI, the trapezoid edgekit
+    integrates is off by at most |ΔI|·(t_b − t_a)/2, wherever the step fell. A host that
+    stalls the sampler widens t_b − t_a; this adds |ΔI|·(excess over two periods)/2 for
+    every step, from the samples edgekit recorded. On an idle host it is 0: the plain 2%.
+    """
+    unit_per_ma = 1.0 if result.power["conventions"]["current_unit"] == "mA" else 1000.0
+    read = [s for s in result.samples if s["current_raw"] is not None]
+    allowance_mas = 0.0
+    for a, b in itertools.pairwise(read):
+        step_ma = abs(b["current_raw"] - a["current_raw"]) / unit_per_ma
+        if step_ma >= STEP_MA:
+            allowance_mas += step_ma * max(0.0, b["t_s"] - a["t_s"] - 2 * config.sample_period_s) / 2
+    return allowance_mas / 3600
+
+
+def _assert_near_truth(result: BenchResult, truth: dict[str, float], config: session.BenchConfig, rel: float) -> None:
+    """edgekit's workload charge is within `rel` of the battery's own truth (plus the stall allowance)."""
+    truth_mah = truth["excess_charge_uah"] / 1000
+    measured_mah = result.summary["workload_charge_mah"]
+    allowance_mah = _stall_allowance_mah(result, config)
+    assert abs(measured_mah - truth_mah) <= rel * truth_mah + allowance_mah, (
+        f"measured {measured_mah:.5f} mAh, truth {truth_mah:.5f} mAh: off by "
+        f"{abs(measured_mah - truth_mah) / truth_mah:.2%}, allowed {rel:.0%} + {allowance_mah:.5f} mAh "
+        "for the sampler's stalls at load steps"
+    )
 
 
 def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
@@ -68,10 +138,11 @@ def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
 ) -> None:
     battery = emulated_device.battery
     battery.reset_truth()
-    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    config = _config(emulated_device, tmp_path)
+    result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
     assert result.exit_code() == 0, result.validity
-    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+    _assert_near_truth(result, truth, config, rel=0.02)
     lo, hi = result.summary["battery_pct_ci95"]
     assert lo < result.summary["battery_pct_per_25_conversations"] < hi
     # Both capacities: design is the headline; charge_full (90% health here) gives the larger %.
@@ -102,7 +173,8 @@ def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
     battery = emulated_device.battery
     battery.empty_read_fraction = 0.05
     battery.reset_truth()
-    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    config = _config(emulated_device, tmp_path)
+    result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
     assert result.power["reads_interpolated"] > 0
     # The emulator drops 5% of what it publishes; a host that stalls its publisher shows one
@@ -111,7 +183,7 @@ def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
     seen = max(sum(1 for s in samples if s[k] is None) for k in ("current_raw", "voltage_uv")) / len(samples)
     if seen <= 0.10:
         assert _voids(result) == set(), result.validity
-        assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.03)
+        _assert_near_truth(result, truth, config, rel=0.03)
     else:
         assert "reads_missing" in _voids(result)
 
@@ -136,11 +208,12 @@ def test_idle_drift_is_bracketed_within_2_percent(
     battery = emulated_device.battery
     battery.idle_drift_ma_per_s = 2.0  # +2 mA every second: background work ramping up
     battery.reset_truth()
-    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    config = _config(emulated_device, tmp_path)
+    result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
     assert result.power["baseline_drift_ma"] > 5
     if "baseline_drift" not in _voids(result):
-        assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+        _assert_near_truth(result, truth, config, rel=0.02)
 
 
 def test_screen_going_off_inside_the_baseline_voids(
@@ -153,7 +226,7 @@ def test_screen_going_off_inside_the_baseline_voids(
     assert wakefulness.read_text().strip() == "Awake"  # kept on for the run
     _wait_for_event(emulated_device, "baseline_start")
     wakefulness.write_text("Asleep\n")  # the user pressed power
-    time.sleep(1.0)
+    wait_for(lambda: _sampler_saw_screen(emulated_device, "Asleep"), what="the sampler to record the screen off")
     wakefulness.write_text("Awake\n")
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
@@ -169,11 +242,12 @@ def test_current_in_ma_is_decided_and_within_2_percent(
     battery.noise_ma = 1.0
     battery.counter_step_uah = 100
     battery.reset_truth()
-    result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
+    config = _config(emulated_device, tmp_path)
+    result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
     assert result.power["conventions"]["current_unit"] == "mA"
     assert _voids(result) == set(), result.validity
-    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+    _assert_near_truth(result, truth, config, rel=0.02)
 
 
 def test_detach_waits_for_the_unplug_then_settles(
@@ -184,7 +258,16 @@ def test_detach_waits_for_the_unplug_then_settles(
     config = _config(emulated_device, tmp_path)
     run_id = session.start_run(device, int4_result.artifact.path, config, detach=True)
     _wait_for_event(emulated_device, "unplug_wait")
-    time.sleep(1.5)
+    # The driver looks at the supplies, then sleeps a second (android_harness/driver.sh): two
+    # of its `sleep`s seen = it found the cable in at least twice and kept waiting.
+    driver_pid = int(wait_for(lambda: _read(emulated_device, "driver.pid"), what="the driver's pid"))
+    naps: set[int] = set()
+
+    def two_naps() -> bool:
+        naps.update(_children(driver_pid, "sleep"))
+        return len(naps) >= 2
+
+    wait_for(two_naps, what="the driver to check the supplies twice")
     paths = run_folder.run_paths(device, run_id, "")
     assert "baseline_start" not in device.shell(["cat", f"{paths.run_dir}/events.csv"]).stdout  # still waiting
     battery.reset_truth()
@@ -198,7 +281,7 @@ def test_detach_waits_for_the_unplug_then_settles(
     assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")
     t = {n: t for t, n, _, _ in events}
     assert t["settled"] - t["unplugged"] >= config.settle_s - 0.05
-    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+    _assert_near_truth(result, truth, config, rel=0.02)
 
 
 def test_android_emulator_is_simulated_and_cli_exits_6_on_usb(

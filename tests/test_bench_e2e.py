@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.testing.plugin import EmulatedDevice
-from tests.conftest import CHAT25, run_cli, small_workload
+from tests.conftest import CHAT25, require_tool, run_cli, small_workload, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -113,11 +111,9 @@ def test_killed_run_keeps_finished_turns_and_resume_completes_it(
     config = _config(emulated_device, small_workload(tmp_path), baseline_s=0.5)
     run_id = session.start_run(device, int4_result.artifact.path, config)
     paths = run_folder.run_paths(device, run_id, "")
-    deadline = time.monotonic() + 60
-    while run_folder.status(device, paths)[1] < 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: run_folder.status(device, paths)[1] >= 1, what="the first conversation to finish")
     run_folder.stop(device, paths)
-    time.sleep(0.5)
+    wait_for(lambda: not run_folder.driver_alive(device, paths), what="the stopped driver to exit")
     partial = session.collect(device, run_id)
     assert not partial.complete
     assert any(f["code"] == "incomplete" for f in partial.validity)
@@ -130,15 +126,20 @@ def test_killed_run_keeps_finished_turns_and_resume_completes_it(
 
 
 def test_hostile_prompts_execute_nothing(
-    emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
+    emulated_device: EmulatedDevice,
+    device: DirectAdbDevice,
+    int4_result: ConvertResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where a command injected on this computer would write
     hostile = [
         ["$(touch PWNED1)", "`touch PWNED2`; touch PWNED3"],
         ["'; touch /data/local/tmp/PWNED4; echo '", '" && touch PWNED5 && "', "%s %n %x \\ \\\\ $HOME"],
     ]
     result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path, turns=hostile)))
     assert result.complete and len(result.turns) == 5
-    for where in (emulated_device.sandbox, tmp_path, Path.cwd()):
+    for where in (emulated_device.sandbox, tmp_path):
         assert not list(where.rglob("PWNED*")), where
 
 
@@ -204,8 +205,7 @@ def test_full_chat25_through_the_cli_then_report_and_compare(
     assert reg.stderr.strip() == "Error: regression beyond 5.0%: decode_tokens_per_s"
 
     # Rendered in headless Chromium, the page shows the plots (their colours are on screen).
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for this check: scripts/bootstrap installs it (apt-get)"
+    chromium = require_tool("chromium")
     shot = tmp_path / "report.png"
     subprocess.run(
         [
@@ -267,10 +267,10 @@ def test_screen_is_kept_on_and_restored_and_a_thermal_change_voids(
     settings = emulated_device.sandbox / ".emulator" / "settings" / "system"
     assert (settings / "screen_brightness").read_text().strip() == "1"
     paths = run_folder.run_paths(device, run_id, "")
-    deadline = time.monotonic() + 60
-    while "workload_start" not in device.shell(["cat", f"{paths.run_dir}/events.csv"], check=False).stdout:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(
+        lambda: "workload_start" in device.shell(["cat", f"{paths.run_dir}/events.csv"], check=False).stdout,
+        what="the workload to start",
+    )
     emulated_device.battery.thermal_status = 2  # the phone heats up meanwhile
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from edgekit.device.direct import DirectAdbDevice
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
 from edgekit.testing.plugin import EmulatedDevice
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
+from tests.elf import EM_X86_64, write_elf
 
 pytestmark = pytest.mark.slow
 
@@ -152,8 +153,9 @@ HOSTILE = "a b'c\";$(touch PWNED1)`touch PWNED2`|x&"
 
 
 def test_hostile_names_and_prompt_execute_nothing(
-    emulated_device: EmulatedDevice, artifact: Path, tmp_path: Path
+    emulated_device: EmulatedDevice, artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where a command injected on this computer would write
     hostile_dir = tmp_path / HOSTILE
     hostile_dir.mkdir()
     art = hostile_dir / f"{HOSTILE}.litertlm"
@@ -165,7 +167,7 @@ def test_hostile_names_and_prompt_execute_nothing(
     device = _direct(emulated_device)
     result = deploy(device, art, DeployConfig(runner=runner, smoke_prompt=prompt))
     assert result.smoke is not None and result.smoke.decode_tokens
-    for where in (emulated_device.sandbox, tmp_path, Path.cwd()):
+    for where in (emulated_device.sandbox, tmp_path):
         assert not [p for p in where.rglob("PWNED*")], where
 
 
@@ -268,9 +270,10 @@ def test_error_offline(emulated_device: EmulatedDevice, artifact: Path, cli_env:
     client = ensure_server()
     client.connect(emulated_device.serial, timeout=10)
     emulated_device.emulator.stop()  # the phone goes away; the adb server keeps it, "offline"
-    deadline = time.monotonic() + 10
-    while dict(list_devices(client)).get(emulated_device.serial) != "offline" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(
+        lambda: dict(list_devices(client)).get(emulated_device.serial) == "offline",
+        what="the adb server to see the stopped emulator as offline",
+    )
     proc = run_cli("deploy", "--device", emulated_device.serial, str(artifact), env=cli_env)
     _one_error_line(proc, "device offline: reconnect the cable or run `adb reconnect`")
 
@@ -282,8 +285,10 @@ def test_error_no_space(emulated_device: EmulatedDevice, artifact: Path) -> None
         deploy(_direct(emulated_device), artifact, DeployConfig(runner=emulated_device.runner))
 
 
-def test_error_wrong_abi_runner(emulated_device: EmulatedDevice, artifact: Path, cli_env: dict[str, str]) -> None:
-    host_binary = Path("/bin/true")  # an x86_64 ELF; the emulated phone is arm64-v8a
+def test_error_wrong_abi_runner(
+    emulated_device: EmulatedDevice, artifact: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    host_binary = write_elf(tmp_path / "litert_lm_main", machine=EM_X86_64)  # the emulated phone is arm64-v8a
     assert elf_abi(host_binary) == "x86_64"
     args = ["deploy", "--transport", "direct", "--device", emulated_device.serial, "--runner", str(host_binary)]
     proc = run_cli(*args, str(artifact), env=cli_env)
@@ -341,6 +346,25 @@ def test_deploy_to_all_in_parallel(artifact: Path, cli_env: dict[str, str], tmp_
 
     key = (adb_home / ".android" / "adbkey.pub").read_bytes()
     emus = [AdbDeviceEmulator(tmp_path / f"d{i}", trusted_keys=[key]).start() for i in range(2)]
+    # Each phone holds its first push until the other one's first push has arrived too: a
+    # deploy that pushed one phone after the other would break the barrier (after a deadline
+    # that only turns a hang into a failure), so passing proves both pushes were in flight at once.
+    both_pushing = threading.Barrier(len(emus), timeout=300)
+    overlapped: list[bool] = []
+
+    def hold_first_push(held: list[str], remote: str) -> None:
+        if held:
+            return
+        held.append(remote)
+        try:
+            both_pushing.wait()
+            overlapped.append(True)
+        except threading.BrokenBarrierError:
+            overlapped.append(False)
+
+    for emu in emus:
+        held: list[str] = []
+        emu.faults.before_send = lambda remote, held=held: hold_first_push(held, remote)  # type: ignore[misc]
     client = ensure_server()
     runner = write_runner_standin(tmp_path / "litert_lm_main")
     try:
@@ -348,6 +372,7 @@ def test_deploy_to_all_in_parallel(artifact: Path, cli_env: dict[str, str], tmp_
             client.connect(emu.serial, timeout=10)
         proc = run_cli("deploy", "--device", "all", "--runner", str(runner), str(artifact), env=cli_env)
         assert proc.returncode == 0, proc.stderr
+        assert overlapped == [True, True]
         lines = proc.stdout.splitlines()
         assert sorted(line.split()[1] for line in lines) == sorted(e.serial for e in emus)
     finally:
@@ -365,10 +390,13 @@ def test_sync_list_and_stat_through_adb_shell(emulated_device: EmulatedDevice) -
     assert size == 3 and mode & 0o170000 == 0o100000
     assert device._dev.stat("/data/local/tmp/nope") == (0, 0, 0)  # a missing file stats as zeros
     # A sync path that escapes the sandbox, by `..` or by a symlink, is refused.
-    assert device._dev.stat("/data/../../etc/passwd") == (0, 0, 0)
-    (emulated_device.path("/data/local/tmp") / "out").symlink_to("/etc")
-    assert Path("/etc/passwd").is_file()
-    assert device._dev.stat("/data/local/tmp/out/passwd") == (0, 0, 0)
+    outside = emulated_device.sandbox.parent / "host-secret"
+    outside.write_text("not the phone's\n")
+    assert (emulated_device.sandbox / "data/../../host-secret").resolve() == outside  # where a naive join lands
+    assert device._dev.stat("/data/../../host-secret") == (0, 0, 0)
+    (emulated_device.path("/data/local/tmp") / "out").symlink_to(outside.parent)
+    assert (emulated_device.path("/data/local/tmp") / "out" / "host-secret").is_file()
+    assert device._dev.stat("/data/local/tmp/out/host-secret") == (0, 0, 0)
 
 
 def test_clean_cache_removes_local_caches(tmp_path: Path) -> None:

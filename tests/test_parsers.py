@@ -1,4 +1,4 @@
-"""Parsers against the real output shapes in ../shared/captures/."""
+"""Parsers against the real output shapes in tests/captures/ (their sources: captures/README.md)."""
 
 from __future__ import annotations
 

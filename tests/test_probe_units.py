@@ -13,6 +13,8 @@ from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
 from edgekit.errors import InputError
 from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_DEVICE_CLOCK, TTFT_RUNNER, RunnerProbe, analyse_probe, chat_flags
 from edgekit.testing.runner_standin import write_runner_standin
+from tests.conftest import require_tool
+from tests.elf import EM_AARCH64, write_elf
 
 
 def _standin_helpfull(tmp_path: Path, kind: str) -> tuple[int, str]:
@@ -159,17 +161,15 @@ def test_standin_version_exits_0(tmp_path: Path) -> None:
 
 
 def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
-    import shutil
-
     from edgekit.deploy import elf_needed
 
-    true = Path("/bin/true")
-    needed = elf_needed(true)
-    assert needed is not None and "libc.so.6" in needed  # a glibc host binary (Debian's coreutils)
-    readelf = shutil.which("readelf")
-    if readelf:  # the same list binutils reads
-        out = subprocess.run([readelf, "-d", str(true)], capture_output=True, text=True, check=True).stdout
-        assert list(needed) == [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+    libs = ("libc++_shared.so", "liblog.so", "libLiteRtGpuAccelerator.so")
+    elf = write_elf(tmp_path / "litert_lm_main", machine=EM_AARCH64, needed=libs)
+    assert elf_needed(elf) == libs
+    # The same list binutils reads.
+    out = subprocess.run([require_tool("readelf"), "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line] == list(libs)
+    assert elf_needed(write_elf(tmp_path / "needs-nothing", machine=EM_AARCH64)) == ()
     script = write_runner_standin(tmp_path / "s", "simple")
     assert elf_needed(script) is None
 

@@ -22,7 +22,7 @@ from edgekit.errors import InputError
 from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_RUNNER
 from edgekit.testing.plugin import EmulatedDevice
 from edgekit.testing.runner_standin import GPU_ACCELERATOR, write_runner_folder, write_runner_standin
-from tests.conftest import run_cli, small_workload
+from tests.conftest import run_cli, small_workload, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -192,7 +192,6 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
     import os
     import signal
     import sys
-    import time
 
     wakefulness = emulated_device.sandbox / ".emulator" / "wakefulness"
     wakefulness.write_text("Asleep\n")
@@ -210,10 +209,7 @@ def test_ctrl_c_stops_the_phone_side_and_says_how_to_collect(
         text=True,
     )
     runs = emulated_device.path(f"{ROOT}/runs")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(runs.glob("*/driver.pid")):
-        time.sleep(0.2)
-    [pid_file] = list(runs.glob("*/driver.pid"))
+    [pid_file] = wait_for(lambda: list(runs.glob("*/driver.pid")), what="the run's driver to start")
     run_id = pid_file.parent.name
     assert wakefulness.read_text().strip() == "Awake"  # kept on for the run (docs: no suspend)
     proc.send_signal(signal.SIGINT)

@@ -102,6 +102,9 @@ class Faults:
     stall: bool = False  # stop answering (the connection stays open)
     refuse_auth: bool = False  # never accept a key, like a phone whose RSA prompt nobody answers
     low_space: bool = False  # `df` reports 1 MB free
+    before_send: Callable[[str], None] | None = None
+    """Called (on a worker thread) with the device path of each sync SEND before its data is
+    taken: a test can hold a push in flight there (and so see that two pushes overlap)."""
 
 
 class _Stream:
@@ -567,6 +570,8 @@ class AdbDeviceEmulator:
                 await stream.write(bytes(out))
             elif rid == b"SEND":
                 name, _, mode_text = arg.rpartition(",")
+                if self.faults.before_send is not None:
+                    await asyncio.to_thread(self.faults.before_send, name)
                 path = self.map_device_path(name)
                 mode = int(mode_text) if mode_text.isdigit() else 0o644
                 sink = None
