@@ -11,25 +11,18 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
 
 MANIFEST_SCHEMA_VERSION = 1
-_CHUNK = 4 * 1024 * 1024
 
 
-def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
-    """Hex sha256 of the file at `path`; `progress(n)` is called with each chunk's size."""
-    digest = hashlib.sha256()
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of the file at `path`."""
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            if progress is not None:
-                progress(len(chunk))
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def manifest_path(artifact_path: Path) -> Path:

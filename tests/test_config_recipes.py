@@ -15,7 +15,7 @@ from edgekit.errors import InputError
 
 
 def _ckpt(model_type: str = "gemma3_text") -> Checkpoint:
-    return Checkpoint(path=Path("/nowhere"), config={}, model_type=model_type, files={}, parameter_count=1)
+    return Checkpoint(path=Path("/nowhere"), model_type=model_type, files={}, parameter_count=1)
 
 
 def test_format_follows_the_extension_when_not_given() -> None:

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit.artifact import sha256_file
 from edgekit.errors import DependencyError, InputError
 
 GGUF_MAGIC = b"GGUF"
@@ -76,14 +77,6 @@ def _require_gguf() -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _field_str(reader: Any, key: str) -> str | None:
     field = reader.fields.get(key)
     if field is None:
@@ -117,7 +110,7 @@ def gguf_info(path: Path | str) -> GgufInfo:
         types[tensor.tensor_type.name] = types.get(tensor.tensor_type.name, 0) + 1
     return GgufInfo(
         path=path,
-        sha256=_sha256(path),
+        sha256=sha256_file(path),
         size_bytes=path.stat().st_size,
         architecture=arch,
         model_type=GGUF_ARCHITECTURES[arch],

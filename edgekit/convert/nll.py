@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.artifact import sha256_file
 from edgekit.errors import DependencyError, EdgekitError, FidelityError, InputError
 
 TEXT_PACKAGE = "gensim"
@@ -136,7 +137,7 @@ def _package_file(name: str) -> tuple[Path, str]:
     path = Path(str(dist.locate_file(f"{_DATA_DIR}/{name}")))
     if not path.is_file():
         raise DependencyError(f"{path} is missing from the installed {TEXT_PACKAGE}: {TEXT_INSTALL}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != _FILES[name]:
         raise DependencyError(
             f"{path} has sha256 {digest[:12]}…, not the pinned {_FILES[name][:12]}… of {TEXT_PACKAGE} "
@@ -449,7 +450,6 @@ def evaluate(
     reference's. Needs edgekit[convert] for the reference. FidelityError if the gap passes
     `max_nll_gap`.
     """
-    from edgekit.artifact import sha256_file
     from edgekit.convert.pipeline import load_checkpoint, load_reference, require_convert_extra
     from edgekit.convert.recipes import Quant
 

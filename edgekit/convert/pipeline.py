@@ -35,7 +35,6 @@ from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
 from edgekit.errors import ConversionError, DependencyError, EdgekitError, FidelityError, InputError
 
-STAGES = ("load", "export", "quantize", "bundle", "verify")
 """The stages a progress callback hears about, in order."""
 
 ProgressFn = Callable[[str, str], None]
@@ -73,7 +72,6 @@ class Checkpoint:
     """A validated Hugging Face checkpoint directory."""
 
     path: Path
-    config: dict[str, Any]
     model_type: str
     files: dict[str, str]
     parameter_count: int
@@ -159,7 +157,6 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
     files = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")}
     return Checkpoint(
         path=path,
-        config=config,
         model_type=model_type,
         files=files,
         parameter_count=parameter_count,
@@ -719,7 +716,6 @@ def _plan_source(
         # cache hit without loading it.
         stand_in = Checkpoint(
             path=gguf_info.path,
-            config={},
             model_type=gguf_info.model_type,
             files={gguf_info.path.name: gguf_info.sha256},
             parameter_count=0,

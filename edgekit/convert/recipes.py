@@ -187,7 +187,6 @@ class Recipe:
     model_types: tuple[str, ...]
     defaults: dict[str, Any]
     turn_markers: tuple[str, ...] = ()
-    stop_tokens: tuple[str, ...] = ()
     min_top1_agreement: dict[str, float] = dataclasses.field(default_factory=dict)
     max_nll_gap: dict[str, float] = dataclasses.field(default_factory=dict)
     path: Path | None = None
@@ -217,7 +216,6 @@ def _parse_recipe(path: Path) -> Recipe:
         model_types=tuple(data.get("model_types", ())),
         defaults=defaults,
         turn_markers=tuple(chat.get("turn_markers", ())),
-        stop_tokens=tuple(chat.get("stop_tokens", ())),
         min_top1_agreement=dict(data.get("fidelity", {}).get("min_top1_agreement", {})),
         max_nll_gap=dict(data.get("fidelity", {}).get("max_nll_gap", {})),
         path=path,
