@@ -141,3 +141,23 @@ def test_sysfs_status() -> None:
     assert parsers.parse_sysfs_status("Discharging\n") == parsers.STATUS_DISCHARGING
     assert parsers.parse_sysfs_status("Not charging") == parsers.STATUS_NOT_CHARGING
     assert parsers.parse_sysfs_status("bogus") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("-412000", -412000),
+        ("80\n", 80),
+        (" +7 ", 7),
+        ("0", 0),
+        (None, None),
+        ("", None),
+        ("unknown", None),
+        ("1.5", None),
+        ("1_000", None),
+        ("٣", None),
+    ],
+)
+def test_parse_int_takes_what_devices_print_and_nothing_else(text: str | None, value: int | None) -> None:
+    # One integer parser for dumpsys fields, sysfs files and samples.csv columns.
+    assert parsers.parse_int(text) == value

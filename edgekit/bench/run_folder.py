@@ -214,10 +214,6 @@ def parse_samples(text: str) -> list[PowerSample]:
     thermal were sampled.
     """
 
-    def num(value: str) -> int | None:
-        value = value.strip()
-        return int(value) if value.lstrip("-").isdigit() else None
-
     out = []
     for line in text.splitlines():
         parts = line.split(",")
@@ -225,19 +221,19 @@ def parse_samples(text: str) -> list[PowerSample]:
             continue
         t_ms, cc, cur, vol, cap, temp, st = parts[:7]
         supplies, screen, thermal = parts[7:] if len(parts) == 10 else ("", "", "")
-        temp_dc = num(temp)
+        temp_dc = parsers.parse_int(temp)
         out.append(
             PowerSample(
                 t_s=int(t_ms) / 1000,
-                charge_counter_uah=num(cc),
-                current_raw=num(cur),
-                voltage_uv=num(vol),
-                level_pct=num(cap),
+                charge_counter_uah=parsers.parse_int(cc),
+                current_raw=parsers.parse_int(cur),
+                voltage_uv=parsers.parse_int(vol),
+                level_pct=parsers.parse_int(cap),
                 temperature_c=None if temp_dc is None else temp_dc / 10,
                 status=parsers.parse_sysfs_status(st) if st.strip() else None,
                 supplies=supplies.strip() or None,
                 screen=screen.strip() or None,
-                thermal=num(thermal),
+                thermal=parsers.parse_int(thermal),
             )
         )
     return out

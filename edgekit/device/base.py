@@ -157,25 +157,21 @@ class Device(abc.ABC):
             if sep and value.strip():
                 sysfs[key] = value.strip()
 
-        def num(key: str) -> int | None:
-            value = sysfs.get(key)
-            return int(value) if value is not None and value.lstrip("-").isdigit() else None
-
         info = parsers.parse_dumpsys_battery(self.shell(["dumpsys", "battery"], check=False).stdout)
-        temp = num("temp")
+        temp = parsers.parse_int(sysfs.get("temp"))
         status = parsers.parse_sysfs_status(sysfs["status"]) if "status" in sysfs else None
-        counter = num("charge_counter")
-        current = num("current_now")
+        counter = parsers.parse_int(sysfs.get("charge_counter"))
+        current = parsers.parse_int(sysfs.get("current_now"))
         return BatterySample(
-            level_pct=num("capacity") if "capacity" in sysfs else info.level_pct,
+            level_pct=parsers.parse_int(sysfs.get("capacity")) if "capacity" in sysfs else info.level_pct,
             status=status if status is not None else info.status,
             plugged=info.plugged,
             charge_counter_uah=counter if counter is not None else info.charge_counter_uah,
             current_now_ua=current if current is not None else info.current_now_ua,
-            voltage_now_uv=num("voltage_now") or info.voltage_uv,
+            voltage_now_uv=parsers.parse_int(sysfs.get("voltage_now")) or info.voltage_uv,
             temperature_c=temp / 10 if temp is not None else info.temperature_c,
-            charge_full_design_uah=num("charge_full_design"),
-            charge_full_uah=num("charge_full"),
+            charge_full_design_uah=parsers.parse_int(sysfs.get("charge_full_design")),
+            charge_full_uah=parsers.parse_int(sysfs.get("charge_full")),
             source="sysfs" if sysfs else "dumpsys",
         )
 

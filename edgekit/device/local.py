@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edgekit._data import user_cache_dir
 from edgekit.device.base import BatterySample, Device, DeviceFacts, ProgressFn, ShellResult, check_result
-from edgekit.device.parsers import parse_sysfs_status
+from edgekit.device.parsers import parse_int, parse_sysfs_status
 from edgekit.errors import DeviceError
 
 _ABI = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a"}
@@ -103,21 +103,17 @@ class LocalDevice(Device):
             except OSError:
                 return None
 
-        def num(name: str) -> int | None:
-            value = read(name)
-            return int(value) if value is not None and value.lstrip("-").isdigit() else None
-
         status_text = read("status")
         status = parse_sysfs_status(status_text) if status_text else None
         return BatterySample(
-            level_pct=num("capacity"),
+            level_pct=parse_int(read("capacity")),
             status=status,
             plugged=None if status is None else status != 3,
-            charge_counter_uah=num("charge_now"),
-            current_now_ua=num("current_now"),
-            voltage_now_uv=num("voltage_now"),
+            charge_counter_uah=parse_int(read("charge_now")),
+            current_now_ua=parse_int(read("current_now")),
+            voltage_now_uv=parse_int(read("voltage_now")),
             temperature_c=None,
-            charge_full_design_uah=num("charge_full_design"),
+            charge_full_design_uah=parse_int(read("charge_full_design")),
             source="sysfs",
         )
 

@@ -62,13 +62,15 @@ def _fields(text: str) -> dict[str, str]:
     return out
 
 
-def _int(value: str | None) -> int | None:
-    if value is None:
+_INT = re.compile(r"[-+]?[0-9]+")
+
+
+def parse_int(text: str | None) -> int | None:
+    """A decimal integer as a device prints it ("-412000", "80\\n"), else None (None, "", "unknown", "1.5")."""
+    if text is None:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    text = text.strip()
+    return int(text) if _INT.fullmatch(text) else None
 
 
 def _bool(value: str | None) -> bool | None:
@@ -82,18 +84,18 @@ def parse_dumpsys_battery(text: str) -> BatteryInfo:
     mA -> µA. `Charge counter` is already µAh.
     """
     f = _fields(text)
-    voltage_mv = _int(f.get("voltage"))
-    temp_dc = _int(f.get("temperature"))
-    current_ma = _int(f.get("current now"))
+    voltage_mv = parse_int(f.get("voltage"))
+    temp_dc = parse_int(f.get("temperature"))
+    current_ma = parse_int(f.get("current now"))
     return BatteryInfo(
-        level_pct=_int(f.get("level")),
-        scale=_int(f.get("scale")),
-        status=_int(f.get("status")),
+        level_pct=parse_int(f.get("level")),
+        scale=parse_int(f.get("scale")),
+        status=parse_int(f.get("status")),
         ac_powered=_bool(f.get("ac powered")),
         usb_powered=_bool(f.get("usb powered")),
         wireless_powered=_bool(f.get("wireless powered")),
         dock_powered=_bool(f.get("dock powered")),
-        charge_counter_uah=_int(f.get("charge counter")),
+        charge_counter_uah=parse_int(f.get("charge counter")),
         voltage_uv=None if voltage_mv is None else voltage_mv * 1000,
         temperature_c=None if temp_dc is None else temp_dc / 10,
         current_now_ua=None if current_ma is None else current_ma * 1000,
@@ -125,7 +127,7 @@ def parse_df_available_bytes(text: str) -> int | None:
         return None
     # Columns from the right (Available, Use%, Mounted on): a long device name that
     # wraps onto its own line, as some df builds print, does not shift them.
-    value = _int(lines[-1][-3]) if len(lines[-1]) >= 3 else None
+    value = parse_int(lines[-1][-3]) if len(lines[-1]) >= 3 else None
     return None if value is None else value * 1024
 
 
