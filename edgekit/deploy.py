@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit._data import data_dir, user_cache_dir
+from edgekit._files import atomic_write
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.device import parsers
 from edgekit.device.base import Device, DeviceFacts
@@ -173,10 +174,9 @@ def resolve_runner(given: Path | None) -> RunnerFiles | None:
     folder.mkdir(parents=True, exist_ok=True)
     for src, dst in [(given, cached), *[(lib, folder / lib.name) for lib in found.libraries]]:
         if not dst.is_file():
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-            shutil.copyfile(src, tmp)
-            tmp.chmod(0o755)
-            os.replace(tmp, dst)
+            with atomic_write(dst) as tmp:
+                shutil.copyfile(src, tmp)
+                tmp.chmod(0o755)
     (cache / "last").write_text(str(cached) + "\n")
     return RunnerFiles(
         binary=cached, libraries=tuple(folder / lib.name for lib in found.libraries), sha256=found.sha256

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from edgekit._files import atomic_write_text
 from edgekit.commands._common import print_json
 
 
@@ -22,9 +23,7 @@ def report_command(result_path: Path, output: Path | None) -> None:
 
     result = BenchResult.load(result_path)
     output = output or result_path.with_suffix(".html")
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(html_report(result))
-    tmp.replace(output)
+    atomic_write_text(output, html_report(result))
     click.echo(markdown(result), nl=False)
     click.echo(f"\nHTML report: {output}")
 

