@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.artifact import Artifact
@@ -20,11 +19,8 @@ from edgekit.bench.result import BenchResult, TurnRecord
 from edgekit.bench.run_folder import new_run_id
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, deploy, harness_files
-from edgekit.device.base import Device
+from edgekit.device.base import Device, ProgressFn
 from edgekit.engine import open_engine
-
-ProgressFn = Callable[[int, int], None]
-"""`progress(conversations_done, conversations_total)`."""
 
 
 class _Sampler:

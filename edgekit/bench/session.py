@@ -17,7 +17,6 @@ import dataclasses
 import datetime
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.artifact import Artifact
@@ -29,7 +28,7 @@ from edgekit.bench.phone import online_supplies, prepare_phone, restore_phone
 from edgekit.bench.result import BenchResult
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, deploy
-from edgekit.device.base import Device
+from edgekit.device.base import Device, ProgressFn
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
 from edgekit.probe import RunnerProbe, chat_flags
@@ -46,8 +45,6 @@ __all__ = [
     "start_run",
 ]
 
-ProgressFn = Callable[[int, int], None]
-"""`progress(conversations_done, conversations_total)`."""
 
 DRIVER_START_GRACE_S = 60.0
 HISTORY_RESERVE_TOKENS = 256

@@ -35,10 +35,9 @@ from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
 from edgekit.errors import ConversionError, DependencyError, EdgekitError, FidelityError, InputError
 
-"""The stages a progress callback hears about, in order."""
-
-ProgressFn = Callable[[str, str], None]
-"""`progress(stage, event)`: event is "start" or "done"."""
+StageFn = Callable[[str, str], None]
+"""`progress(stage, event)`: a stage ("load", "export", "quantize", "bundle", "verify")
+and "start" or "done". (Not a `ProgressFn`: stages have no count.)"""
 
 # Upstream progress lines that mark our stages, in the order they appear.
 _UPSTREAM_MARKERS = (
@@ -361,7 +360,7 @@ def _mem_available_bytes() -> int | None:
 class _StageTracker:
     """Turns upstream's progress lines into our stage events and stage timings."""
 
-    def __init__(self, progress: ProgressFn | None) -> None:
+    def __init__(self, progress: StageFn | None) -> None:
         self._progress = progress
         self._text = ""
         self._seen: set[str] = set()
@@ -549,7 +548,7 @@ def convert(
     config: ConvertConfig,
     *,
     tokenizer: Any = None,
-    progress: ProgressFn | None = None,
+    progress: StageFn | None = None,
     capture_output: bool = False,
     set_torch_threads: bool = False,
 ) -> ConvertResult:

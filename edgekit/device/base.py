@@ -17,7 +17,9 @@ from edgekit.device import parsers
 from edgekit.errors import DeviceError
 
 ProgressFn = Callable[[int, int], None]
-"""`progress(bytes_done, bytes_total)`."""
+"""`progress(done, total)`, counted in what the function taking it says: bytes for
+`Device.push`, conversations for a bench. The one progress signature (a deploy's
+`PushProgress` adds the label of the file being pushed)."""
 
 DEVICE_TMP = "/data/local/tmp"
 _SYSFS_BATTERY = "/sys/class/power_supply/battery"
