@@ -304,7 +304,7 @@ def _gap(samples: Sequence[PowerSample], start: float, end: float) -> tuple[floa
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Flag:
+class ValidityFlag:
     """A validity flag: never hidden; `voids` = no headline figure while it stands.
 
     `window` (baseline, workload, baseline after) and `t_s` (seconds since the run's first
@@ -330,7 +330,7 @@ class PowerReport:
     workload_charge_mah: float | None
     workload_energy_mwh: float | None
     counter_check_ratio: float | None
-    flags: tuple[Flag, ...]
+    flags: tuple[ValidityFlag, ...]
     baseline_after_current_ma: float | None = None
     baseline_drift_ma: float | None = None
     drift_bound_pct: float | None = None
@@ -345,7 +345,7 @@ class PowerReport:
         return any(f.voids for f in self.flags)
 
 
-def _empty_report(flags: list[Flag]) -> PowerReport:
+def _empty_report(flags: list[ValidityFlag]) -> PowerReport:
     return PowerReport(
         conventions=None,
         baseline=None,
@@ -359,7 +359,7 @@ def _empty_report(flags: list[Flag]) -> PowerReport:
     )
 
 
-def _state_flags(named: list[tuple[str, list[PowerSample]]], t0: float) -> list[Flag]:
+def _state_flags(named: list[tuple[str, list[PowerSample]]], t0: float) -> list[ValidityFlag]:
     """Screen and thermal state must be the same all through the baselines and the workload."""
     flags = []
     for attr, label, how in (
@@ -367,7 +367,7 @@ def _state_flags(named: list[tuple[str, list[PowerSample]]], t0: float) -> list[
         ("thermal", "thermal status", "`dumpsys thermalservice`"),
     ):
         first: tuple[object, str, float] | None = None
-        changed: Flag | None = None
+        changed: ValidityFlag | None = None
         for name, samples in named:
             for s in samples:
                 value = getattr(s, attr)
@@ -376,7 +376,7 @@ def _state_flags(named: list[tuple[str, list[PowerSample]]], t0: float) -> list[
                 if first is None:
                     first = (value, name, s.t_s)
                 elif value != first[0] and changed is None:
-                    changed = Flag(
+                    changed = ValidityFlag(
                         code=f"{attr}_changed",
                         message=f"the {label} was {first[0]} in the {first[1]} but {value} in the {name} "
                         f"at {s.t_s - t0:.1f} s: the idle baseline no longer matches the workload's conditions",
@@ -388,7 +388,7 @@ def _state_flags(named: list[tuple[str, list[PowerSample]]], t0: float) -> list[
             flags.append(changed)
         elif first is None:
             flags.append(
-                Flag(
+                ValidityFlag(
                     code=f"{attr}_unknown",
                     message=f"the phone does not report its {label} ({how} unavailable): "
                     "a change during the run cannot be seen — keep it steady yourself",
@@ -441,6 +441,14 @@ def _bootstrap(
     )
 
 
+_UNIT_UNDECIDED = ValidityFlag(
+    code="unit_undecided",
+    message="current_now's unit cannot be decided (µA or mA): its values fit both and the "
+    "charge counter did not move enough; run longer or on a phone with a charge counter",
+    voids=True,
+)
+
+
 def analyse_segments(
     samples: Sequence[PowerSample],
     *,
@@ -462,35 +470,104 @@ def analyse_segments(
     0.8–1.25); the screen or thermal state differs between windows; the current's unit
     cannot be decided; the baseline drift could move the figure by more than 10%.
     """
-    flags: list[Flag] = []
     bases_w = list(baselines or ([baseline] if baseline else []))
-    if not segments:
-        segments = [(0.0, -1.0)]
     origin = t0 if t0 is not None else (samples[0].t_s if samples else 0.0)
-    names = ["baseline"] if len(bases_w) == 1 else ["baseline before", "baseline after"][: len(bases_w)]
-    if len(bases_w) > 2:
-        names = [f"baseline {i + 1}" for i in range(len(bases_w))]
-    spans = [(a, b, n) for n, (a, b) in zip(names, bases_w, strict=True)]
-    spans += [(a, b, "workload") for a, b in segments]
-    # In time order, so what is reported first is what happened first.
-    raw_windows = [(n, window(samples, a, b)) for a, b, n in sorted(spans)]
-    bounds = [(a, b) for a, b, _ in sorted(spans)]
+    spans = _named_spans(bases_w, segments or [(0.0, -1.0)])
+    raw_windows = [(n, window(samples, a, b)) for a, b, n in spans]
     in_run = [s for _, w in raw_windows for s in w]
-    has_current = any(s.current_raw is not None for s in in_run)
-    has_voltage = any(s.voltage_uv is not None for s in in_run)
-    if not in_run or not has_current or not has_voltage:
-        missing = [n for n, ok in (("current_now", has_current), ("voltage_now", has_voltage)) if not ok]
+    missing = _missing_counters(in_run)
+    if missing is not None:
+        return _empty_report([missing])
+
+    flags, filled, interpolated = _gap_flags(raw_windows, [(a, b) for a, b, _ in spans], sample_period_s, origin)
+    flags += _missing_read_flags(in_run, interpolated)
+    flags += _supply_flags(raw_windows, in_run, origin)
+    flags += _state_flags(raw_windows, origin)
+
+    all_filled = [s for _, w in filled for s in w]
+    conv = decide_conventions(all_filled, [w for _, w in filled])
+    assert conv is not None
+    if not conv.unit_decided and not any(f.code == "supply_online" for f in flags):
+        flags.append(_UNIT_UNDECIDED)
+    work_windows = [w for n, w in filled if n == "workload"]
+    work = _sum_integrals([integrate(w, conv) for w in work_windows])
+    flags += _workload_flags(work_windows, in_run, conv, low_battery_pct)
+    net = _subtract_idle([(n, w) for n, w in filled if n != "workload"], work_windows, work, conv, sample_period_s)
+    flags += net.flags
+    if net.charge_uah <= 0 or net.energy_uj <= 0:
         flags.append(
-            Flag(
-                code="counters_missing",
-                message=f"the device exposes no {' or '.join(missing) or 'samples'}: energy cannot be measured",
+            ValidityFlag(
+                code="no_net_drain",
+                message=f"the workload's net charge ({net.charge_uah / 1000:+.2f} mAh) or energy "
+                f"({net.energy_uj / 3.6e6:+.2f} mWh) is not positive: the battery was not what powered it",
                 voids=True,
+                window="workload",
             )
         )
-        return _empty_report(flags)
+    flags += _counter_mismatch([w for _, w in filled], all_filled, conv)
+    ratio = work.counter_delta_uah / work.charge_uah if work.counter_delta_uah and work.charge_uah else None
+    return PowerReport(
+        conventions=conv,
+        baseline=net.baseline,
+        workload=work,
+        baseline_current_ma=net.baseline_current_ma,
+        baseline_power_mw=net.baseline_power_mw,
+        workload_charge_mah=net.charge_uah / 1000,
+        workload_energy_mwh=net.energy_uj / 3.6e6,
+        counter_check_ratio=ratio,
+        flags=tuple(flags),
+        baseline_after_current_ma=net.after_current_ma,
+        baseline_drift_ma=net.drift_ma,
+        drift_bound_pct=net.drift_bound_pct,
+        subtracted_charge_mah=net.subtracted_charge_mah,
+        workload_charge_ci95_mah=None
+        if net.interval_uah is None
+        else (
+            net.interval_uah[0] / 1000,
+            net.interval_uah[1] / 1000,
+        ),
+        interval_basis=net.interval_basis,
+        reads_interpolated=interpolated,
+    )
 
-    # Missing reads and gaps, per window; then the filled windows.
+
+def _named_spans(
+    baselines: Sequence[tuple[float, float]], segments: Sequence[tuple[float, float]]
+) -> list[tuple[float, float, str]]:
+    """(start, end, name) of every window, in time order (so what is reported first is what
+    happened first): "baseline" (or "baseline before"/"baseline after"), "workload"."""
+    names = ["baseline"] if len(baselines) == 1 else ["baseline before", "baseline after"][: len(baselines)]
+    if len(baselines) > 2:
+        names = [f"baseline {i + 1}" for i in range(len(baselines))]
+    spans = [(a, b, n) for n, (a, b) in zip(names, baselines, strict=True)]
+    spans += [(a, b, "workload") for a, b in segments]
+    return sorted(spans)
+
+
+def _missing_counters(in_run: Sequence[PowerSample]) -> ValidityFlag | None:
+    """`counters_missing` when no sample carries a current or no sample carries a voltage."""
+    has_current = any(s.current_raw is not None for s in in_run)
+    has_voltage = any(s.voltage_uv is not None for s in in_run)
+    if in_run and has_current and has_voltage:
+        return None
+    missing = [n for n, ok in (("current_now", has_current), ("voltage_now", has_voltage)) if not ok]
+    return ValidityFlag(
+        code="counters_missing",
+        message=f"the device exposes no {' or '.join(missing) or 'samples'}: energy cannot be measured",
+        voids=True,
+    )
+
+
+def _gap_flags(
+    raw_windows: Sequence[tuple[str, list[PowerSample]]],
+    bounds: Sequence[tuple[float, float]],
+    sample_period_s: float,
+    origin: float,
+) -> tuple[list[ValidityFlag], list[tuple[str, list[PowerSample]]], int]:
+    """`suspended` flags (a gap or a hole of empty reads too long, per window), the windows with
+    empty reads interpolated, and how many reads were interpolated."""
     gap_limit = max(GAP_PERIODS * sample_period_s, GAP_FLOOR_S)
+    flags: list[ValidityFlag] = []
     filled: list[tuple[str, list[PowerSample]]] = []
     interpolated = 0
     for (name, w), (start, end) in zip(raw_windows, bounds, strict=True):
@@ -502,7 +579,7 @@ def analyse_segments(
         if max(gap, hole) > gap_limit:
             at = gap_at if gap >= hole else hole_at
             flags.append(
-                Flag(
+                ValidityFlag(
                     code="suspended",
                     message=f"no usable reading for {max(gap, hole):.1f} s in the {name} "
                     f"at {(at or origin) - origin:.1f} s (limit {gap_limit:g} s): the phone suspended "
@@ -512,31 +589,43 @@ def analyse_segments(
                     t_s=(at or origin) - origin,
                 )
             )
-    # Per field, judged over every measured window together: a short baseline of a few
-    # samples would cross 10% on one or two unlucky empty reads.
+    return flags, filled, interpolated
+
+
+def _missing_read_flags(in_run: Sequence[PowerSample], interpolated: int) -> list[ValidityFlag]:
+    """`reads_missing` (voids) or `reads_interpolated` (warns). Per field, judged over every
+    measured window together: a short baseline of a few samples would cross 10% on one or two
+    unlucky empty reads."""
     worst = max(
         ((sum(1 for s in in_run if getattr(s, field) is None), field) for field in ("current_raw", "voltage_uv")),
     )
     if in_run and worst[0] / len(in_run) > MISSING_MAX_FRACTION:
         name = "current_now" if worst[1] == "current_raw" else "voltage_now"
-        flags.append(
-            Flag(
+        return [
+            ValidityFlag(
                 code="reads_missing",
                 message=f"{worst[0]} of {len(in_run)} {name} reads in the baselines and the workload were "
                 f"empty (> {MISSING_MAX_FRACTION:.0%}): the gauge cannot be trusted",
                 voids=True,
             )
-        )
-    elif interpolated:
-        flags.append(
-            Flag(
+        ]
+    if interpolated:
+        return [
+            ValidityFlag(
                 code="reads_interpolated",
                 message=f"{interpolated} empty current/voltage reads were interpolated from their neighbours",
                 voids=False,
             )
-        )
+        ]
+    return []
 
-    # External supply, whatever `status` says.
+
+def _supply_flags(
+    raw_windows: Sequence[tuple[str, list[PowerSample]]], in_run: Sequence[PowerSample], origin: float
+) -> list[ValidityFlag]:
+    """An external supply online (the first one seen), whatever `status` says; or its state
+    unknown; and `charging` when the battery said so."""
+    flags: list[ValidityFlag] = []
     unknown_supply = True
     for name, w in raw_windows:
         for s in w:
@@ -546,7 +635,7 @@ def analyse_segments(
             unknown_supply = False
             if online:
                 flags.append(
-                    Flag(
+                    ValidityFlag(
                         code="supply_online",
                         message=f"{', '.join(online)} reported online in the {name} at {s.t_s - origin:.1f} s: "
                         "the phone ran (partly) from the cable, not the battery — use --detach and unplug",
@@ -556,58 +645,54 @@ def analyse_segments(
                     )
                 )
                 break
-        if any(f.code == "supply_online" for f in flags):
+        if flags:
             break
     if unknown_supply:
         flags.append(
-            Flag(
+            ValidityFlag(
                 code="supply_unknown",
                 message="the phone reports no power-supply online state (sysfs or dumpsys): "
                 "make sure no cable powers it",
                 voids=False,
             )
         )
-    statuses = {s.status for s in in_run}
-    if statuses & _CHARGING:
+    if {s.status for s in in_run} & _CHARGING:
         flags.append(
-            Flag(
+            ValidityFlag(
                 code="charging",
                 message="the battery reported charging during the run: unplug USB power "
                 "(dumpsys battery unplug only fakes it) and run again",
                 voids=True,
             )
         )
-    flags += _state_flags(raw_windows, origin)
+    return flags
 
-    all_filled = [s for _, w in filled for s in w]
-    conv = decide_conventions(all_filled, [w for _, w in filled])
-    assert conv is not None
-    if not conv.unit_decided and not any(f.code == "supply_online" for f in flags):
-        flags.append(
-            Flag(
-                code="unit_undecided",
-                message="current_now's unit cannot be decided (µA or mA): its values fit both and the "
-                "charge counter did not move enough; run longer or on a phone with a charge counter",
-                voids=True,
-            )
-        )
-    base_windows = [(n, w) for n, w in filled if n != "workload"]
-    work_windows = [w for n, w in filled if n == "workload"]
-    parts = [integrate(w, conv) for w in work_windows]
+
+def _sum_integrals(parts: Sequence[Integral]) -> Integral:
+    """The workload's segments as one integral (counter delta: the sum of those that have one)."""
     deltas = [p.counter_delta_uah for p in parts if p.counter_delta_uah is not None]
-    work = Integral(
+    return Integral(
         duration_s=sum(p.duration_s for p in parts),
         charge_uah=sum(p.charge_uah for p in parts),
         energy_uj=sum(p.energy_uj for p in parts),
         counter_delta_uah=sum(deltas) if deltas else None,
     )
-    work_samples = [s for w in work_windows for s in w]
-    near = [s for s in work_samples if s.current_raw is not None]
+
+
+def _workload_flags(
+    work_windows: Sequence[Sequence[PowerSample]],
+    in_run: Sequence[PowerSample],
+    conv: Conventions,
+    low_battery_pct: int,
+) -> list[ValidityFlag]:
+    """`current_near_zero` (the workload ran from a supply) and `low_battery`."""
+    flags = []
+    near = [s for w in work_windows for s in w if s.current_raw is not None]
     if near:
         zero = sum(1 for s in near if abs(conv.discharge_ua(s.current_raw or 0)) <= NEAR_ZERO_MA * 1000)
         if zero / len(near) > NEAR_ZERO_MAX_FRACTION:
             flags.append(
-                Flag(
+                ValidityFlag(
                     code="current_near_zero",
                     message=f"the battery current was within ±{NEAR_ZERO_MA:g} mA of zero in {zero / len(near):.0%} "
                     "of the workload: the phone ran from a supply, not the battery — unplug it (--detach)",
@@ -618,115 +703,123 @@ def analyse_segments(
     first_level = next((s.level_pct for s in in_run if s.level_pct is not None), None)
     if first_level is not None and first_level < low_battery_pct:
         flags.append(
-            Flag(
+            ValidityFlag(
                 code="low_battery",
                 message=f"battery at {first_level}% (< {low_battery_pct}%): gauges and throttling behave differently",
                 voids=False,
             )
         )
+    return flags
 
-    # Baselines: one rate each at its midpoint; linear in time across the workload.
-    base_ints = [(n, w, integrate(w, conv)) for n, w in base_windows]
-    base_ints = [(n, w, b) for n, w, b in base_ints if b.duration_s > 0]
-    charge_rates = [(w[0].t_s + b.duration_s / 2, b.charge_uah / (b.duration_s / 3600)) for _, w, b in base_ints]
-    power_rates = [(w[0].t_s + b.duration_s / 2, b.energy_uj / b.duration_s) for _, w, b in base_ints]
-    charge_uah, energy_uj = work.charge_uah, work.energy_uj
-    base_ma = base_mw = after_ma = drift_ma = bound = sub_mah = None
-    interval: tuple[float, float] | None = None
-    basis: str | None = None
-    base_total: Integral | None = None
-    if base_ints:
-        real_segments = [(w[0].t_s, w[-1].t_s) for w in work_windows if len(w) >= 2]
-        sub_uah = sum((b - a) / 3600 * _idle_rates(charge_rates, (a + b) / 2) for a, b in real_segments)
-        sub_uj = sum((b - a) * _idle_rates(power_rates, (a + b) / 2) for a, b in real_segments)
-        charge_uah -= sub_uah
-        energy_uj -= sub_uj
-        sub_mah = sub_uah / 1000
-        base_ma = charge_rates[0][1] / 1000
-        base_mw = power_rates[0][1] / 1000
-        base_total = base_ints[0][2]
-        if len(charge_rates) >= 2:
-            after_ma = charge_rates[-1][1] / 1000
-            drift_ma = after_ma - base_ma
-            # A step in idle draw anywhere inside the workload moves the figure by at most half the drift.
-            if charge_uah > 0:
-                bound = abs(drift_ma) * 1000 / 2 * work.duration_s / 3600 / charge_uah * 100
-                if bound > DRIFT_WARN_PCT:
-                    flags.append(
-                        Flag(
-                            code="baseline_drift",
-                            message=f"the idle draw moved from {base_ma:.1f} mA before to {after_ma:.1f} mA after "
-                            f"the workload: it could move the figure by up to {bound:.1f}% "
-                            f"(warns above {DRIFT_WARN_PCT:g}%, voids above {DRIFT_VOID_PCT:g}%)",
-                            voids=bound > DRIFT_VOID_PCT,
-                        )
-                    )
-        else:
-            flags.append(
-                Flag(
-                    code="baseline_not_bracketed",
-                    message="only one idle baseline (no baseline after the workload): drift cannot be seen",
-                    voids=False,
-                )
-            )
-        series = [[conv.discharge_ua(s.current_raw) for s in w if s.current_raw is not None] for _, w, _ in base_ints]
-        interval, basis = _bootstrap(
-            series, [m for m, _ in charge_rates], real_segments, work.charge_uah, sample_period_s
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Net:
+    """The workload's charge and energy with the idle draw subtracted, and what was subtracted."""
+
+    charge_uah: float
+    energy_uj: float
+    flags: list[ValidityFlag]
+    baseline: Integral | None = None
+    baseline_current_ma: float | None = None
+    baseline_power_mw: float | None = None
+    after_current_ma: float | None = None
+    drift_ma: float | None = None
+    drift_bound_pct: float | None = None
+    subtracted_charge_mah: float | None = None
+    interval_uah: tuple[float, float] | None = None
+    interval_basis: str | None = None
+
+
+def _subtract_idle(
+    base_windows: Sequence[tuple[str, list[PowerSample]]],
+    work_windows: Sequence[list[PowerSample]],
+    work: Integral,
+    conv: Conventions,
+    sample_period_s: float,
+) -> _Net:
+    """Subtract the idle draw: one rate per baseline at its midpoint, linear in time across the
+    workload; flag drift between the baselines, or a missing baseline; the interval from the
+    baselines' noise."""
+    base_ints = [(w, integrate(w, conv)) for _, w in base_windows]
+    base_ints = [(w, b) for w, b in base_ints if b.duration_s > 0]
+    if not base_ints:
+        missing = ValidityFlag(
+            code="baseline_missing",
+            message="no idle baseline was measured: the figure includes the phone's idle draw",
+            voids=False,
         )
+        return _Net(charge_uah=work.charge_uah, energy_uj=work.energy_uj, flags=[missing])
+    charge_rates = [(w[0].t_s + b.duration_s / 2, b.charge_uah / (b.duration_s / 3600)) for w, b in base_ints]
+    power_rates = [(w[0].t_s + b.duration_s / 2, b.energy_uj / b.duration_s) for w, b in base_ints]
+    real_segments = [(w[0].t_s, w[-1].t_s) for w in work_windows if len(w) >= 2]
+    sub_uah = sum((b - a) / 3600 * _idle_rates(charge_rates, (a + b) / 2) for a, b in real_segments)
+    sub_uj = sum((b - a) * _idle_rates(power_rates, (a + b) / 2) for a, b in real_segments)
+    charge_uah = work.charge_uah - sub_uah
+    base_ma = charge_rates[0][1] / 1000
+    flags: list[ValidityFlag] = []
+    after_ma = drift_ma = bound = None
+    if len(charge_rates) >= 2:
+        after_ma = charge_rates[-1][1] / 1000
+        drift_ma = after_ma - base_ma
+        # A step in idle draw anywhere inside the workload moves the figure by at most half the drift.
+        if charge_uah > 0:
+            bound = abs(drift_ma) * 1000 / 2 * work.duration_s / 3600 / charge_uah * 100
+            if bound > DRIFT_WARN_PCT:
+                flags.append(
+                    ValidityFlag(
+                        code="baseline_drift",
+                        message=f"the idle draw moved from {base_ma:.1f} mA before to {after_ma:.1f} mA after "
+                        f"the workload: it could move the figure by up to {bound:.1f}% "
+                        f"(warns above {DRIFT_WARN_PCT:g}%, voids above {DRIFT_VOID_PCT:g}%)",
+                        voids=bound > DRIFT_VOID_PCT,
+                    )
+                )
     else:
         flags.append(
-            Flag(
-                code="baseline_missing",
-                message="no idle baseline was measured: the figure includes the phone's idle draw",
+            ValidityFlag(
+                code="baseline_not_bracketed",
+                message="only one idle baseline (no baseline after the workload): drift cannot be seen",
                 voids=False,
             )
         )
-    if charge_uah <= 0 or energy_uj <= 0:
-        flags.append(
-            Flag(
-                code="no_net_drain",
-                message=f"the workload's net charge ({charge_uah / 1000:+.2f} mAh) or energy "
-                f"({energy_uj / 3.6e6:+.2f} mWh) is not positive: the battery was not what powered it",
-                voids=True,
-                window="workload",
-            )
-        )
-    # Counter cross-check over every measured window (more steps than the workload alone).
-    all_ints = [integrate(w, conv) for _, w in filled]
-    gross = sum(i.charge_uah for i in all_ints)
-    counter = _counter_delta([w for _, w in filled])
-    step = counter_step_uah(all_filled)
-    ratio = None
-    if work.counter_delta_uah and work.charge_uah:
-        ratio = work.counter_delta_uah / work.charge_uah
-    if counter and gross and step and abs(counter) >= COUNTER_MIN_STEPS * step:
-        whole = counter / gross
-        lo, hi = COUNTER_RATIO_RANGE
-        if not lo <= whole <= hi:
-            flags.append(
-                Flag(
-                    code="counter_mismatch",
-                    message=f"Δcharge_counter ({counter / 1000:.2f} mAh over {abs(counter) / step:.0f} steps) "
-                    f"÷ ∫current ({gross / 1000:.2f} mAh) = {whole:.2f}, outside {lo}–{hi}: "
-                    "the gauge's current and counter disagree",
-                    voids=True,
-                )
-            )
-    return PowerReport(
-        conventions=conv,
-        baseline=base_total,
-        workload=work,
+    series = [[conv.discharge_ua(s.current_raw) for s in w if s.current_raw is not None] for w, _ in base_ints]
+    interval, basis = _bootstrap(series, [m for m, _ in charge_rates], real_segments, work.charge_uah, sample_period_s)
+    return _Net(
+        charge_uah=charge_uah,
+        energy_uj=work.energy_uj - sub_uj,
+        flags=flags,
+        baseline=base_ints[0][1],
         baseline_current_ma=base_ma,
-        baseline_power_mw=base_mw,
-        workload_charge_mah=charge_uah / 1000,
-        workload_energy_mwh=energy_uj / 3.6e6,
-        counter_check_ratio=ratio,
-        flags=tuple(flags),
-        baseline_after_current_ma=after_ma,
-        baseline_drift_ma=drift_ma,
+        baseline_power_mw=power_rates[0][1] / 1000,
+        after_current_ma=after_ma,
+        drift_ma=drift_ma,
         drift_bound_pct=bound,
-        subtracted_charge_mah=sub_mah,
-        workload_charge_ci95_mah=None if interval is None else (interval[0] / 1000, interval[1] / 1000),
+        subtracted_charge_mah=sub_uah / 1000,
+        interval_uah=interval,
         interval_basis=basis,
-        reads_interpolated=interpolated,
     )
+
+
+def _counter_mismatch(
+    windows: Sequence[Sequence[PowerSample]], all_filled: Sequence[PowerSample], conv: Conventions
+) -> list[ValidityFlag]:
+    """`counter_mismatch` when Δcharge_counter over every measured window (more steps than the
+    workload alone) moved enough and disagrees with ∫current."""
+    gross = sum(integrate(w, conv).charge_uah for w in windows)
+    counter = _counter_delta(windows)
+    step = counter_step_uah(all_filled)
+    if not (counter and gross and step and abs(counter) >= COUNTER_MIN_STEPS * step):
+        return []
+    whole = counter / gross
+    lo, hi = COUNTER_RATIO_RANGE
+    if lo <= whole <= hi:
+        return []
+    return [
+        ValidityFlag(
+            code="counter_mismatch",
+            message=f"Δcharge_counter ({counter / 1000:.2f} mAh over {abs(counter) / step:.0f} steps) "
+            f"÷ ∫current ({gross / 1000:.2f} mAh) = {whole:.2f}, outside {lo}–{hi}: "
+            "the gauge's current and counter disagree",
+            voids=True,
+        )
+    ]

@@ -133,6 +133,64 @@ def _torch_greedy(model: Any, prompt: list[int], steps: int) -> list[int]:
     return seq[len(prompt) :]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _LogitStats:
+    """Next-token agreement and logit error over every probed position."""
+
+    agree: int
+    positions: int
+    max_abs_error: float
+    mean_abs_error: float
+
+
+def _compare_logits(lm: _TfliteLm, model: Any, seqs: list[list[int]]) -> _LogitStats:
+    """Run every probe sequence through both models; FidelityError if the artifact fails to
+    run or yields NaN/inf or constant logits."""
+    agree = total = 0
+    max_err = err_sum = 0.0
+    for seq in seqs:
+        try:
+            got = lm.logits(seq)
+        except (ValueError, RuntimeError) as exc:
+            raise FidelityError(f"the converted model fails to run: {exc}") from exc
+        ref = _torch_logits(model, seq)
+        if not np.isfinite(got).all():
+            raise FidelityError("the converted model yields NaN or infinite logits")
+        if np.ptp(got, axis=-1).max() == 0.0:
+            raise FidelityError("the converted model yields constant logits (every token scored the same)")
+        diff = np.abs(got - ref)
+        max_err = max(max_err, float(diff.max()))
+        err_sum += float(diff.mean(axis=-1).sum())
+        agree += int((got.argmax(-1) == ref.argmax(-1)).sum())
+        total += len(seq)
+    return _LogitStats(agree=agree, positions=total, max_abs_error=max_err, mean_abs_error=err_sum / total)
+
+
+def _greedy_common_prefix(lm: _TfliteLm, model: Any, prompt: list[int]) -> int:
+    """How many of GREEDY_STEPS greedy tokens the two models share before they first differ
+    (after that they continue from different contexts, so only the common prefix counts)."""
+    tfl_greedy = lm.greedy(prompt, GREEDY_STEPS)
+    ref_greedy = _torch_greedy(model, prompt, GREEDY_STEPS)
+    return next((i for i, (a, b) in enumerate(zip(tfl_greedy, ref_greedy, strict=True)) if a != b), GREEDY_STEPS)
+
+
+def _engine_generates(bundle_path: Path, threads: int | None) -> tuple[int, str]:
+    """(tokens, text) the LiteRT-LM engine generates from the bundle; FidelityError if none."""
+    try:
+        run = run_prompt(
+            bundle_path,
+            PROBE_TEXTS[0],
+            max_output_tokens=GREEDY_STEPS,
+            threads=threads,
+            apply_prompt_template=False,
+        )
+    except EdgekitError as exc:
+        raise FidelityError(str(exc)) from exc
+    if run.decode_tokens < 1:
+        raise FidelityError("the LiteRT-LM engine loaded the bundle but generated no token")
+    return run.decode_tokens, run.text
+
+
 def check(
     *,
     tflite_path: Path,
@@ -152,64 +210,26 @@ def check(
     except (ValueError, RuntimeError) as exc:
         raise FidelityError(f"the converted model does not load: {exc}") from exc
     seqs = probe_sequences(tokenizer, min(MAX_PROBE_TOKENS, lm.cache_length - GREEDY_STEPS))
-    agree = total = 0
-    max_err = 0.0
-    err_sum = 0.0
-    for seq in seqs:
-        try:
-            got = lm.logits(seq)
-        except (ValueError, RuntimeError) as exc:
-            raise FidelityError(f"the converted model fails to run: {exc}") from exc
-        ref = _torch_logits(model, seq)
-        if not np.isfinite(got).all():
-            raise FidelityError("the converted model yields NaN or infinite logits")
-        if np.ptp(got, axis=-1).max() == 0.0:
-            raise FidelityError("the converted model yields constant logits (every token scored the same)")
-        diff = np.abs(got - ref)
-        max_err = max(max_err, float(diff.max()))
-        err_sum += float(diff.mean(axis=-1).sum())
-        agree += int((got.argmax(-1) == ref.argmax(-1)).sum())
-        total += len(seq)
-
-    prompt = seqs[0]
-    tfl_greedy = lm.greedy(prompt, GREEDY_STEPS)
-    ref_greedy = _torch_greedy(model, prompt, GREEDY_STEPS)
-    # Once the two diverge, they continue from different contexts: count the common prefix.
-    same = next((i for i, (a, b) in enumerate(zip(tfl_greedy, ref_greedy, strict=True)) if a != b), GREEDY_STEPS)
-
-    engine_tokens = engine_text = None
-    if bundle_path is not None:
-        try:
-            run = run_prompt(
-                bundle_path,
-                PROBE_TEXTS[0],
-                max_output_tokens=GREEDY_STEPS,
-                threads=threads,
-                apply_prompt_template=False,
-            )
-        except EdgekitError as exc:
-            raise FidelityError(str(exc)) from exc
-        engine_tokens, engine_text = run.decode_tokens, run.text
-        if engine_tokens < 1:
-            raise FidelityError("the LiteRT-LM engine loaded the bundle but generated no token")
-
-    top1 = agree / total
+    stats = _compare_logits(lm, model, seqs)
+    same = _greedy_common_prefix(lm, model, seqs[0])
+    engine_tokens, engine_text = _engine_generates(bundle_path, threads) if bundle_path is not None else (None, None)
+    top1 = stats.agree / stats.positions
     report = FidelityReport(
         top1_agreement=top1,
-        max_abs_logit_error=max_err,
-        mean_abs_logit_error=err_sum / total,
+        max_abs_logit_error=stats.max_abs_error,
+        mean_abs_logit_error=stats.mean_abs_error,
         greedy_agreement=same / GREEDY_STEPS,
         greedy_steps=GREEDY_STEPS,
-        positions=total,
+        positions=stats.positions,
         engine_generated_tokens=engine_tokens,
         engine_text=engine_text,
         min_top1_agreement=min_top1_agreement,
-        passed=top1 >= min_top1_agreement and math.isfinite(max_err),
+        passed=top1 >= min_top1_agreement and math.isfinite(stats.max_abs_error),
     )
     if not report.passed:
         raise FidelityError(
             f"the converted model agrees with PyTorch on {top1:.1%} of next tokens, below the "
-            f"{min_top1_agreement:.0%} floor (max logit error {max_err:.3g}): the conversion is "
+            f"{min_top1_agreement:.0%} floor (max logit error {stats.max_abs_error:.3g}): the conversion is "
             f"broken, or pass --min-agreement if this model is untrained"
         )
     return report
