@@ -12,11 +12,20 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from msgspec import UNSET, UnsetType
+
+from edgekit._typed import from_data, to_data
 from edgekit.errors import InputError
 
 MANIFEST_SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+CALLER = "caller"
+"""Setting source: the caller gave the value (ConvertConfig, from Python or from the CLI's flags)."""
+LEGACY_FLAG = "flag"
+"""Setting source in manifests written before "caller" (read as the same thing)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -31,33 +40,188 @@ def manifest_path(artifact_path: Path) -> Path:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SettingRecord(Generic[T]):
+    """One conversion setting and where its value came from: "caller" (ConvertConfig; "flag" in
+    older manifests), "recipe:<family>", "default", "random-weights"."""
+
+    value: T
+    source: str
+
+    @property
+    def given(self) -> bool:
+        """True when the caller gave the value (not a recipe or a default)."""
+        return self.source in (CALLER, LEGACY_FLAG)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalTextFile:
+    """A user's evaluation text for the NLL gap: its resolved path and sha256."""
+
+    path: str
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ManifestSettings:
+    """Every setting of the conversion (docs/manifest.md). Settings an older edgekit did not
+    record are None."""
+
+    quant: SettingRecord[str]
+    prefill_lengths: SettingRecord[tuple[int, ...]]
+    cache_length: SettingRecord[int]
+    quant_recipe: SettingRecord[str | None] | None = None
+    lightweight: SettingRecord[bool] | None = None
+    min_agreement: SettingRecord[float] | None = None
+    max_nll_gap: SettingRecord[float | None] | None = None
+    eval_text: SettingRecord[str | EvalTextFile] | None = None
+    """"builtin:report", or a file the caller gave."""
+    format: SettingRecord[str] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GgufSource:
+    """What a GGUF source file said about itself."""
+
+    architecture: str
+    name: str | None
+    size_bytes: int
+    tensor_types: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SourceRecord:
+    """Where the artifact came from: kind ("checkpoint_dir", "in_memory", "gguf"), path, the
+    sha256 over the source's files and each file's sha256. A GGUF source also records its
+    header and the files transformers materialised from it (as converted)."""
+
+    kind: str
+    path: str | None
+    sha256: str
+    files: dict[str, str]
+    gguf: GgufSource | UnsetType = UNSET
+    materialized_files: dict[str, str] | UnsetType = UNSET
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelRecord:
+    """The source model: transformers' model_type, edgekit's recipe family (None: no recipe)."""
+
+    model_type: str
+    family: str | None
+    parameter_count: int | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConversionRecord:
+    """How the conversion went: wall time and per-stage times (s), peak RSS (MB), its log."""
+
+    wall_time_s: float
+    peak_rss_mb: float
+    stage_times_s: dict[str, float]
+    log: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GridRecord:
+    """Whether the checkpoint's weights lie on the Q4_0 grid (a quantization-aware-trained one)."""
+
+    grid: str
+    block_size: int
+    detected: bool
+    tensors_on_grid: int
+    tensors_off_grid: tuple[str, ...]
+    blocks: int
+    negative_scale_blocks: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuantizationRecord:
+    """The quantization applied: the recipe's name and words, its exact ai-edge-quantizer rules
+    (that library's own recipe format, kept as it is; None: no quantization), the grid."""
+
+    recipe: str | None
+    description: str
+    rules: list[dict[str, Any]] | None
+    grid_recovered: bool = False
+    grid: GridRecord | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NllRecord:
+    """The engine-level NLL gap on held-out prose (nats/token; edgekit.convert.nll.NllGap as recorded)."""
+
+    artifact_nll: float
+    reference_nll: float
+    gap_nats_per_token: float
+    gap_stderr: float
+    tokens: int
+    windows: int
+    text: dict[str, Any]
+    """Which text: "builtin:report" (files inside a pinned package, each with its sha256) or a file."""
+    max_nll_gap: float | None
+    passed: bool
+    perplexity_ratio: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FidelityReport:
+    """Agreement of the artifact with the PyTorch reference; floats are fractions 0..1.
+    `nll`: the NLL gap (`.litertlm` only); `passed`: every measured figure within its floor."""
+
+    top1_agreement: float
+    max_abs_logit_error: float
+    mean_abs_logit_error: float
+    greedy_agreement: float
+    greedy_steps: int
+    positions: int
+    engine_generated_tokens: int | None
+    engine_text: str | None
+    min_top1_agreement: float
+    passed: bool
+    nll: NllRecord | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, as stored in the manifest (no `nll` key when there is none)."""
+        data: dict[str, Any] = to_data(self)
+        if self.nll is None:
+            del data["nll"]
+        return data
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Manifest:
     """Provenance and fidelity record of one artifact. See docs/manifest.md for every key."""
 
     sha256: str
     size_bytes: int
     format: str
-    source: dict[str, Any]
-    model: dict[str, Any]
-    settings: dict[str, dict[str, Any]]
+    source: SourceRecord
+    model: ModelRecord
+    settings: ManifestSettings
     versions: dict[str, str | None]
     created: str
-    conversion: dict[str, Any]
-    fidelity: dict[str, Any] | None = None
-    quantization: dict[str, Any] | None = None
+    conversion: ConversionRecord
+    fidelity: FidelityReport | None = None
+    quantization: QuantizationRecord | None = None
     cache_key: str | None = None
     notes: tuple[str, ...] = ()
     schema_version: int = MANIFEST_SCHEMA_VERSION
 
+    def to_data(self) -> dict[str, Any]:
+        """The manifest as plain JSON data (what `to_json` writes)."""
+        data: dict[str, Any] = to_data(self)
+        if self.fidelity is not None:
+            data["fidelity"] = self.fidelity.to_dict()
+        return data
+
     def to_json(self) -> str:
         """The manifest as indented JSON text."""
-        data = dataclasses.asdict(self)
-        data["notes"] = list(self.notes)
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json.dumps(self.to_data(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        """Parse manifest JSON; raises InputError for anything that is not one."""
+        """Parse and validate manifest JSON; InputError (one line, naming the first bad field)
+        for anything that is not one. Every schema-1 manifest reads."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -70,13 +234,7 @@ class Manifest:
                 f"manifest schema_version {version!r} is not one this edgekit reads "
                 f"(<= {MANIFEST_SCHEMA_VERSION}): upgrade edgekit"
             )
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["notes"] = tuple(kwargs.get("notes", ()))
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:
-            raise InputError(f"manifest is missing fields: {exc}") from exc
+        return from_data(data, cls, "manifest is not valid")
 
     def write(self, artifact_path: Path) -> Path:
         """Write the manifest beside `artifact_path` atomically; returns its path."""
@@ -108,7 +266,12 @@ class Artifact:
         if not path.is_file():
             raise InputError(f"artifact {path} does not exist or is not a file", path=path)
         mpath = manifest_path(path)
-        manifest = Manifest.from_json(mpath.read_text()) if mpath.is_file() else None
+        if not mpath.is_file():
+            return cls(path=path, manifest=None)
+        try:
+            manifest = Manifest.from_json(mpath.read_text())
+        except InputError as exc:
+            raise InputError(f"{mpath}: {exc}; re-convert the model or remove the manifest", path=mpath) from exc
         return cls(path=path, manifest=manifest)
 
     def verify(self) -> str:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import dataclasses
 import html
 import statistics
-from typing import Any
 
-from edgekit.bench.power import Conventions
+from edgekit.bench.power import ValidityFlag
 from edgekit.bench.result import BenchResult, figure
 
 # Summary figures compared by `compare`; True = higher is better.
@@ -38,7 +37,7 @@ _LABELS = {
 }
 
 
-def _value(key: str, value: Any, simulated: bool) -> str:
+def _value(key: str, value: float | None, simulated: bool) -> str:
     if value is None:
         return (
             "not measured"
@@ -56,9 +55,9 @@ def _value(key: str, value: Any, simulated: bool) -> str:
     return f"{value:{spec}}{unit}" + (" (simulated)" if simulated else "")
 
 
-def _where(flag: dict[str, Any]) -> str:
+def _where(flag: ValidityFlag) -> str:
     """(window, time) of a flag, where it has them."""
-    window, t = flag.get("window"), flag.get("t_s")
+    window, t = flag.window, flag.t_s
     if window and t is not None:
         return html.escape(f" ({window}, {t:.1f} s)")
     return html.escape(f" ({window})") if window else ""
@@ -67,7 +66,9 @@ def _where(flag: dict[str, Any]) -> str:
 def runner_line(result: BenchResult) -> str:
     """Which protocol ran and where time to first token comes from (docs/battery-bench.md)."""
     r = result.runner
-    return f"Runner: {r['protocol'].replace('_', '-')} protocol · time to first token from the {r.get('ttft_source')}"
+    protocol = r.protocol or "unknown"
+    ttft = r.ttft_source or None
+    return f"Runner: {protocol.replace('_', '-')} protocol · time to first token from the {ttft}"
 
 
 def markdown(result: BenchResult) -> str:
@@ -76,10 +77,10 @@ def markdown(result: BenchResult) -> str:
     lines = [
         f"# battery-bench {result.run_id}" + (" (SIMULATED device)" if result.simulated else ""),
         "",
-        f"Device: {dev.get('manufacturer') or ''} {dev.get('model') or dev.get('serial')} "
-        f"(Android {dev.get('android_release') or '—'}, {dev.get('soc') or 'SoC unknown'}) · "
-        f"artifact `{result.artifact.get('name')}` sha256 `{str(result.artifact.get('sha256'))[:12]}…` · "
-        f"workload {result.workload['name']} v{result.workload['version']}"
+        f"Device: {dev.manufacturer or ''} {dev.model or dev.serial} "
+        f"(Android {dev.android_release or '—'}, {dev.soc or 'SoC unknown'}) · "
+        f"artifact `{result.artifact.name}` sha256 `{result.artifact.sha256[:12]}…` · "
+        f"workload {result.workload.name} v{result.workload.version}"
         + ("" if result.complete else " · **INCOMPLETE**"),
         "",
         "| figure | value |",
@@ -97,12 +98,12 @@ def markdown(result: BenchResult) -> str:
         "so figures compare across phones and with published ones; % of today's full charge (`charge_full`) "
         "is what this phone's aged battery loses.",
     ]
-    if result.runner.get("protocol"):
+    if result.runner.protocol:
         lines += ["", runner_line(result)]
     if result.validity:
         lines += ["", "Validity flags:"]
         lines += [
-            f"- {'VOIDS the headline' if f['voids'] else 'flag'} `{f['code']}`{_where(f)}: {f['message']}"
+            f"- {'VOIDS the headline' if f.voids else 'flag'} `{f.code}`{_where(f)}: {f.message}"
             for f in result.validity
         ]
     return "\n".join(lines) + "\n"
@@ -139,16 +140,15 @@ def _scale(v: float, lo: float, hi: float, a: float, b: float) -> float:
 
 
 def _power_svg(result: BenchResult) -> str:
-    conv_data = (result.power or {}).get("conventions")
+    conv = result.power.conventions
     samples = result.samples
-    if not conv_data or not samples:
+    if conv is None or not samples:
         return '<p class="muted">No power samples: this device exposes no readable battery counters.</p>'
-    conv = Conventions(**conv_data)
-    t0 = samples[0]["t_s"]
+    t0 = samples[0].t_s
     pts = [
-        (s["t_s"] - t0, conv.discharge_ua(s["current_raw"]) * 1e-6 * s["voltage_uv"] * 1e-6 * 1000)
+        (s.t_s - t0, conv.discharge_ua(s.current_raw) * 1e-6 * s.voltage_uv * 1e-6 * 1000)
         for s in samples
-        if s["current_raw"] is not None and s["voltage_uv"] is not None
+        if s.current_raw is not None and s.voltage_uv is not None
     ]
     if len(pts) < 2:
         return '<p class="muted">Too few power samples to plot.</p>'
@@ -174,22 +174,23 @@ def _power_svg(result: BenchResult) -> str:
 
 
 def _temperature_svg(result: BenchResult) -> str:
-    samples = [s for s in result.samples if s.get("temperature_c") is not None]
-    if len(samples) < 2:
+    temps = [(s.t_s, s.temperature_c) for s in result.samples if s.temperature_c is not None]
+    if len(temps) < 2:
         return '<p class="muted">The phone reported no battery temperature.</p>'
-    t0 = result.samples[0]["t_s"]
-    pts = [(s["t_s"] - t0, float(s["temperature_c"])) for s in samples]
+    t0 = result.samples[0].t_s
+    pts = [(t - t0, float(c)) for t, c in temps]
     x1 = pts[-1][0] or 1.0
     ys = [y for _, y in pts]
     y0, y1 = min(ys) - 0.5, max(ys) + 0.5
     parts = _axis(0, x1, y0, y1, "time since the run started (s)", "battery temperature (°C)")
     line = " ".join(f"{_scale(x, 0, x1, _PAD, _W - 10):.1f},{_scale(y, y0, y1, _H - _PAD, 10):.1f}" for x, y in pts)
     parts.append(f'<polyline points="{line}" class="series"/>')
-    changes, last = [], object()
+    changes: list[tuple[float, int | None]] = []
+    last: object = object()
     for s in result.samples:
-        if s.get("thermal") != last:
-            last = s.get("thermal")
-            changes.append((s["t_s"] - t0, last))
+        if s.thermal != last:
+            last = s.thermal
+            changes.append((s.t_s - t0, s.thermal))
     for x, status in changes:
         xs = _scale(x, 0, x1, _PAD, _W - 10)
         label = "thermal status unknown" if status is None else f"thermal status {status}"
@@ -264,9 +265,9 @@ def html_report(result: BenchResult) -> str:
         )
     )
     flags = "".join(
-        f'<li class="{"void" if f["voids"] else "flag"}">{"VOIDS the headline — " if f["voids"] else ""}'
-        f"<code>{html.escape(f['code'])}</code>"
-        f"{_where(f)}: {html.escape(f['message'])}</li>"
+        f'<li class="{"void" if f.voids else "flag"}">{"VOIDS the headline — " if f.voids else ""}'
+        f"<code>{html.escape(f.code)}</code>"
+        f"{_where(f)}: {html.escape(f.message)}</li>"
         for f in result.validity
     )
     decode = [t.decode_tokens_per_s or 0.0 for t in result.turns]
@@ -281,17 +282,14 @@ def html_report(result: BenchResult) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in (
-            ("device", f"{dev.get('manufacturer') or ''} {dev.get('model') or ''} ({dev.get('serial')})"),
-            ("Android / SoC", f"{dev.get('android_release')} / {dev.get('soc')}"),
-            ("artifact", f"{result.artifact.get('name')} · sha256 {result.artifact.get('sha256')}"),
-            (
-                "workload",
-                f"{result.workload['name']} v{result.workload['version']} · sha256 {result.workload['sha256']}",
-            ),
-            ("runner protocol", runner_line(result) if result.runner.get("protocol") else "—"),
-            ("runner flags", " ".join(result.runner.get("flags", []))),
-            ("runner conditions", "; ".join(result.runner.get("conditions", [])) or "—"),
-            ("current_now", ((result.power or {}).get("conventions") or {}).get("basis", "—")),
+            ("device", f"{dev.manufacturer or ''} {dev.model or ''} ({dev.serial})"),
+            ("Android / SoC", f"{dev.android_release} / {dev.soc}"),
+            ("artifact", f"{result.artifact.name} · sha256 {result.artifact.sha256}"),
+            ("workload", f"{result.workload.name} v{result.workload.version} · sha256 {result.workload.sha256}"),
+            ("runner protocol", runner_line(result) if result.runner.protocol else "—"),
+            ("runner flags", " ".join(result.runner.flags)),
+            ("runner conditions", "; ".join(result.runner.conditions or ()) or "—"),
+            ("current_now", result.power.conventions.basis if result.power.conventions else "—"),
         )
     )
     banner = (

@@ -357,8 +357,8 @@ def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
     baselines, segments = _windows(events)
     assert baselines == [(0.0, 10.0)] and segments == [(10.0, 20.0), (100.0, 110.0)]
     [flag] = _between_parts(files, segments, 0.0)
-    assert flag["code"] == "recharged_between_parts" and not flag["voids"]
-    assert "recharged between the parts" in flag["message"] and "40% when it stopped, 85%" in flag["message"]
+    assert flag.code == "recharged_between_parts" and not flag.voids
+    assert "recharged between the parts" in flag.message and "40% when it stopped, 85%" in flag.message
     # The sign is decided inside the windows: the recharge between them does not flip it.
     report = analyse_segments(samples, baselines=baselines, segments=segments, sample_period_s=1.0)
     assert report.conventions is not None and report.conventions.discharge_sign == -1
@@ -366,5 +366,5 @@ def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
 
     rebooted = [*events[:5], (100.0, "driver_start", "boot-b", 0), *events[6:]]
     flags = _between_parts(dataclasses.replace(files, events=rebooted), segments, 0.0)
-    assert [f["code"] for f in flags if f["voids"]] == ["rebooted"]
-    assert "rebooted between the parts" in flags[0]["message"]
+    assert [f.code for f in flags if f.voids] == ["rebooted"]
+    assert "rebooted between the parts" in flags[0].message

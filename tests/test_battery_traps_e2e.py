@@ -51,7 +51,7 @@ def _run(device: DirectAdbDevice, art: Path, config: session.BenchConfig, detach
 
 
 def _voids(result: BenchResult) -> set[str]:
-    return {f["code"] for f in result.validity if f["voids"]}
+    return {f.code for f in result.validity if f.voids}
 
 
 def _event_time(emulated: EmulatedDevice, name: str) -> float | None:
@@ -111,20 +111,22 @@ def _stall_allowance_mah(result: BenchResult, config: session.BenchConfig) -> fl
     stalls the sampler widens t_b − t_a; this adds |ΔI|·(excess over two periods)/2 for
     every step, from the samples edgekit recorded. On an idle host it is 0: the plain 2%.
     """
-    unit_per_ma = 1.0 if result.power["conventions"]["current_unit"] == "mA" else 1000.0
-    read = [s for s in result.samples if s["current_raw"] is not None]
+    conv = result.power.conventions
+    unit_per_ma = 1.0 if conv is not None and conv.current_unit == "mA" else 1000.0
+    read = [(s.t_s, s.current_raw) for s in result.samples if s.current_raw is not None]
     allowance_mas = 0.0
-    for a, b in itertools.pairwise(read):
-        step_ma = abs(b["current_raw"] - a["current_raw"]) / unit_per_ma
+    for (ta, ia), (tb, ib) in itertools.pairwise(read):
+        step_ma = abs(ib - ia) / unit_per_ma
         if step_ma >= STEP_MA:
-            allowance_mas += step_ma * max(0.0, b["t_s"] - a["t_s"] - 2 * config.sample_period_s) / 2
+            allowance_mas += step_ma * max(0.0, tb - ta - 2 * config.sample_period_s) / 2
     return allowance_mas / 3600
 
 
 def _assert_near_truth(result: BenchResult, truth: dict[str, float], config: session.BenchConfig, rel: float) -> None:
     """edgekit's workload charge is within `rel` of the battery's own truth (plus the stall allowance)."""
     truth_mah = truth["excess_charge_uah"] / 1000
-    measured_mah = result.summary["workload_charge_mah"]
+    measured_mah = result.summary.workload_charge_mah
+    assert measured_mah is not None
     allowance_mah = _stall_allowance_mah(result, config)
     assert abs(measured_mah - truth_mah) <= rel * truth_mah + allowance_mah, (
         f"measured {measured_mah:.5f} mAh, truth {truth_mah:.5f} mAh: off by "
@@ -143,16 +145,16 @@ def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
     truth = battery.truth()
     assert result.exit_code() == 0, result.validity
     _assert_near_truth(result, truth, config, rel=0.02)
-    lo, hi = result.summary["battery_pct_ci95"]
-    assert lo < result.summary["battery_pct_per_25_conversations"] < hi
+    lo, hi = result.summary.battery_pct_ci95
+    assert lo < result.summary.battery_pct_per_25_conversations < hi
     # Both capacities: design is the headline; charge_full (90% health here) gives the larger %.
-    assert result.summary["battery_pct_of_full_charge_per_25_conversations"] == pytest.approx(
-        result.summary["battery_pct_per_25_conversations"] / 0.9
+    assert result.summary.battery_pct_of_full_charge_per_25_conversations == pytest.approx(
+        result.summary.battery_pct_per_25_conversations / 0.9
     )
-    assert result.power["baseline_after_current_ma"] is not None
+    assert result.power.baseline_after_current_ma is not None
     # The sampler recorded supplies, screen and thermal state with every sample.
     last = result.samples[-1]
-    assert last["supplies"] == "ac:Mains:0+usb:USB:0" and last["screen"] == "Awake" and last["thermal"] == 0
+    assert last.supplies == "ac:Mains:0+usb:USB:0" and last.screen == "Awake" and last.thermal == 0
 
 
 def test_usb_powered_not_charging_is_void(
@@ -162,8 +164,8 @@ def test_usb_powered_not_charging_is_void(
     emulated_device.battery.noise_ma = 3.0
     result = _run(device, int4_result.artifact.path, _config(emulated_device, tmp_path))
     assert {"supply_online", "current_near_zero"} <= _voids(result)
-    assert result.summary["battery_pct_per_25_conversations"] is None
-    assert result.summary["decode_tokens_per_s"] is not None
+    assert result.summary.battery_pct_per_25_conversations is None
+    assert result.summary.decode_tokens_per_s is not None
     assert result.exit_code() == 6
 
 
@@ -176,7 +178,7 @@ def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
     config = _config(emulated_device, tmp_path)
     result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
-    assert result.power["reads_interpolated"] > 0
+    assert result.power.reads_interpolated > 0
     # The emulator drops 5% of what it publishes; a host that stalls its publisher shows one
     # empty value to several reads, so judge the rule on what the sampler actually saw.
     samples = result.samples
@@ -197,8 +199,8 @@ def test_suspend_mid_workload_voids(
     assert emulated_device.emulator.suspend(3.0)
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
-    flag = next(f for f in result.validity if f["code"] == "suspended")
-    assert flag["voids"] and flag["window"] == "workload"
+    flag = next(f for f in result.validity if f.code == "suspended")
+    assert flag.voids and flag.window == "workload"
     assert result.exit_code() == 6
 
 
@@ -211,7 +213,7 @@ def test_idle_drift_is_bracketed_within_2_percent(
     config = _config(emulated_device, tmp_path)
     result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
-    assert result.power["baseline_drift_ma"] > 5
+    assert result.power.baseline_drift_ma > 5
     if "baseline_drift" not in _voids(result):
         _assert_near_truth(result, truth, config, rel=0.02)
 
@@ -230,8 +232,8 @@ def test_screen_going_off_inside_the_baseline_voids(
     wakefulness.write_text("Awake\n")
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
-    flag = next(f for f in result.validity if f["code"] == "screen_changed")
-    assert flag["voids"] and flag["window"] == "baseline before"
+    flag = next(f for f in result.validity if f.code == "screen_changed")
+    assert flag.voids and flag.window == "baseline before"
 
 
 def test_current_in_ma_is_decided_and_within_2_percent(
@@ -245,7 +247,7 @@ def test_current_in_ma_is_decided_and_within_2_percent(
     config = _config(emulated_device, tmp_path)
     result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
-    assert result.power["conventions"]["current_unit"] == "mA"
+    assert result.power.conventions.current_unit == "mA"
     assert _voids(result) == set(), result.validity
     _assert_near_truth(result, truth, config, rel=0.02)
 
@@ -314,8 +316,8 @@ def test_android_emulator_is_simulated_and_cli_exits_6_on_usb(
     )
     assert proc.returncode == 6, proc.stderr
     result = BenchResult.load(out)
-    assert result.simulated and result.device["emulator"] == "Android Emulator (ro.kernel.qemu=1)"
+    assert result.simulated and result.device.emulator == "Android Emulator (ro.kernel.qemu=1)"
     assert "SIMULATED: Android Emulator (ro.kernel.qemu=1)" in proc.stdout
     assert "battery: VOID — [supply_online]" in proc.stdout
     assert "use --detach" in proc.stderr  # said before the run starts
-    assert result.summary["battery_pct_per_25_conversations"] is None
+    assert result.summary.battery_pct_per_25_conversations is None

@@ -60,14 +60,14 @@ def test_energy_and_charge_match_the_truth_within_2_percent(
     truth = battery.truth()
     assert result.simulated and result.complete
     assert result.validity == []
-    assert result.summary["conversations"] == 3
-    assert result.summary["workload_charge_mah"] == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
-    assert result.summary["workload_energy_mwh"] == pytest.approx(truth["excess_energy_uj"] / 3.6e6, rel=0.02)
-    conv = result.power["conventions"]
-    assert conv["discharge_sign"] == discharge_sign and conv["current_unit"] == "uA"
-    assert result.power["baseline_current_ma"] == pytest.approx(battery.idle_ma, rel=0.05)
-    assert result.summary["battery_pct_per_25_conversations"] == pytest.approx(
-        result.summary["workload_charge_mah"] / battery.design_capacity_mah * 100 * 25 / 3
+    assert result.summary.conversations == 3
+    assert result.summary.workload_charge_mah == pytest.approx(truth["excess_charge_uah"] / 1000, rel=0.02)
+    assert result.summary.workload_energy_mwh == pytest.approx(truth["excess_energy_uj"] / 3.6e6, rel=0.02)
+    conv = result.power.conventions
+    assert conv is not None and conv.discharge_sign == discharge_sign and conv.current_unit == "uA"
+    assert result.power.baseline_current_ma == pytest.approx(battery.idle_ma, rel=0.05)
+    assert result.summary.battery_pct_per_25_conversations == pytest.approx(
+        result.summary.workload_charge_mah / battery.design_capacity_mah * 100 * 25 / 3
     )
     turns = result.turns
     assert len(turns) == sum(len(json.loads(x)["turns"]) for x in CHAT25.read_text().splitlines()[1:4])
@@ -80,10 +80,10 @@ def test_charging_is_flagged_and_has_no_headline(
 ) -> None:
     emulated_device.battery.charging = True
     result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path, 1)))
-    assert {f["code"] for f in result.validity if f["voids"]} >= {"charging", "supply_online"}
-    assert result.summary["battery_pct_per_25_conversations"] is None
-    assert result.summary["workload_charge_mah"] is None
-    assert result.summary["decode_tokens_per_s"] is not None  # speed is still reported
+    assert {f.code for f in result.validity if f.voids} >= {"charging", "supply_online"}
+    assert result.summary.battery_pct_per_25_conversations is None
+    assert result.summary.workload_charge_mah is None
+    assert result.summary.decode_tokens_per_s is not None  # speed is still reported
 
 
 def test_detach_drop_the_connection_then_collect(
@@ -99,8 +99,8 @@ def test_detach_drop_the_connection_then_collect(
         result = session.collect(later, run_id)
     finally:
         later.close()
-    assert result.complete and result.summary["conversations"] == 3
-    assert result.summary["workload_charge_mah"] is not None
+    assert result.complete and result.summary.conversations == 3
+    assert result.summary.workload_charge_mah is not None
     assert len(result.turns) == 7
 
 
@@ -116,13 +116,13 @@ def test_killed_run_keeps_finished_turns_and_resume_completes_it(
     wait_for(lambda: not run_folder.driver_alive(device, paths), what="the stopped driver to exit")
     partial = session.collect(device, run_id)
     assert not partial.complete
-    assert any(f["code"] == "incomplete" for f in partial.validity)
+    assert any(f.code == "incomplete" for f in partial.validity)
     assert {t.conversation for t in partial.turns} >= {"extract-cities"}
     session.resume(device, run_id)
     session.follow(device, run_id, config)
     final = session.collect(device, run_id)
     assert final.complete and len(final.turns) == 7
-    assert final.summary["conversations"] == 3
+    assert final.summary.conversations == 3
 
 
 def test_hostile_prompts_execute_nothing(
@@ -148,8 +148,8 @@ def test_device_without_battery_counters(
 ) -> None:
     emulated_device.emulator.battery_counters = False
     result = _run(device, int4_result.artifact.path, _config(emulated_device, small_workload(tmp_path, 1)))
-    assert [f["code"] for f in result.validity] == ["counters_missing", "capacity_missing"]
-    assert result.summary["workload_energy_mwh"] is None
+    assert [f.code for f in result.validity] == ["counters_missing", "capacity_missing"]
+    assert result.summary.workload_energy_mwh is None
     assert len(result.turns) == 2 and result.complete
 
 
@@ -181,8 +181,8 @@ def test_full_chat25_through_the_cli_then_report_and_compare(
     assert "of design capacity per 25 conversations (95% interval" in proc.stdout
     assert "SIMULATED: edgekit device emulator has no real battery" in proc.stdout
     result = BenchResult.load(out)
-    assert result.complete and result.summary["conversations"] == 25 and len(result.turns) == 70
-    assert result.workload["sha256"] == __import__("hashlib").sha256(CHAT25.read_bytes()).hexdigest()
+    assert result.complete and result.summary.conversations == 25 and len(result.turns) == 70
+    assert result.workload.sha256 == __import__("hashlib").sha256(CHAT25.read_bytes()).hexdigest()
 
     html_path = tmp_path / "report.html"
     rep = run_cli("report", str(out), "-o", str(html_path))
@@ -253,7 +253,7 @@ def test_local_device_bench(int4_result: ConvertResult, tmp_path: Path) -> None:
     assert not result.simulated and len(result.turns) == 5
     assert all(t.ttft_s is not None and t.ttft_s > 0 for t in result.turns)
     assert "battery: not measured" in proc.stdout
-    assert result.summary["decode_tokens_per_s"] and result.summary["decode_tokens_per_s"] > 0
+    assert result.summary.decode_tokens_per_s and result.summary.decode_tokens_per_s > 0
 
 
 def test_screen_is_kept_on_and_restored_and_a_thermal_change_voids(
@@ -275,7 +275,7 @@ def test_screen_is_kept_on_and_restored_and_a_thermal_change_voids(
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
     assert wakefulness.read_text().strip() == "Asleep"  # restored
-    flag = next(f for f in result.validity if f["code"] == "thermal_changed")
-    assert flag["voids"] and flag["window"] in ("workload", "baseline after")
-    assert result.summary["workload_charge_mah"] is None
-    assert result.summary["decode_tokens_per_s"] is not None
+    flag = next(f for f in result.validity if f.code == "thermal_changed")
+    assert flag.voids and flag.window in ("workload", "baseline after")
+    assert result.summary.workload_charge_mah is None
+    assert result.summary.decode_tokens_per_s is not None

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pytest
 
+from edgekit._typed import to_data
 from edgekit.bench.power import PowerSample, analyse_segments, decide_conventions
-from edgekit.bench.result import SUMMARY_KEYS, BenchResult, TurnRecord, summarise
+from edgekit.bench.result import SUMMARY_KEYS, BenchResult, PowerRecord, Summary, TurnRecord, summarise
 from edgekit.bench.workload import load_workload
 from edgekit.errors import InputError
+from tests.typed_results import schema1_result
 
 
 def test_chat25_is_shipped_and_valid() -> None:
@@ -164,74 +167,51 @@ def test_summary_keys_scaling_and_round_trip(tmp_path: Path) -> None:
     report = analyse_segments(_samples(sign=-1), baseline=(0, 15), segments=[(15, 60)], sample_period_s=0.1)
     turns = [_turn(1, 30, 30.0, 0.2), _turn(2, 10, 10.0, 0.4)]
     summary = summarise(turns, report, conversations=5, duration_s=45.0, capacity_mah=4000)
-    assert tuple(summary) == SUMMARY_KEYS
-    assert summary["decode_tokens_per_s"] == pytest.approx(40 / 2.0)  # 40 tokens in 1 s + 1 s
-    assert summary["ttft_s_median"] == pytest.approx(0.3)
+    assert tuple(to_data(summary)) == SUMMARY_KEYS
+    assert summary.decode_tokens_per_s == pytest.approx(40 / 2.0)  # 40 tokens in 1 s + 1 s
+    assert summary.ttft_s_median == pytest.approx(0.3)
     expected_pct = report.workload_charge_mah / 4000 * 100 * 25 / 5  # type: ignore[operator]
-    assert summary["battery_pct_per_25_conversations"] == pytest.approx(expected_pct)
-    assert summary["mj_per_output_token"] == pytest.approx(report.workload_energy_mwh * 3600 / 40)  # type: ignore[operator]
-    result = BenchResult(
-        simulated=True,
-        created="2026-11-25T00:00:00+00:00",
-        run_id="r",
-        device={"serial": "s"},
-        artifact={},
-        workload={"name": "w"},
-        runner={},
-        settings={},
+    assert summary.battery_pct_per_25_conversations == pytest.approx(expected_pct)
+    assert summary.mj_per_output_token == pytest.approx(report.workload_energy_mwh * 3600 / 40)  # type: ignore[operator]
+    result = dataclasses.replace(
+        schema1_result(),
         turns=turns,
-        samples=[],
-        baseline_window_s=[0, 15],
-        workload_window_s=[15, 60],
-        power={},
-        validity=[],
+        samples=_samples(sign=-1),
+        baseline_window_s=(0.0, 15.0),
+        workload_window_s=(15.0, 60.0),
+        power=PowerRecord.from_report(report, 0.0, [(0.0, 15.0)]),
+        validity=list(report.flags),
         summary=summary,
     )
     path = result.write(tmp_path / "r.json")
     assert BenchResult.load(path) == result
     voided = summarise(turns, None, conversations=5, duration_s=45.0, capacity_mah=4000)
-    assert voided["battery_pct_per_25_conversations"] is None and voided["decode_tokens_per_s"] is not None
-    assert not math.isnan(summary["workload_energy_mwh"])
+    assert voided.battery_pct_per_25_conversations is None and voided.decode_tokens_per_s is not None
+    assert summary.workload_energy_mwh is not None and not math.isnan(summary.workload_energy_mwh)
 
 
 def test_aggregate_mean_stddev_and_95_interval() -> None:
     from edgekit.bench.aggregate import aggregate
 
-    def result(pct: float) -> BenchResult:
-        summary = dict.fromkeys(SUMMARY_KEYS)
-        summary["battery_pct_per_25_conversations"] = pct
-        return BenchResult(
-            simulated=False,
-            created="",
-            run_id="r",
-            device={},
-            artifact={},
-            workload={},
-            runner={},
-            settings={},
-            turns=[],
-            samples=[],
-            baseline_window_s=None,
-            workload_window_s=None,
-            power={},
-            validity=[],
-            summary=summary,
-        )
+    base = schema1_result()
+
+    def result(pct: float | None) -> BenchResult:
+        return dataclasses.replace(base, summary=Summary(battery_pct_per_25_conversations=pct), aggregate=None)
 
     agg = aggregate([result(0.7), result(0.8), result(0.9)])
+    assert tuple(agg) == SUMMARY_KEYS
     pct = agg["battery_pct_per_25_conversations"]
-    assert pct["mean"] == pytest.approx(0.8) and pct["stddev"] == pytest.approx(0.1) and pct["n"] == 3
+    assert pct.mean == pytest.approx(0.8) and pct.stddev == pytest.approx(0.1) and pct.n == 3
     half = 4.303 * 0.1 / 3**0.5  # Student t, 2 degrees of freedom (printed tables: 4.303)
-    assert pct["ci95_low"] == pytest.approx(0.8 - half, rel=1e-4)
-    assert pct["ci95_high"] == pytest.approx(0.8 + half, rel=1e-4)
-    assert agg["ttft_s_median"]["mean"] is None
+    assert pct.ci95_low == pytest.approx(0.8 - half, rel=1e-4)
+    assert pct.ci95_high == pytest.approx(0.8 + half, rel=1e-4)
+    assert agg["ttft_s_median"].mean is None
 
     # A void run (battery keys null) does not count; one valid run of three has no interval, not ± 0.
-    void = result(0.0)
-    void.summary["battery_pct_per_25_conversations"] = None
+    void = result(None)
     agg = aggregate([void, result(0.75), void])
     pct = agg["battery_pct_per_25_conversations"]
-    assert (pct["mean"], pct["n"], pct["runs"], pct["stddev"], pct["ci95_low"]) == (0.75, 1, 3, None, None)
+    assert (pct.mean, pct.n, pct.runs, pct.stddev, pct.ci95_low) == (0.75, 1, 3, None, None)
 
     # Headline, report and compare use the aggregate, never only the last run.
     from edgekit.bench.result import figure

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from edgekit._typed import to_data
+from edgekit.artifact import EvalTextFile, SettingRecord
 from edgekit.convert import ConvertConfig, Format, Quant, recipes
 from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
 from edgekit.convert.pipeline import Checkpoint, plan
@@ -61,27 +63,28 @@ def test_random_weight_examples_convert_with_the_floors_off_unless_flagged() -> 
     assert p.min_agreement == recipes.Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
     assert p.max_nll_gap == recipes.Setting(None, "random-weights")
     flagged = plan(ckpt, ConvertConfig(output=Path("m.litertlm"), min_agreement=0.6, max_nll_gap=0.2))
-    assert flagged.min_agreement == recipes.Setting(0.6, "flag")
-    assert flagged.max_nll_gap == recipes.Setting(0.2, "flag")
+    assert flagged.min_agreement == recipes.Setting(0.6, "caller")
+    assert flagged.max_nll_gap == recipes.Setting(0.2, "caller")
 
 
 def test_eval_text_flag_records_the_file_hash(tmp_path: Path) -> None:
     text = tmp_path / "prose.txt"
     text.write_text("some prose " * 40)
     p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), eval_text=text))
-    assert p.settings()["eval_text"] == {
-        "value": {"path": str(text.resolve()), "sha256": hashlib.sha256(text.read_bytes()).hexdigest()},
-        "source": "flag",
-    }
+    assert p.settings().eval_text == SettingRecord(
+        value=EvalTextFile(path=str(text.resolve()), sha256=hashlib.sha256(text.read_bytes()).hexdigest()),
+        source="caller",
+    )
 
 
 def test_flag_beats_recipe_and_is_recorded() -> None:
     p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), cache_length=2048, quant=Quant.INT8, min_agreement=0.3))
-    settings = p.settings()
-    assert settings["cache_length"] == {"value": 2048, "source": "flag"}
-    assert settings["quant"] == {"value": "int8", "source": "flag"}
+    settings = to_data(p.settings())
+    assert settings["cache_length"] == {"value": 2048, "source": "caller"}
+    assert settings["quant"] == {"value": "int8", "source": "caller"}
     assert settings["quant_recipe"]["value"] == "dynamic_wi8_afp32"
-    assert settings["min_agreement"] == {"value": 0.3, "source": "flag"}
+    assert settings["min_agreement"] == {"value": 0.3, "source": "caller"}
+    assert settings["prefill_lengths"]["source"] == "recipe:gemma3"
 
 
 def test_model_without_recipe_gets_builtin_defaults_and_a_note() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.artifact import Artifact, manifest_path, sha256_file
+from edgekit.artifact import Artifact, SettingRecord, manifest_path, sha256_file
 from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert, fidelity
 from edgekit.convert.example import (
     RANDOM_WEIGHTS_MIN_AGREEMENT,
@@ -42,21 +42,21 @@ def test_int4_bundle_runs_in_the_engine_and_matches_its_manifest(int4_result: Co
     assert m is not None
     assert m.sha256 == sha256_file(art.path)
     assert m.size_bytes == art.path.stat().st_size
-    assert m.settings["quant_recipe"]["value"] == "edgekit_table_wi4b32_linear_wi8_afp32"
-    assert m.quantization is not None and m.quantization["rules"] == Quant.INT4.rules()
-    assert m.quantization["grid_recovered"] is False and m.quantization["grid"]["detected"] is False
-    assert m.settings["cache_length"] == {"value": 1024, "source": "recipe:gemma3"}
-    assert m.model["parameter_count"] > 0
+    assert m.settings.quant_recipe.value == "edgekit_table_wi4b32_linear_wi8_afp32"
+    assert m.quantization is not None and m.quantization.rules == Quant.INT4.rules()
+    assert m.quantization.grid_recovered is False and m.quantization.grid.detected is False
+    assert m.settings.cache_length == SettingRecord(value=1024, source="recipe:gemma3")
+    assert m.model.parameter_count > 0
     # A library call captures no output, so upstream's progress lines are not seen: litert-torch's
     # load, export and quantize are timed as export (the CLI, which captures, times them apart).
-    assert set(m.conversion["stage_times_s"]) == {"load", "export", "bundle", "verify"}
-    assert m.conversion["log"] is None
-    assert m.conversion["peak_rss_mb"] > 0
+    assert set(m.conversion.stage_times_s) == {"load", "export", "bundle", "verify"}
+    assert m.conversion.log is None
+    assert m.conversion.peak_rss_mb > 0
     assert m.versions["litert-torch"] == importlib.metadata.version("litert-torch")  # what made it
     fid = m.fidelity
-    assert fid is not None and fid["passed"]
-    assert fid["top1_agreement"] >= fid["min_top1_agreement"] == RANDOM_WEIGHTS_MIN_AGREEMENT
-    assert fid["engine_generated_tokens"] >= 1
+    assert fid is not None and fid.passed
+    assert fid.top1_agreement >= fid.min_top1_agreement == RANDOM_WEIGHTS_MIN_AGREEMENT
+    assert fid.engine_generated_tokens is not None and fid.engine_generated_tokens >= 1
     run = run_prompt(art.path, "hello there", max_output_tokens=8)
     assert 1 <= run.decode_tokens <= 8
     assert run.decode_tokens_per_s > 0
@@ -99,16 +99,16 @@ def test_second_convert_is_a_cache_hit_and_a_tampered_output_is_rebuilt(
 def test_fp32_artifact_agrees_with_pytorch(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
     res = convert(tiny_gemma3_dir, ConvertConfig(output=tmp_path / "fp32.litertlm", quant=Quant.FP32))
     fid = res.artifact.manifest.fidelity  # type: ignore[union-attr]
-    assert fid["top1_agreement"] >= 0.99
-    assert fid["max_abs_logit_error"] < 1e-3
-    assert fid["greedy_agreement"] == 1.0
+    assert fid.top1_agreement >= 0.99
+    assert fid.max_abs_logit_error < 1e-3
+    assert fid.greedy_agreement == 1.0
     # A random-weight example: the floors are off, the figures still measured and recorded.
     settings = res.artifact.manifest.settings  # type: ignore[union-attr]
-    assert settings["min_agreement"] == {"value": RANDOM_WEIGHTS_MIN_AGREEMENT, "source": "random-weights"}
-    assert settings["max_nll_gap"] == {"value": None, "source": "random-weights"}
+    assert settings.min_agreement == SettingRecord(value=RANDOM_WEIGHTS_MIN_AGREEMENT, source="random-weights")
+    assert settings.max_nll_gap == SettingRecord(value=None, source="random-weights")
     # The engine scores text as PyTorch does: an fp32 artifact has no NLL gap.
-    assert abs(fid["nll"]["gap_nats_per_token"]) < 0.01
-    assert fid["nll"]["tokens"] == 1024 and fid["nll"]["text"]["name"] == "builtin:report"
+    assert abs(fid.nll.gap_nats_per_token) < 0.01
+    assert fid.nll.tokens == 1024 and fid.nll.text["name"] == "builtin:report"
 
 
 def _corrupt_largest_weight(bundle: Path, scratch: Path) -> None:
@@ -180,9 +180,9 @@ def test_other_gemma3_shape_and_in_memory_model_converts(tmp_path: Path) -> None
     config = ConvertConfig(output=tmp_path / "other.litertlm", min_agreement=RANDOM_WEIGHTS_MIN_AGREEMENT)
     res = convert(model, config, tokenizer=tok)
     m = res.artifact.manifest
-    assert m is not None and m.source["kind"] == "in_memory" and m.cache_key is None
-    assert m.fidelity["passed"]  # type: ignore[index]
-    assert m.model["parameter_count"] == sum(p.numel() for p in model.parameters())
+    assert m is not None and m.source.kind == "in_memory" and m.cache_key is None
+    assert m.fidelity.passed  # type: ignore[union-attr]
+    assert m.model.parameter_count == sum(p.numel() for p in model.parameters())
     assert run_prompt(res.artifact.path, "route this query", max_output_tokens=4).decode_tokens >= 1
 
 
@@ -193,7 +193,7 @@ def test_tflite_format_writes_the_bare_quantized_model(tiny_gemma3_dir: Path, tm
     assert res.artifact.manifest.format == Format.TFLITE.value  # type: ignore[union-attr]
     sigs = Interpreter(str(res.artifact.path)).get_signature_list()
     assert set(sigs) == {"prefill_128", "decode"}
-    assert res.artifact.manifest.fidelity["engine_generated_tokens"] is None  # type: ignore[index]
+    assert res.artifact.manifest.fidelity.engine_generated_tokens is None  # type: ignore[union-attr]
 
 
 def test_int4_is_much_smaller_than_fp32_weights(tmp_path: Path) -> None:
@@ -356,10 +356,10 @@ def test_qat_checkpoint_keeps_its_q4_0_grid_with_the_defaults(tiny_gemma3_dir: P
     res = convert(qat, ConvertConfig(output=tmp_path / "qat.litertlm", threads=2))
     m = res.artifact.manifest
     assert m is not None and m.quantization is not None
-    assert m.quantization["grid_recovered"] is True and m.quantization["grid"]["detected"] is True
-    assert m.settings["quant"] == {"value": "int4", "source": "recipe:gemma3"}
-    assert m.settings["quant_recipe"]["value"] == "edgekit_table_wi4b32_linear_wi8_afp32+q4_0_grid_recovery"
-    assert m.quantization["rules"] == Quant.INT4.rules(recover_grid=True)
+    assert m.quantization.grid_recovered is True and m.quantization.grid.detected is True  # type: ignore[union-attr]
+    assert m.settings.quant == SettingRecord(value="int4", source="recipe:gemma3")
+    assert m.settings.quant_recipe.value == "edgekit_table_wi4b32_linear_wi8_afp32+q4_0_grid_recovery"
+    assert m.quantization.rules == Quant.INT4.rules(recover_grid=True)
     assert any("Q4_0 grid" in n for n in res.notes)
 
     table = load_file(str(qat / "model.safetensors"))["model.embed_tokens.weight"].float()
@@ -374,4 +374,4 @@ def test_qat_checkpoint_keeps_its_q4_0_grid_with_the_defaults(tiny_gemma3_dir: P
     assert plus_8.any() and np.allclose(got[plus_8], 7 * abs_scale[plus_8], rtol=2**-8)  # clipped to +7
     # The same checkpoint without grid recovery moves most values (min-max: scale = absmax / 7).
     plain = convert(qat, ConvertConfig(output=tmp_path / "plain.litertlm", quant=Quant.INT4_B64, threads=2))
-    assert plain.artifact.manifest is not None and plain.artifact.manifest.quantization["grid_recovered"] is False  # type: ignore[index]
+    assert plain.artifact.manifest is not None and plain.artifact.manifest.quantization.grid_recovered is False  # type: ignore[union-attr]

@@ -48,10 +48,10 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 def test_engine_scores_text_as_pytorch_does_and_a_shifted_reference_would_show(
     peaky_fp32: ConvertResult, peaky_dir: Path
 ) -> None:
-    recorded = peaky_fp32.artifact.manifest.fidelity["nll"]  # type: ignore[index]
+    recorded = peaky_fp32.artifact.manifest.fidelity.nll  # type: ignore[union-attr]
     # 128-token windows: more of them for the same 1024 scored tokens, none past the cache.
-    assert recorded["tokens"] >= 1000 and recorded["windows"] >= 1024 // (128 - 1)
-    assert abs(recorded["gap_nats_per_token"]) < 0.02
+    assert recorded.tokens >= 1000 and recorded.windows >= 1024 // (128 - 1)
+    assert abs(recorded.gap_nats_per_token) < 0.02
     model, _ = load_reference(peaky_dir)
     text = nll.builtin_text("selection")
     gap = nll.measure(peaky_fp32.artifact.path, model, text=text, max_tokens=512, threads=2, max_window_tokens=128)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from edgekit.bench.power import PowerSample, ValidityFlag
 from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
 from edgekit.errors import InputError
 from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_DEVICE_CLOCK, TTFT_RUNNER, RunnerProbe, analyse_probe, chat_flags
 from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import require_tool
 from tests.elf import EM_AARCH64, write_elf
+from tests.typed_results import schema1_result
 
 
 def _standin_helpfull(tmp_path: Path, kind: str) -> tuple[int, str]:
@@ -111,46 +114,41 @@ def test_chat_flags_pass_only_what_the_binary_defines() -> None:
     assert one.flags == ("--backend=gpu",) and one.ttft_source == TTFT_RUNNER
 
 
-def _result(*, complete: bool, validity: list[dict[str, Any]], samples: list[dict[str, Any]]) -> BenchResult:
-    return BenchResult(
-        simulated=True,
-        created="t",
-        run_id="r",
-        device={},
-        artifact={},
-        workload={},
-        runner={},
-        settings={},
-        turns=[],
-        samples=samples,
-        baseline_window_s=None,
-        workload_window_s=None,
-        power={},
-        validity=validity,
-        summary={},
-        complete=complete,
+def _result(*, complete: bool, validity: list[ValidityFlag], samples: list[PowerSample]) -> BenchResult:
+    return dataclasses.replace(schema1_result(), complete=complete, validity=validity, samples=samples)
+
+
+def _sample(current_raw: float | None, voltage_uv: float | None) -> PowerSample:
+    return PowerSample(
+        t_s=0.0,
+        charge_counter_uah=None,
+        current_raw=current_raw,
+        voltage_uv=voltage_uv,
+        level_pct=None,
+        temperature_c=None,
+        status=None,
     )
 
 
-SAMPLE = {"current_raw": 100, "voltage_uv": 3_900_000, "charge_counter_uah": None}
-EMPTY = {"current_raw": None, "voltage_uv": None, "charge_counter_uah": None}
-MISSING = {"code": "counters_missing", "message": "m", "voids": True}
+SAMPLE = _sample(100, 3_900_000)
+EMPTY = _sample(None, None)
+MISSING = ValidityFlag(code="counters_missing", message="m", voids=True)
 
 
 @pytest.mark.parametrize(
     ("complete", "validity", "samples", "code"),
     [
         (True, [], [SAMPLE], EXIT_OK),
-        (True, [{"code": "thermal_changed", "message": "m", "voids": False}], [SAMPLE], EXIT_OK),
-        (True, [{"code": "charging", "message": "m", "voids": True}], [SAMPLE], EXIT_VOID),
+        (True, [ValidityFlag(code="thermal_changed", message="m", voids=False)], [SAMPLE], EXIT_OK),
+        (True, [ValidityFlag(code="charging", message="m", voids=True)], [SAMPLE], EXIT_VOID),
         (True, [MISSING], [], EXIT_OK),  # no battery at all: a speed-only run
         (True, [MISSING], [EMPTY], EXIT_OK),
         (True, [MISSING], [SAMPLE], EXIT_VOID),  # some counters, not enough: void
-        (False, [{"code": "runner_failed", "message": "m", "voids": True}], [SAMPLE], EXIT_FAILED),
+        (False, [ValidityFlag(code="runner_failed", message="m", voids=True)], [SAMPLE], EXIT_FAILED),
         (False, [], [], EXIT_FAILED),
     ],
 )
-def test_exit_codes(complete: bool, validity: list[dict[str, Any]], samples: list[dict[str, Any]], code: int) -> None:
+def test_exit_codes(complete: bool, validity: list[ValidityFlag], samples: list[PowerSample], code: int) -> None:
     assert _result(complete=complete, validity=validity, samples=samples).exit_code() == code
 
 
@@ -207,8 +205,8 @@ def test_runner_failures_name_the_cause() -> None:
     crash = "F DEBUG   : Fatal signal 11 (SIGSEGV)\nF DEBUG   : Tombstone written to: /data/tombstones/tombstone_07\n"
     files = _files(events, errors={"0004": "I0000 x\nanswer\n"}, crash_logs={"0004": crash}, done={"0005"})
     flags = runner_failures(files, convs, 300)
-    assert [f["code"] for f in flags] == ["runner_failed"] * 4 and all(f["voids"] for f in flags)
-    messages = [f["message"] for f in flags]
+    assert [f.code for f in flags] == ["runner_failed"] * 4 and all(f.voids for f in flags)
+    messages = [f.message for f in flags]
     assert messages[0] == "conversation 0001 (a): the runner exited 0 but answered 1 of 3 turns"
     assert "exited 137, SIGKILL: killed, likely out of memory" in messages[1]
     assert "turn 2 took longer than the per-turn timeout (300 s): killed" in messages[2]
@@ -217,14 +215,17 @@ def test_runner_failures_name_the_cause() -> None:
 
 @pytest.mark.parametrize(("cache", "expected"), [(1024, 192), (4096, 256), (None, 192)])
 def test_one_shot_history_fits_the_kv_cache(cache: int | None, expected: int) -> None:
-    from types import SimpleNamespace
-
+    from edgekit.artifact import Artifact, SettingRecord
     from edgekit.bench.session import answer_cap_bytes
     from edgekit.bench.workload import load_workload
 
     chat25 = load_workload()  # 64 output tokens a turn, at most 5 turns
-    manifest = None if cache is None else SimpleNamespace(settings={"cache_length": {"value": cache}})
-    cap = answer_cap_bytes(chat25, SimpleNamespace(manifest=manifest))  # type: ignore[arg-type]
+    manifest = schema1_result().artifact.manifest
+    assert manifest is not None
+    if cache is not None:
+        settings = dataclasses.replace(manifest.settings, cache_length=SettingRecord(value=cache, source="caller"))
+        manifest = dataclasses.replace(manifest, settings=settings)
+    cap = answer_cap_bytes(chat25, Artifact(path=Path("m.litertlm"), manifest=None if cache is None else manifest))
     assert cap == expected
     # Four earlier answers at one token per byte still leave the reserve free.
     assert 4 * cap + 256 <= (cache or 1024)

@@ -75,9 +75,9 @@ def test_simple_main_one_shot_bench_with_load_apart(
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
     assert result.complete and result.exit_code() == 0, result.validity
-    assert result.runner["protocol"] == ONE_SHOT and result.runner["ttft_source"] == TTFT_RUNNER
-    assert result.runner["flags"] == ["--backend=cpu"]  # only flags the binary defines
-    assert any("no --max_output_tokens" in c for c in result.runner["conditions"])
+    assert result.runner.protocol == ONE_SHOT and result.runner.ttft_source == TTFT_RUNNER
+    assert result.runner.flags == ("--backend=cpu",)  # only flags the binary defines
+    assert any("no --max_output_tokens" in c for c in result.runner.conditions or ())
     assert len(result.turns) == 5
     for t in result.turns:
         assert t.prompt_tokens and t.output_tokens and t.decode_tokens_per_s and t.prefill_tokens_per_s
@@ -86,8 +86,8 @@ def test_simple_main_one_shot_bench_with_load_apart(
     # Later turns carry the earlier ones in their prompt: more prompt tokens than turn 1 alone.
     by_conv = [t for t in result.turns if t.conversation_index == 1]
     assert by_conv[1].prompt_tokens > by_conv[0].prompt_tokens  # type: ignore[operator]
-    assert result.power["load_charge_mah"] is not None and result.power["load_charge_mah"] > 0
-    assert result.summary["workload_charge_mah"] is not None
+    assert result.power.load_charge_mah is not None and result.power.load_charge_mah > 0
+    assert result.summary.workload_charge_mah is not None
 
 
 def test_runner_folder_ships_so_files_and_gpu_needs_its_accelerator(
@@ -107,7 +107,7 @@ def test_runner_folder_ships_so_files_and_gpu_needs_its_accelerator(
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
     gpu = session.collect(device, run_id)
-    assert gpu.complete and "--backend=gpu" in gpu.runner["flags"] and len(gpu.turns) == 2
+    assert gpu.complete and "--backend=gpu" in gpu.runner.flags and len(gpu.turns) == 2
 
 
 def test_older_release_is_refused_at_deploy(
@@ -138,9 +138,9 @@ def test_crash_after_first_answer_fails_the_run(
     assert proc.returncode == 7, proc.stderr
     assert "FAILED (incomplete)" in proc.stdout and "per 25 conversations" not in proc.stdout
     result = BenchResult.load(out)
-    assert not result.complete and result.summary["battery_pct_per_25_conversations"] is None
-    failed = [f for f in result.validity if f["code"] == "runner_failed"]
-    assert len(failed) == 2 and all(f["voids"] for f in failed)
+    assert not result.complete and result.summary.battery_pct_per_25_conversations is None
+    failed = [f for f in result.validity if f.code == "runner_failed"]
+    assert len(failed) == 2 and all(f.voids for f in failed)
     assert "exited 139, SIGSEGV" in failed[0]["message"]
     # The first turn of each conversation was sent and answered before the crash and is kept;
     # the runner died before its BenchmarkInfo, so its figures are unknown (None, not 0).
@@ -159,8 +159,8 @@ def test_hung_runner_is_killed_by_the_turn_timeout(
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
     assert not result.complete and result.exit_code() == 7
-    [failed] = [f for f in result.validity if f["code"] == "runner_failed"]
-    assert "turn 2 took longer than the per-turn timeout (3 s): killed" in failed["message"]
+    [failed] = [f for f in result.validity if f.code == "runner_failed"]
+    assert "turn 2 took longer than the per-turn timeout (3 s): killed" in failed.message
     pids = emulated_device.sandbox.rglob("busy/*")
     assert not list(pids)  # the runner is gone
 
@@ -178,7 +178,7 @@ def test_full_chat25_one_shot_through_the_cli(
     assert proc.returncode == 0, proc.stderr
     assert "runner: one-shot protocol; time to first token from the runner" in proc.stdout
     result = BenchResult.load(out)
-    assert result.complete and len(result.turns) == 70 and result.summary["conversations"] == 25
+    assert result.complete and len(result.turns) == 70 and result.summary.conversations == 25
     assert all(t.decode_tokens_per_s and t.prefill_tokens_per_s and t.ttft_s for t in result.turns)
     rep = run_cli("report", str(out), "-o", str(tmp_path / "r.html"))
     assert rep.returncode == 0 and "Runner: one-shot protocol · time to first token from the runner" in rep.stdout
@@ -270,7 +270,7 @@ def test_one_shot_runner_that_does_not_answer_fails_the_run(
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
-    assert result.runner["protocol"] == ONE_SHOT
+    assert result.runner.protocol == ONE_SHOT
     assert not result.complete and result.exit_code() == 7
-    [failed] = [f for f in result.validity if f["code"] == "runner_failed"]
-    assert failed["message"].startswith(f"conversation 0001 (extract-cities): {expected}")
+    [failed] = [f for f in result.validity if f.code == "runner_failed"]
+    assert failed.message.startswith(f"conversation 0001 (extract-cities): {expected}")

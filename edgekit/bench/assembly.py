@@ -14,14 +14,25 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from edgekit._typed import from_data
 from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
-from edgekit.bench.result import BenchResult, TurnRecord, summarise
+from edgekit.bench.power import ValidityFlag
+from edgekit.bench.result import (
+    ArtifactRecord,
+    BenchResult,
+    BenchSettings,
+    PowerRecord,
+    RunnerRecord,
+    TurnRecord,
+    WorkloadRecord,
+    summarise,
+)
 from edgekit.bench.run_folder import RunFiles
 from edgekit.bench.workload import Conversation, Workload
 from edgekit.deploy import DeployResult, signal_name
 from edgekit.device import parsers
-from edgekit.device.base import Device
+from edgekit.device.base import Device, DeviceFacts
 from edgekit.probe import MULTI_TURN, ONE_SHOT
 
 Window = tuple[float, float]
@@ -45,7 +56,7 @@ class Measured:
     """The workload's time (several segments when a run was resumed)."""
     loads: list[Window] = dataclasses.field(default_factory=list)
     """One-shot runners: each turn's model load, kept out of the conversations' energy."""
-    flags: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    flags: list[ValidityFlag] = dataclasses.field(default_factory=list)
     """What the run itself found wrong (runner failures, missing turns), after the power analysis's flags."""
     conversations_finished: int
     complete: bool
@@ -69,7 +80,7 @@ def artifact_meta(artifact: Artifact, deployed: DeployResult) -> dict[str, Any]:
         "name": artifact.path.name,
         "sha256": deployed.model.sha256,
         "provenance": deployed.provenance,
-        "manifest": dataclasses.asdict(artifact.manifest) if artifact.manifest else None,
+        "manifest": artifact.manifest.to_data() if artifact.manifest else None,
     }
 
 
@@ -109,22 +120,22 @@ def read_run(files: RunFiles) -> Measured:
     unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
     if unmeasured:
         flags.append(
-            {
-                "code": "runner_figures_missing",
-                "message": f"{len(unmeasured)} of {len(turns)} turns have no prefill/decode figures from the runner "
+            ValidityFlag(
+                code="runner_figures_missing",
+                message=f"{len(unmeasured)} of {len(turns)} turns have no prefill/decode figures from the runner "
                 "(no BenchmarkInfo, or fewer turns in it)",
-                "voids": False,
-            }
+                voids=False,
+            )
         )
     failed = sorted(set(f"{n:04d}" for n in range(1, len(conversations) + 1)) - files.done)
     if failed:
         flags.append(
-            {
-                "code": "incomplete",
-                "message": f"{len(failed)} of {len(conversations)} conversations did not finish"
-                + ("" if any(f["code"] == "runner_failed" for f in flags) else " (collect again after --resume)"),
-                "voids": True,
-            }
+            ValidityFlag(
+                code="incomplete",
+                message=f"{len(failed)} of {len(conversations)} conversations did not finish"
+                + ("" if any(f.code == "runner_failed" for f in flags) else " (collect again after --resume)"),
+                voids=True,
+            )
         )
     return Measured(
         meta=meta,
@@ -140,29 +151,29 @@ def read_run(files: RunFiles) -> Measured:
     )
 
 
-def _unplug_flags(files: RunFiles) -> list[dict[str, Any]]:
+def _unplug_flags(files: RunFiles) -> list[ValidityFlag]:
     """--detach: the driver's wait for the unplug timed out, or could not tell."""
-    flags: list[dict[str, Any]] = []
+    flags: list[ValidityFlag] = []
     names = {n for _, n, _, _ in files.events}
     if "unplug_timeout" in names:
         flags.append(
-            {
-                "code": "not_unplugged",
-                "message": "the cable was not unplugged within the wait: the run went on with the phone powered",
-                "voids": False,
-                "window": None,
-                "t_s": None,
-            }
+            ValidityFlag(
+                code="not_unplugged",
+                message="the cable was not unplugged within the wait: the run went on with the phone powered",
+                voids=False,
+                window=None,
+                t_s=None,
+            )
         )
     if "unplug_unknown" in names:
         flags.append(
-            {
-                "code": "supply_unknown",
-                "message": "the phone reports no power-supply state, so the driver could not wait for the unplug",
-                "voids": False,
-                "window": None,
-                "t_s": None,
-            }
+            ValidityFlag(
+                code="supply_unknown",
+                message="the phone reports no power-supply state, so the driver could not wait for the unplug",
+                voids=False,
+                window=None,
+                t_s=None,
+            )
         )
     return flags
 
@@ -187,18 +198,18 @@ def build_result(run: Measured) -> BenchResult:
         if run.loads
         else None
     )
-    flags = [dataclasses.asdict(f) for f in report.flags] + run.flags
+    flags = [*report.flags, *run.flags]
     capacity = settings.get("capacity_mah")
     if capacity is None:
         flags.append(
-            {
-                "code": "capacity_missing",
-                "message": "the phone reports no design capacity (charge_full_design): "
+            ValidityFlag(
+                code="capacity_missing",
+                message="the phone reports no design capacity (charge_full_design): "
                 "pass --capacity-mah for the % figure",
-                "voids": False,
-            }
+                voids=False,
+            )
         )
-    voided = any(f["voids"] for f in flags)
+    voided = any(f.voids for f in flags)
     summary = summarise(
         run.turns,
         None if voided else report,
@@ -208,24 +219,25 @@ def build_result(run: Measured) -> BenchResult:
         full_capacity_mah=settings.get("full_charge_capacity_mah"),
     )
     t0 = run.t0
-    power = _power_dict(report, t0, run.baselines)
+    load: dict[str, float | None] = {}
     if meta.get("runner", {}).get("protocol") == ONE_SHOT:
-        power["load_charge_mah"] = None if load_report is None or voided else load_report.workload_charge_mah
-        power["load_energy_mwh"] = None if load_report is None or voided else load_report.workload_energy_mwh
+        load["load_charge_mah"] = None if load_report is None or voided else load_report.workload_charge_mah
+        load["load_energy_mwh"] = None if load_report is None or voided else load_report.workload_energy_mwh
+    what = "the run's meta.json"
     return BenchResult(
         simulated=bool(meta["device"].get("emulated")),
         created=meta["created"],
         run_id=meta["run_id"],
-        device=meta["device"],
-        artifact=meta["artifact"],
-        workload=meta["workload"],
-        runner=meta["runner"],
-        settings=settings,
+        device=from_data(meta["device"], DeviceFacts, what),
+        artifact=from_data(meta["artifact"], ArtifactRecord, what),
+        workload=from_data(meta["workload"], WorkloadRecord, what),
+        runner=from_data(meta["runner"], RunnerRecord, what),
+        settings=from_data(settings, BenchSettings, what),
         turns=run.turns,
-        samples=[dataclasses.asdict(s) for s in run.samples],
-        baseline_window_s=None if not run.baselines else [run.baselines[0][0] - t0, run.baselines[0][1] - t0],
-        workload_window_s=[run.segments[0][0] - t0, run.segments[-1][1] - t0] if run.segments else None,
-        power=power,
+        samples=list(run.samples),
+        baseline_window_s=None if not run.baselines else (run.baselines[0][0] - t0, run.baselines[0][1] - t0),
+        workload_window_s=(run.segments[0][0] - t0, run.segments[-1][1] - t0) if run.segments else None,
+        power=PowerRecord.from_report(report, t0, run.baselines, **load),
         validity=flags,
         summary=summary,
         complete=run.complete,
@@ -359,35 +371,35 @@ _NOT_WORKLOAD = {
 }
 
 
-def _between_parts(files: RunFiles, segments: list[tuple[float, float]], t0: float) -> list[dict[str, Any]]:
+def _between_parts(files: RunFiles, segments: list[tuple[float, float]], t0: float) -> list[ValidityFlag]:
     """What happened between the parts of a resumed run (reboot, recharge), in words."""
-    flags: list[dict[str, Any]] = []
+    flags: list[ValidityFlag] = []
     boots = [key for _, name, key, _ in files.events if name == "driver_start" and key != "unknown"]
     if len(set(boots)) > 1:
         flags.append(
-            {
-                "code": "rebooted",
-                "message": "the phone rebooted between the parts of this run (--resume): the battery figure "
+            ValidityFlag(
+                code="rebooted",
+                message="the phone rebooted between the parts of this run (--resume): the battery figure "
                 "cannot join parts measured on different boots; run it again without interruption",
-                "voids": True,
-                "window": "workload",
-                "t_s": None,
-            }
+                voids=True,
+                window="workload",
+                t_s=None,
+            )
         )
     for (_, a_end), (b_start, _) in itertools.pairwise(segments):
         before = [s for s in files.samples if s.t_s <= a_end and s.level_pct is not None]
         after = [s for s in files.samples if s.t_s >= b_start and s.level_pct is not None]
         if before and after and after[0].level_pct > before[-1].level_pct:  # type: ignore[operator]
             flags.append(
-                {
-                    "code": "recharged_between_parts",
-                    "message": f"the battery was recharged between the parts of this run (--resume): "
+                ValidityFlag(
+                    code="recharged_between_parts",
+                    message=f"the battery was recharged between the parts of this run (--resume): "
                     f"{before[-1].level_pct}% when it stopped, {after[0].level_pct}% when it went on. "
                     "Each part was measured on battery; the figure adds them",
-                    "voids": False,
-                    "window": "workload",
-                    "t_s": b_start - t0,
-                }
+                    voids=False,
+                    window="workload",
+                    t_s=b_start - t0,
+                )
             )
     return flags
 
@@ -410,10 +422,10 @@ def _subtract(segments: list[tuple[float, float]], holes: list[tuple[float, floa
 
 def runner_failures(
     files: RunFiles, conversations: list[dict[str, Any]], turn_timeout_s: int | None
-) -> list[dict[str, Any]]:
+) -> list[ValidityFlag]:
     """A `runner_failed` flag (voids) per conversation whose runner crashed, was killed,
     timed out, or exited 0 without answering every turn."""
-    flags = []
+    flags: list[ValidityFlag] = []
     for n, conv in enumerate(conversations, 1):
         key = f"{n:04d}"
         ends = [e for e in files.events if e[1] == "conv_end" and e[2] == key]
@@ -438,35 +450,10 @@ def runner_failures(
         if tomb:
             detail += f"; tombstone: {tomb.group(1)}"
         flags.append(
-            {
-                "code": "runner_failed",
-                "message": f"conversation {key} ({conv['id']}): {detail}",
-                "voids": True,
-            }
+            ValidityFlag(
+                code="runner_failed",
+                message=f"conversation {key} ({conv['id']}): {detail}",
+                voids=True,
+            )
         )
     return flags
-
-
-def _power_dict(
-    report: power_lib.PowerReport, t0: float, baselines: list[tuple[float, float]] | None = None
-) -> dict[str, Any]:
-    conv = report.conventions
-    ci = report.workload_charge_ci95_mah
-    return {
-        "conventions": None if conv is None else dataclasses.asdict(conv),
-        "baseline_windows_s": [[a - t0, b - t0] for a, b in baselines or []],
-        "baseline_current_ma": report.baseline_current_ma,
-        "baseline_power_mw": report.baseline_power_mw,
-        "baseline_after_current_ma": report.baseline_after_current_ma,
-        "baseline_drift_ma": report.baseline_drift_ma,
-        "drift_bound_pct": report.drift_bound_pct,
-        "subtracted_charge_mah": report.subtracted_charge_mah,
-        "workload_gross_charge_mah": None if report.workload is None else report.workload.charge_uah / 1000,
-        "workload_gross_energy_mwh": None if report.workload is None else report.workload.energy_uj / 3.6e6,
-        "workload_charge_mah": report.workload_charge_mah,
-        "workload_energy_mwh": report.workload_energy_mwh,
-        "workload_charge_ci95_mah": None if ci is None else list(ci),
-        "interval_basis": report.interval_basis,
-        "charge_counter_check_ratio": report.counter_check_ratio,
-        "reads_interpolated": report.reads_interpolated,
-    }

@@ -17,8 +17,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.power import PowerReport
+from msgspec import UNSET, UnsetType
+
+from edgekit._typed import from_data, to_data
+from edgekit.artifact import Manifest
+from edgekit.bench.power import Conventions, PowerReport, PowerSample, ValidityFlag
+from edgekit.device.base import DeviceFacts
 from edgekit.errors import InputError
+from edgekit.probe import RunnerProbe
 
 SCHEMA_VERSION = 1
 
@@ -45,6 +51,7 @@ SUMMARY_KEYS = (
     "conversations",
     "duration_s",
 )
+Interval = tuple[float, float]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,48 +72,218 @@ class TurnRecord:
     load_s: float | None = None  # one-shot runners: this turn's model load (device clock)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Summary:
+    """The headline figures (SUMMARY_KEYS; docs/battery-bench.md). Power figures are None when a
+    validity flag voids them or the device cannot measure them; intervals are 95%."""
+
+    battery_pct_per_25_conversations: float | None = None
+    battery_pct_ci95: Interval | None = None
+    battery_pct_of_full_charge_per_25_conversations: float | None = None
+    workload_charge_mah: float | None = None
+    workload_charge_mah_ci95: Interval | None = None
+    workload_energy_mwh: float | None = None
+    mj_per_output_token: float | None = None
+    decode_tokens_per_s: float | None = None
+    prefill_tokens_per_s: float | None = None
+    ttft_s_median: float | None = None
+    output_tokens: int | None = None
+    conversations: int | None = None
+    duration_s: float | None = None
+
+    def number(self, key: str) -> float | None:
+        """The figure named `key` (one of SUMMARY_KEYS that is a number), None when not measured."""
+        if key not in SUMMARY_KEYS:
+            raise KeyError(key)
+        value = getattr(self, key)
+        return value if isinstance(value, (int, float)) else None
+
+    def interval(self, key: str) -> Interval | None:
+        """The 95% interval recorded for `key` (battery % and workload charge have one)."""
+        ci = {"battery_pct_per_25_conversations": "battery_pct_ci95", "workload_charge_mah": "workload_charge_mah_ci95"}
+        value = getattr(self, ci[key]) if key in ci else None
+        return value if isinstance(value, tuple) else None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PowerRecord:
+    """The power analysis as a result records it: the current's conventions, the idle baselines,
+    what was subtracted, the workload's gross and net charge and energy, the check against
+    the charge counter. Times are seconds since the run's first event."""
+
+    conventions: Conventions | None
+    baseline_windows_s: tuple[Interval, ...] = ()
+    baseline_current_ma: float | None = None
+    baseline_power_mw: float | None = None
+    baseline_after_current_ma: float | None = None
+    baseline_drift_ma: float | None = None
+    drift_bound_pct: float | None = None
+    subtracted_charge_mah: float | None = None
+    workload_gross_charge_mah: float | None = None
+    workload_gross_energy_mwh: float | None = None
+    workload_charge_mah: float | None = None
+    workload_energy_mwh: float | None = None
+    workload_charge_ci95_mah: Interval | None = None
+    interval_basis: str | None = None
+    charge_counter_check_ratio: float | None = None
+    reads_interpolated: int = 0
+    load_charge_mah: float | UnsetType | None = UNSET
+    """One-shot runners only: the model loads' own charge (kept out of the conversations')."""
+    load_energy_mwh: float | UnsetType | None = UNSET
+
+    @classmethod
+    def from_report(
+        cls, report: PowerReport, t0: float, baselines: list[Interval] | None = None, **load: float | None
+    ) -> PowerRecord:
+        """The record of `report` (windows relative to `t0`); `load` = load_charge_mah/load_energy_mwh."""
+        ci = report.workload_charge_ci95_mah
+        return cls(
+            conventions=report.conventions,
+            baseline_windows_s=tuple((a - t0, b - t0) for a, b in baselines or []),
+            baseline_current_ma=report.baseline_current_ma,
+            baseline_power_mw=report.baseline_power_mw,
+            baseline_after_current_ma=report.baseline_after_current_ma,
+            baseline_drift_ma=report.baseline_drift_ma,
+            drift_bound_pct=report.drift_bound_pct,
+            subtracted_charge_mah=report.subtracted_charge_mah,
+            workload_gross_charge_mah=None if report.workload is None else report.workload.charge_uah / 1000,
+            workload_gross_energy_mwh=None if report.workload is None else report.workload.energy_uj / 3.6e6,
+            workload_charge_mah=report.workload_charge_mah,
+            workload_energy_mwh=report.workload_energy_mwh,
+            workload_charge_ci95_mah=ci,
+            interval_basis=report.interval_basis,
+            charge_counter_check_ratio=report.counter_check_ratio,
+            reads_interpolated=report.reads_interpolated,
+            **load,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConversationRecord:
+    """One conversation of the workload: its id and how many user turns it has."""
+
+    id: str
+    turns: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkloadRecord:
+    """Which workload ran (name, version, sha256 of its file) and its conversations."""
+
+    name: str
+    version: int
+    sha256: str
+    max_output_tokens: int
+    conversations: tuple[ConversationRecord, ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ArtifactRecord:
+    """The model that ran: file name, sha256 on the device, where its provenance comes from
+    ("manifest" or "unknown") and its manifest, if it has one."""
+
+    name: str
+    sha256: str
+    provenance: str
+    manifest: Manifest | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunnerRecord:
+    """What ran the workload. On a phone: the runner binary (sha256, path), the flags it got,
+    its protocol, where time to first token comes from, its probe. Locally: the engine."""
+
+    flags: tuple[str, ...]
+    sha256: str | UnsetType = UNSET
+    path: str | UnsetType = UNSET
+    protocol: str | UnsetType = UNSET
+    ttft_source: str | UnsetType = UNSET
+    conditions: tuple[str, ...] | UnsetType = UNSET
+    probe: RunnerProbe | UnsetType = UNSET
+    engine: str | UnsetType = UNSET
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchSettings:
+    """The settings the run used (seconds, mAh, %). A phone run records all of them; a local run
+    the sampling, the baseline, the capacity and the harness files it read."""
+
+    sample_period_s: float
+    baseline_s: float
+    capacity_mah: float | None
+    capacity_source: str | UnsetType = UNSET
+    """"--capacity-mah" or "charge_full_design"."""
+    full_charge_capacity_mah: float | UnsetType | None = UNSET
+    low_battery_pct: int | UnsetType = UNSET
+    state_s: float | UnsetType = UNSET
+    detach: bool | UnsetType = UNSET
+    settle_s: float | UnsetType = UNSET
+    turn_timeout_s: int | UnsetType | None = UNSET
+    harness_files: tuple[str, ...] | UnsetType = UNSET
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AggregateFigure:
+    """One summary figure over --repeat runs: mean, standard deviation and a Student-t 95%
+    interval over the `n` runs where it is valid, of `runs` in all (no interval with n < 2)."""
+
+    mean: float | None
+    stddev: float | None
+    ci95_low: float | None
+    ci95_high: float | None
+    n: int
+    runs: int
+
+
 @dataclasses.dataclass(kw_only=True)
 class BenchResult:
-    """One run of a workload on one device."""
+    """One run of a workload on one device; `aggregate` is set on the last of --repeat runs."""
 
     schema_version: int = SCHEMA_VERSION
     simulated: bool
     created: str
     run_id: str
-    device: dict[str, Any]
-    artifact: dict[str, Any]
-    workload: dict[str, Any]
-    runner: dict[str, Any]
-    settings: dict[str, Any]
+    device: DeviceFacts
+    artifact: ArtifactRecord
+    workload: WorkloadRecord
+    runner: RunnerRecord
+    settings: BenchSettings
     turns: list[TurnRecord]
-    samples: list[dict[str, Any]]
-    baseline_window_s: list[float] | None
-    workload_window_s: list[float] | None
-    power: dict[str, Any]
-    validity: list[dict[str, Any]]
-    summary: dict[str, Any]
+    samples: list[PowerSample]
+    baseline_window_s: Interval | None
+    workload_window_s: Interval | None
+    power: PowerRecord
+    validity: list[ValidityFlag]
+    summary: Summary
     complete: bool = True
-    aggregate: dict[str, dict[str, float | None]] | None = None
+    aggregate: dict[str, AggregateFigure] | None = None
 
     @property
     def battery_absent(self) -> bool:
         """True when no sample carried any battery counter (e.g. `local` without a battery)."""
-        keys = ("current_raw", "voltage_uv", "charge_counter_uah")
-        return not any(s.get(k) is not None for s in self.samples for k in keys)
+        return not any(
+            s.current_raw is not None or s.voltage_uv is not None or s.charge_counter_uah is not None
+            for s in self.samples
+        )
 
     def exit_code(self) -> int:
         """battery-bench's exit code for this result (docs/battery-bench.md): 7 failed,
         6 battery headline void, else 0 (a device with no battery counters is speed-only)."""
         if not self.complete:
             return EXIT_FAILED
-        voids = [f for f in self.validity if f.get("voids")]
+        voids = [f for f in self.validity if f.voids]
         if self.battery_absent:
-            voids = [f for f in voids if f.get("code") != "counters_missing"]
+            voids = [f for f in voids if f.code != "counters_missing"]
         return EXIT_VOID if voids else EXIT_OK
+
+    def to_data(self) -> dict[str, Any]:
+        """The result as plain JSON data (what `to_json` writes)."""
+        data: dict[str, Any] = to_data(self)
+        return data
 
     def to_json(self) -> str:
         """Indented JSON."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        return json.dumps(self.to_data(), indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> Path:
         """Write atomically to `path` (folders created)."""
@@ -118,20 +295,15 @@ class BenchResult:
 
     @classmethod
     def from_json(cls, text: str) -> BenchResult:
-        """Parse result JSON; InputError if it is not one this version reads."""
+        """Parse and validate result JSON; InputError (one line, naming the first bad field)
+        if it is not a result this version reads. Every schema-1 file reads."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"not a battery-bench result (invalid JSON: {exc.msg})") from exc
         if not isinstance(data, dict) or data.get("schema_version") not in range(1, SCHEMA_VERSION + 1):
             raise InputError("not a battery-bench result this edgekit reads (schema_version missing or newer)")
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["turns"] = [TurnRecord(**t) for t in kwargs.get("turns", [])]
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:
-            raise InputError(f"battery-bench result is missing fields: {exc}") from exc
+        return from_data(data, cls, "not a valid battery-bench result")
 
     @classmethod
     def load(cls, path: Path) -> BenchResult:
@@ -140,6 +312,8 @@ class BenchResult:
             return cls.from_json(Path(path).read_text())
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}", path=path) from exc
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}", path=path) from exc
 
 
 def _rate(turns: list[TurnRecord], tokens: str, rate: str) -> float | None:
@@ -161,12 +335,11 @@ def summarise(
     duration_s: float,
     capacity_mah: float | None,
     full_capacity_mah: float | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """The summary block (see SUMMARY_KEYS) from per-turn records and the power report."""
     output_tokens = sum(t.output_tokens or 0 for t in turns)
     ttfts = [t.ttft_s for t in turns if t.ttft_s is not None]
-    summary: dict[str, Any] = dict.fromkeys(SUMMARY_KEYS)
-    summary.update(
+    speed = Summary(
         decode_tokens_per_s=_rate(turns, "output_tokens", "decode_tokens_per_s"),
         prefill_tokens_per_s=_rate(turns, "prompt_tokens", "prefill_tokens_per_s"),
         ttft_s_median=statistics.median(ttfts) if ttfts else None,
@@ -174,25 +347,33 @@ def summarise(
         conversations=conversations,
         duration_s=duration_s,
     )
-    if power is not None and not power.voided and power.workload_charge_mah is not None:
-        summary["workload_charge_mah"] = power.workload_charge_mah
-        summary["workload_energy_mwh"] = power.workload_energy_mwh
-        if power.workload_energy_mwh is not None and output_tokens:
-            summary["mj_per_output_token"] = power.workload_energy_mwh * 3600 / output_tokens
-        ci = power.workload_charge_ci95_mah
-        summary["workload_charge_mah_ci95"] = None if ci is None else list(ci)
+    if power is None or power.voided or power.workload_charge_mah is None:
+        return speed
+    charge = power.workload_charge_mah
+    ci = power.workload_charge_ci95_mah
 
-        def pct(charge_mah: float, capacity: float) -> float:
-            return charge_mah / capacity * 100 * 25 / conversations
+    def pct(charge_mah: float, capacity: float) -> float:
+        return charge_mah / capacity * 100 * 25 / conversations
 
-        if capacity_mah and conversations:
-            summary["battery_pct_per_25_conversations"] = pct(power.workload_charge_mah, capacity_mah)
-            summary["battery_pct_ci95"] = None if ci is None else [pct(c, capacity_mah) for c in ci]
-        if full_capacity_mah and conversations:
-            summary["battery_pct_of_full_charge_per_25_conversations"] = pct(
-                power.workload_charge_mah, full_capacity_mah
-            )
-    return summary
+    with_capacity = bool(capacity_mah and conversations)
+    return dataclasses.replace(
+        speed,
+        workload_charge_mah=charge,
+        workload_energy_mwh=power.workload_energy_mwh,
+        mj_per_output_token=(
+            power.workload_energy_mwh * 3600 / output_tokens
+            if power.workload_energy_mwh is not None and output_tokens
+            else None
+        ),
+        workload_charge_mah_ci95=ci,
+        battery_pct_per_25_conversations=pct(charge, capacity_mah) if capacity_mah and with_capacity else None,
+        battery_pct_ci95=(
+            (pct(ci[0], capacity_mah), pct(ci[1], capacity_mah)) if ci and capacity_mah and with_capacity else None
+        ),
+        battery_pct_of_full_charge_per_25_conversations=(
+            pct(charge, full_capacity_mah) if full_capacity_mah and conversations else None
+        ),
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -214,20 +395,18 @@ def figure(result: BenchResult, key: str) -> Figure:
     """
     agg = (result.aggregate or {}).get(key)
     if agg is not None:
-        n = int(agg.get("n") or 0)
-        runs = int(agg.get("runs") or n)
-        if agg["ci95_low"] is None:
+        n, runs = agg.n, agg.runs or agg.n
+        if agg.ci95_low is None:
             why = "no interval: fewer than 2 valid runs" if n else "no valid run"
-            return Figure(value=agg["mean"], low=None, high=None, basis=f"{n} valid of {runs} runs; {why}")
+            return Figure(value=agg.mean, low=None, high=None, basis=f"{n} valid of {runs} runs; {why}")
         return Figure(
-            value=agg["mean"],
-            low=agg["ci95_low"],
-            high=agg["ci95_high"],
+            value=agg.mean,
+            low=agg.ci95_low,
+            high=agg.ci95_high,
             basis=f"mean of {n} valid of {runs} runs; 95% interval (Student t, {n - 1} df)",
         )
-    value = result.summary.get(key)
-    ci = {"battery_pct_per_25_conversations": "battery_pct_ci95", "workload_charge_mah": "workload_charge_mah_ci95"}
-    interval = result.summary.get(ci.get(key, ""))
-    if isinstance(value, (int, float)) and isinstance(interval, list) and len(interval) == 2:
+    value = result.summary.number(key)
+    interval = result.summary.interval(key)
+    if value is not None and interval is not None:
         return Figure(value=value, low=interval[0], high=interval[1], basis="one run; 95% interval from idle noise")
-    return Figure(value=value if isinstance(value, (int, float)) else None, low=None, high=None, basis="one run")
+    return Figure(value=value, low=None, high=None, basis="one run")

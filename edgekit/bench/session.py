@@ -156,9 +156,8 @@ def answer_cap_bytes(workload: Workload, artifact: Artifact) -> int:
     artifact's KV cache (`cache_length` in its manifest) even at one token per byte, with
     HISTORY_RESERVE_TOKENS left for the chat template, the user turns and the answer."""
     cap = workload.max_output_tokens * 4
-    cache = (artifact.manifest.settings.get("cache_length", {}) if artifact.manifest else {}).get("value")
-    if not isinstance(cache, int):
-        cache = ASSUMED_CACHE_TOKENS  # no manifest (a published .litertlm): assume a small cache
+    # No manifest (a published .litertlm): assume a small cache.
+    cache = artifact.manifest.settings.cache_length.value if artifact.manifest else ASSUMED_CACHE_TOKENS
     longest = max(len(c.turns) for c in workload.conversations)
     if longest > 1:
         cap = min(cap, max(16, (cache - HISTORY_RESERVE_TOKENS) // (longest - 1)))

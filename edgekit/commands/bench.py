@@ -10,67 +10,68 @@ from typing import Any
 import click
 from rich.console import Console
 
-from edgekit.bench.result import EXIT_INTERRUPTED
+from edgekit.bench.power import ValidityFlag
+from edgekit.bench.result import EXIT_INTERRUPTED, BenchResult
 from edgekit.commands._common import print_json, stderr_console
 from edgekit.commands.deploy import transport_option
 from edgekit.device import Transport, open_device, resolve_devices
 from edgekit.errors import InputError
 
 
-def _fmt(value: Any, spec: str, unit: str = "") -> str:
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
 
 
-def _where(flag: dict[str, Any]) -> str:
-    window, t = flag.get("window"), flag.get("t_s")
+def _where(flag: ValidityFlag) -> str:
+    window, t = flag.window, flag.t_s
     if window and t is not None:
         return f" ({window}, {t:.1f} s)"
     return f" ({window})" if window else ""
 
 
-def render_summary(result: Any, path: Path | None) -> list[str]:
+def render_summary(result: BenchResult, path: Path | None) -> list[str]:
     """The human summary of a BenchResult (every figure labelled simulated when it is)."""
     from edgekit.bench.result import figure
 
     s = result.summary
     sim = " (simulated)" if result.simulated else ""
     w = result.workload
-    turns = sum(c["turns"] for c in w["conversations"])
+    turns = sum(c.turns for c in w.conversations)
     lines = [
-        f"battery-bench {result.run_id}: {w['name']} v{w['version']} ({len(w['conversations'])} conversations, "
-        f"{turns} turns) on {result.device.get('model') or result.device.get('serial')}{sim}"
+        f"battery-bench {result.run_id}: {w.name} v{w.version} ({len(w.conversations)} conversations, "
+        f"{turns} turns) on {result.device.model or result.device.serial}{sim}"
         + ("" if result.complete else " — FAILED (incomplete)"),
     ]
     if result.simulated:
         lines.append(
-            f"  SIMULATED: {result.device.get('emulator') or 'an emulated device'} has no real battery; "
+            f"  SIMULATED: {result.device.emulator or 'an emulated device'} has no real battery; "
             "every figure below is simulated"
         )
     lines.append(
-        f"  decode {_fmt(s['decode_tokens_per_s'], '.1f')} tok/s · prefill {_fmt(s['prefill_tokens_per_s'], '.1f')} "
-        f"tok/s · time to first token median {_fmt(s['ttft_s_median'], '.3f', ' s')} · {s['output_tokens']} output "
-        f"tokens in {_fmt(s['duration_s'], '.1f', ' s')}{sim}"
+        f"  decode {_fmt(s.decode_tokens_per_s, '.1f')} tok/s · prefill {_fmt(s.prefill_tokens_per_s, '.1f')} "
+        f"tok/s · time to first token median {_fmt(s.ttft_s_median, '.3f', ' s')} · {s.output_tokens} output "
+        f"tokens in {_fmt(s.duration_s, '.1f', ' s')}{sim}"
     )
     runner = result.runner
-    if runner.get("protocol"):
+    if runner.protocol:
         lines.append(
-            f"  runner: {runner['protocol'].replace('_', '-')} protocol; "
-            f"time to first token from the {runner['ttft_source']}"
+            f"  runner: {runner.protocol.replace('_', '-')} protocol; "
+            f"time to first token from the {runner.ttft_source or None}"
         )
-        for note in runner.get("conditions", []):
+        for note in runner.conditions or ():
             lines.append(f"  runner condition: {note}")
     pct = figure(result, "battery_pct_per_25_conversations")
     charge = figure(result, "workload_charge_mah")
     if charge.value is None:
-        voids = [f for f in result.validity if f["voids"]]
+        voids = [f for f in result.validity if f.voids]
         if result.exit_code() == 0:  # a device with no battery counters: a speed-only run
-            why = "; ".join(f["message"] for f in voids) or "no battery counters"
+            why = "; ".join(f.message for f in voids) or "no battery counters"
             lines.append(f"  battery: not measured — {why}")
         else:
-            why = "; ".join(f"[{f['code']}]{_where(f)} {f['message']}" for f in voids) or "no valid battery figure"
+            why = "; ".join(f"[{f.code}]{_where(f)} {f.message}" for f in voids) or "no valid battery figure"
             lines.append(f"  battery: VOID — {why}")
     else:
-        interval = "" if pct.low is None else f" (95% interval {pct.low:.3f}–{pct.high:.3f}%)"
+        interval = "" if pct.low is None or pct.high is None else f" (95% interval {pct.low:.3f}–{pct.high:.3f}%)"
         headline = (
             f"  battery: {_fmt(pct.value, '.3f', '%')} of design capacity per 25 conversations{interval}{sim} "
             f"[{pct.basis}]"
@@ -84,19 +85,38 @@ def render_summary(result: Any, path: Path | None) -> list[str]:
             f"{_fmt(energy.value, '.2f', ' mWh')} · {_fmt(mj.value, '.1f')} mJ/output token{sim}"
         )
         p = result.power
-        if p.get("baseline_current_ma") is not None:
-            after = p.get("baseline_after_current_ma")
-            drift = "" if after is None else f", {after:.1f} mA after (drift {p['baseline_drift_ma']:+.1f} mA)"
+        if p.baseline_current_ma is not None:
+            after = p.baseline_after_current_ma
+            drift = "" if after is None else f", {after:.1f} mA after (drift {p.baseline_drift_ma or 0.0:+.1f} mA)"
             lines.append(
-                f"  idle baseline subtracted: {p['baseline_current_ma']:.1f} mA before{drift} · "
-                f"{p['baseline_power_mw']:.0f} mW{sim}"
+                f"  idle baseline subtracted: {p.baseline_current_ma:.1f} mA before{drift} · "
+                f"{p.baseline_power_mw or 0.0:.0f} mW{sim}"
             )
-        if p.get("conventions"):
-            lines.append(f"  current_now: {p['conventions']['basis']}")
+        if p.conventions:
+            lines.append(f"  current_now: {p.conventions.basis}")
     for flag in result.validity:
-        lines.append(f"  {'VOID' if flag['voids'] else 'flag'} [{flag['code']}]{_where(flag)}: {flag['message']}")
+        lines.append(f"  {'VOID' if flag.voids else 'flag'} [{flag.code}]{_where(flag)}: {flag.message}")
     if path is not None:
         lines.append(f"  result: {path}")
+    return lines
+
+
+def render_aggregate(result: BenchResult) -> list[str]:
+    """With --repeat: the mean, sd and 95% interval of the headline figures over the valid runs."""
+    lines = []
+    for key in ("battery_pct_per_25_conversations", "decode_tokens_per_s", "ttft_s_median"):
+        a = (result.aggregate or {}).get(key)
+        if a is None:
+            continue
+        if a.mean is None:
+            lines.append(f"  {key}: no valid run of {a.runs}")
+        elif a.ci95_low is None or a.ci95_high is None or a.stddev is None:
+            lines.append(f"  {key}: {a.mean:.4g} from 1 valid run of {a.runs}: no interval")
+        else:
+            lines.append(
+                f"  {key} over {a.n} valid of {a.runs} runs: mean {a.mean:.4g}, "
+                f"sd {a.stddev:.2g} (95% interval {a.ci95_low:.4g} – {a.ci95_high:.4g})"
+            )
     return lines
 
 
@@ -234,7 +254,6 @@ def bench_command(
     """
     from edgekit.bench import phone, session
     from edgekit.bench.aggregate import aggregate
-    from edgekit.bench.result import BenchResult
 
     if sum(bool(x) for x in (detach, collect_id, resume_id)) > 1:
         raise InputError("choose one of --detach, --collect and --resume")
@@ -327,18 +346,8 @@ def bench_command(
         else:
             for line in render_summary(final, path):
                 out.print(line, markup=False)
-            if final.aggregate:
-                for key in ("battery_pct_per_25_conversations", "decode_tokens_per_s", "ttft_s_median"):
-                    a = final.aggregate[key]
-                    if a["mean"] is None:
-                        out.print(f"  {key}: no valid run of {a['runs']}")
-                    elif a["ci95_low"] is None:
-                        out.print(f"  {key}: {a['mean']:.4g} from 1 valid run of {a['runs']}: no interval")
-                    else:
-                        out.print(
-                            f"  {key} over {a['n']} valid of {a['runs']} runs: mean {a['mean']:.4g}, "
-                            f"sd {a['stddev']:.2g} (95% interval {a['ci95_low']:.4g} – {a['ci95_high']:.4g})"
-                        )
+            for line in render_aggregate(final):
+                out.print(line, markup=False)
         if worst:
             raise click.exceptions.Exit(worst)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -12,6 +12,11 @@ from rich.console import Console
 from edgekit.commands._common import human_bytes, print_json, stderr_console
 from edgekit.convert.recipes import Format, Quant
 from edgekit.errors import InputError
+
+if TYPE_CHECKING:
+    from edgekit.artifact import NllRecord
+    from edgekit.convert.nll import NllGap
+    from edgekit.convert.pipeline import ConvertResult
 
 _STAGE_LABELS = {
     "load": "load checkpoint",
@@ -57,40 +62,43 @@ class StageProgress:
             self._status = None
 
 
-def render(result: Any, console: Console) -> None:
+def render(result: ConvertResult, console: Console) -> None:
     """Human summary of a ConvertResult on stdout."""
     manifest = result.artifact.manifest
+    assert manifest is not None  # convert() always writes one
     s = manifest.settings
     out = Console(highlight=False, soft_wrap=True)
     verb = "up to date (cached, same input and settings)" if result.cached else "wrote"
     out.print(f"{verb} {result.artifact.path} ({human_bytes(manifest.size_bytes)}, sha256 {manifest.sha256[:12]}…)")
+    recipe = s.quant_recipe.value if s.quant_recipe is not None else None
     out.print(
-        f"  quant {s['quant']['value']} ({s['quant_recipe']['value'] or 'no quantization'}, {s['quant']['source']})"
-        f" · cache {s['cache_length']['value']} ({s['cache_length']['source']})"
-        f" · prefill {','.join(map(str, s['prefill_lengths']['value']))} ({s['prefill_lengths']['source']})"
+        f"  quant {s.quant.value} ({recipe or 'no quantization'}, {s.quant.source})"
+        f" · cache {s.cache_length.value} ({s.cache_length.source})"
+        f" · prefill {','.join(map(str, s.prefill_lengths.value))} ({s.prefill_lengths.source})"
     )
     quantization = manifest.quantization
-    if quantization and quantization.get("rules"):
-        recovered = "; the checkpoint's Q4_0 grid recovered" if quantization.get("grid_recovered") else ""
-        out.print(f"  weights: {quantization['description']}{recovered}")
+    if quantization and quantization.rules:
+        recovered = "; the checkpoint's Q4_0 grid recovered" if quantization.grid_recovered else ""
+        out.print(f"  weights: {quantization.description}{recovered}")
     fid = manifest.fidelity
     if fid:
         engine = (
-            f", engine generated {fid['engine_generated_tokens']} tokens"
-            if fid.get("engine_generated_tokens") is not None
+            f", engine generated {fid.engine_generated_tokens} tokens"
+            if fid.engine_generated_tokens is not None
             else ""
         )
+        floor_source = s.min_agreement.source if s.min_agreement is not None else None
         out.print(
-            f"  fidelity vs PyTorch: top-1 agreement {fid['top1_agreement']:.1%}"
-            f" (floor {fid['min_top1_agreement']:.0%}{_floor_source(s, 'min_agreement')})"
-            f", logit error max {fid['max_abs_logit_error']:.3g} mean {fid['mean_abs_logit_error']:.3g}"
-            f", greedy {round(fid['greedy_agreement'] * fid['greedy_steps'])}/{fid['greedy_steps']} steps{engine}"
+            f"  fidelity vs PyTorch: top-1 agreement {fid.top1_agreement:.1%}"
+            f" (floor {fid.min_top1_agreement:.0%}{' for random weights' if floor_source == 'random-weights' else ''})"
+            f", logit error max {fid.max_abs_logit_error:.3g} mean {fid.mean_abs_logit_error:.3g}"
+            f", greedy {round(fid.greedy_agreement * fid.greedy_steps)}/{fid.greedy_steps} steps{engine}"
         )
-        if fid.get("nll"):
-            out.print("  " + nll_line(fid["nll"], quant_words(s["quant"]["value"])))
+        if fid.nll:
+            out.print("  " + nll_line(fid.nll, quant_words(s.quant.value)))
     conv = manifest.conversion
     out.print(
-        f"  converted in {conv['wall_time_s']:.1f} s, peak RSS {conv['peak_rss_mb']:.0f} MB;"
+        f"  converted in {conv.wall_time_s:.1f} s, peak RSS {conv.peak_rss_mb:.0f} MB;"
         f" manifest {result.artifact.path}.json"
     )
     for note in result.notes:
@@ -105,18 +113,13 @@ def quant_words(quant: str) -> str:
         return quant
 
 
-def _floor_source(settings: dict[str, Any], name: str) -> str:
-    source = settings.get(name, {}).get("source")
-    return " for random weights" if source == "random-weights" else ""
-
-
-def nll_line(gap: dict[str, Any], recipe_words: str) -> str:
+def nll_line(gap: NllRecord | NllGap, recipe_words: str) -> str:
     """One line: the NLL gap of an artifact, e.g. "INT8 weights per channel: +0.061 nats/token vs fp32 …"."""
-    ceiling = gap.get("max_nll_gap")
+    ceiling = gap.max_nll_gap
     judged = f", floor {ceiling:.2f}" if ceiling is not None else ", not judged"
     return (
-        f"{recipe_words}: {gap['gap_nats_per_token']:+.3f} nats/token vs fp32 PyTorch on {gap['tokens']} tokens "
-        f"of {gap['text']['name']} (±{gap['gap_stderr']:.3f}, perplexity x{gap['perplexity_ratio']:.3f}{judged})"
+        f"{recipe_words}: {gap.gap_nats_per_token:+.3f} nats/token vs fp32 PyTorch on {gap.tokens} tokens "
+        f"of {gap.text['name']} (±{gap.gap_stderr:.3f}, perplexity x{gap.perplexity_ratio:.3f}{judged})"
     )
 
 
@@ -263,7 +266,7 @@ def convert_command(
         progress.stop()
     if as_json:
         data = {"artifact": str(result.artifact.path), "cached": result.cached, "notes": list(result.notes)}
-        data["manifest"] = result.artifact.manifest.__dict__ if result.artifact.manifest else None
+        data["manifest"] = result.artifact.manifest.to_data() if result.artifact.manifest else None
         print_json(data)
     else:
         render(result, console)

@@ -138,7 +138,7 @@ def _demo_json(
         "artifact": str(converted.artifact.path),
         "manifest": str(converted.artifact.path) + ".json",
         "size_bytes": manifest.size_bytes,
-        "fidelity": manifest.fidelity,
+        "fidelity": None if manifest.fidelity is None else manifest.fidelity.to_dict(),
         "prompt": prompt,
         "continuation": {"litert_lm": engine_text, "pytorch": torch_text},
         "battery_bench": {

@@ -87,7 +87,7 @@ def eval_command(
         print_json(result.to_dict())
         return
     gap = result.gap
-    click.echo(nll_line(gap.to_dict(), result.recipe or artifact.name))
+    click.echo(nll_line(gap, result.recipe or artifact.name))
     click.echo(
         f"  mean NLL: artifact {gap.artifact_nll:.4f}, PyTorch fp32 {gap.reference_nll:.4f} nats/token "
         f"over {gap.windows} windows; reference {result.reference}"

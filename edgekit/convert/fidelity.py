@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.artifact import FidelityReport
 from edgekit.engine import run_prompt
 from edgekit.errors import EdgekitError, FidelityError
 
@@ -34,26 +35,6 @@ PROBE_TEXTS = (
 MAX_PROBE_TOKENS = 32
 GREEDY_STEPS = 16
 _MASKED = -1e9
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FidelityReport:
-    """Agreement of the artifact with the PyTorch reference; floats are fractions 0..1."""
-
-    top1_agreement: float
-    max_abs_logit_error: float
-    mean_abs_logit_error: float
-    greedy_agreement: float
-    greedy_steps: int
-    positions: int
-    engine_generated_tokens: int | None
-    engine_text: str | None
-    min_top1_agreement: float
-    passed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as stored in the manifest."""
-        return dataclasses.asdict(self)
 
 
 def probe_sequences(tokenizer: Any, max_len: int) -> list[list[int]]:

@@ -476,10 +476,8 @@ def evaluate(
         manifest = None
     max_window_tokens = 512
     if manifest is not None and manifest.sha256 == digest:  # a stale manifest describes another file
-        cache = manifest.settings.get("cache_length", {}).get("value")
-        if isinstance(cache, int):
-            max_window_tokens = min(max_window_tokens, cache)
-        quant = manifest.settings.get("quant", {}).get("value")
+        max_window_tokens = min(max_window_tokens, manifest.settings.cache_length.value)
+        quant = manifest.settings.quant.value
         try:
             recipe = Quant(quant).description
         except ValueError:

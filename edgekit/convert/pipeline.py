@@ -27,8 +27,26 @@ from pathlib import Path
 from typing import Any
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
+from edgekit._typed import from_data
 from edgekit._versions import versions
-from edgekit.artifact import Artifact, Manifest, manifest_path, sha256_file
+from edgekit.artifact import (
+    CALLER,
+    Artifact,
+    ConversionRecord,
+    EvalTextFile,
+    FidelityReport,
+    GgufSource,
+    GridRecord,
+    Manifest,
+    ManifestSettings,
+    ModelRecord,
+    NllRecord,
+    QuantizationRecord,
+    SettingRecord,
+    SourceRecord,
+    manifest_path,
+    sha256_file,
+)
 from edgekit.convert import recipes
 from edgekit.convert.config import ConvertConfig
 from edgekit.convert.grid import GridReport, detect_q4_0
@@ -199,32 +217,37 @@ class Plan:
         quant: Quant = self.quant.value
         return quant.rules(recover_grid=self.recover_grid)
 
-    def quantization(self) -> dict[str, Any]:
+    def quantization(self) -> QuantizationRecord:
         """The manifest's `quantization` record: the recipe in words, its exact rules, the grid."""
         quant: Quant = self.quant.value
-        return {
-            "recipe": quant.recipe_name_for(recover_grid=self.recover_grid),
-            "description": quant.description,
-            "rules": self.rules(),
-            "grid_recovered": self.recover_grid,
-            "grid": self.grid.to_dict() if self.grid is not None else None,
-        }
+        return QuantizationRecord(
+            recipe=quant.recipe_name_for(recover_grid=self.recover_grid),
+            description=quant.description,
+            rules=self.rules(),
+            grid_recovered=self.recover_grid,
+            grid=from_data(self.grid.to_dict(), GridRecord, "grid report") if self.grid is not None else None,
+        )
 
-    def settings(self) -> dict[str, dict[str, Any]]:
+    def settings(self) -> ManifestSettings:
         """The settings as the manifest records them."""
         quant: Quant = self.quant.value
         recipe_name = quant.recipe_name_for(recover_grid=self.recover_grid)
-        return {
-            "quant": {"value": quant.value, "source": self.quant.source},
-            "quant_recipe": {"value": recipe_name, "source": self.quant.source},
-            "prefill_lengths": {"value": list(self.prefill_lengths.value), "source": self.prefill_lengths.source},
-            "cache_length": {"value": self.cache_length.value, "source": self.cache_length.source},
-            "lightweight": {"value": self.lightweight.value, "source": self.lightweight.source},
-            "min_agreement": {"value": self.min_agreement.value, "source": self.min_agreement.source},
-            "max_nll_gap": {"value": self.max_nll_gap.value, "source": self.max_nll_gap.source},
-            "eval_text": {"value": self.eval_text.value, "source": self.eval_text.source},
-            "format": {"value": self.format.value, "source": "flag"},
-        }
+
+        eval_text = self.eval_text.value
+        return ManifestSettings(
+            quant=SettingRecord(value=quant.value, source=self.quant.source),
+            quant_recipe=SettingRecord(value=recipe_name, source=self.quant.source),
+            prefill_lengths=SettingRecord(value=tuple(self.prefill_lengths.value), source=self.prefill_lengths.source),
+            cache_length=SettingRecord(value=self.cache_length.value, source=self.cache_length.source),
+            lightweight=SettingRecord(value=self.lightweight.value, source=self.lightweight.source),
+            min_agreement=SettingRecord(value=self.min_agreement.value, source=self.min_agreement.source),
+            max_nll_gap=SettingRecord(value=self.max_nll_gap.value, source=self.max_nll_gap.source),
+            eval_text=SettingRecord(
+                value=eval_text if isinstance(eval_text, str) else EvalTextFile(**eval_text),
+                source=self.eval_text.source,
+            ),
+            format=SettingRecord(value=self.format.value, source=CALLER),
+        )
 
 
 def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
@@ -253,15 +276,15 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
         # order any quantization shuffles (see RANDOM_WEIGHTS_MIN_AGREEMENT).
         from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
 
-        if min_agreement.source != "flag":
+        if min_agreement.source != CALLER:
             min_agreement = Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
-        if max_nll_gap.source != "flag":
+        if max_nll_gap.source != CALLER:
             max_nll_gap = Setting(None, "random-weights")
     if config.eval_text is not None:
         from edgekit.convert import nll
 
         nll.text_from_file(config.eval_text)  # bad text is bad input, before any work
-        eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, "flag")
+        eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, CALLER)
     else:
         eval_text = Setting("builtin:report", "default")
     return Plan(
@@ -451,7 +474,7 @@ def load_reference(path: Path) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(str(path))
 
 
-def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scratch: Path) -> dict[str, Any]:
+def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scratch: Path) -> FidelityReport:
     """Fidelity of the file at `artifact_path` (as it will be delivered) against `model`.
 
     Two measurements, both recorded: next-token top-1 agreement (fidelity.check) and, for a
@@ -473,8 +496,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
         min_top1_agreement=0.0,
         threads=the_plan.threads,
     )
-    result = report.to_dict()
-    result["min_top1_agreement"] = floor
+    ceiling = the_plan.max_nll_gap.value
     gap = None
     if bundle is not None:
         text_setting = the_plan.eval_text.value
@@ -486,15 +508,13 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
             threads=the_plan.threads,
             max_window_tokens=min(512, int(the_plan.cache_length.value)),
         )
-        result["nll"] = gap.to_dict()
-        result["nll"]["max_nll_gap"] = the_plan.max_nll_gap.value
-    ceiling = the_plan.max_nll_gap.value
     top1_ok = report.top1_agreement >= floor
     gap_ok = gap is None or ceiling is None or gap.gap_nats_per_token <= ceiling
+    nll_record = None
     if gap is not None:
-        result["nll"]["passed"] = gap_ok
-    result["passed"] = top1_ok and gap_ok
-    if not result["passed"]:
+        nll_record = from_data(gap.to_dict() | {"max_nll_gap": ceiling, "passed": gap_ok}, NllRecord, "NLL gap")
+    result = dataclasses.replace(report, min_top1_agreement=floor, nll=nll_record, passed=top1_ok and gap_ok)
+    if not result.passed:
         quant: Quant = the_plan.quant.value
         failed = []
         if not top1_ok:
@@ -602,24 +622,26 @@ def convert(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _source_record(ckpt: Checkpoint, gguf_info: Any, in_memory: bool) -> dict[str, Any]:
+def _source_record(ckpt: Checkpoint, gguf_info: Any, in_memory: bool) -> SourceRecord:
     if gguf_info is not None:
         info = gguf_info.to_dict()
-        return {
-            "kind": "gguf",
-            "path": str(gguf_info.path.resolve()),
-            "sha256": gguf_info.sha256,
-            "files": {gguf_info.path.name: gguf_info.sha256},
-            "gguf": {k: info[k] for k in ("architecture", "name", "size_bytes", "tensor_types")},
+        return SourceRecord(
+            kind="gguf",
+            path=str(gguf_info.path.resolve()),
+            sha256=gguf_info.sha256,
+            files={gguf_info.path.name: gguf_info.sha256},
+            gguf=from_data(
+                {k: info[k] for k in ("architecture", "name", "size_bytes", "tensor_types")}, GgufSource, "GGUF header"
+            ),
             # What transformers' GGUF loader made of it (fp32), as converted.
-            "materialized_files": ckpt.files,
-        }
-    return {
-        "kind": "in_memory" if in_memory else "checkpoint_dir",
-        "path": None if in_memory else str(ckpt.path.resolve()),
-        "sha256": ckpt.source_sha256,
-        "files": ckpt.files,
-    }
+            materialized_files=ckpt.files,
+        )
+    return SourceRecord(
+        kind="in_memory" if in_memory else "checkpoint_dir",
+        path=None if in_memory else str(ckpt.path.resolve()),
+        sha256=ckpt.source_sha256,
+        files=ckpt.files,
+    )
 
 
 def _convert_in(
@@ -660,12 +682,12 @@ def _convert_in(
         tracker.leave()
     else:
         notes.append("fidelity check skipped (--no-verify): nothing proves this artifact computes the right thing")
-    conversion = {
-        "wall_time_s": round(time.perf_counter() - started, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "stage_times_s": dict(tracker.times_s),
-        "log": None if log_path is None else str(log_path),
-    }
+    conversion = ConversionRecord(
+        wall_time_s=round(time.perf_counter() - started, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        stage_times_s=dict(tracker.times_s),
+        log=None if log_path is None else str(log_path),
+    )
 
     manifest = _manifest(
         staged,
@@ -774,10 +796,10 @@ def _manifest(
     the_plan: Plan,
     config: ConvertConfig,
     *,
-    source: dict[str, Any],
+    source: SourceRecord,
     key: str | None,
-    conversion: dict[str, Any],
-    fidelity: Any,
+    conversion: ConversionRecord,
+    fidelity: FidelityReport | None,
     notes: list[str],
 ) -> Manifest:
     """The manifest of the finished file `staged`."""
@@ -786,11 +808,11 @@ def _manifest(
         size_bytes=staged.stat().st_size,
         format=config.output_format.value,
         source=source,
-        model={
-            "model_type": ckpt.model_type,
-            "family": the_plan.recipe.family if the_plan.recipe else None,
-            "parameter_count": ckpt.parameter_count,
-        },
+        model=ModelRecord(
+            model_type=ckpt.model_type,
+            family=the_plan.recipe.family if the_plan.recipe else None,
+            parameter_count=ckpt.parameter_count,
+        ),
         settings=the_plan.settings(),
         versions=versions(),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -194,7 +194,7 @@ class Recipe:
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """A resolved value and where it came from: "flag", "recipe:<family>" or "default"."""
+    """A resolved value and where it came from: "caller" (given in ConvertConfig), "recipe:<family>" or "default"."""
 
     value: Any
     source: str
@@ -235,25 +235,25 @@ def recipe_for(model_type: str) -> Recipe | None:
 def resolve(name: str, given: Any, recipe: Recipe | None) -> Setting:
     """Resolve one setting: `given` (not None) beats the recipe, which beats the default."""
     if given is not None:
-        return Setting(given, "flag")
+        return Setting(given, "caller")
     if recipe is not None and name in recipe.defaults:
         return Setting(recipe.defaults[name], f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS[name], "default")
 
 
 def resolve_min_agreement(given: float | None, quant: Quant, recipe: Recipe | None) -> Setting:
-    """The top-1 agreement floor for `quant`: flag, then recipe, then built-in."""
+    """The top-1 agreement floor for `quant`: the caller's, then recipe, then built-in."""
     if given is not None:
-        return Setting(given, "flag")
+        return Setting(given, "caller")
     if recipe is not None and quant.value in recipe.min_top1_agreement:
         return Setting(float(recipe.min_top1_agreement[quant.value]), f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS["min_top1_agreement"][quant.value], "default")
 
 
 def resolve_max_nll_gap(given: float | None, quant: Quant, recipe: Recipe | None) -> Setting:
-    """The NLL-gap ceiling (nats/token) for `quant`: flag, then recipe, then none (measured, not judged)."""
+    """The NLL-gap ceiling (nats/token) for `quant`: the caller's, then recipe, then none (measured, not judged)."""
     if given is not None:
-        return Setting(given, "flag")
+        return Setting(given, "caller")
     if recipe is not None and quant.value in recipe.max_nll_gap:
         return Setting(float(recipe.max_nll_gap[quant.value]), f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS["max_nll_gap"].get(quant.value), "default")

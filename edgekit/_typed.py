@@ -1,0 +1,32 @@
+"""Typed records <-> plain JSON data, validated with msgspec (results, manifests).
+
+Records are frozen dataclasses; msgspec checks every nested field against its annotation
+when a file is read (ints for floats are accepted; unknown keys are ignored, so a newer
+edgekit's extra keys do not stop an older one). A field that a file may lack has a
+default; `msgspec.UNSET` marks a key that is left out of the file when it does not apply
+(e.g. a local run's runner has no `protocol`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from edgekit.errors import InputError
+
+T = TypeVar("T")
+
+
+def from_data(data: Any, cls: type[T], what: str) -> T:
+    """`data` (parsed JSON) as a `cls`; InputError naming the first bad field, e.g.
+    "battery-bench result: Expected `int`, got `str` - at `$.turns[0].turn_index`"."""
+    try:
+        return msgspec.convert(data, cls)
+    except msgspec.ValidationError as exc:
+        raise InputError(f"{what}: {exc}") from exc
+
+
+def to_data(record: Any) -> Any:
+    """A record as plain JSON data (dicts, lists, str, numbers, None); UNSET fields left out."""
+    return msgspec.to_builtins(record)
