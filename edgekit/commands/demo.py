@@ -146,7 +146,7 @@ def _demo_json(
             "report": str(report_path),
             "simulated": bench.simulated,
             "exit_code": bench.exit_code(),
-            "summary": bench.summary,
+            "summary": bench.to_data()["summary"],
         },
     }
 

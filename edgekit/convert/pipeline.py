@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
-from edgekit._typed import from_data
+from edgekit._typed import from_data, to_data
 from edgekit._versions import versions
 from edgekit.artifact import (
     CALLER,
@@ -541,7 +541,12 @@ class ConvertResult:
 
 def cache_key(ckpt: Checkpoint, the_plan: Plan, verify_on: bool) -> str:
     """Hash of the source files, the resolved settings and the tool versions."""
-    payload = {"files": ckpt.files, "settings": the_plan.settings(), "verify": verify_on, "versions": versions()}
+    payload = {
+        "files": ckpt.files,
+        "settings": to_data(the_plan.settings()),
+        "verify": verify_on,
+        "versions": versions(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
