@@ -7,6 +7,10 @@ workload_charge_mah_ci95, workload_energy_mwh, mj_per_output_token, decode_token
 prefill_tokens_per_s, ttft_s_median, output_tokens, conversations, duration_s. Power
 figures are None when a validity flag voids them or the device cannot measure them. Raw
 samples and per-turn records are kept; the summary is derived from them.
+
+Every part is a typed record (Summary, PowerRecord, ValidityFlag, TurnRecord, ...);
+`from_json`/`load` check each key against its type with msgspec (edgekit._typed), so a
+malformed file is one InputError line naming the key. Every schema-1 file reads.
 """
 
 from __future__ import annotations

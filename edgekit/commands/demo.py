@@ -12,7 +12,7 @@ import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -22,6 +22,10 @@ from edgekit.commands._common import print_json, stderr_console
 from edgekit.commands.bench import render_summary
 from edgekit.commands.convert import StageProgress, render
 from edgekit.errors import DependencyError
+
+if TYPE_CHECKING:
+    from edgekit.bench.result import BenchResult
+    from edgekit.convert import ConvertResult
 
 DEMO_PROMPT = "The capital of France is"
 DEMO_MAX_TOKENS = 24
@@ -107,7 +111,7 @@ def _model_name(real: bool) -> str:
     return "gemma3-270m" if real else "tiny-gemma3"
 
 
-def _convert(model_dir: Path, output: Path, threads: int | None, console: Console) -> Any:
+def _convert(model_dir: Path, output: Path, threads: int | None, console: Console) -> ConvertResult:
     """The default INT4 recipe with the fidelity check, stages shown as they run."""
     from edgekit.convert import ConvertConfig, convert
 
@@ -121,10 +125,10 @@ def _convert(model_dir: Path, output: Path, threads: int | None, console: Consol
 
 def _demo_json(
     real: bool,
-    converted: Any,
+    converted: ConvertResult,
     prompt: str,
     continuations: tuple[str, str],
-    bench: Any,
+    bench: BenchResult,
     result_path: Path,
     report_path: Path,
 ) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def _demo_json(
 
 
 def _render_demo(
-    real: bool, prompt: str, continuations: tuple[str, str], bench: Any, result_path: Path, report_path: Path
+    real: bool, prompt: str, continuations: tuple[str, str], bench: BenchResult, result_path: Path, report_path: Path
 ) -> None:
     out = Console(highlight=False, soft_wrap=True)
     engine_text, torch_text = continuations
@@ -227,7 +231,7 @@ def _keep_remembered_runner() -> Iterator[None]:
             last.write_text(before)
 
 
-def _bench_on_emulated_phone(workdir: Path, artifact: Path, threads: int | None, log: Path) -> Any:
+def _bench_on_emulated_phone(workdir: Path, artifact: Path, threads: int | None, log: Path) -> BenchResult:
     """chat-25 on `edgekit.testing`'s ADB device emulator (fresh each time), over the direct transport."""
     from edgekit.bench.session import BenchConfig, battery_bench
     from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
