@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from msgspec import UNSET, UnsetType
 
+from edgekit._files import atomic_write_text
 from edgekit._typed import from_data, to_data
 from edgekit.errors import InputError
 
@@ -239,9 +239,7 @@ class Manifest:
     def write(self, artifact_path: Path) -> Path:
         """Write the manifest beside `artifact_path` atomically; returns its path."""
         path = manifest_path(artifact_path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        atomic_write_text(path, self.to_json())
         return path
 
 

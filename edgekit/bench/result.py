@@ -23,6 +23,7 @@ from typing import Any
 
 from msgspec import UNSET, UnsetType
 
+from edgekit._files import atomic_write_text
 from edgekit._typed import from_data, to_data
 from edgekit.artifact import Manifest
 from edgekit.bench.power import Conventions, PowerReport, PowerSample, ValidityFlag
@@ -292,9 +293,7 @@ class BenchResult:
     def write(self, path: Path) -> Path:
         """Write atomically to `path` (folders created)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        atomic_write_text(path, self.to_json())
         return path
 
     @classmethod
