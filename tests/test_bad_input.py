@@ -64,8 +64,8 @@ CASES = {
     "bad config.json": (_break_config_json, "is not valid JSON"),
     "unsupported architecture": (_break_unsupported_arch, "model_type 'bert'"),
     "no tokenizer": (_break_missing_tokenizer, "has no tokenizer"),
-    "truncated safetensors": (_break_truncated_weights, "is truncated or corrupt"),
-    "garbage safetensors": (_break_garbage_weights, "is truncated or not a safetensors file"),
+    "truncated safetensors": (_break_truncated_weights, "is truncated or corrupt (incomplete metadata"),
+    "garbage safetensors": (_break_garbage_weights, "is truncated or corrupt (header too small)"),
     "no weights": (_break_no_weights, "has no *.safetensors"),
     "all-zero block": (
         _break_zero_block,

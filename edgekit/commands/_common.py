@@ -6,6 +6,7 @@ import json
 import sys
 from typing import IO, Any, cast
 
+from rich import filesize
 from rich.console import Console
 
 from edgekit._capture import TerminalStderr
@@ -27,10 +28,6 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def human_bytes(n: float) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as file managers show)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+def human_bytes(n: int) -> str:
+    """1234567 -> '1.2 MB' (rich.filesize.decimal: decimal units, as file managers show)."""
+    return filesize.decimal(n)
