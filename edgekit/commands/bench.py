@@ -250,7 +250,9 @@ def bench_command(
 
     Exit codes: 0 complete (battery valid, or a device with no battery counters: speed
     only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
-    missing turns); 130 Ctrl-C. The result is written to -o in every case.
+    missing turns): the result is written to -o for all three. 130 Ctrl-C: nothing is
+    written to -o; a run on a phone is stopped and kept there for --collect or --resume
+    (the command prints both).
     """
     from edgekit.bench import phone, session
     from edgekit.bench.aggregate import aggregate

@@ -1,9 +1,10 @@
 """Hugging Face checkpoint → verified LiteRT artifact, in typed stages.
 
     load_checkpoint(dir) -> Checkpoint          validate the folder, hash its files
-    plan(ckpt, config) -> Plan                  resolve every setting (flag > recipe > default)
+    plan(ckpt, config) -> Plan                  resolve every setting (caller > recipe > default)
     export(ckpt, plan, work_dir) -> Exported    litert-torch export_hf: export, quantize, bundle
-    verify(exported, ckpt, plan) -> report      fidelity.check against the PyTorch reference
+    verify(artifact, plan, model, tokenizer, scratch) -> FidelityReport
+                                                fidelity.check against the PyTorch reference
     convert(...)                                all of the above, cached, written atomically
 
 litert-torch does the work; edgekit adds checks, settings, provenance and the cache.
@@ -235,7 +236,7 @@ class Plan:
 
 
 def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
-    """Resolve the settings of converting `ckpt` as `config` asks (flag > recipe > default)."""
+    """Resolve the settings of converting `ckpt` as `config` asks (caller > recipe > default)."""
     recipe = recipes.recipe_for(ckpt.model_type)
     notes = []
     if recipe is None:

@@ -1,7 +1,7 @@
 """Pure parsers for what Android devices and the LiteRT-LM runner print.
 
 Each takes text and returns a typed value; none touches a device. Every variant in
-`shared/captures/` parses (see tests/test_parsers.py). A field a device does not print is
+`tests/captures/` parses (see tests/test_parsers.py). A field a device does not print is
 None, never 0. Units live in names.
 """
 
