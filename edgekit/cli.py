@@ -10,10 +10,9 @@ import os
 import sys
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from edgekit._versions import versions
+from edgekit.commands._common import error_line
 from edgekit.commands.bench import bench_command
 from edgekit.commands.clean import clean_command
 from edgekit.commands.convert import convert_command
@@ -37,16 +36,26 @@ def _print_versions(ctx: click.Context, _param: click.Parameter, value: bool) ->
     ctx.exit()
 
 
+class _InOrder(click.Group):
+    """Lists commands in the order they were added (pipeline order), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
 @click.group(
+    cls=_InOrder,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Start here:
-  edgekit demo                                   the whole pipeline on the real Gemma 3 270M (~6 min)
-  edgekit convert MODEL_DIR -o model.litertlm    PyTorch/Hugging Face (or .gguf) -> LiteRT INT4 bundle
-  edgekit eval model.litertlm --reference MODEL_DIR   NLL gap vs the fp32 PyTorch model
-  edgekit example gemma3-270m ./gemma3-270m      the real Gemma 3 270M (base model), no download
-  edgekit deploy --device SERIAL model.litertlm  verified, idempotent push to a phone + smoke run
-  edgekit battery-bench --device SERIAL m.litertlm  25 conversations: tokens/s, TTFT, battery %
+  edgekit demo                                        the whole pipeline on this computer (~6 min)
+In pipeline order:
+  edgekit example gemma3-270m ./gemma3-270m           the real Gemma 3 270M (base model), no download
+  edgekit convert ./gemma3-270m -o model.litertlm     PyTorch/Hugging Face (or .gguf) -> LiteRT INT4 bundle
+  edgekit eval model.litertlm --reference ./gemma3-270m   NLL gap vs the fp32 PyTorch model
+  edgekit deploy --device SERIAL model.litertlm       verified, idempotent push to a phone + smoke run
+  edgekit battery-bench --device SERIAL model.litertlm   25 conversations: tokens/s, TTFT, battery %
+  edgekit report edgekit-results/RESULT.json          HTML report + Markdown summary
 Run 'edgekit COMMAND --help' for a command's options and examples.
 """,
 )
@@ -63,21 +72,20 @@ def cli() -> None:
     fast it runs and what it costs in battery."""
 
 
-cli.add_command(convert_command)
-cli.add_command(eval_command)
-cli.add_command(deploy_command)
-cli.add_command(bench_command)
-cli.add_command(report_command)
-cli.add_command(compare_command)
-cli.add_command(devices_command)
-cli.add_command(clean_command)
-cli.add_command(example_command)
-cli.add_command(demo_command)
-
-
-def _error_line(message: str) -> None:
-    one_line = " ".join(message.splitlines())
-    Console(stderr=True, highlight=False).print(Text(f"edgekit: error: {one_line}", style="red"), soft_wrap=True)
+# Pipeline order: a model, its artifact, the phone, the measurement, its report; then upkeep.
+for _command in (
+    example_command,
+    convert_command,
+    eval_command,
+    devices_command,
+    deploy_command,
+    bench_command,
+    report_command,
+    compare_command,
+    clean_command,
+    demo_command,
+):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,23 +97,29 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            command = exc.ctx.command_path
+            click.echo(f"{exc.ctx.get_usage()}\nTry '{command} --help' for help.", err=True)
+        error_line(exc.format_message())
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        error_line(exc.format_message())
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Click turns Ctrl-C into Abort. Every command cleans up in `finally` blocks.
         # No claim about what was left behind: that depends on where the command was cut.
-        _error_line("interrupted")
+        error_line("interrupted")
         return EXIT_INTERRUPTED
     except EdgekitError as exc:
         if debug:
             raise
-        _error_line(str(exc))
+        error_line(str(exc))
         return exc.exit_code
     except Exception as exc:
         if debug:
             raise
-        _error_line(f"internal error: {type(exc).__name__}: {exc} (run with EDGEKIT_DEBUG=1 for the traceback)")
+        error_line(f"internal error: {type(exc).__name__}: {exc} (run with EDGEKIT_DEBUG=1 for the traceback)")
         return EXIT_INTERNAL
 
 

@@ -166,8 +166,8 @@ def test_full_chat25_through_the_cli_then_report_and_compare(
         emulated_device.serial,
         "--runner",
         str(emulated_device.runner),
-        "--sample-ms",
-        "100",
+        "--sample-s",
+        "0.1",
         "--baseline-s",
         "3",  # 30 idle samples per baseline: enough blocks for the bootstrap interval asserted below
         "-o",
@@ -202,7 +202,7 @@ def test_full_chat25_through_the_cli_then_report_and_compare(
     reg = run_cli("compare", str(out), str(slower), "--fail-on-regression", "5")
     assert reg.returncode == 1
     assert "decode_tokens_per_s" in reg.stdout and "REGRESSION" in reg.stdout
-    assert reg.stderr.strip() == "Error: regression beyond 5.0%: decode_tokens_per_s"
+    assert reg.stderr.strip() == "edgekit: error: regression beyond 5.0%: decode_tokens_per_s"
 
     # Rendered in headless Chromium, the page shows the plots (their colours are on screen).
     chromium = require_tool("chromium")

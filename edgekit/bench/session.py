@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.artifact import Artifact
@@ -239,13 +240,21 @@ def collect(device: Device, run_id: str, *, restore: bool = True) -> BenchResult
 
 
 def battery_bench(
-    device: Device, artifact_path: Path | str, config: BenchConfig | None = None, progress: ProgressFn | None = None
+    device: Device,
+    artifact_path: Path | str,
+    config: BenchConfig | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    on_started: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Run the workload on `device` attached (start, follow, collect) and return the result;
-    on the `local` device, through the LiteRT-LM engine in this process."""
+    on the `local` device, through the LiteRT-LM engine in this process. `on_started(run_id)`
+    hears the id of a run the device's driver has started (none on `local`)."""
     config = config or BenchConfig()
     if isinstance(device, LocalDevice):
         return run_local(device, artifact_path, config, progress)
     run_id = start_run(device, artifact_path, config)
+    if on_started is not None:
+        on_started(run_id)
     follow(device, run_id, config, progress)
     return collect(device, run_id)

@@ -1,15 +1,63 @@
-"""What every command shares: the stderr console (status, progress) and JSON output."""
+"""What the commands share: the --device/--transport options, the stderr console
+(status, progress), the error line, JSON output and the renderers of results that more
+than one command prints."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import IO, Any, cast
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
+import click
 from rich import filesize
 from rich.console import Console
+from rich.text import Text
 
 from edgekit._capture import TerminalStderr
+from edgekit.convert.recipes import Quant
+from edgekit.device import Transport
+
+if TYPE_CHECKING:
+    from edgekit.artifact import NllRecord
+    from edgekit.bench.power import ValidityFlag
+    from edgekit.bench.result import BenchResult
+    from edgekit.convert.nll import NllGap
+    from edgekit.convert.pipeline import ConvertResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def device_option(*, several: str) -> Callable[[F], F]:
+    """`--device`, repeatable; `several` says what happens with more than one device."""
+    return click.option(
+        "--device",
+        "devices",
+        multiple=True,
+        metavar="SERIAL",
+        help="adb serial, HOST:PORT (network adbd or a device farm's remote adb), 'all' (every adb device "
+        f"ready), or 'local' (this computer). Repeat for several; {several}.  "
+        "[default: the one attached phone]",
+    )
+
+
+transport_option = click.option(
+    "--transport",
+    type=click.Choice([t.value for t in Transport]),
+    default=Transport.ADB.value,
+    show_default=True,
+    help="adb: through the adb server (USB, adb tcpip, wireless debugging). direct: straight to the "
+    "phone's adbd over TCP, no server (--device HOST:PORT).",
+)
+"""`--transport adb|direct`."""
+
+
+def error_line(message: str) -> None:
+    """`edgekit: error: MESSAGE` in red on stderr, on one line: how every command reports an error."""
+    one_line = " ".join(message.splitlines())
+    stderr_console().print(Text(f"edgekit: error: {one_line}", style="red"), soft_wrap=True)
 
 
 def stderr_console() -> Console:
@@ -31,3 +79,203 @@ def print_json(data: Any) -> None:
 def human_bytes(n: int) -> str:
     """1234567 -> '1.2 MB' (rich.filesize.decimal: decimal units, as file managers show)."""
     return filesize.decimal(n)
+
+
+# Renderers shared by several commands.
+
+_STAGE_LABELS = {
+    "load": "load checkpoint",
+    "export": "export (litert-torch)",
+    "quantize": "quantize",
+    "bundle": "bundle",
+    "verify": "verify against PyTorch",
+}
+
+
+class StageProgress:
+    """Renders stage start/done events: a spinner while a stage runs, a line when it ends."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._status: Any = None
+        self._started: dict[str, float] = {}
+
+    def __call__(self, stage: str, event: str) -> None:
+        label = _STAGE_LABELS.get(stage, stage)
+        if event == "start":
+            self._started[stage] = time.perf_counter()
+            self.stop()
+            self._status = self._console.status(f"{label}…")
+            self._status.start()
+        else:
+            self.stop()
+            elapsed = time.perf_counter() - self._started.get(stage, time.perf_counter())
+            self._console.print(f"[green]✓[/green] {label:<24} {elapsed:7.1f} s")
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def render_conversion(result: ConvertResult, console: Console) -> None:
+    """Human summary of a ConvertResult on stdout."""
+    manifest = result.artifact.manifest
+    assert manifest is not None  # convert() always writes one
+    s = manifest.settings
+    out = Console(highlight=False, soft_wrap=True)
+    verb = "up to date (cached, same input and settings)" if result.cached else "wrote"
+    out.print(f"{verb} {result.artifact.path} ({human_bytes(manifest.size_bytes)}, sha256 {manifest.sha256[:12]}…)")
+    recipe = s.quant_recipe.value if s.quant_recipe is not None else None
+    out.print(
+        f"  quant {s.quant.value} ({recipe or 'no quantization'}, {s.quant.source})"
+        f" · cache {s.cache_length.value} ({s.cache_length.source})"
+        f" · prefill {','.join(map(str, s.prefill_lengths.value))} ({s.prefill_lengths.source})"
+    )
+    quantization = manifest.quantization
+    if quantization and quantization.rules:
+        recovered = "; the checkpoint's Q4_0 grid recovered" if quantization.grid_recovered else ""
+        out.print(f"  weights: {quantization.description}{recovered}")
+    fid = manifest.fidelity
+    if fid:
+        engine = (
+            f", engine generated {fid.engine_generated_tokens} tokens"
+            if fid.engine_generated_tokens is not None
+            else ""
+        )
+        floor_source = s.min_agreement.source if s.min_agreement is not None else None
+        out.print(
+            f"  fidelity vs PyTorch: top-1 agreement {fid.top1_agreement:.1%}"
+            f" (floor {fid.min_top1_agreement:.0%}{' for random weights' if floor_source == 'random-weights' else ''})"
+            f", logit error max {fid.max_abs_logit_error:.3g} mean {fid.mean_abs_logit_error:.3g}"
+            f", greedy {round(fid.greedy_agreement * fid.greedy_steps)}/{fid.greedy_steps} steps{engine}"
+        )
+        if fid.nll:
+            out.print("  " + nll_line(fid.nll, quant_words(s.quant.value)))
+    conv = manifest.conversion
+    out.print(
+        f"  converted in {conv.wall_time_s:.1f} s, peak RSS {conv.peak_rss_mb:.0f} MB;"
+        f" manifest {result.artifact.path}.json"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def quant_words(quant: str) -> str:
+    """The recipe named by `quant` in plain words ("INT8 weights per channel"), or the name itself."""
+    try:
+        return Quant(quant).description
+    except ValueError:
+        return quant
+
+
+def nll_line(gap: NllRecord | NllGap, recipe_words: str) -> str:
+    """One line: the NLL gap of an artifact, e.g. "INT8 weights per channel: +0.061 nats/token vs fp32 …"."""
+    ceiling = gap.max_nll_gap
+    judged = f", floor {ceiling:.2f}" if ceiling is not None else ", not judged"
+    return (
+        f"{recipe_words}: {gap.gap_nats_per_token:+.3f} nats/token vs fp32 PyTorch on {gap.tokens} tokens "
+        f"of {gap.text['name']} (±{gap.gap_stderr:.3f}, perplexity x{gap.perplexity_ratio:.3f}{judged})"
+    )
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def _where(flag: ValidityFlag) -> str:
+    window, t = flag.window, flag.t_s
+    if window and t is not None:
+        return f" ({window}, {t:.1f} s)"
+    return f" ({window})" if window else ""
+
+
+def render_summary(result: BenchResult, path: Path | None) -> list[str]:
+    """The human summary of a BenchResult (every figure labelled simulated when it is)."""
+    from edgekit.bench.result import figure
+
+    s = result.summary
+    sim = " (simulated)" if result.simulated else ""
+    w = result.workload
+    turns = sum(c.turns for c in w.conversations)
+    lines = [
+        f"battery-bench {result.run_id}: {w.name} v{w.version} ({len(w.conversations)} conversations, "
+        f"{turns} turns) on {result.device.model or result.device.serial}{sim}"
+        + ("" if result.complete else " — FAILED (incomplete)"),
+    ]
+    if result.simulated:
+        lines.append(
+            f"  SIMULATED: {result.device.emulator or 'an emulated device'} has no real battery; "
+            "every figure below is simulated"
+        )
+    lines.append(
+        f"  decode {_fmt(s.decode_tokens_per_s, '.1f')} tok/s · prefill {_fmt(s.prefill_tokens_per_s, '.1f')} "
+        f"tok/s · time to first token median {_fmt(s.ttft_s_median, '.3f', ' s')} · {s.output_tokens} output "
+        f"tokens in {_fmt(s.duration_s, '.1f', ' s')}{sim}"
+    )
+    runner = result.runner
+    if runner.protocol:
+        lines.append(
+            f"  runner: {runner.protocol.replace('_', '-')} protocol; "
+            f"time to first token from the {runner.ttft_source or None}"
+        )
+        for note in runner.conditions or ():
+            lines.append(f"  runner condition: {note}")
+    pct = figure(result, "battery_pct_per_25_conversations")
+    charge = figure(result, "workload_charge_mah")
+    if charge.value is None:
+        voids = [f for f in result.validity if f.voids]
+        if result.exit_code() == 0:  # a device with no battery counters: a speed-only run
+            why = "; ".join(f.message for f in voids) or "no battery counters"
+            lines.append(f"  battery: not measured — {why}")
+        else:
+            why = "; ".join(f"[{f.code}]{_where(f)} {f.message}" for f in voids) or "no valid battery figure"
+            lines.append(f"  battery: VOID — {why}")
+    else:
+        interval = "" if pct.low is None or pct.high is None else f" (95% interval {pct.low:.3f}–{pct.high:.3f}%)"
+        headline = (
+            f"  battery: {_fmt(pct.value, '.3f', '%')} of design capacity per 25 conversations{interval}{sim} "
+            f"[{pct.basis}]"
+        )
+        lines.append(headline)
+        full = figure(result, "battery_pct_of_full_charge_per_25_conversations")
+        energy = figure(result, "workload_energy_mwh")
+        mj = figure(result, "mj_per_output_token")
+        lines.append(
+            f"  {_fmt(full.value, '.3f', '%')} of today's full charge (charge_full) · {charge.value:.2f} mAh · "
+            f"{_fmt(energy.value, '.2f', ' mWh')} · {_fmt(mj.value, '.1f')} mJ/output token{sim}"
+        )
+        p = result.power
+        if p.baseline_current_ma is not None:
+            after = p.baseline_after_current_ma
+            drift = "" if after is None else f", {after:.1f} mA after (drift {p.baseline_drift_ma or 0.0:+.1f} mA)"
+            lines.append(
+                f"  idle baseline subtracted: {p.baseline_current_ma:.1f} mA before{drift} · "
+                f"{p.baseline_power_mw or 0.0:.0f} mW{sim}"
+            )
+        if p.conventions:
+            lines.append(f"  current_now: {p.conventions.basis}")
+    for flag in result.validity:
+        lines.append(f"  {'VOID' if flag.voids else 'flag'} [{flag.code}]{_where(flag)}: {flag.message}")
+    if path is not None:
+        lines.append(f"  result: {path}")
+    return lines
+
+
+def render_aggregate(result: BenchResult) -> list[str]:
+    """With --repeat: the mean, sd and 95% interval of the headline figures over the valid runs."""
+    lines = []
+    for key in ("battery_pct_per_25_conversations", "decode_tokens_per_s", "ttft_s_median"):
+        a = (result.aggregate or {}).get(key)
+        if a is None:
+            continue
+        if a.mean is None:
+            lines.append(f"  {key}: no valid run of {a.runs}")
+        elif a.ci95_low is None or a.ci95_high is None or a.stddev is None:
+            lines.append(f"  {key}: {a.mean:.4g} from 1 valid run of {a.runs}: no interval")
+        else:
+            lines.append(
+                f"  {key} over {a.n} valid of {a.runs} runs: mean {a.mean:.4g}, "
+                f"sd {a.stddev:.2g} (95% interval {a.ci95_low:.4g} – {a.ci95_high:.4g})"
+            )
+    return lines

@@ -6,26 +6,41 @@ import shutil
 
 import click
 
-from edgekit.commands._common import print_json
-from edgekit.commands.deploy import device_option, transport_option
+from edgekit.commands._common import device_option, print_json, stderr_console, transport_option
 from edgekit.device import Transport, open_device, resolve_devices
 from edgekit.errors import InputError
 
 
-@click.command("clean")
-@device_option
+@click.command(
+    "clean",
+    short_help="Remove edgekit's files from devices, or its local caches.",
+    epilog="""\b
+Examples:
+  edgekit clean --device SERIAL                 keep only the newest deploy on the phone
+  edgekit clean --device all --everything       remove /data/local/tmp/edgekit from every phone
+  edgekit clean --cache                         remove ~/.cache/edgekit on this computer
+""",
+)
+@device_option(several="each is cleaned in turn")
 @transport_option
-@click.option("--all", "everything", is_flag=True, help="Remove everything, the newest deploy too.")
+@click.option("--everything", is_flag=True, help="Remove all of /data/local/tmp/edgekit, the newest deploy too.")
+@click.option("--all", "all_deprecated", is_flag=True, hidden=True, help="Deprecated spelling of --everything.")
 @click.option("--cache", is_flag=True, help="Remove edgekit's local caches (runner, logs, local device) instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
-def clean_command(devices: tuple[str, ...], transport: str, everything: bool, cache: bool, as_json: bool) -> None:
+def clean_command(
+    devices: tuple[str, ...], transport: str, everything: bool, all_deprecated: bool, cache: bool, as_json: bool
+) -> None:
     """Remove edgekit's files from a device (/data/local/tmp/edgekit): every model, runner
-    and harness but the newest deploy's, or all of it with --all. With --cache, remove the
-    local caches (~/.cache/edgekit) instead."""
+    and harness but the newest deploy's, or all of it with --everything. With --cache,
+    remove the local caches (~/.cache/edgekit) instead."""
+    if all_deprecated:
+        # `--all` read like `--device all`; the old spelling still works, for now.
+        stderr_console().print("[yellow]note:[/yellow] --all is deprecated: use --everything")
+        everything = True
     removed: list[str] = []
     if cache:
-        if devices:
-            raise InputError("--cache cleans this computer: do not combine it with --device")
+        if devices or everything:
+            raise InputError("--cache cleans this computer: do not combine it with --device or --everything")
         from edgekit._data import user_cache_dir
 
         root = user_cache_dir()

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from edgekit.commands._common import human_bytes, print_json, stderr_console
+from edgekit.commands._common import StageProgress, print_json, render_conversion, stderr_console
 from edgekit.convert.recipes import Format, Quant
 from edgekit.errors import InputError
-
-if TYPE_CHECKING:
-    from edgekit.artifact import NllRecord
-    from edgekit.convert.nll import NllGap
-    from edgekit.convert.pipeline import ConvertResult
-
-_STAGE_LABELS = {
-    "load": "load checkpoint",
-    "export": "export (litert-torch)",
-    "quantize": "quantize",
-    "bundle": "bundle",
-    "verify": "verify against PyTorch",
-}
 
 
 def _parse_lengths(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -36,95 +20,9 @@ def _parse_lengths(_ctx: click.Context, _param: click.Parameter, value: str | No
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 128,512") from None
 
 
-class StageProgress:
-    """Renders stage start/done events: a spinner while a stage runs, a line when it ends."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._status: Any = None
-        self._started: dict[str, float] = {}
-
-    def __call__(self, stage: str, event: str) -> None:
-        label = _STAGE_LABELS.get(stage, stage)
-        if event == "start":
-            self._started[stage] = time.perf_counter()
-            self.stop()
-            self._status = self._console.status(f"{label}…")
-            self._status.start()
-        else:
-            self.stop()
-            elapsed = time.perf_counter() - self._started.get(stage, time.perf_counter())
-            self._console.print(f"[green]✓[/green] {label:<24} {elapsed:7.1f} s")
-
-    def stop(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
-
-
-def render(result: ConvertResult, console: Console) -> None:
-    """Human summary of a ConvertResult on stdout."""
-    manifest = result.artifact.manifest
-    assert manifest is not None  # convert() always writes one
-    s = manifest.settings
-    out = Console(highlight=False, soft_wrap=True)
-    verb = "up to date (cached, same input and settings)" if result.cached else "wrote"
-    out.print(f"{verb} {result.artifact.path} ({human_bytes(manifest.size_bytes)}, sha256 {manifest.sha256[:12]}…)")
-    recipe = s.quant_recipe.value if s.quant_recipe is not None else None
-    out.print(
-        f"  quant {s.quant.value} ({recipe or 'no quantization'}, {s.quant.source})"
-        f" · cache {s.cache_length.value} ({s.cache_length.source})"
-        f" · prefill {','.join(map(str, s.prefill_lengths.value))} ({s.prefill_lengths.source})"
-    )
-    quantization = manifest.quantization
-    if quantization and quantization.rules:
-        recovered = "; the checkpoint's Q4_0 grid recovered" if quantization.grid_recovered else ""
-        out.print(f"  weights: {quantization.description}{recovered}")
-    fid = manifest.fidelity
-    if fid:
-        engine = (
-            f", engine generated {fid.engine_generated_tokens} tokens"
-            if fid.engine_generated_tokens is not None
-            else ""
-        )
-        floor_source = s.min_agreement.source if s.min_agreement is not None else None
-        out.print(
-            f"  fidelity vs PyTorch: top-1 agreement {fid.top1_agreement:.1%}"
-            f" (floor {fid.min_top1_agreement:.0%}{' for random weights' if floor_source == 'random-weights' else ''})"
-            f", logit error max {fid.max_abs_logit_error:.3g} mean {fid.mean_abs_logit_error:.3g}"
-            f", greedy {round(fid.greedy_agreement * fid.greedy_steps)}/{fid.greedy_steps} steps{engine}"
-        )
-        if fid.nll:
-            out.print("  " + nll_line(fid.nll, quant_words(s.quant.value)))
-    conv = manifest.conversion
-    out.print(
-        f"  converted in {conv.wall_time_s:.1f} s, peak RSS {conv.peak_rss_mb:.0f} MB;"
-        f" manifest {result.artifact.path}.json"
-    )
-    for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
-
-
-def quant_words(quant: str) -> str:
-    """The recipe named by `quant` in plain words ("INT8 weights per channel"), or the name itself."""
-    try:
-        return Quant(quant).description
-    except ValueError:
-        return quant
-
-
-def nll_line(gap: NllRecord | NllGap, recipe_words: str) -> str:
-    """One line: the NLL gap of an artifact, e.g. "INT8 weights per channel: +0.061 nats/token vs fp32 …"."""
-    ceiling = gap.max_nll_gap
-    judged = f", floor {ceiling:.2f}" if ceiling is not None else ", not judged"
-    return (
-        f"{recipe_words}: {gap.gap_nats_per_token:+.3f} nats/token vs fp32 PyTorch on {gap.tokens} tokens "
-        f"of {gap.text['name']} (±{gap.gap_stderr:.3f}, perplexity x{gap.perplexity_ratio:.3f}{judged})"
-    )
-
-
 @click.command(
     "convert",
+    short_help="PyTorch/Hugging Face or GGUF -> a verified LiteRT (INT4) artifact.",
     epilog="""\b
 Examples:
   edgekit convert ./gemma-3-270m-it -o gemma3-270m-int4.litertlm
@@ -269,4 +167,4 @@ def convert_command(
         data["manifest"] = result.artifact.manifest.to_data() if result.artifact.manifest else None
         print_json(data)
     else:
-        render(result, console)
+        render_conversion(result, console)

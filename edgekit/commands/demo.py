@@ -18,9 +18,7 @@ import click
 from rich.console import Console
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
-from edgekit.commands._common import print_json, stderr_console
-from edgekit.commands.bench import render_summary
-from edgekit.commands.convert import StageProgress, render
+from edgekit.commands._common import StageProgress, print_json, render_conversion, render_summary, stderr_console
 from edgekit.errors import DependencyError
 
 if TYPE_CHECKING:
@@ -35,6 +33,7 @@ DEMO_BASELINE_S = 15.0
 
 @click.command(
     "demo",
+    short_help="The whole pipeline on this computer, every figure once.",
     epilog="""\b
 Examples:
   edgekit demo                              the real Gemma 3 270M when installed (about 6 min on 2 cores)
@@ -100,7 +99,7 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
     if as_json:
         print_json(_demo_json(real, converted, prompt, continuations, bench, result_path, report_path))
     else:
-        render(converted, console)
+        render_conversion(converted, console)
         _render_demo(real, prompt, continuations, bench, result_path, report_path)
     code = bench.exit_code()
     if code:

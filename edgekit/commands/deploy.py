@@ -11,27 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.text import Text
 
-from edgekit.commands._common import human_bytes, print_json, stderr_console
+from edgekit.commands._common import device_option, human_bytes, print_json, stderr_console, transport_option
 from edgekit.device import Transport, open_device, resolve_devices
 from edgekit.errors import EdgekitError
-
-device_option = click.option(
-    "--device",
-    "devices",
-    multiple=True,
-    metavar="SERIAL",
-    help="adb serial, HOST:PORT (network adbd or a device farm's remote adb), 'all' (every adb device "
-    "ready), or 'local' (this computer). Repeat for several; they run in parallel.  "
-    "[default: the one attached phone]",
-)
-transport_option = click.option(
-    "--transport",
-    type=click.Choice([t.value for t in Transport]),
-    default=Transport.ADB.value,
-    show_default=True,
-    help="adb: through the adb server (USB, adb tcpip, wireless debugging). direct: straight to the "
-    "phone's adbd over TCP, no server (--device HOST:PORT).",
-)
 
 
 def _summary(result: Any) -> str:
@@ -60,6 +42,7 @@ def _summary(result: Any) -> str:
 
 @click.command(
     "deploy",
+    short_help="Model + runner + harness onto devices, verified, then a smoke run.",
     epilog="""\b
 Examples:
   edgekit deploy --runner ~/Downloads/android_arm64/ gemma3-270m-int4.litertlm
@@ -68,7 +51,7 @@ Examples:
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path))
-@device_option
+@device_option(several="they run in parallel, one summary line each")
 @transport_option
 @click.option(
     "--runner",

@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
-from edgekit.commands._common import print_json, stderr_console
-from edgekit.commands.convert import nll_line
+from edgekit.commands._common import nll_line, print_json, stderr_console
 from edgekit.errors import InputError
 
 
 @click.command(
     "eval",
+    short_help="NLL gap of a .litertlm vs the fp32 PyTorch model.",
     epilog="""\b
 Examples:
   edgekit eval gemma3-270m.litertlm --reference ./gemma3-270m

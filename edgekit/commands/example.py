@@ -38,6 +38,7 @@ _REAL = ("gemma3-270m", "gemma3-270m-gguf")
 
 @click.command(
     "example",
+    short_help="Write an example checkpoint: tiny random weights, or the real Gemma 3 270M.",
     epilog="""\b
 Examples:
   edgekit example tiny-gemma3 ./tiny            a 50k-parameter model for trying the pipeline

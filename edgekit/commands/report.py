@@ -8,10 +8,21 @@ import click
 from rich.console import Console
 
 from edgekit._files import atomic_write_text
-from edgekit.commands._common import print_json
+from edgekit.commands._common import error_line, print_json
+
+EXIT_REGRESSION = 1
+"""`compare --fail-on-regression`: a figure of B is worse than A's beyond the threshold."""
 
 
-@click.command("report")
+@click.command(
+    "report",
+    short_help="HTML report + Markdown summary of a battery-bench result.",
+    epilog="""\b
+Examples:
+  edgekit report edgekit-results/20261125-143000-SERIAL.json      writes ...-SERIAL.html beside it
+  edgekit report result.json -o ~/reports/pixel9.html > pixel9.md
+""",
+)
 @click.argument("result_path", metavar="RESULT.json", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="HTML report path.  [default: RESULT.html]")
 def report_command(result_path: Path, output: Path | None) -> None:
@@ -28,7 +39,15 @@ def report_command(result_path: Path, output: Path | None) -> None:
     click.echo(f"\nHTML report: {output}")
 
 
-@click.command("compare")
+@click.command(
+    "compare",
+    short_help="Compare two battery-bench results; exit 1 on a regression you set.",
+    epilog="""\b
+Examples:
+  edgekit compare before.json after.json
+  edgekit compare main.json branch.json --fail-on-regression 5     exit 1 on a regression beyond 5%
+""",
+)
 @click.argument("a_path", metavar="A.json", type=click.Path(path_type=Path))
 @click.argument("b_path", metavar="B.json", type=click.Path(path_type=Path))
 @click.option(
@@ -62,12 +81,9 @@ def compare_command(a_path: Path, b_path: Path, fail_on_regression: float | None
             out.print(f"{d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}{mark}")
     regressions = [d for d in diffs if d.regression]
     if regressions:
-        names = ", ".join(d.key for d in regressions)
-        raise (
-            click.exceptions.Exit(1)
-            if as_json
-            else click.ClickException(f"regression beyond {fail_on_regression}%: {names}")
-        )
+        if not as_json:
+            error_line(f"regression beyond {fail_on_regression}%: {', '.join(d.key for d in regressions)}")
+        raise click.exceptions.Exit(EXIT_REGRESSION)
 
 
 def _num(value: float | None) -> str:

@@ -1,0 +1,224 @@
+"""battery-bench as a command line runs it: devices one after another, repeats, aggregation
+and where each result file goes. The `battery-bench` command is this module plus rendering.
+
+    run_devices(serials, transport, campaign)   Iterator[DeviceOutcome], one device after another
+    run_repeats(device, campaign)               the attached runs on one device (cool-down between)
+    collect(device, run_id, campaign)           a detached run's result, written like the others
+    write_results(results, path)                run files + the aggregate in the last result
+    result_path(output, name, several=...)      where a device's result goes
+
+Ctrl-C on an attached run stops the phone's driver and raises `RunInterrupted`, which
+names the run so its measurements can still be collected or resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from edgekit.bench import session
+from edgekit.bench.aggregate import aggregate
+from edgekit.bench.config import BenchConfig
+from edgekit.bench.phone import cool_down, online_supplies
+from edgekit.bench.result import BenchResult
+from edgekit.device import Transport, open_device
+from edgekit.device.base import Device
+from edgekit.errors import EdgekitError, InputError
+
+RESULTS_DIR = Path("edgekit-results")
+"""Where results go without `-o`: `edgekit-results/<local time>-<serial>.json`."""
+
+
+def _nothing(_text: str) -> contextlib.AbstractContextManager[object]:
+    return contextlib.nullcontext()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Campaign:
+    """What to run on each device: `artifact` with `config`, `repeat` times, results to `output`.
+
+    `output` None: `edgekit-results/<local time>-<serial>.json` per device. With several
+    devices a given `output` gets `-<serial>` before its extension; with `repeat` > 1 each
+    run is also kept as `<output stem>-runN<suffix>` and the main file carries the aggregate.
+    """
+
+    artifact: Path | None
+    config: BenchConfig
+    repeat: int = 1
+    cooldown: bool = True
+    output: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise InputError(f"--repeat must be at least 1, got {self.repeat}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Observer:
+    """What a caller hears while a campaign runs (every callback optional).
+
+    `status(text)` is entered around a step that shows no progress of its own (deploy and
+    start, cool-down, collect); `progress(run_index, done, total)` counts conversations;
+    `note(serial, text)` is something the user should know before the result.
+    """
+
+    status: Callable[[str], contextlib.AbstractContextManager[object]] = _nothing
+    progress: Callable[[int, int, int], None] | None = None
+    note: Callable[[str, str], None] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeviceOutcome:
+    """One device's part of a campaign: its runs and result file, or the error that stopped it."""
+
+    serial: str
+    runs: tuple[BenchResult, ...] = ()
+    path: Path | None = None
+    error: EdgekitError | None = None
+
+    @property
+    def result(self) -> BenchResult | None:
+        """The result written to `path` (with the aggregate of the runs when there are several)."""
+        return self.runs[-1] if self.runs else None
+
+    @property
+    def exit_code(self) -> int:
+        """The worst exit code of the runs, or the error's."""
+        if self.error is not None:
+            return self.error.exit_code
+        return max(r.exit_code() for r in self.runs)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an attached run. `run_id` None: the run had not started on the device."""
+
+    def __init__(self, serial: str, run_id: str | None) -> None:
+        super().__init__(serial, run_id)
+        self.serial = serial
+        self.run_id = run_id
+
+
+def result_path(output: Path | None, name: str, *, several: bool, now: datetime.datetime | None = None) -> Path:
+    """Where the result of device `name` (its serial, or its redacted serial) goes."""
+    safe = re.sub(r"[^0-9A-Za-z._-]+", "_", name)
+    if output is None:
+        stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        return RESULTS_DIR / f"{stamp}-{safe}.json"
+    return output.with_name(f"{output.stem}-{safe}{output.suffix}") if several else output
+
+
+def run_path(path: Path, index: int) -> Path:
+    """Where run `index` (from 1) of a repeated campaign is kept beside `path`."""
+    return path.with_name(f"{path.stem}-run{index}{path.suffix}")
+
+
+def write_results(results: list[BenchResult], path: Path) -> BenchResult:
+    """Write the result of one device to `path`: with several runs each to its `run_path`
+    and the last, carrying the aggregate of all, to `path`. Returns that last result."""
+    final = results[-1]
+    if len(results) > 1:
+        for i, r in enumerate(results, 1):
+            r.write(run_path(path, i))
+        final.aggregate = aggregate(results)
+    final.write(path)
+    return final
+
+
+def run_attached(
+    device: Device,
+    artifact: Path,
+    config: BenchConfig,
+    *,
+    index: int = 0,
+    observer: Observer = Observer(),
+) -> BenchResult:
+    """One attached run on `device` (deploy, start, follow, collect); on `local`, in this process.
+
+    `observer.status` is shown until the run has started (or its first progress)."""
+    started: list[str] = []
+    starting = contextlib.ExitStack()
+    starting.enter_context(observer.status("deploying and starting the run on the device…"))
+
+    def on_started(run_id: str) -> None:
+        started.append(run_id)
+        starting.close()
+
+    def progress(done: int, total: int) -> None:
+        starting.close()
+        if observer.progress is not None:
+            observer.progress(index, done, total)
+
+    try:
+        return session.battery_bench(device, artifact, config, progress, on_started=on_started)
+    except KeyboardInterrupt:
+        starting.close()
+        if not started:
+            raise RunInterrupted(device.serial, None) from None
+        session.interrupt(device, started[0])
+        raise RunInterrupted(device.serial, started[0]) from None
+    finally:
+        starting.close()
+
+
+def run_repeats(device: Device, campaign: Campaign, observer: Observer = Observer()) -> list[BenchResult]:
+    """`campaign.repeat` attached runs on `device`, cooling down to the starting battery
+    temperature between them unless `campaign.cooldown` is off."""
+    if campaign.artifact is None:
+        raise InputError("give the artifact to benchmark (or --collect RUN_ID / --resume RUN_ID)")
+    online = online_supplies(device)
+    if online and observer.note is not None:
+        observer.note(
+            device.serial,
+            f"{', '.join(online)} online: the phone runs from the cable, so the battery figure will be void "
+            "(speed figures stand). For a battery figure use --detach and unplug when told.",
+        )
+    start_temp = device.battery().temperature_c
+    results = []
+    for i in range(campaign.repeat):
+        if i and campaign.cooldown:
+            with observer.status("cooling down to the starting battery temperature…"):
+                cool_down(device, start_temp)
+        results.append(run_attached(device, campaign.artifact, campaign.config, index=i, observer=observer))
+    return results
+
+
+def _written(serial: str, results: list[BenchResult], campaign: Campaign, *, several: bool) -> DeviceOutcome:
+    name = results[-1].device.serial or serial  # redacted when asked
+    path = result_path(campaign.output, name, several=several)
+    write_results(results, path)
+    return DeviceOutcome(serial=serial, runs=tuple(results), path=path)
+
+
+def run_devices(
+    serials: list[str],
+    transport: Transport,
+    campaign: Campaign,
+    observer: Observer = Observer(),
+) -> Iterator[DeviceOutcome]:
+    """Run `campaign` on each device, one after another (their measurements never overlap on
+    this computer); yields each device's outcome as it ends. An error on one device of
+    several is its outcome and the next one runs; with one device it is raised."""
+    several = len(serials) > 1
+    for serial in serials:
+        try:
+            device = open_device(serial, transport)
+            try:
+                results = run_repeats(device, campaign, observer)
+            finally:
+                device.close()
+            yield _written(serial, results, campaign, several=several)
+        except EdgekitError as exc:
+            if not several:
+                raise
+            yield DeviceOutcome(serial=serial, error=exc)
+
+
+def collect(device: Device, run_id: str, campaign: Campaign, observer: Observer = Observer()) -> DeviceOutcome:
+    """Pull run `run_id` (a detached or cut-off run) and write its result as `campaign` says."""
+    with observer.status("collecting the run…"):
+        result = session.collect(device, run_id)
+    return _written(device.serial, [result], campaign, several=False)
