@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # `edgekit` alone: the help, as click shows it
+        exc.show()
+        return exc.exit_code
     except click.UsageError as exc:
         if exc.ctx is not None:
             command = exc.ctx.command_path

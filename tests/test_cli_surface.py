@@ -61,6 +61,12 @@ def test_usage_errors_read_like_every_other_error() -> None:
     assert lines[-1] == "edgekit: error: Missing argument 'B.json'."
 
 
+def test_edgekit_alone_shows_the_help() -> None:
+    proc = run_cli()
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Usage: edgekit [OPTIONS] COMMAND [ARGS]...") and "Start here:" in proc.stderr
+
+
 def test_compare_of_a_missing_file_is_one_error_line(tmp_path: Path) -> None:
     proc = run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
     assert proc.returncode == 2
