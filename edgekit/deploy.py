@@ -32,8 +32,7 @@ from edgekit._data import data_dir, user_cache_dir
 from edgekit._files import atomic_write
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.device import parsers
-from edgekit.device.base import Device, DeviceFacts
-from edgekit.device.local import LocalDevice
+from edgekit.device.base import Device, DeviceFacts, Execution, ShellResult
 from edgekit.errors import DeviceError, EdgekitError, InputError
 from edgekit.probe import MULTI_TURN, RunnerProbe, chat_flags, probe_runner
 
@@ -275,51 +274,66 @@ def _remote_sha256(device: Device, remote: str) -> str | None:
     return result.stdout.split()[0]
 
 
-def _place_file(
-    device: Device,
-    local: Path,
-    remote: str,
-    sha: str,
-    *,
-    executable: bool,
-    label: str,
-    progress: PushProgress | None,
-    already_there: bool,
-) -> Placed:
-    size = local.stat().st_size
-    if already_there:
-        return Placed(remote=remote, sha256=sha, size_bytes=size, pushed=False)
-    part = remote + ".part"
-    parent = remote.rsplit("/", 1)[0]
-    device.shell(["mkdir", "-p", parent])
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Item:
+    """One file to place under the work root: `folder` (relative parts) / `name`."""
+
+    local: Path
+    folder: tuple[str, ...]
+    name: str
+    sha256: str
+    label: str
+    executable: bool
+    there: bool
+    """Already on the device under its final name, with this sha256."""
+
+
+def _item(
+    device: Device, local: Path, folder: tuple[str, ...], name: str, sha: str, *, label: str, executable: bool
+) -> _Item:
+    there = _remote_sha256(device, device.path(*folder, name)) == sha
+    return _Item(local=local, folder=folder, name=name, sha256=sha, label=label, executable=executable, there=there)
+
+
+def _place_file(device: Device, item: _Item, progress: PushProgress | None) -> Placed:
+    remote = device.path(*item.folder, item.name)
+    size = item.local.stat().st_size
+    if item.there:
+        return Placed(remote=remote, sha256=item.sha256, size_bytes=size, pushed=False)
+    part = device.path(*item.folder, item.name + ".part")
+    label = item.label
+    device.shell(["mkdir", "-p", device.path(*item.folder)])
     device.shell(["rm", "-f", part, remote])
-    device.push(local, part, progress=None if progress is None else lambda done, total: progress(label, done, total))
+    device.push(
+        item.local, part, progress=None if progress is None else lambda done, total: progress(label, done, total)
+    )
     got = _remote_sha256(device, part)
-    if got != sha:
+    if got != item.sha256:
         device.shell(["rm", "-f", part], check=False)
         raise DeviceError(
             f"{device.serial}: {label} arrived corrupted (sha256 {got or 'unreadable'}, "
-            f"expected {sha[:12]}…): run again",
+            f"expected {item.sha256[:12]}…): run again",
             serial=device.serial,
         )
-    if executable:
+    if item.executable:
         device.shell(["chmod", "755", part])
     device.shell(["mv", "-f", part, remote])
-    return Placed(remote=remote, sha256=sha, size_bytes=size, pushed=True)
+    return Placed(remote=remote, sha256=item.sha256, size_bytes=size, pushed=True)
 
 
-def _place_harness(device: Device, root: str, progress: PushProgress | None) -> Placed:
+def _place_harness(device: Device, progress: PushProgress | None) -> Placed:
     files = harness_files()
     sha = _tree_sha256(files)
-    final = f"{root}/harness/{sha}"
+    final = device.path("harness", sha)
     size = sum(p.stat().st_size for p in files.values())
     if device.shell(["test", "-d", final], check=False).returncode == 0:
         return Placed(remote=final, sha256=sha, size_bytes=size, pushed=False)
-    part = final + ".part"
+    part = device.path("harness", sha + ".part")
     device.shell(["rm", "-rf", part])
     for name, path in files.items():
-        remote = f"{part}/{name}"
-        device.shell(["mkdir", "-p", remote.rsplit("/", 1)[0]])
+        *sub, base = name.split("/")  # harness_files() names are POSIX relative paths
+        device.shell(["mkdir", "-p", device.path("harness", sha + ".part", *sub)])
+        remote = device.path("harness", sha + ".part", *sub, base)
         device.push(path, remote)
         if _remote_sha256(device, remote) != sha256_file(path):
             device.shell(["rm", "-rf", part], check=False)
@@ -339,9 +353,9 @@ def check_shell(device: Device) -> dict[str, bool]:
     root (SELinux lets `shell` create FIFOs in /data/local/tmp, shell_data_file): mkfifo,
     setsid, sha256sum, and a readable /sys/class/power_supply. DeviceError for what has
     no fallback (mkfifo, sha256sum)."""
-    root = shlex.quote(device.work_root)
+    tmp = shlex.quote(device.path("tmp"))
     script = (
-        f'mkdir -p {root}/tmp; f={root}/tmp/.probe-fifo.$$; rm -f "$f"; '
+        f'mkdir -p {tmp}; f={tmp}/.probe-fifo.$$; rm -f "$f"; '
         'if mkfifo "$f" 2>/dev/null && [ -p "$f" ]; then echo mkfifo=1; else echo mkfifo=0; fi; rm -f "$f"; '
         "for c in setsid sha256sum; do if command -v $c >/dev/null 2>&1; then echo $c=1; else echo $c=0; fi; done; "
         "if ls /sys/class/power_supply/ >/dev/null 2>&1; then echo power_supply=1; else echo power_supply=0; fi"
@@ -359,31 +373,29 @@ def check_shell(device: Device) -> dict[str, bool]:
     return facts
 
 
-def _runner_env(runner_remote: str) -> str:
-    folder = runner_remote.rsplit("/", 1)[0]
-    return f"cd {shlex.quote(folder)} && LD_LIBRARY_PATH={shlex.quote(folder)} {shlex.quote(runner_remote)}"
+def _runner_env(runner_dir: str, runner_remote: str) -> str:
+    return f"cd {shlex.quote(runner_dir)} && LD_LIBRARY_PATH={shlex.quote(runner_dir)} {shlex.quote(runner_remote)}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunnerOnDevice:
+    """A deployed runner: its folder, its binary (device paths) and what the probe found."""
+
+    folder: str
+    binary: str
+    probe: RunnerProbe
 
 
 def smoke_run(
-    device: Device, model_remote: str, runner_remote: str | None, config: DeployConfig, probe: RunnerProbe | None = None
+    device: Device, model_remote: str, config: DeployConfig, runner: RunnerOnDevice | None = None
 ) -> SmokeResult:
-    """Answer one prompt with the deployed model through the probed protocol; DeviceError
+    """Answer one prompt with the deployed model: through the probed runner's protocol, or
+    on a device that runs models in this process, through the LiteRT-LM engine. DeviceError
     (quoting the runner) if it cannot."""
-    if isinstance(device, LocalDevice) or runner_remote is None or probe is None:
-        from edgekit.engine import run_prompt
-
-        try:
-            run = run_prompt(Path(model_remote), config.smoke_prompt, max_output_tokens=config.smoke_max_tokens)
-        except EdgekitError as exc:
-            raise DeviceError(f"{device.serial}: the model does not load: {exc}", serial=device.serial) from exc
-        return SmokeResult(
-            answer=run.text,
-            prefill_tokens=run.prefill_tokens,
-            decode_tokens=run.decode_tokens,
-            decode_tokens_per_s=run.decode_tokens_per_s,
-        )
-    root = model_remote.rsplit("/models/", 1)[0]
-    prompt_remote = f"{root}/tmp/smoke-{secrets.token_hex(6)}.txt"
+    if device.execution is Execution.ENGINE or runner is None:
+        return _smoke_in_process(device, model_remote, config)
+    probe = runner.probe
+    prompt_remote = device.path("tmp", f"smoke-{secrets.token_hex(6)}.txt")
     flags = chat_flags(
         probe, backend="cpu", threads=None, max_num_tokens=None, max_output_tokens=config.smoke_max_tokens
     )
@@ -392,18 +404,39 @@ def smoke_run(
         prompt_file = Path(tmp) / "prompt.txt"
         # Multi-turn: one user turn, then the empty line that ends the input; one-shot: the prompt file.
         prompt_file.write_text(prompt + "\n\n" if probe.protocol == MULTI_TURN else prompt)
-        device.shell(["mkdir", "-p", f"{root}/tmp"])
+        device.shell(["mkdir", "-p", device.path("tmp")])
         device.push(prompt_file, prompt_remote)
     argv = [f"--model_path={model_remote}", *flags.flags]
+    env = _runner_env(runner.folder, runner.binary)
     if probe.protocol == MULTI_TURN:
-        command = f"{_runner_env(runner_remote)} {shlex.join(argv)} < {shlex.quote(prompt_remote)}"
+        command = f"{env} {shlex.join(argv)} < {shlex.quote(prompt_remote)}"
     else:
         argv.append(f"--input_prompt_file={prompt_remote}")
-        command = f"{_runner_env(runner_remote)} {shlex.join(argv)} < /dev/null"
+        command = f"{env} {shlex.join(argv)} < /dev/null"
     try:
         result = device.script(command, timeout_s=config.smoke_timeout_s, check=False)
     finally:
         device.shell(["rm", "-f", prompt_remote], check=False)
+    return _smoke_answer(device, result, probe, prompt)
+
+
+def _smoke_in_process(device: Device, model_path: str, config: DeployConfig) -> SmokeResult:
+    from edgekit.engine import run_prompt
+
+    try:
+        run = run_prompt(Path(model_path), config.smoke_prompt, max_output_tokens=config.smoke_max_tokens)
+    except EdgekitError as exc:
+        raise DeviceError(f"{device.serial}: the model does not load: {exc}", serial=device.serial) from exc
+    return SmokeResult(
+        answer=run.text,
+        prefill_tokens=run.prefill_tokens,
+        decode_tokens=run.decode_tokens,
+        decode_tokens_per_s=run.decode_tokens_per_s,
+    )
+
+
+def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, prompt: str) -> SmokeResult:
+    """The runner's answer and BenchmarkInfo from its output; DeviceError if it failed."""
     stream = result.stderr if probe.benchmark_stream == "stderr" else result.stdout
     info = parsers.parse_benchmark_info(stream) or parsers.parse_benchmark_info(result.stdout + result.stderr)
     if probe.protocol == MULTI_TURN:
@@ -461,108 +494,24 @@ def deploy(
     config = config or DeployConfig()
     notes: list[str] = []
     artifact = Artifact.load(artifact_path)
-    if artifact.manifest is not None:
-        sha = artifact.verify()
-        provenance = "manifest"
-    else:
-        sha = sha256_file(artifact.path)
-        provenance = "unknown"
-        notes.append("no manifest beside the artifact: provenance unknown (sha256 computed here)")
-    is_local = isinstance(device, LocalDevice)
-    runner = None if is_local else resolve_runner(config.runner)
+    sha, provenance = _artifact_sha256(artifact, notes)
+    runner = resolve_runner(config.runner) if device.execution is Execution.RUNNER else None
     facts = device.facts()
-    if not is_local:
-        if runner is None:
-            raise InputError(
-                "no on-device runner: pass --runner PATH (LiteRT-LM's litert_lm_advanced_main or litert_lm_main "
-                "for android_arm64, or its prebuilt/android_arm64/ folder) or set EDGEKIT_RUNNER; edgekit remembers it"
-            )
-        abi = elf_abi(runner.binary)
-        shipped = {lib.name for lib in runner.libraries}
-        unshipped = [n for n in elf_needed(runner.binary) or () if n not in shipped and n not in _SYSTEM_LIBS]
-        if unshipped:
-            notes.append(
-                f"runner {runner.binary.name} needs {', '.join(unshipped)}, not beside it: if the phone lacks "
-                f"them it will not start (pass its prebuilt/android_arm64/ folder)"
-            )
-        if abi is None:
-            notes.append(f"runner {runner.binary.name} is not an ELF binary (a script?): it is run as it is")
-        elif abi not in facts.abis:
-            raise InputError(
-                f"the runner is built for {abi} but {device.serial} runs {', '.join(facts.abis) or 'an unknown ABI'}: "
-                f"use the litert_lm_main built for {facts.abis[0] if facts.abis else 'the phone'}"
-            )
-
-    root = device.work_root
-    model_remote = f"{root}/models/{sha}/{MODEL_NAME}"
-    runner_dir = f"{root}/runners/{runner.sha256}" if runner is not None else None
-    runner_remote = f"{runner_dir}/{runner.binary.name}" if runner is not None else None
-    runner_items: list[tuple[Path, str, str]] = []  # local, remote, sha256
-    if runner is not None and runner_dir is not None and runner_remote is not None:
-        runner_items.append((runner.binary, runner_remote, sha256_file(runner.binary)))
-        runner_items += [(lib, f"{runner_dir}/{lib.name}", sha256_file(lib)) for lib in runner.libraries]
-
+    if device.execution is Execution.RUNNER:
+        runner = _check_runner(device, runner, facts, notes)
     # One sha256sum per file on the device: it decides both the space needed and what to send.
-    model_there = _remote_sha256(device, model_remote) == sha
-    runner_there = [_remote_sha256(device, remote) == h for _, remote, h in runner_items]
-    need = (0 if model_there else artifact.path.stat().st_size) + sum(
-        local.stat().st_size for (local, _, _), there in zip(runner_items, runner_there, strict=True) if not there
-    )
-    if facts.free_bytes is not None and need + _SPACE_MARGIN > facts.free_bytes:
-        raise DeviceError(
-            f"{device.serial}: not enough space in {root.rsplit('/', 1)[0]}: need {need / 1e6:.0f} MB, "
-            f"{facts.free_bytes / 1e6:.0f} MB free; run `edgekit clean --device {device.serial}` or free space",
-            serial=device.serial,
-        )
-    shell_facts = None if is_local else check_shell(device)
-    if shell_facts is not None:
-        if not shell_facts["setsid"]:
-            notes.append("the device shell has no setsid: the run is started in the background with SIGHUP ignored")
-        if not shell_facts["power_supply"]:
-            notes.append("/sys/class/power_supply is not readable here: battery-bench measures speed only")
+    model_item = _item(device, artifact.path, ("models", sha), MODEL_NAME, sha, label="model", executable=False)
+    runner_items = _runner_items(device, runner) if runner is not None else []
+    _check_space(device, facts, [model_item, *runner_items])
+    shell_facts = _check_shell_notes(device, notes) if device.execution is Execution.RUNNER else None
 
-    model = _place_file(
-        device,
-        artifact.path,
-        model_remote,
-        sha,
-        executable=False,
-        label="model",
-        progress=progress,
-        already_there=model_there,
-    )
-    runner_placed = None
-    probe = None
-    if runner is not None and runner_remote is not None and runner_dir is not None:
-        for (local, remote, h), there in zip(runner_items, runner_there, strict=True):
-            _place_file(
-                device,
-                local,
-                remote,
-                h,
-                executable=True,
-                label="runner" if local == runner.binary else local.name,
-                progress=progress,
-                already_there=there,
-            )
-        runner_placed = Placed(
-            remote=runner_remote,
-            sha256=runner.sha256,
-            size_bytes=sum(local.stat().st_size for local, _, _ in runner_items),
-            pushed=not all(runner_there),
-        )
-        probe = probe_runner(
-            device,
-            runner_dir,
-            runner.binary.name,
-            tuple(lib.name for lib in runner.libraries),
-            elf_needed(runner.binary),
-        )
-    harness = _place_harness(device, root, progress)
-    smoke = smoke_run(device, model_remote, runner_remote, config, probe) if config.smoke else None
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    line = f"{stamp} {sha} {runner.sha256 if runner else '-'} {harness.sha256}"
-    device.script(f"echo {shlex.quote(line)} >> {shlex.quote(root + '/deploys.log')}")
+    model = _place_file(device, model_item, progress)
+    runner_placed = on_device = None
+    if runner is not None:
+        runner_placed, on_device = _place_runner(device, runner, runner_items, progress)
+    harness = _place_harness(device, progress)
+    smoke = smoke_run(device, model.remote, config, on_device) if config.smoke else None
+    _log_deploy(device, sha, runner, harness)
     pushed = sum(p.size_bytes for p in (model, runner_placed, harness) if p is not None and p.pushed)
     return DeployResult(
         serial=device.serial,
@@ -574,9 +523,115 @@ def deploy(
         smoke=smoke,
         bytes_pushed=pushed,
         notes=tuple(notes),
-        probe=None if probe is None else probe.to_dict(),
+        probe=None if on_device is None else on_device.probe.to_dict(),
         shell=shell_facts,
     )
+
+
+def _artifact_sha256(artifact: Artifact, notes: list[str]) -> tuple[str, str]:
+    """(sha256, provenance): verified against the manifest, or computed here without one."""
+    if artifact.manifest is not None:
+        return artifact.verify(), "manifest"
+    notes.append("no manifest beside the artifact: provenance unknown (sha256 computed here)")
+    return sha256_file(artifact.path), "unknown"
+
+
+def _check_runner(device: Device, runner: RunnerFiles | None, facts: DeviceFacts, notes: list[str]) -> RunnerFiles:
+    """The runner a device that runs one needs: present, built for the device's ABI; notes
+    for what may keep it from starting (unshipped libraries, not an ELF)."""
+    if runner is None:
+        raise InputError(
+            "no on-device runner: pass --runner PATH (LiteRT-LM's litert_lm_advanced_main or litert_lm_main "
+            "for android_arm64, or its prebuilt/android_arm64/ folder) or set EDGEKIT_RUNNER; edgekit remembers it"
+        )
+    abi = elf_abi(runner.binary)
+    shipped = {lib.name for lib in runner.libraries}
+    unshipped = [n for n in elf_needed(runner.binary) or () if n not in shipped and n not in _SYSTEM_LIBS]
+    if unshipped:
+        notes.append(
+            f"runner {runner.binary.name} needs {', '.join(unshipped)}, not beside it: if the phone lacks "
+            f"them it will not start (pass its prebuilt/android_arm64/ folder)"
+        )
+    if abi is None:
+        notes.append(f"runner {runner.binary.name} is not an ELF binary (a script?): it is run as it is")
+    elif abi not in facts.abis:
+        raise InputError(
+            f"the runner is built for {abi} but {device.serial} runs {', '.join(facts.abis) or 'an unknown ABI'}: "
+            f"use the litert_lm_main built for {facts.abis[0] if facts.abis else 'the phone'}"
+        )
+    return runner
+
+
+def _runner_items(device: Device, runner: RunnerFiles) -> list[_Item]:
+    """The runner binary and its libraries, in `runners/<sha256>/`, each checked on the device."""
+    folder = ("runners", runner.sha256)
+    items = [
+        _item(
+            device,
+            runner.binary,
+            folder,
+            runner.binary.name,
+            sha256_file(runner.binary),
+            label="runner",
+            executable=True,
+        )
+    ]
+    items += [
+        _item(device, lib, folder, lib.name, sha256_file(lib), label=lib.name, executable=True)
+        for lib in runner.libraries
+    ]
+    return items
+
+
+def _check_space(device: Device, facts: DeviceFacts, items: list[_Item]) -> None:
+    """DeviceError when what must be sent (files not already there) does not fit, with a margin."""
+    need = sum(item.local.stat().st_size for item in items if not item.there)
+    if facts.free_bytes is not None and need + _SPACE_MARGIN > facts.free_bytes:
+        raise DeviceError(
+            f"{device.serial}: not enough space for {device.work_root}: need {need / 1e6:.0f} MB, "
+            f"{facts.free_bytes / 1e6:.0f} MB free; run `edgekit clean --device {device.serial}` or free space",
+            serial=device.serial,
+        )
+
+
+def _check_shell_notes(device: Device, notes: list[str]) -> dict[str, bool]:
+    """check_shell, with a note for each missing tool the harness can do without."""
+    shell_facts = check_shell(device)
+    if not shell_facts["setsid"]:
+        notes.append("the device shell has no setsid: the run is started in the background with SIGHUP ignored")
+    if not shell_facts["power_supply"]:
+        notes.append("/sys/class/power_supply is not readable here: battery-bench measures speed only")
+    return shell_facts
+
+
+def _place_runner(
+    device: Device, runner: RunnerFiles, items: list[_Item], progress: PushProgress | None
+) -> tuple[Placed, RunnerOnDevice]:
+    """Place the runner's files, then probe what the runner speaks (stored beside it)."""
+    for item in items:
+        _place_file(device, item, progress)
+    folder = device.path("runners", runner.sha256)
+    placed = Placed(
+        remote=device.path("runners", runner.sha256, runner.binary.name),
+        sha256=runner.sha256,
+        size_bytes=sum(item.local.stat().st_size for item in items),
+        pushed=not all(item.there for item in items),
+    )
+    probe = probe_runner(
+        device,
+        folder,
+        runner.binary.name,
+        tuple(lib.name for lib in runner.libraries),
+        elf_needed(runner.binary),
+    )
+    return placed, RunnerOnDevice(folder=folder, binary=placed.remote, probe=probe)
+
+
+def _log_deploy(device: Device, sha: str, runner: RunnerFiles | None, harness: Placed) -> None:
+    """One line in deploys.log: what `clean` keeps."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{stamp} {sha} {runner.sha256 if runner else '-'} {harness.sha256}"
+    device.script(f"echo {shlex.quote(line)} >> {shlex.quote(device.path('deploys.log'))}")
 
 
 def clean(device: Device, *, everything: bool) -> list[str]:
@@ -590,21 +645,21 @@ def clean(device: Device, *, everything: bool) -> list[str]:
             device.shell(["rm", "-rf", root])
             return [root]
         return []
-    log = device.shell(["cat", f"{root}/deploys.log"], check=False).stdout.strip().splitlines()
-    keep: set[str] = set()
+    log = device.shell(["cat", device.path("deploys.log")], check=False).stdout.strip().splitlines()
+    keep: set[tuple[str, str]] = set()
     if log:
         _stamp, model, runner, harness = (log[-1].split() + ["-"] * 4)[:4]
-        keep = {f"models/{model}", f"runners/{runner}", f"harness/{harness}"}
+        keep = {("models", model), ("runners", runner), ("harness", harness)}
     removed = []
     for kind in ("models", "runners", "harness", "tmp"):
-        listing = device.shell(["ls", "-1", f"{root}/{kind}"], check=False)
+        listing = device.shell(["ls", "-1", device.path(kind)], check=False)
         if listing.returncode != 0:
             continue
         for name in listing.stdout.split():
-            if f"{kind}/{name}" not in keep:
-                path = f"{root}/{kind}/{name}"
+            if (kind, name) not in keep:
+                path = device.path(kind, name)
                 device.shell(["rm", "-rf", path])
                 removed.append(path)
     if log:
-        device.script(f"echo {shlex.quote(log[-1])} > {shlex.quote(root + '/deploys.log')}")
+        device.script(f"echo {shlex.quote(log[-1])} > {shlex.quote(device.path('deploys.log'))}")
     return removed

@@ -55,6 +55,18 @@ def test_import_edgekit_loads_no_torch_or_tensorflow() -> None:
     assert out.strip() == "[]"
 
 
+def test_import_edgekit_loads_no_transport_library() -> None:
+    # Transports are imported on first use: no adbutils, adb-shell or pty (POSIX only) on import.
+    code = (
+        "import sys, edgekit; print(sorted(m for m in sys.modules if m.startswith(('adbutils', 'adb_shell', 'pty'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = "import sys, edgekit; edgekit.AdbDevice; print('adbutils' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"  # and on access, it is the real class
+
+
 def test_torch_and_tensorflow_work_in_one_process() -> None:
     # litert-torch 0.10 imports TensorFlow's TFLite schema; both must live, and work, in one process.
     code = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import posixpath
 import secrets
 import shlex
 import tempfile
@@ -85,7 +86,7 @@ def prepare(
 
     env = {
         "RUNNER": relative(runner),
-        "RUNNER_DIR": relative(runner.rsplit("/", 1)[0]),
+        "RUNNER_DIR": posixpath.dirname(relative(runner)),
         "MODEL": relative(model),
         "RUNNER_FLAGS": " ".join(flags),
         "PROTOCOL": protocol,

@@ -29,8 +29,7 @@ from edgekit.bench.phone import online_supplies, prepare_phone, restore_phone
 from edgekit.bench.result import BenchResult
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, deploy
-from edgekit.device.base import Device, ProgressFn
-from edgekit.device.local import LocalDevice
+from edgekit.device.base import Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, InputError
 from edgekit.probe import RunnerProbe, chat_flags
 
@@ -251,7 +250,7 @@ def battery_bench(
     on the `local` device, through the LiteRT-LM engine in this process. `on_started(run_id)`
     hears the id of a run the device's driver has started (none on `local`)."""
     config = config or BenchConfig()
-    if isinstance(device, LocalDevice):
+    if device.execution is Execution.ENGINE:
         return run_local(device, artifact_path, config, progress)
     run_id = start_run(device, artifact_path, config)
     if on_started is not None:

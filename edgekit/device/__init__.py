@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
-from edgekit.device.base import BatterySample, Device, DeviceFacts, ShellResult
+from edgekit.device.base import BatterySample, Device, DeviceFacts, Execution, ShellResult
 from edgekit.errors import DeviceError, InputError
 
-__all__ = ["BatterySample", "Device", "DeviceFacts", "ShellResult", "Transport", "open_device", "resolve_devices"]
+__all__ = [
+    "BatterySample",
+    "Device",
+    "DeviceFacts",
+    "Execution",
+    "ShellResult",
+    "Transport",
+    "open_device",
+    "resolve_devices",
+]
 
 
 class Transport(str, enum.Enum):
@@ -41,10 +51,16 @@ def open_device(spec: str, transport: Transport = Transport.ADB) -> Device:
     return AdbDevice(spec)
 
 
-def resolve_devices(specs: tuple[str, ...], transport: Transport = Transport.ADB) -> list[str]:
+def resolve_devices(
+    specs: tuple[str, ...],
+    transport: Transport = Transport.ADB,
+    *,
+    list_devices: Callable[[], list[tuple[str, str]]] | None = None,
+) -> list[str]:
     """The serials `--device` values name; none given = the one attached phone.
 
     "all" = every adb device in state `device` (not `local`). Errors say what to pass.
+    `list_devices` gives (serial, state) pairs; default: ask the adb server.
     """
     if transport is Transport.DIRECT:
         if not specs or "all" in specs:
@@ -53,8 +69,10 @@ def resolve_devices(specs: tuple[str, ...], transport: Transport = Transport.ADB
     needs_list = not specs or "all" in specs
     ready: list[str] = []
     if needs_list:
-        from edgekit.device.adb import list_devices
+        if list_devices is None:
+            from edgekit.device.adb import list_devices as adb_list_devices
 
+            list_devices = adb_list_devices
         listed = list_devices()
         ready = [serial for serial, state in listed if state == "device"]
         if not specs:

@@ -1,32 +1,32 @@
 """AdbDevice: a phone through the adb server (adbutils), the default transport.
 
 USB phones, `adb tcpip` and Android 11+ wireless debugging all appear to the server as
-serials. We use the `adb` on PATH when there is one (it matches the server the user
-already runs) and adbutils' bundled adb otherwise, on the server port the user set
-(ANDROID_ADB_SERVER_PORT, else 5037). A running server of another version is never
-killed: we say what to do. Shell commands use shell protocol v2 (exit codes, separate
-stderr, stdin); bulk pushes run that same adb binary's `push` through the same server,
-which is several times faster than a sync client written in Python.
+serials. We use the adb `adbutils.adb_path()` picks ($ADBUTILS_ADB_PATH, else the `adb` on
+PATH, which matches the server the user already runs, else the one adbutils ships), on the
+server port the user set (ANDROID_ADB_SERVER_PORT, else 5037). A running server of another
+version is never killed: we say what to do. Shell commands use shell protocol v2 through
+adbutils' `shell2(..., v2=True)` (exit codes, separate stderr); bulk pushes run that same
+adb binary's `push` through the same server, which is several times faster than a sync
+client written in Python. The constructor does no I/O: the first command reaches the
+server (starting one if none runs) and connects a `host:port` serial.
 """
 
 from __future__ import annotations
 
 import os
-import pty
 import re
 import select
 import shlex
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import adbutils
 from adbutils import AdbClient
 
-from edgekit.device import shell_v2
 from edgekit.device.base import Device, ProgressFn, ShellResult, check_result
 from edgekit.errors import DeviceError
 
@@ -34,13 +34,11 @@ _PERCENT = re.compile(rb"\[\s*(\d+)%\]")
 
 
 def adb_binary() -> str:
-    """The adb to use: the one on PATH, else the one adbutils ships."""
-    found = shutil.which("adb")
-    if found:
-        return found
-    from adbutils._utils import adb_path
-
-    return str(adb_path())
+    """The adb to use, as adbutils picks it: $ADBUTILS_ADB_PATH, the `adb` on PATH, the one it ships."""
+    try:
+        return str(adbutils.adb_path())
+    except adbutils.AdbError as exc:
+        raise DeviceError(f"no adb found ({exc}): reinstall edgekit (adbutils ships one) or put adb on PATH") from exc
 
 
 def server_port() -> int:
@@ -96,13 +94,27 @@ def list_devices(client: AdbClient | None = None) -> list[tuple[str, str]]:
 
 
 class AdbDevice(Device):
-    """A device the adb server knows as `serial` (a `host:port` is connected first)."""
+    """A device the adb server knows as `serial` (a `host:port` is connected on first use)."""
 
     def __init__(self, serial: str, *, client: AdbClient | None = None, adb: str | None = None) -> None:
         self.serial = serial
         self._adb = adb or adb_binary()
-        self._client = client or ensure_server(self._adb)
-        self._env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(self._client.port)}
+        self._client = client
+        self._device: Any = None
+
+    @property
+    def _env(self) -> dict[str, str]:
+        """The environment of our adb subprocesses: the server port we talk to."""
+        port = self._client.port if self._client is not None else server_port()
+        return {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
+
+    def _connected(self) -> Any:
+        """adbutils' device for our serial, once the server runs and the device is ready."""
+        if self._device is not None:
+            return self._device
+        if self._client is None:
+            self._client = ensure_server(self._adb)
+        serial = self.serial
         if ":" in serial and serial not in dict(list_devices(self._client)):
             try:
                 message = self._client.connect(serial, timeout=15)
@@ -121,10 +133,12 @@ class AdbDevice(Device):
                 )
         self._wait_ready()
         self._device = self._client.device(serial)
+        return self._device
 
     def _wait_ready(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
         state = None
+        assert self._client is not None
         while time.monotonic() < deadline:
             state = dict(list_devices(self._client)).get(self.serial)
             if state == "device":
@@ -148,36 +162,26 @@ class AdbDevice(Device):
     def _lost(self, exc: BaseException) -> DeviceError:
         return DeviceError(f"{self.serial}: connection to the device lost ({exc})", serial=self.serial)
 
-    def shell(
-        self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True, stdin: bytes | None = None
-    ) -> ShellResult:
-        """Run `argv` over shell protocol v2 through the server."""
+    def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
+        """Run `argv` over shell protocol v2 through the server (adbutils' shell2), stdin empty."""
         command = shlex.join(argv)
+        device = self._connected()
         try:
-            conn = self._device.open_transport(timeout=timeout_s)
-        except (adbutils.AdbError, OSError) as exc:
+            # adbutils' shell2 never closes the command's stdin: give it /dev/null, so a
+            # command that reads stdin ends as it did with our own close-stdin frame.
+            ret = device.shell2(f"{command} </dev/null", timeout=timeout_s, v2=True)
+        except (adbutils.AdbError, OSError, EOFError) as exc:  # EOFError: adbutils' read_exact on a closed link
             raise self._lost(exc) from exc
-        collector = shell_v2.Collector()
-        try:
-            conn.send_command("shell,v2,raw:" + command)
-            conn.check_okay()
-            for chunk in shell_v2.stdin_frames(stdin or b"", 64 * 1024):
-                conn.conn.sendall(chunk)
-            while collector.returncode is None:
-                data = conn.conn.recv(65536)
-                if not data:
-                    break
-                collector.feed(data)
-        except (adbutils.AdbError, OSError) as exc:
-            raise self._lost(exc) from exc
-        finally:
-            conn.close()
-        return check_result(self.serial, command, collector.result(self.serial, command), check)
+        result = ShellResult(ret.returncode, ret.stdout, ret.stderr)
+        return check_result(self.serial, command, result, check)
 
     def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         """`adb push` through the same server; progress read from its terminal output."""
+        self._connected()
         total = Path(local).stat().st_size
         argv = [self._adb, "-s", self.serial, "push", str(local), remote]
+        import pty  # POSIX only: imported here so that importing edgekit works everywhere
+
         # adb prints "[ 42%] path" only to a terminal: give it one.
         master, slave = pty.openpty()
         try:
@@ -222,6 +226,7 @@ class AdbDevice(Device):
 
     def pull(self, remote: str, local: Path) -> None:
         """`adb pull` through the same server."""
+        self._connected()
         argv = [self._adb, "-s", self.serial, "pull", remote, str(local)]
         proc = subprocess.run(argv, env=self._env, capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:

@@ -2,13 +2,16 @@
 
 A transport implements `shell`, `push` and `pull`; `getprop`, `facts` and `battery` are
 built on `shell` here, once, for all of them. Every argv is quoted with `shlex.join`
-before it reaches a device shell.
+before it reaches a device shell. What callers need to know about a device they ask it
+(`execution`: how it runs a model; `path()`: where its files go), never which transport
+class it is.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -85,19 +88,34 @@ class BatterySample:
     """What the battery holds when full today (sysfs `charge_full`); less than design as it ages."""
 
 
+class Execution(str, enum.Enum):
+    """How a device runs a model."""
+
+    RUNNER = "runner"
+    """LiteRT-LM's runner binary, which deploy pushes beside the model, driven by the
+    harness's sh scripts on the device (a phone)."""
+    ENGINE = "engine"
+    """The LiteRT-LM engine (litert-lm-api) in this process: the device is this computer;
+    no runner and no harness scripts."""
+
+
 class Device(abc.ABC):
     """A phone (or this computer) that edgekit can run commands on and copy files to."""
 
     serial: str
     work_root: str = f"{DEVICE_TMP}/edgekit"
     """Where edgekit keeps its files on this device."""
+    execution: Execution = Execution.RUNNER
+    """How this device runs a model: deploy and battery-bench ask this, not the transport."""
+
+    def path(self, *parts: str) -> str:
+        """The device path of `parts` (relative names) under the work root."""
+        return "/".join([self.work_root.rstrip("/"), *parts])
 
     @abc.abstractmethod
-    def shell(
-        self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True, stdin: bytes | None = None
-    ) -> ShellResult:
-        """Run `argv` (quoted with shlex.join) in the device shell; raise DeviceError on a
-        non-zero exit unless `check` is False. `stdin` is fed to the command."""
+    def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
+        """Run `argv` (quoted with shlex.join) in the device shell, stdin empty; raise
+        DeviceError on a non-zero exit unless `check` is False."""
 
     @abc.abstractmethod
     def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:

@@ -1,7 +1,8 @@
 """DirectAdbDevice: the ADB protocol spoken straight to a phone's adbd over TCP (adb-shell).
 
-No adb server. Reuses `~/.android/adbkey` (created, mode 600, if missing) so a phone that
-already trusts this computer's adb keeps trusting it. Fixes for adb-shell 0.4.4:
+No adb server. Reuses `~/.android/adbkey` (created, mode 600, only if missing; an existing
+key is never modified) so a phone that already trusts this computer's adb keeps trusting it.
+The constructor does no I/O: the first command connects. Fixes for adb-shell 0.4.4:
 
 * `TcpTransport.bulk_write` returns after a partial `send` and adb-shell drops the rest
   (large pushes over Wi-Fi stall; JeffLIrion/adb_shell#205): our transport sends all.
@@ -54,14 +55,17 @@ def adb_key_path() -> Path:
 
 
 def ensure_adb_key(path: Path | None = None) -> Path:
-    """Return the adb private key path, creating the key pair (mode 600) if it is missing."""
+    """Return the adb private key path, creating the key pair if it is missing.
+
+    A key edgekit creates is made mode 600; an existing key (the user's, or adb's) is left
+    exactly as it is."""
     from adb_shell.auth.keygen import keygen
 
     path = path or adb_key_path()
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         keygen(str(path))
-    path.chmod(0o600)
+        path.chmod(0o600)
     return path
 
 
@@ -90,7 +94,10 @@ class _SendAllTcpTransport(TcpTransport):  # type: ignore[misc]
 
 
 class DirectAdbDevice(Device):
-    """A phone's adbd at `host:port`, reached without an adb server."""
+    """A phone's adbd at `host:port`, reached without an adb server.
+
+    Nothing happens on construction: the key is read (or created) and the connection made
+    on the first command; connection errors are DeviceErrors from that call."""
 
     def __init__(
         self,
@@ -102,28 +109,39 @@ class DirectAdbDevice(Device):
         auth_timeout_s: float = 30.0,
     ) -> None:
         self.serial = f"{host}:{port}"
+        self._host, self._port = host, port
+        self._key_path = key_path
         self._io_timeout_s = connect_timeout_s
-        self._dev = _AdbShellDevice(_SendAllTcpTransport(host, port), default_transport_timeout_s=connect_timeout_s)
-        key = ensure_adb_key(key_path)
-        from adb_shell.auth.sign_cryptography import CryptographySigner
+        self._auth_timeout_s = auth_timeout_s
+        self._dev: Any = None
 
-        signer = CryptographySigner(str(key))
-        self._connect(signer, connect_timeout_s, auth_timeout_s)
+    def _connected(self) -> Any:
+        """adb-shell's device, connected (on first use)."""
+        if self._dev is None:
+            from adb_shell.auth.sign_cryptography import CryptographySigner
 
-    def _connect(self, signer: Any, connect_timeout_s: float, auth_timeout_s: float) -> None:
+            signer = CryptographySigner(str(ensure_adb_key(self._key_path)))
+            dev = _AdbShellDevice(
+                _SendAllTcpTransport(self._host, self._port), default_transport_timeout_s=self._io_timeout_s
+            )
+            self._connect(dev, signer, self._io_timeout_s, self._auth_timeout_s)
+            self._dev = dev
+        return self._dev
+
+    def _connect(self, dev: Any, signer: Any, connect_timeout_s: float, auth_timeout_s: float) -> None:
         reached = False
         try:
             # adb-shell connects the socket first; a refusal or unreachable host fails here.
-            socket.create_connection(self.serial.rsplit(":", 1), timeout=connect_timeout_s).close()  # type: ignore[arg-type]
+            socket.create_connection((self._host, self._port), timeout=connect_timeout_s).close()
             reached = True
-            self._dev.connect(
+            dev.connect(
                 rsa_keys=[signer],
                 transport_timeout_s=connect_timeout_s,
                 auth_timeout_s=auth_timeout_s,
                 read_timeout_s=connect_timeout_s,
             )
         except (adb_exceptions.TcpTimeoutException, adb_exceptions.AdbTimeoutError) as exc:
-            self._dev.close()
+            dev.close()
             if reached:
                 raise DeviceError(
                     f"{self.serial}: device unauthorized: accept the RSA prompt on the phone "
@@ -132,10 +150,10 @@ class DirectAdbDevice(Device):
                 ) from exc
             raise DeviceError(f"{self.serial}: no answer from the device", serial=self.serial) from exc
         except adb_exceptions.DeviceAuthError as exc:
-            self._dev.close()
+            dev.close()
             raise DeviceError(f"{self.serial}: device unauthorized: {exc}", serial=self.serial) from exc
         except OSError as exc:
-            self._dev.close()
+            dev.close()
             raise DeviceError(
                 f"{self.serial}: cannot connect ({exc.strerror or exc}): is the phone on the network "
                 f"with wireless debugging or `adb tcpip` enabled?",
@@ -143,26 +161,26 @@ class DirectAdbDevice(Device):
             ) from exc
 
     def close(self) -> None:
-        """Close the TCP connection."""
-        self._dev.close()
+        """Close the TCP connection (the next command connects again)."""
+        if self._dev is not None:
+            self._dev.close()
+            self._dev = None
 
     def _lost(self, exc: BaseException) -> DeviceError:
-        self._dev.close()
+        self.close()
         return DeviceError(f"{self.serial}: connection to the device lost ({exc})", serial=self.serial)
 
-    def shell(
-        self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True, stdin: bytes | None = None
-    ) -> ShellResult:
-        """Run `argv` through `shell,v2,raw:` with stdin, separate stderr and the exit code."""
+    def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
+        """Run `argv` through `shell,v2,raw:` (stdin closed at once), separate stderr and the exit code."""
         command = shlex.join(argv)
         try:
-            result = self._shell_v2(command, timeout_s, stdin or b"")
+            result = self._shell_v2(command, timeout_s, b"")
         except _LINK_ERRORS as exc:
             raise self._lost(exc) from exc
         return check_result(self.serial, command, result, check)
 
     def _shell_v2(self, command: str, timeout_s: float, stdin: bytes) -> ShellResult:
-        dev = self._dev
+        dev = self._connected()
         # The command may print nothing for longer than any I/O timeout: its own timeout governs reads.
         info = dev._open(b"shell,v2,raw:" + command.encode(), timeout_s, timeout_s, timeout_s)
         chunk = max(1, dev._maxdata - 5)
@@ -200,7 +218,7 @@ class DirectAdbDevice(Device):
                 progress(done, total)
 
         try:
-            self._dev.push(
+            self._connected().push(
                 str(local),
                 remote,
                 st_mode=0o100644,
@@ -214,6 +232,6 @@ class DirectAdbDevice(Device):
     def pull(self, remote: str, local: Path) -> None:
         """Copy `remote` to `local` over the sync service."""
         try:
-            self._dev.pull(remote, str(local), transport_timeout_s=self._io_timeout_s, read_timeout_s=60.0)
+            self._connected().pull(remote, str(local), transport_timeout_s=self._io_timeout_s, read_timeout_s=60.0)
         except _LINK_ERRORS as exc:
             raise self._lost(exc) from exc

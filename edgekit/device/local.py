@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgekit._data import user_cache_dir
-from edgekit.device.base import BatterySample, Device, DeviceFacts, ProgressFn, ShellResult, check_result
+from edgekit.device.base import (
+    BatterySample,
+    Device,
+    DeviceFacts,
+    Execution,
+    ProgressFn,
+    ShellResult,
+    check_result,
+)
 from edgekit.device.parsers import parse_int, parse_sysfs_status
 from edgekit.errors import DeviceError
 
@@ -31,20 +39,23 @@ class LocalDevice(Device):
     """This computer. Paths are local paths; commands run with /bin/sh."""
 
     serial = "local"
+    execution = Execution.ENGINE
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or local_root()
         self.root.mkdir(parents=True, exist_ok=True)
         self.work_root = str(self.root)
 
-    def shell(
-        self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True, stdin: bytes | None = None
-    ) -> ShellResult:
+    def path(self, *parts: str) -> str:
+        """The local path of `parts` under the local device folder."""
+        return str(Path(self.work_root, *parts))
+
+    def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
         """Run `argv` here (through /bin/sh, like a device shell)."""
         command = shlex.join(argv)
         try:
             proc = subprocess.run(
-                ["/bin/sh", "-c", command], input=stdin or b"", capture_output=True, timeout=timeout_s, cwd=self.root
+                ["/bin/sh", "-c", command], input=b"", capture_output=True, timeout=timeout_s, cwd=self.root
             )
         except subprocess.TimeoutExpired as exc:
             raise DeviceError(f"local: `{command}` timed out after {timeout_s:.0f} s", serial="local") from exc
