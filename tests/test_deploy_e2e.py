@@ -254,8 +254,9 @@ def test_error_several_devices(artifact: Path, cli_env: dict[str, str], tmp_path
 
 def test_error_unauthorized_direct(emulated_device: EmulatedDevice, artifact: Path) -> None:
     emulated_device.faults.refuse_auth = True
+    device = _direct(emulated_device)  # connects on first use
     with pytest.raises(DeviceError, match="device unauthorized: accept the RSA prompt on the phone"):
-        _direct(emulated_device)
+        deploy(device, artifact, DeployConfig(runner=emulated_device.runner))
 
 
 def test_error_unauthorized_adb(emulated_device: EmulatedDevice, artifact: Path, cli_env: dict[str, str]) -> None:

@@ -1,2 +1,13 @@
-"""Testing helpers shipped with edgekit: an ADB device emulator, its simulated battery, a
-LiteRT-LM runner stand-in, and a pytest plugin with their fixtures (see plugin.py)."""
+"""Testing helpers shipped with edgekit, to test pipelines without a phone.
+
+* `FakeDevice` — an in-process Device (files in memory, a shell of the commands edgekit
+  sends): unit tests without sockets or subprocesses.
+* `edgekit.testing.emulator` — the ADB device emulator on 127.0.0.1 (the wire protocol, a
+  sandboxed shell, its simulated battery in battery.py), and `edgekit.testing.plugin`, a
+  pytest plugin with their fixtures.
+* `edgekit.testing.runner_standin` — stand-ins for LiteRT-LM's on-device runner binaries.
+"""
+
+from edgekit.testing.fake import FakeDevice
+
+__all__ = ["FakeDevice"]
