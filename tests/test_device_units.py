@@ -3,14 +3,13 @@ in this process, without sockets or subprocesses."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from edgekit.artifact import sha256_file
 from edgekit.bench import run_folder
-from edgekit.bench.assembly import build_result, read_run
+from edgekit.bench.assembly import read_run
 from edgekit.deploy import DeployConfig, clean, deploy
 from edgekit.device import Execution, Transport, resolve_devices
 from edgekit.device.local import LocalDevice
@@ -190,24 +189,8 @@ def test_resolve_devices_from_a_listing() -> None:
         resolve_devices((), Transport.DIRECT, list_devices=no_server)
 
 
-def _run_folder_on(fake: FakeDevice, run_id: str) -> run_folder.RunPaths:
-    """A finished multi-turn run of one two-turn conversation, as driver.sh leaves it."""
-    paths = run_folder.run_paths(fake, run_id, f"{ROOT}/harness/h")
-    meta = {
-        "run_id": run_id,
-        "created": "2026-11-26T03:00:00+00:00",
-        "device": {"serial": fake.serial, "emulated": True},
-        "artifact": {"name": "m.litertlm"},
-        "workload": {
-            "name": "unit",
-            "version": 1,
-            "sha256": "0" * 64,
-            "max_output_tokens": 32,
-            "conversations": [{"id": "greet", "turns": 2}],
-        },
-        "runner": {"protocol": "multi_turn", "probe": {"streams_answers": False}},
-        "settings": {"sample_period_s": 0.25, "capacity_mah": 4000.0, "turn_timeout_s": 300},
-    }
+def _finish_run(fake: FakeDevice, run_dir: str) -> None:
+    """What driver.sh leaves after one two-turn conversation through a sync multi-turn runner."""
     events = [
         (1000, "driver_start", "boot1", 0),
         (1000, "workload_start", "", 0),
@@ -220,20 +203,38 @@ def _run_folder_on(fake: FakeDevice, run_id: str) -> run_folder.RunPaths:
         (2400, "conv_end", "0001", 0),
         (2500, "workload_end", "", 0),
     ]
-    fake.write(f"{paths.run_dir}/meta.json", json.dumps(meta).encode())
-    fake.write(f"{paths.run_dir}/events.csv", "".join(f"{t},{n},{k},{i}\n" for t, n, k, i in events).encode())
-    fake.write(f"{paths.run_dir}/samples.csv", b"")
-    fake.write(f"{paths.run_dir}/out/0001.txt", b"Hello!\nBye.\n")
+    fake.write(f"{run_dir}/events.csv", "".join(f"{t},{n},{k},{i}\n" for t, n, k, i in events).encode())
+    fake.write(f"{run_dir}/samples.csv", b"")
+    fake.write(f"{run_dir}/out/0001.txt", b"Hello!\nBye.\n")
     stderr = (CAPTURES / "litert_lm_advanced_main-multiturn-sync.stderr.txt").read_bytes()
-    fake.write(f"{paths.run_dir}/err/0001.txt", stderr)
-    fake.write(f"{paths.run_dir}/done/0001", b"")
-    fake.write(f"{paths.run_dir}/status", b"done\n")
-    return paths
+    fake.write(f"{run_dir}/err/0001.txt", stderr)
+    fake.write(f"{run_dir}/done/0001", b"")
+    fake.write(f"{run_dir}/status", b"done\n")
 
 
-def test_turn_records_from_a_run_folder_collected_from_the_fake() -> None:
+def test_a_run_on_the_fake_from_start_to_turn_records(tmp_path: Path) -> None:
+    from edgekit.bench import session
+    from edgekit.bench.config import BenchConfig
+    from edgekit.device.base import ShellResult
+    from tests.conftest import small_workload
+
     fake = FakeDevice()
-    files = run_folder.collect(fake, _run_folder_on(fake, "20261126-030000-abcdef"))
+    started: list[str] = []
+    fake.on_script(r"driver\.sh", lambda script: started.append(script) or ShellResult(0, "", ""))
+    workload = small_workload(tmp_path, turns=[["Say hi.", "Now say bye."]])
+    config = BenchConfig(workload=workload, runner=_runner(tmp_path), baseline_s=0.0)
+    run_id = session.start_run(fake, _artifact(tmp_path), config)
+    paths = run_folder.run_paths(fake, run_id, "")
+    env = fake.files[f"{paths.run_dir}/run.env"].decode()
+    runner_sha = sha256_file(tmp_path / "runner" / "litert_lm_advanced_main")
+    # Files are named relative to the work root; the driver was started detached, once.
+    assert f"RUNNER=runners/{runner_sha}/litert_lm_advanced_main\n" in env
+    assert f"RUNNER_DIR=runners/{runner_sha}\n" in env and "PROTOCOL=multi_turn\n" in env
+    assert fake.files[f"{paths.run_dir}/conv/0001.txt"] == b"Say hi.\nNow say bye.\n"
+    assert len(started) == 1 and "setsid" in started[0]
+    _finish_run(fake, paths.run_dir)
+
+    files = run_folder.collect(fake, paths)
     assert files.status == "done" and files.done == {"0001"}
     measured = read_run(files)
     first, second = measured.turns
@@ -245,9 +246,10 @@ def test_turn_records_from_a_run_folder_collected_from_the_fake() -> None:
     # ... and a sync runner's time to first token by io_types.cc's formula: prefill + one decode step.
     assert first.ttft_s == pytest.approx(0.182114 + 0.431207 / 12)
     assert measured.complete and measured.conversations_finished == 1 and measured.flags == []
-    result = build_result(measured)
-    assert result.complete and result.simulated and result.summary["output_tokens"] == 15
-    assert [f["code"] for f in result.validity] == ["counters_missing"]  # no samples: no battery figure
+    result = session.collect(fake, run_id)
+    assert result.complete and result.simulated and result.summary.output_tokens == 15
+    assert [f.code for f in result.validity] == ["counters_missing"]  # no samples: no battery figure
+    assert result.device.emulator == "edgekit FakeDevice (in-process)"
 
 
 def test_a_run_folder_without_meta_is_one_error_line() -> None:
