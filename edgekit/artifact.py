@@ -23,9 +23,10 @@ MANIFEST_SCHEMA_VERSION = 1
 T = TypeVar("T")
 
 CALLER = "caller"
-"""Setting source: the caller gave the value (ConvertConfig, from Python or from the CLI's flags)."""
-LEGACY_FLAG = "flag"
-"""Setting source in manifests written before "caller" (read as the same thing)."""
+"""Setting source: Python code gave the value (a ConvertConfig field)."""
+FLAG = "flag"
+"""Setting source: the CLI's user gave the value (an option of `edgekit convert`). Manifests
+written before "caller" existed say "flag" for values Python code gave too."""
 
 
 def sha256_file(path: Path) -> str:
@@ -41,16 +42,16 @@ def manifest_path(artifact_path: Path) -> Path:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SettingRecord(Generic[T]):
-    """One conversion setting and where its value came from: "caller" (ConvertConfig; "flag" in
-    older manifests), "recipe:<family>", "default", "random-weights"."""
+    """One conversion setting and where its value came from: "caller" (Python code) or "flag"
+    (a CLI option), "recipe:<family>", "default", "random-weights"."""
 
     value: T
     source: str
 
     @property
     def given(self) -> bool:
-        """True when the caller gave the value (not a recipe or a default)."""
-        return self.source in (CALLER, LEGACY_FLAG)
+        """True when the user gave the value (not a recipe or a default)."""
+        return self.source in (CALLER, FLAG)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -85,6 +85,21 @@ def test_flag_beats_recipe_and_is_recorded() -> None:
     assert settings["quant_recipe"]["value"] == "dynamic_wi8_afp32"
     assert settings["min_agreement"] == {"value": 0.3, "source": "caller"}
     assert settings["prefill_lengths"]["source"] == "recipe:gemma3"
+    assert settings["format"]["source"] == "caller"
+    # The CLI says its values came from its flags; the same values, the same recipe otherwise.
+    cli = plan(
+        _ckpt(),
+        ConvertConfig(
+            output=Path("m.litertlm"), cache_length=2048, quant=Quant.INT8, min_agreement=0.3, given_by="flag"
+        ),
+    )
+    by_flag = to_data(cli.settings())
+    assert by_flag["cache_length"] == {"value": 2048, "source": "flag"}
+    assert by_flag["quant"]["source"] == by_flag["min_agreement"]["source"] == by_flag["format"]["source"] == "flag"
+    assert by_flag["prefill_lengths"] == settings["prefill_lengths"]
+    assert cli.settings().min_agreement.given and p.settings().min_agreement.given  # type: ignore[union-attr]
+    with pytest.raises(InputError, match="given_by must be 'caller' or 'flag', got 'cli'"):
+        ConvertConfig(output=Path("m.litertlm"), given_by="cli")
 
 
 def test_model_without_recipe_gets_builtin_defaults_and_a_note() -> None:

@@ -67,7 +67,7 @@ def test_schema1_manifest_loads_typed_and_writes_the_same_json() -> None:
     assert m.settings.quant.value == "int4" and m.settings.quant.source == "recipe:gemma3"
     assert m.settings.prefill_lengths.value == (128,)
     assert m.settings.min_agreement is not None and m.settings.min_agreement.source == "flag"
-    assert m.settings.min_agreement.given  # "flag" (before "caller") still means the caller gave it
+    assert m.settings.min_agreement.given  # given by the user, not a recipe or a default
     assert m.fidelity is not None and m.fidelity.nll is not None and m.fidelity.nll.tokens == 1024
     assert m.quantization is not None and m.quantization.grid is not None and not m.quantization.grid.detected
     assert m.source.kind == "checkpoint_dir" and m.source.files

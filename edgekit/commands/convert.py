@@ -153,6 +153,7 @@ def convert_command(
         eval_text=eval_text,
         force=force,
         verbose=verbose,
+        given_by="flag",
     )
     if not model_dir.exists():
         raise InputError(f"model {model_dir} does not exist: give a checkpoint folder or a .gguf file", path=model_dir)

@@ -116,7 +116,7 @@ def _convert(model_dir: Path, output: Path, threads: int | None, console: Consol
 
     progress = StageProgress(console)
     try:
-        config = ConvertConfig(output=output, threads=threads)
+        config = ConvertConfig(output=output, threads=threads, given_by="flag")
         return convert(model_dir, config, progress=progress, capture_output=True, set_torch_threads=True)
     finally:
         progress.stop()

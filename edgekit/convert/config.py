@@ -31,6 +31,9 @@ class ConvertConfig:
     eval_text: Path | None = None
     force: bool = False
     verbose: bool = False
+    given_by: str = "caller"
+    """Where the values given here come from, as the manifest's settings record it: "caller"
+    (Python code) or "flag" (the CLI's options)."""
 
     @property
     def output_format(self) -> Format:
@@ -78,6 +81,8 @@ class ConvertConfig:
                 f"prefill length {max(self.prefill_lengths)} is longer than the cache "
                 f"({self.cache_length}): lower --prefill-lengths or raise --cache-length"
             )
+        if self.given_by not in ("caller", "flag"):
+            raise InputError(f"given_by must be 'caller' or 'flag', got {self.given_by!r}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be at least 1, got {self.threads}")
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:

@@ -190,6 +190,8 @@ class Plan:
     threads: int | None
     notes: tuple[str, ...]
     grid: GridReport | None = None
+    given_by: str = CALLER
+    """The source of the values the caller gave (ConvertConfig.given_by): "caller" or "flag"."""
 
     @property
     def recover_grid(self) -> bool:
@@ -231,7 +233,7 @@ class Plan:
                 value=eval_text if isinstance(eval_text, str) else EvalTextFile(**eval_text),
                 source=self.eval_text.source,
             ),
-            format=SettingRecord(value=self.format.value, source=CALLER),
+            format=SettingRecord(value=self.format.value, source=self.given_by),
         )
 
 
@@ -241,9 +243,10 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
     notes = []
     if recipe is None:
         notes.append(f"no edgekit recipe for model_type {ckpt.model_type!r}: converting with generic defaults")
-    quant = recipes.resolve("quant", config.quant, recipe)
-    prefill = recipes.resolve("prefill_lengths", config.prefill_lengths, recipe)
-    cache = recipes.resolve("cache_length", config.cache_length, recipe)
+    by = config.given_by
+    quant = recipes.resolve("quant", config.quant, recipe, by)
+    prefill = recipes.resolve("prefill_lengths", config.prefill_lengths, recipe, by)
+    cache = recipes.resolve("cache_length", config.cache_length, recipe, by)
     if max(prefill.value) > cache.value:
         raise InputError(
             f"prefill length {max(prefill.value)} is longer than the cache ({cache.value}): "
@@ -254,22 +257,22 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
             "int4-channel (per-channel INT4) is known upstream to collapse small LLMs; "
             "int4 (block-wise, 32) keeps quality at almost the same size"
         )
-    min_agreement = recipes.resolve_min_agreement(config.min_agreement, quant.value, recipe)
-    max_nll_gap = recipes.resolve_max_nll_gap(config.max_nll_gap, quant.value, recipe)
+    min_agreement = recipes.resolve_min_agreement(config.min_agreement, quant.value, recipe, by)
+    max_nll_gap = recipes.resolve_max_nll_gap(config.max_nll_gap, quant.value, recipe, by)
     if ckpt.random_weights:
         # The floors are measured on trained models; random weights give flat logits whose
         # order any quantization shuffles (see RANDOM_WEIGHTS_MIN_AGREEMENT).
         from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
 
-        if min_agreement.source != CALLER:
+        if config.min_agreement is None:
             min_agreement = Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
-        if max_nll_gap.source != CALLER:
+        if config.max_nll_gap is None:
             max_nll_gap = Setting(None, "random-weights")
     if config.eval_text is not None:
         from edgekit.convert import nll
 
         nll.text_from_file(config.eval_text)  # bad text is bad input, before any work
-        eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, CALLER)
+        eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, by)
     else:
         eval_text = Setting("builtin:report", "default")
     return Plan(
@@ -277,13 +280,14 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
         quant=quant,
         prefill_lengths=prefill,
         cache_length=cache,
-        lightweight=recipes.resolve("lightweight", config.lightweight, recipe),
+        lightweight=recipes.resolve("lightweight", config.lightweight, recipe, by),
         min_agreement=min_agreement,
         max_nll_gap=max_nll_gap,
         eval_text=eval_text,
         format=config.output_format,
         threads=config.threads,
         notes=tuple(notes),
+        given_by=by,
     )
 
 

@@ -194,7 +194,8 @@ class Recipe:
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """A resolved value and where it came from: "caller" (given in ConvertConfig), "recipe:<family>" or "default"."""
+    """A resolved value and where it came from: "caller"/"flag" (given in ConvertConfig by
+    Python code / the CLI), "recipe:<family>" or "default"."""
 
     value: Any
     source: str
@@ -232,28 +233,30 @@ def recipe_for(model_type: str) -> Recipe | None:
     return next((r for r in all_recipes() if model_type in r.model_types), None)
 
 
-def resolve(name: str, given: Any, recipe: Recipe | None) -> Setting:
-    """Resolve one setting: `given` (not None) beats the recipe, which beats the default."""
+def resolve(name: str, given: Any, recipe: Recipe | None, given_by: str = "caller") -> Setting:
+    """Resolve one setting: `given` (not None; its source `given_by`) beats the recipe, which beats the default."""
     if given is not None:
-        return Setting(given, "caller")
+        return Setting(given, given_by)
     if recipe is not None and name in recipe.defaults:
         return Setting(recipe.defaults[name], f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS[name], "default")
 
 
-def resolve_min_agreement(given: float | None, quant: Quant, recipe: Recipe | None) -> Setting:
+def resolve_min_agreement(
+    given: float | None, quant: Quant, recipe: Recipe | None, given_by: str = "caller"
+) -> Setting:
     """The top-1 agreement floor for `quant`: the caller's, then recipe, then built-in."""
     if given is not None:
-        return Setting(given, "caller")
+        return Setting(given, given_by)
     if recipe is not None and quant.value in recipe.min_top1_agreement:
         return Setting(float(recipe.min_top1_agreement[quant.value]), f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS["min_top1_agreement"][quant.value], "default")
 
 
-def resolve_max_nll_gap(given: float | None, quant: Quant, recipe: Recipe | None) -> Setting:
+def resolve_max_nll_gap(given: float | None, quant: Quant, recipe: Recipe | None, given_by: str = "caller") -> Setting:
     """The NLL-gap ceiling (nats/token) for `quant`: the caller's, then recipe, then none (measured, not judged)."""
     if given is not None:
-        return Setting(given, "caller")
+        return Setting(given, given_by)
     if recipe is not None and quant.value in recipe.max_nll_gap:
         return Setting(float(recipe.max_nll_gap[quant.value]), f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS["max_nll_gap"].get(quant.value), "default")
