@@ -182,7 +182,7 @@ def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
     # The emulator drops 5% of what it publishes; a host that stalls its publisher shows one
     # empty value to several reads, so judge the rule on what the sampler actually saw.
     samples = result.samples
-    seen = max(sum(1 for s in samples if s[k] is None) for k in ("current_raw", "voltage_uv")) / len(samples)
+    seen = max(sum(1 for s in samples if getattr(s, k) is None) for k in ("current_raw", "voltage_uv")) / len(samples)
     if seen <= 0.10:
         assert _voids(result) == set(), result.validity
         _assert_near_truth(result, truth, config, rel=0.03)

@@ -141,7 +141,7 @@ def test_crash_after_first_answer_fails_the_run(
     assert not result.complete and result.summary.battery_pct_per_25_conversations is None
     failed = [f for f in result.validity if f.code == "runner_failed"]
     assert len(failed) == 2 and all(f.voids for f in failed)
-    assert "exited 139, SIGSEGV" in failed[0]["message"]
+    assert "exited 139, SIGSEGV" in failed[0].message
     # The first turn of each conversation was sent and answered before the crash and is kept;
     # the runner died before its BenchmarkInfo, so its figures are unknown (None, not 0).
     assert sorted((t.conversation_index, t.turn_index) for t in result.turns) == [(1, 1), (2, 1)]
