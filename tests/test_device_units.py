@@ -286,7 +286,7 @@ def test_transports_do_no_io_until_first_use_and_leave_an_existing_key_alone(tmp
     assert key.stat().st_mode & 0o777 == 0o640 and key.read_bytes() == before  # the user's key: untouched
 
 
-def test_an_adb_device_starts_no_server_when_constructed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_adb_device_runs_nothing_when_constructed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
     from edgekit.device.adb import AdbDevice, _server_listening
@@ -294,6 +294,15 @@ def test_an_adb_device_starts_no_server_when_constructed(monkeypatch: pytest.Mon
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    marker = tmp_path / "adb-ran"
+    adb = tmp_path / "bin" / "adb"  # an adb that says when it runs
+    adb.parent.mkdir()
+    adb.write_text(f"#!/bin/sh\necho \"$@\" >> {marker}\n")
+    adb.chmod(0o755)
+    monkeypatch.setenv("PATH", str(adb.parent))
+    monkeypatch.delenv("ADBUTILS_ADB_PATH", raising=False)
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
     device = AdbDevice("0123456789ABCDEF")
-    assert device.serial == "0123456789ABCDEF" and not _server_listening(port)
+    assert device.serial == "0123456789ABCDEF"
+    assert not marker.exists() and not _server_listening(port)  # no adb run, no server started
+    assert device._adb == str(adb) and marker.read_text() == "version\n"  # found on first use

@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edgekit.artifact import Artifact
 from edgekit.bench import run_folder
@@ -28,8 +29,8 @@ from edgekit.bench.local_run import run_local
 from edgekit.bench.phone import online_supplies, prepare_phone, restore_phone
 from edgekit.bench.result import BenchResult
 from edgekit.bench.workload import Workload, load_workload
-from edgekit.deploy import DeployConfig, deploy
-from edgekit.device.base import Device, Execution, ProgressFn
+from edgekit.deploy import DeployConfig, DeployResult, deploy
+from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, InputError
 from edgekit.probe import RunnerProbe, chat_flags
 
@@ -66,20 +67,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     deployed = deploy(device, artifact.path, DeployConfig(runner=config.runner, smoke=False))
     if deployed.runner is None:
         raise InputError("battery-bench on a phone needs the on-device runner: pass --runner")
-    battery = device.battery()
-    capacity = config.capacity_mah or (
-        battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
-    )
-    full = battery.charge_full_uah / 1000 if battery.charge_full_uah else None
-    probe = RunnerProbe.from_dict(deployed.probe) if deployed.probe else None
-    if probe is None:
-        raise DeviceError(f"{device.serial}: deploy did not probe the runner", serial=device.serial)
-    need = _ACCELERATORS.get(config.backend)
-    if need is not None and not any(lib.startswith(need) for lib in probe.libraries):
-        raise InputError(
-            f"--backend {config.backend} needs LiteRT's accelerator library ({need}*.so) beside the runner, and "
-            f"{probe.binary} was deployed without it: pass the runner's prebuilt/android_arm64/ folder as --runner"
-        )
+    probe = _probed_runner(device, deployed, config)
     chosen = chat_flags(
         probe,
         backend=config.backend,
@@ -88,6 +76,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         max_output_tokens=workload.max_output_tokens,
     )
     flags = list(chosen.flags)
+    battery = device.battery()
     phone = prepare_phone(device) if config.prepare_screen else {"changed": []}
     run_id = run_folder.new_run_id()
     paths = run_folder.run_paths(device, run_id, deployed.harness.remote)
@@ -107,28 +96,11 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
             "conditions": list(chosen.conditions),
             "probe": probe.to_dict(),
         },
-        "settings": {
-            "sample_period_s": config.sample_period_s,
-            "baseline_s": baseline_s,
-            "capacity_mah": capacity,
-            "capacity_source": "--capacity-mah" if config.capacity_mah else "charge_full_design",
-            "full_charge_capacity_mah": full,
-            "low_battery_pct": config.low_battery_pct,
-            "state_s": config.state_s,
-            "detach": detach,
-            "settle_s": config.settle_s if detach else 0.0,
-            "turn_timeout_s": config.turn_timeout_s,
-        },
+        "settings": _settings(config, battery, baseline_s, detach=detach),
         "phone": phone,
         "battery_start": dataclasses.asdict(battery),
         "supplies_online_start": online_supplies(device),
         "harness": paths.harness_dir,
-    }
-    power_env = {
-        "STATE_EVERY": str(max(1, round(config.state_s / config.sample_period_s))),
-        "DETACH": "1" if detach else "0",
-        "SETTLE_S": f"{config.settle_s:g}",
-        "UNPLUG_WAIT_S": str(round(config.unplug_wait_s)),
     }
     run_folder.prepare(
         device,
@@ -144,10 +116,52 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         sample_period_s=config.sample_period_s,
         baseline_s=baseline_s,
         meta=meta,
-        power_env=power_env,
+        power_env=_power_env(config, detach=detach),
     )
     run_folder.start(device, paths)
     return run_id
+
+
+def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) -> RunnerProbe:
+    """What deploy's probe found the runner speaks; InputError when `config.backend` needs an
+    accelerator library that was not deployed beside it."""
+    probe = RunnerProbe.from_dict(deployed.probe) if deployed.probe else None
+    if probe is None:
+        raise DeviceError(f"{device.serial}: deploy did not probe the runner", serial=device.serial)
+    need = _ACCELERATORS.get(config.backend)
+    if need is not None and not any(lib.startswith(need) for lib in probe.libraries):
+        raise InputError(
+            f"--backend {config.backend} needs LiteRT's accelerator library ({need}*.so) beside the runner, and "
+            f"{probe.binary} was deployed without it: pass the runner's prebuilt/android_arm64/ folder as --runner"
+        )
+    return probe
+
+
+def _settings(config: BenchConfig, battery: BatterySample, baseline_s: float, *, detach: bool) -> dict[str, Any]:
+    """The run's settings as meta.json records them (capacity: --capacity-mah, else the phone's design)."""
+    design = battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
+    return {
+        "sample_period_s": config.sample_period_s,
+        "baseline_s": baseline_s,
+        "capacity_mah": config.capacity_mah or design,
+        "capacity_source": "--capacity-mah" if config.capacity_mah else "charge_full_design",
+        "full_charge_capacity_mah": battery.charge_full_uah / 1000 if battery.charge_full_uah else None,
+        "low_battery_pct": config.low_battery_pct,
+        "state_s": config.state_s,
+        "detach": detach,
+        "settle_s": config.settle_s if detach else 0.0,
+        "turn_timeout_s": config.turn_timeout_s,
+    }
+
+
+def _power_env(config: BenchConfig, *, detach: bool) -> dict[str, str]:
+    """sampler.sh / driver.sh settings for the power side: state reads, the unplug wait, settling."""
+    return {
+        "STATE_EVERY": str(max(1, round(config.state_s / config.sample_period_s))),
+        "DETACH": "1" if detach else "0",
+        "SETTLE_S": f"{config.settle_s:g}",
+        "UNPLUG_WAIT_S": str(round(config.unplug_wait_s)),
+    }
 
 
 def answer_cap_bytes(workload: Workload, artifact: Artifact) -> int:

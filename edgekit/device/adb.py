@@ -94,13 +94,23 @@ def list_devices(client: AdbClient | None = None) -> list[tuple[str, str]]:
 
 
 class AdbDevice(Device):
-    """A device the adb server knows as `serial` (a `host:port` is connected on first use)."""
+    """A device the adb server knows as `serial`.
+
+    The constructor runs nothing: the first command finds adb, starts the server if none
+    runs, connects a `host:port` serial and waits until the device is ready."""
 
     def __init__(self, serial: str, *, client: AdbClient | None = None, adb: str | None = None) -> None:
         self.serial = serial
-        self._adb = adb or adb_binary()
+        self._adb_path = adb
         self._client = client
         self._device: Any = None
+
+    @property
+    def _adb(self) -> str:
+        """The adb binary (found on first use: adbutils runs `adb version` to pick one)."""
+        if self._adb_path is None:
+            self._adb_path = adb_binary()
+        return self._adb_path
 
     @property
     def _env(self) -> dict[str, str]:
