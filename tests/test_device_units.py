@@ -297,7 +297,7 @@ def test_an_adb_device_runs_nothing_when_constructed(tmp_path: Path, monkeypatch
     marker = tmp_path / "adb-ran"
     adb = tmp_path / "bin" / "adb"  # an adb that says when it runs
     adb.parent.mkdir()
-    adb.write_text(f"#!/bin/sh\necho \"$@\" >> {marker}\n")
+    adb.write_text(f'#!/bin/sh\necho "$@" >> {marker}\n')
     adb.chmod(0o755)
     monkeypatch.setenv("PATH", str(adb.parent))
     monkeypatch.delenv("ADBUTILS_ADB_PATH", raising=False)

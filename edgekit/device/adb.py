@@ -177,8 +177,10 @@ class AdbDevice(Device):
         command = shlex.join(argv)
         device = self._connected()
         try:
-            # adbutils' shell2 never closes the command's stdin: give it /dev/null, so a
-            # command that reads stdin ends as it did with our own close-stdin frame.
+            # adbutils 2.12 `_shell_v2` opens `shell,v2:CMD`: raw, not a PTY, for a non-empty
+            # command (AOSP adb daemon/services.cpp ShellService: `command.empty() ? kPty : kRaw`).
+            # It never closes the command's stdin: give it /dev/null, so a command that reads
+            # stdin ends, as it did with our own close-stdin frame.
             ret = device.shell2(f"{command} </dev/null", timeout=timeout_s, v2=True)
         except (adbutils.AdbError, OSError, EOFError) as exc:  # EOFError: adbutils' read_exact on a closed link
             raise self._lost(exc) from exc
