@@ -187,3 +187,31 @@ def test_devices_lists_local_when_the_adb_server_cannot_be_asked(
     assert code == DeviceError.exit_code
     assert captured.out.splitlines()[1].split()[:2] == ["local", "device"]
     assert captured.err.strip() == "edgekit: error: adb server: cannot list devices: [Errno 111] Connection refused"
+
+
+def test_repeated_runs_are_kept_and_the_main_file_carries_their_aggregate(tmp_path: Path) -> None:
+    import dataclasses
+
+    from edgekit.bench.campaign import write_results
+    from edgekit.bench.result import BenchResult
+    from tests.typed_results import schema1_result
+
+    base = schema1_result()
+    runs = [
+        dataclasses.replace(base, run_id=f"r{i}", summary=dataclasses.replace(base.summary, decode_tokens_per_s=tps))
+        for i, tps in enumerate((100.0, 110.0, 120.0), 1)
+    ]
+    path = tmp_path / "r-local.json"
+    final = write_results(runs, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "r-local-run1.json",
+        "r-local-run2.json",
+        "r-local-run3.json",
+        "r-local.json",
+    ]
+    assert [BenchResult.load(run_path(path, i)).run_id for i in (1, 2, 3)] == ["r1", "r2", "r3"]
+    written = BenchResult.load(path)
+    assert written.run_id == "r3" and written == final
+    assert written.aggregate is not None
+    decode = written.aggregate["decode_tokens_per_s"]
+    assert (decode.mean, decode.n, decode.runs) == (110.0, 3, 3)

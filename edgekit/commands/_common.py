@@ -192,7 +192,6 @@ def _where(flag: ValidityFlag) -> str:
 
 def render_summary(result: BenchResult, path: Path | None) -> list[str]:
     """The human summary of a BenchResult (every figure labelled simulated when it is)."""
-    from edgekit.bench.result import figure
 
     s = result.summary
     sim = " (simulated)" if result.simulated else ""
@@ -221,6 +220,19 @@ def render_summary(result: BenchResult, path: Path | None) -> list[str]:
         )
         for note in runner.conditions or ():
             lines.append(f"  runner condition: {note}")
+    lines += _battery_lines(result, sim)
+    for flag in result.validity:
+        lines.append(f"  {'VOID' if flag.voids else 'flag'} [{flag.code}]{_where(flag)}: {flag.message}")
+    if path is not None:
+        lines.append(f"  result: {path}")
+    return lines
+
+
+def _battery_lines(result: BenchResult, sim: str) -> list[str]:
+    """The battery headline (or why there is none), energy and the idle baseline subtracted."""
+    from edgekit.bench.result import figure
+
+    lines: list[str] = []
     pct = figure(result, "battery_pct_per_25_conversations")
     charge = figure(result, "workload_charge_mah")
     if charge.value is None:
@@ -255,10 +267,6 @@ def render_summary(result: BenchResult, path: Path | None) -> list[str]:
             )
         if p.conventions:
             lines.append(f"  current_now: {p.conventions.basis}")
-    for flag in result.validity:
-        lines.append(f"  {'VOID' if flag.voids else 'flag'} [{flag.code}]{_where(flag)}: {flag.message}")
-    if path is not None:
-        lines.append(f"  result: {path}")
     return lines
 
 
