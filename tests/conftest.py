@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    # A shell starts a background job (`.ci/run &`, nohup) with SIGINT ignored, and every
+    # process inherits that: Python then installs no KeyboardInterrupt handler, and the
+    # Ctrl-C tests' commands ignore their SIGINT. Tests run with Ctrl-C as a terminal has it.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 SYSTEM_DEPS = REPO / "tests" / "system-deps.txt"
