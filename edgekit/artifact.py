@@ -136,15 +136,29 @@ class GridRecord:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class TableSplitRecord:
+    """A tied embedding/output table stored as two halves of different precision (split_table)."""
+
+    rows_8bit: int
+    rows_4bit: int
+    ranking: str
+    """How the ids of the 8-bit half were chosen, in words."""
+    ids_8bit_sha256: str
+    """sha256 of the sorted JSON list of the 8-bit half's token ids."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class QuantizationRecord:
     """The quantization applied: the recipe's name and words, its exact ai-edge-quantizer rules
-    (that library's own recipe format, kept as it is; None: no quantization), the grid."""
+    (that library's own recipe format, kept as it is; None: no quantization), the grid, and
+    how the tied table was split (edgekit.convert.split_table; None: it was not)."""
 
     recipe: str | None
     description: str
     rules: list[dict[str, Any]] | None
     grid_recovered: bool = False
     grid: GridRecord | None = None
+    table_split: TableSplitRecord | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

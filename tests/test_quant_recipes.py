@@ -12,6 +12,7 @@ import torch
 from edgekit.convert import Quant
 from edgekit.convert.grid import detect_q4_0, on_q4_0_grid, q4_0_codes, snap_to_q4_0
 from edgekit.convert.recipes import LM_HEAD_SCOPE
+from edgekit.convert.split_table import SCOPE_HIGH_IDS, split_rows
 
 
 def _weights(block: str, bits: int, rule: dict[str, object]) -> bool:
@@ -19,7 +20,8 @@ def _weights(block: str, bits: int, rule: dict[str, object]) -> bool:
     return bool(config["granularity"] == block and config["num_bits"] == bits)  # type: ignore[index]
 
 
-def test_int4_default_gives_the_tied_table_one_4bit_rule_and_linear_layers_8bit() -> None:
+def test_int4_on_an_unsplit_table_gives_the_tied_table_one_4bit_rule_and_linear_layers_8bit() -> None:
+    assert Quant.INT4.rules() == Quant.INT4_TABLE.rules()
     rules = Quant.INT4.rules()
     assert rules is not None
     fc_all, lm_head, embedding = rules
@@ -56,8 +58,8 @@ def test_every_recipe_loads_in_ai_edge_quantizer() -> None:
     from ai_edge_quantizer import recipe_manager
 
     for quant in Quant:
-        for recover in (False, True):
-            rules = quant.rules(recover_grid=recover)
+        for recover, split in ((False, None), (True, None), (False, 256), (True, 256)):
+            rules = quant.rules(recover_grid=recover, split_rows=split)
             if rules is None:
                 assert quant is Quant.FP32
                 continue
@@ -132,3 +134,73 @@ def test_detect_q4_0_on_the_tiny_model_and_its_qat_like_copy(tiny_gemma3_dir: Pa
     assert "model.embed_tokens.weight" in report.on_grid
     assert report.to_dict()["detected"] is True
     assert sorted(p.name for p in qat.iterdir()) == sorted(p.name for p in tiny_gemma3_dir.iterdir())
+
+
+def test_int4_on_a_split_table_gives_the_rare_half_4bit_and_everything_else_8bit() -> None:
+    rules = Quant.INT4.rules(split_rows=131072)
+    assert rules is not None
+    fc_all, lookup_all, fc_high, lookup_high = rules
+    assert [(r["operation"], r["regex"]) for r in rules] == [
+        ("FULLY_CONNECTED", ".*"),
+        ("EMBEDDING_LOOKUP", ".*"),
+        ("FULLY_CONNECTED", SCOPE_HIGH_IDS),
+        ("EMBEDDING_LOOKUP", SCOPE_HIGH_IDS),
+    ]
+    # Each half is read by one lookup and one projection: identical rules, or it is stored twice.
+    assert fc_all["op_config"] == lookup_all["op_config"] and _weights("CHANNELWISE", 8, fc_all)
+    assert fc_high["op_config"] == lookup_high["op_config"] and _weights("BLOCKWISE_32", 4, fc_high)
+    assert Quant.INT4.recipe_name_for(split_rows=131072) == "edgekit_split_table_wi8_wi4b32_linear_wi8_afp32"
+    assert "the 131,072 ids the model uses most" in Quant.INT4.description_for(131072)
+    # Only int4 splits: every other recipe ignores the split.
+    for quant in Quant:
+        if quant is not Quant.INT4:
+            assert quant.rules(split_rows=131072) == quant.rules()
+    # A QAT checkpoint: the 4-bit half keeps its grid, the 8-bit rules stay min-max.
+    kept = Quant.INT4.rules(recover_grid=True, split_rows=131072)
+    assert kept is not None
+    assert [r["algorithm_key"] for r in kept] == ["min_max_uniform_quantize"] * 2 + ["dequantized_weight_recovery"] * 2
+
+
+@pytest.mark.parametrize(
+    ("config", "rows"),
+    [
+        ({"model_type": "gemma3_text", "vocab_size": 262144, "tie_word_embeddings": True}, 131072),
+        ({"model_type": "gemma3_text", "vocab_size": 512}, 256),
+        ({"model_type": "gemma3_text", "vocab_size": 1000}, 480),
+        ({"model_type": "gemma3_text", "vocab_size": 262144, "tie_word_embeddings": False}, None),
+        ({"model_type": "qwen3", "vocab_size": 151936, "tie_word_embeddings": True}, None),
+        ({"model_type": "gemma3_text", "vocab_size": 32}, None),
+    ],
+)
+def test_split_rows_halves_a_tied_gemma3_table_only(config: dict[str, object], rows: int | None) -> None:
+    assert split_rows(config) == rows
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_the_split_model_computes_exactly_what_the_original_does(
+    tiny_gemma3_dir: Path, tmp_path: Path, shuffled: bool
+) -> None:
+    """The split checkpoint, loaded through the class litert-torch is given, equals the original bit for bit."""
+    from transformers import AutoModelForCausalLM
+
+    from edgekit.convert import split_table
+
+    rows = split_rows(json.loads((tiny_gemma3_dir / "config.json").read_text()))
+    assert rows is not None
+    original = AutoModelForCausalLM.from_pretrained(str(tiny_gemma3_dir), dtype=torch.float32).eval()
+    table = original.model.embed_tokens.weight
+    vocab = table.shape[0]
+    order = torch.randperm(vocab, generator=torch.Generator().manual_seed(3)) if shuffled else torch.arange(vocab)
+    split_dir = split_table.write_checkpoint(tiny_gemma3_dir, tmp_path / "split", rows, order)
+    model_class = split_table._model_class()
+    split = model_class.from_pretrained(str(split_dir), dtype=torch.float32).eval()
+    low, high = split.model.embed_tokens.halves()
+    assert torch.equal(low.weight, table[order[:rows]]) and torch.equal(high.weight, table[order[rows:]])
+    # Ids in both halves, the first and last rows of each included.
+    edge = [int(order[i]) for i in (0, rows - 1, rows, vocab - 1)]
+    ids = torch.tensor([[2, *edge, 7, int(order[rows + 3]), 11]])
+    with torch.no_grad():
+        want, got = original(ids).logits, split(ids).logits
+    assert got.shape == want.shape == (1, ids.shape[1], vocab)
+    assert torch.equal(got, want)
+    assert "lm_head.weight" not in dict(split.named_parameters())  # tied by construction, stored once

@@ -151,7 +151,8 @@ def render_conversion(result: ConvertResult, console: Console) -> None:
             f", greedy {round(fid.greedy_agreement * fid.greedy_steps)}/{fid.greedy_steps} steps{engine}"
         )
         if fid.nll:
-            out.print("  " + nll_line(fid.nll, quant_words(s.quant.value)))
+            words = quantization.description if quantization else quant_words(s.quant.value)
+            out.print("  " + nll_line(fid.nll, words))
     conv = manifest.conversion
     out.print(
         f"  converted in {conv.wall_time_s:.1f} s, peak RSS {conv.peak_rss_mb:.0f} MB;"

@@ -479,7 +479,7 @@ def evaluate(
         max_window_tokens = min(max_window_tokens, manifest.settings.cache_length.value)
         quant = manifest.settings.quant.value
         try:
-            recipe = Quant(quant).description
+            recipe = manifest.quantization.description if manifest.quantization else Quant(quant).description
         except ValueError:
             recipe = str(quant)
     model, tokenizer = load_reference(reference)

@@ -43,6 +43,7 @@ from edgekit.artifact import (
     ModelRecord,
     NllRecord,
     QuantizationRecord,
+    TableSplitRecord,
     SettingRecord,
     SourceRecord,
     manifest_path,
@@ -190,6 +191,8 @@ class Plan:
     threads: int | None
     notes: tuple[str, ...]
     grid: GridReport | None = None
+    split_rows: int | None = None
+    """Where the tied table splits (split_table), when the recipe splits it and the model can be split."""
     given_by: str = CALLER
     """The source of the values the caller gave (ConvertConfig.given_by): "caller" or "flag"."""
 
@@ -202,14 +205,14 @@ class Plan:
     def rules(self) -> list[dict[str, Any]] | None:
         """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
         quant: Quant = self.quant.value
-        return quant.rules(recover_grid=self.recover_grid)
+        return quant.rules(recover_grid=self.recover_grid, split_rows=self.split_rows)
 
     def quantization(self) -> QuantizationRecord:
         """The manifest's `quantization` record: the recipe in words, its exact rules, the grid."""
         quant: Quant = self.quant.value
         return QuantizationRecord(
-            recipe=quant.recipe_name_for(recover_grid=self.recover_grid),
-            description=quant.description,
+            recipe=quant.recipe_name_for(recover_grid=self.recover_grid, split_rows=self.split_rows),
+            description=quant.description_for(self.split_rows),
             rules=self.rules(),
             grid_recovered=self.recover_grid,
             grid=from_data(self.grid.to_dict(), GridRecord, "grid report") if self.grid is not None else None,
@@ -218,7 +221,7 @@ class Plan:
     def settings(self) -> ManifestSettings:
         """The settings as the manifest records them."""
         quant: Quant = self.quant.value
-        recipe_name = quant.recipe_name_for(recover_grid=self.recover_grid)
+        recipe_name = quant.recipe_name_for(recover_grid=self.recover_grid, split_rows=self.split_rows)
 
         eval_text = self.eval_text.value
         return ManifestSettings(
@@ -410,6 +413,8 @@ class Exported:
 
     tflite_path: Path
     bundle_path: Path | None
+    table_split: TableSplitRecord | None = None
+    """How the tied table was split for the export (split_table); None: it was not."""
 
 
 def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
@@ -426,8 +431,16 @@ def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
         recipe_file = work_dir / "quant_recipe.json"
         recipe_file.write_text(json.dumps(rules, indent=1))
         recipe_arg = str(recipe_file)
+    model_dir, model_class, table_split = ckpt.path, None, None
+    if the_plan.split_rows is not None:
+        from edgekit.convert import split_table
+
+        model_dir, model_class, table_split = split_table.prepare(
+            ckpt.path, work_dir.with_name("split-checkpoint"), the_plan.split_rows
+        )
     export_hf.export(
-        model=str(ckpt.path),
+        model=str(model_dir),
+        auto_model_override=model_class,
         output_dir=str(work_dir),
         prefill_lengths=list(the_plan.prefill_lengths.value),
         cache_length=int(the_plan.cache_length.value),
@@ -440,7 +453,7 @@ def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
     litertlm = work_dir / "model.litertlm"
     if not tflite.is_file() or (bundle and not litertlm.is_file()):
         raise ConversionError("litert-torch finished without writing the model", stage="export")
-    return Exported(tflite_path=tflite, bundle_path=litertlm if bundle else None)
+    return Exported(tflite_path=tflite, bundle_path=litertlm if bundle else None, table_split=table_split)
 
 
 def bundled_tflite(bundle: Path, into: Path) -> Path:
@@ -511,7 +524,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
         if not gap_ok and gap is not None:
             failed.append(f"NLL gap {gap.gap_nats_per_token:+.3f} nats/token > {ceiling:.2f}")
         raise FidelityError(
-            f"{quant.description}: {' and '.join(failed)} vs PyTorch (max logit error "
+            f"{quant.description_for(the_plan.split_rows)}: {' and '.join(failed)} vs PyTorch (max logit error "
             f"{report.max_abs_logit_error:.3g}): the conversion loses too much; try a higher-precision "
             f"--quant, or pass --min-agreement/--max-nll-gap if this model is untrained or you accept the loss"
         )
@@ -667,7 +680,7 @@ def _convert_in(
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent)
 
-    staged = _export_staged(ckpt, the_plan, config, work, tracker, log_path)
+    staged, table_split = _export_staged(ckpt, the_plan, config, work, tracker, log_path)
     fidelity_report = None
     if config.verify:
         tracker.enter("verify")
@@ -692,6 +705,7 @@ def _convert_in(
         key=key,
         conversion=conversion,
         fidelity=fidelity_report,
+        table_split=table_split,
         notes=notes,
     )
     # An old manifest must never describe the new file, not even for a moment.
@@ -756,13 +770,17 @@ def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: An
                 "weights lie on the Q4_0 grid (a quantization-aware-trained checkpoint): "
                 "its 4-bit blocks are recovered, not re-quantized"
             )
+    if the_plan.quant.value.splits_table:
+        from edgekit.convert.split_table import split_rows
+
+        the_plan = dataclasses.replace(the_plan, split_rows=split_rows(ckpt.config))
     return the_plan, notes
 
 
 def _export_staged(
     ckpt: Checkpoint, the_plan: Plan, config: ConvertConfig, work: Path, tracker: _StageTracker, log_path: Path | None
-) -> Path:
-    """Export (litert-torch: export, quantize, bundle) into `work`; the path of the finished file there."""
+) -> tuple[Path, TableSplitRecord | None]:
+    """Export (litert-torch: export, quantize, bundle) into `work`; the finished file there, and the table split."""
     if log_path is None:
         # No captured output, so no upstream progress lines to follow: one stage covers
         # litert-torch's load, export and quantize.
@@ -781,7 +799,7 @@ def _export_staged(
     staged = work / f"artifact{config.output_format.suffix}"
     os.replace(exported.bundle_path or exported.tflite_path, staged)
     tracker.leave()
-    return staged
+    return staged, exported.table_split
 
 
 def _manifest(
@@ -794,6 +812,7 @@ def _manifest(
     key: str | None,
     conversion: ConversionRecord,
     fidelity: FidelityReport | None,
+    table_split: TableSplitRecord | None,
     notes: list[str],
 ) -> Manifest:
     """The manifest of the finished file `staged`."""
@@ -812,7 +831,7 @@ def _manifest(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         conversion=conversion,
         fidelity=fidelity,
-        quantization=the_plan.quantization(),
+        quantization=dataclasses.replace(the_plan.quantization(), table_split=table_split),
         cache_key=key,
         notes=tuple(notes),
     )

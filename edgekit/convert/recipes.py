@@ -21,6 +21,7 @@ class Quant(str, enum.Enum):
     """Weight quantization choices; each is one ai-edge-quantizer recipe (`rules()`)."""
 
     INT4 = "int4"
+    INT4_TABLE = "int4-table"
     INT4_B32 = "int4-b32"
     INT4_B64 = "int4-b64"
     INT4_CHANNEL = "int4-channel"
@@ -42,16 +43,17 @@ class Quant(str, enum.Enum):
         """Block length along a weight row where every weight is block-wise, else None."""
         return {Quant.INT4_B32: 32, Quant.INT4_B64: 64}.get(self)
 
-    def rules(self, *, recover_grid: bool = False) -> list[dict[str, Any]] | None:
+    def rules(self, *, recover_grid: bool = False, split_rows: int | None = None) -> list[dict[str, Any]] | None:
         """The exact ai-edge-quantizer recipe (its JSON form), or None for fp32.
 
         Rules are matched in order and the last match wins. Weights shared by several
         ops (Gemma's tied embedding/output table) must get identical rules in every op,
         or the quantizer stores one copy per rule. `recover_grid`: the weights lie on the
         Q4_0 grid (edgekit.convert.grid), so every 4-bit blocks-of-32 rule keeps that grid
-        (DEQUANTIZED_WEIGHT_RECOVERY) instead of making a new one.
+        (DEQUANTIZED_WEIGHT_RECOVERY) instead of making a new one. `split_rows`: the
+        table is split at that id (edgekit.convert.split_table); only `int4` uses it.
         """
-        rules = _rules(self)
+        rules = _rules(self, split=split_rows is not None)
         if rules is None or not recover_grid:
             return rules
         return [_recovering(r) if _is_4bit_b32(r) else r for r in rules]
@@ -61,12 +63,26 @@ class Quant(str, enum.Enum):
         """The recipe has 4-bit blocks of 32, the Q4_0 grid's shape, to keep a QAT grid in."""
         return any(_is_4bit_b32(r) for r in _rules(self) or [])
 
-    def recipe_name_for(self, *, recover_grid: bool = False) -> str | None:
-        """`recipe_name`, marked when the Q4_0 grid is recovered."""
-        name = self.recipe_name
+    @property
+    def splits_table(self) -> bool:
+        """The recipe gives the two halves of a split table (split_table) different precisions."""
+        return self is Quant.INT4
+
+    def recipe_name_for(self, *, recover_grid: bool = False, split_rows: int | None = None) -> str | None:
+        """`recipe_name` for this conversion: the split variant, marked when the Q4_0 grid is recovered."""
+        name = _SPLIT_RECIPE_NAME if split_rows is not None and self.splits_table else self.recipe_name
         if name is None or not recover_grid or not self.can_recover_grid:
             return name
         return name + "+q4_0_grid_recovery"
+
+    def description_for(self, split_rows: int | None = None) -> str:
+        """`description` for this conversion (the split variant names where the table splits)."""
+        if split_rows is not None and self.splits_table:
+            return (
+                f"INT8 embedding/output table for the {split_rows:,} ids the model uses most, INT4 "
+                f"blocks of 32 for the rest; INT8 linear layers"
+            )
+        return self.description
 
 
 def _rule(operation: str, bits: int, granularity: str, *, regex: str = ".*") -> dict[str, Any]:
@@ -112,13 +128,26 @@ def _recovering(rule: dict[str, Any]) -> dict[str, Any]:
 LM_HEAD_SCOPE = "decode_logits_output"
 
 
-def _rules(quant: Quant) -> list[dict[str, Any]] | None:
+def _rules(quant: Quant, *, split: bool = False) -> list[dict[str, Any]] | None:
     if quant is Quant.FP32:
         return None
-    if quant is Quant.INT4:
-        # The INT4-class default, chosen on the real Gemma 3 270M (docs/benchmarks.md):
-        # the 262k x 640 table (embedding lookup and output projection, one tensor) in
-        # 4-bit blocks of 32, every other linear layer 8-bit per channel.
+    if quant is Quant.INT4 and split:
+        # The INT4-class default on a split table (edgekit.convert.split_table), chosen on
+        # the real Gemma 3 270M (docs/benchmarks.md): the table's frequent half (low ids)
+        # and every linear layer 8-bit per channel, its rare half 4-bit in blocks of 32.
+        # Each half is read by one lookup and one projection, addressed by module name.
+        from edgekit.convert.split_table import SCOPE_HIGH_IDS
+
+        return [
+            _rule("FULLY_CONNECTED", 8, "CHANNELWISE"),
+            _rule("EMBEDDING_LOOKUP", 8, "CHANNELWISE"),
+            _rule("FULLY_CONNECTED", 4, "BLOCKWISE_32", regex=SCOPE_HIGH_IDS),
+            _rule("EMBEDDING_LOOKUP", 4, "BLOCKWISE_32", regex=SCOPE_HIGH_IDS),
+        ]
+    if quant in (Quant.INT4, Quant.INT4_TABLE):
+        # Models whose table cannot be split (and --quant int4-table): the 262k x 640 table
+        # (embedding lookup and output projection, one tensor) in 4-bit blocks of 32,
+        # every other linear layer 8-bit per channel.
         return [
             _rule("FULLY_CONNECTED", 8, "CHANNELWISE"),
             _rule("FULLY_CONNECTED", 4, "BLOCKWISE_32", regex=LM_HEAD_SCOPE),
@@ -133,8 +162,10 @@ def _rules(quant: Quant) -> list[dict[str, Any]] | None:
     return [_rule("*", bits, granularity)]
 
 
+_SPLIT_RECIPE_NAME = "edgekit_split_table_wi8_wi4b32_linear_wi8_afp32"
 _RECIPE_NAMES = {
     Quant.INT4: "edgekit_table_wi4b32_linear_wi8_afp32",
+    Quant.INT4_TABLE: "edgekit_table_wi4b32_linear_wi8_afp32",
     Quant.INT4_B32: "dynamic_wi4b32_afp32",
     Quant.INT4_B64: "dynamic_wi4b64_afp32",
     Quant.INT4_CHANNEL: "dynamic_wi4_afp32",
@@ -144,6 +175,7 @@ _RECIPE_NAMES = {
 
 _DESCRIPTIONS = {
     Quant.INT4: "INT4 embedding/output table (blocks of 32), INT8 linear layers",
+    Quant.INT4_TABLE: "INT4 embedding/output table (blocks of 32), INT8 linear layers",
     Quant.INT4_B32: "INT4 weights in blocks of 32, embedding too",
     Quant.INT4_B64: "INT4 weights in blocks of 64, embedding too",
     Quant.INT4_CHANNEL: "INT4 weights per channel",

@@ -1,0 +1,259 @@
+"""Gemma 3's tied embedding/output table as two tensors, so each half gets its own precision.
+
+The table (262,144 x 640 in Gemma 3 270M) is read twice per token: by the embedding
+lookup and by the output projection that scores every vocabulary entry. It is most of
+the model's bytes, and its 4-bit error is most of INT4's quality loss, nearly all of it
+on the output side (docs/benchmarks.md). As one tensor it can only have one precision.
+
+Here the table is split by token id into `low_ids` (ids below `rows`) and `high_ids`
+(the rest). SentencePiece numbers pieces by merge rank, so low ids are the frequent
+pieces. Both halves stay tied: the lookup reads whichever half holds the id, and the
+output projection is the two halves' projections concatenated, in id order. The graph
+differs from the original by two lookups, a select and a concatenation; the numbers are
+identical (an fp32 conversion matches PyTorch to 5e-7; tests/test_quant_recipes.py).
+
+How it reaches litert-torch: a split checkpoint (the table stored as the two halves)
+and a Gemma3ForCausalLM subclass that litert-torch instantiates through export_hf's
+`auto_model_override`, which names a class that `load_model` reads from the
+`transformers` module (litert_torch/generative/export_hf/core/export_lib.py, 0.10).
+Quantization rules then address each half by its module name (SCOPE_LOW_IDS,
+SCOPE_HIGH_IDS), which litert-torch writes into every op's tensor names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekit.artifact import TableSplitRecord
+
+MODEL_CLASS = "EdgekitGemma3SplitTable"
+"""The class name export_hf's `auto_model_override` is given."""
+CONFIG_KEY = "edgekit_table_split_rows"
+"""config.json key of a split checkpoint: how many ids the first half holds."""
+SCOPE_LOW_IDS = "low_ids"
+SCOPE_HIGH_IDS = "high_ids"
+TABLE = "model.embed_tokens.weight"
+
+
+def split_rows(config: dict[str, Any]) -> int | None:
+    """Ids in the first half when `config`'s model can be split (a tied Gemma 3 table), else None.
+
+    Half the vocabulary, rounded down to a multiple of 32.
+    """
+    vocab = config.get("vocab_size")
+    if config.get("model_type") != "gemma3_text" or not config.get("tie_word_embeddings", True):
+        return None
+    if not isinstance(vocab, int) or vocab < 64:
+        return None
+    return (vocab // 2) // 32 * 32
+
+
+class _SplitEmbedding(nn.Module):
+    """Gemma3TextScaledWordEmbedding over two tables.
+
+    `position[id]` is the id's row in the two tables stacked: positions below `rows` are
+    in the first (the 8-bit half), the rest in the second.
+    """
+
+    def __init__(self, vocab_size: int, hidden_size: int, rows: int, embed_scale: float) -> None:
+        super().__init__()
+        self.rows = rows
+        self.embed_scale = float(embed_scale)
+        self.position = nn.Buffer(torch.arange(vocab_size, dtype=torch.int32))
+        setattr(self, SCOPE_LOW_IDS, nn.Embedding(rows, hidden_size))
+        setattr(self, SCOPE_HIGH_IDS, nn.Embedding(vocab_size - rows, hidden_size))
+
+    def halves(self) -> tuple[nn.Embedding, nn.Embedding]:
+        low: nn.Embedding = getattr(self, SCOPE_LOW_IDS)
+        high: nn.Embedding = getattr(self, SCOPE_HIGH_IDS)
+        return low, high
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        low, high = self.halves()
+        pos = self.position[ids]
+        in_low = (pos < self.rows).unsqueeze(-1)
+        a = low(torch.clamp(pos, max=self.rows - 1))
+        b = high(torch.clamp(pos - self.rows, min=0))
+        # Gemma3TextScaledWordEmbedding multiplies by sqrt(hidden_size) (transformers 5.x).
+        return torch.where(in_low, a, b) * self.embed_scale
+
+
+class _HalfProjection(nn.Module):
+    """Scores of one half's ids: hidden states x that half of the (tied) table."""
+
+    def __init__(self, table: nn.Embedding) -> None:
+        super().__init__()
+        object.__setattr__(self, "_table", table)  # tied, not owned: no second parameter name
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        table: nn.Embedding = self.__dict__["_table"]
+        return F.linear(hidden, table.weight)
+
+
+class _SplitHead(nn.Module):
+    """The output projection of a split table: both halves' scores, concatenated in id order."""
+
+    def __init__(self, embedding: _SplitEmbedding) -> None:
+        super().__init__()
+        low, high = embedding.halves()
+        object.__setattr__(self, "_embedding", embedding)  # its `position` buffer, not a second copy
+        setattr(self, SCOPE_LOW_IDS, _HalfProjection(low))
+        setattr(self, SCOPE_HIGH_IDS, _HalfProjection(high))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        stacked = torch.cat([getattr(self, SCOPE_LOW_IDS)(hidden), getattr(self, SCOPE_HIGH_IDS)(hidden)], dim=-1)
+        embedding: _SplitEmbedding = self.__dict__["_embedding"]
+        return stacked.index_select(-1, embedding.position)  # back to id order
+
+
+def _model_class() -> type:
+    from transformers import Gemma3ForCausalLM
+
+    class EdgekitGemma3SplitTable(Gemma3ForCausalLM):  # type: ignore[misc]
+        """Gemma3ForCausalLM whose tied table is `_SplitEmbedding` + `_SplitHead`."""
+
+        _tied_weights_keys: dict[str, str] = {}  # the head owns no weight of its own
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            scale = float(self.model.embed_tokens.scalar_embed_scale)
+            rows = int(getattr(config, CONFIG_KEY))
+            self.model.embed_tokens = _SplitEmbedding(config.vocab_size, config.hidden_size, rows, scale)
+            self.lm_head = _SplitHead(self.model.embed_tokens)
+            self.post_init()
+
+        def get_output_embeddings(self) -> None:
+            return None
+
+        def tie_weights(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    EdgekitGemma3SplitTable.__name__ = MODEL_CLASS
+    return EdgekitGemma3SplitTable
+
+
+def register() -> str:
+    """Make the split model class known to litert-torch's loader; returns its name for `auto_model_override`."""
+    from litert_torch.generative.export_hf.core import export_lib
+
+    # load_model reads `transformers.__dict__[auto_model_override]` from the module object
+    # it imported (transformers' lazy module can be replaced in sys.modules), so set it there.
+    if MODEL_CLASS not in vars(export_lib.transformers):
+        setattr(export_lib.transformers, MODEL_CLASS, _model_class())
+    return MODEL_CLASS
+
+
+def write_checkpoint(source: Path, dest: Path, rows: int, order: torch.Tensor | None = None) -> Path:
+    """Copy checkpoint folder `source` into `dest` with its table stored as the two halves.
+
+    `order`: every token id once, the ids of the 8-bit half first (default: id order).
+    Everything but the weights and config.json is copied as is; config.json gains
+    CONFIG_KEY and drops the tie (the split head ties by construction).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix != ".safetensors" and path.name not in ("config.json", "model.safetensors.index.json"):
+            shutil.copy2(path, dest / path.name)
+    config = json.loads((source / "config.json").read_text())
+    config[CONFIG_KEY] = rows
+    config["tie_word_embeddings"] = False
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    tensors: dict[str, torch.Tensor] = {}
+    for path in sorted(source.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                if name != "lm_head.weight":
+                    tensors[name] = f.get_tensor(name)
+    table = tensors.pop(TABLE)
+    vocab = table.shape[0]
+    order = torch.arange(vocab) if order is None else order.to(torch.int64)
+    if sorted(order.tolist()) != list(range(vocab)):
+        raise ValueError(f"order must hold every id below {vocab} once")
+    position = torch.empty(vocab, dtype=torch.int32)
+    position[order] = torch.arange(vocab, dtype=torch.int32)
+    stacked = table[order]
+    tensors["model.embed_tokens.position"] = position
+    tensors[f"model.embed_tokens.{SCOPE_LOW_IDS}.weight"] = stacked[:rows].contiguous()
+    tensors[f"model.embed_tokens.{SCOPE_HIGH_IDS}.weight"] = stacked[rows:].contiguous()
+    save_file(tensors, str(dest / "model.safetensors"), metadata={"format": "pt"})
+    return dest
+
+
+SAMPLED_SEQUENCES = 16
+SAMPLED_TOKENS = 128
+SAMPLING_SEED = 0
+
+
+def token_order(model_dir: Path, *, sequences: int = SAMPLED_SEQUENCES, tokens: int = SAMPLED_TOKENS) -> torch.Tensor:
+    """Every token id once, the ones the model itself uses most first: which ids get the 8-bit half.
+
+    Token ids are not ordered by frequency (in Gemma 3, a sixth of English news tokens
+    have ids above 196,608), and a text corpus would favour its own languages. So the
+    model writes: `sequences` samples of `tokens` tokens from BOS (temperature 1, seeded),
+    and every id is ranked by the probability the model gave it over all those steps.
+    Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever they score.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    vocab = int(model.config.vocab_size)
+    mass = torch.zeros(vocab, dtype=torch.float64)
+
+    class _Mass(LogitsProcessor):  # type: ignore[misc]
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            mass.add_(torch.softmax(scores.double(), dim=-1).sum(dim=0)[:vocab])
+            return scores
+
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else model.config.bos_token_id
+    start = torch.full((sequences, 1), int(bos), dtype=torch.long)
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(SAMPLING_SEED)
+        model.generate(
+            start,
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=tokens,
+            logits_processor=LogitsProcessorList([_Mass()]),
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(bos),
+        )
+    special = {int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < vocab}
+    eos = model.generation_config.eos_token_id
+    special |= {int(i) for i in (eos if isinstance(eos, list) else [eos]) if i is not None and 0 <= int(i) < vocab}
+    mass[list(special)] = float("inf")
+    # Stable sort: equal mass keeps id order.
+    return torch.sort(-mass, stable=True).indices
+
+
+def prepare(source: Path, dest: Path, rows: int) -> tuple[Path, str, TableSplitRecord]:
+    """Rank the ids, write the split checkpoint into `dest`, register the class.
+
+    Returns what litert-torch's export needs (the checkpoint folder, `auto_model_override`)
+    and the manifest's record of the split.
+    """
+    order = token_order(source)
+    model_dir = write_checkpoint(source, dest, rows, order)
+    ids_8bit = sorted(int(i) for i in order[:rows])
+    record = TableSplitRecord(
+        rows_8bit=rows,
+        rows_4bit=int(order.numel()) - rows,
+        ranking=(
+            f"the model's own probability of each id over {SAMPLED_SEQUENCES} x {SAMPLED_TOKENS} "
+            f"tokens it sampled from BOS (seed {SAMPLING_SEED}); special tokens first"
+        ),
+        ids_8bit_sha256=hashlib.sha256(json.dumps(ids_8bit).encode()).hexdigest(),
+    )
+    return model_dir, register(), record
