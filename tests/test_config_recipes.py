@@ -123,6 +123,7 @@ def test_recipe_prefill_longer_than_flag_cache_is_refused() -> None:
 def test_quant_recipes_map_to_upstream_names() -> None:
     assert {q.value: q.recipe_name for q in Quant} == {
         "int4": "edgekit_table_wi4b32_linear_wi8_afp32",
+        "int4-table": "edgekit_table_wi4b32_linear_wi8_afp32",
         "int4-b32": "dynamic_wi4b32_afp32",
         "int4-b64": "dynamic_wi4b64_afp32",
         "int4-channel": "dynamic_wi4_afp32",

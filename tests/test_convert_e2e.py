@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,12 @@ def test_int4_bundle_runs_in_the_engine_and_matches_its_manifest(int4_result: Co
     assert m is not None
     assert m.sha256 == sha256_file(art.path)
     assert m.size_bytes == art.path.stat().st_size
-    assert m.settings.quant_recipe.value == "edgekit_table_wi4b32_linear_wi8_afp32"
-    assert m.quantization is not None and m.quantization.rules == Quant.INT4.rules()
+    # The default int4 splits the tiny model's tied 512-row table in two halves (split_table).
+    assert m.settings.quant_recipe.value == "edgekit_split_table_wi8_wi4b32_linear_wi8_afp32"
+    assert m.quantization is not None and m.quantization.rules == Quant.INT4.rules(split_rows=256)
     assert m.quantization.grid_recovered is False and m.quantization.grid.detected is False
+    split = m.quantization.table_split
+    assert split is not None and (split.rows_8bit, split.rows_4bit) == (256, 256)
     assert m.settings.cache_length == SettingRecord(value=1024, source="recipe:gemma3")
     assert m.model.parameter_count > 0
     # A library call captures no output, so upstream's progress lines are not seen: litert-torch's
@@ -238,10 +242,10 @@ def test_cli_convert_json_and_human_output(tiny_gemma3_dir: Path, tmp_path: Path
     first = again.stdout.splitlines()[0]
     assert first.startswith(f"up to date (cached, same input and settings) {out} (")
     assert (
-        "quant int4 (edgekit_table_wi4b32_linear_wi8_afp32, recipe:gemma3) · cache 1024 (recipe:gemma3)"
+        "quant int4 (edgekit_split_table_wi8_wi4b32_linear_wi8_afp32, recipe:gemma3) · cache 1024 (recipe:gemma3)"
         " · prefill 128 (recipe:gemma3)" in again.stdout
     )
-    assert "  weights: INT4 embedding/output table (blocks of 32), INT8 linear layers\n" in again.stdout
+    assert f"  weights: {Quant.INT4.description_for(256)}\n" in again.stdout
 
 
 def test_ctrl_c_during_export_leaves_nothing(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
@@ -350,6 +354,7 @@ def test_qat_checkpoint_keeps_its_q4_0_grid_with_the_defaults(tiny_gemma3_dir: P
     from safetensors.torch import load_file
 
     from edgekit.convert.grid import q4_0_codes
+    from edgekit.convert.split_table import token_order
     from edgekit.testing.qat import write_qat_like
 
     qat = write_qat_like(tiny_gemma3_dir, tmp_path / "qat")
@@ -358,11 +363,13 @@ def test_qat_checkpoint_keeps_its_q4_0_grid_with_the_defaults(tiny_gemma3_dir: P
     assert m is not None and m.quantization is not None
     assert m.quantization.grid_recovered is True and m.quantization.grid.detected is True  # type: ignore[union-attr]
     assert m.settings.quant == SettingRecord(value="int4", source="recipe:gemma3")
-    assert m.settings.quant_recipe.value == "edgekit_table_wi4b32_linear_wi8_afp32+q4_0_grid_recovery"
-    assert m.quantization.rules == Quant.INT4.rules(recover_grid=True)
+    assert m.settings.quant_recipe.value == "edgekit_split_table_wi8_wi4b32_linear_wi8_afp32+q4_0_grid_recovery"
+    assert m.quantization.rules == Quant.INT4.rules(recover_grid=True, split_rows=256)
     assert any("Q4_0 grid" in n for n in res.notes)
 
-    table = load_file(str(qat / "model.safetensors"))["model.embed_tokens.weight"].float()
+    # The 4-bit half of the split table: the ids the model uses least (split_table.token_order).
+    full = load_file(str(qat / "model.safetensors"))["model.embed_tokens.weight"].float()
+    table = full[token_order(qat)[256:]]
     got = _int4_table(bundled_tflite(res.artifact.path, tmp_path / "unpacked"), tuple(table.shape))
     scale, _ = q4_0_codes(table)
     abs_scale = np.repeat(scale.abs().numpy(), 32, axis=1).reshape(table.shape)
@@ -375,3 +382,44 @@ def test_qat_checkpoint_keeps_its_q4_0_grid_with_the_defaults(tiny_gemma3_dir: P
     # The same checkpoint without grid recovery moves most values (min-max: scale = absmax / 7).
     plain = convert(qat, ConvertConfig(output=tmp_path / "plain.litertlm", quant=Quant.INT4_B64, threads=2))
     assert plain.artifact.manifest is not None and plain.artifact.manifest.quantization.grid_recovered is False  # type: ignore[union-attr]
+
+
+def _int8_rows(tflite: Path, shape: tuple[int, int]) -> list[np.ndarray]:
+    """Every INT8 per-row tensor of `shape` in a TFLite model, dequantized (codes x per-row scales)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fu
+
+    model = fu.read_model(str(tflite))
+    found = []
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            q = tensor.quantization
+            if tensor.shape is None or tuple(tensor.shape) != shape or q is None or q.scale is None:
+                continue
+            if len(q.scale) == shape[0] and q.details is None:
+                codes = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8).reshape(shape)
+                found.append(codes * np.asarray(q.scale, np.float32)[:, None])
+    return found
+
+
+def test_int4_splits_the_table_by_the_models_own_use(int4_result: ConvertResult, tiny_gemma3_dir: Path) -> None:
+    """The default int4 stores the tied table once, as two halves: the ids the model uses most
+    per-row INT8, the rest INT4 in blocks of 32, each within half a quantization step."""
+    from safetensors.torch import load_file
+
+    from edgekit.convert.split_table import token_order
+
+    table = load_file(str(tiny_gemma3_dir / "model.safetensors"))["model.embed_tokens.weight"].float().numpy()
+    order = token_order(tiny_gemma3_dir).numpy()
+    assert sorted(order.tolist()) == list(range(512))
+    with tempfile.TemporaryDirectory() as tmp:
+        tflite = bundled_tflite(int4_result.artifact.path, Path(tmp))
+        low_half, high_half = table[order[:256]], table[order[256:]]
+        eight = _int8_rows(tflite, (256, 64))
+        four = _int4_table(tflite, (256, 64))
+    assert len(eight) == 1  # one copy, read by the lookup and by the output projection
+    step8 = np.abs(low_half).max(axis=1, keepdims=True) / 127
+    assert (np.abs(eight[0] - low_half) <= step8 / 2 + 1e-7).all()
+    step4 = np.repeat(np.abs(high_half).reshape(256, 2, 32).max(axis=2) / 7, 32, axis=1)
+    assert (np.abs(four - high_half) <= step4 * (0.5 + 2**-7) + 1e-7).all()
+    # The model's special tokens are in the 8-bit half, whatever they scored.
+    assert {0, 1, 2} <= set(order[:256].tolist())

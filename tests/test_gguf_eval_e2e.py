@@ -26,6 +26,13 @@ PEAKY = dataclasses.replace(TINY, init_std=0.5)
 
 
 @pytest.fixture(scope="module")
+def _int4_words(model_dir: Path) -> str:
+    """How the default int4 is described for a model: the split-table recipe (split_table)."""
+    from edgekit.convert.split_table import split_rows
+
+    return Quant.INT4.description_for(split_rows(json.loads((model_dir / "config.json").read_text())))
+
+
 def peaky_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_example_model(tmp_path_factory.mktemp("peaky") / "model", PEAKY)
 
@@ -86,7 +93,7 @@ def test_convert_fails_when_the_nll_gap_passes_its_ceiling(peaky_dir: Path, tmp_
     )
     assert proc.returncode == 4, proc.stderr
     err = proc.stderr.strip().splitlines()[-1]
-    assert err.startswith("edgekit: error: INT4 embedding/output table (blocks of 32), INT8 linear layers: NLL gap +0.")
+    assert err.startswith(f"edgekit: error: {_int4_words(peaky_dir)}: NLL gap +0.")
     assert "nats/token > 0.01 vs PyTorch" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
@@ -164,7 +171,7 @@ def test_eval_command_json_and_human_output(int4_result: ConvertResult, tiny_gem
     proc = run_cli("eval", art, "--reference", str(tiny_gemma3_dir), "--max-tokens", "256", "--threads", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["recipe"] == "INT4 embedding/output table (blocks of 32), INT8 linear layers"
+    assert data["recipe"] == _int4_words(tiny_gemma3_dir)
     assert data["artifact_sha256"] == sha256_file(int4_result.artifact.path)
     gap = data["nll"]
     assert 200 <= gap["tokens"] <= 256 and gap["text"]["name"] == "builtin:report"
@@ -177,7 +184,7 @@ def test_eval_command_json_and_human_output(int4_result: ConvertResult, tiny_gem
     )
     assert human.returncode == 0, human.stderr
     first, second = human.stdout.splitlines()
-    assert first.startswith("INT4 embedding/output table (blocks of 32), INT8 linear layers: ")
+    assert first.startswith(f"{_int4_words(tiny_gemma3_dir)}: ")
     assert " nats/token vs fp32 PyTorch on " in first and "tokens of file:prose.txt" in first
     assert second.startswith("  mean NLL: artifact ")
     assert "Loading weights" not in human.stderr  # transformers' progress goes to the log

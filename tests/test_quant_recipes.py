@@ -204,3 +204,24 @@ def test_the_split_model_computes_exactly_what_the_original_does(
     assert got.shape == want.shape == (1, ids.shape[1], vocab)
     assert torch.equal(got, want)
     assert "lm_head.weight" not in dict(split.named_parameters())  # tied by construction, stored once
+
+
+def test_script_seeds_pick_one_word_start_per_most_common_writing_system() -> None:
+    from edgekit.convert.split_table import script_seeds
+
+    pieces: list[str | None] = [
+        "<pad>",
+        "▁про",  # 1: Cyrillic word start
+        "▁the",  # 2: Latin
+        "ing",  # not a word start
+        "▁και",  # 4: Greek
+        "▁and",  # 5: Latin (not the first Latin)
+        "▁of",  # too short (2 letters)
+        "▁что",  # 7: Cyrillic
+        "▁123",  # not a letter
+        None,
+        "▁для",  # 10: Cyrillic
+    ]
+    # Cyrillic has 3 words, Latin 2, Greek 1: most common first, each system's lowest id.
+    assert script_seeds(pieces) == [1, 2, 4]
+    assert script_seeds(pieces, scripts=2) == [1, 2]

@@ -43,9 +43,9 @@ from edgekit.artifact import (
     ModelRecord,
     NllRecord,
     QuantizationRecord,
-    TableSplitRecord,
     SettingRecord,
     SourceRecord,
+    TableSplitRecord,
     manifest_path,
     sha256_file,
 )
@@ -773,7 +773,8 @@ def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: An
     if the_plan.quant.value.splits_table:
         from edgekit.convert.split_table import split_rows
 
-        the_plan = dataclasses.replace(the_plan, split_rows=split_rows(ckpt.config))
+        config = json.loads((ckpt.path / "config.json").read_text())
+        the_plan = dataclasses.replace(the_plan, split_rows=split_rows(config))
     return the_plan, notes
 
 

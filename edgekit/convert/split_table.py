@@ -26,7 +26,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,7 @@ def split_rows(config: dict[str, Any]) -> int | None:
     return (vocab // 2) // 32 * 32
 
 
-class _SplitEmbedding(nn.Module):
+class _SplitEmbedding(nn.Module):  # type: ignore[misc]
     """Gemma3TextScaledWordEmbedding over two tables.
 
     `position[id]` is the id's row in the two tables stacked: positions below `rows` are
@@ -86,7 +86,7 @@ class _SplitEmbedding(nn.Module):
         return torch.where(in_low, a, b) * self.embed_scale
 
 
-class _HalfProjection(nn.Module):
+class _HalfProjection(nn.Module):  # type: ignore[misc]
     """Scores of one half's ids: hidden states x that half of the (tied) table."""
 
     def __init__(self, table: nn.Embedding) -> None:
@@ -98,7 +98,7 @@ class _HalfProjection(nn.Module):
         return F.linear(hidden, table.weight)
 
 
-class _SplitHead(nn.Module):
+class _SplitHead(nn.Module):  # type: ignore[misc]
     """The output projection of a split table: both halves' scores, concatenated in id order."""
 
     def __init__(self, embedding: _SplitEmbedding) -> None:
@@ -120,7 +120,7 @@ def _model_class() -> type:
     class EdgekitGemma3SplitTable(Gemma3ForCausalLM):  # type: ignore[misc]
         """Gemma3ForCausalLM whose tied table is `_SplitEmbedding` + `_SplitHead`."""
 
-        _tied_weights_keys: dict[str, str] = {}  # the head owns no weight of its own
+        _tied_weights_keys: ClassVar[dict[str, str]] = {}  # the head owns no weight of its own
 
         def __init__(self, config: Any) -> None:
             super().__init__(config)
@@ -163,7 +163,8 @@ def write_checkpoint(source: Path, dest: Path, rows: int, order: torch.Tensor | 
 
     dest.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.iterdir()):
-        if path.is_file() and path.suffix != ".safetensors" and path.name not in ("config.json", "model.safetensors.index.json"):
+        skip = path.suffix == ".safetensors" or path.name in ("config.json", "model.safetensors.index.json")
+        if path.is_file() and not skip:
             shutil.copy2(path, dest / path.name)
     config = json.loads((source / "config.json").read_text())
     config[CONFIG_KEY] = rows
@@ -190,17 +191,43 @@ def write_checkpoint(source: Path, dest: Path, rows: int, order: torch.Tensor | 
     return dest
 
 
-SAMPLED_SEQUENCES = 16
-SAMPLED_TOKENS = 128
+SCRIPTS = 16
+"""Writing systems the model is asked to write in: the most common among the vocabulary's words."""
+SAMPLED_TOKENS = 96
 SAMPLING_SEED = 0
 
 
-def token_order(model_dir: Path, *, sequences: int = SAMPLED_SEQUENCES, tokens: int = SAMPLED_TOKENS) -> torch.Tensor:
+def script_seeds(pieces: list[str | None], *, scripts: int = SCRIPTS) -> list[int]:
+    """One word-start token per writing system, for the `scripts` systems with the most words in the vocabulary.
+
+    SentencePiece marks a word's start with "▁"; a piece's writing system is the Unicode
+    name's first word of its first letter (LATIN, CYRILLIC, DEVANAGARI...). Each system's
+    seed is its lowest id among word starts of 3+ letters.
+    """
+    import unicodedata
+
+    first: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for i, piece in enumerate(pieces):
+        if not isinstance(piece, str) or not piece.startswith("\u2581") or len(piece) < 4 or not piece[1].isalpha():
+            continue
+        try:
+            script = unicodedata.name(piece[1]).split()[0]
+        except ValueError:
+            continue
+        count[script] = count.get(script, 0) + 1
+        first.setdefault(script, i)
+    ranked = sorted(count, key=lambda k: (-count[k], k))[:scripts]
+    return [first[k] for k in ranked]
+
+
+def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS) -> torch.Tensor:
     """Every token id once, the ones the model itself uses most first: which ids get the 8-bit half.
 
-    Token ids are not ordered by frequency (in Gemma 3, a sixth of English news tokens
-    have ids above 196,608), and a text corpus would favour its own languages. So the
-    model writes: `sequences` samples of `tokens` tokens from BOS (temperature 1, seeded),
+    Token ids are not ordered by use (in Gemma 3, a sixth of English news tokens have ids
+    above 196,608), and a text corpus would favour its own languages. So the model
+    writes: from BOS and one word-start token of each of the SCRIPTS most common writing
+    systems of its vocabulary (script_seeds), `tokens` tokens each (temperature 1, seeded),
     and every id is ranked by the probability the model gave it over all those steps.
     Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever they score.
     """
@@ -217,7 +244,8 @@ def token_order(model_dir: Path, *, sequences: int = SAMPLED_SEQUENCES, tokens: 
             return scores
 
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else model.config.bos_token_id
-    start = torch.full((sequences, 1), int(bos), dtype=torch.long)
+    seeds = script_seeds(tokenizer.convert_ids_to_tokens(list(range(vocab))))
+    start = torch.tensor([[int(bos), seed] for seed in seeds] or [[int(bos)]], dtype=torch.long)
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(SAMPLING_SEED)
         model.generate(
@@ -233,6 +261,7 @@ def token_order(model_dir: Path, *, sequences: int = SAMPLED_SEQUENCES, tokens: 
     special = {int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < vocab}
     eos = model.generation_config.eos_token_id
     special |= {int(i) for i in (eos if isinstance(eos, list) else [eos]) if i is not None and 0 <= int(i) < vocab}
+    special |= {int(i) for i in seeds}
     mass[list(special)] = float("inf")
     # Stable sort: equal mass keeps id order.
     return torch.sort(-mass, stable=True).indices
@@ -251,8 +280,9 @@ def prepare(source: Path, dest: Path, rows: int) -> tuple[Path, str, TableSplitR
         rows_8bit=rows,
         rows_4bit=int(order.numel()) - rows,
         ranking=(
-            f"the model's own probability of each id over {SAMPLED_SEQUENCES} x {SAMPLED_TOKENS} "
-            f"tokens it sampled from BOS (seed {SAMPLING_SEED}); special tokens first"
+            f"the model's own probability of each id over {SAMPLED_TOKENS} tokens it wrote after each of "
+            f"{SCRIPTS} word starts, one per writing system of its vocabulary (seed {SAMPLING_SEED}); "
+            f"special tokens first"
         ),
         ids_8bit_sha256=hashlib.sha256(json.dumps(ids_8bit).encode()).hexdigest(),
     )
