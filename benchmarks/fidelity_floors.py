@@ -8,7 +8,7 @@ engine-level NLL gap on both sections of the built-in text (1024 tokens each). P
 Markdown table and the command that reproduces it. Not part of CI: ~8 GB of memory and
 20-40 minutes on 2 cores.
 
-    .venv/bin/python benchmarks/fidelity_floors.py [--workdir DIR] [--quant int8 --quant int4 ...] [--json OUT]
+    .venv/bin/python benchmarks/fidelity_floors.py [--workdir DIR] [--quant int4 ...] [--json OUT] [--reuse]
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="keep the model and artifacts here (reused when present)")
     ap.add_argument("--quant", action="append", help="quants to measure [default: fp32, int8, int4, int4-b32]")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
+    ap.add_argument(
+        "--reuse", action="store_true", help="measure an artifact already in --workdir instead of converting again"
+    )
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="edgekit-floors-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -75,7 +78,8 @@ def main() -> None:
     rows = {}
     for quant in args.quant or ["fp32", "int8", "int4", "int4-b32"]:
         out = work / f"gemma3-270m-{quant}.litertlm"
-        edgekit("convert", str(model_dir), "--quant", quant, "--no-verify", "--threads", "2", "-o", str(out))
+        if not (args.reuse and out.is_file()):
+            edgekit("convert", str(model_dir), "--quant", quant, "--no-verify", "--threads", "2", "-o", str(out))
         rows[quant] = measure(out, model_dir)
         print(f"{quant}: {json.dumps(rows[quant])}", file=sys.stderr, flush=True)
     print(f"Gemma 3 270M (base, edgekit example gemma3-270m), {platform.machine()}, 2 threads\n")

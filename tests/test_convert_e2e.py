@@ -336,8 +336,9 @@ def _int4_table(tflite: Path, shape: tuple[int, int]) -> np.ndarray:
     model = fu.read_model(str(tflite))
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
-            if tensor.shape is not None and tuple(tensor.shape) == shape and tensor.quantization is not None:
-                details = tensor.quantization.details
+            q = tensor.quantization
+            if tensor.shape is not None and tuple(tensor.shape) == shape and q is not None and q.details is not None:
+                details = q.details
                 packed = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
                 scales = np.asarray(model.buffers[subgraph.tensors[details.scales].buffer].data, np.uint8)
                 # Two codes a byte, the first in the low nibble (TFLite's int4 packing).

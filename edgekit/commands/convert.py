@@ -42,7 +42,9 @@ Examples:
     "--quant",
     type=click.Choice([q.value for q in Quant]),
     help="Weight quantization. int4: the 4-bit-class default, chosen on the real Gemma 3 270M: "
-    "embedding/output table INT4 in blocks of 32, other linear layers INT8 per channel; "
+    "a tied Gemma 3 embedding/output table split in two, the half of the ids the model uses most "
+    "INT8 and the rest INT4 in blocks of 32, other linear layers INT8 per channel (other models: "
+    "as int4-table); int4-table: the whole table INT4 in blocks of 32, linear layers INT8; "
     "int4-b32: INT4 blocks of 32 everywhere (smaller, loses quality on trained models); int4-b64: blocks of 64; "
     "int4-channel: per channel (collapses small LLMs upstream; allowed, with a warning); "
     "int8: per channel; fp32: none. The manifest records the exact ai-edge-quantizer recipe.  "
