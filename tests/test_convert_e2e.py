@@ -385,12 +385,13 @@ def test_qat_checkpoint_keeps_its_q4_0_grid_with_the_defaults(tiny_gemma3_dir: P
     assert plain.artifact.manifest is not None and plain.artifact.manifest.quantization.grid_recovered is False  # type: ignore[union-attr]
 
 
-def _int8_rows(tflite: Path, shape: tuple[int, int]) -> list[np.ndarray]:
-    """Every INT8 per-row tensor of `shape` in a TFLite model, dequantized (codes x per-row scales)."""
+def _int8_rows(tflite: Path, shape: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Every INT8 per-row buffer of `shape` in a TFLite model (by buffer index), dequantized
+    (codes x per-row scales). The prefill and decode subgraphs share buffers."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fu
 
     model = fu.read_model(str(tflite))
-    found = []
+    found = {}
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             q = tensor.quantization
@@ -398,7 +399,7 @@ def _int8_rows(tflite: Path, shape: tuple[int, int]) -> list[np.ndarray]:
                 continue
             if len(q.scale) == shape[0] and q.details is None:
                 codes = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8).reshape(shape)
-                found.append(codes * np.asarray(q.scale, np.float32)[:, None])
+                found[tensor.buffer] = codes * np.asarray(q.scale, np.float32)[:, None]
     return found
 
 
@@ -417,9 +418,10 @@ def test_int4_splits_the_table_by_the_models_own_use(int4_result: ConvertResult,
         low_half, high_half = table[order[:256]], table[order[256:]]
         eight = _int8_rows(tflite, (256, 64))
         four = _int4_table(tflite, (256, 64))
-    assert len(eight) == 1  # one copy, read by the lookup and by the output projection
+    assert len(eight) == 1  # one copy, read by both lookups and both output projections
+    (got8,) = eight.values()
     step8 = np.abs(low_half).max(axis=1, keepdims=True) / 127
-    assert (np.abs(eight[0] - low_half) <= step8 / 2 + 1e-7).all()
+    assert (np.abs(got8 - low_half) <= step8 / 2 + 1e-7).all()
     step4 = np.repeat(np.abs(high_half).reshape(256, 2, 32).max(axis=2) / 7, 32, axis=1)
     assert (np.abs(four - high_half) <= step4 * (0.5 + 2**-7) + 1e-7).all()
     # The model's special tokens are in the 8-bit half, whatever they scored.

@@ -25,7 +25,6 @@ pytestmark = pytest.mark.slow
 PEAKY = dataclasses.replace(TINY, init_std=0.5)
 
 
-@pytest.fixture(scope="module")
 def _int4_words(model_dir: Path) -> str:
     """How the default int4 is described for a model: the split-table recipe (split_table)."""
     from edgekit.convert.split_table import split_rows
@@ -33,6 +32,7 @@ def _int4_words(model_dir: Path) -> str:
     return Quant.INT4.description_for(split_rows(json.loads((model_dir / "config.json").read_text())))
 
 
+@pytest.fixture(scope="module")
 def peaky_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_example_model(tmp_path_factory.mktemp("peaky") / "model", PEAKY)
 

@@ -111,7 +111,12 @@ class _SplitHead(nn.Module):  # type: ignore[misc]
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         stacked = torch.cat([getattr(self, SCOPE_LOW_IDS)(hidden), getattr(self, SCOPE_HIGH_IDS)(hidden)], dim=-1)
         embedding: _SplitEmbedding = self.__dict__["_embedding"]
-        return stacked.index_select(-1, embedding.position)  # back to id order
+        # Back to id order: a row lookup of the scores by `position`. (index_select lowers
+        # with a bounds mask the size of the vocabulary, which litert-torch 0.10 writes as
+        # an empty constant on a 262k vocabulary: "Tensor … is invalidly specified".)
+        vocab = stacked.shape[-1]
+        rows = F.embedding(embedding.position, stacked.reshape(-1, vocab).transpose(0, 1))
+        return rows.transpose(0, 1).reshape(stacked.shape)
 
 
 def _model_class() -> type:
