@@ -52,8 +52,8 @@ def test_gemma3_recipe_defaults_and_sources() -> None:
     assert p.quant.value is Quant.INT4
     assert p.prefill_lengths.value == (128,)
     assert p.lightweight.value is True
-    assert p.min_agreement.value == 0.55
-    assert p.max_nll_gap.value == 0.35 and p.max_nll_gap.source == "recipe:gemma3"
+    assert p.min_agreement.value == 0.75
+    assert p.max_nll_gap.value == 0.20 and p.max_nll_gap.source == "recipe:gemma3"
     assert p.eval_text.value == "builtin:report"
 
 
