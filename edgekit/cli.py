@@ -48,7 +48,7 @@ class _InOrder(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Start here:
-  edgekit demo                                        the whole pipeline on this computer (~6 min)
+  edgekit demo                                        the whole pipeline on this computer (~7 min)
 In pipeline order:
   edgekit example gemma3-270m ./gemma3-270m           the real Gemma 3 270M (base model), no download
   edgekit convert ./gemma3-270m -o model.litertlm     PyTorch/Hugging Face (or .gguf) -> LiteRT INT4 bundle

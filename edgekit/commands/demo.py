@@ -36,7 +36,7 @@ DEMO_BASELINE_S = 15.0
     short_help="The whole pipeline on this computer, every figure once.",
     epilog="""\b
 Examples:
-  edgekit demo                              the real Gemma 3 270M when installed (about 6 min on 2 cores)
+  edgekit demo                              the real Gemma 3 270M when installed (about 7 min on 2 cores)
   edgekit demo --model tiny                 the tiny random-weights model (about 2 min)
   edgekit demo --prompt "The sky is" --json
 """,
@@ -83,7 +83,7 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
     console = stderr_console()
     log = new_log_path("demo")
     workdir.mkdir(parents=True, exist_ok=True)
-    minutes = "2" if model_choice == "tiny" else "6 (2 with the tiny fallback model)"
+    minutes = "2" if model_choice == "tiny" else "7 (2 with the tiny fallback model)"
     console.print(f"edgekit demo: about {minutes} minutes on 2 cores the first time")
     model_dir, real = _demo_model(workdir, model_choice, console, log)
     console.print(f"model: {'the real Gemma 3 270M (base model)' if real else 'the tiny random-weights model'}")
