@@ -49,6 +49,15 @@ else
   readn() { got=$(dd bs=1 count="$1" <&3 2>/dev/null; echo x); got=${got%x}; }
 fi
 
+# open_in3 FIFO / open_out4 FIFO: open a FIFO on fd 3 (read) / fd 4 (write). The open blocks
+# until the runner opens the other end, and a signal arriving meanwhile (SIGCHLD of a child
+# that ended) makes mksh fail the redirection with "open: Interrupted system call" (EINTR;
+# seen in the emulator's driver.log on a loaded host, which lost that conversation). So retry;
+# `command` keeps a failed exec from ending the shell, and 200 tries bound a failure that is
+# not an interruption (the caller then finds fd 3/4 unusable and fails the turn as before).
+open_in3() { _n=0; until { command exec 3< "$1"; } 2>/dev/null; do _n=$((_n + 1)); [ "$_n" -lt 200 ] || return 1; done; }
+open_out4() { _n=0; until { command exec 4> "$1"; } 2>/dev/null; do _n=$((_n + 1)); [ "$_n" -lt 200 ] || return 1; done; }
+
 # Does this shell time out `read -t` on a FIFO (mksh)? Then the watchdog naps without forks.
 CAN_READ_T=0
 mkdir -p "$RUN/tmp"
@@ -157,7 +166,8 @@ run_multi_turn() {
     < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
   rpid=$!
   watchdog "$rpid" "$i" &
-  exec 4> "$fin" 3< "$fout"
+  open_out4 "$fin"
+  open_in3 "$fout"
   buf=
   turn=0
   alive=1
@@ -239,7 +249,7 @@ run_one_shot() {
       "--input_prompt_file=$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
     rpid=$!
     watchdog "$rpid" "$k" &
-    exec 3< "$fout"
+    open_in3 "$fout"
     readn 1
     first=$got
     [ -n "$first" ] && event turn_first "$i" "$turn"
