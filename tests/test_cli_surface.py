@@ -14,6 +14,7 @@ import pytest
 from edgekit import cli
 from edgekit.bench.campaign import RESULTS_DIR, Campaign, result_path, run_path
 from edgekit.bench.config import BenchConfig
+from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.errors import InputError
 from edgekit.testing.emulator import AdbDeviceEmulator
@@ -138,7 +139,11 @@ def test_battery_bench_runs_several_devices_one_after_another(
         )  # fmt: skip
     finally:
         second.stop()
-    assert proc.returncode == 5, proc.stderr  # the unreachable device's DeviceError; the others ran
+    # The worst of all: the unreachable device's DeviceError (5), or 6 when a device's battery
+    # figure came out void (a sampler gap on a loaded host is a real void, not this test's subject).
+    ran = (emulated_device.serial, second.serial)
+    codes = [BenchResult.load(tmp_path / f"r-{serial.replace(':', '_')}.json").exit_code() for serial in ran]
+    assert proc.returncode == max(5, *codes), proc.stderr
     documents = json.loads(proc.stdout)
     assert [d.get("device", {}).get("serial", d.get("serial")) for d in documents] == [
         emulated_device.serial,
