@@ -5,12 +5,13 @@ lookup and by the output projection that scores every vocabulary entry. It is mo
 the model's bytes, and its 4-bit error is most of INT4's quality loss, nearly all of it
 on the output side (docs/benchmarks.md). As one tensor it can only have one precision.
 
-Here the table is split by token id into `low_ids` (ids below `rows`) and `high_ids`
-(the rest). SentencePiece numbers pieces by merge rank, so low ids are the frequent
-pieces. Both halves stay tied: the lookup reads whichever half holds the id, and the
-output projection is the two halves' projections concatenated, in id order. The graph
-differs from the original by two lookups, a select and a concatenation; the numbers are
-identical (an fp32 conversion matches PyTorch to 5e-7; tests/test_quant_recipes.py).
+Here the table is stored as two tensors: `low_ids`, the rows of the `rows` ids the model
+itself uses most (token_order), and `high_ids`, the rest; `position[id]` says where each
+id's row is. Both halves stay tied: the lookup reads whichever half holds the id, and
+the output projection is the two halves' projections concatenated, then put back in id
+order by a row lookup. The graph differs from the original by those lookups, a select
+and a concatenation; the numbers do not (the split model equals the original bit for bit
+in PyTorch: tests/test_quant_recipes.py).
 
 How it reaches litert-torch: a split checkpoint (the table stored as the two halves)
 and a Gemma3ForCausalLM subclass that litert-torch instantiates through export_hf's
