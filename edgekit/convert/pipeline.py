@@ -548,6 +548,9 @@ def cache_key(ckpt: Checkpoint, the_plan: Plan, verify_on: bool) -> str:
         "settings": to_data(the_plan.settings()),
         "verify": verify_on,
         "versions": versions(),
+        # int4 splits a Gemma 3 table (split_table) since this key field appeared: an int4
+        # artifact made before, with the whole table at 4 bits, must not be a cache hit.
+        "table_split": the_plan.quant.value.splits_table,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
