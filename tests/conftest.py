@@ -42,6 +42,13 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The per-run cache folder goes when the run ends: a suite run leaves nothing in /tmp."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    if Path(cache).name.startswith("edgekit-test-cache-"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 SYSTEM_DEPS = REPO / "tests" / "system-deps.txt"
 
 
