@@ -154,6 +154,24 @@ def test_not_enough_memory_is_known_up_front(
         pipeline.check_resources(ckpt, tmp_path)
 
 
+def test_disk_check_counts_the_split_checkpoint(
+    tiny_gemma3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split table writes a fp32 copy of the checkpoint beside the export: the check asks for it."""
+    import collections
+
+    from edgekit.convert import pipeline
+    from edgekit.errors import InputError
+
+    ckpt = pipeline.load_checkpoint(tiny_gemma3_dir)
+    fp32_bytes = ckpt.parameter_count * 4
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda _p: usage(0, 0, fp32_bytes * 5 // 2))
+    pipeline.check_resources(ckpt, tmp_path)  # export + quantized model fit
+    with pytest.raises(InputError, match=r"converting needs about .* free in"):
+        pipeline.check_resources(ckpt, tmp_path, split_table=True)
+
+
 def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
     proc = run_cli("convert", str(tmp_path / "nope"), "-o", str(tmp_path / "o.litertlm"), env={"EDGEKIT_DEBUG": "1"})
     assert proc.returncode != 0

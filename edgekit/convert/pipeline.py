@@ -344,8 +344,13 @@ def check_quantizable(ckpt: Checkpoint, quant: Quant) -> None:
                     )
 
 
-def check_resources(ckpt: Checkpoint, out_dir: Path) -> None:
-    """Fail early when memory or disk clearly cannot hold the conversion."""
+def check_resources(ckpt: Checkpoint, out_dir: Path, *, split_table: bool = False) -> None:
+    """Fail early when memory or disk clearly cannot hold the conversion.
+
+    Disk, in `out_dir` (the work folder sits beside the output): the fp32 export and
+    the quantized model, plus a fp32 copy of the checkpoint when `split_table`
+    (split_table.prepare writes the split checkpoint there).
+    """
     need_ram = ckpt.parameter_count * _EXPORT_BYTES_PER_PARAM
     available = _mem_available_bytes()
     if available is not None and need_ram > available:
@@ -353,7 +358,7 @@ def check_resources(ckpt: Checkpoint, out_dir: Path) -> None:
             f"converting {ckpt.parameter_count / 1e6:.0f}M parameters needs about {need_ram / 2**30:.1f} GiB "
             f"of memory and {available / 2**30:.1f} GiB is available: close other programs or use a bigger machine"
         )
-    need_disk = ckpt.parameter_count * 4 * 2
+    need_disk = ckpt.parameter_count * 4 * (3 if split_table else 2)
     free = shutil.disk_usage(out_dir).free
     if need_disk > free:
         raise InputError(
@@ -681,7 +686,7 @@ def _convert_in(
     assert ckpt is not None
     the_plan, notes = _checked_plan(ckpt, the_plan, src_dir, gguf_info)
     check_quantizable(ckpt, the_plan.quant.value)
-    check_resources(ckpt, out.parent)
+    check_resources(ckpt, out.parent, split_table=the_plan.split_rows is not None)
 
     staged, table_split = _export_staged(ckpt, the_plan, config, work, tracker, log_path)
     fidelity_report = None
