@@ -9,7 +9,7 @@ fp32 PyTorch, overall and by position in the continuation:
 - interpreter: the bundle's own TFLite model, its `prefill_128` and `decode` signatures
   run by ai-edge-litert's interpreter the way the engine's executor says it runs them
   (google-ai-edge/LiteRT-LM runtime/executor/llm_litert_compiled_model_executor.cc, read
-  at 004ee26c; litert-lm-api 0.18.1 ships no source: the prompt minus its last
+  at 004ee26c, as litert-lm-api 0.18.1 ships its runtime compiled: the prompt minus its last
   token prefilled at positions 0..N-1, padding at position 0 and masked, the last token
   decoded at position N, then one continuation token per decode step);
 - interpreter, positions + 1: the same with the prefilled tokens at positions 1..N, so the
