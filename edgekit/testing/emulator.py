@@ -35,7 +35,6 @@ import shutil
 import signal
 import stat
 import struct
-import sys
 import textwrap
 import threading
 from collections.abc import Awaitable, Callable
@@ -768,11 +767,3 @@ _STAND_INS = {
         """
     ),
 }
-
-
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m edgekit.testing.emulator SANDBOX
-    emu = AdbDeviceEmulator(Path(sys.argv[1]), accept_any_key=True).start()
-    print(emu.serial, flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        threading.Event().wait()
-    emu.stop()
