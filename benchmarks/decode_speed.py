@@ -18,28 +18,20 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from convert_270m import decode_speed  # run as a script: benchmarks/ is on sys.path
+
 PY = sys.executable
-_CODE = (
-    "import json, sys, litert_lm\n"
-    "litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)\n"
-    "b = litert_lm.Benchmark(model_path=sys.argv[1], backend=litert_lm.Backend.CPU(thread_count=2),"
-    " prefill_tokens=256, decode_tokens=256, cache_dir=sys.argv[2])\n"
-    "i = b.run()\n"
-    "print(json.dumps({'decode': i.last_decode_tokens_per_second, 'prefill': i.last_prefill_tokens_per_second}))\n"
-)
 
 
 def one_run(model: Path) -> dict[str, float]:
     """Decode and prefill tokens/s of one Benchmark run of `model` (its XNNPACK cache in a temp folder)."""
     with tempfile.TemporaryDirectory(prefix="edgekit-speed-") as cache_dir:
-        out = subprocess.run([PY, "-c", _CODE, str(model), cache_dir], capture_output=True, text=True, check=True)
-    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
+        speed = decode_speed(model, Path(cache_dir))
+    return {"decode": speed["decode_tok_s"], "prefill": speed["prefill_tok_s"]}
 
 
 def _named(spec: str) -> tuple[str, Path]:
