@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from table_split_sim import fake_quant  # run as a script: benchmarks/ is on sys.path
 
 from edgekit.convert import nll
 from edgekit.convert.grid import gridded_weights, q4_0_codes
@@ -50,8 +51,8 @@ def clip8(w: torch.Tensor) -> torch.Tensor:
 
 
 def int8_rows(w: torch.Tensor) -> torch.Tensor:
-    scale = w.abs().amax(-1, keepdim=True).clamp_min(1e-12) / 127
-    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+    """`w` as ai-edge-quantizer stores it at INT8 per row (table_split_sim's rounding)."""
+    return fake_quant(w, 8, 0)
 
 
 def int8_activation(x: torch.Tensor) -> torch.Tensor:
