@@ -202,6 +202,12 @@ class Plan:
         quant: Quant = self.quant.value
         return self.grid is not None and self.grid.detected and quant.can_recover_grid
 
+    @property
+    def recipe_name(self) -> str | None:
+        """The recipe's name as the manifest records it: the split variant, grid recovery marked."""
+        quant: Quant = self.quant.value
+        return quant.recipe_name_for(recover_grid=self.recover_grid, split_rows=self.split_rows)
+
     def rules(self) -> list[dict[str, Any]] | None:
         """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
         quant: Quant = self.quant.value
@@ -211,7 +217,7 @@ class Plan:
         """The manifest's `quantization` record: the recipe in words, its exact rules, the grid."""
         quant: Quant = self.quant.value
         return QuantizationRecord(
-            recipe=quant.recipe_name_for(recover_grid=self.recover_grid, split_rows=self.split_rows),
+            recipe=self.recipe_name,
             description=quant.description_for(self.split_rows),
             rules=self.rules(),
             grid_recovered=self.recover_grid,
@@ -221,12 +227,10 @@ class Plan:
     def settings(self) -> ManifestSettings:
         """The settings as the manifest records them."""
         quant: Quant = self.quant.value
-        recipe_name = quant.recipe_name_for(recover_grid=self.recover_grid, split_rows=self.split_rows)
-
         eval_text = self.eval_text.value
         return ManifestSettings(
             quant=SettingRecord(value=quant.value, source=self.quant.source),
-            quant_recipe=SettingRecord(value=recipe_name, source=self.quant.source),
+            quant_recipe=SettingRecord(value=self.recipe_name, source=self.quant.source),
             prefill_lengths=SettingRecord(value=tuple(self.prefill_lengths.value), source=self.prefill_lengths.source),
             cache_length=SettingRecord(value=self.cache_length.value, source=self.cache_length.source),
             lightweight=SettingRecord(value=self.lightweight.value, source=self.lightweight.source),
