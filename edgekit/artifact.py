@@ -176,6 +176,9 @@ class NllRecord:
     max_nll_gap: float | None
     passed: bool
     perplexity_ratio: float
+    engine_scoring: str | None = None
+    """How the engine was made to score exactly ("exact", or "drops-second-to-last": litert-lm-api 0.18.1,
+    corrected by prefilling the last prompt token twice); None in manifests written before the correction."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

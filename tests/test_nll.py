@@ -111,3 +111,93 @@ def test_user_text_file_errors_and_paragraphs(tmp_path: Path) -> None:
         "path": str(good.resolve()),
         "sha256": hashlib.sha256(good.read_bytes()).hexdigest(),
     }
+
+
+class _FakeSession:
+    """A LiteRT-LM session whose score of a token is a fixed function of everything before it.
+
+    `drops`: like litert-lm-api 0.18.1, scoring skips the prompt's second-to-last token.
+    """
+
+    def __init__(self, engine: _FakeEngine) -> None:
+        self._engine = engine
+        self._prompt: list[int] = [0]  # BOS
+        self._count = 0
+
+    def run_prefill(self, texts: list[str]) -> None:
+        ids = [t for text in texts for t in self._engine.tokenize(text)]
+        self._prompt += ids
+        self._count = len(ids) + (1 if len(self._prompt) == len(ids) + 1 else 0)
+
+    def get_benchmark_info(self) -> object:
+        return type("Info", (), {"last_prefill_token_count": self._count})()
+
+    def run_text_scoring(self, texts: list[str], store_token_lengths: bool) -> object:
+        seen = self._prompt[:-2] + self._prompt[-1:] if self._engine.drops else list(self._prompt)
+        scores = []
+        for t in self._engine.tokenize(texts[0]):
+            scores.append(-_true_nll(seen, t))
+            seen.append(t)
+        return type("Responses", (), {"token_scores": [scores]})()
+
+    def close(self) -> None:
+        pass
+
+
+def _true_nll(before: list[int], token: int) -> float:
+    return (hash((tuple(before[-6:]), token)) % 1000) / 250.0
+
+
+class _FakeEngine:
+    def __init__(self, drops: bool) -> None:
+        self.drops = drops
+
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def detokenize(self, ids: list[int]) -> str:
+        return "".join(chr(i) for i in ids)
+
+    def create_session(self, **_: object) -> _FakeSession:
+        return _FakeSession(self)
+
+
+@pytest.mark.parametrize("drops", [True, False])
+def test_scoring_is_detected_and_corrected_to_exact(drops: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "litert_lm", types.SimpleNamespace(SamplerConfig=lambda **_: None))
+    engine = _FakeEngine(drops)
+    docs = [" ".join(f"word{i}" for i in range(300))]
+    windows = nll.tokenize_windows(
+        nll.split_windows(docs), engine.tokenize, max_tokens=400, max_window_tokens=10_000, round_trips=lambda i: True
+    )
+    scoring = nll.detect_scoring(engine, windows)
+    assert scoring is (nll.EngineScoring.DROPS_SECOND_TO_LAST if drops else nll.EngineScoring.EXACT)
+    for w, got in zip(windows, nll.engine_nll(engine, windows, scoring), strict=True):
+        seq = [0, *w.context_ids, *w.continuation_ids]
+        n = len(w.continuation_ids)
+        want = [_true_nll(seq[: len(seq) - n + i], seq[len(seq) - n + i]) for i in range(n)]
+        assert np.allclose(got, want)
+    # Uncorrected, the dropping engine scores another text.
+    if drops:
+        wrong = nll.engine_nll(engine, windows, nll.EngineScoring.EXACT)
+        assert not np.allclose(np.concatenate(wrong), np.concatenate(nll.engine_nll(engine, windows, scoring)))
+
+
+def test_text_without_spaces_is_cut_by_characters_and_contexts_end_on_a_round_trip() -> None:
+    doc = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。" * 20
+    assert nll.spaceless(doc) and not nll.spaceless("The national executive of the party")
+    windows = nll.split_windows([doc])
+    assert windows and all(len(w.context) == nll.CONTEXT_CHARS for w in windows)
+    joined = "".join(w.context + w.continuation for w in windows)
+    assert doc.startswith(joined) and len(joined) > len(doc) - nll.CONTEXT_CHARS - nll.CONTINUATION_CHARS
+    # A context whose last token does not round-trip gives characters to the continuation.
+    bad = ord("。")
+    tw = nll.tokenize_windows(
+        windows, _char_tokenize, max_tokens=10_000, max_window_tokens=10_000, round_trips=lambda i: i != bad
+    )
+    assert tw and all(w.context_ids[-1] != bad for w in tw)
+    for w, orig in zip(tw, windows, strict=False):
+        assert w.context + w.continuation == orig.context + orig.continuation

@@ -54,6 +54,12 @@ CONTEXT_WORDS = 24
 CONTINUATION_WORDS = 80
 """Words of a window scored, at most."""
 MIN_CONTINUATION_WORDS = 8
+MAX_WORD_CHARS = 20
+"""A text whose space-separated pieces are longer than this on average is written without spaces (CJK, Thai)."""
+CONTEXT_CHARS = 40
+"""Characters of a window's context in text written without spaces (about as many tokens as CONTEXT_WORDS)."""
+CONTINUATION_CHARS = 120
+MIN_CONTINUATION_CHARS = 12
 
 DEFAULT_MAX_TOKENS = 1024
 """Scored tokens per measurement in `edgekit convert` (about 15 s on 2 cores for a 270M INT4 model)."""
@@ -108,6 +114,8 @@ class NllGap:
     text: dict[str, Any]
     max_nll_gap: float | None
     passed: bool
+    engine_scoring: str | None = None
+    """How the engine was made to score exactly (EngineScoring's value); None before edgekit corrected for it."""
 
     @property
     def perplexity_ratio(self) -> float:
@@ -206,6 +214,12 @@ def text_from_file(path: Path | str) -> EvalText:
     )
 
 
+def spaceless(text: str) -> bool:
+    """True for text written without spaces between words (Chinese, Japanese, Thai...): windows count characters."""
+    words = text.split()
+    return bool(words) and len("".join(words)) / len(words) > MAX_WORD_CHARS
+
+
 def split_windows(
     documents: Sequence[str],
     *,
@@ -215,12 +229,21 @@ def split_windows(
     """Cut each document into consecutive windows of `context_words` + up to `continuation_words` words.
 
     The continuation keeps its leading space, so context + continuation is the original text.
-    A trailing piece with fewer than MIN_CONTINUATION_WORDS scored words is dropped.
+    A trailing piece with fewer than MIN_CONTINUATION_WORDS scored words is dropped. A
+    document written without spaces (`spaceless`) is cut by characters instead:
+    CONTEXT_CHARS + up to CONTINUATION_CHARS, at least MIN_CONTINUATION_CHARS scored.
     """
     windows = []
-    step = context_words + continuation_words
     for doc in documents:
+        if spaceless(doc):
+            step = CONTEXT_CHARS + CONTINUATION_CHARS
+            for start in range(0, len(doc), step):
+                chars = doc[start : start + step]
+                if len(chars) >= CONTEXT_CHARS + MIN_CONTINUATION_CHARS:
+                    windows.append(Window(context=chars[:CONTEXT_CHARS], continuation=chars[CONTEXT_CHARS:]))
+            continue
         words = doc.split()
+        step = context_words + continuation_words
         for start in range(0, len(words), step):
             piece = words[start : start + step]
             if len(piece) < context_words + MIN_CONTINUATION_WORDS:
@@ -231,33 +254,60 @@ def split_windows(
     return windows
 
 
+def _move_last_unit(context: str, continuation: str) -> tuple[str, str]:
+    """The context's last word (or, in text without spaces, its last character) moved to the continuation."""
+    cut = context.rfind(" ")
+    if cut <= 0 or len(context) - cut > MAX_WORD_CHARS:
+        cut = len(context) - 1
+    return context[:cut], context[cut:] + continuation
+
+
 def tokenize_windows(
-    windows: Sequence[Window], tokenize: Callable[[str], list[int]], *, max_tokens: int, max_window_tokens: int
+    windows: Sequence[Window],
+    tokenize: Callable[[str], list[int]],
+    *,
+    max_tokens: int,
+    max_window_tokens: int,
+    round_trips: Callable[[int], bool] | None = None,
 ) -> list[TokenWindow]:
     """Token ids of windows, in order, until `max_tokens` continuation tokens are reached.
 
     A continuation that would pass `max_tokens` or make its window longer than
     `max_window_tokens` (BOS included) loses words at its end, so the text the engine
-    tokenizes is always the text whose ids we hold.
+    tokenizes is always the text whose ids we hold. With `round_trips`, a context whose
+    last token does not come back as itself from its own text (a byte-fallback piece)
+    gives its last word or character to the continuation until it does: scoring on
+    litert-lm-api 0.18.1 prefills that token a second time (EngineScoring).
     """
     out: list[TokenWindow] = []
     total = 0
     for w in windows:
         if total >= max_tokens:
             break
-        ctx = tuple(tokenize(w.context))
+        context, continuation = w.context, w.continuation
+        ctx = tuple(tokenize(context))
+        for _ in range(8):
+            if round_trips is None or not ctx or round_trips(ctx[-1]):
+                break
+            context, continuation = _move_last_unit(context, continuation)
+            ctx = tuple(tokenize(context)) if context else ()
+        else:
+            continue
         limit = min(max_window_tokens - 1 - len(ctx), max_tokens - total)
-        words = w.continuation.split()
-        continuation = w.continuation
+        spaced = not spaceless(continuation)
+        units = continuation.split() if spaced else list(continuation)
         cont = tuple(tokenize(continuation))
-        while len(cont) > limit and words:
-            keep = min(len(words) - 1, max(0, len(words) * limit // len(cont)))
-            words = words[:keep]
-            continuation = " " + " ".join(words) if words else ""
-            cont = tuple(tokenize(continuation)) if words else ()
+        while len(cont) > limit and units:
+            keep = min(len(units) - 1, max(0, len(units) * limit // len(cont)))
+            units = units[:keep]
+            if spaced:
+                continuation = (" " if continuation.startswith(" ") else "") + " ".join(units) if units else ""
+            else:
+                continuation = "".join(units)
+            cont = tuple(tokenize(continuation)) if units else ()
         if not cont or not ctx:
             continue
-        out.append(TokenWindow(context=w.context, continuation=continuation, context_ids=ctx, continuation_ids=cont))
+        out.append(TokenWindow(context=context, continuation=continuation, context_ids=ctx, continuation_ids=cont))
         total += len(cont)
     return out
 
@@ -285,30 +335,117 @@ def check_same_tokenizer(windows: Sequence[TokenWindow], tokenizer: Any, model: 
             )
 
 
-def engine_nll(engine: Any, windows: Sequence[TokenWindow]) -> list[np.ndarray]:
-    """Per-token NLL (nats) of each window's continuation under the LiteRT-LM `engine`."""
+class EngineScoring(str, enum.Enum):
+    """How the installed LiteRT-LM engine's `run_text_scoring` treats the prefilled prompt.
+
+    litert-lm-api 0.18.1 scores a continuation as if the prompt's second-to-last token had
+    been deleted (measured against fp32 PyTorch on an fp32 artifact: exact to 1e-6 at every
+    position, for prompts of 4 to 37 tokens, with one or two `run_prefill` calls);
+    generation after the same prefill is exact. litert-lm-api-nightly 0.19.0.dev20261026
+    scores the prompt as it is. Which one is installed is found by `detect_scoring`, not
+    by version number.
+    """
+
+    EXACT = "exact"
+    """The continuation is scored given the prompt as prefilled."""
+    DROPS_SECOND_TO_LAST = "drops-second-to-last"
+    """The prompt's second-to-last token is skipped: edgekit prefills the last token twice."""
+
+
+def _score(engine: Any, prefills: Sequence[str], target: str) -> tuple[np.ndarray, list[int]]:
+    """Per-token NLL (nats) of `target` after `prefills` (one `run_prefill` each), and each prefill's token count."""
     import litert_lm
 
+    session = engine.create_session(
+        apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=1
+    )
+    counts = []
+    try:
+        for text in prefills:
+            session.run_prefill([text])
+            counts.append(session.get_benchmark_info().last_prefill_token_count)
+        responses = session.run_text_scoring([target], store_token_lengths=True)
+    except RuntimeError as exc:
+        raise EdgekitError(f"the LiteRT-LM engine failed to score text: {exc}") from exc
+    finally:
+        session.close()
+    scores = responses.token_scores[0] if responses.token_scores else []
+    return -np.asarray(scores, np.float64), counts
+
+
+def _prefills(engine: Any, texts: Sequence[str], last_id: int, scoring: EngineScoring) -> list[str]:
+    """What to prefill (one `run_prefill` each) so that `scoring`'s engine scores after exactly `texts`.
+
+    `last_id` is the last token of the last text; it must come back as itself from its own text.
+    """
+    if scoring is EngineScoring.EXACT:
+        return list(texts)
+    # The engine skips the prompt's second-to-last token (one token of the whole prompt,
+    # however many calls): give it the last one twice, so the copy it skips is the extra one.
+    return [*texts, engine.detokenize([last_id])]
+
+
+_ENGINE_PIN = "0.18.1"
+"""litert-lm-api as edgekit pins it (pyproject.toml)."""
+PROBE_POSITIONS = 16
+"""Continuation tokens `detect_scoring` compares."""
+DECISIVE_RATIO = 4.0
+"""How many times more inconsistent the wrong scoring must be than the right one for `detect_scoring` to decide."""
+
+
+def detect_scoring(engine: Any, windows: Sequence[TokenWindow]) -> EngineScoring:
+    """Which EngineScoring the engine has, told from the engine alone, whatever the artifact's precision.
+
+    An engine that scores exactly gives the same score to continuation token i+1 whether
+    token i was scored before it (prefill context, score c0 c1 ...) or prefilled (prefill
+    context + c0, score c1 ...). Each hypothesis prefills the way it would be corrected,
+    and the right one is consistent; the wrong one scores two different prompts. FidelityError
+    when neither is clearly more consistent, or no window has a continuation whose first
+    token can be prefilled on its own.
+    """
+    for w in windows:
+        c0 = w.continuation_ids[0]
+        c0_text = engine.detokenize([c0])
+        rest = w.continuation[len(c0_text) :]
+        if not c0_text or not w.continuation.startswith(c0_text) or list(engine.tokenize(c0_text)) != [c0]:
+            continue
+        rest_ids = tuple(engine.tokenize(rest)) if rest else ()
+        if rest_ids != w.continuation_ids[1:] or len(rest_ids) < 4:
+            continue
+        n = min(PROBE_POSITIONS, len(rest_ids))
+        inconsistency = {}
+        for scoring in EngineScoring:
+            whole, _ = _score(engine, _prefills(engine, [w.context], w.context_ids[-1], scoring), w.continuation)
+            after, _ = _score(engine, _prefills(engine, [w.context, c0_text], c0, scoring), rest)
+            inconsistency[scoring] = float(np.abs(whole[1 : n + 1] - after[:n]).mean())
+        best = min(inconsistency, key=inconsistency.__getitem__)
+        other = max(inconsistency, key=inconsistency.__getitem__)
+        if inconsistency[other] > DECISIVE_RATIO * inconsistency[best]:
+            return best
+        raise FidelityError(
+            "cannot tell how the installed LiteRT-LM engine scores text (mean inconsistency "
+            + ", ".join(f"{k.value} {v:.2g}" for k, v in inconsistency.items())
+            + f" nats/token): reinstall litert-lm-api=={_ENGINE_PIN}"
+        )
+    raise FidelityError("no window of the evaluation text can probe the engine's scoring: give more prose")
+
+
+def engine_nll(engine: Any, windows: Sequence[TokenWindow], scoring: EngineScoring) -> list[np.ndarray]:
+    """Per-token NLL (nats) of each window's continuation under the LiteRT-LM `engine`, scored exactly.
+
+    `scoring` (detect_scoring) says how to prefill so that the engine scores after
+    exactly [BOS] + the context.
+    """
     out = []
     for w in windows:
-        session = engine.create_session(
-            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=1
-        )
-        try:
-            session.run_prefill([w.context])
-            prefilled = session.get_benchmark_info().last_prefill_token_count
-            responses = session.run_text_scoring([w.continuation], store_token_lengths=True)
-        except RuntimeError as exc:
-            raise EdgekitError(f"the LiteRT-LM engine failed to score text: {exc}") from exc
-        finally:
-            session.close()
-        scores = responses.token_scores[0] if responses.token_scores else []
-        if prefilled != len(w.context_ids) + 1 or len(scores) != len(w.continuation_ids):
+        scores, counts = _score(engine, _prefills(engine, [w.context], w.context_ids[-1], scoring), w.continuation)
+        expected = [len(w.context_ids) + 1] + [1] * (len(counts) - 1)
+        if counts != expected or len(scores) != len(w.continuation_ids):
             raise FidelityError(
-                f"the LiteRT-LM engine tokenized a window differently (prefilled {prefilled} tokens, expected "
-                f"{len(w.context_ids) + 1}; scored {len(scores)}, expected {len(w.continuation_ids)})"
+                f"the LiteRT-LM engine tokenized a window differently (prefilled {counts} tokens, expected "
+                f"{expected}; scored {len(scores)}, expected {len(w.continuation_ids)})"
             )
-        out.append(-np.asarray(scores, np.float64))
+        out.append(scores)
     return out
 
 
@@ -362,13 +499,15 @@ def measure(
             engine.tokenize,
             max_tokens=max_tokens,
             max_window_tokens=max_window_tokens,
+            round_trips=lambda i: list(engine.tokenize(engine.detokenize([i]))) == [i],
         )
         if not windows:
             raise InputError(f"the evaluation text {text.name} yields no window to score: give more prose")
         check_same_tokenizer(windows, reference_tokenizer, model, str(artifact))
-        got = engine_nll(engine, windows)
+        scoring = detect_scoring(engine, windows)
+        got = engine_nll(engine, windows, scoring)
     ref = reference_nll(model, bos, windows)
-    return summarize(got, ref, text=text, max_nll_gap=max_nll_gap)
+    return summarize(got, ref, text=text, max_nll_gap=max_nll_gap, scoring=scoring)
 
 
 def summarize(
@@ -377,6 +516,7 @@ def summarize(
     *,
     text: EvalText,
     max_nll_gap: float | None,
+    scoring: EngineScoring | None = None,
 ) -> NllGap:
     """Token-weighted means and the gap; FidelityError if the gap exceeds `max_nll_gap` or is not finite."""
     a = np.concatenate(list(artifact_nll))
@@ -399,6 +539,7 @@ def summarize(
         text=info,
         max_nll_gap=max_nll_gap,
         passed=max_nll_gap is None or gap <= max_nll_gap,
+        engine_scoring=scoring.value if scoring is not None else None,
     )
     if not report.passed:
         raise FidelityError(
