@@ -77,6 +77,8 @@ class ManifestSettings:
     eval_text: SettingRecord[str | EvalTextFile] | None = None
     """"builtin:report", or a file the caller gave."""
     format: SettingRecord[str] | None = None
+    calibration_texts: SettingRecord[tuple[EvalTextFile, ...]] | None = None
+    """The app's own texts that chose the 8-bit ids of a split table (empty: the model's own samples)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -206,22 +206,49 @@ def test_the_split_model_computes_exactly_what_the_original_does(
     assert "lm_head.weight" not in dict(split.named_parameters())  # tied by construction, stored once
 
 
-def test_script_seeds_pick_one_word_start_per_most_common_writing_system() -> None:
+def test_script_seeds_pick_one_frequent_piece_per_writing_system_with_the_most_pieces() -> None:
     from edgekit.convert.split_table import script_seeds
 
     pieces: list[str | None] = [
         "<pad>",
         "▁про",  # 1: Cyrillic word start
-        "▁the",  # 2: Latin
-        "ing",  # not a word start
+        "▁the",  # 2: Latin word start
+        "ing",  # 3: Latin, not a word start (counts all the same)
         "▁και",  # 4: Greek
-        "▁and",  # 5: Latin (not the first Latin)
-        "▁of",  # too short (2 letters)
+        "▁and",  # 5: Latin
+        "▁of",  # 6: Latin
         "▁что",  # 7: Cyrillic
         "▁123",  # not a letter
         None,
         "▁для",  # 10: Cyrillic
+        "一个",  # 11: CJK, written without spaces: its pieces seldom start a word
+        "中国",  # 12
+        "的",  # 13: one letter
+        "人",  # 14
+        "日本",  # 15
     ]
-    # Cyrillic has 3 words, Latin 2, Greek 1: most common first, each system's lowest id.
-    assert script_seeds(pieces) == [1, 2, 4]
-    assert script_seeds(pieces, scripts=2) == [1, 2]
+    # CJK has 5 pieces, Latin 4, Cyrillic 3, Greek 1 (counting only word starts of 3+ letters
+    # left Chinese out of Gemma 3's 16 systems). Seeds: the lowest word start of 2+ letters, or
+    # for a system written without spaces the lowest piece of 2+ letters.
+    assert script_seeds(pieces) == [11, 2, 1, 4]
+    assert script_seeds(pieces, scripts=2) == [11, 2]
+
+
+def test_calibration_text_puts_the_ids_it_uses_in_the_8bit_half(tiny_gemma3_dir: Path) -> None:
+    """--calibration-text: the ids the app's own text reads or the model predicts there rank
+    right after the special tokens, ahead of the model's own samples."""
+    from transformers import AutoTokenizer
+
+    from edgekit.convert.split_table import token_order
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_gemma3_dir))
+    text = "abc xyz " * 40
+    used = set(tokenizer(text, add_special_tokens=False)["input_ids"])
+    plain = token_order(tiny_gemma3_dir)
+    steered = token_order(tiny_gemma3_dir, calibration=[text])
+    assert sorted(steered.tolist()) == list(range(512))
+    special = {int(i) for i in tokenizer.all_special_ids}
+    first = set(steered[: len(special) + len(used) + 8].tolist())
+    assert used <= first
+    # Without the text they are not all there: the text is what moved them.
+    assert not used <= set(plain[: len(special) + len(used) + 8].tolist())

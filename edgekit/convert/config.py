@@ -29,6 +29,9 @@ class ConvertConfig:
     min_agreement: float | None = None
     max_nll_gap: float | None = None
     eval_text: Path | None = None
+    calibration_texts: tuple[Path, ...] = ()
+    """The app's own UTF-8 texts: they decide what the recipe calibrates (which ids of a split
+    table get 8 bits). Empty: the model's own samples decide."""
     force: bool = False
     verbose: bool = False
     given_by: str = "caller"
@@ -93,3 +96,16 @@ class ConvertConfig:
             object.__setattr__(self, "eval_text", Path(self.eval_text))
             if not self.eval_text.is_file():
                 raise InputError(f"evaluation text {self.eval_text} does not exist", path=self.eval_text)
+        texts = tuple(Path(t) for t in self.calibration_texts)
+        object.__setattr__(self, "calibration_texts", texts)
+        for text in texts:
+            if not text.is_file():
+                raise InputError(f"calibration text {text} does not exist", path=text)
+            try:
+                content = text.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"calibration text {text} is not UTF-8 (byte {exc.start}): convert it to UTF-8", path=text
+                ) from None
+            if not content.strip():
+                raise InputError(f"calibration text {text} is empty: give the app's own text", path=text)

@@ -187,6 +187,7 @@ class Plan:
     min_agreement: Setting
     max_nll_gap: Setting
     eval_text: Setting
+    calibration_texts: Setting
     format: Format
     threads: int | None
     notes: tuple[str, ...]
@@ -241,6 +242,10 @@ class Plan:
                 source=self.eval_text.source,
             ),
             format=SettingRecord(value=self.format.value, source=self.given_by),
+            calibration_texts=SettingRecord(
+                value=tuple(EvalTextFile(**t) for t in self.calibration_texts.value),
+                source=self.calibration_texts.source,
+            ),
         )
 
 
@@ -282,6 +287,10 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
         eval_text = Setting({"path": str(config.eval_text.resolve()), "sha256": sha256_file(config.eval_text)}, by)
     else:
         eval_text = Setting("builtin:report", "default")
+    calibration = Setting(
+        [{"path": str(t.resolve()), "sha256": sha256_file(t)} for t in config.calibration_texts],
+        by if config.calibration_texts else "default",
+    )
     return Plan(
         recipe=recipe,
         quant=quant,
@@ -291,6 +300,7 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
         min_agreement=min_agreement,
         max_nll_gap=max_nll_gap,
         eval_text=eval_text,
+        calibration_texts=calibration,
         format=config.output_format,
         threads=config.threads,
         notes=tuple(notes),
@@ -445,7 +455,10 @@ def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
         from edgekit.convert import split_table
 
         model_dir, model_class, table_split = split_table.prepare(
-            ckpt.path, work_dir.with_name("split-checkpoint"), the_plan.split_rows
+            ckpt.path,
+            work_dir.with_name("split-checkpoint"),
+            the_plan.split_rows,
+            calibration=[Path(t["path"]) for t in the_plan.calibration_texts.value],
         )
     export_hf.export(
         model=str(model_dir),
@@ -787,6 +800,11 @@ def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: An
 
         config = json.loads((ckpt.path / "config.json").read_text())
         the_plan = dataclasses.replace(the_plan, split_rows=split_rows(config))
+    if the_plan.calibration_texts.value and the_plan.split_rows is None:
+        notes.append(
+            "--calibration-text steers which ids of Gemma 3's split table get 8 bits (--quant int4): "
+            "this conversion calibrates nothing, so the text is not used"
+        )
     return the_plan, notes
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -203,45 +204,71 @@ SAMPLED_TOKENS = 96
 SAMPLING_SEED = 0
 
 
-def script_seeds(pieces: list[str | None], *, scripts: int = SCRIPTS) -> list[int]:
-    """One word-start token per writing system, for the `scripts` systems with the most words in the vocabulary.
-
-    SentencePiece marks a word's start with "▁"; a piece's writing system is the Unicode
-    name's first word of its first letter (LATIN, CYRILLIC, DEVANAGARI...). Each system's
-    seed is its lowest id among word starts of 3+ letters.
-    """
+def _script(piece: str) -> str | None:
+    """The writing system of a vocabulary piece: the Unicode name's first word of its first letter
+    (LATIN, CYRILLIC, CJK, HIRAGANA, HANGUL...), or None for a piece without letters."""
     import unicodedata
 
-    first: dict[str, int] = {}
+    text = piece.lstrip("\u2581")
+    if not text or not text[0].isalpha():
+        return None
+    try:
+        return unicodedata.name(text[0]).split()[0]
+    except ValueError:
+        return None
+
+
+def script_seeds(pieces: list[str | None], *, scripts: int = SCRIPTS) -> list[int]:
+    """One frequent token per writing system, for the `scripts` systems with the most pieces in the vocabulary.
+
+    Every piece with a letter counts for its writing system (`_script`), word starts or
+    not: Chinese and Japanese are written without spaces, so their pieces seldom start a
+    word (counting only word starts of 3+ letters left Chinese out of the 16). A system's
+    seed is its lowest id (ids of a SentencePiece vocabulary fall with frequency) among
+    word starts ("\u2581" + 2+ letters); in a system whose pieces seldom start a word
+    (under a tenth: no spaces between words), or without such a piece, among pieces of
+    2+ letters; else among all its pieces.
+    """
     count: dict[str, int] = {}
+    word_starts: dict[str, int] = {}
+    first_word: dict[str, int] = {}
+    first: dict[str, int] = {}
+    first_any: dict[str, int] = {}
     for i, piece in enumerate(pieces):
-        if not isinstance(piece, str) or not piece.startswith("\u2581") or len(piece) < 4 or not piece[1].isalpha():
+        if not isinstance(piece, str):
             continue
-        try:
-            script = unicodedata.name(piece[1]).split()[0]
-        except ValueError:
+        script = _script(piece)
+        if script is None:
             continue
         count[script] = count.get(script, 0) + 1
-        first.setdefault(script, i)
+        first_any.setdefault(script, i)
+        if len(piece.lstrip("\u2581")) >= 2:
+            first.setdefault(script, i)
+            if piece.startswith("\u2581"):
+                first_word.setdefault(script, i)
+        if piece.startswith("\u2581"):
+            word_starts[script] = word_starts.get(script, 0) + 1
     ranked = sorted(count, key=lambda k: (-count[k], k))[:scripts]
-    return [first[k] for k in ranked]
+
+    def seed(k: str) -> int:
+        if k in first_word and word_starts.get(k, 0) * 10 >= count[k]:
+            return first_word[k]
+        return first.get(k, first_any[k])
+
+    return [seed(k) for k in ranked]
 
 
-def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS) -> torch.Tensor:
-    """Every token id once, the ones the model itself uses most first: which ids get the 8-bit half.
+CALIBRATION_MAX_TOKENS = 32768
+"""Tokens of the caller's calibration text the model reads when ranking ids (the rest is not read)."""
+CALIBRATION_WINDOW = 512
+CALIBRATION_MIN_MASS = 1e-3
+"""Probability an id must gather over the calibration text to be ranked by it (below: by the model's own samples)."""
 
-    Token ids are not ordered by use (in Gemma 3, a sixth of English news tokens have ids
-    above 196,608), and a text corpus would favour its own languages. So the model
-    writes: from BOS and one word-start token of each of the SCRIPTS most common writing
-    systems of its vocabulary (script_seeds), `tokens` tokens each (temperature 1, seeded),
-    and every id is ranked by the probability the model gave it over all those steps.
-    Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever they score.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    vocab = int(model.config.vocab_size)
+def _sample_mass(model: Any, tokenizer: Any, vocab: int, tokens: int) -> tuple[torch.Tensor, list[int]]:
+    """The probability the model gave each id while writing `tokens` tokens after each script seed."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
     mass = torch.zeros(vocab, dtype=torch.float64)
 
     class _Mass(LogitsProcessor):  # type: ignore[misc]
@@ -264,32 +291,161 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS) -> torch.Tenso
             logits_processor=LogitsProcessorList([_Mass()]),
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(bos),
         )
+    return mass, seeds
+
+
+def calibration_mass(model: Any, tokenizer: Any, vocab: int, texts: Sequence[str]) -> torch.Tensor:
+    """The probability the model gives each id over the caller's `texts` (read in windows of
+    CALIBRATION_WINDOW tokens after BOS, at most CALIBRATION_MAX_TOKENS in all, texts interleaved).
+
+    An id that the model predicts on the app's own text is one whose output-projection
+    error costs quality there; one it reads there costs it through the lookup. Both count.
+    """
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else model.config.bos_token_id
+    per_text = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    budget = CALIBRATION_MAX_TOKENS // max(1, len(per_text))
+    mass = torch.zeros(vocab, dtype=torch.float64)
+    with torch.no_grad():
+        for ids in per_text:
+            ids = ids[:budget]
+            for start in range(0, len(ids), CALIBRATION_WINDOW - 1):
+                chunk = [int(bos), *ids[start : start + CALIBRATION_WINDOW - 1]]
+                logits = model(torch.tensor([chunk], dtype=torch.long), use_cache=False).logits[0]
+                mass.add_(torch.softmax(logits.double(), dim=-1).sum(dim=0)[:vocab])
+                mass.index_add_(
+                    0, torch.tensor(chunk[1:], dtype=torch.long), torch.ones(len(chunk) - 1, dtype=torch.float64)
+                )
+    return mass
+
+
+def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: Sequence[str] = ()) -> torch.Tensor:
+    """Every token id once, the ones the model itself uses most first: which ids get the 8-bit half.
+
+    Token ids are not ordered by use (in Gemma 3, a sixth of English news tokens have ids
+    above 196,608), and a text corpus would favour its own languages. So the model
+    writes: from BOS and one frequent token of each of the SCRIPTS writing systems with
+    the most pieces in its vocabulary (script_seeds), `tokens` tokens each (temperature 1,
+    seeded), and every id is ranked by the probability the model gave it over all those
+    steps. Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever
+    they score. With `calibration` (the app's own texts), the ids the model predicts or
+    reads there (calibration_mass of at least CALIBRATION_MIN_MASS) come next, by that
+    mass, ahead of the sampled ranking.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    vocab = int(model.config.vocab_size)
+    mass, seeds = _sample_mass(model, tokenizer, vocab, tokens)
     special = {int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < vocab}
     eos = model.generation_config.eos_token_id
     special |= {int(i) for i in (eos if isinstance(eos, list) else [eos]) if i is not None and 0 <= int(i) < vocab}
     special |= {int(i) for i in seeds}
-    mass[list(special)] = float("inf")
-    # Stable sort: equal mass keeps id order.
-    return torch.sort(-mass, stable=True).indices
+    # One key, sorted ascending and stable (equal keys keep id order): specials, then the
+    # calibrated ids by their mass, then the rest by the sampled mass.
+    key = -mass / (float(mass.max()) or 1.0)  # in [-1, 0]
+    if calibration:
+        cal = calibration_mass(model, tokenizer, vocab, calibration)
+        chosen = cal >= CALIBRATION_MIN_MASS
+        key = torch.where(chosen, -1.0 - cal / float(cal.max()), key)  # in [-2, -1)
+    key[list(special)] = float("-inf")
+    return torch.sort(key, stable=True).indices
 
 
-def prepare(source: Path, dest: Path, rows: int) -> tuple[Path, str, TableSplitRecord]:
-    """Rank the ids, write the split checkpoint into `dest`, register the class.
+def prepare(
+    source: Path, dest: Path, rows: int, *, calibration: Sequence[Path] = ()
+) -> tuple[Path, str, TableSplitRecord]:
+    """Rank the ids (token_order, steered by the `calibration` text files), write the split
+    checkpoint into `dest`, register the class.
 
     Returns what litert-torch's export needs (the checkpoint folder, `auto_model_override`)
     and the manifest's record of the split.
     """
-    order = token_order(source)
+    order = token_order(source, calibration=[Path(c).read_text(encoding="utf-8") for c in calibration])
     model_dir = write_checkpoint(source, dest, rows, order)
     ids_8bit = sorted(int(i) for i in order[:rows])
     record = TableSplitRecord(
         rows_8bit=rows,
         rows_4bit=int(order.numel()) - rows,
         ranking=(
-            f"the model's own probability of each id over {SAMPLED_TOKENS} tokens it wrote after each of "
-            f"{SCRIPTS} word starts, one per writing system of its vocabulary (seed {SAMPLING_SEED}); "
-            f"special tokens first"
+            "special tokens first; "
+            + (
+                f"then the ids the model predicts or reads on the {len(calibration)} calibration text(s), by "
+                f"probability plus count over up to {CALIBRATION_MAX_TOKENS} tokens; "
+                if calibration
+                else ""
+            )
+            + f"then the model's own probability of each id over {SAMPLED_TOKENS} tokens it wrote after a "
+            f"frequent token of each of the {SCRIPTS} writing systems of its vocabulary with the most "
+            f"pieces (seed {SAMPLING_SEED})"
         ),
         ids_8bit_sha256=hashlib.sha256(json.dumps(ids_8bit).encode()).hexdigest(),
     )
     return model_dir, register(), record
+
+
+BLOCK = 32
+"""Block length of the 4-bit half (ai-edge-quantizer's BLOCKWISE_32)."""
+SCALE_STEPS = (7.0, 7.25, 7.5, 7.75, 8.0, 8.5, 9.0, 9.5, 10.0)
+"""Block scales tried by `round_4bit`: absmax / each. 7 is ai-edge-quantizer's min-max; larger clip the extremes."""
+
+
+def _bf16(scale: torch.Tensor) -> torch.Tensor:
+    """`scale` as ai-edge-quantizer stores a block scale: rounded to bfloat16
+    (ai_edge_quantizer/algorithms/uniform_quantize/uniform_quantize_tensor.py, 0.10)."""
+    return scale.to(torch.bfloat16).to(torch.float32)
+
+
+def round_4bit(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` (rows x cols, cols a multiple of BLOCK) rounded to INT4 in blocks of BLOCK, each block's scale searched.
+
+    For each block, the scale among absmax / SCALE_STEPS (bfloat16, as stored) whose
+    codes -8..7 give the least squared error; min-max (absmax / 7, code -8 unused) is one
+    of them, so no block is worse than ai-edge-quantizer's own rounding. The result lies
+    on the grid ai-edge-quantizer's DEQUANTIZED_WEIGHT_RECOVERY reads back, which takes a
+    block's scale as the smallest gap between its |values| and 0: each block is given
+    a code of magnitude 1 or two adjacent magnitudes (a block without is rounded by
+    min-max with one code moved to its nearest magnitude-1 neighbour, and checked).
+    """
+    rows, cols = weight.shape
+    x = weight.detach().float().reshape(rows, cols // BLOCK, BLOCK)
+    amax = x.abs().amax(-1, keepdim=True).clamp_min(1e-12)
+    best_codes = best_scale = best_err = None
+    for step in SCALE_STEPS:
+        scale = _bf16(amax / step)
+        codes = torch.clamp(torch.round(x / scale), -8, 7)
+        err = ((codes * scale - x) ** 2).sum(-1, keepdim=True)
+        ok = _recoverable(codes)
+        err = torch.where(ok, err, torch.full_like(err, float("inf")))
+        if best_err is None:
+            best_codes, best_scale, best_err = codes, scale, err
+        else:
+            better = err < best_err
+            best_codes = torch.where(better, codes, best_codes)
+            best_scale = torch.where(better, scale, best_scale)
+            best_err = torch.where(better, err, best_err)
+    assert best_codes is not None and best_scale is not None and best_err is not None
+    stuck = torch.isinf(best_err)[..., 0]
+    if bool(stuck.any()):
+        # No scale gives a readable grid: min-max, the smallest |code| moved to magnitude 1.
+        scale = _bf16(amax / 7.0)
+        codes = torch.clamp(torch.round(x / scale), -8, 7)
+        mags = torch.where(codes == 0, torch.full_like(codes, 99.0), codes.abs())
+        idx = mags.argmin(-1, keepdim=True)
+        sign = torch.sign(codes.gather(-1, idx))
+        fixed = codes.scatter(-1, idx, torch.where(sign == 0, torch.ones_like(sign), sign))
+        best_codes = torch.where(stuck[..., None], fixed, best_codes)
+        best_scale = torch.where(stuck[..., None], scale, best_scale)
+    if not bool(_recoverable(best_codes).all()):
+        raise RuntimeError("round_4bit left a block whose scale DEQUANTIZED_WEIGHT_RECOVERY cannot read")
+    return (best_codes * best_scale).reshape(rows, cols)
+
+
+def _recoverable(codes: torch.Tensor) -> torch.Tensor:
+    """Per block (last dim): the smallest gap between distinct |codes| and 0 is exactly 1."""
+    mags = codes.abs()
+    present = torch.zeros(*mags.shape[:-1], 10, dtype=torch.bool)
+    present.scatter_(-1, mags.long(), True)
+    present[..., 0] = True  # the recovery adds 0 to every block
+    adjacent = present[..., 1:] & present[..., :-1]
+    return adjacent.any(-1, keepdim=True)
