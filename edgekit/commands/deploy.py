@@ -35,6 +35,8 @@ def _summary(result: Any) -> str:
         s = result.smoke
         speed = f" at {s.decode_tokens_per_s:.1f} tok/s" if s.decode_tokens_per_s else ""
         line += f"; smoke run answered ({s.decode_tokens} tokens{speed})"
+        if s.host_check is not None and s.host_check.value == "same":
+            line += ", the same answer as this computer's CPU engine"
     if result.probe is not None:
         line += f"; runner speaks {result.probe['protocol'].replace('_', '-')}"
     return line
@@ -126,7 +128,9 @@ def deploy_command(
             if serial in results:
                 out.print(_summary(results[serial]))
                 for note in results[serial].notes:
-                    console.print(f"[yellow]note:[/yellow] {serial}: {note}")
+                    # deploy's warnings (a smoke answer unlike this computer's) say "warning:" themselves
+                    label, _, text = note.partition(": ") if note.startswith("warning: ") else ("note", "", note)
+                    console.print(Text.assemble((f"{label}:", "yellow"), f" {serial}: {text}"), soft_wrap=True)
     if errors:
         if len(serials) == 1:
             raise next(iter(errors.values()))
