@@ -83,14 +83,14 @@ def mostly_degenerate(degenerate: int, total: int) -> bool:
 
 
 def describe(kinds: Sequence[Degenerate]) -> str:
-    """`5 only special tokens, 1 empty` for a run's degenerate turns."""
+    """`special tokens such as <pad>: 5, empty: 1` for a run's degenerate turns."""
     words = {
-        Degenerate.SPECIAL_TOKENS: "special tokens (such as <pad>)",
+        Degenerate.SPECIAL_TOKENS: "special tokens such as <pad>",
         Degenerate.EMPTY: "empty",
         Degenerate.REPEATED: "one token repeated",
     }
     counts = {k: sum(1 for x in kinds if x is k) for k in Degenerate}
-    return ", ".join(f"{n} {words[k]}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
+    return ", ".join(f"{words[k]}: {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -82,7 +82,7 @@ def test_a_run_of_mostly_degenerate_turns_is_flagged_once() -> None:
     pads = [_turn(i, Degenerate.SPECIAL_TOKENS) for i in range(1, 4)] + [_turn(4, None)]
     [flag] = degenerate_flags(pads)
     assert flag.code == DEGENERATE_OUTPUT and flag.voids
-    assert flag.message.startswith("3 of 4 answers are degenerate (3 special tokens (such as <pad>))")
+    assert flag.message.startswith("3 of 4 answers are degenerate (special tokens such as <pad>: 3)")
     assert "LiteRT-LM issue #3280" in flag.message
     # Half is not most; unread answers (UNSET, e.g. a result from before) do not count either way.
     assert degenerate_flags([_turn(1, Degenerate.EMPTY), _turn(2, None)]) == []

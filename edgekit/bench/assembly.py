@@ -222,13 +222,15 @@ def build_result(run: Measured) -> BenchResult:
         )
     voided = any(f.voids for f in flags)
     summary = summarise(
-        [] if any(f.code == DEGENERATE_OUTPUT for f in flags) else run.turns,
+        run.turns,
         None if voided else report,
         conversations=run.conversations_finished,
         duration_s=sum(b - a for a, b in run.segments),
         capacity_mah=capacity,
         full_capacity_mah=settings.get("full_charge_capacity_mah"),
     )
+    if any(f.code == DEGENERATE_OUTPUT for f in flags):  # a speed figure for garbage is not a figure
+        summary = dataclasses.replace(summary, decode_tokens_per_s=None, prefill_tokens_per_s=None, ttft_s_median=None)
     t0 = run.t0
     load: dict[str, float | None] = {}
     if meta.get("runner", {}).get("protocol") == ONE_SHOT:
@@ -268,7 +270,7 @@ def degenerate_flags(turns: list[TurnRecord]) -> list[ValidityFlag]:
             message=f"{len(bad)} of {len(read)} answers are degenerate ({answers.describe(bad)}): the model or "
             "backend computes garbage (cf. LiteRT-LM issue #3280), so its speed is no figure; check the "
             "artifact with `edgekit deploy` (its smoke run compares with this computer's CPU engine) or try "
-            "--backend cpu",
+            "another --backend",
             voids=True,
         )
     ]
