@@ -70,7 +70,11 @@ def deploy_command(
 ) -> None:
     """Put ARTIFACT (.litertlm), the on-device runner and edgekit's harness on the device,
     verify every file's sha256 there, probe what the runner speaks (multi-turn or
-    one-shot), and answer one prompt with it.
+    one-shot), and answer one prompt with it, compared with this computer's CPU engine's
+    answer (a difference is a warning naming the first differing token).
+
+    A file that is not a LiteRT-LM bundle (its header) is refused before anything is
+    sent, --no-smoke or not; a model whose smoke run fails is removed from the device.
 
     Files live at content-addressed paths under /data/local/tmp/edgekit; a second deploy of
     the same files sends nothing. An artifact without a manifest (e.g. a published
