@@ -179,3 +179,44 @@ def test_a_broken_bundle_is_not_left_trusted_and_its_bench_stops_at_the_first_fa
     )
     events = emulated_device.path(f"{ROOT}/runs/{run_id}/events.csv").read_text()
     assert ",conv_start,0001," in events and ",conv_start,0002," not in events
+
+
+def test_a_phone_answering_pad_fails_and_the_other_phones_run_stands(
+    int4_result: ConvertResult, tmp_path: Path, adb_server: int, adb_home: Path
+) -> None:
+    from edgekit.device.adb import ensure_server
+    from edgekit.testing.emulator import AdbDeviceEmulator
+
+    key = (adb_home / ".android" / "adbkey.pub").read_bytes()
+    good, bad = (AdbDeviceEmulator(tmp_path / name, trusted_keys=[key]).start() for name in ("good", "bad"))
+    bad.extra_env["EDGEKIT_STANDIN_PAD"] = "1"  # its backend computes garbage (LiteRT-LM issue #3280)
+    client = ensure_server()
+    runner = write_runner_standin(tmp_path / "litert_lm_advanced_main")
+    out = tmp_path / "lab.json"
+    try:
+        for emu in (good, bad):
+            client.connect(emu.serial, timeout=10)
+        args = [
+            "battery-bench",
+            "--device",
+            "all",
+            "--runner",
+            str(runner),
+            "--workload",
+            str(small_workload(tmp_path, 1)),
+        ]
+        args += ["--baseline-s", "2", "--sample-s", "0.05", "-o", str(out), str(int4_result.artifact.path)]
+        env = {**_cli_env(adb_home), "ANDROID_ADB_SERVER_PORT": str(adb_server)}
+        proc = run_cli(*args, env=env)
+    finally:
+        for emu in (good, bad):
+            client.disconnect(emu.serial)
+            emu.stop()
+    assert proc.returncode == 7, proc.stderr  # the worst of the phones' codes
+    results = {r.device.serial: r for r in (BenchResult.load(p) for p in tmp_path.glob("lab-*.json"))}
+    assert set(results) == {good.serial, bad.serial}
+    failed, stands = results[bad.serial], results[good.serial]
+    assert failed.exit_code() == 7 and failed.degenerate and failed.summary.decode_tokens_per_s is None
+    assert stands.exit_code() == 0 and not stands.degenerate and stands.summary.decode_tokens_per_s is not None
+    headers = [line for line in proc.stdout.splitlines() if line.startswith("battery-bench ")]
+    assert [h.endswith("— FAILED (degenerate answers: no speed figure)") for h in headers].count(True) == 1

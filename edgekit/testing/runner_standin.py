@@ -33,8 +33,9 @@ one, prints ``CANNOT LINK EXECUTABLE "ARGV0": library "X.so" not found: needed b
 executable`` and exits 1.
 
 While it runs inside the ADB device emulator a stand-in marks itself busy, so the
-simulated battery drains at its busy rate. Test knob: ``EDGEKIT_STANDIN_TURN_S`` pads
-every turn to that many seconds (a slower "phone").
+simulated battery drains at its busy rate. Test knobs: ``EDGEKIT_STANDIN_TURN_S`` pads
+every turn to that many seconds (a slower "phone"); ``EDGEKIT_STANDIN_PAD=1`` makes the
+advanced kinds answer as ``pad`` does (one phone of several with a broken backend).
 """
 
 from __future__ import annotations
@@ -351,7 +352,7 @@ def _run_advanced(kind: str, flags: dict[str, str]) -> int:
         flags["model_path"],
         threads=_int(flags["num_cpu_threads"]),
         max_num_tokens=_int(flags["max_num_tokens"]),
-        pad=kind == "pad",
+        pad=kind == "pad" or os.environ.get("EDGEKIT_STANDIN_PAD") == "1",
     )
     cap = _int(flags["max_output_tokens"])
     try:
