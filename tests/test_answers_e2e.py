@@ -220,3 +220,14 @@ def test_a_phone_answering_pad_fails_and_the_other_phones_run_stands(
     assert stands.exit_code() == 0 and not stands.degenerate and stands.summary.decode_tokens_per_s is not None
     headers = [line for line in proc.stdout.splitlines() if line.startswith("battery-bench ")]
     assert [h.endswith("— FAILED (degenerate answers: no speed figure)") for h in headers].count(True) == 1
+
+
+def test_the_local_run_reads_every_answer_too(int4_result: ConvertResult, tmp_path: Path) -> None:
+    from msgspec import UNSET
+
+    from edgekit.device.local import LocalDevice
+
+    config = session.BenchConfig(workload=small_workload(tmp_path, 2), baseline_s=0.2)
+    result = session.battery_bench(LocalDevice(tmp_path / "root"), int4_result.artifact.path, config)
+    assert len(result.turns) == 5 and all(t.degenerate is not UNSET for t in result.turns)
+    assert result.degenerate is (sum(t.degenerate is not None for t in result.turns) * 2 > len(result.turns))
