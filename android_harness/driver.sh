@@ -113,7 +113,8 @@ crash_notes() {
 }
 
 # Read the runner's output on fd 3 up to and including its next input prompt, starting
-# with the bytes in $buf; answer text goes to $ANS. The prompt has no newline and the
+# with the bytes in $buf; all of it goes to $ANS, prompts too, so the host can tell the
+# answers apart (edgekit.bench.assembly.turn_answer). The prompt has no newline and the
 # runner then waits for input, so we never read past it: whole lines with `read`, the
 # possible prompt by byte count (readn). Returns 1 when the output ends.
 await_prompt() {
@@ -124,7 +125,7 @@ await_prompt() {
         buf=${buf##*"$NL"}
         ;;
     esac
-    [ "$buf" = "$PROMPT" ] && { buf=; return 0; }
+    [ "$buf" = "$PROMPT" ] && { printf '%s' "$PROMPT" >> "$ANS"; buf=; return 0; }
     case $PROMPT in
       "$buf"*)
         readn $((${#PROMPT} - ${#buf}))
@@ -330,6 +331,12 @@ for conv in "$RUN"/conv/*.txt; do
     run_one_shot "$i"
   else
     run_multi_turn "$i"
+  fi
+  # A bundle or runner that fails its first conversation fails them all: stop there
+  # (the host reports it), not after all of them, unless one finished before (a flaky crash).
+  if [ ! -e "$RUN/done/$i" ] && [ -z "$(ls "$RUN/done" 2>/dev/null)" ]; then
+    event first_failed "$i" 0
+    break
   fi
 done
 event workload_end 0 0

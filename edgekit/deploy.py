@@ -9,14 +9,21 @@ Layout under the device's work root (`/data/local/tmp/edgekit` on a phone):
 
 Each file is pushed to a `.part` name, its sha256 checked on the device (`sha256sum`),
 then renamed: a half-pushed file never has a final name, and a file that already has its
-final name and hash is not pushed again. A smoke run then answers one prompt; the prompt
-travels to the device as a file, never on a command line.
+final name and hash is not pushed again. Before anything is sent, the artifact's header
+is read as LiteRT-LM's runtime reads it (edgekit.litertlm): random bytes, a text file or
+an empty file are refused. A smoke run then answers one prompt (the prompt travels to the
+device as a file, never on a command line); a model whose smoke run fails is removed from
+the device and not logged. The phone's greedy answer is compared with this computer's CPU
+engine's on the same prompt: a backend can run fast and answer garbage (LiteRT-LM issue
+#3280, Gemma 3 270M on GPU emitting only `<pad>`), and a difference is a warning naming
+the first differing token.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import hashlib
 import os
 import re
@@ -28,12 +35,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit import answers
 from edgekit._data import data_dir, user_cache_dir
 from edgekit._files import atomic_write
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.device import parsers
 from edgekit.device.base import Device, DeviceFacts, Execution, ShellResult
 from edgekit.errors import DeviceError, EdgekitError, InputError
+from edgekit.litertlm import read_header
 from edgekit.probe import MULTI_TURN, RunnerProbe, chat_flags, probe_runner
 
 RUNNER_NAME = "litert_lm_main"
@@ -71,14 +80,25 @@ class Placed:
     pushed: bool
 
 
+class HostCheck(str, enum.Enum):
+    """The smoke answer against this computer's CPU engine on the same prompt."""
+
+    SAME = "same"
+    DIFFERS = "differs"
+    UNAVAILABLE = "unavailable"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SmokeResult:
-    """The smoke run's answer and the runner's own figures."""
+    """The smoke run's answer and the runner's own figures; `host_check` None where the
+    device runs the model with this computer's engine itself (nothing to compare)."""
 
     answer: str
     prefill_tokens: int | None
     decode_tokens: int | None
     decode_tokens_per_s: float | None
+    host_check: HostCheck | None = None
+    host_answer: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -461,6 +481,61 @@ def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, promp
     )
 
 
+def check_with_host(model: Path, smoke: SmokeResult, config: DeployConfig) -> SmokeResult:
+    """`smoke` with this computer's CPU engine's greedy answer to the same prompt and how they compare
+    (token by token, with the artifact's own tokenizer). UNAVAILABLE when the engine cannot run here."""
+    prompt = " ".join(config.smoke_prompt.splitlines())
+    try:
+        import litert_lm
+
+        from edgekit.engine import open_engine
+
+        with open_engine(model) as engine:
+            session = engine.create_session(
+                sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=config.smoke_max_tokens
+            )
+            try:
+                session.run_prefill([prompt])
+                host = "".join(session.run_decode().texts).strip("\n")
+            finally:
+                session.close()
+            phone_ids, host_ids = engine.tokenize(smoke.answer.strip("\n")), engine.tokenize(host)
+            diff = answers.first_difference(phone_ids, host_ids)
+            where = None if diff is None else _difference_text(engine, diff)
+    except (ImportError, EdgekitError, RuntimeError, OSError) as exc:
+        return dataclasses.replace(smoke, host_check=HostCheck.UNAVAILABLE, host_answer=f"({exc})")
+    if diff is None:
+        return dataclasses.replace(smoke, host_check=HostCheck.SAME, host_answer=host)
+    return dataclasses.replace(smoke, host_check=HostCheck.DIFFERS, host_answer=where)
+
+
+def _difference_text(engine: Any, diff: answers.Difference) -> str:
+    def token(t: int | None) -> str:
+        return "(end of answer)" if t is None else repr(engine.detokenize([t]))
+
+    return f"token {diff.position + 1}: the device says {token(diff.a)}, this computer {token(diff.b)}"
+
+
+def smoke_notes(smoke: SmokeResult) -> list[str]:
+    """What the user must hear about the smoke answer: a difference from this computer's CPU
+    engine (a warning, naming the first differing token), an unavailable engine, a degenerate answer."""
+    notes = []
+    if smoke.host_check is HostCheck.DIFFERS:
+        notes.append(
+            f"warning: the smoke answer differs from this computer's CPU engine at {smoke.host_answer} "
+            "(same artifact, same prompt, greedy): the device's runner or backend may compute wrong answers"
+        )
+    elif smoke.host_check is HostCheck.UNAVAILABLE:
+        notes.append(
+            f"this computer's LiteRT-LM CPU engine could not run the artifact {smoke.host_answer}: "
+            "the smoke answer was not compared with it"
+        )
+    kind = answers.classify_answer(smoke.answer)
+    if kind is not None:
+        notes.append(f"warning: the smoke answer is degenerate ({kind.value}): {smoke.answer[:60]!r}")
+    return notes
+
+
 def _tail_lines(text: str, n: int = 3) -> str:
     return " ".join(line.strip() for line in text.strip().splitlines()[-n:] if line.strip())
 
@@ -495,6 +570,7 @@ def deploy(
     notes: list[str] = []
     artifact = Artifact.load(artifact_path)
     sha, provenance = _artifact_sha256(artifact, notes)
+    read_header(artifact.path)  # a file no runner loads is refused before anything is sent
     runner = resolve_runner(config.runner) if device.execution is Execution.RUNNER else None
     facts = device.facts()
     if device.execution is Execution.RUNNER:
@@ -510,7 +586,22 @@ def deploy(
     if runner is not None:
         runner_placed, on_device = _place_runner(device, runner, runner_items, progress)
     harness = _place_harness(device, progress)
-    smoke = smoke_run(device, model.remote, config, on_device) if config.smoke else None
+    smoke = None
+    if config.smoke:
+        try:
+            smoke = smoke_run(device, model.remote, config, on_device)
+        except DeviceError as exc:
+            # Not left on the device under its trusted name: the next deploy pushes and tries it again.
+            device.shell(["rm", "-rf", device.path("models", sha)], check=False)
+            raise DeviceError(
+                f"{exc} (the model was removed from the device)",
+                serial=exc.serial,
+                returncode=exc.returncode,
+                stderr=exc.stderr,
+            ) from exc
+        if on_device is not None:
+            smoke = check_with_host(artifact.path, smoke, config)
+            notes += smoke_notes(smoke)
     _log_deploy(device, sha, runner, harness)
     pushed = sum(p.size_bytes for p in (model, runner_placed, harness) if p is not None and p.pushed)
     return DeployResult(

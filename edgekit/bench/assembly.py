@@ -14,11 +14,15 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from msgspec import UNSET, UnsetType
+
+from edgekit import answers
 from edgekit._typed import from_data
 from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
 from edgekit.bench.power import ValidityFlag
 from edgekit.bench.result import (
+    DEGENERATE_OUTPUT,
     ArtifactRecord,
     BenchResult,
     BenchSettings,
@@ -117,6 +121,7 @@ def read_run(files: RunFiles) -> Measured:
     flags = _between_parts(files, segments, t0)
     flags += _unplug_flags(files)
     flags += runner_failures(files, conversations, meta["settings"].get("turn_timeout_s"))
+    flags += degenerate_flags(turns)
     unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
     if unmeasured:
         flags.append(
@@ -133,7 +138,13 @@ def read_run(files: RunFiles) -> Measured:
             ValidityFlag(
                 code="incomplete",
                 message=f"{len(failed)} of {len(conversations)} conversations did not finish"
-                + ("" if any(f.code == "runner_failed" for f in flags) else " (collect again after --resume)"),
+                + (
+                    " (the driver stopped at the first conversation, which failed: the rest would too)"
+                    if any(name == "first_failed" for _, name, _, _ in files.events)
+                    else ""
+                    if any(f.code == "runner_failed" for f in flags)
+                    else " (collect again after --resume)"
+                ),
                 voids=True,
             )
         )
@@ -218,6 +229,8 @@ def build_result(run: Measured) -> BenchResult:
         capacity_mah=capacity,
         full_capacity_mah=settings.get("full_charge_capacity_mah"),
     )
+    if any(f.code == DEGENERATE_OUTPUT for f in flags):  # a speed figure for garbage is not a figure
+        summary = dataclasses.replace(summary, decode_tokens_per_s=None, prefill_tokens_per_s=None, ttft_s_median=None)
     t0 = run.t0
     load: dict[str, float | None] = {}
     if meta.get("runner", {}).get("protocol") == ONE_SHOT:
@@ -242,6 +255,49 @@ def build_result(run: Measured) -> BenchResult:
         summary=summary,
         complete=run.complete,
     )
+
+
+def degenerate_flags(turns: list[TurnRecord]) -> list[ValidityFlag]:
+    """The `degenerate_output` flag (voids, fails the run) when most answered turns are degenerate
+    (edgekit.answers; LiteRT-LM issue #3280: Gemma 3 270M on GPU answering only `<pad>`)."""
+    read = [t for t in turns if not isinstance(t.degenerate, UnsetType)]
+    bad = [t.degenerate for t in read if isinstance(t.degenerate, answers.Degenerate)]
+    if not answers.mostly_degenerate(len(bad), len(read)):
+        return []
+    return [
+        ValidityFlag(
+            code=DEGENERATE_OUTPUT,
+            message=f"{len(bad)} of {len(read)} answers are degenerate ({answers.describe(bad)}): the model or "
+            "backend computes garbage (cf. LiteRT-LM issue #3280), so its speed is no figure; check the "
+            "artifact with `edgekit deploy` (its smoke run compares with this computer's CPU engine) or try "
+            "another --backend",
+            voids=True,
+        )
+    ]
+
+
+def turn_answer(files: RunFiles, key: str, turn: int, protocol: str) -> str | None:
+    """Turn `turn`'s answer text as the runner printed it, None where it cannot be read.
+
+    Multi-turn: out/NNNN.txt is the runner's stdout, prompts kept (driver.sh), so the answer
+    to turn k is the text after the k-th "Please enter the prompt" (litert_lm_lib.cc).
+    One-shot: out/NNNN.K.txt opens with the prompt echo `input_prompt: ` + prompt + newline
+    (litert_lm_main.cc); driver.sh's prompt for turn K has 2K-1 lines (each earlier turn
+    a "User:" and an "Assistant:" line, answers on one line, then the new turn), and the
+    answer ends at the blank line before BenchmarkInfo."""
+    if protocol == MULTI_TURN:
+        text = files.outputs.get(key)
+        if text is None or parsers.MULTI_TURN_PROMPT not in text:
+            return None
+        chunks = text.split(parsers.MULTI_TURN_PROMPT)[1:]
+        return chunks[turn - 1] if turn <= len(chunks) else None
+    text = files.outputs.get(f"{key}.{turn}")
+    if text is None:
+        return None
+    head = text.split("BenchmarkInfo:", 1)[0]
+    if head.startswith("input_prompt: "):
+        head = "".join(head.splitlines(keepends=True)[2 * turn - 1 :])
+    return head
 
 
 def _runner_ttft(prefill: parsers.TurnStats | None, decode: parsers.TurnStats | None) -> float | None:
@@ -306,6 +362,11 @@ def turn_records(
                     t_start_s=None if send is None else send - t0,
                     t_end_s=None if end is None else end - t0,
                     load_s=load_s,
+                    degenerate=(
+                        UNSET
+                        if end is None or (answer := turn_answer(files, key, k, protocol)) is None
+                        else answers.classify_answer(answer)
+                    ),
                 )
             )
     return records

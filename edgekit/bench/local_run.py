@@ -11,9 +11,17 @@ import threading
 import time
 from pathlib import Path
 
+from edgekit.answers import classify_answer
 from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
-from edgekit.bench.assembly import Measured, artifact_meta, build_result, device_meta, workload_meta
+from edgekit.bench.assembly import (
+    Measured,
+    artifact_meta,
+    build_result,
+    degenerate_flags,
+    device_meta,
+    workload_meta,
+)
 from edgekit.bench.config import BenchConfig, default_baseline_s
 from edgekit.bench.result import BenchResult, TurnRecord
 from edgekit.bench.run_folder import new_run_id
@@ -79,9 +87,11 @@ def _run_conversations(
                     sent = time.monotonic()
                     session.run_prefill([text])
                     first = None
-                    for _chunk in session.run_decode_async():
+                    answer = []
+                    for chunk in session.run_decode_async():
                         if first is None:
                             first = time.monotonic()
+                        answer += chunk.texts
                     end = time.monotonic()
                     info = session.get_benchmark_info()
                     turns.append(
@@ -97,6 +107,7 @@ def _run_conversations(
                             wall_s=end - sent,
                             t_start_s=sent - t0,
                             t_end_s=end - t0,
+                            degenerate=classify_answer("".join(answer)),
                         )
                     )
             finally:
@@ -160,6 +171,7 @@ def run_local(
             t0=t0,
             baselines=[baseline],
             segments=[(start, end)],
+            flags=degenerate_flags(turns),
             conversations_finished=len(workload.conversations),
             complete=True,
         )

@@ -25,6 +25,7 @@ from msgspec import UNSET, UnsetType
 
 from edgekit._files import atomic_write_text
 from edgekit._typed import from_data, to_data
+from edgekit.answers import Degenerate
 from edgekit.artifact import Manifest
 from edgekit.bench.power import Conventions, PowerReport, PowerSample, ValidityFlag
 from edgekit.device.base import DeviceFacts
@@ -38,7 +39,9 @@ EXIT_OK = 0
 EXIT_VOID = 6
 """Complete run, speed figures valid, battery headline void (a flag with voids: true says why)."""
 EXIT_FAILED = 7
-"""Failed run: runner crash, timeout, missing turns (`complete` is false)."""
+"""Failed run: runner crash, timeout, missing turns (`complete` is false), or mostly degenerate answers."""
+DEGENERATE_OUTPUT = "degenerate_output"
+"""The validity flag of a run whose answers are mostly degenerate (edgekit.answers): it fails (exit 7)."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C on an attached run."""
 SUMMARY_KEYS = (
@@ -75,6 +78,9 @@ class TurnRecord:
     t_start_s: float | None
     t_end_s: float | None
     load_s: float | None = None  # one-shot runners: this turn's model load (device clock)
+    degenerate: Degenerate | UnsetType | None = UNSET
+    """Why the answer is not an answer (edgekit.answers.classify_answer), None if it is one;
+    left out where the answer was not read (results from before, turns never answered)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -264,6 +270,11 @@ class BenchResult:
     aggregate: dict[str, AggregateFigure] | None = None
 
     @property
+    def degenerate(self) -> bool:
+        """True when most answers were degenerate: the run failed, its speed figures are no figures."""
+        return any(f.code == DEGENERATE_OUTPUT for f in self.validity)
+
+    @property
     def battery_absent(self) -> bool:
         """True when no sample carried any battery counter (e.g. `local` without a battery)."""
         return not any(
@@ -274,7 +285,7 @@ class BenchResult:
     def exit_code(self) -> int:
         """battery-bench's exit code for this result (docs/battery-bench.md): 7 failed,
         6 battery headline void, else 0 (a device with no battery counters is speed-only)."""
-        if not self.complete:
+        if not self.complete or self.degenerate:
             return EXIT_FAILED
         voids = [f for f in self.validity if f.voids]
         if self.battery_absent:

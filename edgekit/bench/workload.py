@@ -58,7 +58,15 @@ def load_workload(path: Path | str | None = None) -> Workload:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"workload {path}: cannot read it ({exc.strerror})", path=path) from exc
-    lines = raw.decode("utf-8", errors="replace").splitlines()
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line_no = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"workload {path} is not UTF-8: byte {exc.start} (line {line_no}) is 0x{raw[exc.start]:02x}; "
+            "save the file as UTF-8",
+            path=path,
+        ) from exc
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
     if not numbered:
         raise InputError(f"workload {path} is empty: it needs a header line and at least one conversation")

@@ -35,6 +35,8 @@ def _summary(result: Any) -> str:
         s = result.smoke
         speed = f" at {s.decode_tokens_per_s:.1f} tok/s" if s.decode_tokens_per_s else ""
         line += f"; smoke run answered ({s.decode_tokens} tokens{speed})"
+        if s.host_check is not None and s.host_check.value == "same":
+            line += ", the same answer as this computer's CPU engine"
     if result.probe is not None:
         line += f"; runner speaks {result.probe['protocol'].replace('_', '-')}"
     return line
@@ -68,7 +70,11 @@ def deploy_command(
 ) -> None:
     """Put ARTIFACT (.litertlm), the on-device runner and edgekit's harness on the device,
     verify every file's sha256 there, probe what the runner speaks (multi-turn or
-    one-shot), and answer one prompt with it.
+    one-shot), and answer one prompt with it, compared with this computer's CPU engine's
+    answer (a difference is a warning naming the first differing token).
+
+    A file that is not a LiteRT-LM bundle (its header) is refused before anything is
+    sent, --no-smoke or not; a model whose smoke run fails is removed from the device.
 
     Files live at content-addressed paths under /data/local/tmp/edgekit; a second deploy of
     the same files sends nothing. An artifact without a manifest (e.g. a published
@@ -126,7 +132,9 @@ def deploy_command(
             if serial in results:
                 out.print(_summary(results[serial]))
                 for note in results[serial].notes:
-                    console.print(f"[yellow]note:[/yellow] {serial}: {note}")
+                    # deploy's warnings (a smoke answer unlike this computer's) say "warning:" themselves
+                    label, _, text = note.partition(": ") if note.startswith("warning: ") else ("note", "", note)
+                    console.print(Text.assemble((f"{label}:", "yellow"), f" {serial}: {text}"), soft_wrap=True)
     if errors:
         if len(serials) == 1:
             raise next(iter(errors.values()))

@@ -20,6 +20,9 @@ for (sources read at google-ai-edge/LiteRT-LM, named per kind below):
   prompt file; logs the response on stderr.
 * ``crash`` — ``advanced`` that dies of SIGSEGV right after its first answer.
 * ``hang`` — ``advanced`` that stops answering (never returns) at its second turn.
+* ``pad`` — ``advanced`` on a backend that computes garbage, as LiteRT-LM issue #3280
+  reports of Gemma 3 270M on GPU: every decoded token detokenizes to ``<pad>`` (the same
+  token counts and BenchmarkInfo, so its speed looks fine).
 
 All kinds: absl's parser (abseil-cpp absl/flags/parse.cc, internal/usage.cc): an unknown
 flag is ``ERROR: Unknown command line flag 'NAME'`` and exit 1; ``--helpfull`` lists
@@ -30,8 +33,9 @@ one, prints ``CANNOT LINK EXECUTABLE "ARGV0": library "X.so" not found: needed b
 executable`` and exits 1.
 
 While it runs inside the ADB device emulator a stand-in marks itself busy, so the
-simulated battery drains at its busy rate. Test knob: ``EDGEKIT_STANDIN_TURN_S`` pads
-every turn to that many seconds (a slower "phone").
+simulated battery drains at its busy rate. Test knobs: ``EDGEKIT_STANDIN_TURN_S`` pads
+every turn to that many seconds (a slower "phone"); ``EDGEKIT_STANDIN_PAD=1`` makes the
+advanced kinds answer as ``pad`` does (one phone of several with a broken backend).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-KINDS = ("advanced", "simple", "old", "crash", "hang")
+KINDS = ("advanced", "simple", "old", "crash", "hang", "pad")
 PROMPT = "Please enter the prompt (or press Enter to end): "
 GPU_ACCELERATOR = "libLiteRtGpuAccelerator.so"
 _SEP = "-" * 50
@@ -85,11 +89,19 @@ _ADVANCED = {
         _SHARED,
     ),
 }
-_FLAGS = {"advanced": _ADVANCED, "crash": _ADVANCED, "hang": _ADVANCED, "simple": _SIMPLE, "old": _OLD}
+_FLAGS = {
+    "advanced": _ADVANCED,
+    "crash": _ADVANCED,
+    "hang": _ADVANCED,
+    "pad": _ADVANCED,
+    "simple": _SIMPLE,
+    "old": _OLD,
+}
 _PROGRAM = {
     "advanced": "litert_lm_advanced_main",
     "crash": "litert_lm_advanced_main",
     "hang": "litert_lm_advanced_main",
+    "pad": "litert_lm_advanced_main",
     "simple": "litert_lm_main",
     "old": "litert_lm_main",
 }
@@ -218,9 +230,10 @@ def _benchmark_info(init_s: float, turns: list[tuple[int, float, int, float]]) -
 class _Model:
     """The host LiteRT-LM engine behind a stand-in: one conversation, greedy."""
 
-    def __init__(self, model: str, *, threads: int | None, max_num_tokens: int | None) -> None:
+    def __init__(self, model: str, *, threads: int | None, max_num_tokens: int | None, pad: bool = False) -> None:
         from edgekit.engine import open_engine
 
+        self.pad = pad
         self._cm = open_engine(model, threads=threads, max_num_tokens=max_num_tokens)
         t0 = time.perf_counter()
         self.engine = self._cm.__enter__()
@@ -239,7 +252,7 @@ class _Model:
         started = time.monotonic()
         self.session.run_prefill([text])
         for chunk in self.session.run_decode_async():
-            yield from chunk.texts
+            yield from (["<pad>"] * len(chunk.texts) if self.pad else chunk.texts)
         info = self.session.get_benchmark_info()
         pad = float(os.environ.get("EDGEKIT_STANDIN_TURN_S", "0") or 0) - (time.monotonic() - started)
         if pad > 0:
@@ -336,7 +349,10 @@ def _run_advanced(kind: str, flags: dict[str, str]) -> int:
             "Benchmark with multi-turns and async do not show results, use sync mode instead.",
         )
     model = _Model(
-        flags["model_path"], threads=_int(flags["num_cpu_threads"]), max_num_tokens=_int(flags["max_num_tokens"])
+        flags["model_path"],
+        threads=_int(flags["num_cpu_threads"]),
+        max_num_tokens=_int(flags["max_num_tokens"]),
+        pad=kind == "pad" or os.environ.get("EDGEKIT_STANDIN_PAD") == "1",
     )
     cap = _int(flags["max_output_tokens"])
     try:
