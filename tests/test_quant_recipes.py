@@ -252,3 +252,19 @@ def test_calibration_text_puts_the_ids_it_uses_in_the_8bit_half(tiny_gemma3_dir:
     assert used <= first
     # Without the text they are not all there: the text is what moved them.
     assert not used <= set(plain[: len(special) + len(used) + 8].tolist())
+
+
+def test_the_shipped_multilingual_ranking_is_for_gemma3s_vocabulary_only() -> None:
+    """converters/gemma3-table-ranking.npz (benchmarks/table_ranking.py) applies to the vocabulary
+    it was made for; any other tokenizer falls back to the model's own samples."""
+    import numpy as np
+
+    from edgekit._data import data_dir
+    from edgekit.convert.split_table import RANKING_FILE, shipped_mass, vocab_sha256
+
+    with np.load(data_dir("converters") / RANKING_FILE) as data:
+        mass, digest = data["mass"], str(data["vocab_sha256"])
+    assert mass.shape == (262_144,) and np.isfinite(mass).all() and (mass >= 0).all() and mass.sum() > 0
+    assert len(digest) == 64
+    assert shipped_mass(["<pad>", "a", "b"]) is None
+    assert vocab_sha256(["a", "b"]) != vocab_sha256(["b", "a"])

@@ -318,18 +318,48 @@ def calibration_mass(model: Any, tokenizer: Any, vocab: int, texts: Sequence[str
     return mass
 
 
+RANKING_FILE = "gemma3-table-ranking.npz"
+"""In converters/: the probability Gemma 3 270M gives each id over held-out prose in twelve
+languages (benchmarks/table_ranking.py writes it; its docstring names the texts), and the
+sha256 of the vocabulary it is for."""
+
+
+def vocab_sha256(pieces: Sequence[str | None]) -> str:
+    """A tokenizer's vocabulary as one hash: its pieces in id order."""
+    return hashlib.sha256("\n".join(p or "" for p in pieces).encode()).hexdigest()
+
+
+def shipped_mass(pieces: Sequence[str | None]) -> torch.Tensor | None:
+    """The multilingual ranking edgekit ships (RANKING_FILE) when it is for this vocabulary, else None."""
+    import numpy as np
+
+    from edgekit._data import data_dir
+
+    path = data_dir("converters") / RANKING_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        if str(data["vocab_sha256"]) != vocab_sha256(pieces) or data["mass"].shape != (len(pieces),):
+            return None
+        return torch.from_numpy(data["mass"].astype(np.float64))
+
+
 def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: Sequence[str] = ()) -> torch.Tensor:
-    """Every token id once, the ones the model itself uses most first: which ids get the 8-bit half.
+    """Every token id once, the ones the model uses most first: which ids get the 8-bit half.
 
     Token ids are not ordered by use (in Gemma 3, a sixth of English news tokens have ids
-    above 196,608), and a text corpus would favour its own languages. So the model
-    writes: from BOS and one frequent token of each of the SCRIPTS writing systems with
-    the most pieces in its vocabulary (script_seeds), `tokens` tokens each (temperature 1,
-    seeded), and every id is ranked by the probability the model gave it over all those
-    steps. Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever
-    they score. With `calibration` (the app's own texts), the ids the model predicts or
-    reads there (calibration_mass of at least CALIBRATION_MIN_MASS) come next, by that
-    mass, ahead of the sampled ranking.
+    above 196,608). Each id is ranked by an even mixture of two probability distributions
+    over the vocabulary:
+
+    - the model's own writing: from BOS and one frequent token of each of the SCRIPTS
+      writing systems with the most pieces in its vocabulary (script_seeds), `tokens`
+      tokens each (temperature 1, seeded), the probability it gave each id over those steps;
+    - for Gemma 3's vocabulary, what the model predicts and reads on held-out prose in
+      twelve languages (shipped_mass, RANKING_FILE), which the samples alone cover unevenly.
+
+    Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever they score.
+    With `calibration` (the app's own texts), the ids the model predicts or reads there
+    (calibration_mass of at least CALIBRATION_MIN_MASS) come next, by that mass.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -337,12 +367,16 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: S
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     vocab = int(model.config.vocab_size)
     mass, seeds = _sample_mass(model, tokenizer, vocab, tokens)
+    mass = mass / (float(mass.sum()) or 1.0)
+    shipped = shipped_mass(tokenizer.convert_ids_to_tokens(list(range(vocab))))
+    if shipped is not None:
+        mass = 0.5 * mass + 0.5 * shipped / (float(shipped.sum()) or 1.0)
     special = {int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < vocab}
     eos = model.generation_config.eos_token_id
     special |= {int(i) for i in (eos if isinstance(eos, list) else [eos]) if i is not None and 0 <= int(i) < vocab}
     special |= {int(i) for i in seeds}
     # One key, sorted ascending and stable (equal keys keep id order): specials, then the
-    # calibrated ids by their mass, then the rest by the sampled mass.
+    # calibrated ids by their mass, then the rest by the mixed mass.
     key = -mass / (float(mass.max()) or 1.0)  # in [-1, 0]
     if calibration:
         cal = calibration_mass(model, tokenizer, vocab, calibration)
