@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,13 @@ from rich.text import Text
 from edgekit.commands._common import device_option, human_bytes, print_json, stderr_console, transport_option
 from edgekit.device import Transport, open_device, resolve_devices
 from edgekit.errors import EdgekitError
+
+CANCEL_WAIT_S = 1.0
+"""After Ctrl-C, how long the command waits for the pushes to stop before it exits anyway."""
+
+
+class _Cancelled(Exception):
+    """Raised in a push's progress callback once Ctrl-C was pressed."""
 
 
 def _summary(result: Any) -> str:
@@ -93,9 +100,12 @@ def deploy_command(
         transient=True,
     ) as bars:
         tasks: dict[tuple[str, str], Any] = {}
+        cancelled = threading.Event()
 
         def progress_for(serial: str) -> Any:
             def progress(label: str, done: int, total: int) -> None:
+                if cancelled.is_set():  # Ctrl-C: the push stops at its next chunk
+                    raise _Cancelled
                 key = (serial, label)
                 if key not in tasks:
                     tasks[key] = bars.add_task(f"{serial} {label}", total=total)
@@ -110,14 +120,31 @@ def deploy_command(
             finally:
                 device.close()
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(serials))) as pool:
-            futures = {pool.submit(one, s): s for s in serials}
-            for future in concurrent.futures.as_completed(futures):
-                serial = futures[future]
-                try:
-                    results[serial] = future.result()
-                except EdgekitError as exc:
-                    errors[serial] = exc
+        def worker(serial: str) -> None:
+            try:
+                results[serial] = one(serial)
+            except EdgekitError as exc:
+                errors[serial] = exc
+            except _Cancelled:
+                pass
+
+        # Daemon threads, not a ThreadPoolExecutor: its __exit__ (and the interpreter's exit)
+        # waits for every worker, so a Ctrl-C waited for the push, the smoke run and the
+        # deploy-log entry to finish. Here Ctrl-C stops each push at its next chunk (the
+        # progress callback raises): the partial file stays under its .part name, never
+        # renamed, never logged, and nothing after it (the smoke run) starts.
+        threads = [threading.Thread(target=worker, args=(s,), daemon=True, name=f"deploy {s}") for s in serials]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.1)
+        except KeyboardInterrupt:
+            cancelled.set()
+            for t in threads:
+                t.join(CANCEL_WAIT_S / len(threads))
+            raise
     if as_json:
         print_json([results[s].to_dict() if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:

@@ -220,6 +220,9 @@ class AdbDevice(Device):
             returncode = proc.wait(timeout=60)
         finally:
             os.close(master)
+            if proc.poll() is None:  # cut short (Ctrl-C, or the caller's progress raised): no adb left pushing
+                proc.kill()
+                proc.wait()
         stderr = ""
         if proc.stderr is not None:
             stderr = proc.stderr.read().decode(errors="replace")
