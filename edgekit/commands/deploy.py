@@ -13,6 +13,7 @@ from rich.text import Text
 
 from edgekit.commands._common import device_option, human_bytes, print_json, stderr_console, transport_option
 from edgekit.device import Transport, open_device, resolve_devices
+from edgekit.device.base import Device
 from edgekit.errors import EdgekitError
 
 CANCEL_WAIT_S = 1.0
@@ -113,8 +114,11 @@ def deploy_command(
 
             return progress
 
+        opened: list[Device] = []
+
         def one(serial: str) -> Any:
             device = open_device(serial, Transport(transport))
+            opened.append(device)
             try:
                 return deploy(device, artifact, config, progress=progress_for(serial))
             finally:
@@ -130,9 +134,10 @@ def deploy_command(
 
         # Daemon threads, not a ThreadPoolExecutor: its __exit__ (and the interpreter's exit)
         # waits for every worker, so a Ctrl-C waited for the push, the smoke run and the
-        # deploy-log entry to finish. Here Ctrl-C stops each push at its next chunk (the
-        # progress callback raises): the partial file stays under its .part name, never
-        # renamed, never logged, and nothing after it (the smoke run) starts.
+        # deploy-log entry to finish. Here Ctrl-C closes each device (which ends a push under
+        # way: adb's subprocess is killed, a direct link closed) and stops a push at its next
+        # chunk (the progress callback raises): the partial file stays under its .part name,
+        # never renamed, never logged, and nothing after it (the smoke run) starts.
         threads = [threading.Thread(target=worker, args=(s,), daemon=True, name=f"deploy {s}") for s in serials]
         for t in threads:
             t.start()
@@ -142,6 +147,8 @@ def deploy_command(
                     t.join(0.1)
         except KeyboardInterrupt:
             cancelled.set()
+            for device in list(opened):  # a push without progress reports (adb's, off a terminal) stops here
+                device.close()
             for t in threads:
                 t.join(CANCEL_WAIT_S / len(threads))
             raise
