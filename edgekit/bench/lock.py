@@ -50,7 +50,7 @@ def _check_script(root: str) -> str:
         'if [ -z "$id" ] || [ "$st" = done ]; then echo "stale $id"; '
         'elif [ -n "$p" ]; then '
         '  if kill -0 "$p" 2>/dev/null && [ "$(awk \'{print $3}\' /proc/$p/stat 2>/dev/null)" != Z ] && '
-        "     grep -q driver.sh /proc/$p/cmdline 2>/dev/null; "
+        "     grep -q 'driver[.]sh' /proc/$p/cmdline 2>/dev/null; "
         '  then echo "live $id $started"; else echo "stale $id"; fi; '
         f'elif [ $(( $(date +%s) - ${{epoch:-0}} )) -lt {START_GRACE_S} ]; then echo "live $id $started"; '
         'else echo "stale $id"; fi; fi'
