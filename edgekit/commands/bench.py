@@ -384,7 +384,8 @@ def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_j
     except RunInterrupted as cut:
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             _render(outcomes, len(serials), as_json)  # the devices that finished before
-            console.print(_interrupted_message(cut, stop.signum), soft_wrap=True, highlight=False, markup=False)
+            message = _interrupted_message(cut, stop.signum, transport)
+            console.print(message, soft_wrap=True, highlight=False, markup=False)
         raise click.exceptions.Exit(stop.exit_code) from None
     _render(outcomes, len(serials), as_json)
     worst = max(o.exit_code for o in outcomes)
@@ -424,12 +425,15 @@ def _render_outcome(out: Console, console: Console, outcome: DeviceOutcome) -> N
         out.print(line, markup=False)
 
 
-def _interrupted_message(stop: RunInterrupted, signum: int | None) -> str:
+def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Transport = Transport.ADB) -> str:
     """One line: what stopped the command, the run's id, and the commands that get it back."""
     why = _signal_name(signum)
     if stop.run_id is None:
         return f"{why}: stopped before the run started on {stop.serial}: nothing to collect"
-    collect = f"edgekit battery-bench --device {stop.serial} --collect {stop.run_id}"
+    from edgekit.bench.runs import RunEntry
+
+    entry = RunEntry(run_id=stop.run_id, device=stop.serial, transport=transport.value, started="", detached=False)
+    collect = entry.collect_command
     if stop.stop_error is not None:
         return (
             f"{why}: run {stop.run_id} could not be stopped on {stop.serial} ({stop.stop_error}); it goes on there "
