@@ -25,12 +25,67 @@
 # phone, up to UNPLUG_WAIT_S) for the cable to be unplugged, then settles SETTLE_S; it
 # measures an idle baseline of BASELINE_S before the workload AND after it, so the idle
 # draw's drift can be seen and interpolated.
+#
+# However the driver ends (the workload done, RUN_DIR/stop, SIGTERM or SIGINT, a runner
+# crash, an error of the shell), it puts back the phone settings edgekit changed for the
+# run (RESTORE_SETTINGS: "key=value" words of `settings ... system`, value null = delete;
+# RESTORE_SCREEN=1: the screen was off, put it back to sleep), then writes RUN_DIR/restored
+# and removes the phone's run lock (ROOT/bench.lock) if it names this run: restoring never
+# depends on the host. SIGTERM/SIGINT also kill the runner, its watchdog and the sampler
+# (their pids are in RUN_DIR/runner.pid and sampler.pid, so edgekit's stop can kill them
+# without setsid's process group too). SIGHUP stays ignored: a detached run (started
+# without setsid on some phones) must outlive the adb shell that started it. SIGKILL cannot
+# be caught: then `edgekit battery-bench --collect` restores what is still edgekit's.
 RUN=$1
 . "$RUN/run.env"
 # run.env names files relative to edgekit's work root, RUN's grandparent.
 ROOT=${RUN%/runs/*}
 . "$ROOT/$HARNESS/supply.sh"
 trap '' PIPE HUP
+rpid=
+wpid=
+spid=
+napid=
+
+restore_phone() {
+  [ -e "$RUN/restored" ] && return 0
+  for kv in ${RESTORE_SETTINGS:-}; do
+    k=${kv%%=*}; v=${kv#*=}
+    if [ "$v" = null ]; then settings delete system "$k"; else settings put system "$k" "$v"; fi
+  done > /dev/null 2>&1
+  [ "${RESTORE_SCREEN:-0}" = 1 ] && input keyevent 223 > /dev/null 2>&1
+  : > "$RUN/restored"
+}
+
+release_lock() {
+  lid=
+  { read -r lid < "$ROOT/bench.lock"; } 2>/dev/null
+  [ "$lid" = "run_id=${RUN##*/}" ] && rm -f "$ROOT/bench.lock"
+}
+
+# The children that would outlive a killed driver (no process group without setsid).
+kill_children() {
+  for p in $rpid $wpid $spid $napid; do kill -9 "$p" 2>/dev/null; done
+}
+
+stop_here() {
+  trap '' TERM INT
+  : > "$RUN/stop"
+  kill_children
+  exit "$1"
+}
+trap 'restore_phone; release_lock' EXIT
+trap 'stop_here 143' TERM
+trap 'stop_here 130' INT
+
+# nap S: sleep S seconds as a child the shell waits for, so a trapped signal is handled at
+# once (a foreground sleep would hold the trap until it ends).
+nap() {
+  sleep "$1" &
+  napid=$!
+  wait "$napid"
+  napid=
+}
 PROMPT='Please enter the prompt (or press Enter to end): '
 NL='
 '
@@ -167,6 +222,8 @@ run_multi_turn() {
     < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
   rpid=$!
   watchdog "$rpid" "$i" &
+  wpid=$!
+  echo "$rpid $wpid" > "$RUN/runner.pid"
   open_out4 "$fin"
   open_in3 "$fout"
   buf=
@@ -194,6 +251,7 @@ run_multi_turn() {
   exec 3<&- 4>&-
   wait "$rpid"
   rc=$?
+  rpid=
   rm -f "$RUN/tmp/watch.$i" "$fin" "$fout"
   finish_conversation "$i" "$rc" "$turn" "$alive"
 }
@@ -250,6 +308,8 @@ run_one_shot() {
       "--input_prompt_file=$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
     rpid=$!
     watchdog "$rpid" "$k" &
+    wpid=$!
+    echo "$rpid $wpid" > "$RUN/runner.pid"
     open_in3 "$fout"
     readn 1
     first=$got
@@ -258,6 +318,7 @@ run_one_shot() {
     exec 3<&-
     wait "$rpid"
     rc=$?
+    rpid=
     rm -f "$RUN/tmp/watch.$k" "$fout"
     [ -e "$RUN/tmp/timeout.$k" ] && mv -f "$RUN/tmp/timeout.$k" "$RUN/tmp/timeout.$i"
     # A runner that printed nothing did not answer this turn, whatever its exit status.
@@ -307,18 +368,19 @@ if [ "${DETACH:-0}" = 1 ] && ! grep -q ',baseline_end,' "$RUN/events.csv" 2>/dev
     ext_online
     [ -z "$ext" ] && { event unplugged 0 0; break; }
     [ "$waited" -ge "${UNPLUG_WAIT_S:-600}" ] && { event unplug_timeout 0 0; break; }
-    sleep 1
+    nap 1
     waited=$((waited + 1))
   done
-  sleep "${SETTLE_S:-0}"
+  nap "${SETTLE_S:-0}"
   event settled 0 0
 fi
 
 sh "$ROOT/$HARNESS/sampler.sh" "$RUN" &
 spid=$!
+echo "$spid" > "$RUN/sampler.pid"
 if ! grep -q ',baseline_end,' "$RUN/events.csv" 2>/dev/null; then
   event baseline_start 0 0
-  sleep "$BASELINE_S"
+  nap "$BASELINE_S"
   event baseline_end 0 0
 fi
 event workload_start 0 0
@@ -342,9 +404,11 @@ done
 event workload_end 0 0
 if [ "$BASELINE_S" != 0 ]; then
   event baseline_after_start 0 0
-  sleep "$BASELINE_S"
+  nap "$BASELINE_S"
   event baseline_after_end 0 0
 fi
 : > "$RUN/stop"
 wait "$spid"
+spid=
+restore_phone
 echo done > "$RUN/status"

@@ -22,9 +22,9 @@ from edgekit.commands.devices import devices_command
 from edgekit.commands.eval import eval_command
 from edgekit.commands.example import example_command
 from edgekit.commands.report import compare_command, report_command
-from edgekit.errors import EdgekitError
+from edgekit.commands.runs import runs_command
+from edgekit.errors import EXIT_INTERRUPTED, EdgekitError
 
-EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 
 
@@ -55,6 +55,7 @@ In pipeline order:
   edgekit eval model.litertlm --reference ./gemma3-270m   NLL gap vs the fp32 PyTorch model
   edgekit deploy --device SERIAL model.litertlm       verified, idempotent push to a phone + smoke run
   edgekit battery-bench --device SERIAL model.litertlm   25 conversations: tokens/s, TTFT, battery %
+  edgekit runs                                        runs started on phones and not collected yet
   edgekit report edgekit-results/RESULT.json          HTML report + Markdown summary
 Run 'edgekit COMMAND --help' for a command's options and examples.
 """,
@@ -80,6 +81,7 @@ for _command in (
     devices_command,
     deploy_command,
     bench_command,
+    runs_command,
     report_command,
     compare_command,
     clean_command,

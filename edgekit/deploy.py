@@ -41,7 +41,7 @@ from edgekit._files import atomic_write
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.device import parsers
 from edgekit.device.base import Device, DeviceFacts, Execution, ShellResult
-from edgekit.errors import DeviceError, EdgekitError, InputError
+from edgekit.errors import DeviceBusy, DeviceError, EdgekitError, InputError
 from edgekit.litertlm import read_header
 from edgekit.probe import MULTI_TURN, RunnerProbe, chat_flags, probe_runner
 
@@ -725,11 +725,20 @@ def _log_deploy(device: Device, sha: str, runner: RunnerFiles | None, harness: P
     device.script(f"echo {shlex.quote(line)} >> {shlex.quote(device.path('deploys.log'))}")
 
 
-def clean(device: Device, *, everything: bool) -> list[str]:
+def clean(device: Device, *, everything: bool, force: bool = False) -> list[str]:
     """Remove edgekit's files from `device`: all of them, or all but the newest deploy's.
 
-    Returns the device paths removed.
+    Returns the device paths removed. DeviceBusy while a battery-bench run holds the phone
+    (its files are in use), unless `force`.
     """
+    from edgekit.bench import lock  # bench imports deploy: not at the top
+
+    if not force and (who := lock.holder(device)) is not None:
+        raise DeviceBusy(
+            f"{lock.busy_message(device.serial, who)}; `edgekit clean --force` removes its files all the same",
+            serial=device.serial,
+            run_id=who.run_id,
+        )
     root = device.work_root
     if everything:
         if device.shell(["test", "-e", root], check=False).returncode == 0:

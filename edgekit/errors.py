@@ -6,11 +6,25 @@ EdgekitError                 root; `exit_code` is what the CLI exits with
 ├── ConversionError          litert-torch / litert-lm-builder failed; carries `stage`
 │   └── FidelityError        the artifact runs but disagrees with the PyTorch reference
 └── DeviceError              a device could not be reached or a command on it failed
+    ├── DeviceBusy           another battery-bench run holds the phone's lock; carries `run_id`
+    ├── RunLost              the link to the phone was lost during an attached run; carries `run_id`
+    └── RunStillRunning      --collect of a run whose driver is still going; carries `run_id`, `done`
+
+Exit codes that are no error of this tree (the CLI's):
+    EXIT_INTERRUPTED  130   Ctrl-C (SIGINT), once or twice: the same clean stop
+    EXIT_TERMINATED   143   SIGTERM (128 + 15)
+    EXIT_HANGUP       129   SIGHUP, the terminal went away (128 + 1)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+EXIT_HANGUP = 129
+EXIT_STILL_RUNNING = 75
+"""--collect of a live run: nothing failed, come back later (sysexits' EX_TEMPFAIL)."""
 
 
 class EdgekitError(Exception):
@@ -71,3 +85,37 @@ class DeviceError(EdgekitError):
         self.cmd = cmd
         self.returncode = returncode
         self.stderr = stderr
+
+
+class DeviceBusy(DeviceError):
+    """Another battery-bench run (`run_id`) holds the phone: the message names it and what to do."""
+
+    def __init__(self, message: str, *, serial: str | None = None, run_id: str) -> None:
+        super().__init__(message, serial=serial)
+        self.run_id = run_id
+
+
+class RunStillRunning(DeviceError):
+    """--collect of run `run_id` while its driver still runs: `done` conversations of `total` so far."""
+
+    exit_code = EXIT_STILL_RUNNING
+
+    def __init__(self, message: str, *, serial: str | None = None, run_id: str, done: int, total: int) -> None:
+        super().__init__(message, serial=serial)
+        self.run_id = run_id
+        self.done = done
+        self.total = total
+
+
+class RunLost(DeviceError):
+    """The link to the phone was lost during attached run `run_id`: the run goes on there and
+    restores the phone's settings when it ends; the message says how to collect it."""
+
+    def __init__(self, serial: str, run_id: str, cause: EdgekitError) -> None:
+        super().__init__(
+            f"{cause}; run {run_id} goes on on the phone, which restores its own settings when it ends: "
+            f"once the phone is back, `edgekit battery-bench --device {serial} --collect {run_id}` "
+            "(`edgekit runs` lists it)",
+            serial=serial,
+        )
+        self.run_id = run_id

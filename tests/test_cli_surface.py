@@ -28,6 +28,7 @@ PIPELINE = [
     "devices",
     "deploy",
     "battery-bench",
+    "runs",
     "report",
     "compare",
     "clean",

@@ -27,7 +27,7 @@ from edgekit.bench.phone import cool_down, online_supplies
 from edgekit.bench.result import BenchResult
 from edgekit.device import Transport, open_device
 from edgekit.device.base import Device
-from edgekit.errors import EdgekitError, InputError
+from edgekit.errors import DeviceError, EdgekitError, InputError, RunLost
 
 RESULTS_DIR = Path("edgekit-results")
 """Where results go without `-o`: `edgekit-results/<local time>-<serial>.json`."""
@@ -63,12 +63,17 @@ class Observer:
 
     `status(text)` is entered around a step that shows no progress of its own (deploy and
     start, cool-down, collect); `progress(run_index, done, total)` counts conversations;
-    `note(serial, text)` is something the user should know before the result.
+    `note(serial, text)` is something the user should know before the result;
+    `started(serial, run_id)` hears a run the moment its driver started on the phone, and
+    `collected(serial, run_id)` once that run's result is in (a run started and never
+    collected is one to find again: the CLI keeps an index of them).
     """
 
     status: Callable[[str], contextlib.AbstractContextManager[object]] = _nothing
     progress: Callable[[int, int, int], None] | None = None
     note: Callable[[str, str], None] | None = None
+    started: Callable[[str, str], None] | None = None
+    collected: Callable[[str, str], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -94,12 +99,15 @@ class DeviceOutcome:
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during an attached run. `run_id` None: the run had not started on the device."""
+    """Ctrl-C (or SIGTERM, SIGHUP) during an attached run. `run_id` None: the run had not
+    started on the device. `stop_error` set: the phone could not be reached to stop the run
+    (it goes on there, and its driver restores the phone's settings when it ends)."""
 
-    def __init__(self, serial: str, run_id: str | None) -> None:
+    def __init__(self, serial: str, run_id: str | None, stop_error: EdgekitError | None = None) -> None:
         super().__init__(serial, run_id)
         self.serial = serial
         self.run_id = run_id
+        self.stop_error = stop_error
 
 
 def result_path(output: Path | None, name: str, *, several: bool, now: datetime.datetime | None = None) -> Path:
@@ -146,6 +154,8 @@ def run_attached(
     def on_started(run_id: str) -> None:
         started.append(run_id)
         starting.close()
+        if observer.started is not None:
+            observer.started(device.serial, run_id)
 
     def progress(done: int, total: int) -> None:
         starting.close()
@@ -153,15 +163,25 @@ def run_attached(
             observer.progress(index, done, total)
 
     try:
-        return session.battery_bench(device, artifact, config, progress, on_started=on_started)
+        result = session.battery_bench(device, artifact, config, progress, on_started=on_started)
     except KeyboardInterrupt:
         starting.close()
         if not started:
             raise RunInterrupted(device.serial, None) from None
-        session.interrupt(device, started[0])
+        try:
+            session.interrupt(device, started[0])
+        except EdgekitError as exc:
+            raise RunInterrupted(device.serial, started[0], stop_error=exc) from None
         raise RunInterrupted(device.serial, started[0]) from None
+    except DeviceError as exc:
+        if not started or isinstance(exc, RunLost):
+            raise
+        raise RunLost(device.serial, started[0], exc) from exc
     finally:
         starting.close()
+    if started and observer.collected is not None:
+        observer.collected(device.serial, started[0])
+    return result
 
 
 def run_repeats(device: Device, campaign: Campaign, observer: Observer = Observer()) -> list[BenchResult]:

@@ -57,16 +57,44 @@ def prepare_phone(device: Device) -> dict[str, Any]:
     return state
 
 
-def restore_phone(device: Device, state: dict[str, Any]) -> None:
-    """Undo what prepare_phone changed."""
+def restore_phone(device: Device, state: dict[str, Any], *, only_if_still_ours: bool = False) -> None:
+    """Undo what prepare_phone changed.
+
+    `only_if_still_ours`: put back only the settings that still hold the value edgekit set
+    (the phone's driver may have restored them already, or the user changed them since), and
+    leave the screen as it is: for --collect, which may come long after the run."""
     before = state.get("settings_before", {})
+    ours = dict(_KEEP_SCREEN)
     for key in state.get("changed", []):
+        if key not in ours:
+            continue
+        if only_if_still_ours and _setting(device, "system", key) != ours[key]:
+            continue
         if before.get(key) == "null":  # `settings get` prints null for a key that was never set
             device.shell(["settings", "delete", "system", key], check=False)
         elif before.get(key) is not None:
             device.shell(["settings", "put", "system", key, before[key]], check=False)
-    if "screen" in state.get("changed", []):
+    if "screen" in state.get("changed", []) and not only_if_still_ours:
         device.shell(["input", "keyevent", "223"], check=False)  # KEYCODE_SLEEP
+
+
+_SAFE_VALUE = re.compile(r"[0-9A-Za-z._-]+")
+
+
+def restore_env(state: dict[str, Any]) -> dict[str, str]:
+    """What driver.sh needs in run.env to restore the phone itself when it ends, however it
+    ends: RESTORE_SETTINGS ("key=value" words; null = delete) and RESTORE_SCREEN (1: put the
+    screen back to sleep). A value that is not a plain word is left to the host's restore."""
+    before = state.get("settings_before", {})
+    words = [
+        f"{key}={before[key]}"
+        for key in state.get("changed", [])
+        if key in dict(_KEEP_SCREEN) and isinstance(before.get(key), str) and _SAFE_VALUE.fullmatch(before[key])
+    ]
+    return {
+        "RESTORE_SETTINGS": " ".join(words),
+        "RESTORE_SCREEN": "1" if "screen" in state.get("changed", []) else "0",
+    }
 
 
 def online_supplies(device: Device) -> list[str] | None:

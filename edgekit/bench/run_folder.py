@@ -118,7 +118,7 @@ def start(device: Device, paths: RunPaths) -> None:
     # No setsid (deploy checks): started in the background all the same; driver.sh ignores SIGHUP.
     run = f"sh {shlex.quote(driver)} {shlex.quote(paths.run_dir)} < /dev/null > {shlex.quote(log)} 2>&1"
     script = (
-        f"cd {shlex.quote(paths.run_dir)} && rm -f stop && "
+        f"cd {shlex.quote(paths.run_dir)} && rm -f stop runner.pid && "
         f"if command -v setsid >/dev/null 2>&1; then (setsid {run} &); else ({run} &); fi"
     )
     device.script(script)
@@ -148,14 +148,24 @@ def driver_alive(device: Device, paths: RunPaths) -> bool:
 
 
 def stop(device: Device, paths: RunPaths) -> None:
-    """Kill a run's driver, sampler and runner (for --resume tests and Ctrl-C)."""
+    """Stop a run: its driver, sampler, runner and the runner's watchdog (Ctrl-C, --resume tests).
+
+    SIGTERM to the driver first, so that it stops its children and restores the phone
+    itself (driver.sh's trap); then SIGKILL to every pid the run recorded, each on its own
+    and to its process group: without setsid there is no group of the driver's, and the
+    runner would outlive it."""
     run = shlex.quote(paths.run_dir)
     # The stop file first: a driver or sampler still starting up exits when it sees it.
     # A pid file may be there but not yet written: give it a moment.
     device.script(
-        f": > {run}/stop; for f in {run}/driver.pid {run}/sampler.pid; do p=; n=0; "
+        f": > {run}/stop; f={run}/driver.pid; p=; n=0; "
         f'while [ -z "$p" ] && [ $n -lt 10 ] && [ -e "$f" ]; do p=$(cat "$f" 2>/dev/null); '
-        f'[ -z "$p" ] && sleep 0.1; n=$((n + 1)); done; [ -n "$p" ] && kill -9 -"$p" "$p" 2>/dev/null; done; true',
+        f'[ -z "$p" ] && sleep 0.1; n=$((n + 1)); done; '
+        f'if [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; then n=0; '
+        f'while [ $n -lt 50 ] && kill -0 "$p" 2>/dev/null && '
+        "[ \"$(awk '{print $3}' /proc/$p/stat 2>/dev/null)\" != Z ]; do sleep 0.1; n=$((n + 1)); done; fi; "
+        f"for p in $(cat {run}/driver.pid {run}/sampler.pid {run}/runner.pid 2>/dev/null); do "
+        f'kill -9 -"$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done; true',
         check=False,
     )
 
@@ -172,6 +182,8 @@ class RunFiles:
     crash_logs: dict[str, str]
     done: set[str]
     status: str
+    restored: bool = False
+    """The driver put the phone's settings back itself (RUN_DIR/restored)."""
 
 
 def collect(device: Device, paths: RunPaths) -> RunFiles:
@@ -205,6 +217,7 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
         crash_logs=crash_logs,
         done=set(listing("done")),
         status=(cat("status").strip() or "missing"),
+        restored=device.shell(["test", "-e", f"{run}/restored"], check=False).returncode == 0,
     )
 
 

@@ -22,21 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.artifact import Artifact
-from edgekit.bench import run_folder
+from edgekit.bench import lock, run_folder
 from edgekit.bench.assembly import artifact_meta, build_result, device_meta, read_run, workload_meta
 from edgekit.bench.config import BenchConfig, Plan, default_baseline_s, plan
 from edgekit.bench.local_run import run_local
-from edgekit.bench.phone import online_supplies, prepare_phone, restore_phone
+from edgekit.bench.phone import online_supplies, prepare_phone, restore_env, restore_phone
 from edgekit.bench.result import BenchResult
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
-from edgekit.errors import DeviceError, InputError
-from edgekit.probe import RunnerProbe, chat_flags
+from edgekit.errors import DeviceError, InputError, RunLost, RunStillRunning
+from edgekit.probe import ChatFlags, RunnerProbe, chat_flags
 
 __all__ = [
     "BenchConfig",
     "Plan",
+    "RunLost",
     "battery_bench",
     "collect",
     "follow",
@@ -75,10 +76,36 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         max_num_tokens=config.max_num_tokens,
         max_output_tokens=workload.max_output_tokens,
     )
-    flags = list(chosen.flags)
-    battery = device.battery()
-    phone = prepare_phone(device) if config.prepare_screen else {"changed": []}
     run_id = run_folder.new_run_id()
+    lock.acquire(device, run_id)  # one run per phone: before the phone is touched
+    phone: dict[str, Any] = {"changed": []}
+    try:
+        battery = device.battery()
+        phone = prepare_phone(device) if config.prepare_screen else phone
+        _write_and_start(device, run_id, artifact, deployed, probe, chosen, workload, config, battery, phone, detach)
+    except BaseException:  # the driver did not start: nothing restores the phone but this
+        restore_phone(device, phone)
+        lock.release(device, run_id)
+        raise
+    return run_id
+
+
+def _write_and_start(
+    device: Device,
+    run_id: str,
+    artifact: Artifact,
+    deployed: DeployResult,
+    probe: RunnerProbe,
+    chosen: ChatFlags,
+    workload: Workload,
+    config: BenchConfig,
+    battery: BatterySample,
+    phone: dict[str, Any],
+    detach: bool,
+) -> None:
+    """The run folder (meta.json, run.env, conversations) and the driver started."""
+    assert deployed.runner is not None
+    flags = list(chosen.flags)
     paths = run_folder.run_paths(device, run_id, deployed.harness.remote)
     baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
     meta = {
@@ -116,10 +143,9 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         sample_period_s=config.sample_period_s,
         baseline_s=baseline_s,
         meta=meta,
-        power_env=_power_env(config, detach=detach),
+        power_env={**_power_env(config, detach=detach), **restore_env(phone)},
     )
     run_folder.start(device, paths)
-    return run_id
 
 
 def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) -> RunnerProbe:
@@ -225,30 +251,55 @@ def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressF
 
 
 def interrupt(device: Device, run_id: str) -> None:
-    """Ctrl-C on an attached run: stop the phone's driver, sampler and runner, and restore
-    the screen settings (timeout, brightness) the run changed. The run folder stays for --collect."""
+    """Ctrl-C (SIGTERM, SIGHUP) on an attached run: stop the phone's driver, sampler and
+    runner, release the phone's lock, and restore the screen settings (timeout, brightness)
+    the run changed if the driver did not. The run folder stays for --collect."""
     paths = _paths(device, run_id)
     run_folder.stop(device, paths)
+    lock.release(device, run_id)
     files = run_folder.collect(device, paths)
-    restore_phone(device, files.meta.get("phone", {}))
+    if not files.restored:
+        restore_phone(device, files.meta.get("phone", {}))
 
 
 def resume(device: Device, run_id: str) -> None:
-    """Restart the driver of a run that was cut off; finished conversations are not run again."""
+    """Restart the driver of a run that was cut off; finished conversations are not run again.
+    DeviceBusy when another run holds the phone."""
     paths = _paths(device, run_id)
     if run_folder.driver_alive(device, paths):
         raise InputError(f"run {run_id} is still running: wait for it or collect it")
     files = run_folder.collect(device, paths)
     harness = files.meta.get("harness") or ""
-    run_folder.start(device, run_folder.RunPaths(run_id=run_id, run_dir=paths.run_dir, harness_dir=harness))
+    lock.acquire(device, run_id)
+    try:
+        run_folder.start(device, run_folder.RunPaths(run_id=run_id, run_dir=paths.run_dir, harness_dir=harness))
+    except BaseException:
+        lock.release(device, run_id)
+        raise
 
 
 def collect(device: Device, run_id: str, *, restore: bool = True) -> BenchResult:
-    """Pull run `run_id` from the device and compute its result (partial if it was cut off)."""
+    """Pull run `run_id` from the device and compute its result (partial if it was cut off).
+
+    RunStillRunning while its driver still runs (nothing failed: collect it again later).
+    `restore`: put back the phone settings the run changed that still hold edgekit's value,
+    when the driver did not restore them itself (it was killed with SIGKILL)."""
     paths = _paths(device, run_id)
+    state, done = run_folder.status(device, paths)
+    if state != "done" and run_folder.driver_alive(device, paths):
+        total = len(device.shell(["ls", f"{paths.run_dir}/conv"], check=False).stdout.split())
+        raise RunStillRunning(
+            f"{device.serial}: run {run_id} is still running, {done} of {total} conversations done: "
+            f"collect it again when it ends (nothing is lost)",
+            serial=device.serial,
+            run_id=run_id,
+            done=done,
+            total=total,
+        )
+    lock.release(device, run_id)  # the driver removes it; not when it was killed with SIGKILL
     files = run_folder.collect(device, paths)
-    if restore:
-        restore_phone(device, files.meta.get("phone", {}))
+    if restore and not files.restored:
+        restore_phone(device, files.meta.get("phone", {}), only_if_still_ours=True)
     return build_result(read_run(files))
 
 

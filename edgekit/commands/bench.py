@@ -6,8 +6,13 @@ aggregation, result files) and rendering.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,9 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from edgekit.bench.result import EXIT_INTERRUPTED
 from edgekit.commands._common import (
     device_option,
+    error_line,
     print_json,
     render_aggregate,
     render_summary,
@@ -25,7 +30,7 @@ from edgekit.commands._common import (
     transport_option,
 )
 from edgekit.device import Transport, open_device, resolve_devices
-from edgekit.errors import InputError
+from edgekit.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError, RunStillRunning
 
 if TYPE_CHECKING:
     from edgekit.bench.campaign import Campaign, DeviceOutcome, Observer, RunInterrupted
@@ -173,10 +178,95 @@ def bench_command(
 
     Exit codes: 0 complete (battery valid, or a device with no battery counters: speed
     only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
-    missing turns): the result is written to -o for all three. 130 Ctrl-C: nothing is
-    written to -o; a run on a phone is stopped and kept there for --collect or --resume
-    (the command prints both). With several devices: the worst of their codes.
+    missing turns): the result is written to -o for all three. 130 Ctrl-C (once or twice),
+    143 SIGTERM, 129 SIGHUP: nothing is written to -o; a run on a phone is stopped, its
+    settings restored, and kept there for --collect or --resume (the command prints both).
+    75 --collect of a run that is still running: collect it again later. With several
+    devices: the worst of their codes.
+
+    Every run started on a phone is printed (stderr) with its --collect command the moment
+    it starts, and listed by `edgekit runs` until it is collected.
     """
+    with _stop_signals() as stop:
+        try:
+            _bench(
+                stop, artifact, devices, transport, workload, runner, sample_s, sample_ms, baseline_s, capacity_mah,
+                threads, backend, max_num_tokens, turn_timeout_s, detach, settle_s, collect_id, resume_id,
+                repeat, cooldown, output, redact, as_json,
+            )  # fmt: skip
+        except KeyboardInterrupt:  # outside an attached run (deploy, collect, resume): nothing on the phone to stop
+            error_line(f"{_signal_name(stop.signum)}: stopped")
+            raise click.exceptions.Exit(stop.exit_code) from None
+
+
+class _Stop:
+    """The signal that stopped the command (SIGINT, SIGTERM or SIGHUP); None while none came."""
+
+    signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """130 for Ctrl-C (and none recorded), 143 for SIGTERM, 129 for SIGHUP."""
+        return {signal.SIGTERM: EXIT_TERMINATED, signal.SIGHUP: EXIT_HANGUP}.get(
+            signal.Signals(self.signum) if self.signum else signal.SIGINT, EXIT_INTERRUPTED
+        )
+
+
+def _signal_name(signum: int | None) -> str:
+    return "interrupted" if signum in (None, signal.SIGINT) else f"{signal.Signals(signum).name}"
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[_Stop]:
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does (a KeyboardInterrupt where the
+    main thread is); any signal after the first is ignored, so that a second Ctrl-C cannot
+    cut short the stop of the phone's run and the restore of its settings."""
+    stop = _Stop()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.signum is not None:
+            return
+        stop.signum = signum
+        raise KeyboardInterrupt
+
+    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    try:
+        previous = {s: signal.signal(s, handler) for s in wanted}
+    except ValueError:  # not the main thread (an embedding program): its own handlers stay
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _bench(
+    stop: _Stop,
+    artifact: Path | None,
+    devices: tuple[str, ...],
+    transport: str,
+    workload: Path | None,
+    runner: Path | None,
+    sample_s: float,
+    sample_ms: int | None,
+    baseline_s: float | None,
+    capacity_mah: float | None,
+    threads: int | None,
+    backend: str,
+    max_num_tokens: int | None,
+    turn_timeout_s: int,
+    detach: bool,
+    settle_s: float,
+    collect_id: str | None,
+    resume_id: str | None,
+    repeat: int,
+    cooldown: bool,
+    output: Path | None,
+    redact: bool,
+    as_json: bool,
+) -> None:
     from edgekit.bench.campaign import Campaign
     from edgekit.bench.config import BenchConfig
 
@@ -208,13 +298,13 @@ def bench_command(
             if collect_id:
                 _collect(device, collect_id, campaign, as_json)
             elif resume_id:
-                _resume(device, resume_id, config, as_json)
+                _resume(device, resume_id, config, as_json, Transport(transport))
         finally:
             device.close()
     elif detach:
         _start_detached(serials, Transport(transport), campaign, as_json)
     else:
-        _attached(serials, Transport(transport), campaign, as_json)
+        _attached(serials, Transport(transport), campaign, as_json, stop)
 
 
 def _sample_period_s(sample_s: float, sample_ms: int | None) -> float:
@@ -226,7 +316,37 @@ def _sample_period_s(sample_s: float, sample_ms: int | None) -> float:
     return sample_ms / 1000
 
 
-def _observer(console: Console, bars: Progress | None, repeat: int) -> Observer:
+def _remember(console: Console, serial: str, run_id: str, transport: Transport, *, detached: bool) -> None:
+    """A run started on `serial`: into the local index (`edgekit runs`), and its id and the
+    commands that get it back on stderr, at once: whatever happens to this command next."""
+    from edgekit.bench import runs
+
+    entry = runs.RunEntry(
+        run_id=run_id,
+        device=serial,
+        transport=transport.value,
+        started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        detached=detached,
+    )
+    with contextlib.suppress(OSError):  # a read-only home must not stop the run: the line below still says it
+        runs.add(entry)
+    with contextlib.suppress(OSError):
+        console.print(
+            f"run {run_id} started on {serial}; if this is cut off: {entry.collect_command} (or --resume {run_id})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _forget(run_id: str) -> None:
+    from edgekit.bench import runs
+
+    with contextlib.suppress(OSError):
+        runs.remove(run_id)
+
+
+def _observer(console: Console, bars: Progress | None, repeat: int, transport: Transport = Transport.ADB) -> Observer:
     from edgekit.bench.campaign import Observer
 
     tasks: dict[int, TaskID] = {}
@@ -242,10 +362,16 @@ def _observer(console: Console, bars: Progress | None, repeat: int) -> Observer:
     def note(serial: str, text: str) -> None:
         console.print(f"note: {serial}: {text}", markup=False, highlight=False)
 
-    return Observer(status=lambda text: console.status(text), progress=progress, note=note)
+    return Observer(
+        status=lambda text: console.status(text),
+        progress=progress,
+        note=note,
+        started=lambda serial, run_id: _remember(console, serial, run_id, transport, detached=False),
+        collected=lambda _serial, run_id: _forget(run_id),
+    )
 
 
-def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_json: bool) -> None:
+def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_json: bool, stop: _Stop) -> None:
     from edgekit.bench.campaign import RunInterrupted, run_devices
 
     console = stderr_console()
@@ -253,12 +379,14 @@ def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_j
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as bars:
-            observer = _observer(console, bars, campaign.repeat)
+            observer = _observer(console, bars, campaign.repeat, transport)
             outcomes.extend(run_devices(serials, transport, campaign, observer))
-    except RunInterrupted as stop:
-        _render(outcomes, len(serials), as_json)  # the devices that finished before
-        console.print(_interrupted_message(stop), soft_wrap=True, highlight=False, markup=False)
-        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    except RunInterrupted as cut:
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            _render(outcomes, len(serials), as_json)  # the devices that finished before
+            message = _interrupted_message(cut, stop.signum, transport)
+            console.print(message, soft_wrap=True, highlight=False, markup=False)
+        raise click.exceptions.Exit(stop.exit_code) from None
     _render(outcomes, len(serials), as_json)
     worst = max(o.exit_code for o in outcomes)
     if worst:
@@ -297,14 +425,23 @@ def _render_outcome(out: Console, console: Console, outcome: DeviceOutcome) -> N
         out.print(line, markup=False)
 
 
-def _interrupted_message(stop: RunInterrupted) -> str:
+def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Transport = Transport.ADB) -> str:
+    """One line: what stopped the command, the run's id, and the commands that get it back."""
+    why = _signal_name(signum)
     if stop.run_id is None:
-        return f"interrupted before the run started on {stop.serial}: nothing to collect"
+        return f"{why}: stopped before the run started on {stop.serial}: nothing to collect"
+    from edgekit.bench.runs import RunEntry
+
+    entry = RunEntry(run_id=stop.run_id, device=stop.serial, transport=transport.value, started="", detached=False)
+    collect = entry.collect_command
+    if stop.stop_error is not None:
+        return (
+            f"{why}: run {stop.run_id} could not be stopped on {stop.serial} ({stop.stop_error}); it goes on there "
+            f"and restores the phone's settings when it ends: once the phone is back, {collect}"
+        )
     return (
-        f"interrupted: run {stop.run_id} stopped on {stop.serial} (screen settings restored); "
-        f"what it measured stays there:\n"
-        f"  edgekit battery-bench --device {stop.serial} --collect {stop.run_id}\n"
-        f"  edgekit battery-bench --device {stop.serial} --resume {stop.run_id}"
+        f"{why}: run {stop.run_id} stopped on {stop.serial}, the phone's settings restored; what it measured "
+        f"stays there: {collect} (or --resume {stop.run_id})"
     )
 
 
@@ -312,7 +449,16 @@ def _collect(device: Device, run_id: str, campaign: Campaign, as_json: bool) -> 
     from edgekit.bench.campaign import collect
 
     console = stderr_console()
-    outcome = collect(device, run_id, campaign, _observer(console, None, 1))
+    try:
+        outcome = collect(device, run_id, campaign, _observer(console, None, 1))
+    except RunStillRunning as live:  # not a failure: nothing to write yet
+        if as_json:
+            print_json({"run_id": run_id, "device": device.serial, "state": "running", "done": live.done,
+                        "total": live.total})  # fmt: skip
+        else:
+            console.print(str(live), markup=False, highlight=False, soft_wrap=True)
+        raise click.exceptions.Exit(live.exit_code) from None
+    _forget(run_id)
     assert outcome.result is not None
     if as_json:
         click.echo(outcome.result.to_json(), nl=False)
@@ -322,10 +468,11 @@ def _collect(device: Device, run_id: str, campaign: Campaign, as_json: bool) -> 
         raise click.exceptions.Exit(outcome.exit_code)
 
 
-def _resume(device: Device, run_id: str, config: BenchConfig, as_json: bool) -> None:
+def _resume(device: Device, run_id: str, config: BenchConfig, as_json: bool, transport: Transport) -> None:
     from edgekit.bench import session
 
     session.resume(device, run_id)
+    _remember(stderr_console(), device.serial, run_id, transport, detached=True)
     plan = session.plan(config)
     if as_json:
         print_json(_run_state(device.serial, run_id, "running", plan.total_s))
@@ -352,6 +499,7 @@ def _start_detached(serials: list[str], transport: Transport, campaign: Campaign
         try:
             with console.status(f"deploying and starting the run on {serial}…"):
                 started.append((serial, session.start_run(device, campaign.artifact, campaign.config, detach=True)))
+            _remember(console, serial, started[-1][1], transport, detached=True)
         finally:
             device.close()
     if as_json:

@@ -26,13 +26,27 @@ Examples:
 @click.option("--everything", is_flag=True, help="Remove all of /data/local/tmp/edgekit, the newest deploy too.")
 @click.option("--all", "all_deprecated", is_flag=True, hidden=True, help="Deprecated spelling of --everything.")
 @click.option("--cache", is_flag=True, help="Remove edgekit's local caches (runner, logs, local device) instead.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Clean even while a battery-bench run holds the phone (that run then fails).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def clean_command(
-    devices: tuple[str, ...], transport: str, everything: bool, all_deprecated: bool, cache: bool, as_json: bool
+    devices: tuple[str, ...],
+    transport: str,
+    everything: bool,
+    all_deprecated: bool,
+    cache: bool,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Remove edgekit's files from a device (/data/local/tmp/edgekit): every model, runner
     and harness but the newest deploy's, or all of it with --everything. With --cache,
-    remove the local caches (~/.cache/edgekit) instead."""
+    remove the local caches (~/.cache/edgekit) instead.
+
+    A phone on which a battery-bench run is going (its lock, /data/local/tmp/edgekit/bench.lock,
+    names a live run) is refused, naming the run, unless --force."""
     if all_deprecated:
         # `--all` read like `--device all`; the old spelling still works, for now.
         stderr_console().print("[yellow]note:[/yellow] --all is deprecated: use --everything")
@@ -53,7 +67,7 @@ def clean_command(
         for serial in resolve_devices(devices, Transport(transport)):
             device = open_device(serial, Transport(transport))
             try:
-                removed += [f"{serial}:{p}" for p in clean(device, everything=everything)]
+                removed += [f"{serial}:{p}" for p in clean(device, everything=everything, force=force)]
             finally:
                 device.close()
     if as_json:

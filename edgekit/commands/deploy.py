@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,15 @@ from rich.text import Text
 
 from edgekit.commands._common import device_option, human_bytes, print_json, stderr_console, transport_option
 from edgekit.device import Transport, open_device, resolve_devices
+from edgekit.device.base import Device
 from edgekit.errors import EdgekitError
+
+CANCEL_WAIT_S = 1.0
+"""After Ctrl-C, how long the command waits for the pushes to stop before it exits anyway."""
+
+
+class _Cancelled(Exception):
+    """Raised in a push's progress callback once Ctrl-C was pressed."""
 
 
 def _summary(result: Any) -> str:
@@ -99,9 +107,12 @@ def deploy_command(
         transient=True,
     ) as bars:
         tasks: dict[tuple[str, str], Any] = {}
+        cancelled = threading.Event()
 
         def progress_for(serial: str) -> Any:
             def progress(label: str, done: int, total: int) -> None:
+                if cancelled.is_set():  # Ctrl-C: the push stops at its next chunk
+                    raise _Cancelled
                 key = (serial, label)
                 if key not in tasks:
                     tasks[key] = bars.add_task(f"{serial} {label}", total=total)
@@ -109,21 +120,44 @@ def deploy_command(
 
             return progress
 
+        opened: list[Device] = []
+
         def one(serial: str) -> Any:
             device = open_device(serial, Transport(transport))
+            opened.append(device)
             try:
                 return deploy(device, artifact, config, progress=progress_for(serial))
             finally:
                 device.close()
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(serials))) as pool:
-            futures = {pool.submit(one, s): s for s in serials}
-            for future in concurrent.futures.as_completed(futures):
-                serial = futures[future]
-                try:
-                    results[serial] = future.result()
-                except EdgekitError as exc:
-                    errors[serial] = exc
+        def worker(serial: str) -> None:
+            try:
+                results[serial] = one(serial)
+            except EdgekitError as exc:
+                errors[serial] = exc
+            except _Cancelled:
+                pass
+
+        # Daemon threads, not a ThreadPoolExecutor: its __exit__ (and the interpreter's exit)
+        # waits for every worker, so a Ctrl-C waited for the push, the smoke run and the
+        # deploy-log entry to finish. Here Ctrl-C closes each device (which ends a push under
+        # way: adb's subprocess is killed, a direct link closed) and stops a push at its next
+        # chunk (the progress callback raises): the partial file stays under its .part name,
+        # never renamed, never logged, and nothing after it (the smoke run) starts.
+        threads = [threading.Thread(target=worker, args=(s,), daemon=True, name=f"deploy {s}") for s in serials]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.1)
+        except KeyboardInterrupt:
+            cancelled.set()
+            for device in list(opened):  # a push without progress reports (adb's, off a terminal) stops here
+                device.close()
+            for t in threads:
+                t.join(CANCEL_WAIT_S / len(threads))
+            raise
     if as_json:
         print_json([results[s].to_dict() if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:

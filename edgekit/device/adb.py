@@ -104,6 +104,7 @@ class AdbDevice(Device):
         self._adb_path = adb
         self._client = client
         self._device: Any = None
+        self._pushing: subprocess.Popen[bytes] | None = None
 
     @property
     def _adb(self) -> str:
@@ -187,6 +188,12 @@ class AdbDevice(Device):
         result = ShellResult(ret.returncode, ret.stdout, ret.stderr)
         return check_result(self.serial, command, result, check)
 
+    def close(self) -> None:
+        """Stop a push under way (another thread may call this: Ctrl-C); nothing else is held."""
+        proc = self._pushing
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
     def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         """`adb push` through the same server; progress read from its terminal output."""
         self._connected()
@@ -200,6 +207,7 @@ class AdbDevice(Device):
             proc = subprocess.Popen(argv, env=self._env, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         finally:
             os.close(slave)
+        self._pushing = proc
         output = bytearray()
         try:
             while True:
@@ -220,6 +228,10 @@ class AdbDevice(Device):
             returncode = proc.wait(timeout=60)
         finally:
             os.close(master)
+            self._pushing = None
+            if proc.poll() is None:  # cut short (Ctrl-C, or the caller's progress raised): no adb left pushing
+                proc.kill()
+                proc.wait()
         stderr = ""
         if proc.stderr is not None:
             stderr = proc.stderr.read().decode(errors="replace")

@@ -306,6 +306,11 @@ class AdbDeviceEmulator:
         """How often the simulated battery advances and republishes its readings."""
         self.battery_counters = True
         """False: the fuel gauge exposes nothing (no sysfs files, dumpsys without figures)."""
+        self.reap_background_jobs = True
+        """True: when a shell command ends, whatever it left running in its process group is
+        killed (strict: only a job started with setsid survives). False: left running, as on
+        a phone, where a job a raw (no pty) adb shell left in the background outlives it
+        (how a run starts on a phone without setsid)."""
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -517,7 +522,8 @@ class AdbDeviceEmulator:
                 await stream.write(shell_v2.frame(shell_v2.EXIT, bytes([returncode & 0xFF])))
         finally:
             stdin_task.cancel()
-            stream.kill()
+            if self.reap_background_jobs or proc.returncode is None:
+                stream.kill()
 
     async def run_sync(self, stream: _Stream) -> None:
         buffer = bytearray()

@@ -270,6 +270,8 @@ class FakeDevice(Device):
             tmp = shlex.split(script.split(";", 1)[0])[-1]  # its first command: mkdir -p TMP
             self._mkdir(self._abs(tmp))
             return ShellResult(0, "".join(f"{t}={int(t in self.shell_tools)}\n" for t in sorted(_ALL_TOOLS)), "")
+        if "bench.lock" in script:  # bench/lock.py
+            return self._lock_script(script)
         runner = re.search(r"(\S+) --(helpfull|version) 2>&1", script)
         if runner is not None:  # probe.probe_runner
             return self._runner(shlex.split(runner.group(1))[0], runner.group(2))
@@ -285,6 +287,29 @@ class FakeDevice(Device):
             self.files[path] = before + (words[1] + "\n").encode()
             return ShellResult(0, "", "")
         return ShellResult(127, "", f"FakeDevice: no reply for the script {script!r}: add one with on_script\n")
+
+    def _lock_script(self, script: str) -> ShellResult:
+        """bench/lock.py's scripts on a phone with no processes: a lock is live until its run's
+        status says done (the fake runs no driver whose death would make it stale)."""
+        lock = self.path("bench.lock")
+        held = dict(line.split("=", 1) for line in self.files.get(lock, b"").decode().splitlines() if "=" in line)
+        run_dir = self.path("runs", held.get("run_id", ""))
+        live = lock in self.files and self.files.get(run_dir + "/status", b"").strip() != b"done"
+        state = f"live {held.get('run_id')} {held.get('started')}" if live else "none"
+        if " ln " in script:  # acquire
+            m = re.search(r"printf '[^']*' (\S+) (\S+)", script)
+            if m is None:
+                return ShellResult(1, "", "FakeDevice: a lock script it cannot read\n")
+            if live and held.get("run_id") != m.group(1):
+                return ShellResult(0, state + "\n", "")
+            self.files[lock] = f"run_id={m.group(1)}\nstarted={m.group(2)}\nepoch=0\n".encode()
+            return ShellResult(0, "ok\n", "")
+        if "rm -f" in script:  # release
+            m = re.search(r"= '?run_id=([0-9A-Za-z._-]+)", script)
+            if m is not None and held.get("run_id") == m.group(1):
+                del self.files[lock]
+            return ShellResult(0, "", "")
+        return ShellResult(0, state + "\n", "")
 
     def _runner(self, exe: str, flag: str) -> ShellResult:
         from edgekit.testing import runner_standin
