@@ -19,6 +19,7 @@ from edgekit.device.parsers import MULTI_TURN_PROMPT
 from edgekit.errors import InputError
 from edgekit.litertlm import read_header
 from edgekit.probe import MULTI_TURN, ONE_SHOT
+from tests.bundle import write_bundle
 
 
 @pytest.mark.parametrize(
@@ -128,38 +129,8 @@ def test_turn_answers_one_shot_after_the_prompt_echo() -> None:
     assert turn_answer(files, "0001", 3, ONE_SHOT) is None
 
 
-def _bundle(path: Path, sections: list[tuple[int, bytes]], *, major: int = 1) -> Path:
-    """A .litertlm laid out as litert_lm_builder's litertlm_builder.py writes one, its header
-    packed with the builder's own generated flatbuffer schema (not edgekit's reader)."""
-    import flatbuffers
-    from litert_lm_builder import litertlm_header_schema_py_generated as schema
-
-    block = 16 * 1024
-    objects = []
-    offset = block
-    for data_type, data in sections:
-        obj = schema.SectionObjectT()
-        obj.items, obj.dataType, obj.beginOffset, obj.endOffset = [], data_type, offset, offset + len(data)
-        objects.append(obj)
-        offset = (offset + len(data) + block - 1) // block * block
-    meta = schema.LiteRTLMMetaDataT()
-    meta.systemMetadata = schema.SystemMetadataT()
-    meta.systemMetadata.entries = []
-    meta.sectionMetadata = schema.SectionMetadataT()
-    meta.sectionMetadata.objects = objects
-    builder = flatbuffers.Builder(block)
-    builder.Finish(meta.Pack(builder))
-    header = bytes(builder.Output())
-    out = bytearray(b"LITERTLM" + struct.pack("<III", major, 7, 0) + b"\0" * 4)
-    out += struct.pack("<Q", 32 + len(header)) + header
-    for (_, data), obj in zip(sections, objects, strict=True):
-        out += b"\0" * (obj.beginOffset - len(out)) + data
-    path.write_bytes(bytes(out))
-    return path
-
-
-def test_header_check_reads_a_bundle(tmp_path: Path) -> None:
-    f = _bundle(tmp_path / "m.litertlm", [(5, b"meta" * 10), (6, b"tok" * 100), (3, b"TFL3" + b"\1" * 5000)])
+def test_header_check_reads_awrite_bundle(tmp_path: Path) -> None:
+    f = write_bundle(tmp_path / "m.litertlm", [(5, b"meta" * 10), (6, b"tok" * 100), (3, b"TFL3" + b"\1" * 5000)])
     header = read_header(f)
     assert header.version == (1, 7, 0)
     assert [(s.data_type, s.begin, s.end) for s in header.sections] == [
@@ -188,14 +159,14 @@ def test_header_check_refuses_what_no_runner_loads(tmp_path: Path, content: byte
 
 def test_header_check_refuses_other_major_truncated_and_no_model(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"format version 2\.7\.0; LiteRT-LM reads major version 1"):
-        read_header(_bundle(tmp_path / "v2.litertlm", [(3, b"x" * 100)], major=2))
-    whole = _bundle(tmp_path / "t.litertlm", [(6, b"tok"), (3, b"x" * 5000)])
+        read_header(write_bundle(tmp_path / "v2.litertlm", [(3, b"x" * 100)], major=2))
+    whole = write_bundle(tmp_path / "t.litertlm", [(6, b"tok"), (3, b"x" * 5000)])
     whole.write_bytes(whole.read_bytes()[:-1])
     with pytest.raises(InputError, match=r"section 1 \(TFLiteModel\) spans bytes 32768-37768, outside the file's"):
         read_header(whole)
     with pytest.raises(InputError, match=r"it has no TFLiteModel section \(1 sections\)"):
-        read_header(_bundle(tmp_path / "n.litertlm", [(6, b"tok")]))
-    corrupt = bytearray(_bundle(tmp_path / "c.litertlm", [(3, b"x" * 10)]).read_bytes())
+        read_header(write_bundle(tmp_path / "n.litertlm", [(6, b"tok")]))
+    corrupt = bytearray(write_bundle(tmp_path / "c.litertlm", [(3, b"x" * 10)]).read_bytes())
     corrupt[32:36] = struct.pack("<I", 10**6)  # the flatbuffer root points outside the header
     (tmp_path / "c.litertlm").write_bytes(bytes(corrupt))
     with pytest.raises(InputError, match=r"its header is corrupt \(offset 1000000 is outside the header\)"):

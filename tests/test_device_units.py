@@ -16,6 +16,7 @@ from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
 from edgekit.testing import FakeDevice
 from edgekit.testing.runner_standin import write_runner_standin
+from tests.bundle import TFLITE_MODEL, write_bundle
 
 ROOT = "/data/local/tmp/edgekit"
 CAPTURES = Path(__file__).parent / "captures"
@@ -30,9 +31,8 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _artifact(tmp_path: Path, content: bytes = b"model bytes " * 1000) -> Path:
-    path = tmp_path / f"m-{len(content)}-{content[:1].hex()}.litertlm"
-    path.write_bytes(content)
-    return path
+    """A bundle whose TFLite model section is `content` (deploy refuses a file no runner loads)."""
+    return write_bundle(tmp_path / f"m-{len(content)}-{content[:1].hex()}.litertlm", [(TFLITE_MODEL, content)])
 
 
 def _elf(path: Path, machine: int) -> Path:

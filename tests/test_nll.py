@@ -68,6 +68,22 @@ def test_window_length_respects_the_engine_limit() -> None:
     assert all(1 + len(w.context_ids) + len(w.continuation_ids) <= 500 for w in windows)
 
 
+def test_a_context_longer_than_the_room_loses_its_first_words() -> None:
+    docs = [" ".join(f"w{i:03d}" for i in range(400)), "字" * 400]
+    whole = nll.tokenize_windows(nll.split_windows(docs), _char_tokenize, max_tokens=10_000, max_window_tokens=500)
+    assert max(len(w.context_ids) for w in whole) > 60
+    cut = nll.tokenize_windows(
+        nll.split_windows(docs), _char_tokenize, max_tokens=10_000, max_window_tokens=500, max_context_tokens=30
+    )
+    assert len(cut) == len(whole)
+    for w, full in zip(cut, whole, strict=True):
+        assert len(w.context_ids) <= 30 and full.context.endswith(w.context) and w.continuation.startswith(full.continuation)
+        assert not w.context.startswith(" ")
+    assert cut[0].context.split()[-1] == whole[0].context.split()[-1] and cut[0].context.split()[0].startswith("w")
+    # 128-entry cache, prefill 32: 94 context tokens leave room for two more prefills (measured).
+    assert nll.context_room(128, (32,)) == 94 and nll.context_room(4096, (32, 128, 1024)) == 3070
+
+
 def test_gap_is_the_difference_of_token_weighted_means() -> None:
     text = nll.builtin_text()
     engine = [np.array([2.0, 3.0]), np.array([4.0])]

@@ -262,19 +262,45 @@ def _move_last_unit(context: str, continuation: str) -> tuple[str, str]:
     return context[:cut], context[cut:] + continuation
 
 
+def _drop_first_unit(context: str) -> str:
+    """The context without its first word (or, in text without spaces, its first character)."""
+    cut = context.find(" ", 1)
+    if cut <= 0 or cut > MAX_WORD_CHARS:
+        cut = 1
+    return context[cut:].lstrip(" ")
+
+
+EXTRA_PREFILLS = 2
+"""Single-token `run_prefill` calls after a window's context: detect_scoring's c0, and the 0.18.1 correction's copy."""
+
+
+def context_room(cache_length: int, prefill_lengths: Sequence[int]) -> int:
+    """The most context tokens (BOS not counted) a window may have in an artifact with this KV cache.
+
+    The engine runs each `run_prefill` as at least one whole prefill signature and refuses
+    one that would end past the cache ("Chosen prefill work group size exceeds available
+    state entries", litert-lm-api 0.18.1, measured on a 128-entry cache with prefill 32:
+    94 context tokens pass, 95 fail). The last of EXTRA_PREFILLS single-token prefills
+    starts after BOS, the context and the others, and may take the longest signature.
+    """
+    return cache_length - max(prefill_lengths) - 1 - (EXTRA_PREFILLS - 1)
+
+
 def tokenize_windows(
     windows: Sequence[Window],
     tokenize: Callable[[str], list[int]],
     *,
     max_tokens: int,
     max_window_tokens: int,
+    max_context_tokens: int | None = None,
     round_trips: Callable[[int], bool] | None = None,
 ) -> list[TokenWindow]:
     """Token ids of windows, in order, until `max_tokens` continuation tokens are reached.
 
     A continuation that would pass `max_tokens` or make its window longer than
     `max_window_tokens` (BOS included) loses words at its end, so the text the engine
-    tokenizes is always the text whose ids we hold. With `round_trips`, a context whose
+    tokenizes is always the text whose ids we hold. A context longer than
+    `max_context_tokens` (context_room) loses words at its start. With `round_trips`, a context whose
     last token does not come back as itself from its own text (a byte-fallback piece)
     gives its last word or character to the continuation until it does: scoring on
     litert-lm-api 0.18.1 prefills that token a second time (EngineScoring).
@@ -286,6 +312,9 @@ def tokenize_windows(
             break
         context, continuation = w.context, w.continuation
         ctx = tuple(tokenize(context))
+        while max_context_tokens is not None and len(ctx) > max_context_tokens and context:
+            context = _drop_first_unit(context)
+            ctx = tuple(tokenize(context)) if context else ()
         for _ in range(8):
             if round_trips is None or not ctx or round_trips(ctx[-1]):
                 break
@@ -476,6 +505,7 @@ def measure(
     max_nll_gap: float | None = None,
     reference_tokenizer: Any = None,
     max_window_tokens: int = 512,
+    max_context_tokens: int | None = None,
 ) -> NllGap:
     """NLL gap of the `.litertlm` at `artifact` against PyTorch `model` (fp32, eval) on `text`.
 
@@ -483,7 +513,8 @@ def measure(
     judging; otherwise a gap above it raises FidelityError. With `reference_tokenizer`
     (the model's Hugging Face tokenizer), InputError if it splits text differently from
     the artifact's tokenizer (the two are not the same model). `max_window_tokens` must
-    not exceed the artifact's KV cache. Raises EdgekitError if the engine fails.
+    not exceed the artifact's KV cache, nor `max_context_tokens` its context_room. Raises
+    EdgekitError if the engine fails.
     """
     from edgekit.engine import open_engine
 
@@ -499,6 +530,7 @@ def measure(
             engine.tokenize,
             max_tokens=max_tokens,
             max_window_tokens=max_window_tokens,
+            max_context_tokens=max_context_tokens,
             round_trips=lambda i: list(engine.tokenize(engine.detokenize([i]))) == [i],
         )
         if not windows:
@@ -615,9 +647,11 @@ def evaluate(
         manifest = Artifact.load(artifact).manifest
     except EdgekitError:
         manifest = None
-    max_window_tokens = 512
+    max_window_tokens, max_context_tokens = 512, None
     if manifest is not None and manifest.sha256 == digest:  # a stale manifest describes another file
-        max_window_tokens = min(max_window_tokens, manifest.settings.cache_length.value)
+        cache_length = manifest.settings.cache_length.value
+        max_window_tokens = min(max_window_tokens, cache_length)
+        max_context_tokens = context_room(cache_length, manifest.settings.prefill_lengths.value)
         quant = manifest.settings.quant.value
         try:
             recipe = manifest.quantization.description if manifest.quantization else Quant(quant).description
@@ -633,6 +667,7 @@ def evaluate(
         max_nll_gap=max_nll_gap,
         reference_tokenizer=tokenizer,
         max_window_tokens=max_window_tokens,
+        max_context_tokens=max_context_tokens,
     )
     return EvalResult(
         artifact=str(artifact),

@@ -531,6 +531,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
             text=text,
             threads=the_plan.threads,
             max_window_tokens=min(512, int(the_plan.cache_length.value)),
+            max_context_tokens=nll.context_room(the_plan.cache_length.value, the_plan.prefill_lengths.value),
         )
     top1_ok = report.top1_agreement >= floor
     gap_ok = gap is None or ceiling is None or gap.gap_nats_per_token <= ceiling
