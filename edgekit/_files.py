@@ -1,12 +1,16 @@
-"""The one atomic write: a file is replaced whole or not at all."""
+"""The one atomic write: a file is replaced whole or not at all; and the check, before a
+long job, that its output can be written at all."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from edgekit.errors import InputError
 
 
 @contextlib.contextmanager
@@ -26,3 +30,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically (see `atomic_write`)."""
     with atomic_write(path) as tmp:
         tmp.write_text(text)
+
+
+def check_writable(path: Path, *, flag: str = "-o", make_folders: bool = False) -> None:
+    """Raise InputError (one line, naming `flag`) unless a file can be written at `path`.
+
+    Asked before a long job, so that a bad `-o` is refused before the work, not after it.
+    The folder must exist, or with `make_folders` its nearest existing ancestor must take
+    new folders. Probed by creating and removing a file there, as the atomic write will:
+    `os.access` says yes to root in a read-only mount."""
+    if path.is_dir():
+        raise InputError(f"{flag} {path} is a folder: give a file name", path=path)
+    folder = path.parent
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if base != folder and not make_folders:
+        raise InputError(
+            f"output folder {folder} does not exist: create it first or choose another {flag}", path=folder
+        )
+    if not base.is_dir():
+        raise InputError(f"{flag} {path}: {base} is not a folder: choose another {flag}", path=base)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=base)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write in output folder {base} ({exc.strerror or exc}): choose another {flag}", path=base
+        ) from exc
+    os.close(fd)
+    os.unlink(probe)
