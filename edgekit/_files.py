@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +62,42 @@ def check_writable(path: Path, *, flag: str = "-o", make_folders: bool = False) 
         ) from exc
     os.close(fd)
     os.unlink(probe)
+
+
+STALE_AFTER_S = 24 * 3600.0
+"""A temp folder of ours untouched this long is left from a killed process (a live one writes)."""
+
+
+def remove_stale_temp(folder: Path, prefix: str, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the folders named `prefix*` in `folder` that a killed process of ours left:
+    owned by this user, not a symlink, and nothing in them modified for `max_age_s`.
+    A folder still in use (anything in it newer) or someone else's is never touched.
+    Returns what was removed."""
+    cutoff = time.time() - max_age_s
+    removed = []
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return []
+    for path in candidates:
+        try:
+            st = path.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or not _untouched_since(path, cutoff):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+    return removed
+
+
+def _untouched_since(path: Path, cutoff: float) -> bool:
+    """True when `path` and everything under it were last modified before `cutoff`."""
+    if path.lstat().st_mtime >= cutoff:
+        return False
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            if os.lstat(os.path.join(root, name)).st_mtime >= cutoff:
+                return False
+    return True
