@@ -32,12 +32,12 @@ def _one_line_error(proc: object, code: int, *needles: str) -> str:
     return str(lines[0])
 
 
-@pytest.mark.parametrize("where", ["read-only", "missing"])
+@pytest.mark.parametrize("where", ["read-only", "not-a-folder"])
 def test_bench_refuses_an_unwritable_output_before_the_run(
     emulated_device: EmulatedDevice, tmp_path: Path, adb_home: Path, where: str
 ) -> None:
     out = READ_ONLY / "edgekit-test" / "r.json" if where == "read-only" else tmp_path / "file" / "r.json"
-    if where == "missing":
+    if where == "not-a-folder":
         (tmp_path / "file").write_text("a file where the folder should be\n")
     artifact = tmp_path / "model.litertlm"
     artifact.write_bytes(b"never deployed: the run is refused first")
@@ -63,7 +63,7 @@ def test_bench_refuses_an_unwritable_output_before_the_run(
     assert not list(emulated_device.sandbox.rglob("runs")) and not list(emulated_device.sandbox.rglob("models"))
 
 
-@pytest.mark.parametrize("where", ["read-only", "missing"])
+@pytest.mark.parametrize("where", ["read-only", "not-a-folder"])
 def test_report_refuses_an_unwritable_output(tmp_path: Path, where: str) -> None:
     out = READ_ONLY / "edgekit-report.html" if where == "read-only" else tmp_path / "no" / "such" / "r.html"
     proc = run_cli("report", str(RESULT), "-o", str(out))
