@@ -257,9 +257,11 @@ run_multi_turn() {
 }
 
 # The answer in a one-shot runner's stdout, on one line, cut to ANSWER_CAP_WORDS words and
-# then to ANSWER_CAP_BYTES bytes (a multi-byte UTF-8 character cut at the end is dropped):
-# litert_lm_main.cc prints "input_prompt: " + the prompt + "\n", streams the answer, then
-# a blank line and BenchmarkInfo.
+# then to ANSWER_CAP_BYTES bytes: litert_lm_main.cc prints "input_prompt: " + the prompt +
+# "\n", streams the answer, then a blank line and BenchmarkInfo. Only a UTF-8 character the
+# byte cut split is dropped: a lead byte followed by fewer continuation bytes than it
+# announces (110xxxxx: 1, 1110xxxx: 2, 11110xxx: 3). A complete last character stays
+# ("café" once lost its "é" here: issue 17 #12).
 answer_of() {
   n=$(wc -c < "$2")
   if [ "$(head -c 14 "$1")" = "input_prompt: " ]; then tail -c +$((n + 16)) "$1"; else cat "$1"; fi |
@@ -275,9 +277,13 @@ answer_of() {
   done
   set +f
   rm -f "$RUN/tmp/answer.$i"
-  printf '%s' "$cut" | head -c "$ANSWER_CAP_BYTES" | LC_ALL=C sed "s/[$UTF8_LEAD][$UTF8_CONT]*\$//"
+  printf '%s' "$cut" | head -c "$ANSWER_CAP_BYTES" |
+    LC_ALL=C sed -e "s/[$UTF8_LEAD2]\$//" -e "s/[$UTF8_LEAD3][$UTF8_CONT]\{0,1\}\$//" \
+      -e "s/[$UTF8_LEAD4][$UTF8_CONT]\{0,2\}\$//"
 }
-UTF8_LEAD=$(printf '\300-\367')
+UTF8_LEAD2=$(printf '\300-\337')
+UTF8_LEAD3=$(printf '\340-\357')
+UTF8_LEAD4=$(printf '\360-\367')
 UTF8_CONT=$(printf '\200-\277')
 
 run_one_shot() {

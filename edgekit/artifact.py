@@ -297,10 +297,18 @@ class Artifact:
         actual = sha256_file(self.path)
         if self.manifest is None:
             return actual
-        if self.path.stat().st_size != self.manifest.size_bytes or actual != self.manifest.sha256:
+        size = self.path.stat().st_size
+        # Name the field that differs: equal sha256s beside each other say nothing.
+        differs = []
+        if size != self.manifest.size_bytes:
+            differs.append(f"size {size} bytes, manifest says {self.manifest.size_bytes}")
+        if actual != self.manifest.sha256:
+            differs.append(f"sha256 {actual[:12]}…, manifest says {self.manifest.sha256[:12]}…")
+        if differs:
+            which = "" if actual != self.manifest.sha256 else "; its sha256 matches, so the manifest was edited"
             raise InputError(
-                f"{self.path} does not match its manifest (sha256 {actual[:12]}…, manifest says "
-                f"{self.manifest.sha256[:12]}…): the file was changed or truncated; re-convert it",
+                f"{self.path} does not match its manifest ({'; '.join(differs)}{which}): "
+                "the file or its manifest was changed; re-convert it",
                 path=self.path,
             )
         return actual

@@ -679,8 +679,9 @@ def _check_space(device: Device, facts: DeviceFacts, items: list[_Item]) -> None
     need = sum(item.local.stat().st_size for item in items if not item.there)
     if facts.free_bytes is not None and need + _SPACE_MARGIN > facts.free_bytes:
         raise DeviceError(
-            f"{device.serial}: not enough space for {device.work_root}: need {need / 1e6:.0f} MB, "
-            f"{facts.free_bytes / 1e6:.0f} MB free; run `edgekit clean --device {device.serial}` or free space",
+            f"{device.serial}: not enough space for {device.work_root}: need {need / 1e6:.0f} MB + "
+            f"{_SPACE_MARGIN // 2**20} MiB margin, {facts.free_bytes / 1e6:.0f} MB free; "
+            f"run `edgekit clean --device {device.serial}` or free space",
             serial=device.serial,
         )
 

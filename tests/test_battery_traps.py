@@ -368,3 +368,69 @@ def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
     flags = _between_parts(dataclasses.replace(files, events=rebooted), segments, 0.0)
     assert [f.code for f in flags if f.voids] == ["rebooted"]
     assert "rebooted between the parts" in flags[0].message
+
+
+def test_an_interval_contains_its_headline_when_a_loaded_host_slows_the_sampler() -> None:
+    """Issue 17 #11: a concurrent run keeps the host (and the phone) busy part of the time; then
+    the current is higher and the sampler reads 4x less often. The headline's idle rate is
+    time-weighted (∫I dt ÷ t); an interval from the plain mean of the reads sat wholly above it."""
+    rng = random.Random(1)
+    idle_ma, busy_ma, work_ma = 150.0, 200.0, 570.0
+
+    def reads(start: float, end: float, busy_every_other_10_s: bool) -> list[PowerSample]:
+        out, t = [], start
+        while t <= end:
+            busy = busy_every_other_10_s and int(t // 10) % 2 == 1
+            ma = (busy_ma if busy else idle_ma) if busy_every_other_10_s else work_ma
+            out.append(
+                PowerSample(
+                    t_s=t,
+                    charge_counter_uah=None,
+                    current_raw=-round((ma + rng.gauss(0, 3)) * 1000),
+                    voltage_uv=3_900_000,
+                    level_pct=80,
+                    temperature_c=30.0,
+                    status=3,
+                    supplies="usb:USB:0",
+                    screen="Awake",
+                    thermal=0,
+                )
+            )
+            t += 1.0 if busy else 0.25
+        return out
+
+    samples = reads(0, 120, True) + reads(120.25, 420, False) + reads(420.25, 540, True)
+    r = analyse_segments(samples, baselines=[(0, 120), (420.25, 540)], segments=[(120, 420)], sample_period_s=0.25)
+    # The truth, from the series' definition: the idle draw is busy half the time, 175 mA.
+    truth = (work_ma - (idle_ma + busy_ma) / 2) * 300 / 3600
+    assert r.workload_charge_mah is not None and r.workload_charge_ci95_mah is not None
+    assert r.workload_charge_mah == pytest.approx(truth, rel=0.005)
+    lo, hi = r.workload_charge_ci95_mah
+    assert lo <= r.workload_charge_mah <= hi
+    assert lo < truth < hi
+    assert r.interval_basis is not None and "time-weighted" in r.interval_basis and "outside" not in r.interval_basis
+
+
+def test_a_headline_outside_its_interval_is_said() -> None:
+    from edgekit.bench.power import Conventions, _bootstrap
+    from edgekit.bench.result import Summary, figure
+    from tests.typed_results import schema1_result
+
+    conv = Conventions(discharge_sign=1, current_unit="uA", basis="test")
+    idle = [
+        PowerSample(
+            t_s=t * 0.25,
+            charge_counter_uah=None,
+            current_raw=100_000 + (t % 3) * 1000,
+            voltage_uv=3_900_000,
+            level_pct=80,
+            temperature_c=30.0,
+            status=3,
+        )
+        for t in range(200)
+    ]
+    (lo, hi), basis = _bootstrap([idle], conv, [25.0], [(50.0, 100.0)], 5000.0, 1.0, 0.25)  # type: ignore[misc]
+    assert lo > 1.0 and "lies outside its interval" in basis
+    summary = Summary(workload_charge_mah=1.0, workload_charge_mah_ci95=(lo / 1000, hi / 1000))
+    result = dataclasses.replace(schema1_result(), summary=summary, aggregate=None)
+    assert "lies outside it" in figure(result, "workload_charge_mah").basis

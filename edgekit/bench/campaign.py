@@ -17,9 +17,12 @@ import contextlib
 import dataclasses
 import datetime
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edgekit._data import user_cache_dir
+from edgekit._files import check_writable
 from edgekit.bench import session
 from edgekit.bench.aggregate import aggregate
 from edgekit.bench.config import BenchConfig
@@ -31,6 +34,12 @@ from edgekit.errors import DeviceError, EdgekitError, InputError, RunLost
 
 RESULTS_DIR = Path("edgekit-results")
 """Where results go without `-o`: `edgekit-results/<local time>-<serial>.json`."""
+
+
+def fallback_dirs() -> tuple[Path, ...]:
+    """Where a result goes when its own path cannot be written after the run (the folder
+    went away or turned read-only meanwhile): edgekit's cache, else the system temp folder."""
+    return (user_cache_dir() / "unsaved-results", Path(tempfile.gettempdir()))
 
 
 def _nothing(_text: str) -> contextlib.AbstractContextManager[object]:
@@ -55,6 +64,10 @@ class Campaign:
     def __post_init__(self) -> None:
         if self.repeat < 1:
             raise InputError(f"--repeat must be at least 1, got {self.repeat}")
+
+    def check_output(self) -> None:
+        """Refuse, before anything runs, an output whose folder cannot take the result."""
+        check_writable(result_path(self.output, "serial", several=False), make_folders=True)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,6 +97,8 @@ class DeviceOutcome:
     runs: tuple[BenchResult, ...] = ()
     path: Path | None = None
     error: EdgekitError | None = None
+    write_error: str | None = None
+    """Set when the result could not be written where asked: `path` is then the fallback."""
 
     @property
     def result(self) -> BenchResult | None:
@@ -95,7 +110,8 @@ class DeviceOutcome:
         """The worst exit code of the runs, or the error's."""
         if self.error is not None:
             return self.error.exit_code
-        return max(r.exit_code() for r in self.runs)
+        worst = max(r.exit_code() for r in self.runs)
+        return max(worst, InputError.exit_code) if self.write_error else worst
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -209,8 +225,32 @@ def run_repeats(device: Device, campaign: Campaign, observer: Observer = Observe
 def _written(serial: str, results: list[BenchResult], campaign: Campaign, *, several: bool) -> DeviceOutcome:
     name = results[-1].device.serial or serial  # redacted when asked
     path = result_path(campaign.output, name, several=several)
-    write_results(results, path)
+    try:
+        write_results(results, path)
+    except OSError as exc:
+        # Checked before the run (Campaign.check_output), so the folder changed meanwhile:
+        # what was measured is not lost, it goes where it can and the message says where.
+        fallback = _write_fallback(results, path, exc)
+        why = f"cannot write the result to {path} ({exc.strerror or exc}): it is in {fallback}"
+        return DeviceOutcome(serial=serial, runs=tuple(results), path=fallback, write_error=why)
     return DeviceOutcome(serial=serial, runs=tuple(results), path=path)
+
+
+def _write_fallback(results: list[BenchResult], path: Path, first: OSError) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    tried = []
+    for folder in fallback_dirs():
+        target = folder / f"{path.stem}-{stamp}{path.suffix}"
+        try:
+            write_results(results, target)
+        except OSError:
+            tried.append(str(folder))
+            continue
+        return target
+    raise InputError(
+        f"cannot write the result to {path} ({first.strerror or first}) nor to {' or '.join(tried)}: "
+        "free space or fix the folders' permissions"
+    ) from first
 
 
 def run_devices(
@@ -223,6 +263,7 @@ def run_devices(
     this computer); yields each device's outcome as it ends. An error on one device of
     several is its outcome and the next one runs; with one device it is raised."""
     several = len(serials) > 1
+    campaign.check_output()
     for serial in serials:
         try:
             device = open_device(serial, transport)
@@ -239,6 +280,7 @@ def run_devices(
 
 def collect(device: Device, run_id: str, campaign: Campaign, observer: Observer = Observer()) -> DeviceOutcome:
     """Pull run `run_id` (a detached or cut-off run) and write its result as `campaign` says."""
+    campaign.check_output()
     with observer.status("collecting the run…"):
         result = session.collect(device, run_id)
     return _written(device.serial, [result], campaign, several=False)

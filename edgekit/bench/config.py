@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from edgekit.bench.workload import Workload, load_workload
@@ -40,6 +41,12 @@ class BenchConfig:
     turn_timeout_s: int = DEFAULT_TURN_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        # Every number is checked here, once, so that none reaches the phone's run folder
+        # (run_folder.prepare) or the meta JSON as NaN, inf or a value the runner refuses.
+        for name in ("sample_period_s", "baseline_s", "capacity_mah", "poll_s", "timeout_s", *_SECONDS):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InputError(f"{_FLAG.get(name, name)} must be a finite number, got {value}")
         if not 0.01 <= self.sample_period_s <= 60:
             raise InputError(f"sample period must be between 0.01 and 60 s, got {self.sample_period_s}")
         if self.baseline_s is not None and self.baseline_s < 0:
@@ -50,9 +57,28 @@ class BenchConfig:
             raise InputError(f"per-turn timeout must be at least 1 s, got {self.turn_timeout_s}")
         if self.backend not in ("cpu", "gpu", "npu"):
             raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}")
-        for name in ("state_s", "settle_s", "unplug_wait_s"):
+        for name in _SECONDS:
             if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0 s, got {getattr(self, name)}")
+                raise InputError(f"{_FLAG.get(name, name)} must be >= 0 s, got {getattr(self, name)}")
+        for name in ("threads", "max_num_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"{_FLAG[name]} must be at least 1, got {value}")
+        if self.poll_s <= 0 or self.timeout_s <= 0:
+            raise InputError(f"poll_s and timeout_s must be > 0 s, got {self.poll_s} and {self.timeout_s}")
+        if not 0 <= self.low_battery_pct <= 100:
+            raise InputError(f"low_battery_pct must be between 0 and 100, got {self.low_battery_pct}")
+
+
+_SECONDS = ("state_s", "settle_s", "unplug_wait_s")
+_FLAG = {
+    "sample_period_s": "--sample-s",
+    "baseline_s": "--baseline-s",
+    "capacity_mah": "--capacity-mah",
+    "settle_s": "--settle-s",
+    "threads": "--threads",
+    "max_num_tokens": "--max-num-tokens",
+}
 
 
 def default_baseline_s(workload: Workload) -> float:

@@ -406,39 +406,75 @@ def _idle_rates(bases: Sequence[tuple[float, float]], t: float) -> float:
     return r1 + (r2 - r1) * (t - m1) / (m2 - m1)
 
 
+def _idle_blocks(samples: Sequence[PowerSample], conv: Conventions) -> list[tuple[float, float]]:
+    """A baseline cut into non-overlapping blocks of ~n^(1/3) consecutive sample intervals,
+    each as (∫I dt in µAh, duration in s), by the same trapezoid as `integrate`: together
+    they are exactly the baseline's integral, so their rate is the headline's idle rate."""
+    n = len(samples)
+    size = max(1, round(n ** (1 / 3)))
+    cuts = list(range(0, n - 1, size))
+    if len(cuts) > 1 and n - 1 - cuts[-1] < size:
+        cuts.pop()  # the short remainder joins the last block instead of being dropped
+    blocks = []
+    for k, start in enumerate(cuts):
+        end = cuts[k + 1] if k + 1 < len(cuts) else n - 1
+        part = samples[start : end + 1]
+        blocks.append((integrate(part, conv).charge_uah, part[-1].t_s - part[0].t_s))
+    return blocks
+
+
 def _bootstrap(
-    idle_series: Sequence[Sequence[float]],
+    idle_windows: Sequence[Sequence[PowerSample]],
+    conv: Conventions,
     mids: Sequence[float],
     segments: Sequence[tuple[float, float]],
     gross_uah: float,
+    net_uah: float,
     sample_period_s: float,
 ) -> tuple[tuple[float, float] | None, str]:
     """95% interval of the net charge (µAh) from the baselines' own noise: a non-overlapping
-    block bootstrap of each baseline's current (blocks of ~n^(1/3) samples, so slow wander
-    stays inside blocks), pushed through the same subtraction. Seeded: reproducible."""
-    block_means: list[list[float]] = []
+    block bootstrap of each baseline (blocks of ~n^(1/3) samples, so slow wander stays inside
+    blocks), pushed through the same subtraction. Seeded: reproducible.
+
+    Each resample's idle rate is Σ∫I dt ÷ Σ duration of its blocks: time-weighted, the
+    estimator of the headline itself. It once was the plain mean of the readings, and a
+    sampler slowed by a loaded host (concurrent runs) reads less often exactly while the
+    phone draws more, so that mean sat below the time-weighted rate: issue 17 #11, an
+    interval [0.1116, 0.1122] that did not contain its headline 0.1103. If the headline still
+    falls outside (a very skewed baseline), `basis` says so."""
+    block_lists: list[list[tuple[float, float]]] = []
     size = 1
-    for series in idle_series:
-        n = len(series)
+    for samples in idle_windows:
+        n = len(samples)
         size = max(1, round(n ** (1 / 3)))
-        blocks = [statistics.fmean(series[i : i + size]) for i in range(0, n - size + 1, size)]
+        blocks = _idle_blocks(samples, conv)
         if len(blocks) < 5:
-            return None, f"too few idle samples for an interval ({n}; at least {5 * size} needed)"
-        block_means.append(blocks)
+            return None, f"too few idle samples for an interval ({n}; at least {5 * size + 1} needed)"
+        block_lists.append(blocks)
     rng = random.Random(0)
     nets = []
     for _ in range(_BOOTSTRAP_REPS):
-        rates = [statistics.fmean(rng.choices(b, k=len(b))) for b in block_means]
+        rates = []
+        for blocks in block_lists:
+            picked = rng.choices(blocks, k=len(blocks))
+            duration = sum(d for _, d in picked)
+            rates.append(sum(q for q, _ in picked) * 3600 / duration if duration > 0 else 0.0)
         bases = list(zip(mids, rates, strict=True))
         sub = sum((b - a) / 3600 * _idle_rates(bases, (a + b) / 2) for a, b in segments)
         nets.append(gross_uah - sub)
     nets.sort()
     lo, hi = nets[int(0.025 * len(nets))], nets[int(0.975 * len(nets)) - 1]
-    sizes = ", ".join(str(len(b)) for b in block_means)
-    return (lo, hi), (
-        f"block bootstrap of the idle current ({sizes} blocks of {size} samples at {sample_period_s:g} s "
-        f"per baseline; {_BOOTSTRAP_REPS} resamples)"
+    sizes = ", ".join(str(len(b)) for b in block_lists)
+    basis = (
+        f"block bootstrap of the idle current, time-weighted ({sizes} blocks of {size} samples at "
+        f"{sample_period_s:g} s per baseline; {_BOOTSTRAP_REPS} resamples)"
     )
+    if not lo <= net_uah <= hi:
+        basis += (
+            f"; the figure ({net_uah / 1000:.4g} mAh) lies outside its interval: the idle current's "
+            "resamples are skewed, read the interval with care"
+        )
+    return (lo, hi), basis
 
 
 _UNIT_UNDECIDED = ValidityFlag(
@@ -782,8 +818,15 @@ def _subtract_idle(
                 voids=False,
             )
         )
-    series = [[conv.discharge_ua(s.current_raw) for s in w if s.current_raw is not None] for w, _ in base_ints]
-    interval, basis = _bootstrap(series, [m for m, _ in charge_rates], real_segments, work.charge_uah, sample_period_s)
+    interval, basis = _bootstrap(
+        [w for w, _ in base_ints],
+        conv,
+        [m for m, _ in charge_rates],
+        real_segments,
+        work.charge_uah,
+        charge_uah,
+        sample_period_s,
+    )
     return _Net(
         charge_uah=charge_uah,
         energy_uj=work.energy_uj - sub_uj,

@@ -422,5 +422,8 @@ def figure(result: BenchResult, key: str) -> Figure:
     value = result.summary.number(key)
     interval = result.summary.interval(key)
     if value is not None and interval is not None:
-        return Figure(value=value, low=interval[0], high=interval[1], basis="one run; 95% interval from idle noise")
+        basis = "one run; 95% interval from idle noise"
+        if not interval[0] <= value <= interval[1]:  # power.interval_basis says why
+            basis += " (the figure lies outside it: skewed idle samples, see power.interval_basis)"
+        return Figure(value=value, low=interval[0], high=interval[1], basis=basis)
     return Figure(value=value, low=None, high=None, basis="one run")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import posixpath
 import secrets
 import shlex
@@ -33,7 +34,7 @@ from edgekit.bench.power import PowerSample
 from edgekit.bench.workload import Workload
 from edgekit.device import parsers
 from edgekit.device.base import Device
-from edgekit.errors import DeviceError
+from edgekit.errors import DeviceError, InputError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,15 +74,28 @@ def prepare(
     meta: dict[str, Any],
     power_env: dict[str, str] | None = None,
 ) -> None:
-    """Create the run folder on the device: run.env, one file per conversation, meta.json."""
+    """Create the run folder on the device: run.env, one file per conversation, meta.json.
+
+    The last check before the phone: a value driver.sh cannot take is an InputError (one
+    line), never a ValueError. BenchConfig.__post_init__ checks the user's numbers first."""
     for flag in flags:  # driver.sh splits RUNNER_FLAGS on spaces
         if any(c.isspace() for c in flag):
-            raise ValueError(f"runner flag {flag!r} contains whitespace")
+            raise InputError(f"runner flag {flag!r} contains whitespace: driver.sh splits the runner's flags on spaces")
+    if turn_timeout_s < 1 or answer_cap_words < 1 or answer_cap_bytes < 1:
+        raise InputError(
+            f"turn timeout {turn_timeout_s} s, answer cap {answer_cap_words} words / {answer_cap_bytes} bytes: "
+            "each must be at least 1"
+        )
+    if not (math.isfinite(sample_period_s) and sample_period_s > 0 and math.isfinite(baseline_s) and baseline_s >= 0):
+        raise InputError(
+            f"sample period {sample_period_s} s and baseline {baseline_s} s must be finite, the period > 0, "
+            "the baseline >= 0: check --sample-s and --baseline-s"
+        )
     root = device.work_root.rstrip("/") + "/"
 
     def relative(path: str) -> str:
         if not path.startswith(root):
-            raise ValueError(f"{path} is not under the work root {root}")
+            raise InputError(f"{path} is not under the device's work root {root}: deploy there first")
         return path[len(root) :]
 
     env = {

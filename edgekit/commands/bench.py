@@ -181,7 +181,9 @@ def bench_command(
     missing turns): the result is written to -o for all three. 130 Ctrl-C (once or twice),
     143 SIGTERM, 129 SIGHUP: nothing is written to -o; a run on a phone is stopped, its
     settings restored, and kept there for --collect or --resume (the command prints both).
-    75 --collect of a run that is still running: collect it again later. With several
+    75 --collect of a run that is still running: collect it again later. 2: -o cannot be
+    written, refused before the run; should it fail after (the folder went away), the
+    result goes to edgekit's cache or the temp folder, named in the message. With several
     devices: the worst of their codes.
 
     Every run started on a phone is printed (stderr) with its --collect command the moment
@@ -403,6 +405,8 @@ def _render(outcomes: list[DeviceOutcome], devices: int, as_json: bool) -> None:
     for outcome in outcomes:
         if outcome.error is not None:  # on stderr too, as deploy --json does
             _render_outcome(Console(highlight=False, soft_wrap=True), stderr_console(), outcome)
+        elif outcome.write_error is not None:
+            _render_write_error(stderr_console(), outcome)
     if devices == 1 and outcomes and outcomes[0].result is not None:
         click.echo(outcomes[0].result.to_json(), nl=False)
         return
@@ -423,6 +427,12 @@ def _render_outcome(out: Console, console: Console, outcome: DeviceOutcome) -> N
         out.print(line, markup=False)
     for line in render_aggregate(outcome.result):
         out.print(line, markup=False)
+    _render_write_error(console, outcome)
+
+
+def _render_write_error(console: Console, outcome: DeviceOutcome) -> None:
+    if outcome.write_error is not None:
+        console.print(Text(f"✗ {outcome.serial}: {outcome.write_error}", style="red"), soft_wrap=True)
 
 
 def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Transport = Transport.ADB) -> str:
@@ -462,6 +472,7 @@ def _collect(device: Device, run_id: str, campaign: Campaign, as_json: bool) -> 
     assert outcome.result is not None
     if as_json:
         click.echo(outcome.result.to_json(), nl=False)
+        _render_write_error(console, outcome)
     else:
         _render_outcome(Console(highlight=False, soft_wrap=True), console, outcome)
     if outcome.exit_code:

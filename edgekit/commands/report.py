@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from edgekit._files import atomic_write_text
+from edgekit._files import atomic_write_text, check_writable
 from edgekit.commands._common import error_line, print_json
+from edgekit.errors import InputError
 
 EXIT_REGRESSION = 1
 """`compare --fail-on-regression`: a figure of B is worse than A's beyond the threshold."""
@@ -34,7 +35,12 @@ def report_command(result_path: Path, output: Path | None) -> None:
 
     result = BenchResult.load(result_path)
     output = output or result_path.with_suffix(".html")
-    atomic_write_text(output, html_report(result))
+    check_writable(output)
+    page = html_report(result)
+    try:
+        atomic_write_text(output, page)
+    except OSError as exc:  # the folder changed since the check: one line, not "internal error"
+        raise InputError(f"cannot write the report to {output} ({exc.strerror or exc}): choose another -o") from exc
     click.echo(markdown(result), nl=False)
     click.echo(f"\nHTML report: {output}")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
+from edgekit._files import remove_stale_temp
 from edgekit._typed import from_data, to_data
 from edgekit._versions import versions
 from edgekit.artifact import (
@@ -638,8 +639,12 @@ def convert(
         raise InputError("an in-memory model needs its tokenizer: convert(model, config, tokenizer=tok)")
 
     tracker = _StageTracker(progress)
+    # A convert killed with SIGKILL (or by the OOM killer) cannot remove its work folder:
+    # the next convert to the same -o removes those of ours untouched for a day.
+    work_prefix = f".{out.name}.edgekit-"
+    remove_stale_temp(out_dir, work_prefix)
     try:
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgekit-", dir=out_dir))
+        work = Path(tempfile.mkdtemp(prefix=work_prefix, dir=out_dir))
     except OSError as exc:
         raise InputError(f"cannot write in output folder {out_dir} ({exc.strerror}): choose another -o") from exc
     log_path = new_log_path("convert") if capture_output else None
