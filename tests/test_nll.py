@@ -202,6 +202,24 @@ def test_scoring_is_detected_and_corrected_to_exact(drops: bool, monkeypatch: py
         assert not np.allclose(np.concatenate(wrong), np.concatenate(nll.engine_nll(engine, windows, scoring)))
 
 
+def test_a_context_ending_in_one_token_twice_is_passed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "litert_lm", types.SimpleNamespace(SamplerConfig=lambda **_: None))
+    engine = _FakeEngine(drops=True)
+    # The first window's context ends in "ll": with either "l" skipped the prompt is the same.
+    first = " ".join(f"w{i}" for i in range(nll.CONTEXT_WORDS - 1)) + " ball " + " ".join(f"v{i}" for i in range(40))
+    docs = [first, " ".join(f"word{i}" for i in range(300))]
+    windows = nll.tokenize_windows(
+        nll.split_windows(docs), engine.tokenize, max_tokens=400, max_window_tokens=10_000, round_trips=lambda i: True
+    )
+    assert windows[0].context.endswith("ball")
+    assert nll.detect_scoring(engine, windows) is nll.EngineScoring.DROPS_SECOND_TO_LAST
+    with pytest.raises(FidelityError, match="no window of the evaluation text can probe"):
+        nll.detect_scoring(engine, windows[:1])
+
+
 def test_text_without_spaces_is_cut_by_characters_and_contexts_end_on_a_round_trip() -> None:
     doc = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。" * 20
     assert nll.spaceless(doc) and not nll.spaceless("The national executive of the party")

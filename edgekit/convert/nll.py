@@ -420,6 +420,8 @@ PROBE_POSITIONS = 16
 """Continuation tokens `detect_scoring` compares."""
 DECISIVE_RATIO = 4.0
 """How many times more inconsistent the wrong scoring must be than the right one for `detect_scoring` to decide."""
+PROBE_WINDOWS = 3
+"""Windows `detect_scoring` tries before it gives up deciding."""
 
 
 def detect_scoring(engine: Any, windows: Sequence[TokenWindow]) -> EngineScoring:
@@ -428,11 +430,18 @@ def detect_scoring(engine: Any, windows: Sequence[TokenWindow]) -> EngineScoring
     An engine that scores exactly gives the same score to continuation token i+1 whether
     token i was scored before it (prefill context, score c0 c1 ...) or prefilled (prefill
     context + c0, score c1 ...). Each hypothesis prefills the way it would be corrected,
-    and the right one is consistent; the wrong one scores two different prompts. FidelityError
-    when neither is clearly more consistent, or no window has a continuation whose first
-    token can be prefilled on its own.
+    and the right one is consistent; the wrong one scores two different prompts. A context
+    ending in one token twice cannot tell them apart (either copy skipped leaves the same
+    prompt) and is passed over. FidelityError when in PROBE_WINDOWS windows neither is
+    clearly more consistent, or no window has a continuation whose first token can be
+    prefilled on its own.
     """
+    tried: list[dict[EngineScoring, float]] = []
     for w in windows:
+        if len(tried) == PROBE_WINDOWS:
+            break
+        if len(w.context_ids) >= 2 and w.context_ids[-1] == w.context_ids[-2]:
+            continue
         c0 = w.continuation_ids[0]
         c0_text = engine.detokenize([c0])
         rest = w.continuation[len(c0_text) :]
@@ -451,10 +460,12 @@ def detect_scoring(engine: Any, windows: Sequence[TokenWindow]) -> EngineScoring
         other = max(inconsistency, key=inconsistency.__getitem__)
         if inconsistency[other] > DECISIVE_RATIO * inconsistency[best]:
             return best
+        tried.append(inconsistency)
+    if tried:
         raise FidelityError(
-            "cannot tell how the installed LiteRT-LM engine scores text (mean inconsistency "
-            + ", ".join(f"{k.value} {v:.2g}" for k, v in inconsistency.items())
-            + f" nats/token): reinstall litert-lm-api=={_ENGINE_PIN}"
+            f"cannot tell how the installed LiteRT-LM engine scores text ({len(tried)} windows; mean inconsistency "
+            + ", ".join(f"{k.value} {v:.2g}" for k, v in tried[-1].items())
+            + f" nats/token in the last): reinstall litert-lm-api=={_ENGINE_PIN}"
         )
     raise FidelityError("no window of the evaluation text can probe the engine's scoring: give more prose")
 
