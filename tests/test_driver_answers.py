@@ -130,9 +130,13 @@ def _prompts(runner_dir: Path) -> list[str]:
 @pytest.mark.parametrize("shell", SHELLS)
 def test_multi_turn_keeps_every_byte_of_every_answer(tmp_path: Path, shell: str) -> None:
     run_dir, runner_dir = _run(tmp_path, shell, "multi_turn", 600)
-    # The driver keeps the text between the runner's prompts (it consumes the prompts): every
-    # answer and its newline, byte for byte.
-    assert (run_dir / "out" / "0001.txt").read_bytes() == "".join(a + "\n" for a in ANSWERS).encode("utf-8")
+    # The driver keeps the runner's stdout whole, prompts included (the host splits the answers
+    # at them, assembly.turn_answer): every answer and its newline after its prompt, byte for
+    # byte, and the last prompt the runner printed before its empty line ended it.
+    prompt = parsers.MULTI_TURN_PROMPT
+    assert (run_dir / "out" / "0001.txt").read_bytes() == (
+        "".join(prompt + a + "\n" for a in ANSWERS) + prompt
+    ).encode("utf-8")
     assert _prompts(runner_dir) == TURNS
 
 
