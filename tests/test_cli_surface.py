@@ -164,7 +164,7 @@ def test_devices_says_why_a_device_cannot_be_used(
 ) -> None:
     from edgekit.device import adb
 
-    monkeypatch.setattr(adb, "list_devices", lambda: [("R5CT1", "unauthorized"), ("R5CT2", "offline")])
+    monkeypatch.setattr(adb, "list_devices", lambda **_: [("R5CT1", "unauthorized"), ("R5CT2", "offline")])
     code = cli.main(["devices", "--json"])
     captured = capsys.readouterr()
     assert code == 0
@@ -184,7 +184,7 @@ def test_devices_lists_local_when_the_adb_server_cannot_be_asked(
     from edgekit.device import adb
     from edgekit.errors import DeviceError
 
-    def no_server() -> list[tuple[str, str]]:
+    def no_server(**_: object) -> list[tuple[str, str]]:
         raise DeviceError("cannot list devices: [Errno 111] Connection refused")
 
     monkeypatch.setattr(adb, "list_devices", no_server)
@@ -192,7 +192,9 @@ def test_devices_lists_local_when_the_adb_server_cannot_be_asked(
     captured = capsys.readouterr()
     assert code == DeviceError.exit_code
     assert captured.out.splitlines()[1].split()[:2] == ["local", "device"]
-    assert captured.err.strip() == "edgekit: error: adb server: cannot list devices: [Errno 111] Connection refused"
+    assert captured.err.strip() == (
+        "edgekit: error: adb server localhost:5037: cannot list devices: [Errno 111] Connection refused"
+    )
 
 
 def test_repeated_runs_are_kept_and_the_main_file_carries_their_aggregate(tmp_path: Path) -> None:

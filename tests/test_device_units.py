@@ -168,7 +168,7 @@ def test_clean_keeps_the_newest_deploy_or_removes_everything(tmp_path: Path) -> 
 
 def test_resolve_devices_from_a_listing() -> None:
     def listed(*pairs: tuple[str, str]):  # type: ignore[no-untyped-def]
-        return lambda: list(pairs)
+        return lambda _server: list(pairs)
 
     two = listed(("A", "device"), ("B", "unauthorized"), ("C", "device"))
     with pytest.raises(InputError, match=r"several devices \(A, C\): choose with --device SERIAL"):
@@ -181,7 +181,7 @@ def test_resolve_devices_from_a_listing() -> None:
     with pytest.raises(DeviceError, match="--device all: no adb device is ready"):
         resolve_devices(("all",), list_devices=listed())
 
-    def no_server() -> list[tuple[str, str]]:
+    def no_server(_server: object) -> list[tuple[str, str]]:
         raise AssertionError("named devices need no listing")
 
     assert resolve_devices(("10.0.0.2:5555", "local"), list_devices=no_server) == ["10.0.0.2:5555", "local"]
@@ -289,7 +289,7 @@ def test_transports_do_no_io_until_first_use_and_leave_an_existing_key_alone(tmp
 def test_an_adb_device_runs_nothing_when_constructed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    from edgekit.device.adb import AdbDevice, _server_listening
+    from edgekit.device.adb import AdbDevice, AdbServer, _server_listening
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -304,5 +304,6 @@ def test_an_adb_device_runs_nothing_when_constructed(tmp_path: Path, monkeypatch
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
     device = AdbDevice("0123456789ABCDEF")
     assert device.serial == "0123456789ABCDEF"
-    assert not marker.exists() and not _server_listening(port)  # no adb run, no server started
+    # no adb run, no server started
+    assert not marker.exists() and not _server_listening(AdbServer(host="127.0.0.1", port=port))
     assert device._adb == str(adb) and marker.read_text() == "version\n"  # found on first use

@@ -1,4 +1,4 @@
-"""What the commands share: the --device/--transport options, the stderr console
+"""What the commands share: the --device/--adb-server/--transport options, the stderr console
 (status, progress), the error line, JSON output and the renderers of results that more
 than one command prints."""
 
@@ -18,7 +18,7 @@ from rich.text import Text
 
 from edgekit._capture import TerminalStderr
 from edgekit.convert.recipes import Quant
-from edgekit.device import Transport
+from edgekit.device import AdbServer, Transport
 
 if TYPE_CHECKING:
     from edgekit.artifact import NllRecord
@@ -37,10 +37,28 @@ def device_option(*, several: str) -> Callable[[F], F]:
         "devices",
         multiple=True,
         metavar="SERIAL",
-        help="adb serial, HOST:PORT (network adbd or a device farm's remote adb), 'all' (every adb device "
-        f"ready), or 'local' (this computer). Repeat for several; {several}.  "
+        help="adb serial (looked up on every --adb-server), HOST:PORT/SERIAL (that serial on the adb server "
+        "at HOST:PORT), HOST:PORT (network adbd or a device farm's remote adb), 'all' (every device ready on "
+        f"every adb server), or 'local' (this computer). Repeat for several; {several}.  "
         "[default: the one attached phone]",
     )
+
+
+def _parse_servers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[AdbServer, ...]:
+    return tuple(dict.fromkeys(AdbServer.parse(v) for v in values))
+
+
+adb_server_option = click.option(
+    "--adb-server",
+    "adb_servers",
+    multiple=True,
+    metavar="HOST:PORT",
+    callback=_parse_servers,
+    help="An adb server to find devices on (another host's, a device farm's); repeat for several. "
+    "[default: adb's own: $ADB_SERVER_SOCKET (tcp:HOST:PORT), else $ANDROID_ADB_SERVER_ADDRESS and "
+    "$ANDROID_ADB_SERVER_PORT, else localhost:5037]",
+)
+"""`--adb-server HOST:PORT`, repeatable: a tuple of AdbServer (empty: adb's default server)."""
 
 
 transport_option = click.option(

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from edgekit.commands._common import (
+    adb_server_option,
     device_option,
     error_line,
     print_json,
@@ -29,7 +30,7 @@ from edgekit.commands._common import (
     stderr_console,
     transport_option,
 )
-from edgekit.device import Transport, open_device, resolve_devices
+from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError, RunStillRunning
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ Examples:
 )
 @click.argument("artifact", type=click.Path(path_type=Path), required=False)
 @device_option(several="they run one after another, each its own measurement and result file")
+@adb_server_option
 @transport_option
 @click.option("--workload", type=click.Path(path_type=Path), help="A workload JSONL file.  [default: chat-25, shipped]")
 @click.option(
@@ -144,6 +146,7 @@ Examples:
 def bench_command(
     artifact: Path | None,
     devices: tuple[str, ...],
+    adb_servers: tuple[AdbServer, ...],
     transport: str,
     workload: Path | None,
     runner: Path | None,
@@ -192,8 +195,8 @@ def bench_command(
     with _stop_signals() as stop:
         try:
             _bench(
-                stop, artifact, devices, transport, workload, runner, sample_s, sample_ms, baseline_s, capacity_mah,
-                threads, backend, max_num_tokens, turn_timeout_s, detach, settle_s, collect_id, resume_id,
+                stop, artifact, devices, adb_servers, transport, workload, runner, sample_s, sample_ms, baseline_s,
+                capacity_mah, threads, backend, max_num_tokens, turn_timeout_s, detach, settle_s, collect_id, resume_id,
                 repeat, cooldown, output, redact, as_json,
             )  # fmt: skip
         except KeyboardInterrupt:  # outside an attached run (deploy, collect, resume): nothing on the phone to stop
@@ -248,6 +251,7 @@ def _bench(
     stop: _Stop,
     artifact: Path | None,
     devices: tuple[str, ...],
+    adb_servers: tuple[AdbServer, ...],
     transport: str,
     workload: Path | None,
     runner: Path | None,
@@ -290,7 +294,7 @@ def _bench(
         turn_timeout_s=turn_timeout_s,
     )
     campaign = Campaign(artifact=artifact, config=config, repeat=repeat, cooldown=cooldown, output=output)
-    serials = resolve_devices(devices, Transport(transport))
+    serials = resolve_devices(devices, Transport(transport), servers=adb_servers)
     if (collect_id or resume_id) and len(serials) > 1:
         flag = "--collect" if collect_id else "--resume"
         raise InputError(f"{flag} names one device's run: give one --device, not {', '.join(serials)}")

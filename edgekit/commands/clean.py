@@ -6,8 +6,8 @@ import shutil
 
 import click
 
-from edgekit.commands._common import device_option, print_json, stderr_console, transport_option
-from edgekit.device import Transport, open_device, resolve_devices
+from edgekit.commands._common import adb_server_option, device_option, print_json, stderr_console, transport_option
+from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.errors import InputError
 
 
@@ -18,10 +18,12 @@ from edgekit.errors import InputError
 Examples:
   edgekit clean --device SERIAL                 keep only the newest deploy on the phone
   edgekit clean --device all --everything       remove /data/local/tmp/edgekit from every phone
+  edgekit clean --adb-server 10.0.0.5:5037 --device all   every phone on that host's adb server
   edgekit clean --cache                         remove ~/.cache/edgekit on this computer
 """,
 )
 @device_option(several="each is cleaned in turn")
+@adb_server_option
 @transport_option
 @click.option("--everything", is_flag=True, help="Remove all of /data/local/tmp/edgekit, the newest deploy too.")
 @click.option("--all", "all_deprecated", is_flag=True, hidden=True, help="Deprecated spelling of --everything.")
@@ -34,6 +36,7 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def clean_command(
     devices: tuple[str, ...],
+    adb_servers: tuple[AdbServer, ...],
     transport: str,
     everything: bool,
     all_deprecated: bool,
@@ -53,8 +56,10 @@ def clean_command(
         everything = True
     removed: list[str] = []
     if cache:
-        if devices or everything:
-            raise InputError("--cache cleans this computer: do not combine it with --device or --everything")
+        if devices or everything or adb_servers:
+            raise InputError(
+                "--cache cleans this computer: do not combine it with --device, --adb-server or --everything"
+            )
         from edgekit._data import user_cache_dir
 
         root = user_cache_dir()
@@ -64,7 +69,7 @@ def clean_command(
     else:
         from edgekit.deploy import clean
 
-        for serial in resolve_devices(devices, Transport(transport)):
+        for serial in resolve_devices(devices, Transport(transport), servers=adb_servers):
             device = open_device(serial, Transport(transport))
             try:
                 removed += [f"{serial}:{p}" for p in clean(device, everything=everything, force=force)]

@@ -11,8 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.text import Text
 
-from edgekit.commands._common import device_option, human_bytes, print_json, stderr_console, transport_option
-from edgekit.device import Transport, open_device, resolve_devices
+from edgekit.commands._common import (
+    adb_server_option,
+    device_option,
+    human_bytes,
+    print_json,
+    stderr_console,
+    transport_option,
+)
+from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.device.base import Device
 from edgekit.errors import EdgekitError
 
@@ -58,10 +65,13 @@ Examples:
   edgekit deploy --runner ~/Downloads/android_arm64/ gemma3-270m-int4.litertlm
   edgekit deploy --device 192.168.1.20:5555 --transport direct model.litertlm
   edgekit deploy --device all model.litertlm --json
+  edgekit deploy --adb-server 10.0.0.5:5037 --adb-server localhost:5037 --device all model.litertlm
+  edgekit deploy --device 10.0.0.5:5037/R5CT1 model.litertlm
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path))
 @device_option(several="they run in parallel, one summary line each")
+@adb_server_option
 @transport_option
 @click.option(
     "--runner",
@@ -74,7 +84,13 @@ Examples:
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke run (one prompt through the deployed model).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per device.")
 def deploy_command(
-    artifact: Path, devices: tuple[str, ...], transport: str, runner: Path | None, no_smoke: bool, as_json: bool
+    artifact: Path,
+    devices: tuple[str, ...],
+    adb_servers: tuple[AdbServer, ...],
+    transport: str,
+    runner: Path | None,
+    no_smoke: bool,
+    as_json: bool,
 ) -> None:
     """Put ARTIFACT (.litertlm), the on-device runner and edgekit's harness on the device,
     verify every file's sha256 there, probe what the runner speaks (multi-turn or
@@ -94,7 +110,7 @@ def deploy_command(
 
     Artifact.load(artifact)  # fail fast, once, on a missing artifact
     config = DeployConfig(runner=runner, smoke=not no_smoke)
-    serials = resolve_devices(devices, Transport(transport))
+    serials = resolve_devices(devices, Transport(transport), servers=adb_servers)
     console = stderr_console()
     results: dict[str, Any] = {}
     errors: dict[str, EdgekitError] = {}

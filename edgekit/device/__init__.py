@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
+from edgekit.device.address import AdbServer, default_server, device_name, split_device
 from edgekit.device.base import BatterySample, Device, DeviceFacts, Execution, ShellResult
 from edgekit.errors import DeviceError, InputError
 
 __all__ = [
+    "AdbServer",
     "BatterySample",
     "Device",
     "DeviceFacts",
@@ -35,59 +37,114 @@ def _host_port(spec: str) -> tuple[str, int]:
 
 
 def open_device(spec: str, transport: Transport = Transport.ADB) -> Device:
-    """Open `spec`: "local", an adb serial, or `host:port` (connected through the server, or
-    straight to adbd with Transport.DIRECT)."""
+    """Open `spec`: "local", an adb serial (on the default adb server), `HOST:PORT/SERIAL`
+    (SERIAL on the adb server at HOST:PORT), or `host:port` (connected through the server,
+    or straight to adbd with Transport.DIRECT)."""
     if spec == "local":
         from edgekit.device.local import LocalDevice
 
         return LocalDevice()
+    server, serial = split_device(spec)
     if transport is Transport.DIRECT:
+        if server is not None:
+            raise InputError(f"--device {spec}: HOST:PORT/SERIAL names an adb server's device: use --transport adb")
         from edgekit.device.direct import DirectAdbDevice
 
         host, port = _host_port(spec)
         return DirectAdbDevice(host, port)
     from edgekit.device.adb import AdbDevice
 
-    return AdbDevice(spec)
+    return AdbDevice(serial, server=server)
+
+
+ListFn = Callable[[AdbServer], list[tuple[str, str]]]
+"""(serial, state) of every device one adb server knows."""
+
+
+def _list_on(server: AdbServer) -> list[tuple[str, str]]:
+    from edgekit.device.adb import list_devices
+
+    return list_devices(server=server)
 
 
 def resolve_devices(
     specs: tuple[str, ...],
     transport: Transport = Transport.ADB,
     *,
-    list_devices: Callable[[], list[tuple[str, str]]] | None = None,
+    servers: tuple[AdbServer, ...] = (),
+    list_devices: ListFn | None = None,
 ) -> list[str]:
-    """The serials `--device` values name; none given = the one attached phone.
+    """The devices `--device` values name, as `open_device` takes them; none given = the one
+    attached phone (on any of `servers`).
 
-    "all" = every adb device in state `device` (not `local`). Errors say what to pass.
-    `list_devices` gives (serial, state) pairs; default: ask the adb server.
+    `servers`: the --adb-server values; none = the default server, adb's own (its devices
+    keep their bare serials). On named servers every device is `HOST:PORT/SERIAL`; a bare
+    SERIAL is looked up on each of them (found on two: an error naming both). "all" = every
+    device in state `device` on every server (not `local`). Errors say what to pass.
+    `list_devices(server)` gives (serial, state) pairs; default: ask that adb server.
     """
     if transport is Transport.DIRECT:
+        if servers:
+            raise InputError("--adb-server is for --transport adb: --transport direct talks to the phone's adbd")
         if not specs or "all" in specs:
             raise InputError("--transport direct needs --device HOST:PORT (the phone's adbd address)")
         return list(dict.fromkeys(specs))
-    needs_list = not specs or "all" in specs
-    ready: list[str] = []
-    if needs_list:
-        if list_devices is None:
-            from edgekit.device.adb import list_devices as adb_list_devices
+    for spec in specs:
+        split_device(spec)  # a malformed HOST:PORT/SERIAL fails before any server is asked
+    list_devices = list_devices or _list_on
+    named = bool(servers)
+    targets = tuple(dict.fromkeys(servers)) or (_default_server(),)
+    listings: dict[AdbServer, list[tuple[str, str]]] = {}
 
-            list_devices = adb_list_devices
-        listed = list_devices()
-        ready = [serial for serial, state in listed if state == "device"]
-        if not specs:
-            if not ready:
-                states = ", ".join(f"{s} ({st})" for s, st in listed)
-                raise DeviceError(
-                    "no device: connect a phone with USB debugging on, or pass --device HOST:PORT or --device local"
-                    + (f" (seen but not ready: {states})" if states else "")
-                )
-            if len(ready) > 1:
-                raise InputError(f"several devices ({', '.join(ready)}): choose with --device SERIAL (or --device all)")
-            return ready
+    def listing(server: AdbServer) -> list[tuple[str, str]]:
+        if server not in listings:
+            listings[server] = list_devices(server)
+        return listings[server]
+
+    def ready() -> list[str]:
+        return [device_name(s, serial) for s in targets for serial, state in listing(s) if state == "device"]
+
+    if not specs:
+        found = ready()
+        if not found:
+            states = ", ".join(f"{device_name(s, d)} ({st})" for s in targets for d, st in listing(s))
+            raise DeviceError(
+                "no device: connect a phone with USB debugging on, or pass --device HOST:PORT or --device local"
+                + (f" (seen but not ready: {states})" if states else "")
+            )
+        if len(found) > 1:
+            raise InputError(f"several devices ({', '.join(found)}): choose with --device SERIAL (or --device all)")
+        return found
     out: list[str] = []
     for spec in specs:
-        out.extend(ready if spec == "all" else [spec])
-    if "all" in specs and not ready:
-        raise DeviceError("--device all: no adb device is ready (see `edgekit devices`)")
+        if spec == "all":
+            found = ready()
+            if not found:
+                where = f" on {', '.join(map(str, targets))}" if named else ""
+                raise DeviceError(f"--device all: no adb device is ready{where} (see `edgekit devices`)")
+            out.extend(found)
+        elif spec == "local" or split_device(spec)[0] is not None or not named:
+            out.append(spec)
+        else:
+            out.append(_look_up(spec, targets, listing))
     return list(dict.fromkeys(out))
+
+
+def _default_server() -> AdbServer:
+    import os
+
+    return default_server(os.environ)
+
+
+def _look_up(serial: str, servers: tuple[AdbServer, ...], listing: ListFn) -> str:
+    """The one named server that lists `serial`, as `HOST:PORT/SERIAL`."""
+    holders = [s for s in servers if any(d == serial for d, _ in listing(s))]
+    if len(holders) > 1:
+        names = " and ".join(device_name(s, serial) for s in holders)
+        raise InputError(f"--device {serial} is on several adb servers: {names}: name one as HOST:PORT/SERIAL")
+    if holders:
+        return device_name(holders[0], serial)
+    if len(servers) == 1:  # e.g. a host:port to `adb connect` there: the device says what went wrong
+        return device_name(servers[0], serial)
+    where = ", ".join(map(str, servers))
+    raise DeviceError(f"--device {serial}: no such device on the adb servers {where} (see `edgekit devices`)")

@@ -1,18 +1,24 @@
-"""AdbDevice: a phone through the adb server (adbutils), the default transport.
+"""AdbDevice: a phone through an adb server (adbutils), the default transport.
 
 USB phones, `adb tcpip` and Android 11+ wireless debugging all appear to the server as
 serials. We use the adb `adbutils.adb_path()` picks ($ADBUTILS_ADB_PATH, else the `adb` on
-PATH, which matches the server the user already runs, else the one adbutils ships), on the
-server port the user set (ANDROID_ADB_SERVER_PORT, else 5037). A running server of another
-version is never killed: we say what to do. Shell commands use shell protocol v2 through
-adbutils' `shell2(..., v2=True)` (exit codes, separate stderr); bulk pushes run that same
-adb binary's `push` through the same server, which is several times faster than a sync
-client written in Python. The constructor does no I/O: the first command reaches the
-server (starting one if none runs) and connects a `host:port` serial.
+PATH, which matches the server the user already runs, else the one adbutils ships). The
+server is named (`--adb-server HOST:PORT`, `--device HOST:PORT/SERIAL`) or the one adb
+itself would use (`address.default_server`: $ADB_SERVER_SOCKET, $ANDROID_ADB_SERVER_ADDRESS
+and _PORT, localhost:5037); every adb process we start gets that server as -H/-P, so a
+push goes where the shell commands go. Only the default local server is started if none
+runs, as adb does; a named server that does not answer is an error naming it. A running
+server of another version is never killed: we say what to do. Shell commands use shell
+protocol v2 through adbutils' `shell2(..., v2=True)` (exit codes, separate stderr); bulk
+pushes run that same adb binary's `push` through the same server, which is several times
+faster than a sync client written in Python. The constructor does no I/O: the first
+command reaches the server (starting the default one if none runs) and connects a
+`host:port` serial.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import select
@@ -26,7 +32,9 @@ from typing import Any
 
 import adbutils
 from adbutils import AdbClient
+from adbutils._adb import AdbConnection
 
+from edgekit.device.address import AdbServer, default_server, device_name
 from edgekit.device.base import Device, ProgressFn, ShellResult, check_result
 from edgekit.errors import DeviceError
 
@@ -41,66 +49,118 @@ def adb_binary() -> str:
         raise DeviceError(f"no adb found ({exc}): reinstall edgekit (adbutils ships one) or put adb on PATH") from exc
 
 
-def server_port() -> int:
-    """The adb server port: ANDROID_ADB_SERVER_PORT, else 5037."""
-    value = os.environ.get("ANDROID_ADB_SERVER_PORT", "")
-    return int(value) if value.isdigit() else 5037
+def environment_server() -> AdbServer:
+    """The default adb server, as adb finds it (`address.default_server` of this process's environment)."""
+    return default_server(os.environ)
 
 
+class _Connection(AdbConnection):  # type: ignore[misc]  # adbutils ships no stubs
+    """adbutils' connection without its fallback: on a refused connection AdbConnection runs
+    `adb start-server` with this process's environment, which would start (or reach) some
+    other server than the one named. Here a refused connection is an error."""
+
+    def _safe_connect(self) -> Any:
+        return self._create_socket()
+
+
+class ServerClient(AdbClient):  # type: ignore[misc]  # adbutils ships no stubs
+    """An adbutils client of one adb server that never starts a server on its own."""
+
+    def __init__(self, server: AdbServer, socket_timeout: float = 30) -> None:
+        super().__init__(host=server.connect_host, port=server.port, socket_timeout=socket_timeout)
+        self.server = server
+        self._timeout = socket_timeout
+
+    def make_connection(self, timeout: float | None = None) -> AdbConnection:
+        try:
+            conn = _Connection(self.host, self.port)
+        except TimeoutError as exc:
+            raise adbutils.AdbTimeout("connect to adb server timeout") from exc
+        conn.conn.settimeout(timeout or self._timeout)
+        return conn
+
+
+@functools.cache
 def _binary_protocol_version(adb: str) -> int | None:
     out = subprocess.run([adb, "version"], capture_output=True, text=True, timeout=30).stdout
     m = re.search(r"version 1\.0\.(\d+)", out)
     return int(m.group(1)) if m else None
 
 
-def _server_listening(port: int) -> bool:
+def _server_listening(server: AdbServer) -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        socket.create_connection((server.connect_host, server.port), timeout=2).close()
     except OSError:
         return False
     return True
 
 
-def ensure_server(adb: str | None = None, port: int | None = None) -> AdbClient:
-    """A client of a running adb server whose version matches our adb (starting one if none runs)."""
-    adb = adb or adb_binary()
-    port = port or server_port()
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
-    if not _server_listening(port):
-        proc = subprocess.run([adb, "start-server"], env=env, capture_output=True, text=True, timeout=60)
+def ensure_server(adb: str | None = None, server: AdbServer | None = None) -> ServerClient:
+    """A client of `server` (default: adb's own, `environment_server()`) whose version matches our adb.
+
+    Only the default server on this computer is started if none runs, as adb does; a named
+    server (or a remote one) that does not answer is a DeviceError naming it."""
+    target = server or environment_server()
+    if not _server_listening(target):
+        if target.named or not target.is_local:
+            hint = (
+                "leave out its --adb-server"
+                if target.named
+                else "check $ADB_SERVER_SOCKET and $ANDROID_ADB_SERVER_ADDRESS"
+            )
+            raise DeviceError(
+                f"the adb server {target} does not answer: start it there "
+                f"(`adb -a -P {target.port} server nodaemon`) or {hint}"
+            )
+        adb = adb or adb_binary()
+        proc = subprocess.run([adb, *target.adb_args(), "start-server"], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
-            raise DeviceError(f"could not start the adb server on port {port}: {proc.stderr.strip()}")
-    client = AdbClient(host="127.0.0.1", port=port, socket_timeout=30)
+            raise DeviceError(f"could not start the adb server on {target}: {proc.stderr.strip()}")
+    client = ServerClient(target)
     try:
         running = client.server_version()
     except (adbutils.AdbError, OSError) as exc:
-        raise DeviceError(f"the adb server on port {port} does not answer: {exc}") from exc
+        raise DeviceError(f"the adb server {target} does not answer: {exc}") from exc
+    adb = adb or adb_binary()
     ours = _binary_protocol_version(adb)
     if ours is not None and running != ours:
         raise DeviceError(
-            f"the adb server on port {port} is version 1.0.{running} but {adb} is 1.0.{ours}: "
+            f"the adb server {target} is version 1.0.{running} but {adb} is 1.0.{ours}: "
             f"stop the other server with its own adb (`adb kill-server`) or put that adb first on PATH"
         )
     return client
 
 
-def list_devices(client: AdbClient | None = None) -> list[tuple[str, str]]:
-    """(serial, state) of every device the adb server knows, offline and unauthorized included."""
-    client = client or ensure_server()
+def list_devices(client: AdbClient | None = None, *, server: AdbServer | None = None) -> list[tuple[str, str]]:
+    """(serial, state) of every device an adb server knows (`client`'s, else `server`'s,
+    else the default one), offline and unauthorized included."""
+    client = client or ensure_server(server=server)
     try:
         return [(d.serial, d.state) for d in client.list()]
     except (adbutils.AdbError, OSError) as exc:
-        raise DeviceError(f"cannot list devices: {exc}") from exc
+        where = f"the adb server {client.server}" if isinstance(client, ServerClient) else "the adb server"
+        raise DeviceError(f"cannot list devices on {where}: {exc}") from exc
 
 
 class AdbDevice(Device):
-    """A device the adb server knows as `serial`.
+    """A device an adb server knows as `serial`: `server`'s (default: adb's own, `environment_server()`).
 
-    The constructor runs nothing: the first command finds adb, starts the server if none
-    runs, connects a `host:port` serial and waits until the device is ready."""
+    `self.serial` is its name, `HOST:PORT/SERIAL` on a named server (what `--device` takes
+    back), the bare serial on the default one; `adb_serial` is what that server calls it.
+    The constructor runs nothing: the first command finds adb, starts the default server if
+    none runs, connects a `host:port` serial and waits until the device is ready."""
 
-    def __init__(self, serial: str, *, client: AdbClient | None = None, adb: str | None = None) -> None:
-        self.serial = serial
+    def __init__(
+        self,
+        serial: str,
+        *,
+        server: AdbServer | None = None,
+        client: ServerClient | None = None,
+        adb: str | None = None,
+    ) -> None:
+        self._server = server or (client.server if client is not None else None)
+        self.adb_serial = serial
+        self.serial = device_name(self._server, serial) if self._server is not None else serial
         self._adb_path = adb
         self._client = client
         self._device: Any = None
@@ -113,19 +173,19 @@ class AdbDevice(Device):
             self._adb_path = adb_binary()
         return self._adb_path
 
-    @property
-    def _env(self) -> dict[str, str]:
-        """The environment of our adb subprocesses: the server port we talk to."""
-        port = self._client.port if self._client is not None else server_port()
-        return {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
+    def _adb_argv(self, *args: str) -> list[str]:
+        """An adb command line for our device on our server (-H/-P, -s): never the environment's."""
+        target = self._server or environment_server()
+        return [self._adb, *target.adb_args(), "-s", self.adb_serial, *args]
 
     def _connected(self) -> Any:
         """adbutils' device for our serial, once the server runs and the device is ready."""
         if self._device is not None:
             return self._device
         if self._client is None:
-            self._client = ensure_server(self._adb)
-        serial = self.serial
+            self._client = ensure_server(self._adb, self._server)
+            self._server = self._client.server
+        serial = self.adb_serial
         if ":" in serial and serial not in dict(list_devices(self._client)):
             try:
                 message = self._client.connect(serial, timeout=15)
@@ -151,7 +211,7 @@ class AdbDevice(Device):
         state = None
         assert self._client is not None
         while time.monotonic() < deadline:
-            state = dict(list_devices(self._client)).get(self.serial)
+            state = dict(list_devices(self._client)).get(self.adb_serial)
             if state == "device":
                 return
             if state not in (None, "connecting", "authorizing"):
@@ -198,13 +258,13 @@ class AdbDevice(Device):
         """`adb push` through the same server; progress read from its terminal output."""
         self._connected()
         total = Path(local).stat().st_size
-        argv = [self._adb, "-s", self.serial, "push", str(local), remote]
+        argv = self._adb_argv("push", str(local), remote)
         import pty  # POSIX only: imported here so that importing edgekit works everywhere
 
         # adb prints "[ 42%] path" only to a terminal: give it one.
         master, slave = pty.openpty()
         try:
-            proc = subprocess.Popen(argv, env=self._env, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         finally:
             os.close(slave)
         self._pushing = proc
@@ -251,8 +311,8 @@ class AdbDevice(Device):
     def pull(self, remote: str, local: Path) -> None:
         """`adb pull` through the same server."""
         self._connected()
-        argv = [self._adb, "-s", self.serial, "pull", remote, str(local)]
-        proc = subprocess.run(argv, env=self._env, capture_output=True, text=True, timeout=3600)
+        argv = self._adb_argv("pull", remote, str(local))
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
             raise DeviceError(
                 f"{self.serial}: pull of {remote} failed: {proc.stderr.strip() or proc.stdout.strip()}",
