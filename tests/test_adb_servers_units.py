@@ -10,7 +10,7 @@ import re
 import pytest
 
 from edgekit.device import AdbServer, resolve_devices
-from edgekit.device.address import default_server, split_device
+from edgekit.device.address import adb_env, default_server, split_device
 from edgekit.errors import DeviceError, InputError
 
 A = AdbServer.parse("10.0.0.5:5037")
@@ -57,6 +57,12 @@ def test_bad_server_settings_are_one_line_input_errors() -> None:
 def test_every_adb_process_gets_the_server_as_options() -> None:
     # -H/-P win over every environment variable in adb_commandline(), so these argv reach `server`.
     assert A.adb_args() == ["-H", "10.0.0.5", "-P", "5037"]
+    # adb starts only a server it calls local: tcp:PORT, the default's spec; any -H is "remote"
+    assert default_server({"ANDROID_ADB_SERVER_PORT": "5038"}).adb_args() == ["-P", "5038"]
+    assert AdbServer.parse("localhost:5038").adb_args() == ["-H", "localhost", "-P", "5038"]
+    assert adb_env({"ADB_SERVER_SOCKET": "tcp:1", "ANDROID_ADB_SERVER_ADDRESS": "h", "PATH": "/bin"}) == {
+        "PATH": "/bin"
+    }
     assert split_device("10.0.0.5:5037/R5CT1") == (A, "R5CT1")
     assert split_device("[::1]:5037/R5CT1")[0] == AdbServer(host="::1", port=5037)
     assert str(AdbServer(host="::1", port=5037)) == "[::1]:5037"

@@ -34,7 +34,7 @@ import adbutils
 from adbutils import AdbClient
 from adbutils._adb import AdbConnection
 
-from edgekit.device.address import AdbServer, default_server, device_name
+from edgekit.device.address import AdbServer, adb_env, default_server, device_name
 from edgekit.device.base import Device, ProgressFn, ShellResult, check_result
 from edgekit.errors import DeviceError
 
@@ -113,7 +113,8 @@ def ensure_server(adb: str | None = None, server: AdbServer | None = None) -> Se
                 f"(`adb -a -P {target.port} server nodaemon`) or {hint}"
             )
         adb = adb or adb_binary()
-        proc = subprocess.run([adb, *target.adb_args(), "start-server"], capture_output=True, text=True, timeout=60)
+        argv = [adb, *target.adb_args(), "start-server"]
+        proc = subprocess.run(argv, env=adb_env(os.environ), capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise DeviceError(f"could not start the adb server on {target}: {proc.stderr.strip()}")
     client = ServerClient(target)
@@ -264,7 +265,9 @@ class AdbDevice(Device):
         # adb prints "[ 42%] path" only to a terminal: give it one.
         master, slave = pty.openpty()
         try:
-            proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                argv, env=adb_env(os.environ), stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+            )
         finally:
             os.close(slave)
         self._pushing = proc
@@ -312,7 +315,7 @@ class AdbDevice(Device):
         """`adb pull` through the same server."""
         self._connected()
         argv = self._adb_argv("pull", remote, str(local))
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(argv, env=adb_env(os.environ), capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
             raise DeviceError(
                 f"{self.serial}: pull of {remote} failed: {proc.stderr.strip() or proc.stdout.strip()}",

@@ -55,9 +55,15 @@ class AdbServer:
         return "127.0.0.1" if self.host == "localhost" else self.host
 
     def adb_args(self) -> list[str]:
-        """The adb global options that point an adb process at this server. -H/-P win over
-        every environment variable (client/commandline.cpp, adb_commandline: "If -L, -H, or -P
-        are specified, ignore environment variables")."""
+        """The adb global options that point an adb process (run with `adb_env`) at this server.
+
+        -H/-P win over every environment variable (client/commandline.cpp, adb_commandline:
+        "If -L, -H, or -P are specified, ignore environment variables"). The default server
+        on localhost gets -P alone, adb's own `tcp:PORT`: with any -H adb calls the server
+        remote and never starts it ("cannot start server on remote host"); a named server
+        always gets -H, so an adb we run never starts one in its place."""
+        if not self.named and self.host == DEFAULT_HOST:
+            return ["-P", str(self.port)]
         return ["-H", self.host, "-P", str(self.port)]
 
     def __str__(self) -> str:
@@ -88,6 +94,16 @@ def default_server(environ: Mapping[str, str]) -> AdbServer:
         # adb itself exits here ("must be a positive number less than 65535").
         raise InputError(f"ANDROID_ADB_SERVER_PORT={port_text!r} is not a port: set it to a number below 65536")
     return AdbServer(host=host, port=int(port_text) if port_text else DEFAULT_PORT, named=False)
+
+
+SERVER_VARIABLES = ("ADB_SERVER_SOCKET", "ANDROID_ADB_SERVER_ADDRESS", "ANDROID_ADB_SERVER_PORT")
+"""The environment variables by which adb picks its server (`default_server`)."""
+
+
+def adb_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the server variables: with -P alone adb would still read
+    $ANDROID_ADB_SERVER_ADDRESS; an adb we run takes its server from `adb_args` only."""
+    return {k: v for k, v in environ.items() if k not in SERVER_VARIABLES}
 
 
 def split_device(spec: str) -> tuple[AdbServer | None, str]:

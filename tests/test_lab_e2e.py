@@ -1,0 +1,170 @@
+"""A phone lab (issue 16, items 1 and 2): four emulated phones behind two real adb servers
+(the adb adbutils ships, each server on its own port, `adb connect`ed to its phones), one
+adb server that is down, and the CLI finding, deploying to and benchmarking them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgekit.artifact import sha256_file
+from edgekit.device import AdbServer
+from edgekit.device.adb import _server_listening, adb_binary, ensure_server, list_devices
+from edgekit.testing.emulator import AdbDeviceEmulator
+from edgekit.testing.plugin import _free_port
+from edgekit.testing.runner_standin import write_runner_standin
+from tests.bundle import TFLITE_MODEL, write_bundle
+from tests.conftest import run_cli, wait_for
+
+ROOT = "/data/local/tmp/edgekit"
+
+
+@dataclasses.dataclass
+class Lab:
+    """Two adb servers, A with phones 0 and 1, B with phones 2 and 3; `dead` answers nothing."""
+
+    a: AdbServer
+    b: AdbServer
+    dead: AdbServer
+    phones: list[AdbDeviceEmulator]
+    runner: Path
+    env: dict[str, str]
+
+    def name(self, i: int) -> str:
+        """Phone i as edgekit calls it: HOST:PORT/SERIAL on its server."""
+        return f"{self.a if i < 2 else self.b}/{self.phones[i].serial}"
+
+    def servers(self, *servers: AdbServer) -> list[str]:
+        out = []
+        for s in servers or (self.a, self.b):
+            out += ["--adb-server", str(s)]
+        return out
+
+
+def _adb(server: AdbServer, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANDROID_ADB", "ADB_SERVER"))}
+    env["HOME"] = str(home)
+    env.pop("ANDROID_USER_HOME", None)
+    argv = [adb_binary(), "-P", str(server.port), *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=True)
+
+
+@pytest.fixture(scope="module")
+def lab(adb_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("lab")
+    a, b, dead = (AdbServer(host="127.0.0.1", port=_free_port()) for _ in range(3))
+    key = (adb_home / ".android" / "adbkey.pub").read_bytes()
+    phones: list[AdbDeviceEmulator] = []
+    try:
+        for server in (a, b):
+            _adb(server, adb_home, "start-server")
+        for i in range(4):
+            phones.append(AdbDeviceEmulator(root / f"phone{i}", trusted_keys=[key]).start())
+        for i, phone in enumerate(phones):
+            client = ensure_server(server=a if i < 2 else b)
+            assert "connected" in client.connect(phone.serial, timeout=10)
+        for server, mine in ((a, phones[:2]), (b, phones[2:])):
+            wait_for(
+                lambda s=server, m=mine: (
+                    {d for d, st in list_devices(server=s) if st == "device"}  # type: ignore[misc]
+                    == {p.serial for p in m}
+                ),
+                what=f"adb server {server} to see its two phones",
+                timeout_s=60,
+            )
+        # Whatever adb would pick from the environment is neither server: the lab is reached
+        # only through --adb-server (a default server edgekit started would show up here).
+        env = {"ADB_SERVER_SOCKET": f"tcp:127.0.0.1:{dead.port}", "ANDROID_ADB_SERVER_PORT": str(dead.port)}
+        yield Lab(a=a, b=b, dead=dead, phones=phones, runner=write_runner_standin(root / "litert_lm_main"), env=env)
+    finally:
+        for phone in phones:
+            phone.stop()
+        for server in (a, b):
+            subprocess.run(
+                [adb_binary(), "-P", str(server.port), "kill-server"],
+                env={**os.environ, "HOME": str(adb_home)},
+                capture_output=True,
+                timeout=60,
+            )
+
+
+def test_devices_lists_every_phone_on_every_server_and_a_dead_server_in_one_line(lab: Lab) -> None:
+    proc = run_cli("devices", *lab.servers(lab.a, lab.dead, lab.b), "--json", env=lab.env)
+    assert proc.returncode == 5, proc.stderr
+    rows = {r["device"]: r for r in json.loads(proc.stdout)}
+    assert sorted(rows) == sorted([*(lab.name(i) for i in range(4)), "local"])
+    for i in range(4):
+        row = rows[lab.name(i)]
+        assert row["server"] == str(lab.a if i < 2 else lab.b) and row["serial"] == lab.phones[i].serial
+        assert row["state"] == "device" and row["model"] == "Emulated Phone" and row["error"] is None
+        assert row["android"] == lab.phones[i].props["ro.build.version.release"]
+        published = int((lab.phones[i].power_dir / "capacity").read_text())  # what the phone's sysfs says now
+        assert abs(row["battery_pct"] - published) <= 1
+        assert row["supply_online"] is False
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"edgekit: error: the adb server {lab.dead} does not answer: start it there "
+        f"(`adb -a -P {lab.dead.port} server nodaemon`) or leave out its --adb-server"
+    ]
+    # The table: one line per phone, named as --device takes it, with its server.
+    table = run_cli("devices", *lab.servers(), env=lab.env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["device", "state", "server", "model", "android", "battery", "supply"]
+    for i in range(4):
+        [line] = [x for x in lines if x.startswith(lab.name(i) + " ")]
+        assert line.split()[:3] == [lab.name(i), "device", str(lab.a if i < 2 else lab.b)]
+        assert line.split()[-1] == "none"
+
+
+def test_a_serial_on_two_servers_is_ambiguous_and_host_port_serial_picks_one(lab: Lab, adb_home: Path) -> None:
+    phone = lab.phones[0]
+    client = ensure_server(server=lab.b)
+    assert "connected" in client.connect(phone.serial, timeout=10)  # phone 0 now on A and on B
+    marker = phone.sandbox / ROOT.lstrip("/") / "models" / "x"
+    try:
+        wait_for(
+            lambda: (phone.serial, "device") in list_devices(server=lab.b),
+            what="adb server B to see phone 0",
+            timeout_s=60,
+        )
+        proc = run_cli("clean", *lab.servers(), "--device", phone.serial, "--everything", env=lab.env)
+        assert proc.returncode == 2
+        assert proc.stderr.splitlines() == [
+            f"edgekit: error: --device {phone.serial} is on several adb servers: {lab.a}/{phone.serial} and "
+            f"{lab.b}/{phone.serial}: name one as HOST:PORT/SERIAL"
+        ]
+        marker.mkdir(parents=True)
+        on_b = f"{lab.b}/{phone.serial}"
+        proc = run_cli("clean", *lab.servers(), "--device", on_b, "--everything", "--json", env=lab.env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"removed": [f"{on_b}:{ROOT}"]}
+        assert not marker.exists()
+        # A bare serial found on one server only is that server's device.
+        other = lab.phones[3]
+        (other.sandbox / ROOT.lstrip("/") / "models" / "y").mkdir(parents=True)
+        proc = run_cli("clean", *lab.servers(), "--device", other.serial, "--everything", "--json", env=lab.env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"removed": [f"{lab.name(3)}:{ROOT}"]}
+    finally:
+        client.disconnect(phone.serial)
+
+
+def test_deploy_pushes_through_the_named_server(lab: Lab, tmp_path: Path) -> None:
+    artifact = write_bundle(tmp_path / "m.litertlm", [(TFLITE_MODEL, os.urandom(200_000))])
+    phone = lab.phones[2]  # on B only; the environment points adb at the dead port
+    args = ["deploy", *lab.servers(lab.b), "--device", phone.serial, "--runner", str(lab.runner), "--no-smoke"]
+    proc = run_cli(*args, str(artifact), env=lab.env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"✓ {lab.name(2)} (Emulated Phone, Android ")
+    sha = sha256_file(artifact)
+    pushed = phone.map_device_path(f"{ROOT}/models/{sha}/model.litertlm")
+    assert pushed is not None and sha256_file(pushed) == sha
+    # Nothing reached (or started) a server on the port the environment names.
+    assert not _server_listening(lab.dead)
