@@ -1,5 +1,5 @@
 """The CLI's shape: pipeline order, help that teaches, one error format, shared --device
-semantics (battery-bench runs several devices one after another), renamed flags that
+semantics (battery-bench runs several devices at the same time), renamed flags that
 still accept their old spelling."""
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_clean_all_still_works_and_says_it_is_deprecated(
 
 
 @pytest.mark.slow
-def test_battery_bench_runs_several_devices_one_after_another(
+def test_battery_bench_runs_several_devices_and_an_unreachable_one_stops_none(
     emulated_device: EmulatedDevice, int4_result: ConvertResult, tmp_path: Path, adb_home: Path
 ) -> None:
     public_key = (adb_home / ".android" / "adbkey.pub").read_bytes()

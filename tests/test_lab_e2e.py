@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +15,15 @@ from pathlib import Path
 import pytest
 
 from edgekit.artifact import sha256_file
+from edgekit.bench.result import BenchResult
+from edgekit.convert import ConvertResult
 from edgekit.device import AdbServer
 from edgekit.device.adb import _server_listening, adb_binary, ensure_server, list_devices
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.plugin import _free_port
 from edgekit.testing.runner_standin import write_runner_standin
 from tests.bundle import TFLITE_MODEL, write_bundle
-from tests.conftest import run_cli, wait_for
+from tests.conftest import run_cli, small_workload, wait_for
 
 ROOT = "/data/local/tmp/edgekit"
 
@@ -168,3 +171,53 @@ def test_deploy_pushes_through_the_named_server(lab: Lab, tmp_path: Path) -> Non
     assert pushed is not None and sha256_file(pushed) == sha
     # Nothing reached (or started) a server on the port the environment names.
     assert not _server_listening(lab.dead)
+
+
+def _mapped(phone: AdbDeviceEmulator, device_path: str) -> Path:
+    mapped = phone.map_device_path(device_path)
+    assert mapped is not None
+    return mapped
+
+
+def _span_ns(run_dir: Path) -> tuple[int, int]:
+    """(start, end) of a run on this computer's clock: its meta.json, pushed when it starts,
+    and the newest file it wrote (the emulated phone's sandbox is on this computer)."""
+    files = [f for f in run_dir.rglob("*") if f.is_file()]
+    return (run_dir / "meta.json").stat().st_mtime_ns, max(f.stat().st_mtime_ns for f in files)
+
+
+@pytest.mark.slow
+def test_battery_bench_runs_every_phone_at_once_and_a_failing_phone_stops_none(
+    lab: Lab, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    for phone in lab.phones:
+        phone.extra_env["EDGEKIT_STANDIN_TURN_S"] = "1.5"  # runs long enough to see them overlap
+    lab.phones[3].extra_env["EDGEKIT_STANDIN_PAD"] = "1"  # a broken backend: every answer <pad>
+    unreachable = f"{lab.a}/127.0.0.1:9"  # the discard port: no phone there
+    out = tmp_path / "r.json"
+    args = ["battery-bench", *lab.servers(), "--device", "all", "--device", unreachable]
+    args += ["--runner", str(lab.runner), "--workload", str(small_workload(tmp_path, 1))]
+    args += ["--baseline-s", "0.5", "--sample-s", "0.1", "--no-cooldown", "-o", str(out), "--json"]
+    try:
+        proc = run_cli(*args, str(int4_result.artifact.path), env=lab.env)
+    finally:
+        for phone in lab.phones:
+            phone.extra_env.clear()
+    assert proc.returncode == 7, proc.stderr  # the worst: the <pad> phone's failed run (7) over the lost one (5)
+    names = [lab.name(i) for i in range(4)]
+    documents = json.loads(proc.stdout)
+    listed = [d.get("device", {}).get("serial", d.get("serial")) for d in documents]
+    # `all` in each server's own order (A's phones, then B's), then the named one
+    assert sorted(listed[:2]) == names[:2] and sorted(listed[2:4]) == sorted(names[2:]) and listed[4] == unreachable
+    assert documents[4]["error"].startswith(f"{unreachable}: ")
+    assert f"✗ {unreachable}: " in proc.stderr
+    results = [BenchResult.load(tmp_path / f"r-{re.sub(r'[^0-9A-Za-z._-]+', '_', n)}.json") for n in names]
+    assert [r.device.serial for r in results] == names
+    assert all(r.complete for r in results)
+    assert results[3].degenerate and results[3].exit_code() == 7
+    for r in results[:3]:  # the others' runs stand, whatever the pad phone did
+        assert not r.degenerate and r.exit_code() != 7 and r.summary.decode_tokens_per_s
+    for name, r in zip(names, results, strict=True):
+        assert f"run {r.run_id} started on {name}; if this is cut off: " in proc.stderr
+    spans = [_span_ns(_mapped(lab.phones[i], f"{ROOT}/runs/{r.run_id}")) for i, r in enumerate(results)]
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans  # all four ran at once

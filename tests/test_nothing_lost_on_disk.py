@@ -94,7 +94,7 @@ def test_a_result_whose_folder_went_away_during_the_run_is_written_where_the_mes
     )
     campaign = Campaign(artifact=int4_result.artifact.path, config=config, output=folder / "r.json")
 
-    def progress(_index: int, _done: int, _total: int) -> None:
+    def progress(_serial: str, _index: int, _done: int, _total: int) -> None:
         # While the phone runs (the output was checked before it started), the folder
         # becomes a file: no folder can be made there any more.
         if folder.is_dir():

@@ -1,14 +1,19 @@
-"""battery-bench as a command line runs it: devices one after another, repeats, aggregation
+"""battery-bench as a command line runs it: every device at once, repeats, aggregation
 and where each result file goes. The `battery-bench` command is this module plus rendering.
 
-    run_devices(serials, transport, campaign)   Iterator[DeviceOutcome], one device after another
+    run_devices(serials, transport, campaign)   list[DeviceOutcome], the devices at the same time
     run_repeats(device, campaign)               the attached runs on one device (cool-down between)
     collect(device, run_id, campaign)           a detached run's result, written like the others
     write_results(results, path)                run files + the aggregate in the last result
     result_path(output, name, several=...)      where a device's result goes
 
+Each phone's run is detached on the phone (its driver runs there), so with several devices
+the host runs one thread per device that only deploys, starts, polls, pulls and computes;
+a device that fails is its own outcome and never stops the others.
+
 Ctrl-C on an attached run stops the phone's driver and raises `RunInterrupted`, which
-names the run so its measurements can still be collected or resumed.
+names the run so its measurements can still be collected or resumed; with several devices
+every device's run is stopped so, and `CampaignInterrupted` carries each of them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import dataclasses
 import datetime
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from edgekit._data import user_cache_dir
@@ -42,7 +48,7 @@ def fallback_dirs() -> tuple[Path, ...]:
     return (user_cache_dir() / "unsaved-results", Path(tempfile.gettempdir()))
 
 
-def _nothing(_text: str) -> contextlib.AbstractContextManager[object]:
+def _nothing(_serial: str, _text: str) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
@@ -72,18 +78,19 @@ class Campaign:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Observer:
-    """What a caller hears while a campaign runs (every callback optional).
+    """What a caller hears while a campaign runs (every callback optional). Every callback
+    names the device (its `serial`): with several devices they come from one thread each.
 
-    `status(text)` is entered around a step that shows no progress of its own (deploy and
-    start, cool-down, collect); `progress(run_index, done, total)` counts conversations;
+    `status(serial, text)` is entered around a step that shows no progress of its own (deploy
+    and start, cool-down, collect); `progress(serial, run_index, done, total)` counts conversations;
     `note(serial, text)` is something the user should know before the result;
     `started(serial, run_id)` hears a run the moment its driver started on the phone, and
     `collected(serial, run_id)` once that run's result is in (a run started and never
     collected is one to find again: the CLI keeps an index of them).
     """
 
-    status: Callable[[str], contextlib.AbstractContextManager[object]] = _nothing
-    progress: Callable[[int, int, int], None] | None = None
+    status: Callable[[str, str], contextlib.AbstractContextManager[object]] = _nothing
+    progress: Callable[[str, int, int, int], None] | None = None
     note: Callable[[str, str], None] | None = None
     started: Callable[[str, str], None] | None = None
     collected: Callable[[str, str], None] | None = None
@@ -112,6 +119,16 @@ class DeviceOutcome:
             return self.error.exit_code
         worst = max(r.exit_code() for r in self.runs)
         return max(worst, InputError.exit_code) if self.write_error else worst
+
+
+class CampaignInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, SIGHUP) while several devices ran: every device's run was stopped
+    (`stops`, one RunInterrupted each); `outcomes` are the devices that had ended before."""
+
+    def __init__(self, outcomes: list[DeviceOutcome], stops: list[RunInterrupted]) -> None:
+        super().__init__(len(outcomes), len(stops))
+        self.outcomes = outcomes
+        self.stops = stops
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -159,13 +176,16 @@ def run_attached(
     *,
     index: int = 0,
     observer: Observer = Observer(),
+    stop: threading.Event | None = None,
 ) -> BenchResult:
     """One attached run on `device` (deploy, start, follow, collect); on `local`, in this process.
 
-    `observer.status` is shown until the run has started (or its first progress)."""
+    `observer.status` is shown until the run has started (or its first progress). `stop`
+    set (from another thread: Ctrl-C in the main one) stops the run at its next poll as
+    Ctrl-C would: RunInterrupted."""
     started: list[str] = []
     starting = contextlib.ExitStack()
-    starting.enter_context(observer.status("deploying and starting the run on the device…"))
+    starting.enter_context(observer.status(device.serial, "deploying and starting the run on the device…"))
 
     def on_started(run_id: str) -> None:
         started.append(run_id)
@@ -175,8 +195,10 @@ def run_attached(
 
     def progress(done: int, total: int) -> None:
         starting.close()
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt  # handled below, as a Ctrl-C in this thread would be
         if observer.progress is not None:
-            observer.progress(index, done, total)
+            observer.progress(device.serial, index, done, total)
 
     try:
         result = session.battery_bench(device, artifact, config, progress, on_started=on_started)
@@ -200,9 +222,11 @@ def run_attached(
     return result
 
 
-def run_repeats(device: Device, campaign: Campaign, observer: Observer = Observer()) -> list[BenchResult]:
+def run_repeats(
+    device: Device, campaign: Campaign, observer: Observer = Observer(), stop: threading.Event | None = None
+) -> list[BenchResult]:
     """`campaign.repeat` attached runs on `device`, cooling down to the starting battery
-    temperature between them unless `campaign.cooldown` is off."""
+    temperature between them unless `campaign.cooldown` is off; `stop` as in run_attached."""
     if campaign.artifact is None:
         raise InputError("give the artifact to benchmark (or --collect RUN_ID / --resume RUN_ID)")
     online = online_supplies(device)
@@ -215,10 +239,12 @@ def run_repeats(device: Device, campaign: Campaign, observer: Observer = Observe
     start_temp = device.battery().temperature_c
     results = []
     for i in range(campaign.repeat):
+        if stop is not None and stop.is_set():
+            raise RunInterrupted(device.serial, None)
         if i and campaign.cooldown:
-            with observer.status("cooling down to the starting battery temperature…"):
+            with observer.status(device.serial, "cooling down to the starting battery temperature…"):
                 cool_down(device, start_temp)
-        results.append(run_attached(device, campaign.artifact, campaign.config, index=i, observer=observer))
+        results.append(run_attached(device, campaign.artifact, campaign.config, index=i, observer=observer, stop=stop))
     return results
 
 
@@ -258,29 +284,76 @@ def run_devices(
     transport: Transport,
     campaign: Campaign,
     observer: Observer = Observer(),
-) -> Iterator[DeviceOutcome]:
-    """Run `campaign` on each device, one after another (their measurements never overlap on
-    this computer); yields each device's outcome as it ends. An error on one device of
-    several is its outcome and the next one runs; with one device it is raised."""
+) -> list[DeviceOutcome]:
+    """Run `campaign` on every device at the same time (a thread per device: each phone runs
+    its own workload, the host only starts, polls, pulls and computes); returns each device's
+    outcome in the order of `serials`. An error on one device of several is its outcome and
+    the others go on; with one device it is raised (and the run is in this thread).
+
+    Ctrl-C in the calling thread with several devices: every run under way is stopped on
+    its phone (as one device's Ctrl-C does), then CampaignInterrupted."""
     several = len(serials) > 1
     campaign.check_output()
-    for serial in serials:
+    if not several:
+        return [_run_one(serials[0], transport, campaign, observer, None, several=False)]
+    stop = threading.Event()
+    outcomes: dict[str, DeviceOutcome] = {}
+    stops: dict[str, RunInterrupted] = {}
+
+    def work(serial: str) -> None:
         try:
-            device = open_device(serial, transport)
-            try:
-                results = run_repeats(device, campaign, observer)
-            finally:
-                device.close()
-            yield _written(serial, results, campaign, several=several)
-        except EdgekitError as exc:
-            if not several:
-                raise
-            yield DeviceOutcome(serial=serial, error=exc)
+            outcomes[serial] = _run_one(serial, transport, campaign, observer, stop, several=True)
+        except RunInterrupted as cut:
+            stops[serial] = cut
+        except Exception as exc:  # a bug on one device's thread must not lose the others' results
+            error = EdgekitError(f"{serial}: internal error: {type(exc).__name__}: {exc}")
+            outcomes[serial] = DeviceOutcome(serial=serial, error=error)
+
+    threads = [threading.Thread(target=work, args=(s,), name=f"battery-bench {s}", daemon=True) for s in serials]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()  # each run stops at its next poll; the signal handler ignores further signals
+        for t in threads:
+            t.join()
+        raise CampaignInterrupted([outcomes[s] for s in serials if s in outcomes], list(stops.values())) from None
+    if stops:  # a stop asked from elsewhere (an embedding program set no event here): say so
+        raise CampaignInterrupted([outcomes[s] for s in serials if s in outcomes], list(stops.values()))
+    return [outcomes[s] for s in serials]
 
 
-def collect(device: Device, run_id: str, campaign: Campaign, observer: Observer = Observer()) -> DeviceOutcome:
-    """Pull run `run_id` (a detached or cut-off run) and write its result as `campaign` says."""
+def _run_one(
+    serial: str,
+    transport: Transport,
+    campaign: Campaign,
+    observer: Observer,
+    stop: threading.Event | None,
+    *,
+    several: bool,
+) -> DeviceOutcome:
+    try:
+        device = open_device(serial, transport)
+        try:
+            results = run_repeats(device, campaign, observer, stop)
+        finally:
+            device.close()
+        return _written(serial, results, campaign, several=several)
+    except EdgekitError as exc:
+        if not several:
+            raise
+        return DeviceOutcome(serial=serial, error=exc)
+
+
+def collect(
+    device: Device, run_id: str, campaign: Campaign, observer: Observer = Observer(), *, several: bool = False
+) -> DeviceOutcome:
+    """Pull run `run_id` (a detached or cut-off run) and write its result as `campaign` says
+    (`several`: one of several devices' runs, so a given output gets `-<serial>`)."""
     campaign.check_output()
-    with observer.status("collecting the run…"):
+    with observer.status(device.serial, "collecting the run…"):
         result = session.collect(device, run_id)
-    return _written(device.serial, [result], campaign, several=False)
+    return _written(device.serial, [result], campaign, several=several)

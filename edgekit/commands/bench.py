@@ -1,15 +1,17 @@
 """`edgekit battery-bench`: the 25-conversation workload on the phone, with speed and battery cost.
 
-Thin: the options, then `edgekit.bench.campaign` (devices one after another, repeats,
+Thin: the options, then `edgekit.bench.campaign` (every device at once, repeats,
 aggregation, result files) and rendering.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -31,7 +33,7 @@ from edgekit.commands._common import (
     transport_option,
 )
 from edgekit.device import AdbServer, Transport, open_device, resolve_devices
-from edgekit.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError, RunStillRunning
+from edgekit.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, EdgekitError, InputError, RunStillRunning
 
 if TYPE_CHECKING:
     from edgekit.bench.campaign import Campaign, DeviceOutcome, Observer, RunInterrupted
@@ -48,11 +50,13 @@ Examples:
   edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable as told
   edgekit battery-bench --device SERIAL --collect 20261125-143000-a1b2c3
   edgekit battery-bench --device local model.litertlm                  # this computer
-  edgekit battery-bench --device all --repeat 3 model.litertlm         # every phone, one after another
+  edgekit battery-bench --device all --repeat 3 model.litertlm         # every phone, all at once
+  edgekit battery-bench --adb-server 10.0.0.5:5037 --adb-server localhost:5037 --device all model.litertlm
+  edgekit battery-bench --device all model.litertlm --detach           # then, later: --collect all
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path), required=False)
-@device_option(several="they run one after another, each its own measurement and result file")
+@device_option(several="they run at the same time, each its own measurement and result file")
 @adb_server_option
 @transport_option
 @click.option("--workload", type=click.Path(path_type=Path), help="A workload JSONL file.  [default: chat-25, shipped]")
@@ -111,7 +115,13 @@ Examples:
     show_default=True,
     help="With --detach: seconds to settle after the cable is unplugged, before the idle baseline.",
 )
-@click.option("--collect", "collect_id", metavar="RUN_ID", help="Pull a (detached) run and compute its result.")
+@click.option(
+    "--collect",
+    "collect_id",
+    metavar="RUN_ID",
+    help="Pull a (detached) run and compute its result. 'all': every run `edgekit runs` lists (on the "
+    "--device ones, if given), at once.",
+)
 @click.option(
     "--resume", "resume_id", metavar="RUN_ID", help="Finish a run that was cut off; finished conversations are kept."
 )
@@ -177,7 +187,8 @@ def bench_command(
     told. Whatever would corrupt it (a supply online, a suspend, a change of screen or
     thermal state, unit or counter doubts) voids it, naming the cause; speed figures stand.
     Figures from an emulated device (edgekit's or Google's Android Emulator) are labelled
-    simulated. Several devices (or --device all) run one after another.
+    simulated. Several devices (or --device all, on every --adb-server) run at the same
+    time, one progress line each; a device that fails never stops the others.
 
     Exit codes: 0 complete (battery valid, or a device with no battery counters: speed
     only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
@@ -294,6 +305,10 @@ def _bench(
         turn_timeout_s=turn_timeout_s,
     )
     campaign = Campaign(artifact=artifact, config=config, repeat=repeat, cooldown=cooldown, output=output)
+    if collect_id == "all":
+        names = set(resolve_devices(devices, Transport(transport), servers=adb_servers)) if devices else None
+        _collect_all(names, campaign, as_json)
+        return
     serials = resolve_devices(devices, Transport(transport), servers=adb_servers)
     if (collect_id or resume_id) and len(serials) > 1:
         flag = "--collect" if collect_id else "--resume"
@@ -353,23 +368,40 @@ def _forget(run_id: str) -> None:
 
 
 def _observer(console: Console, bars: Progress | None, repeat: int, transport: Transport = Transport.ADB) -> Observer:
+    """What the user sees: one progress line per device, its name first (`bars`), or a
+    spinner per step when there are no bars (--collect)."""
     from edgekit.bench.campaign import Observer
 
-    tasks: dict[int, TaskID] = {}
+    tasks: dict[str, TaskID] = {}
+    lock = threading.Lock()  # several devices' threads report at once
 
-    def progress(index: int, done: int, total: int) -> None:
+    def task(serial: str) -> TaskID:
+        assert bars is not None
+        with lock:
+            if serial not in tasks:
+                tasks[serial] = bars.add_task(f"{serial}: starting…", total=None)
+            return tasks[serial]
+
+    def progress(serial: str, index: int, done: int, total: int) -> None:
         if bars is None:
             return
-        if index not in tasks:
-            label = f"run {index + 1}/{repeat}: conversations" if repeat > 1 else "conversations"
-            tasks[index] = bars.add_task(label, total=total)
-        bars.update(tasks[index], completed=done, total=total)
+        label = f"run {index + 1}/{repeat}: conversations" if repeat > 1 else "conversations"
+        bars.update(task(serial), description=f"{serial}: {label}", completed=done, total=total)
+
+    @contextlib.contextmanager
+    def status(serial: str, text: str) -> Iterator[None]:
+        if bars is None:
+            with console.status(f"{serial}: {text}"):
+                yield
+            return
+        bars.update(task(serial), description=f"{serial}: {text}")
+        yield
 
     def note(serial: str, text: str) -> None:
         console.print(f"note: {serial}: {text}", markup=False, highlight=False)
 
     return Observer(
-        status=lambda text: console.status(text),
+        status=status,
         progress=progress,
         note=note,
         started=lambda serial, run_id: _remember(console, serial, run_id, transport, detached=False),
@@ -378,7 +410,7 @@ def _observer(console: Console, bars: Progress | None, repeat: int, transport: T
 
 
 def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_json: bool, stop: _Stop) -> None:
-    from edgekit.bench.campaign import RunInterrupted, run_devices
+    from edgekit.bench.campaign import CampaignInterrupted, RunInterrupted, run_devices
 
     console = stderr_console()
     outcomes: list[DeviceOutcome] = []
@@ -392,6 +424,14 @@ def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_j
             _render(outcomes, len(serials), as_json)  # the devices that finished before
             message = _interrupted_message(cut, stop.signum, transport)
             console.print(message, soft_wrap=True, highlight=False, markup=False)
+        raise click.exceptions.Exit(stop.exit_code) from None
+    except CampaignInterrupted as cut:
+        with contextlib.suppress(OSError):
+            _render(cut.outcomes, len(serials), as_json)  # the devices that had ended
+            for one in cut.stops:  # one line per device whose run was stopped
+                console.print(
+                    _interrupted_message(one, stop.signum, transport), soft_wrap=True, highlight=False, markup=False
+                )
         raise click.exceptions.Exit(stop.exit_code) from None
     _render(outcomes, len(serials), as_json)
     worst = max(o.exit_code for o in outcomes)
@@ -483,6 +523,58 @@ def _collect(device: Device, run_id: str, campaign: Campaign, as_json: bool) -> 
         raise click.exceptions.Exit(outcome.exit_code)
 
 
+def _collect_all(names: set[str] | None, campaign: Campaign, as_json: bool) -> None:
+    """--collect all: every run `edgekit runs` lists (on the devices `names`, if given), at once."""
+    from edgekit.bench import runs
+    from edgekit.bench.campaign import DeviceOutcome, collect
+
+    entries = [e for e in runs.entries() if names is None or e.device in names]
+    if not entries:
+        raise InputError("--collect all: no run started from this computer waits to be collected (see `edgekit runs`)")
+    several = len(entries) > 1
+
+    def one(entry: runs.RunEntry) -> DeviceOutcome:
+        device = open_device(entry.device, Transport(entry.transport))
+        try:
+            return collect(device, entry.run_id, campaign, several=several)
+        finally:
+            device.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
+        futures = [(entry, pool.submit(one, entry)) for entry in entries]
+    console, out = stderr_console(), Console(highlight=False, soft_wrap=True)
+    documents: list[Any] = []
+    codes: list[int] = []
+    for entry, future in futures:
+        try:
+            outcome = future.result()
+        except RunStillRunning as live:  # not a failure: that one is collected again later
+            console.print(str(live), markup=False, highlight=False, soft_wrap=True)
+            documents.append({"run_id": entry.run_id, "device": entry.device, "state": "running",
+                              "done": live.done, "total": live.total})  # fmt: skip
+            codes.append(live.exit_code)
+            continue
+        except EdgekitError as exc:
+            outcome = DeviceOutcome(serial=entry.device, error=exc)
+        else:
+            _forget(entry.run_id)
+        codes.append(outcome.exit_code)
+        if outcome.result is not None:
+            documents.append(json.loads(outcome.result.to_json()))
+        else:
+            documents.append({"serial": entry.device, "run_id": entry.run_id, "error": str(outcome.error)})
+        if as_json:
+            if outcome.error is not None:
+                _render_outcome(out, console, outcome)
+            _render_write_error(console, outcome)
+        else:
+            _render_outcome(out, console, outcome)
+    if as_json:
+        print_json(documents)
+    if max(codes):
+        raise click.exceptions.Exit(max(codes))
+
+
 def _resume(device: Device, run_id: str, config: BenchConfig, as_json: bool, transport: Transport) -> None:
     from edgekit.bench import session
 
@@ -503,33 +595,64 @@ def _run_state(serial: str, run_id: str, state: str, measure_s: float) -> dict[s
 
 
 def _start_detached(serials: list[str], transport: Transport, campaign: Campaign, as_json: bool) -> None:
+    """Deploy and start the run on every device at once; a device that cannot start is one
+    error line and the others still start."""
     from edgekit.bench import session
 
     assert campaign.artifact is not None
+    artifact = campaign.artifact
     console = stderr_console()
     plan = session.plan(campaign.config)
-    started = []
-    for serial in serials:
+
+    def start(serial: str) -> str:
         device = open_device(serial, transport)
         try:
-            with console.status(f"deploying and starting the run on {serial}…"):
-                started.append((serial, session.start_run(device, campaign.artifact, campaign.config, detach=True)))
-            _remember(console, serial, started[-1][1], transport, detached=True)
+            run_id = session.start_run(device, artifact, campaign.config, detach=True)
+            _remember(console, serial, run_id, transport, detached=True)
+            return run_id
         finally:
             device.close()
+
+    what = serials[0] if len(serials) == 1 else f"{len(serials)} devices"
+    with (
+        console.status(f"deploying and starting the run on {what}…"),
+        concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(serials))) as pool,
+    ):
+        futures = [(serial, pool.submit(start, serial)) for serial in serials]
+    started: list[tuple[str, str]] = []
+    errors: dict[str, EdgekitError] = {}
+    for serial, future in futures:
+        try:
+            started.append((serial, future.result()))
+        except EdgekitError as exc:
+            if len(serials) == 1:
+                raise
+            errors[serial] = exc
     if as_json:
-        states = [_run_state(serial, run_id, "waiting_for_unplug", plan.total_s) for serial, run_id in started]
+        states: list[Any] = [
+            _run_state(serial, run_id, "waiting_for_unplug", plan.total_s) for serial, run_id in started
+        ]
+        states += [{"serial": serial, "error": str(error)} for serial, error in errors.items()]
         print_json(states[0] if len(serials) == 1 else states)
-        return
-    config = campaign.config
-    for serial, run_id in started:
-        click.echo(f"run {run_id} started on {serial}.")
-    collect_lines = "\n".join(f"  edgekit battery-bench --device {s} --collect {r}" for s, r in started)
-    cable = "THE USB CABLE" if len(started) == 1 else "EVERY PHONE'S USB CABLE"
-    click.echo(
-        f"UNPLUG {cable} NOW: the phone waits up to {config.unplug_wait_s / 60:.0f} min for it, then "
-        f"settles {plan.settle_s:.0f} s, measures idle {plan.baseline_s:.0f} s, runs the workload "
-        f"(about {plan.workload_s / 60:.0f} min) and measures idle {plan.baseline_s:.0f} s again.\n"
-        f"PLUG IT BACK IN about {plan.total_s / 60:.0f} min after unplugging (earlier only ends the "
-        f"battery figure), then run\n{collect_lines}"
-    )
+    elif started:
+        config = campaign.config
+        for serial, run_id in started:
+            click.echo(f"run {run_id} started on {serial}.")
+        if len(started) == 1:
+            collect_lines = "\n".join(f"  edgekit battery-bench --device {s} --collect {r}" for s, r in started)
+        else:
+            collect_lines = (
+                "  edgekit battery-bench --collect all      (every run started here; `edgekit runs` lists them)"
+            )
+        cable = "THE USB CABLE" if len(started) == 1 else "EVERY PHONE'S USB CABLE"
+        click.echo(
+            f"UNPLUG {cable} NOW: the phone waits up to {config.unplug_wait_s / 60:.0f} min for it, then "
+            f"settles {plan.settle_s:.0f} s, measures idle {plan.baseline_s:.0f} s, runs the workload "
+            f"(about {plan.workload_s / 60:.0f} min) and measures idle {plan.baseline_s:.0f} s again.\n"
+            f"PLUG IT BACK IN about {plan.total_s / 60:.0f} min after unplugging (earlier only ends the "
+            f"battery figure), then run\n{collect_lines}"
+        )
+    for serial, error in errors.items():
+        console.print(Text(f"✗ {serial}: {error}", style="red"), soft_wrap=True)
+    if errors:
+        raise click.exceptions.Exit(max(e.exit_code for e in errors.values()))

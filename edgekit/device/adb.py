@@ -191,17 +191,17 @@ class AdbDevice(Device):
             try:
                 message = self._client.connect(serial, timeout=15)
             except (adbutils.AdbError, OSError) as exc:
-                raise DeviceError(f"{serial}: cannot connect: {exc}", serial=serial) from exc
+                raise DeviceError(f"{self.serial}: cannot connect: {exc}", serial=self.serial) from exc
             if "authenticate" in message:
                 raise DeviceError(
-                    f"{serial}: device unauthorized: accept the RSA prompt on the phone (tick 'Always allow')",
-                    serial=serial,
+                    f"{self.serial}: device unauthorized: accept the RSA prompt on the phone (tick 'Always allow')",
+                    serial=self.serial,
                 )
             if "connected" not in message:
                 raise DeviceError(
-                    f"{serial}: cannot connect ({message.strip()}): is the phone awake, on the network, "
+                    f"{self.serial}: cannot connect ({message.strip()}): is the phone awake, on the network, "
                     f"with wireless debugging or `adb tcpip` on?",
-                    serial=serial,
+                    serial=self.serial,
                 )
         self._wait_ready()
         self._device = self._client.device(serial)
