@@ -221,3 +221,34 @@ def test_battery_bench_runs_every_phone_at_once_and_a_failing_phone_stops_none(
         assert f"run {r.run_id} started on {name}; if this is cut off: " in proc.stderr
     spans = [_span_ns(_mapped(lab.phones[i], f"{ROOT}/runs/{r.run_id}")) for i, r in enumerate(results)]
     assert max(start for start, _ in spans) < min(end for _, end in spans), spans  # all four ran at once
+
+
+@pytest.mark.slow
+def test_detach_starts_every_phone_and_collect_all_gets_every_run(
+    lab: Lab, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    env = {**lab.env, "XDG_STATE_HOME": str(tmp_path / "state")}  # this test's own index of runs
+    args = ["battery-bench", *lab.servers(), "--device", "all", "--runner", str(lab.runner)]
+    args += ["--workload", str(small_workload(tmp_path, 1)), "--baseline-s", "0.3", "--sample-s", "0.1"]
+    proc = run_cli(*args, "--detach", "--settle-s", "0.2", "--json", str(int4_result.artifact.path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    states = json.loads(proc.stdout)
+    names = {lab.name(i) for i in range(4)}
+    assert {s["device"] for s in states} == names and {s["state"] for s in states} == {"waiting_for_unplug"}
+    run_ids = {s["device"]: s["run_id"] for s in states}
+    listed = json.loads(run_cli("runs", "--json", env=env).stdout)
+    assert {(r["device"], r["run_id"]) for r in listed} == set(run_ids.items())
+
+    def finished(i: int) -> bool:
+        status = _mapped(lab.phones[i], f"{ROOT}/runs/{run_ids[lab.name(i)]}/status")
+        return status.exists() and status.read_text().strip() == "done"
+
+    wait_for(lambda: all(finished(i) for i in range(4)), what="the four detached runs to finish", timeout_s=300)
+    out = tmp_path / "c.json"
+    collected = run_cli("battery-bench", "--collect", "all", "-o", str(out), "--json", env=env)
+    documents = json.loads(collected.stdout)
+    assert {(d["device"]["serial"], d["run_id"]) for d in documents} == set(run_ids.items()), collected.stderr
+    results = [BenchResult.load(tmp_path / f"c-{re.sub(r'[^0-9A-Za-z._-]+', '_', n)}.json") for n in names]
+    assert all(r.complete for r in results)
+    assert collected.returncode == max(r.exit_code() for r in results), collected.stderr  # the worst of them
+    assert json.loads(run_cli("runs", "--json", env=env).stdout) == []  # collected, so forgotten
