@@ -8,7 +8,9 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,7 +210,11 @@ def test_battery_bench_runs_every_phone_at_once_and_a_failing_phone_stops_none(
     documents = json.loads(proc.stdout)
     listed = [d.get("device", {}).get("serial", d.get("serial")) for d in documents]
     # `all` in each server's own order (A's phones, then B's), then the named one
-    assert sorted(listed[:2]) == names[:2] and sorted(listed[2:4]) == sorted(names[2:]) and listed[4] == unreachable
+    assert (
+        sorted(listed[:2]) == sorted(names[:2])
+        and sorted(listed[2:4]) == sorted(names[2:])
+        and listed[4] == unreachable
+    )
     assert documents[4]["error"].startswith(f"{unreachable}: ")
     assert f"✗ {unreachable}: " in proc.stderr
     results = [BenchResult.load(tmp_path / f"r-{re.sub(r'[^0-9A-Za-z._-]+', '_', n)}.json") for n in names]
@@ -252,3 +258,40 @@ def test_detach_starts_every_phone_and_collect_all_gets_every_run(
     assert all(r.complete for r in results)
     assert collected.returncode == max(r.exit_code() for r in results), collected.stderr  # the worst of them
     assert json.loads(run_cli("runs", "--json", env=env).stdout) == []  # collected, so forgotten
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_phones_run_and_names_each(lab: Lab, int4_result: ConvertResult, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    phones = [1, 2]  # one on each server
+    args = ["battery-bench", *lab.servers(), "--device", lab.name(1), "--device", lab.name(2)]
+    args += ["--runner", str(lab.runner), "--workload", str(small_workload(tmp_path, 1)), "--baseline-s", "60"]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
+    env.update(lab.env, HOME=str(home), XDG_STATE_HOME=str(state), COLUMNS="200")
+    argv = [sys.executable, "-m", "edgekit", *args, str(int4_result.artifact.path)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid_files = [
+            wait_for(
+                lambda i=i: list(_mapped(lab.phones[i], f"{ROOT}/runs").glob("*/driver.pid")),  # type: ignore[misc]
+                what=f"phone {i}'s driver to start",
+            )[0]
+            for i in phones
+        ]
+        for pid_file in pid_files:
+            wait_for(lambda p=pid_file: p.read_text().strip(), what="the driver's pid")  # type: ignore[misc]
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "edgekit: error" not in err
+    for i, pid_file in zip(phones, pid_files, strict=True):
+        run_id = pid_file.parent.name
+        [line] = [x for x in err.splitlines() if x.startswith(f"interrupted: run {run_id} stopped on {lab.name(i)}")]
+        assert f"--device {lab.name(i)} --collect {run_id}" in line
+        assert not _mapped(lab.phones[i], f"{ROOT}/bench.lock").exists()  # stopped there, the phone released
+        assert (state / "edgekit" / "runs" / f"{run_id}.json").exists()  # kept for --collect
