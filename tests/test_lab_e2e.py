@@ -291,7 +291,9 @@ def test_ctrl_c_stops_every_phones_run_and_names_each(lab: Lab, int4_result: Con
     assert "Traceback" not in err and "edgekit: error" not in err
     for i, pid_file in zip(phones, pid_files, strict=True):
         run_id = pid_file.parent.name
-        [line] = [x for x in err.splitlines() if x.startswith(f"interrupted: run {run_id} stopped on {lab.name(i)}")]
+        stopped = [x for x in err.splitlines() if x.startswith(f"interrupted: run {run_id} stopped on {lab.name(i)}")]
+        assert len(stopped) == 1, err
+        [line] = stopped
         assert f"--device {lab.name(i)} --collect {run_id}" in line
         assert not _mapped(lab.phones[i], f"{ROOT}/bench.lock").exists()  # stopped there, the phone released
         assert (state / "edgekit" / "runs" / f"{run_id}.json").exists()  # kept for --collect

@@ -300,6 +300,8 @@ def run_devices(
     outcomes: dict[str, DeviceOutcome] = {}
     stops: dict[str, RunInterrupted] = {}
 
+    ended = {serial: threading.Event() for serial in serials}
+
     def work(serial: str) -> None:
         try:
             outcomes[serial] = _run_one(serial, transport, campaign, observer, stop, several=True)
@@ -308,20 +310,25 @@ def run_devices(
         except Exception as exc:  # a bug on one device's thread must not lose the others' results
             error = EdgekitError(f"{serial}: internal error: {type(exc).__name__}: {exc}")
             outcomes[serial] = DeviceOutcome(serial=serial, error=error)
+        finally:
+            ended[serial].set()
 
-    threads = [threading.Thread(target=work, args=(s,), name=f"battery-bench {s}", daemon=True) for s in serials]
-    for t in threads:
-        t.start()
+    def wait_all() -> None:
+        # Events, not Thread.join: here a join that Ctrl-C cut short left its thread looking
+        # finished while it still ran, and that phone's stop unreported (test_lab_e2e's Ctrl-C test).
+        for event in ended.values():
+            while not event.wait(0.2):
+                pass
+
+    for serial in serials:
+        threading.Thread(target=work, args=(serial,), name=f"battery-bench {serial}", daemon=True).start()
     try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
+        wait_all()
     except KeyboardInterrupt:
         stop.set()  # each run stops at its next poll; the signal handler ignores further signals
-        for t in threads:
-            t.join()
+        wait_all()
         raise CampaignInterrupted([outcomes[s] for s in serials if s in outcomes], list(stops.values())) from None
-    if stops:  # a stop asked from elsewhere (an embedding program set no event here): say so
+    if stops:  # no Ctrl-C reached this thread, yet a run was stopped: it is still reported
         raise CampaignInterrupted([outcomes[s] for s in serials if s in outcomes], list(stops.values()))
     return [outcomes[s] for s in serials]
 
