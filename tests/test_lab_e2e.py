@@ -252,6 +252,7 @@ def test_detach_starts_every_phone_and_collect_all_gets_every_run(
     wait_for(lambda: all(finished(i) for i in range(4)), what="the four detached runs to finish", timeout_s=300)
     out = tmp_path / "c.json"
     collected = run_cli("battery-bench", "--collect", "all", "-o", str(out), "--json", env=env)
+    assert collected.stdout.startswith("["), (collected.returncode, collected.stderr)
     documents = json.loads(collected.stdout)
     assert {(d["device"]["serial"], d["run_id"]) for d in documents} == set(run_ids.items()), collected.stderr
     results = [BenchResult.load(tmp_path / f"c-{re.sub(r'[^0-9A-Za-z._-]+', '_', n)}.json") for n in names]
@@ -271,11 +272,12 @@ def test_ctrl_c_stops_every_phones_run_and_names_each(lab: Lab, int4_result: Con
     env = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
     env.update(lab.env, HOME=str(home), XDG_STATE_HOME=str(state), COLUMNS="200")
     argv = [sys.executable, "-m", "edgekit", *args, str(int4_result.artifact.path)]
+    before = {i: set(_mapped(lab.phones[i], f"{ROOT}/runs").glob("*/driver.pid")) for i in phones}  # earlier tests'
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         pid_files = [
             wait_for(
-                lambda i=i: list(_mapped(lab.phones[i], f"{ROOT}/runs").glob("*/driver.pid")),  # type: ignore[misc]
+                lambda i=i: list(set(_mapped(lab.phones[i], f"{ROOT}/runs").glob("*/driver.pid")) - before[i]),  # type: ignore[misc]
                 what=f"phone {i}'s driver to start",
             )[0]
             for i in phones
