@@ -270,3 +270,32 @@ def test_json_is_valid_json_even_when_a_change_has_no_finite_percentage(tmp_path
     ttft = rows["ttft_s_median"]
     assert ttft["change_pct"] is None and ttft["worse"] and ttft["regression"] and not ttft["missing"]
     assert [k for k, d in rows.items() if d["regression"]] == ["ttft_s_median"]
+
+
+def test_the_regression_exit_code_is_its_own_and_the_one_documented() -> None:
+    from edgekit import cli, errors
+    from edgekit.bench.result import EXIT_VOID
+
+    others = {c.exit_code for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.EdgekitError)}
+    others |= {EXIT_VOID, EXIT_FAILED, cli.EXIT_INTERNAL, errors.EXIT_INTERRUPTED, errors.EXIT_TERMINATED}
+    assert EXIT_REGRESSION not in others | {0, errors.EXIT_HANGUP, errors.EXIT_STILL_RUNNING}
+    help_text = run_cli("compare", "--help").stdout
+    assert f"exit {EXIT_REGRESSION} on a regression beyond 5%" in help_text
+    assert f"Exit {EXIT_REGRESSION} if any figure of B is worse" in " ".join(help_text.split())
+    docs = (Path(__file__).parent.parent / "docs" / "battery-bench.md").read_text()
+    assert f"| {EXIT_REGRESSION} | `compare --fail-on-regression` only: a regression" in docs
+    assert f"a regression exits **{EXIT_REGRESSION}** (`EXIT_REGRESSION`)" in docs
+
+
+def test_the_library_gate_refuses_what_the_cli_refuses(tmp_path: Path) -> None:
+    from edgekit.errors import InputError
+    from edgekit.report import compare
+
+    good = _fake_run(tmp_path)
+    for bad in (math.nan, math.inf, -1.0):
+        with pytest.raises(InputError, match="--fail-on-regression must be a finite percentage >= 0"):
+            compare(good, good, bad)
+    nan = dataclasses.replace(good, summary=dataclasses.replace(good.summary, prefill_tokens_per_s=math.nan))
+    with pytest.raises(InputError, match=r"^B: summary.prefill_tokens_per_s is nan: "):
+        compare(good, nan)
+    assert not any(d.regression for d in compare(good, good, 0))
