@@ -386,10 +386,12 @@ def differences_in_kind(a: BenchResult, b: BenchResult) -> list[str]:
     if a.artifact.sha256 == b.artifact.sha256:
         return out
     if ma is None or mb is None:
-        which = " and ".join(n for n, m in (("A", ma), ("B", mb)) if m is None)
+        which = (
+            "neither has a manifest" if ma is None and mb is None else f"{'A' if ma is None else 'B'} has no manifest"
+        )
         out.append(
             f"artifact differs (A {a.artifact.name} sha256 {a.artifact.sha256[:12]}, "
-            f"B {b.artifact.name} sha256 {b.artifact.sha256[:12]}) and {which} has no manifest, "
+            f"B {b.artifact.name} sha256 {b.artifact.sha256[:12]}) and {which}, "
             "so whether it is the same model cannot be told"
         )
     elif (ma.model.model_type, ma.model.parameter_count) != (mb.model.model_type, mb.model.parameter_count):
@@ -410,8 +412,9 @@ def compare(
 ) -> list[Difference]:
     """Differences B vs A for the COMPARED figures. A change is a regression only when it is
     worse beyond the threshold AND, where both figures have a 95% interval, the intervals do
-    not overlap (overlapping intervals: within the noise of the measurement). A figure A has
-    and B lacks is a regression whatever the threshold.
+    not overlap (overlapping intervals: within the noise of the measurement). With a
+    threshold, a figure A has and B lacks (a failed run, a void battery figure) is a
+    regression whatever the threshold's size.
 
     InputError (one line, naming the file by `names`) for a threshold that is not finite and
     >= 0, a NaN or infinite number in either result, or results of another workload or
@@ -421,7 +424,7 @@ def compare(
     for name, result in zip(names, (a, b), strict=True):
         bad = non_finite(result)
         if bad is not None:
-            raise InputError(f"{name}: {bad[0]} is {bad[1]}: not a figure edgekit can compare", path=name)
+            raise InputError(f"{name}: {bad[0]} is {bad[1]}: not a figure edgekit can compare")
     kind = differences_in_kind(a, b)
     if kind and not allow_different:
         raise InputError(

@@ -243,6 +243,17 @@ def test_artifacts_of_different_models_are_refused_and_of_one_model_compared(tmp
     ]
     assert run_cli("compare", a, b_other, "--allow-different").returncode == 0
 
+    # B's artifact has no manifest (provenance unknown) and another sha256: not known to be the same model.
+    unknown = dataclasses.replace(requantized, manifest=None, provenance="unknown")
+    b_unknown = _write(dataclasses.replace(base, artifact=unknown), tmp_path / "unknown-model.json")
+    proc = run_cli("compare", a, b_unknown)
+    assert proc.returncode == 2
+    assert _lines(proc.stderr) == [
+        f"edgekit: error: {a} and {b_unknown} are not comparable: artifact differs (A {base.artifact.name} "
+        f"sha256 {base.artifact.sha256[:12]}, B tiny-int8.litertlm sha256 000000000000) and B has no manifest, "
+        "so whether it is the same model cannot be told (--allow-different to compare anyway)"
+    ]
+
 
 def test_artifacts_without_a_manifest_are_one_model_only_by_their_sha256(tmp_path: Path) -> None:
     one, other = _fake_run(tmp_path), _fake_run(tmp_path, model=b"other bytes ")
@@ -253,7 +264,7 @@ def test_artifacts_without_a_manifest_are_one_model_only_by_their_sha256(tmp_pat
     assert proc.returncode == 2
     [line] = _lines(proc.stderr)
     assert line.startswith(f"edgekit: error: {a} and {b} are not comparable: artifact differs (A m.litertlm sha256 ")
-    assert "A and B has no manifest, so whether it is the same model cannot be told" in line
+    assert "and neither has a manifest, so whether it is the same model cannot be told" in line
     assert run_cli("compare", a, b, "--allow-different").returncode == 0
 
 
