@@ -169,3 +169,13 @@ def test_an_adapter_that_does_not_fit_is_one_line_and_nothing_is_written(
     assert "which base" in refused(gpt2) and "another architecture" in refused(gpt2)
     wider = write_example_model(tmp_path / "wider", dataclasses.replace(TINY, hidden_size=2 * TINY.hidden_size))
     assert "trained for another base" in refused(lora, wider)
+
+
+def test_the_same_base_and_adapter_again_is_a_cache_hit(
+    merged_fp32: ConvertResult, tiny_gemma3_dir: Path, lora: Path
+) -> None:
+    # PEFT's merge is deterministic, so the merged model's files, which the key hashes, are too.
+    again = convert(
+        tiny_gemma3_dir, ConvertConfig(output=merged_fp32.artifact.path, quant=Quant.FP32, adapter=lora, threads=2)
+    )
+    assert again.cached and again.artifact.manifest.sha256 == merged_fp32.artifact.manifest.sha256  # type: ignore[union-attr]
