@@ -24,6 +24,7 @@ from pathlib import Path
 
 from edgekit.device.adb import adb_binary, ensure_server
 from edgekit.device.direct import ensure_adb_key
+from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.runner_standin import write_runner_standin
 
@@ -63,8 +64,10 @@ def main() -> None:
         work = Path(tmp)
         home = work / "home"
         ensure_adb_key(home / ".android" / "adbkey")
-        big = work / "big.litertlm"
-        with big.open("wb") as f:
+        # A bundle deploy's header check accepts (one small TFLite section, laid out as
+        # litert_lm_builder writes it), grown to --mb MiB: the runner stand-in never reads it.
+        big = write_bundle(work / "big.litertlm", [(TFLITE_MODEL, b"TFL3" * 1024)])
+        with big.open("r+b") as f:
             f.truncate(args.mb * 1024 * 1024)
         runner = write_runner_standin(work / "litert_lm_main")
         port = "39377"

@@ -92,10 +92,22 @@ class GgufSource:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class AdapterSource:
+    """The LoRA adapter merged into the source before export (--adapter)."""
+
+    path: str
+    files: dict[str, str]
+    rank: int
+    target_modules: tuple[str, ...]
+    base_model: str | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SourceRecord:
     """Where the artifact came from: kind ("checkpoint_dir", "in_memory", "gguf"), path, the
     sha256 over the source's files and each file's sha256. A GGUF source also records its
-    header and the files transformers materialised from it (as converted)."""
+    header and the files transformers materialised from it (as converted); a source with an
+    adapter records the adapter and the files of the merged model (as converted)."""
 
     kind: str
     path: str | None
@@ -103,6 +115,7 @@ class SourceRecord:
     files: dict[str, str]
     gguf: GgufSource | UnsetType = UNSET
     materialized_files: dict[str, str] | UnsetType = UNSET
+    adapter: AdapterSource | UnsetType = UNSET
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ Exit codes that are no error of this tree (the CLI's):
     EXIT_INTERRUPTED  130   Ctrl-C (SIGINT), once or twice: the same clean stop
     EXIT_TERMINATED   143   SIGTERM (128 + 15)
     EXIT_HANGUP       129   SIGHUP, the terminal went away (128 + 1)
+    EXIT_REGRESSION     8   `compare --fail-on-regression`: B is worse than A, or lacks a figure A has
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ EXIT_TERMINATED = 143
 EXIT_HANGUP = 129
 EXIT_STILL_RUNNING = 75
 """--collect of a live run: nothing failed, come back later (sysexits' EX_TEMPFAIL)."""
+EXIT_REGRESSION = 8
+"""`compare --fail-on-regression`: a figure of B is worse than A's beyond the threshold, or
+missing from B (a failed run). Its own code, so CI tells a regression from a broken compare."""
 
 
 class EdgekitError(Exception):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import statistics
 
 from edgekit.bench.power import ValidityFlag
 from edgekit.bench.result import BenchResult, figure
+from edgekit.errors import InputError
 
 # Summary figures compared by `compare`; True = higher is better.
 COMPARED = {
@@ -323,7 +325,10 @@ def html_report(result: BenchResult) -> str:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Difference:
     """One compared figure: A, B (the means of the valid runs where a result has --repeat),
-    their 95% intervals where known, the relative change, and whether B is a regression."""
+    their 95% intervals where known, the relative change, and whether B is a regression.
+
+    `missing` is True when A has the figure and B has none (B's run failed or its battery
+    figure is void): with a threshold set that is a regression, never a pass."""
 
     key: str
     a: float | None
@@ -334,35 +339,124 @@ class Difference:
     a_interval: tuple[float, float] | None = None
     b_interval: tuple[float, float] | None = None
     within_noise: bool = False
+    missing: bool = False
 
 
-def compare(a: BenchResult, b: BenchResult, fail_on_regression_pct: float | None = None) -> list[Difference]:
+def check_threshold(pct: float) -> float:
+    """`pct` if it is a usable --fail-on-regression threshold (finite, >= 0); else InputError naming it."""
+    if not math.isfinite(pct) or pct < 0:
+        raise InputError(f"--fail-on-regression must be a finite percentage >= 0, got {pct}")
+    return pct
+
+
+def non_finite(result: BenchResult) -> tuple[str, float] | None:
+    """The first field of `result` that holds NaN or ±inf (as `summary.decode_tokens_per_s`,
+    `samples[3].voltage_uv`) and its value, None when every number is finite."""
+
+    def walk(data: object, where: str) -> tuple[str, float] | None:
+        if isinstance(data, float) and not math.isfinite(data):
+            return where, data
+        if isinstance(data, dict):
+            items = [(f"{where}.{k}" if where else str(k), v) for k, v in data.items()]
+        elif isinstance(data, (list, tuple)):
+            items = [(f"{where}[{i}]", v) for i, v in enumerate(data)]
+        else:
+            return None
+        for name, value in items:
+            found = walk(value, name)
+            if found is not None:
+                return found
+        return None
+
+    return walk(result.to_data(), "")
+
+
+def differences_in_kind(a: BenchResult, b: BenchResult) -> list[str]:
+    """What makes A and B not comparable: another workload (its sha256), or the artifacts of
+    different models (the manifests' model_type and parameter count; without a manifest on
+    either side only the same artifact sha256 is known to be the same model). Empty: comparable."""
+    out = []
+    wa, wb = a.workload, b.workload
+    if wa.sha256 != wb.sha256:
+        out.append(
+            f"workload differs: A ran {wa.name} v{wa.version} (sha256 {wa.sha256[:12]}), "
+            f"B ran {wb.name} v{wb.version} (sha256 {wb.sha256[:12]})"
+        )
+    ma, mb = a.artifact.manifest, b.artifact.manifest
+    if a.artifact.sha256 == b.artifact.sha256:
+        return out
+    if ma is None or mb is None:
+        which = (
+            "neither has a manifest" if ma is None and mb is None else f"{'A' if ma is None else 'B'} has no manifest"
+        )
+        out.append(
+            f"artifact differs (A {a.artifact.name} sha256 {a.artifact.sha256[:12]}, "
+            f"B {b.artifact.name} sha256 {b.artifact.sha256[:12]}) and {which}, "
+            "so whether it is the same model cannot be told"
+        )
+    elif (ma.model.model_type, ma.model.parameter_count) != (mb.model.model_type, mb.model.parameter_count):
+        out.append(
+            f"model differs: A's artifact is {ma.model.model_type} ({ma.model.parameter_count} parameters), "
+            f"B's is {mb.model.model_type} ({mb.model.parameter_count} parameters)"
+        )
+    return out
+
+
+def compare(
+    a: BenchResult,
+    b: BenchResult,
+    fail_on_regression_pct: float | None = None,
+    *,
+    allow_different: bool = False,
+    names: tuple[str, str] = ("A", "B"),
+) -> list[Difference]:
     """Differences B vs A for the COMPARED figures. A change is a regression only when it is
     worse beyond the threshold AND, where both figures have a 95% interval, the intervals do
-    not overlap (overlapping intervals: within the noise of the measurement)."""
+    not overlap (overlapping intervals: within the noise of the measurement). With a
+    threshold, a figure A has and B lacks (a failed run, a void battery figure) is a
+    regression whatever the threshold's size.
+
+    InputError (one line, naming the file by `names`) for a threshold that is not finite and
+    >= 0, a NaN or infinite number in either result, or results of another workload or
+    model (see `differences_in_kind`) unless `allow_different`."""
+    if fail_on_regression_pct is not None:
+        check_threshold(fail_on_regression_pct)
+    for name, result in zip(names, (a, b), strict=True):
+        bad = non_finite(result)
+        if bad is not None:
+            raise InputError(f"{name}: {bad[0]} is {bad[1]}: not a figure edgekit can compare")
+    kind = differences_in_kind(a, b)
+    if kind and not allow_different:
+        raise InputError(
+            f"{names[0]} and {names[1]} are not comparable: {'; '.join(kind)} (--allow-different to compare anyway)"
+        )
     out = []
     for key, higher_better in COMPARED.items():
         fa, fb = figure(a, key), figure(b, key)
         va, vb = fa.value, fb.value
+        missing = va is not None and vb is None
         change = None if not va or vb is None else (vb - va) / abs(va) * 100
-        worse = change is not None and (change < 0 if higher_better else change > 0)
+        if change is not None and not math.isfinite(change):  # A's figure is tiny next to B's: no percentage
+            change = None
+        worse = va is not None and vb is not None and (vb < va if higher_better else vb > va)
         ia = None if fa.low is None or fa.high is None else (fa.low, fa.high)
         ib = None if fb.low is None or fb.high is None else (fb.low, fb.high)
         noise = ia is not None and ib is not None and ia[0] <= ib[1] and ib[0] <= ia[1]
-        regression = (
-            worse and not noise and fail_on_regression_pct is not None and abs(change or 0) > fail_on_regression_pct
-        )
+        beyond = change is None or abs(change) > (fail_on_regression_pct or 0)  # None: A is 0 or tiny next to B
+        gate = fail_on_regression_pct is not None
+        regression = gate and (missing or (worse and not noise and beyond))
         out.append(
             Difference(
                 key=key,
                 a=va,
                 b=vb,
                 change_pct=change,
-                worse=worse,
+                worse=worse or missing,
                 regression=regression,
                 a_interval=ia,
                 b_interval=ib,
                 within_noise=noise,
+                missing=missing,
             )
         )
     return out

@@ -19,7 +19,7 @@ from edgekit.device.parsers import MULTI_TURN_PROMPT
 from edgekit.errors import InputError
 from edgekit.litertlm import read_header
 from edgekit.probe import MULTI_TURN, ONE_SHOT
-from tests.bundle import write_bundle
+from edgekit.testing.bundle import write_bundle
 
 
 @pytest.mark.parametrize(

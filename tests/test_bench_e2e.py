@@ -12,6 +12,7 @@ from edgekit.bench import run_folder, session
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
+from edgekit.errors import EXIT_REGRESSION
 from edgekit.testing.plugin import EmulatedDevice
 from tests.conftest import CHAT25, require_tool, run_cli, small_workload, wait_for
 
@@ -200,7 +201,7 @@ def test_full_chat25_through_the_cli_then_report_and_compare(
     data["summary"]["decode_tokens_per_s"] /= 2
     slower.write_text(json.dumps(data))
     reg = run_cli("compare", str(out), str(slower), "--fail-on-regression", "5")
-    assert reg.returncode == 1
+    assert reg.returncode == EXIT_REGRESSION
     assert "decode_tokens_per_s" in reg.stdout and "REGRESSION" in reg.stdout
     assert reg.stderr.strip() == "edgekit: error: regression beyond 5.0%: decode_tokens_per_s"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,15 @@ def test_convert_without_the_convert_extra_says_what_to_install(
         "(pip install 'edgekit[convert]', after pip install torch==2.13.0)"
     )
     assert not (tmp_path / "o.litertlm").exists()
+
+
+def test_json_output_is_strict_json_whatever_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgekit.commands._common import print_json
+
+    print_json({"gap": float("nan"), "rows": [1.5, float("inf"), {"x": -float("inf")}], "n": 3})
+    out = capsys.readouterr().out
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in --json")) == {
+        "gap": None,
+        "rows": [1.5, None, {"x": None}],
+        "n": 3,
+    }

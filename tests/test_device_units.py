@@ -15,8 +15,8 @@ from edgekit.device import Execution, Transport, resolve_devices
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
 from edgekit.testing import FakeDevice
+from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.runner_standin import write_runner_standin
-from tests.bundle import TFLITE_MODEL, write_bundle
 
 ROOT = "/data/local/tmp/edgekit"
 CAPTURES = Path(__file__).parent / "captures"

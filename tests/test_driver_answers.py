@@ -134,9 +134,9 @@ def test_multi_turn_keeps_every_byte_of_every_answer(tmp_path: Path, shell: str)
     # at them, assembly.turn_answer): every answer and its newline after its prompt, byte for
     # byte, and the last prompt the runner printed before its empty line ended it.
     prompt = parsers.MULTI_TURN_PROMPT
-    assert (run_dir / "out" / "0001.txt").read_bytes() == (
-        "".join(prompt + a + "\n" for a in ANSWERS) + prompt
-    ).encode("utf-8")
+    assert (run_dir / "out" / "0001.txt").read_bytes() == ("".join(prompt + a + "\n" for a in ANSWERS) + prompt).encode(
+        "utf-8"
+    )
     assert _prompts(runner_dir) == TURNS
 
 

@@ -85,6 +85,7 @@ def test_engine_scores_text_as_pytorch_does_and_a_shifted_reference_would_show(
             max_tokens=512,
             max_window_tokens=128,
             max_context_tokens=room,
+            round_trips=lambda i: list(engine.tokenize(engine.detokenize([i]))) == [i],  # as measure() does
         )
         bos = engine.bos_token_id
     assert max(len(w.context_ids) for w in windows) <= room

@@ -77,7 +77,11 @@ def test_a_context_longer_than_the_room_loses_its_first_words() -> None:
     )
     assert len(cut) == len(whole)
     for w, full in zip(cut, whole, strict=True):
-        assert len(w.context_ids) <= 30 and full.context.endswith(w.context) and w.continuation.startswith(full.continuation)
+        assert (
+            len(w.context_ids) <= 30
+            and full.context.endswith(w.context)
+            and w.continuation.startswith(full.continuation)
+        )
         assert not w.context.startswith(" ")
     assert cut[0].context.split()[-1] == whole[0].context.split()[-1] and cut[0].context.split()[0].startswith("w")
     # 128-entry cache, prefill 32: 94 context tokens leave room for two more prefills (measured).

@@ -5,6 +5,7 @@ than one command prints."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -88,9 +89,20 @@ def stderr_console() -> Console:
     return Console(file=cast(IO[str], TerminalStderr()), highlight=False)
 
 
+def _finite(data: Any) -> Any:
+    """`data` with every NaN or infinite float as None: JSON has no such numbers (RFC 8259)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    """Data for machines: JSON on stdout, one document."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    """Data for machines: JSON on stdout, one document (a figure that is not a finite number is null)."""
+    sys.stdout.write(json.dumps(_finite(data), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -30,6 +30,7 @@ Examples:
   edgekit convert ./my-finetune --quant int8 --cache-length 2048 -o ft.litertlm
   edgekit convert ./my-finetune --format tflite -o ft.tflite --json
   edgekit convert ./my-ja-app --calibration-text prompts-ja.txt -o ja-app.litertlm
+  edgekit convert ./gemma-3-270m --adapter ./my-lora -o my-app.litertlm
 """,
 )
 @click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
@@ -115,6 +116,13 @@ Examples:
     "[default: the model's own samples in its 16 most common writing systems]",
 )
 @click.option(
+    "--adapter",
+    type=click.Path(path_type=Path),
+    help="A LoRA fine-tune as training leaves it: the PEFT/Unsloth adapter folder (adapter_config.json + "
+    "adapter_model.safetensors) for MODEL. It is merged into MODEL (a checkpoint folder) with PEFT before "
+    "export; the fidelity check compares against the merged model; the manifest records the adapter's files.",
+)
+@click.option(
     "--force", is_flag=True, help="Convert even when the output is up to date with the same input and settings."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show litert-torch's own output.")
@@ -133,6 +141,7 @@ def convert_command(
     max_nll_gap: float | None,
     eval_text: Path | None,
     calibration_texts: tuple[Path, ...],
+    adapter: Path | None,
     force: bool,
     verbose: bool,
     as_json: bool,
@@ -166,6 +175,7 @@ def convert_command(
         max_nll_gap=max_nll_gap,
         eval_text=eval_text,
         calibration_texts=calibration_texts,
+        adapter=adapter,
         force=force,
         verbose=verbose,
         given_by="flag",

@@ -19,6 +19,7 @@ Examples:
   edgekit eval gemma3-270m.litertlm --reference ./gemma3-270m
   edgekit eval google-gemma3-270m-q8.litertlm --reference ./gemma-3-270m-it --json
   edgekit eval my.litertlm --reference ./my-finetune --text held-out.txt --max-tokens 4096
+  edgekit eval my-app.litertlm --reference ./gemma-3-270m --adapter ./my-lora
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path))
@@ -27,6 +28,12 @@ Examples:
     required=True,
     type=click.Path(path_type=Path),
     help="The Hugging Face checkpoint folder the artifact should match (run in PyTorch, fp32).",
+)
+@click.option(
+    "--adapter",
+    type=click.Path(path_type=Path),
+    help="A LoRA adapter folder (PEFT) merged into --reference before scoring.  "
+    "[default: the adapter the artifact's manifest records, if any]",
 )
 @click.option(
     "--text",
@@ -56,6 +63,7 @@ Examples:
 def eval_command(
     artifact: Path,
     reference: Path,
+    adapter: Path | None,
     text_path: Path | None,
     section: str,
     max_tokens: int,
@@ -81,7 +89,13 @@ def eval_command(
     status = stderr_console().status(f"scoring up to {max_tokens} tokens with the engine and PyTorch ({threads_word})…")
     with status, captured_output(new_log_path("eval")), torch_threads(threads):
         result = nll.evaluate(
-            artifact, reference, text=text, max_tokens=max_tokens, threads=threads, max_nll_gap=max_nll_gap
+            artifact,
+            reference,
+            text=text,
+            max_tokens=max_tokens,
+            threads=threads,
+            max_nll_gap=max_nll_gap,
+            adapter_dir=adapter,
         )
     if as_json:
         print_json(result.to_dict())
@@ -91,4 +105,5 @@ def eval_command(
     click.echo(
         f"  mean NLL: artifact {gap.artifact_nll:.4f}, PyTorch fp32 {gap.reference_nll:.4f} nats/token "
         f"over {gap.windows} windows; reference {result.reference}"
+        + (f" with adapter {result.adapter} merged" if result.adapter else "")
     )

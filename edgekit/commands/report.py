@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from edgekit._files import atomic_write_text, check_writable
-from edgekit.commands._common import error_line, print_json
-from edgekit.errors import InputError
-
-EXIT_REGRESSION = 1
-"""`compare --fail-on-regression`: a figure of B is worse than A's beyond the threshold."""
+from edgekit.commands._common import error_line
+from edgekit.errors import EXIT_REGRESSION, InputError
 
 
 @click.command(
@@ -45,13 +44,32 @@ def report_command(result_path: Path, output: Path | None) -> None:
     click.echo(f"\nHTML report: {output}")
 
 
+def _threshold(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """--fail-on-regression: a finite percentage >= 0, refused at parse time otherwise."""
+    from edgekit.report import check_threshold
+
+    if value is None:
+        return None
+    try:
+        return check_threshold(value)
+    except InputError:
+        raise click.BadParameter(
+            f"{value:g} is not a finite percentage >= 0 (e.g. 5, or 0 for any change)", ctx, param
+        ) from None
+
+
 @click.command(
     "compare",
-    short_help="Compare two battery-bench results; exit 1 on a regression you set.",
-    epilog="""\b
+    short_help=f"Compare two battery-bench results; exit {EXIT_REGRESSION} on a regression you set.",
+    epilog=f"""\b
 Examples:
   edgekit compare before.json after.json
-  edgekit compare main.json branch.json --fail-on-regression 5     exit 1 on a regression beyond 5%
+  edgekit compare main.json branch.json --fail-on-regression 5     exit {EXIT_REGRESSION} on a regression beyond 5%
+  edgekit compare gemma3.json qwen3.json --allow-different         another model (or workload): compare anyway
+\b
+Exit codes: 0 no regression; {EXIT_REGRESSION} a regression (a figure of B worse beyond PCT, or missing
+from B: a failed run); 2 bad input (a NaN or inf in a result, a bad PCT, results of another
+workload or model without --allow-different).
 """,
 )
 @click.argument("a_path", metavar="A.json", type=click.Path(path_type=Path))
@@ -59,22 +77,35 @@ Examples:
 @click.option(
     "--fail-on-regression",
     type=float,
+    callback=_threshold,
     metavar="PCT",
-    help="Exit 1 if any figure of B is worse than A by more than PCT percent (gate CI on it).",
+    help=f"Exit {EXIT_REGRESSION} if any figure of B is worse than A by more than PCT percent (outside the "
+    "95% intervals where both have one), or missing from B while A has it (gate CI on it). "
+    "A finite number >= 0.",
+)
+@click.option(
+    "--allow-different",
+    is_flag=True,
+    help="Compare results of different workloads (sha256) or of different models (the manifests' model "
+    "type and size; an artifact without a manifest is the same model only by its sha256).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
-def compare_command(a_path: Path, b_path: Path, fail_on_regression: float | None, as_json: bool) -> None:
+def compare_command(
+    a_path: Path, b_path: Path, fail_on_regression: float | None, allow_different: bool, as_json: bool
+) -> None:
     """Compare battery-bench result B with A: decode and prefill tokens/s, time to first
-    token, battery % per 25 conversations, energy, mJ per token."""
+    token, battery % per 25 conversations, energy, mJ per token. Results of another
+    workload or model, or holding NaN or inf, are refused."""
     import dataclasses
 
     from edgekit.bench.result import BenchResult
     from edgekit.report import compare
 
     a, b = BenchResult.load(a_path), BenchResult.load(b_path)
-    diffs = compare(a, b, fail_on_regression)
+    diffs = compare(a, b, fail_on_regression, allow_different=allow_different, names=(str(a_path), str(b_path)))
     if as_json:
-        print_json([dataclasses.asdict(d) for d in diffs])
+        sys.stdout.write(json.dumps([dataclasses.asdict(d) for d in diffs], indent=2, sort_keys=True, allow_nan=False))
+        sys.stdout.write("\n")
     else:
         out = Console(highlight=False, soft_wrap=True)
         if a.simulated or b.simulated:
@@ -82,13 +113,16 @@ def compare_command(a_path: Path, b_path: Path, fail_on_regression: float | None
         for d in diffs:
             change = "—" if d.change_pct is None else f"{d.change_pct:+.1f}%"
             mark = "  REGRESSION" if d.regression else ("  worse" if d.worse else "")
-            if d.within_noise and d.worse:
+            if d.missing:
+                mark += " (missing from B)"
+            elif d.within_noise and d.worse:
                 mark += " (within the 95% intervals: noise)"
             out.print(f"{d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}{mark}")
     regressions = [d for d in diffs if d.regression]
     if regressions:
         if not as_json:
-            error_line(f"regression beyond {fail_on_regression}%: {', '.join(d.key for d in regressions)}")
+            named = ", ".join(d.key + (" (missing from B)" if d.missing else "") for d in regressions)
+            error_line(f"regression beyond {fail_on_regression}%: {named}")
         raise click.exceptions.Exit(EXIT_REGRESSION)
 
 

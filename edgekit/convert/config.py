@@ -32,6 +32,8 @@ class ConvertConfig:
     calibration_texts: tuple[Path, ...] = ()
     """The app's own UTF-8 texts: they decide what the recipe calibrates (which ids of a split
     table get 8 bits). Empty: the model's own samples decide."""
+    adapter: Path | None = None
+    """A PEFT LoRA adapter folder, merged into the source checkpoint folder before export."""
     force: bool = False
     verbose: bool = False
     given_by: str = "caller"
@@ -96,6 +98,8 @@ class ConvertConfig:
             object.__setattr__(self, "eval_text", Path(self.eval_text))
             if not self.eval_text.is_file():
                 raise InputError(f"evaluation text {self.eval_text} does not exist", path=self.eval_text)
+        if self.adapter is not None:
+            object.__setattr__(self, "adapter", Path(self.adapter))
         texts = tuple(Path(t) for t in self.calibration_texts)
         object.__setattr__(self, "calibration_texts", texts)
         for text in texts:

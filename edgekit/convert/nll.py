@@ -603,6 +603,8 @@ class EvalResult:
     """The artifact's quantization in plain words, from its manifest (None without one)."""
     reference: str
     gap: NllGap
+    adapter: str | None = None
+    """The LoRA adapter folder merged into the reference (None: the reference as it is)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (`edgekit eval --json`)."""
@@ -611,6 +613,7 @@ class EvalResult:
             "artifact_sha256": self.artifact_sha256,
             "recipe": self.recipe,
             "reference": self.reference,
+            "adapter": self.adapter,
             "nll": self.gap.to_dict(),
         }
 
@@ -627,12 +630,15 @@ def evaluate(
     max_tokens: int = EVAL_MAX_TOKENS,
     threads: int | None = None,
     max_nll_gap: float | None = None,
+    adapter_dir: Path | str | None = None,
 ) -> EvalResult:
     """NLL gap of `.litertlm` file `artifact` vs the fp32 PyTorch model of checkpoint folder `reference`.
 
     Works for any `.litertlm` (edgekit's or a third party's) whose tokenizer matches the
     reference's. Needs edgekit[convert] for the reference. FidelityError if the gap passes
-    `max_nll_gap`.
+    `max_nll_gap`. With `adapter_dir` (a LoRA adapter folder), or when the artifact's
+    manifest records the adapter it was converted with, the reference is the base with
+    that adapter merged (PEFT), as convert verified it.
     """
     from edgekit.convert.pipeline import load_checkpoint, load_reference, require_convert_extra
     from edgekit.convert.recipes import Quant
@@ -668,7 +674,17 @@ def evaluate(
             recipe = manifest.quantization.description if manifest.quantization else Quant(quant).description
         except ValueError:
             recipe = str(quant)
+    merge = _reference_adapter(
+        artifact,
+        manifest if manifest is not None and manifest.sha256 == digest else None,
+        reference,
+        None if adapter_dir is None else Path(adapter_dir),
+    )
     model, tokenizer = load_reference(reference)
+    if merge is not None:
+        from edgekit.convert import adapter
+
+        model = adapter.merged(model, merge)
     gap = measure(
         artifact,
         model,
@@ -686,4 +702,33 @@ def evaluate(
         recipe=recipe,
         reference=str(reference),
         gap=gap,
+        adapter=None if merge is None else str(merge.path),
     )
+
+
+def _reference_adapter(artifact: Path, manifest: Any, reference: Path, given: Path | None) -> Any:
+    """The adapter to merge into the reference (adapter.AdapterInfo), None for none: `given`,
+    else the one the manifest records, if its folder still holds the files converted."""
+    from msgspec import UNSET
+
+    from edgekit.convert import adapter
+
+    recorded = None if manifest is None else manifest.source.adapter
+    if given is not None:
+        return adapter.check(given, reference)
+    if recorded is None or recorded is UNSET:
+        return None
+    folder = Path(recorded.path)
+    if not folder.is_dir():
+        raise InputError(
+            f"{artifact} was converted with LoRA adapter {folder}, which is gone: pass --adapter DIR "
+            f"(its files' sha256 are in the manifest) so that the reference is the merged model"
+        )
+    info = adapter.check(folder, reference)
+    if info.files != dict(recorded.files):
+        changed = sorted(n for n in set(info.files) | set(recorded.files) if info.files.get(n) != recorded.files.get(n))
+        raise InputError(
+            f"adapter {folder} changed since {artifact} was converted ({', '.join(changed)}): "
+            f"pass --adapter DIR of the adapter it was converted with"
+        )
+    return info

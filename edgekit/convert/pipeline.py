@@ -33,6 +33,7 @@ from edgekit._typed import from_data, to_data
 from edgekit._versions import versions
 from edgekit.artifact import (
     CALLER,
+    AdapterSource,
     Artifact,
     ConversionRecord,
     EvalTextFile,
@@ -50,7 +51,7 @@ from edgekit.artifact import (
     manifest_path,
     sha256_file,
 )
-from edgekit.convert import recipes
+from edgekit.convert import adapter, recipes
 from edgekit.convert.config import ConvertConfig
 from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
@@ -660,7 +661,37 @@ def convert(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _source_record(ckpt: Checkpoint, gguf_info: Any, in_memory: bool) -> SourceRecord:
+def _checked_adapter(
+    src_dir: Path, gguf_info: Any, adapter_dir: Path, *, in_memory: bool
+) -> tuple[Checkpoint, adapter.AdapterInfo]:
+    """The base checkpoint and the adapter to merge into it; InputError if they do not fit."""
+    if gguf_info is not None or in_memory:
+        raise InputError(
+            "--adapter merges a LoRA adapter into a Hugging Face checkpoint folder: give the base "
+            "as that folder (`edgekit example gemma3-270m DIR` writes the trained Gemma 3 270M as one)"
+        )
+    base = load_checkpoint(src_dir)  # the base's own faults first
+    return base, adapter.check(adapter_dir, src_dir)
+
+
+def _source_record(
+    ckpt: Checkpoint,
+    gguf_info: Any,
+    in_memory: bool,
+    *,
+    base: Checkpoint | None = None,
+    adapter_info: adapter.AdapterInfo | None = None,
+) -> SourceRecord:
+    if base is not None and adapter_info is not None:
+        return SourceRecord(
+            kind="checkpoint_dir",
+            path=str(base.path.resolve()),
+            sha256=base.source_sha256,
+            files=base.files,
+            # The model as converted: PEFT's merge of the two.
+            materialized_files=ckpt.files,
+            adapter=from_data(adapter_info.to_dict(), AdapterSource, "adapter"),
+        )
     if gguf_info is not None:
         info = gguf_info.to_dict()
         return SourceRecord(
@@ -695,6 +726,10 @@ def _convert_in(
     in_memory = not isinstance(source, (str, Path))
     tracker.enter("load")
     src_dir, gguf_info = _source_dir(source, tokenizer, work)
+    base, adapter_info = None, None
+    if config.adapter is not None:
+        base, adapter_info = _checked_adapter(src_dir, gguf_info, config.adapter, in_memory=in_memory)
+        src_dir = adapter.write_merged(base.path, adapter_info, work / "merged")
     ckpt, the_plan, key = _plan_source(src_dir, gguf_info, config, in_memory=in_memory)
     if key is not None and not config.force:
         hit = _cache_hit(out, key)
@@ -708,6 +743,8 @@ def _convert_in(
         ckpt = load_checkpoint(src_dir)
     assert ckpt is not None
     the_plan, notes = _checked_plan(ckpt, the_plan, src_dir, gguf_info)
+    if base is not None:  # name the user's base, not our merged copy
+        notes = [n.replace(str(src_dir), str(base.path)) for n in notes]
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent, split_table=the_plan.split_rows is not None)
 
@@ -732,7 +769,7 @@ def _convert_in(
         ckpt,
         the_plan,
         config,
-        source=_source_record(ckpt, gguf_info, in_memory),
+        source=_source_record(ckpt, gguf_info, in_memory, base=base, adapter_info=adapter_info),
         key=key,
         conversion=conversion,
         fidelity=fidelity_report,

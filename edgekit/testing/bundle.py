@@ -13,7 +13,7 @@ BLOCK = 16 * 1024  # the builder aligns every section to 16 KiB
 
 def write_bundle(path: Path, sections: list[tuple[int, bytes]], *, major: int = 1) -> Path:
     """Write `sections` (data type, bytes) as a .litertlm of format version major.7.0."""
-    import flatbuffers
+    import flatbuffers  # type: ignore[import-untyped]
     from litert_lm_builder import litertlm_header_schema_py_generated as schema
 
     objects = []
