@@ -21,10 +21,10 @@ from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device import AdbServer
 from edgekit.device.adb import _server_listening, adb_binary, ensure_server, list_devices
+from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.plugin import _free_port
 from edgekit.testing.runner_standin import write_runner_standin
-from tests.bundle import TFLITE_MODEL, write_bundle
 from tests.conftest import run_cli, small_workload, wait_for
 
 ROOT = "/data/local/tmp/edgekit"
@@ -251,7 +251,10 @@ def test_detach_starts_every_phone_and_collect_all_gets_every_run(
 
     wait_for(lambda: all(finished(i) for i in range(4)), what="the four detached runs to finish", timeout_s=300)
     out = tmp_path / "c.json"
-    collected = run_cli("battery-bench", "--collect", "all", "-o", str(out), "--json", env=env)
+    # PYTHONFAULTHANDLER: should the command ever die of a signal, its stderr says where
+    collected = run_cli(
+        "battery-bench", "--collect", "all", "-o", str(out), "--json", env={**env, "PYTHONFAULTHANDLER": "1"}
+    )
     assert collected.stdout.startswith("["), (collected.returncode, collected.stderr)
     documents = json.loads(collected.stdout)
     assert {(d["device"]["serial"], d["run_id"]) for d in documents} == set(run_ids.items()), collected.stderr
