@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from edgekit.device import AdbServer, resolve_devices
+from edgekit.device import AdbServer, Transport, resolve_devices
 from edgekit.device.address import adb_env, default_server, split_device
 from edgekit.errors import DeviceError, InputError
 
@@ -105,3 +105,16 @@ def test_devices_on_several_servers_are_named_by_their_server() -> None:
         resolve_devices((), servers=servers, list_devices=lab)
     with pytest.raises(DeviceError, match=re.escape("the adb server 10.9.9.9:1 does not answer")):
         resolve_devices(("all",), servers=(A, AdbServer.parse("10.9.9.9:1")), list_devices=lab)
+
+
+@pytest.mark.parametrize("transport", [Transport.ADB, Transport.DIRECT])
+def test_an_empty_serial_and_a_port_that_is_no_tcp_port_are_input_errors(transport: Transport) -> None:
+    def nobody(server: AdbServer) -> list[tuple[str, str]]:
+        raise AssertionError("no server is asked about a bad --device")
+
+    with pytest.raises(InputError, match="--device is empty"):
+        resolve_devices(("",), transport, list_devices=nobody)
+    with pytest.raises(InputError, match=r"--device '127.0.0.1:99999'.*PORT 1-65535"):
+        resolve_devices(("127.0.0.1:99999",), transport, list_devices=nobody)
+    with pytest.raises(InputError, match="PORT 1-65535"):
+        resolve_devices(("10.0.0.5:0",), transport, list_devices=nobody)

@@ -30,9 +30,13 @@ class Transport(str, enum.Enum):
 
 
 def _host_port(spec: str) -> tuple[str, int]:
+    """A phone's adbd address HOST[:PORT] (5555, `adb tcpip`'s default port, when none given);
+    InputError for a port that is no TCP port (a socket would say only "Connection refused")."""
     host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep:
         return spec, 5555
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise InputError(f"--device {spec!r}: give the phone's adbd address as HOST:PORT, PORT 1-65535")
     return host, int(port)
 
 
@@ -83,14 +87,25 @@ def resolve_devices(
     device in state `device` on every server (not `local`). Errors say what to pass.
     `list_devices(server)` gives (serial, state) pairs; default: ask that adb server.
     """
+    for spec in specs:
+        if not spec.strip():
+            raise InputError("--device is empty: give a serial (see `edgekit devices`), HOST:PORT, local or all")
     if transport is Transport.DIRECT:
+        for spec in specs:
+            if spec != "all":
+                _host_port(spec)  # a bad address fails before anything is opened
         if servers:
             raise InputError("--adb-server is for --transport adb: --transport direct talks to the phone's adbd")
         if not specs or "all" in specs:
             raise InputError("--transport direct needs --device HOST:PORT (the phone's adbd address)")
         return list(dict.fromkeys(specs))
     for spec in specs:
-        split_device(spec)  # a malformed HOST:PORT/SERIAL fails before any server is asked
+        # A malformed HOST:PORT/SERIAL, or an `adb connect` address HOST:PORT whose port is no
+        # TCP port, fails before any server is asked.
+        _, serial = split_device(spec)
+        host, sep, port = serial.rpartition(":")
+        if sep and host and port.isdigit():
+            _host_port(serial)
     list_devices = list_devices or _list_on
     named = bool(servers)
     targets = tuple(dict.fromkeys(servers)) or (_default_server(),)
