@@ -5,12 +5,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError
+
+_ENGINES = threading.RLock()
+"""One LiteRT-LM engine at a time in this process: battery-bench and deploy check each phone's
+smoke answer with this computer's engine from one thread per phone, and litert-lm-api makes
+no promise that two engines may be created or run at once. (A parallel lab test once died
+with SIGSEGV and no Python traceback; overlapping engines are the one native part those
+threads share, so they are serialized. Not proven to be the cause.)"""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -34,12 +42,13 @@ def open_engine(
     """The LiteRT-LM engine for `model_path` (CPU, benchmark counters on, logs at ERROR).
 
     Its XNNPACK weight cache (~140 MB for a 270M model) goes to a temp folder removed
-    with it, never beside the model. Raises EdgekitError if the model does not load.
+    with it, never beside the model. Raises EdgekitError if the model does not load. Other
+    threads wait while it is open (_ENGINES).
     """
     import litert_lm
 
-    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
-    with tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
+    with _ENGINES, tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
+        litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
         try:
             engine = litert_lm.Engine(
                 str(model_path),

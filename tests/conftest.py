@@ -111,7 +111,8 @@ def run_cli(
     home = Path(os.environ.get("XDG_CACHE_HOME", "/tmp")) / "home"
     home.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
-    full_env = {**base, "HOME": str(home), "COLUMNS": "200", **(env or {})}
+    # PYTHONFAULTHANDLER: a native crash in the child prints every thread's Python stack.
+    full_env = {**base, "HOME": str(home), "COLUMNS": "200", "PYTHONFAULTHANDLER": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "edgekit", *args],
         cwd=cwd,
