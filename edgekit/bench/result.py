@@ -246,6 +246,19 @@ class AggregateFigure:
     runs: int
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StartState:
+    """The phone as the run found it, read just before the run started: when (UTC, ISO 8601
+    with microseconds), its charge level (%) and its battery temperature (°C); None where
+    the device does not report one. With several artifacts (A/B on one phone) this says
+    whether each started alike: source.android.com's power guidance compares on one
+    device from the same start charge."""
+
+    started: str
+    battery_level_pct: int | None
+    temperature_c: float | None
+
+
 @dataclasses.dataclass(kw_only=True)
 class BenchResult:
     """One run of a workload on one device; `aggregate` is set on the last of --repeat runs."""
@@ -268,6 +281,8 @@ class BenchResult:
     summary: Summary
     complete: bool = True
     aggregate: dict[str, AggregateFigure] | None = None
+    start: StartState | UnsetType = UNSET
+    """Start time, charge and temperature; left out of results from before it was recorded."""
 
     @property
     def degenerate(self) -> bool:
