@@ -39,7 +39,7 @@ from edgekit.bench import session
 from edgekit.bench.aggregate import aggregate
 from edgekit.bench.config import BenchConfig
 from edgekit.bench.phone import cool_down, online_supplies
-from edgekit.bench.result import BenchResult
+from edgekit.bench.result import CAMPAIGN_FILE, BenchResult, CampaignArtifact, CampaignCell, CampaignRecord
 from edgekit.device import Transport, open_device
 from edgekit.device.base import Device
 from edgekit.errors import DeviceError, EdgekitError, InputError, RunLost
@@ -92,8 +92,17 @@ class Campaign:
         """The runs on each phone in the order they run, as (repeat, artifact index): A, B, A, B…"""
         return [(r, k) for r in range(self.repeat) for k in range(len(self.artifacts))]
 
+    @property
+    def folder(self) -> Path | None:
+        """`output` when it names a folder (an existing one, or a path without an extension):
+        one result file per run in it, and a campaign.json that `edgekit report DIR` reads."""
+        return self.output if self.output is not None and is_folder(self.output) else None
+
     def check_output(self) -> None:
         """Refuse, before anything runs, an output whose folder cannot take the result."""
+        if self.folder is not None:
+            check_writable(self.folder / CAMPAIGN_FILE, make_folders=True)
+            return
         check_writable(result_path(self.output, "serial", several=False), make_folders=True)
 
 
@@ -174,6 +183,11 @@ class RunInterrupted(KeyboardInterrupt):
         self.stop_error = stop_error
 
 
+def is_folder(output: Path) -> bool:
+    """True when -o names a folder: an existing one, or a path with no extension."""
+    return output.is_dir() or not output.suffix
+
+
 def result_path(
     output: Path | None,
     name: str,
@@ -189,6 +203,8 @@ def result_path(
     if output is None:
         stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
         return RESULTS_DIR / f"{stamp}-{safe}{tail}.json"
+    if is_folder(output):
+        return output / f"{safe}{tail}.json"
     if several:
         return output.with_name(f"{output.stem}-{safe}{tail}{output.suffix}")
     return output.with_name(f"{output.stem}{tail}{output.suffix}") if tail else output
@@ -366,7 +382,7 @@ def run_devices(
     several = len(serials) > 1
     campaign.check_output()
     if not several:
-        return _run_one(serials[0], transport, campaign, observer, None, several=False)
+        return _record(campaign, _run_one(serials[0], transport, campaign, observer, None, several=False))
     stop = threading.Event()
     outcomes: dict[str, list[DeviceOutcome]] = {}
     stops: dict[str, RunInterrupted] = {}
@@ -404,7 +420,48 @@ def run_devices(
         raise CampaignInterrupted(ended_outcomes(), list(stops.values())) from None
     if stops:  # no Ctrl-C reached this thread, yet a run was stopped: it is still reported
         raise CampaignInterrupted(ended_outcomes(), list(stops.values()))
-    return ended_outcomes()
+    return _record(campaign, ended_outcomes())
+
+
+def _record(campaign: Campaign, outcomes: list[DeviceOutcome]) -> list[DeviceOutcome]:
+    """With `-o DIR`: the campaign's record (campaign.json) beside its result files."""
+    folder = campaign.folder
+    if folder is None:
+        return outcomes
+    labels = dict(zip(campaign.artifacts, campaign.labels(), strict=True))
+
+    def relative(path: Path | None) -> str | None:
+        return None if path is None else (path.name if path.parent == folder else str(path))
+
+    cells = []
+    for o in outcomes:
+        artifact = (
+            o.artifact if o.artifact is not None else (campaign.artifacts[0] if len(campaign.artifacts) == 1 else None)
+        )
+        runs = [run_path(o.path, i) for i in range(1, len(o.runs) + 1)] if o.path and len(o.runs) > 1 else [o.path]
+        cells.append(
+            CampaignCell(
+                device=o.result.device.serial if o.result is not None else o.serial,
+                artifact=None if artifact is None else labels[artifact],
+                result=relative(o.path),
+                runs=tuple(r for r in (relative(p) for p in runs) if r is not None),
+                exit_code=o.exit_code,
+                error=None if o.error is None else str(o.error),
+            )
+        )
+    record = CampaignRecord(
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        repeat=campaign.repeat,
+        artifacts=tuple(CampaignArtifact(label=labels[a], name=a.name, path=str(a)) for a in campaign.artifacts),
+        cells=tuple(cells),
+    )
+    try:
+        record.write(folder / CAMPAIGN_FILE)
+    except OSError as exc:  # the results are written: say so, and where
+        raise InputError(
+            f"cannot write {folder / CAMPAIGN_FILE} ({exc.strerror or exc}); the result files are in {folder}"
+        ) from exc
+    return outcomes
 
 
 def _run_one(

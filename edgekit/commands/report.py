@@ -21,18 +21,44 @@ from edgekit.errors import EXIT_REGRESSION, InputError
 Examples:
   edgekit report edgekit-results/20261125-143000-SERIAL.json      writes ...-SERIAL.html beside it
   edgekit report result.json -o ~/reports/pixel9.html > pixel9.md
+  edgekit report campaign/                  a battery-bench -o campaign/ folder: writes campaign/report.html
+  edgekit report campaign/ --format markdown > matrix.md
 """,
 )
-@click.argument("result_path", metavar="RESULT.json", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="HTML report path.  [default: RESULT.html]")
-def report_command(result_path: Path, output: Path | None) -> None:
+@click.argument("result_path", metavar="RESULT.json|DIR", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="HTML report path.  [default: RESULT.html; for a campaign DIR, DIR/report.html]",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "markdown"]),
+    default="html",
+    show_default=True,
+    help="html: write the HTML page(s) and print the Markdown on stdout; markdown: only print the Markdown.",
+)
+def report_command(result_path: Path, output: Path | None, fmt: str) -> None:
     """Write a self-contained HTML report of a battery-bench result (headline figures,
     power over time with conversations marked, tokens/s per turn, latency distribution;
-    no external URL, opens offline) and print a Markdown summary on stdout."""
+    no external URL, opens offline) and print a Markdown summary on stdout.
+
+    Given a folder that `battery-bench -o DIR` wrote (its campaign.json): one page with a
+    devices × artifacts matrix of decode and prefill tok/s, TTFT and % battery per 25
+    conversations with their 95% intervals, each artifact's ratio to the first on the same
+    device, and a link to each run's own page (written beside its result)."""
     from edgekit.bench.result import BenchResult
     from edgekit.report import html_report, markdown
 
+    if result_path.is_dir():
+        _report_campaign(result_path, output, fmt)
+        return
     result = BenchResult.load(result_path)
+    if fmt == "markdown":
+        click.echo(markdown(result), nl=False)
+        return
     output = output or result_path.with_suffix(".html")
     check_writable(output)
     page = html_report(result)
@@ -41,6 +67,35 @@ def report_command(result_path: Path, output: Path | None) -> None:
     except OSError as exc:  # the folder changed since the check: one line, not "internal error"
         raise InputError(f"cannot write the report to {output} ({exc.strerror or exc}): choose another -o") from exc
     click.echo(markdown(result), nl=False)
+    click.echo(f"\nHTML report: {output}")
+
+
+def _report_campaign(folder: Path, output: Path | None, fmt: str) -> None:
+    from edgekit import report_campaign
+    from edgekit.bench.result import BenchResult
+    from edgekit.report import html_report
+
+    matrix = report_campaign.load_campaign(folder)
+    if fmt == "markdown":
+        click.echo(report_campaign.markdown(matrix), nl=False)
+        return
+    output = output or folder / "report.html"
+    check_writable(output)
+    pages = {}
+    for cell in matrix.cells.values():
+        if cell.result is None or cell.page is None:
+            continue
+        pages[folder / cell.page] = cell.result
+        for page in cell.run_pages:
+            if folder / page not in pages:
+                pages[folder / page] = BenchResult.load((folder / page).with_suffix(".json"))
+    try:
+        for path, result in pages.items():
+            atomic_write_text(path, html_report(result))
+        atomic_write_text(output, report_campaign.html_page(matrix, output))
+    except OSError as exc:
+        raise InputError(f"cannot write the report to {output} ({exc.strerror or exc}): choose another -o") from exc
+    click.echo(report_campaign.markdown(matrix), nl=False)
     click.echo(f"\nHTML report: {output}")
 
 
