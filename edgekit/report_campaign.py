@@ -4,6 +4,7 @@ artifact's ratio to the first, on the same device.
     load_campaign(folder)   Matrix: campaign.json and every cell's result
     markdown(matrix)        the matrix as Markdown tables, for a pull request
     html_page(matrix, ...)  the same as one self-contained HTML page, linking each run's page
+    compare_campaigns(a, b) each device × artifact of both, figure by figure, beyond the noise or not
 
 Figures are report.figure's: with --repeat the mean of the valid runs and a Student-t 95%
 interval, one run's battery % with its idle-noise interval. A ratio's interval comes from
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from edgekit.bench.result import CAMPAIGN_FILE, BenchResult, CampaignRecord, Figure, figure
 from edgekit.errors import InputError
+from edgekit.report import Difference, compare
 
 METRICS = {
     "decode_tokens_per_s": ("Decode", "tok/s", ".1f"),
@@ -219,3 +221,40 @@ def html_page(matrix: Matrix, at: Path | None = None) -> str:
 <p class="muted">edgekit · campaign created {e(matrix.record.created)}</p>
 </body></html>
 """
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CellDifference:
+    """One figure of one device × artifact, campaign B against campaign A (report.Difference),
+    and whether it is beyond the noise: both have a 95% interval and the two do not overlap."""
+
+    device: str
+    artifact: str
+    difference: Difference
+
+    @property
+    def beyond_noise(self) -> bool:
+        """True when both figures have an interval and the intervals do not overlap."""
+        d = self.difference
+        return d.a_interval is not None and d.b_interval is not None and not d.within_noise
+
+
+def compare_campaigns(a: Matrix, b: Matrix, fail_on_regression_pct: float | None = None) -> list[CellDifference]:
+    """Every device × artifact in both campaigns (same device name, same artifact label),
+    compared figure by figure as `edgekit compare` compares two results; InputError when
+    they share none."""
+    shared = [k for k in a.cells if k in b.cells]
+    out = []
+    for device, label in shared:
+        ra, rb = a.cells[(device, label)].result, b.cells[(device, label)].result
+        if ra is None or rb is None:
+            continue
+        names = (f"{a.folder} {device} {label}", f"{b.folder} {device} {label}")
+        for d in compare(ra, rb, fail_on_regression_pct, names=names):
+            out.append(CellDifference(device=device, artifact=label, difference=d))
+    if not shared:
+        raise InputError(
+            f"{a.folder} and {b.folder} share no device × artifact: compare campaigns of the same "
+            "devices (names as battery-bench records them) and artifacts (file stems)"
+        )
+    return out

@@ -361,3 +361,46 @@ def test_ab_runs_the_artifacts_interleaved_on_each_phone_and_a_failing_one_stops
         main = BenchResult.load(tmp_path / f"ab-{safe}-tiny.json")
         assert main.aggregate is not None and main.aggregate["decode_tokens_per_s"].n == 2
     assert 7 in codes and proc.returncode == max(codes) == 7, proc.stderr  # the worst exit code wins
+
+
+@pytest.mark.slow
+def test_a_campaign_folder_has_a_result_per_run_and_report_draws_every_device_and_artifact(
+    lab: Lab, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    a = int4_result.artifact.path
+    b = tmp_path / "b.litertlm"
+    shutil.copyfile(a, b)
+    shutil.copyfile(manifest_path(a), manifest_path(b))
+    folder = tmp_path / "campaign"  # no extension: a folder
+    args = ["battery-bench", *lab.servers(), "--device", lab.name(1), "--device", lab.name(3)]
+    args += ["--runner", str(lab.runner), "--workload", str(small_workload(tmp_path, 1))]
+    args += ["--baseline-s", "0.3", "--sample-s", "0.1", "--no-cooldown", "-o", str(folder)]
+    proc = run_cli(*args, str(a), str(b), env=lab.env)
+    assert proc.returncode == 0, proc.stderr
+    names = [lab.name(1), lab.name(3)]
+    record = json.loads((folder / "campaign.json").read_text())
+    assert [x["label"] for x in record["artifacts"]] == ["tiny", "b"]
+    cells = {(c["device"], c["artifact"]): c for c in record["cells"]}
+    assert set(cells) == {(n, label) for n in names for label in ("tiny", "b")}
+    files = sorted(p.name for p in folder.glob("*.json"))
+    expected = [f"{re.sub(r'[^0-9A-Za-z._-]+', '_', n)}-{label}.json" for n in names for label in ("tiny", "b")]
+    assert files == sorted([*expected, "campaign.json"])  # one result file per run, nothing else
+    for (name, label), cell in cells.items():
+        result = BenchResult.load(folder / cell["result"])
+        assert result.device.serial == name and result.artifact.name == ("b.litertlm" if label == "b" else a.name)
+        assert cell["exit_code"] == result.exit_code() == 0 and cell["runs"] == [cell["result"]]
+    report = run_cli("report", str(folder))
+    assert report.returncode == 0, report.stderr
+    decode = report.stdout.split("### Decode (tok/s)\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert decode[0] == "| device | tiny | b | b ÷ tiny |"
+    assert sorted(row.split(" | ")[0].removeprefix("| ") for row in decode[2:]) == sorted(names)
+    for row in decode[2:]:
+        cols = row.split(" | ")
+        assert cols[1].endswith("tok/s (this computer's CPU)") and cols[2].endswith("tok/s (this computer's CPU)")
+        assert cols[3].endswith("× |")
+    battery = report.stdout.split("### Battery per 25 conversations (%)\n\n", 1)[1].split("\n\n", 1)[0]
+    assert battery.count("(simulated)") == 4 and "this computer's CPU" not in battery
+    page = (folder / "report.html").read_text()
+    for cell in cells.values():
+        run_page = Path(cell["result"]).with_suffix(".html").name
+        assert f'<a href="{run_page}">result</a>' in page and (folder / run_page).is_file()

@@ -21,7 +21,7 @@ RESULT = Path(__file__).parent / "fixtures" / "schema1" / "result-emulated.json"
 
 def _folder(tmp_path: Path) -> Path:
     folder = tmp_path / "campaign"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name in ("p1-a.json", "p1-b.json", "p2-a.json"):
         shutil.copyfile(RESULT, folder / name)
     record = CampaignRecord(
@@ -89,3 +89,30 @@ def test_a_ratios_interval_combines_both_on_the_log_scale() -> None:
         value=2.0, low=None, high=None, basis="no interval: a figure has none"
     )
     assert ratio(a, dataclasses.replace(b, value=None)) is None
+
+
+def test_compare_of_two_campaigns_says_which_differences_are_beyond_the_noise(tmp_path: Path) -> None:
+    a, b = _folder(tmp_path / "a"), _folder(tmp_path / "b")
+    data = json.loads((b / "p1-b.json").read_text())
+    pct, high = data["summary"]["battery_pct_per_25_conversations"], data["summary"]["battery_pct_ci95"][1]
+    data["summary"]["battery_pct_per_25_conversations"] = pct * 3  # B drains three times as much…
+    data["summary"]["battery_pct_ci95"] = [pct * 2.5, pct * 3.5]  # …with an interval clear of A's
+    assert pct * 2.5 > high
+    (b / "p1-b.json").write_text(json.dumps(data))
+    proc = run_cli("compare", str(a), str(b))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    [moved] = [x for x in lines if x.startswith("p1 b battery_pct_per_25_conversations ")]
+    assert moved.endswith("+200.0%  BEYOND the noise (worse)")
+    [same] = [x for x in lines if x.startswith("p1 a battery_pct_per_25_conversations ")]
+    assert same.endswith("+0.0%  within the noise")
+    [speed] = [x for x in lines if x.startswith("p1 b decode_tokens_per_s ")]
+    assert speed.endswith("no interval: noise unknown")  # one run's speed has no interval
+    assert not any(x.startswith("p2 b ") for x in lines)  # p2 ran no b in either campaign
+    gate = run_cli("compare", str(a), str(b), "--fail-on-regression", "5", "--json")
+    assert gate.returncode == 8
+    rows = json.loads(gate.stdout)
+    assert [(r["device"], r["artifact"], r["key"]) for r in rows if r["regression"]] == [
+        ("p1", "b", "battery_pct_per_25_conversations")
+    ]
+    assert [r["beyond_noise"] for r in rows if r["regression"]] == [True]

@@ -121,6 +121,7 @@ Examples:
   edgekit compare before.json after.json
   edgekit compare main.json branch.json --fail-on-regression 5     exit {EXIT_REGRESSION} on a regression beyond 5%
   edgekit compare gemma3.json qwen3.json --allow-different         another model (or workload): compare anyway
+  edgekit compare campaign-main/ campaign-branch/                  two battery-bench -o DIR campaigns
 \b
 Exit codes: 0 no regression; {EXIT_REGRESSION} a regression (a figure of B worse beyond PCT, or missing
 from B: a failed run); 2 bad input (a NaN or inf in a result, a bad PCT, results of another
@@ -150,11 +151,20 @@ def compare_command(
 ) -> None:
     """Compare battery-bench result B with A: decode and prefill tokens/s, time to first
     token, battery % per 25 conversations, energy, mJ per token. Results of another
-    workload or model, or holding NaN or inf, are refused."""
+    workload or model, or holding NaN or inf, are refused.
+
+    A and B may be campaign folders (battery-bench -o DIR): then each device × artifact
+    they share is compared, and each line says whether the difference is beyond the noise
+    (both figures have a 95% interval and the two do not overlap), within it, or cannot be
+    told (a figure without an interval: a single run's speed)."""
     import dataclasses
 
     from edgekit.bench.result import BenchResult
     from edgekit.report import compare
+
+    if a_path.is_dir() and b_path.is_dir():
+        _compare_campaigns(a_path, b_path, fail_on_regression, as_json)
+        return
 
     a, b = BenchResult.load(a_path), BenchResult.load(b_path)
     diffs = compare(a, b, fail_on_regression, allow_different=allow_different, names=(str(a_path), str(b_path)))
@@ -177,6 +187,48 @@ def compare_command(
     if regressions:
         if not as_json:
             named = ", ".join(d.key + (" (missing from B)" if d.missing else "") for d in regressions)
+            error_line(f"regression beyond {fail_on_regression}%: {named}")
+        raise click.exceptions.Exit(EXIT_REGRESSION)
+
+
+def _compare_campaigns(a_path: Path, b_path: Path, fail_on_regression: float | None, as_json: bool) -> None:
+    import dataclasses
+
+    from edgekit.report_campaign import compare_campaigns, load_campaign
+
+    diffs = compare_campaigns(load_campaign(a_path), load_campaign(b_path), fail_on_regression)
+    if as_json:
+        rows = [
+            {
+                "device": c.device,
+                "artifact": c.artifact,
+                "beyond_noise": c.beyond_noise,
+                **dataclasses.asdict(c.difference),
+            }
+            for c in diffs
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for c in diffs:
+            d = c.difference
+            change = "—" if d.change_pct is None else f"{d.change_pct:+.1f}%"
+            if d.missing:
+                verdict = "missing from B"
+            elif c.beyond_noise:
+                verdict = "BEYOND the noise" + (" (worse)" if d.worse else " (better)")
+            elif d.within_noise:
+                verdict = "within the noise"
+            else:
+                verdict = "no interval: noise unknown"
+            mark = "  REGRESSION" if d.regression else ""
+            out.print(
+                f"{c.device} {c.artifact} {d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}  {verdict}{mark}"
+            )
+    regressions = [c for c in diffs if c.difference.regression]
+    if regressions:
+        if not as_json:
+            named = ", ".join(f"{c.device} {c.artifact} {c.difference.key}" for c in regressions)
             error_line(f"regression beyond {fail_on_regression}%: {named}")
         raise click.exceptions.Exit(EXIT_REGRESSION)
 
