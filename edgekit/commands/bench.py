@@ -54,6 +54,7 @@ Examples:
   edgekit battery-bench --adb-server 10.0.0.5:5037 --adb-server localhost:5037 --device all model.litertlm
   edgekit battery-bench --device all model.litertlm --detach           # then, later: --collect all
   edgekit battery-bench --device all --repeat 3 a.litertlm b.litertlm  # A/B: A, B, A, B… on every phone
+  edgekit battery-bench --device all a.litertlm b.litertlm -o campaign/ # then: edgekit report campaign/
 """,
 )
 @click.argument("artifacts", metavar="[ARTIFACT]...", nargs=-1, type=click.Path(path_type=Path))
@@ -131,21 +132,22 @@ Examples:
     type=int,
     default=1,
     show_default=True,
-    help="Run the workload N times; headline, report and compare use the mean of the valid runs "
-    "with a Student-t 95% interval.",
+    help="Run the workload N times (with several artifacts: N rounds of A, B, …); headline, report and "
+    "compare use the mean of the valid runs with a Student-t 95% interval.",
 )
 @click.option(
     "--cooldown/--no-cooldown",
     default=True,
     show_default=True,
-    help="Between repeats, wait until the battery is back to its starting temperature.",
+    help="Between runs (repeats, several artifacts), wait until the battery is back to its starting temperature.",
 )
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Result JSON; with several devices, -<serial> is added before the extension.  "
-    "[default: edgekit-results/<time>-<serial>.json]",
+    help="Result JSON; with several devices, -<serial> is added before the extension (several artifacts: "
+    "-<artifact> too). A folder (no extension): one result file per run and a campaign.json for "
+    "`edgekit report DIR`.  [default: edgekit-results/<time>-<serial>.json]",
 )
 @click.option("--redact", is_flag=True, help="Replace device serials in the result.")
 @click.option(
