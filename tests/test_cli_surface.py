@@ -105,7 +105,35 @@ def test_result_files_are_named_per_device_and_run() -> None:
     assert result_path(Path("out/r.json"), "A1B2", several=True) == Path("out/r-A1B2.json")
     assert run_path(Path("out/r-A1B2.json"), 2) == Path("out/r-A1B2-run2.json")
     with pytest.raises(InputError, match="--repeat must be at least 1, got 0"):
-        Campaign(artifact=None, config=BenchConfig(), repeat=0)
+        Campaign(artifacts=(), config=BenchConfig(), repeat=0)
+
+
+def test_several_artifacts_run_interleaved_each_with_its_own_result_file() -> None:
+    ab = Campaign(artifacts=(Path("x/a.litertlm"), Path("y/b.litertlm")), config=BenchConfig(), repeat=3)
+    assert ab.order() == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]  # A, B, A, B, A, B
+    assert ab.labels() == ("a", "b")
+    same = Campaign(artifacts=(Path("x/model.litertlm"), Path("y/model.litertlm")), config=BenchConfig())
+    assert same.labels() == ("1-model", "2-model")
+    assert result_path(Path("out/r.json"), "A1B2", several=True, artifact="b") == Path("out/r-A1B2-b.json")
+    assert result_path(Path("out/r.json"), "A1B2", several=False, artifact="1-model") == Path("out/r-1-model.json")
+    now = datetime.datetime(2026, 11, 25, 14, 30, 0)
+    assert result_path(None, "h:5037/S", several=False, artifact="a", now=now) == (
+        RESULTS_DIR / "20261125-143000-h_5037_S-a.json"
+    )
+
+
+def test_several_artifacts_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.litertlm", tmp_path / "b.litertlm"
+    a.write_bytes(b"x")
+    proc = run_cli("battery-bench", "--device", "local", str(a), str(b))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"edgekit: error: artifact {b} does not exist or is not a file"
+    b.write_bytes(b"x")
+    proc = run_cli("battery-bench", "--device", "local", "--detach", str(a), str(b))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "edgekit: error: --detach starts one artifact's run per phone: give one artifact (run A/B attached)"
+    )
 
 
 def test_clean_all_still_works_and_says_it_is_deprecated(

@@ -8,15 +8,17 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from edgekit.artifact import sha256_file
+from edgekit.artifact import manifest_path, sha256_file
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device import AdbServer
@@ -302,3 +304,103 @@ def test_ctrl_c_stops_every_phones_run_and_names_each(lab: Lab, int4_result: Con
         assert f"--device {lab.name(i)} --collect {run_id}" in line
         assert not _mapped(lab.phones[i], f"{ROOT}/bench.lock").exists()  # stopped there, the phone released
         assert (state / "edgekit" / "runs" / f"{run_id}.json").exists()  # kept for --collect
+
+
+@pytest.mark.slow
+def test_ab_runs_the_artifacts_interleaved_on_each_phone_and_a_failing_one_stops_no_other_run(
+    lab: Lab, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    # A and B: the tiny model under two names (B with its own manifest); X: a bundle whose
+    # model is random bytes, which the runner cannot load, so each of its runs fails.
+    a = int4_result.artifact.path
+    b = tmp_path / "b.litertlm"
+    shutil.copyfile(a, b)
+    shutil.copyfile(manifest_path(a), manifest_path(b))
+    x = write_bundle(tmp_path / "x.litertlm", [(TFLITE_MODEL, os.urandom(50_000))])
+    phones = {0: 31.5, 2: 34.2}  # one phone on each server, each at its own battery temperature
+    for i, celsius in phones.items():
+        lab.phones[i].battery.temperature_c = celsius
+    out = tmp_path / "ab.json"
+    args = ["battery-bench", *lab.servers(), "--device", lab.name(0), "--device", lab.name(2)]
+    args += ["--runner", str(lab.runner), "--workload", str(small_workload(tmp_path, 1)), "--repeat", "2"]
+    args += ["--baseline-s", "0.3", "--sample-s", "0.1", "--no-cooldown", "-o", str(out), "--json"]
+    try:
+        proc = run_cli(*args, str(a), str(x), str(b), env=lab.env)
+    finally:
+        for i in phones:
+            lab.phones[i].battery.temperature_c = 30.0
+    documents = json.loads(proc.stdout)
+    assert len(documents) == 2 * 3, proc.stderr  # one per phone and artifact
+    codes = []
+    for i, celsius in phones.items():
+        safe = re.sub(r"[^0-9A-Za-z._-]+", "_", lab.name(i))
+        runs = {
+            (label, n): BenchResult.load(tmp_path / f"ab-{safe}-{label}-run{n}.json")
+            for label in ("tiny", "x", "b")
+            for n in (1, 2)
+        }
+        by_start = sorted(runs.items(), key=lambda kv: kv[1].start.started)  # type: ignore[union-attr]
+        assert [label for (label, _n), _r in by_start] == ["tiny", "x", "b", "tiny", "x", "b"]
+        assert [r.artifact.name for _k, r in by_start] == ["tiny.litertlm", "x.litertlm", "b.litertlm"] * 2
+        published = int((lab.phones[i].power_dir / "capacity").read_text())  # the level now, after every run
+        levels = []
+        for (label, _n), r in by_start:
+            start = r.start
+            assert not isinstance(start, type(msgspec.UNSET))
+            assert start.temperature_c == celsius  # what this phone's gauge said, not the other's
+            assert start.battery_level_pct is not None and published <= start.battery_level_pct <= 80
+            levels.append(start.battery_level_pct)
+            assert r.device.serial == lab.name(i)
+            if label == "x":
+                assert r.exit_code() == 7 and not r.complete  # the runner could not load it
+            else:  # the failing artifact's runs between them changed nothing for A's and B's
+                assert r.complete and not r.degenerate and r.summary.decode_tokens_per_s, r.validity
+            codes.append(r.exit_code())
+        assert levels == sorted(levels, reverse=True)  # the battery only drains over the campaign
+        # The main file of each artifact carries the aggregate of its two runs.
+        main = BenchResult.load(tmp_path / f"ab-{safe}-tiny.json")
+        assert main.aggregate is not None and main.aggregate["decode_tokens_per_s"].n == 2
+    assert 7 in codes and proc.returncode == max(codes) == 7, proc.stderr  # the worst exit code wins
+
+
+@pytest.mark.slow
+def test_a_campaign_folder_has_a_result_per_run_and_report_draws_every_device_and_artifact(
+    lab: Lab, int4_result: ConvertResult, tmp_path: Path
+) -> None:
+    a = int4_result.artifact.path
+    b = tmp_path / "b.litertlm"
+    shutil.copyfile(a, b)
+    shutil.copyfile(manifest_path(a), manifest_path(b))
+    folder = tmp_path / "campaign"  # no extension: a folder
+    args = ["battery-bench", *lab.servers(), "--device", lab.name(1), "--device", lab.name(3)]
+    args += ["--runner", str(lab.runner), "--workload", str(small_workload(tmp_path, 1))]
+    args += ["--baseline-s", "0.3", "--sample-s", "0.1", "--no-cooldown", "-o", str(folder)]
+    proc = run_cli(*args, str(a), str(b), env=lab.env)
+    assert proc.returncode == 0, proc.stderr
+    names = [lab.name(1), lab.name(3)]
+    record = json.loads((folder / "campaign.json").read_text())
+    assert [x["label"] for x in record["artifacts"]] == ["tiny", "b"]
+    cells = {(c["device"], c["artifact"]): c for c in record["cells"]}
+    assert set(cells) == {(n, label) for n in names for label in ("tiny", "b")}
+    files = sorted(p.name for p in folder.glob("*.json"))
+    expected = [f"{re.sub(r'[^0-9A-Za-z._-]+', '_', n)}-{label}.json" for n in names for label in ("tiny", "b")]
+    assert files == sorted([*expected, "campaign.json"])  # one result file per run, nothing else
+    for (name, label), cell in cells.items():
+        result = BenchResult.load(folder / cell["result"])
+        assert result.device.serial == name and result.artifact.name == ("b.litertlm" if label == "b" else a.name)
+        assert cell["exit_code"] == result.exit_code() == 0 and cell["runs"] == [cell["result"]]
+    report = run_cli("report", str(folder))
+    assert report.returncode == 0, report.stderr
+    decode = report.stdout.split("### Decode (tok/s)\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert decode[0] == "| device | tiny | b | b ÷ tiny |"
+    assert sorted(row.split(" | ")[0].removeprefix("| ") for row in decode[2:]) == sorted(names)
+    for row in decode[2:]:
+        cols = row.split(" | ")
+        assert cols[1].endswith("tok/s (this computer's CPU)") and cols[2].endswith("tok/s (this computer's CPU)")
+        assert cols[3].endswith("× |")
+    battery = report.stdout.split("### Battery per 25 conversations (%)\n\n", 1)[1].split("\n\n", 1)[0]
+    assert battery.count("(simulated)") == 4 and "this computer's CPU" not in battery
+    page = (folder / "report.html").read_text()
+    for cell in cells.values():
+        run_page = Path(cell["result"]).with_suffix(".html").name
+        assert f'<a href="{run_page}">result</a>' in page and (folder / run_page).is_file()

@@ -92,7 +92,7 @@ def test_a_result_whose_folder_went_away_during_the_run_is_written_where_the_mes
         baseline_s=1.0,
         poll_s=0.2,
     )
-    campaign = Campaign(artifact=int4_result.artifact.path, config=config, output=folder / "r.json")
+    campaign = Campaign(artifacts=(int4_result.artifact.path,), config=config, output=folder / "r.json")
 
     def progress(_serial: str, _index: int, _done: int, _total: int) -> None:
         # While the phone runs (the output was checked before it started), the folder

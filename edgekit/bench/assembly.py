@@ -8,6 +8,7 @@ build_result(measured) Measured -> BenchResult (power analysis, validity flags, 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import re
 import secrets
@@ -28,6 +29,7 @@ from edgekit.bench.result import (
     BenchSettings,
     PowerRecord,
     RunnerRecord,
+    StartState,
     TurnRecord,
     WorkloadRecord,
     summarise,
@@ -36,7 +38,7 @@ from edgekit.bench.run_folder import RunFiles
 from edgekit.bench.workload import Conversation, Workload
 from edgekit.deploy import DeployResult, signal_name
 from edgekit.device import parsers
-from edgekit.device.base import Device, DeviceFacts
+from edgekit.device.base import BatterySample, Device, DeviceFacts
 from edgekit.probe import MULTI_TURN, ONE_SHOT
 
 Window = tuple[float, float]
@@ -85,6 +87,15 @@ def artifact_meta(artifact: Artifact, deployed: DeployResult) -> dict[str, Any]:
         "sha256": deployed.model.sha256,
         "provenance": deployed.provenance,
         "manifest": artifact.manifest.to_data() if artifact.manifest else None,
+    }
+
+
+def start_meta(battery: BatterySample) -> dict[str, Any]:
+    """The run's StartState as meta records it: now (UTC, microseconds), `battery`'s level and temperature."""
+    return {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
+        "battery_level_pct": battery.level_pct,
+        "temperature_c": battery.temperature_c,
     }
 
 
@@ -254,6 +265,7 @@ def build_result(run: Measured) -> BenchResult:
         validity=flags,
         summary=summary,
         complete=run.complete,
+        start=from_data(meta["start"], StartState, what) if "start" in meta else UNSET,
     )
 
 

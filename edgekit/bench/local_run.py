@@ -20,6 +20,7 @@ from edgekit.bench.assembly import (
     build_result,
     degenerate_flags,
     device_meta,
+    start_meta,
     workload_meta,
 )
 from edgekit.bench.config import BenchConfig, default_baseline_s
@@ -129,7 +130,9 @@ def run_local(
     deployed = deploy(device, artifact.path, DeployConfig(smoke=False))
     t0 = time.monotonic()
     sampler = _Sampler(device, config.sample_period_s)
-    has_battery = device.battery().source != "none"
+    at_start = device.battery()
+    start_state = start_meta(at_start)
+    has_battery = at_start.source != "none"
     sampler.start()
     # No battery to read: an idle baseline would measure nothing, so there is none.
     if config.baseline_s is not None:
@@ -154,6 +157,7 @@ def run_local(
         "device": device_meta(device, config.redact),
         "artifact": artifact_meta(artifact, deployed),
         "workload": workload_meta(workload),
+        "start": start_state,
         "runner": {"engine": "litert_lm (litert-lm-api)", "flags": [f"threads={config.threads}", "greedy"]},
         "settings": {
             "sample_period_s": config.sample_period_s,

@@ -246,6 +246,19 @@ class AggregateFigure:
     runs: int
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StartState:
+    """The phone as the run found it, read just before the run started: when (UTC, ISO 8601
+    with microseconds), its charge level (%) and its battery temperature (°C); None where
+    the device does not report one. With several artifacts (A/B on one phone) this says
+    whether each started alike: source.android.com's power guidance compares on one
+    device from the same start charge."""
+
+    started: str
+    battery_level_pct: int | None
+    temperature_c: float | None
+
+
 @dataclasses.dataclass(kw_only=True)
 class BenchResult:
     """One run of a workload on one device; `aggregate` is set on the last of --repeat runs."""
@@ -268,6 +281,8 @@ class BenchResult:
     summary: Summary
     complete: bool = True
     aggregate: dict[str, AggregateFigure] | None = None
+    start: StartState | UnsetType = UNSET
+    """Start time, charge and temperature; left out of results from before it was recorded."""
 
     @property
     def degenerate(self) -> bool:
@@ -328,6 +343,66 @@ class BenchResult:
             raise InputError(f"cannot read {path}: {exc.strerror}", path=path) from exc
         except InputError as exc:
             raise InputError(f"{path}: {exc}", path=path) from exc
+
+
+CAMPAIGN_FILE = "campaign.json"
+"""What `battery-bench -o DIR` writes beside the result files: which device ran which
+artifact, and where its files are."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CampaignArtifact:
+    """One artifact of a campaign: its label in file names (Campaign.labels), file name and path as given."""
+
+    label: str
+    name: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CampaignCell:
+    """One device × artifact of a campaign: its result file (with --repeat, the one with the
+    aggregate) and each run's, relative to the campaign folder; its exit code; the error
+    that stopped it, if any. `artifact` None: the device failed before any artifact ran."""
+
+    device: str
+    artifact: str | None
+    result: str | None
+    runs: tuple[str, ...]
+    exit_code: int
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CampaignRecord:
+    """campaign.json, which `battery-bench -o DIR` writes beside the result files and
+    `edgekit report DIR` reads: the artifacts in order (the first is the one ratios are to)
+    and one cell per device × artifact."""
+
+    schema_version: int = 1
+    kind: str = "edgekit-campaign"
+    created: str
+    repeat: int
+    artifacts: tuple[CampaignArtifact, ...]
+    cells: tuple[CampaignCell, ...]
+
+    def write(self, path: Path) -> Path:
+        """Write atomically to `path` as indented JSON."""
+        atomic_write_text(path, json.dumps(to_data(self), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> CampaignRecord:
+        """Read campaign.json; InputError (one line) if it is not one."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}", path=path) from exc
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not a campaign record (invalid JSON: {exc.msg})", path=path) from exc
+        if not isinstance(data, dict) or data.get("kind") != "edgekit-campaign":
+            raise InputError(f"{path}: not a campaign record (written by battery-bench -o DIR)", path=path)
+        return from_data(data, cls, f"{path}: not a valid campaign record")
 
 
 def _rate(turns: list[TurnRecord], tokens: str, rate: str) -> float | None:

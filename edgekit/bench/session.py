@@ -23,7 +23,7 @@ from typing import Any
 
 from edgekit.artifact import Artifact
 from edgekit.bench import lock, run_folder
-from edgekit.bench.assembly import artifact_meta, build_result, device_meta, read_run, workload_meta
+from edgekit.bench.assembly import artifact_meta, build_result, device_meta, read_run, start_meta, workload_meta
 from edgekit.bench.config import BenchConfig, Plan, default_baseline_s, plan
 from edgekit.bench.local_run import run_local
 from edgekit.bench.phone import online_supplies, prepare_phone, restore_env, restore_phone
@@ -81,8 +81,11 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     phone: dict[str, Any] = {"changed": []}
     try:
         battery = device.battery()
+        start = start_meta(battery)
         phone = prepare_phone(device) if config.prepare_screen else phone
-        _write_and_start(device, run_id, artifact, deployed, probe, chosen, workload, config, battery, phone, detach)
+        _write_and_start(
+            device, run_id, artifact, deployed, probe, chosen, workload, config, battery, start, phone, detach
+        )
     except BaseException:  # the driver did not start: nothing restores the phone but this
         restore_phone(device, phone)
         lock.release(device, run_id)
@@ -100,6 +103,7 @@ def _write_and_start(
     workload: Workload,
     config: BenchConfig,
     battery: BatterySample,
+    start: dict[str, Any],
     phone: dict[str, Any],
     detach: bool,
 ) -> None:
@@ -126,6 +130,7 @@ def _write_and_start(
         "settings": _settings(config, battery, baseline_s, detach=detach),
         "phone": phone,
         "battery_start": dataclasses.asdict(battery),
+        "start": start,
         "supplies_online_start": online_supplies(device),
         "harness": paths.harness_dir,
     }

@@ -53,9 +53,11 @@ Examples:
   edgekit battery-bench --device all --repeat 3 model.litertlm         # every phone, all at once
   edgekit battery-bench --adb-server 10.0.0.5:5037 --adb-server localhost:5037 --device all model.litertlm
   edgekit battery-bench --device all model.litertlm --detach           # then, later: --collect all
+  edgekit battery-bench --device all --repeat 3 a.litertlm b.litertlm  # A/B: A, B, A, B… on every phone
+  edgekit battery-bench --device all a.litertlm b.litertlm -o campaign/ # then: edgekit report campaign/
 """,
 )
-@click.argument("artifact", type=click.Path(path_type=Path), required=False)
+@click.argument("artifacts", metavar="[ARTIFACT]...", nargs=-1, type=click.Path(path_type=Path))
 @device_option(several="they run at the same time, each its own measurement and result file")
 @adb_server_option
 @transport_option
@@ -130,21 +132,22 @@ Examples:
     type=int,
     default=1,
     show_default=True,
-    help="Run the workload N times; headline, report and compare use the mean of the valid runs "
-    "with a Student-t 95% interval.",
+    help="Run the workload N times (with several artifacts: N rounds of A, B, …); headline, report and "
+    "compare use the mean of the valid runs with a Student-t 95% interval.",
 )
 @click.option(
     "--cooldown/--no-cooldown",
     default=True,
     show_default=True,
-    help="Between repeats, wait until the battery is back to its starting temperature.",
+    help="Between runs (repeats, several artifacts), wait until the battery is back to its starting temperature.",
 )
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Result JSON; with several devices, -<serial> is added before the extension.  "
-    "[default: edgekit-results/<time>-<serial>.json]",
+    help="Result JSON; with several devices, -<serial> is added before the extension (several artifacts: "
+    "-<artifact> too). A folder (no extension): one result file per run and a campaign.json for "
+    "`edgekit report DIR`.  [default: edgekit-results/<time>-<serial>.json]",
 )
 @click.option("--redact", is_flag=True, help="Replace device serials in the result.")
 @click.option(
@@ -154,7 +157,7 @@ Examples:
     help="Print the result JSON on stdout (a JSON list, one result per device, with several devices).",
 )
 def bench_command(
-    artifact: Path | None,
+    artifacts: tuple[Path, ...],
     devices: tuple[str, ...],
     adb_servers: tuple[AdbServer, ...],
     transport: str,
@@ -190,6 +193,12 @@ def bench_command(
     simulated. Several devices (or --device all, on every --adb-server) run at the same
     time, one progress line each; a device that fails never stops the others.
 
+    Several artifacts (A/B): each phone runs them interleaved, A, B, A, B… (--repeat
+    rounds), with the cool-down between runs, so that a drifting battery or temperature
+    weighs on each alike; every run records its start charge and temperature and has its
+    own result file (-<artifact> added before the extension). A failing artifact never
+    stops the other runs.
+
     Exit codes: 0 complete (battery valid, or a device with no battery counters: speed
     only); 6 complete but the battery headline is void; 7 failed (runner crash, timeout,
     missing turns): the result is written to -o for all three. 130 Ctrl-C (once or twice),
@@ -206,7 +215,7 @@ def bench_command(
     with _stop_signals() as stop:
         try:
             _bench(
-                stop, artifact, devices, adb_servers, transport, workload, runner, sample_s, sample_ms, baseline_s,
+                stop, artifacts, devices, adb_servers, transport, workload, runner, sample_s, sample_ms, baseline_s,
                 capacity_mah, threads, backend, max_num_tokens, turn_timeout_s, detach, settle_s, collect_id, resume_id,
                 repeat, cooldown, output, redact, as_json,
             )  # fmt: skip
@@ -260,7 +269,7 @@ def _stop_signals() -> Iterator[_Stop]:
 
 def _bench(
     stop: _Stop,
-    artifact: Path | None,
+    artifacts: tuple[Path, ...],
     devices: tuple[str, ...],
     adb_servers: tuple[AdbServer, ...],
     transport: str,
@@ -289,8 +298,13 @@ def _bench(
 
     if sum(bool(x) for x in (detach, collect_id, resume_id)) > 1:
         raise InputError("choose one of --detach, --collect and --resume")
-    if artifact is None and not (collect_id or resume_id):
+    if not artifacts and not (collect_id or resume_id):
         raise InputError("give the artifact to benchmark (or --collect RUN_ID / --resume RUN_ID)")
+    if artifacts and (collect_id or resume_id):
+        flag = "--collect" if collect_id else "--resume"
+        raise InputError(f"{flag} names a run: give no artifact, not {', '.join(map(str, artifacts))}")
+    if len(artifacts) > 1 and detach:
+        raise InputError("--detach starts one artifact's run per phone: give one artifact (run A/B attached)")
     config = BenchConfig(
         workload=workload,
         runner=runner,
@@ -304,7 +318,10 @@ def _bench(
         settle_s=settle_s,
         turn_timeout_s=turn_timeout_s,
     )
-    campaign = Campaign(artifact=artifact, config=config, repeat=repeat, cooldown=cooldown, output=output)
+    for path in artifacts:
+        if not path.is_file():
+            raise InputError(f"artifact {path} does not exist or is not a file", path=path)
+    campaign = Campaign(artifacts=artifacts, config=config, repeat=repeat, cooldown=cooldown, output=output)
     if collect_id == "all":
         names = set(resolve_devices(devices, Transport(transport), servers=adb_servers)) if devices else None
         _collect_all(names, campaign, as_json)
@@ -417,30 +434,32 @@ def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_j
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as bars:
-            observer = _observer(console, bars, campaign.repeat, transport)
+            observer = _observer(console, bars, len(campaign.order()), transport)
             outcomes.extend(run_devices(serials, transport, campaign, observer))
     except RunInterrupted as cut:
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-            _render(outcomes, len(serials), as_json)  # the devices that finished before
+            _render(outcomes, len(serials) * len(campaign.artifacts), as_json)  # the devices that finished before
             message = _interrupted_message(cut, stop.signum, transport)
             console.print(message, soft_wrap=True, highlight=False, markup=False)
         raise click.exceptions.Exit(stop.exit_code) from None
     except CampaignInterrupted as cut:
         with contextlib.suppress(OSError):
-            _render(cut.outcomes, len(serials), as_json)  # the devices that had ended
+            _render(cut.outcomes, len(serials) * len(campaign.artifacts), as_json)  # the devices that had ended
             for one in cut.stops:  # one line per device whose run was stopped
                 console.print(
                     _interrupted_message(one, stop.signum, transport), soft_wrap=True, highlight=False, markup=False
                 )
         raise click.exceptions.Exit(stop.exit_code) from None
-    _render(outcomes, len(serials), as_json)
+    _render(outcomes, len(serials) * len(campaign.artifacts), as_json)
     worst = max(o.exit_code for o in outcomes)
     if worst:
         raise click.exceptions.Exit(worst)
 
 
 def _render(outcomes: list[DeviceOutcome], devices: int, as_json: bool) -> None:
-    """Each device's summary (or error) in device order; --json: its result, a list with several devices."""
+    """Each device's summary (or error) in device order (with several artifacts, each device's
+    per artifact); --json: its result, a list with several devices or artifacts (`devices`:
+    how many outcomes were asked for)."""
     if not as_json:
         out, console = Console(highlight=False, soft_wrap=True), stderr_console()
         for outcome in outcomes:
@@ -448,25 +467,28 @@ def _render(outcomes: list[DeviceOutcome], devices: int, as_json: bool) -> None:
         return
     for outcome in outcomes:
         if outcome.error is not None:  # on stderr too, as deploy --json does
-            _render_outcome(Console(highlight=False, soft_wrap=True), stderr_console(), outcome)
-        elif outcome.write_error is not None:
-            _render_write_error(stderr_console(), outcome)
+            stderr_console().print(Text(f"✗ {outcome.name}: {outcome.error}", style="red"), soft_wrap=True)
+        _render_write_error(stderr_console(), outcome)
     if devices == 1 and outcomes and outcomes[0].result is not None:
         click.echo(outcomes[0].result.to_json(), nl=False)
         return
-    print_json(
-        [
-            json.loads(o.result.to_json()) if o.result is not None else {"serial": o.serial, "error": str(o.error)}
-            for o in outcomes
-        ]
-    )
+    print_json([_document(o) for o in outcomes])
+
+
+def _document(outcome: DeviceOutcome) -> dict[str, Any]:
+    """An outcome in --json's list: its result, else the device (and artifact) and the error."""
+    if outcome.result is not None:
+        data: dict[str, Any] = json.loads(outcome.result.to_json())
+        return data
+    doc = {"serial": outcome.serial, "error": str(outcome.error)}
+    return doc if outcome.artifact is None else {**doc, "artifact": str(outcome.artifact)}
 
 
 def _render_outcome(out: Console, console: Console, outcome: DeviceOutcome) -> None:
     if outcome.error is not None:
-        console.print(Text(f"✗ {outcome.serial}: {outcome.error}", style="red"), soft_wrap=True)
+        console.print(Text(f"✗ {outcome.name}: {outcome.error}", style="red"), soft_wrap=True)
+    if outcome.result is None:
         return
-    assert outcome.result is not None
     for line in render_summary(outcome.result, outcome.path):
         out.print(line, markup=False)
     for line in render_aggregate(outcome.result):
@@ -476,7 +498,7 @@ def _render_outcome(out: Console, console: Console, outcome: DeviceOutcome) -> N
 
 def _render_write_error(console: Console, outcome: DeviceOutcome) -> None:
     if outcome.write_error is not None:
-        console.print(Text(f"✗ {outcome.serial}: {outcome.write_error}", style="red"), soft_wrap=True)
+        console.print(Text(f"✗ {outcome.name}: {outcome.write_error}", style="red"), soft_wrap=True)
 
 
 def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Transport = Transport.ADB) -> str:
@@ -599,8 +621,7 @@ def _start_detached(serials: list[str], transport: Transport, campaign: Campaign
     error line and the others still start."""
     from edgekit.bench import session
 
-    assert campaign.artifact is not None
-    artifact = campaign.artifact
+    [artifact] = campaign.artifacts
     console = stderr_console()
     plan = session.plan(campaign.config)
 

@@ -21,18 +21,44 @@ from edgekit.errors import EXIT_REGRESSION, InputError
 Examples:
   edgekit report edgekit-results/20261125-143000-SERIAL.json      writes ...-SERIAL.html beside it
   edgekit report result.json -o ~/reports/pixel9.html > pixel9.md
+  edgekit report campaign/                  a battery-bench -o campaign/ folder: writes campaign/report.html
+  edgekit report campaign/ --format markdown > matrix.md
 """,
 )
-@click.argument("result_path", metavar="RESULT.json", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="HTML report path.  [default: RESULT.html]")
-def report_command(result_path: Path, output: Path | None) -> None:
+@click.argument("result_path", metavar="RESULT.json|DIR", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="HTML report path.  [default: RESULT.html; for a campaign DIR, DIR/report.html]",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "markdown"]),
+    default="html",
+    show_default=True,
+    help="html: write the HTML page(s) and print the Markdown on stdout; markdown: only print the Markdown.",
+)
+def report_command(result_path: Path, output: Path | None, fmt: str) -> None:
     """Write a self-contained HTML report of a battery-bench result (headline figures,
     power over time with conversations marked, tokens/s per turn, latency distribution;
-    no external URL, opens offline) and print a Markdown summary on stdout."""
+    no external URL, opens offline) and print a Markdown summary on stdout.
+
+    Given a folder that `battery-bench -o DIR` wrote (its campaign.json): one page with a
+    devices × artifacts matrix of decode and prefill tok/s, TTFT and % battery per 25
+    conversations with their 95% intervals, each artifact's ratio to the first on the same
+    device, and a link to each run's own page (written beside its result)."""
     from edgekit.bench.result import BenchResult
     from edgekit.report import html_report, markdown
 
+    if result_path.is_dir():
+        _report_campaign(result_path, output, fmt)
+        return
     result = BenchResult.load(result_path)
+    if fmt == "markdown":
+        click.echo(markdown(result), nl=False)
+        return
     output = output or result_path.with_suffix(".html")
     check_writable(output)
     page = html_report(result)
@@ -41,6 +67,35 @@ def report_command(result_path: Path, output: Path | None) -> None:
     except OSError as exc:  # the folder changed since the check: one line, not "internal error"
         raise InputError(f"cannot write the report to {output} ({exc.strerror or exc}): choose another -o") from exc
     click.echo(markdown(result), nl=False)
+    click.echo(f"\nHTML report: {output}")
+
+
+def _report_campaign(folder: Path, output: Path | None, fmt: str) -> None:
+    from edgekit import report_campaign
+    from edgekit.bench.result import BenchResult
+    from edgekit.report import html_report
+
+    matrix = report_campaign.load_campaign(folder)
+    if fmt == "markdown":
+        click.echo(report_campaign.markdown(matrix), nl=False)
+        return
+    output = output or folder / "report.html"
+    check_writable(output)
+    pages = {}
+    for cell in matrix.cells.values():
+        if cell.result is None or cell.page is None:
+            continue
+        pages[folder / cell.page] = cell.result
+        for page in cell.run_pages:
+            if folder / page not in pages:
+                pages[folder / page] = BenchResult.load((folder / page).with_suffix(".json"))
+    try:
+        for path, result in pages.items():
+            atomic_write_text(path, html_report(result))
+        atomic_write_text(output, report_campaign.html_page(matrix, output))
+    except OSError as exc:
+        raise InputError(f"cannot write the report to {output} ({exc.strerror or exc}): choose another -o") from exc
+    click.echo(report_campaign.markdown(matrix), nl=False)
     click.echo(f"\nHTML report: {output}")
 
 
@@ -66,6 +121,7 @@ Examples:
   edgekit compare before.json after.json
   edgekit compare main.json branch.json --fail-on-regression 5     exit {EXIT_REGRESSION} on a regression beyond 5%
   edgekit compare gemma3.json qwen3.json --allow-different         another model (or workload): compare anyway
+  edgekit compare campaign-main/ campaign-branch/                  two battery-bench -o DIR campaigns
 \b
 Exit codes: 0 no regression; {EXIT_REGRESSION} a regression (a figure of B worse beyond PCT, or missing
 from B: a failed run); 2 bad input (a NaN or inf in a result, a bad PCT, results of another
@@ -95,11 +151,20 @@ def compare_command(
 ) -> None:
     """Compare battery-bench result B with A: decode and prefill tokens/s, time to first
     token, battery % per 25 conversations, energy, mJ per token. Results of another
-    workload or model, or holding NaN or inf, are refused."""
+    workload or model, or holding NaN or inf, are refused.
+
+    A and B may be campaign folders (battery-bench -o DIR): then each device × artifact
+    they share is compared, and each line says whether the difference is beyond the noise
+    (both figures have a 95% interval and the two do not overlap), within it, or cannot be
+    told (a figure without an interval: a single run's speed)."""
     import dataclasses
 
     from edgekit.bench.result import BenchResult
     from edgekit.report import compare
+
+    if a_path.is_dir() and b_path.is_dir():
+        _compare_campaigns(a_path, b_path, fail_on_regression, as_json)
+        return
 
     a, b = BenchResult.load(a_path), BenchResult.load(b_path)
     diffs = compare(a, b, fail_on_regression, allow_different=allow_different, names=(str(a_path), str(b_path)))
@@ -122,6 +187,48 @@ def compare_command(
     if regressions:
         if not as_json:
             named = ", ".join(d.key + (" (missing from B)" if d.missing else "") for d in regressions)
+            error_line(f"regression beyond {fail_on_regression}%: {named}")
+        raise click.exceptions.Exit(EXIT_REGRESSION)
+
+
+def _compare_campaigns(a_path: Path, b_path: Path, fail_on_regression: float | None, as_json: bool) -> None:
+    import dataclasses
+
+    from edgekit.report_campaign import compare_campaigns, load_campaign
+
+    diffs = compare_campaigns(load_campaign(a_path), load_campaign(b_path), fail_on_regression)
+    if as_json:
+        rows = [
+            {
+                "device": c.device,
+                "artifact": c.artifact,
+                "beyond_noise": c.beyond_noise,
+                **dataclasses.asdict(c.difference),
+            }
+            for c in diffs
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for c in diffs:
+            d = c.difference
+            change = "—" if d.change_pct is None else f"{d.change_pct:+.1f}%"
+            if d.missing:
+                verdict = "missing from B"
+            elif c.beyond_noise:
+                verdict = "BEYOND the noise" + (" (worse)" if d.worse else " (better)")
+            elif d.within_noise:
+                verdict = "within the noise"
+            else:
+                verdict = "no interval: noise unknown"
+            mark = "  REGRESSION" if d.regression else ""
+            out.print(
+                f"{c.device} {c.artifact} {d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}  {verdict}{mark}"
+            )
+    regressions = [c for c in diffs if c.difference.regression]
+    if regressions:
+        if not as_json:
+            named = ", ".join(f"{c.device} {c.artifact} {c.difference.key}" for c in regressions)
             error_line(f"regression beyond {fail_on_regression}%: {named}")
         raise click.exceptions.Exit(EXIT_REGRESSION)
 
