@@ -119,6 +119,19 @@ def _tick(v: float) -> str:
     return f"{v / 1000:.3g}k" if abs(v) >= 1000 else f"{v:.3g}"
 
 
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values inside [lo, hi]: the multiples of the smallest step of 1, 2 or 5 ×
+    10^k that gives at most `target` of them ([lo] for an empty range)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo]
+    exponent = math.floor(math.log10((hi - lo) / max(target - 1, 1)))
+    for step in (m * 10.0**e for e in range(exponent - 1, exponent + 3) for m in (1, 2, 5)):
+        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+        if last - first + 1 <= target:
+            return [round(k * step, 12) for k in range(first, last + 1)]
+    return [lo, hi]  # not reached: a step of 100 × the range gives at most one tick
+
+
 def _axis(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) -> list[str]:
     out = [
         f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - 10}" y2="{_H - _PAD}" class="axis"/>',
@@ -127,12 +140,12 @@ def _axis(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) 
         f'<text x="12" y="{_H / 2}" class="label" transform="rotate(-90 12 {_H / 2})" '
         f'text-anchor="middle">{html.escape(ylabel)}</text>',
     ]
-    for i in range(5):
-        yv = y0 + (y1 - y0) * i / 4
-        y = _H - _PAD - (_H - _PAD - 10) * i / 4
+    # Ticks at round values (1-2-5 steps), placed where the data's own scale puts them.
+    for yv in nice_ticks(y0, y1):
+        y = _scale(yv, y0, y1, _H - _PAD, 10)
         out.append(f'<text x="{_PAD - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_tick(yv)}</text>')
-        xv = x0 + (x1 - x0) * i / 4
-        x = _PAD + (_W - 10 - _PAD) * i / 4
+    for xv in nice_ticks(x0, x1):
+        x = _scale(xv, x0, x1, _PAD, _W - 10)
         out.append(f'<text x="{x:.1f}" y="{_H - _PAD + 14}" class="tick" text-anchor="middle">{_tick(xv)}</text>')
     return out
 

@@ -6,11 +6,14 @@ an emulated phone's figures are. The folder is built from a stored result here; 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
 import shutil
 from pathlib import Path
+
+import pytest
 
 from edgekit.bench.result import CampaignArtifact, CampaignCell, CampaignRecord, Figure
 from edgekit.report_campaign import ratio
@@ -116,3 +119,21 @@ def test_compare_of_two_campaigns_says_which_differences_are_beyond_the_noise(tm
         ("p1", "b", "battery_pct_per_25_conversations")
     ]
     assert [r["beyond_noise"] for r in rows if r["regression"]] == [True]
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"), [(0.0, 1.0), (0.0, 3600.0), (12.3, 98.7), (3.7, 4.2), (0.0, 0.013), (-5.0, 17.0), (150.0, 172.0)]
+)
+def test_plot_ticks_are_round_numbers_in_1_2_5_steps(lo: float, hi: float) -> None:
+    import math
+
+    from edgekit.report import nice_ticks
+
+    ticks = nice_ticks(lo, hi)
+    assert 2 <= len(ticks) <= 5 and all(lo - 1e-9 <= t <= hi + 1e-9 for t in ticks), ticks
+    step = ticks[1] - ticks[0]
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-6, (ticks, step)
+    assert all(abs(t / step - round(t / step)) < 1e-6 for t in ticks)  # each a multiple of the step
+    assert all(abs((b - a) - step) < 1e-9 * max(1.0, abs(hi)) for a, b in itertools.pairwise(ticks))
+    assert nice_ticks(5.0, 5.0) == [5.0]
