@@ -73,7 +73,20 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def run(phones: int, artifact: Path, work: Path, conversations: int, turn_s: float) -> dict[str, float]:
+def run(
+    phones: int,
+    artifact: Path | list[Path],
+    work: Path,
+    conversations: int,
+    turn_s: float,
+    *,
+    one_by_one: bool = False,
+) -> dict[str, float]:
+    """battery-bench on `phones` emulated phones behind two adb servers: one invocation over
+    `--device all` with every artifact (A/B on each phone, phones in parallel), or with
+    `one_by_one` one invocation per phone and artifact after another. Wall time and host CPU."""
+    artifacts = artifact if isinstance(artifact, list) else [artifact]
+    work.mkdir(parents=True, exist_ok=True)
     home = work / f"home{phones}"
     key = ensure_adb_key(home / ".android" / "adbkey")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANDROID_ADB", "ADB_SERVER"))}
@@ -93,25 +106,34 @@ def run(phones: int, artifact: Path, work: Path, conversations: int, turn_s: flo
         lines = CHAT25.read_text().splitlines()
         workload = work / "workload.jsonl"
         workload.write_text("\n".join(lines[: conversations + 1]) + "\n")
-        argv = [sys.executable, "-m", "edgekit", "battery-bench", "--device", "all", "--no-cooldown"]
-        for s in servers:
-            argv += ["--adb-server", str(s)]
-        argv += ["--runner", str(write_runner_standin(work / "litert_lm_main")), "--workload", str(workload)]
-        argv += ["--baseline-s", "2", "-o", str(work / f"r{phones}.json"), str(artifact)]
+        runner = write_runner_standin(work / "litert_lm_main")
+        common = ["--no-cooldown", "--runner", str(runner), "--workload", str(workload), "--baseline-s", "2"]
+        if one_by_one:
+            jobs = [
+                ["--adb-server", str(servers[i % 2]), "--device", f"{servers[i % 2]}/{emu.serial}", str(a)]
+                for i, emu in enumerate(emus)
+                for a in artifacts
+            ]
+        else:
+            every = [w for s in servers for w in ("--adb-server", str(s))]
+            jobs = [[*every, "--device", "all", *map(str, artifacts)]]
         pids = [_server_pid(s.port) for s in servers]
         servers_before = sum(_cpu_s(p) for p in pids)
-        log = work / f"bench{phones}.log"
-        start = time.perf_counter()
-        with log.open("w") as out:
-            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-            # wait4: the CPU of this child and of what it waited for, not of the phones' processes
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        host_cpu = usage.ru_utime + usage.ru_stime
+        wall = host_cpu = 0.0
+        for n, job in enumerate(jobs):
+            argv = [sys.executable, "-m", "edgekit", "battery-bench", *common, "-o", str(work / f"r{phones}-{n}"), *job]
+            log = work / f"bench{phones}-{n}.log"
+            start = time.perf_counter()
+            with log.open("w") as out:
+                proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+                # wait4: the CPU of this child and of what it waited for, not of the phones' processes
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+            wall += time.perf_counter() - start
+            host_cpu += usage.ru_utime + usage.ru_stime
+            if proc.returncode not in (0, 6):  # 6: a simulated battery figure void; the run itself stands
+                raise RuntimeError(f"battery-bench exited {proc.returncode}: {log.read_text()[-2000:]}")
         adb_cpu = sum(_cpu_s(p) for p in pids) - servers_before
-        if proc.returncode not in (0, 6):  # 6: a simulated battery figure void; the run itself stands
-            raise RuntimeError(f"battery-bench exited {proc.returncode}: {log.read_text()[-2000:]}")
     finally:
         for emu in emus:
             emu.stop()
