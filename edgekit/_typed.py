@@ -9,6 +9,7 @@ default; `msgspec.UNSET` marks a key that is left out of the file when it does n
 
 from __future__ import annotations
 
+import threading
 from typing import Any, TypeVar
 
 import msgspec
@@ -17,16 +18,24 @@ from edgekit.errors import InputError
 
 T = TypeVar("T")
 
+_MSGSPEC = threading.Lock()
+"""msgspec 0.22 builds each dataclass's type info on first use; two threads doing that for
+the same class at once crashed the process (SIGSEGV inside msgspec.convert, seen in a
+parallel battery-bench: tests/test_lab_e2e.py, both threads in Manifest.from_json). One
+conversion at a time: a result or manifest takes microseconds."""
+
 
 def from_data(data: Any, cls: type[T], what: str) -> T:
     """`data` (parsed JSON) as a `cls`; InputError naming the first bad field, e.g.
     "battery-bench result: Expected `int`, got `str` - at `$.turns[0].turn_index`"."""
     try:
-        return msgspec.convert(data, cls)
+        with _MSGSPEC:
+            return msgspec.convert(data, cls)
     except msgspec.ValidationError as exc:
         raise InputError(f"{what}: {exc}") from exc
 
 
 def to_data(record: Any) -> Any:
     """A record as plain JSON data (dicts, lists, str, numbers, None); UNSET fields left out."""
-    return msgspec.to_builtins(record)
+    with _MSGSPEC:
+        return msgspec.to_builtins(record)
