@@ -13,13 +13,14 @@ from edgekit.errors import InputError
 
 @click.command(
     "eval",
-    short_help="NLL gap of a .litertlm vs the fp32 PyTorch model.",
+    short_help="NLL gap and bits per byte of a .litertlm vs the fp32 PyTorch model.",
     epilog="""\b
 Examples:
   edgekit eval gemma3-270m.litertlm --reference ./gemma3-270m
   edgekit eval google-gemma3-270m-q8.litertlm --reference ./gemma-3-270m-it --json
   edgekit eval my.litertlm --reference ./my-finetune --text held-out.txt --max-tokens 4096
   edgekit eval my-app.litertlm --reference ./gemma-3-270m --adapter ./my-lora
+  edgekit eval de-app.litertlm --reference ./gemma-3-270m --text held-out-de.txt   (a --vocab-from artifact)
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path))
