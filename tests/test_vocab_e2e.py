@@ -294,6 +294,9 @@ def test_bad_vocab_text_is_one_line_and_nothing_is_written(tiny_gemma3_dir: Path
     assert "--vocab-size 50 is below the" in err and "ids the tokenizer and its chat template need" in err
     err = _refused(str(tiny_gemma3_dir), "--vocab-size", "5000", out=out)
     assert "--vocab-size chooses what --vocab-from keeps" in err
+    bare = tmp_path / "x.tflite"
+    err = _refused(str(tiny_gemma3_dir), "--vocab-from", str(good), out=bare)
+    assert "write a .litertlm bundle (a bare .tflite carries no tokenizer)" in err
 
 
 def test_a_tokenizer_edgekit_cannot_trim_is_named(tiny_gemma3_dir: Path, tmp_path: Path) -> None:

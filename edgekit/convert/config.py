@@ -107,6 +107,11 @@ class ConvertConfig:
         if self.adapter is not None:
             object.__setattr__(self, "adapter", Path(self.adapter))
         object.__setattr__(self, "vocab_from", tuple(Path(t) for t in self.vocab_from))
+        if self.vocab_from and self.format is not Format.LITERTLM:
+            raise InputError(
+                "--vocab-from renumbers the token ids, so the model needs its trimmed tokenizer beside it: "
+                "write a .litertlm bundle (a bare .tflite carries no tokenizer)"
+            )
         for name, value in (("--vocab-min-count", self.vocab_min_count), ("--vocab-size", self.vocab_size)):
             if value is None:
                 continue
