@@ -103,11 +103,39 @@ class AdapterSource:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class VocabTextFile:
+    """One --vocab-from file: its path and sha256."""
+
+    path: str
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VocabSource:
+    """The vocabulary trimmed to the app's text before export (--vocab-from; edgekit.convert.vocab)."""
+
+    kept_ids: int
+    """Ids kept: the trimmed model's vocab_size (new id = the kept old ids' order)."""
+    kept_ids_sha256: str
+    """sha256 over the kept old ids as JSON ("[0, 1, 2, ...]")."""
+    original_vocab_size: int
+    original_vocab_sha256: str
+    required_ids: int
+    """Ids kept whatever the text: added/special tokens, chat template, byte pieces, their merge trees."""
+    text_ids: int
+    """Distinct ids the texts tokenize to with the original tokenizer."""
+    min_count: int
+    target_size: int | None
+    texts: tuple[VocabTextFile, ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SourceRecord:
     """Where the artifact came from: kind ("checkpoint_dir", "in_memory", "gguf"), path, the
     sha256 over the source's files and each file's sha256. A GGUF source also records its
     header and the files transformers materialised from it (as converted); a source with an
-    adapter records the adapter and the files of the merged model (as converted)."""
+    adapter records the adapter and the files of the merged model (as converted); one with a
+    trimmed vocabulary (--vocab-from) records what was kept and the files of the trimmed model."""
 
     kind: str
     path: str | None
@@ -116,6 +144,7 @@ class SourceRecord:
     gguf: GgufSource | UnsetType = UNSET
     materialized_files: dict[str, str] | UnsetType = UNSET
     adapter: AdapterSource | UnsetType = UNSET
+    vocab: VocabSource | UnsetType = UNSET
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -194,6 +223,20 @@ class NllRecord:
     engine_scoring: str | None = None
     """How the engine was made to score exactly ("exact", or "drops-second-to-last": litert-lm-api 0.18.1,
     corrected by prefilling the last prompt token twice); None in manifests written before the correction."""
+    bytes: int | None = None
+    """UTF-8 bytes of the scored text; the figures below are None in manifests written before them."""
+    artifact_bits_per_byte: float | None = None
+    """Total NLL over the scored text / its UTF-8 bytes / ln 2."""
+    reference_bits_per_byte: float | None = None
+    bits_per_byte_gap: float | None = None
+    artifact_tokens_per_byte: float | None = None
+    reference_tokens_per_byte: float | None = None
+    artifact_byte_fallback_share: float | None = None
+    """Share of the scored bytes written as byte pieces by the artifact's tokenizer."""
+    reference_byte_fallback_share: float | None = None
+    same_tokenizer: bool = True
+    """False: a trimmed vocabulary (--vocab-from), each side scored its own tokenization of the text."""
+    reference_tokens: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

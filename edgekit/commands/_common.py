@@ -210,6 +210,23 @@ def nll_line(gap: NllRecord | NllGap, recipe_words: str) -> str:
     )
 
 
+def bpb_line(gap: NllRecord | NllGap) -> str:
+    """One line: bits per byte of both sides, tokens per byte, byte-fallback share (or why they are absent)."""
+    if gap.artifact_bits_per_byte is None or gap.reference_bits_per_byte is None or not gap.bytes:
+        return "  bits per byte: not measured (scored before edgekit measured it)"
+
+    def share(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1%}"
+
+    how = "the same tokens" if gap.same_tokenizer else "each its own tokenization (trimmed vocabulary)"
+    return (
+        f"  bits per byte: artifact {gap.artifact_bits_per_byte:.4f}, PyTorch fp32 {gap.reference_bits_per_byte:.4f} "
+        f"({gap.artifact_bits_per_byte - gap.reference_bits_per_byte:+.4f}) over {gap.bytes} bytes, {how}; "
+        f"tokens per byte {gap.artifact_tokens_per_byte:.3f} vs {gap.reference_tokens_per_byte:.3f}; "
+        f"byte fallback {share(gap.artifact_byte_fallback_share)} vs {share(gap.reference_byte_fallback_share)}"
+    )
+
+
 def _fmt(value: float | None, spec: str, unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
 

@@ -31,6 +31,7 @@ Examples:
   edgekit convert ./my-finetune --format tflite -o ft.tflite --json
   edgekit convert ./my-ja-app --calibration-text prompts-ja.txt -o ja-app.litertlm
   edgekit convert ./gemma-3-270m --adapter ./my-lora -o my-app.litertlm
+  edgekit convert ./gemma-3-270m --vocab-from de-corpus.txt --vocab-size 32000 -o de-app.litertlm
 """,
 )
 @click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
@@ -123,6 +124,28 @@ Examples:
     "export; the fidelity check compares against the merged model; the manifest records the adapter's files.",
 )
 @click.option(
+    "--vocab-from",
+    "vocab_from",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="The app's own UTF-8 text (prompts, fine-tuning data, a corpus of its language); repeatable. "
+    "The table keeps only the ids this text tokenizes to, plus every special, added and chat-template "
+    "token, every byte piece and the pieces BPE builds the kept ones from; the model's embedding, output "
+    "projection and the bundled tokenizer are remapped together. Other text still encodes, in smaller "
+    "pieces or bytes. Gemma 3 only. The manifest records the kept ids and each file's sha256.",
+)
+@click.option(
+    "--vocab-min-count",
+    type=click.IntRange(min=1),
+    help="With --vocab-from: keep a text's id only if it occurs at least N times.  [default: 1]",
+)
+@click.option(
+    "--vocab-size",
+    type=click.IntRange(min=1),
+    help="With --vocab-from: keep at most N ids in all, the text's most frequent first.  "
+    "[default: every id the text needs]",
+)
+@click.option(
     "--force", is_flag=True, help="Convert even when the output is up to date with the same input and settings."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show litert-torch's own output.")
@@ -142,6 +165,9 @@ def convert_command(
     eval_text: Path | None,
     calibration_texts: tuple[Path, ...],
     adapter: Path | None,
+    vocab_from: tuple[Path, ...],
+    vocab_min_count: int | None,
+    vocab_size: int | None,
     force: bool,
     verbose: bool,
     as_json: bool,
@@ -176,6 +202,9 @@ def convert_command(
         eval_text=eval_text,
         calibration_texts=calibration_texts,
         adapter=adapter,
+        vocab_from=vocab_from,
+        vocab_min_count=vocab_min_count,
+        vocab_size=vocab_size,
         force=force,
         verbose=verbose,
         given_by="flag",

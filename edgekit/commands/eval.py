@@ -7,19 +7,20 @@ from pathlib import Path
 import click
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
-from edgekit.commands._common import nll_line, print_json, stderr_console
+from edgekit.commands._common import bpb_line, nll_line, print_json, stderr_console
 from edgekit.errors import InputError
 
 
 @click.command(
     "eval",
-    short_help="NLL gap of a .litertlm vs the fp32 PyTorch model.",
+    short_help="NLL gap and bits per byte of a .litertlm vs the fp32 PyTorch model.",
     epilog="""\b
 Examples:
   edgekit eval gemma3-270m.litertlm --reference ./gemma3-270m
   edgekit eval google-gemma3-270m-q8.litertlm --reference ./gemma-3-270m-it --json
   edgekit eval my.litertlm --reference ./my-finetune --text held-out.txt --max-tokens 4096
   edgekit eval my-app.litertlm --reference ./gemma-3-270m --adapter ./my-lora
+  edgekit eval de-app.litertlm --reference ./gemma-3-270m --text held-out-de.txt   (a --vocab-from artifact)
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path))
@@ -77,6 +78,12 @@ def eval_command(
     mean negative log-likelihood per token, in nats (0 = as good; exp(gap) is the
     perplexity ratio). Works for edgekit's artifacts and third-party .litertlm files whose
     tokenizer matches the reference's.
+
+    Also bits per byte of each side (total NLL over the scored text / its UTF-8 bytes / ln 2),
+    tokens per byte, and the share of the bytes written as byte pieces. An artifact converted
+    with --vocab-from (its manifest says so) tokenizes differently from the full model: each
+    side scores its own tokenization of the same text, and bits per byte is the figure to
+    compare (the per-token gap is then the difference of total NLL per artifact token).
     """
     from edgekit.convert import nll
 
@@ -107,3 +114,4 @@ def eval_command(
         f"over {gap.windows} windows; reference {result.reference}"
         + (f" with adapter {result.adapter} merged" if result.adapter else "")
     )
+    click.echo(bpb_line(gap))

@@ -34,6 +34,12 @@ class ConvertConfig:
     table get 8 bits). Empty: the model's own samples decide."""
     adapter: Path | None = None
     """A PEFT LoRA adapter folder, merged into the source checkpoint folder before export."""
+    vocab_from: tuple[Path, ...] = ()
+    """The app's own UTF-8 texts: the table keeps only the ids they need (vocab.select)."""
+    vocab_min_count: int | None = None
+    """With `vocab_from`: keep a text's id only if it occurs at least this often (default 1)."""
+    vocab_size: int | None = None
+    """With `vocab_from`: the number of ids to keep at most, the text's most frequent first."""
     force: bool = False
     verbose: bool = False
     given_by: str = "caller"
@@ -100,6 +106,19 @@ class ConvertConfig:
                 raise InputError(f"evaluation text {self.eval_text} does not exist", path=self.eval_text)
         if self.adapter is not None:
             object.__setattr__(self, "adapter", Path(self.adapter))
+        object.__setattr__(self, "vocab_from", tuple(Path(t) for t in self.vocab_from))
+        if self.vocab_from and self.format is not Format.LITERTLM:
+            raise InputError(
+                "--vocab-from renumbers the token ids, so the model needs its trimmed tokenizer beside it: "
+                "write a .litertlm bundle (a bare .tflite carries no tokenizer)"
+            )
+        for name, value in (("--vocab-min-count", self.vocab_min_count), ("--vocab-size", self.vocab_size)):
+            if value is None:
+                continue
+            if not self.vocab_from:
+                raise InputError(f"{name} chooses what --vocab-from keeps: give --vocab-from FILE too")
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         texts = tuple(Path(t) for t in self.calibration_texts)
         object.__setattr__(self, "calibration_texts", texts)
         for text in texts:

@@ -24,7 +24,9 @@ import dataclasses
 import enum
 import hashlib
 import importlib.metadata
+import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,29 @@ class NllGap:
     passed: bool
     engine_scoring: str | None = None
     """How the engine was made to score exactly (EngineScoring's value); None before edgekit corrected for it."""
+    bytes: int | None = None
+    """UTF-8 bytes of the scored continuations (the same text for both sides)."""
+    artifact_bits_per_byte: float | None = None
+    """Total engine NLL over the scored continuations / their UTF-8 bytes / ln 2."""
+    reference_bits_per_byte: float | None = None
+    artifact_tokens_per_byte: float | None = None
+    reference_tokens_per_byte: float | None = None
+    artifact_byte_fallback_share: float | None = None
+    """Share of the scored bytes the artifact's tokenizer wrote as byte pieces (byte_fallback's <0xNN>, or a
+    byte-level BPE's 256 one-byte base symbols); None when the bundle's tokenizer is not a tokenizer.json."""
+    reference_byte_fallback_share: float | None = None
+    same_tokenizer: bool = True
+    """False for an artifact whose vocabulary was trimmed (--vocab-from): each side scored its own
+    tokenization of the same text; the gap is then (total artifact NLL - total reference NLL) / artifact
+    tokens, and bits per byte is the comparable figure."""
+    reference_tokens: int | None = None
+
+    @property
+    def bits_per_byte_gap(self) -> float | None:
+        """Artifact minus reference bits per byte (None before edgekit measured it)."""
+        if self.artifact_bits_per_byte is None or self.reference_bits_per_byte is None:
+            return None
+        return self.artifact_bits_per_byte - self.reference_bits_per_byte
 
     @property
     def perplexity_ratio(self) -> float:
@@ -126,6 +151,7 @@ class NllGap:
         """Plain-JSON form, as stored in the manifest."""
         data = dataclasses.asdict(self)
         data["perplexity_ratio"] = self.perplexity_ratio
+        data["bits_per_byte_gap"] = self.bits_per_byte_gap
         return data
 
 
@@ -360,7 +386,8 @@ def check_same_tokenizer(windows: Sequence[TokenWindow], tokenizer: Any, model: 
         if ids != w.context_ids + w.continuation_ids:
             raise InputError(
                 f"{artifact} tokenizes text differently from the reference's tokenizer: the reference is "
-                f"not the model this artifact was made from"
+                f"not the model this artifact was made from (an artifact converted with --vocab-from is "
+                f"compared by bits per byte when its manifest is beside it)"
             )
 
 
@@ -517,8 +544,13 @@ def measure(
     reference_tokenizer: Any = None,
     max_window_tokens: int = 512,
     max_context_tokens: int | None = None,
+    own_tokenization: bool = False,
 ) -> NllGap:
     """NLL gap of the `.litertlm` at `artifact` against PyTorch `model` (fp32, eval) on `text`.
+
+    With `own_tokenization` (an artifact whose vocabulary was trimmed, vocab.py), the reference
+    scores its own tokenization (`reference_tokenizer`, required) of each window's text
+    rather than the artifact's ids: the two compare by bits per byte over the same text.
 
     `text` defaults to the built-in "report" section. `max_nll_gap` None measures without
     judging; otherwise a gap above it raises FidelityError. With `reference_tokenizer`
@@ -546,11 +578,103 @@ def measure(
         )
         if not windows:
             raise InputError(f"the evaluation text {text.name} yields no window to score: give more prose")
-        check_same_tokenizer(windows, reference_tokenizer, model, str(artifact))
+        if own_tokenization:
+            if reference_tokenizer is None:
+                raise ValueError("own_tokenization needs the reference's tokenizer")
+            ref_windows = retokenized(windows, reference_tokenizer)
+            ref_bos = reference_tokenizer.bos_token_id
+            ref_bos = int(ref_bos if ref_bos is not None else model.config.bos_token_id)
+        else:
+            check_same_tokenizer(windows, reference_tokenizer, model, str(artifact))
+            ref_windows, ref_bos = windows, bos
         scoring = detect_scoring(engine, windows)
         got = engine_nll(engine, windows, scoring)
-    ref = reference_nll(model, bos, windows)
-    return summarize(got, ref, text=text, max_nll_gap=max_nll_gap, scoring=scoring)
+    ref = reference_nll(model, ref_bos, ref_windows)
+    artifact_bytes = byte_piece_ids(bundled_tokenizer_json(Path(artifact)))
+    reference_bytes = byte_piece_ids(_tokenizer_json_of(reference_tokenizer)) if own_tokenization else artifact_bytes
+    return summarize(
+        got,
+        ref,
+        text=text,
+        max_nll_gap=max_nll_gap,
+        scoring=scoring,
+        windows=windows,
+        reference_windows=ref_windows if own_tokenization else None,
+        artifact_byte_ids=artifact_bytes,
+        reference_byte_ids=reference_bytes,
+    )
+
+
+def retokenized(windows: Sequence[TokenWindow], tokenizer: Any) -> list[TokenWindow]:
+    """The same windows (the same context and continuation text), in `tokenizer`'s ids."""
+
+    def ids(text: str) -> tuple[int, ...]:
+        return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return [dataclasses.replace(w, context_ids=ids(w.context), continuation_ids=ids(w.continuation)) for w in windows]
+
+
+_BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+
+
+def byte_piece_ids(tokenizer_json: dict[str, Any] | None) -> set[int] | None:
+    """The ids a tokenizer.json writes bytes with: byte_fallback's <0x00>..<0xFF>, or a byte-level
+    BPE's 256 one-byte base symbols. None when there is no tokenizer.json to tell."""
+    if tokenizer_json is None:
+        return None
+    model = tokenizer_json.get("model") or {}
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict):
+        return set()
+    if model.get("byte_fallback"):
+        return {int(i) for p, i in vocab.items() if _BYTE_PIECE.fullmatch(p)}
+    if "ByteLevel" in json.dumps(tokenizer_json.get("pre_tokenizer")):
+        from tokenizers import pre_tokenizers
+
+        alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+        return {int(i) for p, i in vocab.items() if p in alphabet}
+    return set()
+
+
+def _tokenizer_json_of(tokenizer: Any) -> dict[str, Any] | None:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    data: dict[str, Any] = json.loads(backend.to_str())
+    return data
+
+
+def bundled_tokenizer_json(bundle: Path) -> dict[str, Any] | None:
+    """The Hugging Face tokenizer.json inside a `.litertlm` (its HF_Tokenizer_Zlib section), None if it has none.
+
+    Read as litert_lm_builder's litertlm_peek reads the header; the section is zlib data
+    behind an 8-byte size, or bare zlib (litert_torch's litertlm_bundle._extract_hf_tokenizer).
+    """
+    import io
+    import zlib
+
+    from litert_lm_builder import litertlm_header_schema_py_generated as schema
+    from litert_lm_builder import litertlm_peek
+
+    try:
+        header = litertlm_peek.read_litertlm_header(str(bundle), io.StringIO())
+        sections = header.SectionMetadata()
+        with open(bundle, "rb") as f:
+            for i in range(sections.ObjectsLength() if sections else 0):
+                obj = sections.Objects(i)
+                if obj is None or obj.DataType() != schema.AnySectionDataType.HF_Tokenizer_Zlib:
+                    continue
+                f.seek(obj.BeginOffset())
+                blob = f.read(obj.EndOffset() - obj.BeginOffset())
+                try:
+                    raw = zlib.decompress(blob[8:])
+                except zlib.error:
+                    raw = zlib.decompress(blob)
+                data: dict[str, Any] = json.loads(raw)
+                return data
+    except (OSError, ValueError, zlib.error):
+        return None
+    return None
 
 
 def summarize(
@@ -560,29 +684,67 @@ def summarize(
     text: EvalText,
     max_nll_gap: float | None,
     scoring: EngineScoring | None = None,
+    windows: Sequence[TokenWindow] | None = None,
+    reference_windows: Sequence[TokenWindow] | None = None,
+    artifact_byte_ids: set[int] | None = None,
+    reference_byte_ids: set[int] | None = None,
 ) -> NllGap:
-    """Token-weighted means and the gap; FidelityError if the gap exceeds `max_nll_gap` or is not finite."""
+    """Token-weighted means and the gap; FidelityError if the gap exceeds `max_nll_gap` or is not finite.
+
+    With `windows` (what was scored), also bits per byte, tokens per byte and the byte-fallback
+    share of each side. With `reference_windows` (the reference scored its own tokenization of
+    the same text), the gap is (total artifact NLL - total reference NLL) / artifact tokens,
+    its ± from the per-window totals.
+    """
     a = np.concatenate(list(artifact_nll))
     r = np.concatenate(list(reference_nll))
     if not (np.isfinite(a).all() and np.isfinite(r).all()):
         raise FidelityError(
             "the converted model gives a token zero probability (infinite NLL): the conversion is broken"
         )
-    diff = a - r
-    gap = float(diff.mean())
-    stderr = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    if reference_windows is None:
+        diff = a - r
+        gap = float(diff.mean())
+        stderr = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    else:
+        per_window = np.array([x.sum() - y.sum() for x, y in zip(artifact_nll, reference_nll, strict=True)])
+        gap = float(per_window.sum() / len(a))
+        n = len(per_window)
+        stderr = float(per_window.std(ddof=1) * math.sqrt(n) / len(a)) if n > 1 else float("nan")
+    per_byte: dict[str, Any] = {}
+    if windows is not None:
+        ref_windows = reference_windows if reference_windows is not None else windows
+        n_bytes = sum(len(w.continuation.encode("utf-8")) for w in windows)
+
+        def fallback(ws: Sequence[TokenWindow], ids: set[int] | None) -> float | None:
+            if ids is None:
+                return None
+            return sum(sum(1 for i in w.continuation_ids if i in ids) for w in ws) / n_bytes
+
+        per_byte = {
+            "bytes": n_bytes,
+            "artifact_bits_per_byte": float(a.sum()) / n_bytes / math.log(2),
+            "reference_bits_per_byte": float(r.sum()) / n_bytes / math.log(2),
+            "artifact_tokens_per_byte": len(a) / n_bytes,
+            "reference_tokens_per_byte": len(r) / n_bytes,
+            "artifact_byte_fallback_share": fallback(windows, artifact_byte_ids),
+            "reference_byte_fallback_share": fallback(ref_windows, reference_byte_ids),
+            "same_tokenizer": reference_windows is None,
+            "reference_tokens": len(r),
+        }
     info = {"name": text.name, **text.source}
     report = NllGap(
         artifact_nll=float(a.mean()),
         reference_nll=float(r.mean()),
         gap_nats_per_token=gap,
         gap_stderr=stderr,
-        tokens=len(diff),
+        tokens=len(a),
         windows=len(artifact_nll),
         text=info,
         max_nll_gap=max_nll_gap,
         passed=max_nll_gap is None or gap <= max_nll_gap,
         engine_scoring=scoring.value if scoring is not None else None,
+        **per_byte,
     )
     if not report.passed:
         raise FidelityError(
@@ -665,7 +827,11 @@ def evaluate(
     except EdgekitError:
         manifest = None
     max_window_tokens, max_context_tokens = 512, None
+    trimmed = False
     if manifest is not None and manifest.sha256 == digest:  # a stale manifest describes another file
+        from msgspec import UNSET
+
+        trimmed = manifest.source.vocab is not UNSET
         cache_length = manifest.settings.cache_length.value
         max_window_tokens = min(max_window_tokens, cache_length)
         max_context_tokens = context_room(cache_length, manifest.settings.prefill_lengths.value)
@@ -695,6 +861,7 @@ def evaluate(
         reference_tokenizer=tokenizer,
         max_window_tokens=max_window_tokens,
         max_context_tokens=max_context_tokens,
+        own_tokenization=trimmed,
     )
     return EvalResult(
         artifact=str(artifact),

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from msgspec import UNSET
+
 from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit._files import remove_stale_temp
 from edgekit._typed import from_data, to_data
@@ -48,10 +50,11 @@ from edgekit.artifact import (
     SettingRecord,
     SourceRecord,
     TableSplitRecord,
+    VocabSource,
     manifest_path,
     sha256_file,
 )
-from edgekit.convert import adapter, recipes
+from edgekit.convert import adapter, recipes, vocab
 from edgekit.convert.config import ConvertConfig
 from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
@@ -681,16 +684,18 @@ def _source_record(
     *,
     base: Checkpoint | None = None,
     adapter_info: adapter.AdapterInfo | None = None,
+    trim: vocab.Trim | None = None,
 ) -> SourceRecord:
-    if base is not None and adapter_info is not None:
+    if base is not None:
         return SourceRecord(
             kind="checkpoint_dir",
             path=str(base.path.resolve()),
             sha256=base.source_sha256,
             files=base.files,
-            # The model as converted: PEFT's merge of the two.
+            # The model as converted: PEFT's merge of the two, its vocabulary trimmed.
             materialized_files=ckpt.files,
-            adapter=from_data(adapter_info.to_dict(), AdapterSource, "adapter"),
+            adapter=UNSET if adapter_info is None else from_data(adapter_info.to_dict(), AdapterSource, "adapter"),
+            vocab=UNSET if trim is None else from_data(trim.to_dict(), VocabSource, "vocabulary trim"),
         )
     if gguf_info is not None:
         info = gguf_info.to_dict()
@@ -726,10 +731,27 @@ def _convert_in(
     in_memory = not isinstance(source, (str, Path))
     tracker.enter("load")
     src_dir, gguf_info = _source_dir(source, tokenizer, work)
-    base, adapter_info = None, None
+    base, adapter_info, trim = None, None, None
+    texts = vocab.read_texts(config.vocab_from)  # bad text is bad input, before any work
     if config.adapter is not None:
         base, adapter_info = _checked_adapter(src_dir, gguf_info, config.adapter, in_memory=in_memory)
         src_dir = adapter.write_merged(base.path, adapter_info, work / "merged")
+    if texts:
+        if gguf_info is not None or in_memory:
+            raise InputError(
+                "--vocab-from trims a Hugging Face checkpoint folder: give the model as that folder "
+                "(`edgekit example gemma3-270m DIR` writes the trained Gemma 3 270M as one)"
+            )
+        untrimmed = load_checkpoint(src_dir)
+        base = base or untrimmed
+        trim = vocab.select(
+            src_dir,
+            untrimmed.model_type,
+            texts,
+            min_count=config.vocab_min_count or 1,
+            target_size=config.vocab_size,
+        )
+        src_dir = vocab.write_trimmed(src_dir, trim, work / "trimmed")
     ckpt, the_plan, key = _plan_source(src_dir, gguf_info, config, in_memory=in_memory)
     if key is not None and not config.force:
         hit = _cache_hit(out, key)
@@ -743,8 +765,13 @@ def _convert_in(
         ckpt = load_checkpoint(src_dir)
     assert ckpt is not None
     the_plan, notes = _checked_plan(ckpt, the_plan, src_dir, gguf_info)
-    if base is not None:  # name the user's base, not our merged copy
+    if base is not None:  # name the user's base, not our merged or trimmed copy
         notes = [n.replace(str(src_dir), str(base.path)) for n in notes]
+    if trim is not None:
+        notes.append(
+            f"vocabulary trimmed to {len(trim.kept)} of {trim.original_vocab_size} ids "
+            f"({trim.required} the tokenizer and chat template need, the rest from the --vocab-from text)"
+        )
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent, split_table=the_plan.split_rows is not None)
 
@@ -769,7 +796,7 @@ def _convert_in(
         ckpt,
         the_plan,
         config,
-        source=_source_record(ckpt, gguf_info, in_memory, base=base, adapter_info=adapter_info),
+        source=_source_record(ckpt, gguf_info, in_memory, base=base, adapter_info=adapter_info, trim=trim),
         key=key,
         conversion=conversion,
         fidelity=fidelity_report,

@@ -329,8 +329,14 @@ def vocab_sha256(pieces: Sequence[str | None]) -> str:
     return hashlib.sha256("\n".join(p or "" for p in pieces).encode()).hexdigest()
 
 
-def shipped_mass(pieces: Sequence[str | None]) -> torch.Tensor | None:
-    """The multilingual ranking edgekit ships (RANKING_FILE) when it is for this vocabulary, else None."""
+def shipped_mass(
+    pieces: Sequence[str | None], *, trimmed: tuple[Sequence[int], str] | None = None
+) -> torch.Tensor | None:
+    """The multilingual ranking edgekit ships (RANKING_FILE) when it is for this vocabulary, else None.
+
+    `trimmed`: (the kept old ids, the original vocabulary's sha256) of a vocabulary trimmed by
+    `convert --vocab-from` (vocab.kept_ids): the ranking of the original, at the kept ids.
+    """
     import numpy as np
 
     from edgekit._data import data_dir
@@ -339,9 +345,15 @@ def shipped_mass(pieces: Sequence[str | None]) -> torch.Tensor | None:
     if not path.is_file():
         return None
     with np.load(path) as data:
-        if str(data["vocab_sha256"]) != vocab_sha256(pieces) or data["mass"].shape != (len(pieces),):
+        mass = data["mass"].astype(np.float64)
+        if trimmed is not None:
+            kept, original = trimmed
+            if str(data["vocab_sha256"]) != original or len(kept) != len(pieces) or max(kept) >= mass.shape[0]:
+                return None
+            return torch.from_numpy(mass[np.asarray(kept, dtype=np.int64)])
+        if str(data["vocab_sha256"]) != vocab_sha256(pieces) or mass.shape != (len(pieces),):
             return None
-        return torch.from_numpy(data["mass"].astype(np.float64))
+        return torch.from_numpy(mass)
 
 
 def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: Sequence[str] = ()) -> torch.Tensor:
@@ -355,7 +367,8 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: S
       writing systems with the most pieces in its vocabulary (script_seeds), `tokens`
       tokens each (temperature 1, seeded), the probability it gave each id over those steps;
     - for Gemma 3's vocabulary, what the model predicts and reads on held-out prose in
-      twelve languages (shipped_mass, RANKING_FILE), which the samples alone cover unevenly.
+      twelve languages (shipped_mass, RANKING_FILE), which the samples alone cover unevenly;
+      for a vocabulary trimmed by `--vocab-from` (vocab.MARKER), that ranking at the kept ids.
 
     Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever they score.
     With `calibration` (the app's own texts), the ids the model predicts or reads there
@@ -368,7 +381,9 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: S
     vocab = int(model.config.vocab_size)
     mass, seeds = _sample_mass(model, tokenizer, vocab, tokens)
     mass = mass / (float(mass.sum()) or 1.0)
-    shipped = shipped_mass(tokenizer.convert_ids_to_tokens(list(range(vocab))))
+    from edgekit.convert.vocab import kept_ids
+
+    shipped = shipped_mass(tokenizer.convert_ids_to_tokens(list(range(vocab))), trimmed=kept_ids(model_dir))
     if shipped is not None:
         mass = 0.5 * mass + 0.5 * shipped / (float(shipped.sum()) or 1.0)
     special = {int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < vocab}
