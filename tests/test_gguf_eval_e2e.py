@@ -200,10 +200,11 @@ def test_eval_command_json_and_human_output(int4_result: ConvertResult, tiny_gem
         "eval", art, "--reference", str(tiny_gemma3_dir), "--max-tokens", "64", "--threads", "2", "--text", str(text)
     )
     assert human.returncode == 0, human.stderr
-    first, second = human.stdout.splitlines()
+    first, second, third = human.stdout.splitlines()
     assert first.startswith(f"{_int4_words(tiny_gemma3_dir)}: ")
     assert " nats/token vs fp32 PyTorch on " in first and "tokens of file:prose.txt" in first
     assert second.startswith("  mean NLL: artifact ")
+    assert third.startswith("  bits per byte: artifact ") and "the same tokens" in third
     assert "Loading weights" not in human.stderr  # transformers' progress goes to the log
 
 
