@@ -216,6 +216,9 @@ def test_devices_lists_local_when_the_adb_server_cannot_be_asked(
         raise DeviceError("cannot list devices: [Errno 111] Connection refused")
 
     monkeypatch.setattr(adb, "list_devices", no_server)
+    # The default server as adb finds it: no server variable (a session's private adb server sets one).
+    for name in ("ADB_SERVER_SOCKET", "ANDROID_ADB_SERVER_ADDRESS", "ANDROID_ADB_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
     code = cli.main(["devices"])
     captured = capsys.readouterr()
     assert code == DeviceError.exit_code
