@@ -14,18 +14,19 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edgekit.bench import lock, runs, session
+from edgekit.bench import lock, run_folder, runs, session
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice
-from edgekit.errors import EXIT_STILL_RUNNING, DeviceBusy
+from edgekit.errors import EXIT_STILL_RUNNING, DeviceBusy, DeviceError
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.plugin import EmulatedDevice
 from edgekit.testing.runner_standin import write_runner_standin
@@ -381,6 +382,68 @@ def test_ctrl_c_stops_a_push_at_once_and_trusts_nothing(
         from edgekit.device.adb import ensure_server
 
         ensure_server().disconnect(emulated_device.serial)
+
+
+def test_a_direct_device_closed_under_a_push_raises_its_own_error(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice, tmp_path: Path
+) -> None:
+    # What Ctrl-C does to a deploy: another thread closes the device mid-push. adb-shell's
+    # socket is then None or closed under select(); the caller must see a DeviceError (before
+    # the fix: TypeError from select, a thread traceback on the terminal).
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    for delay in (0.0, 0.05, 0.2):
+        device.shell(["true"])
+        caught: list[BaseException] = []
+
+        def push(caught: list[BaseException] = caught) -> None:
+            try:
+                device.push(big, f"{ROOT}/close-test.part")
+            except BaseException as exc:  # the test records whatever escapes
+                caught.append(exc)
+
+        thread = threading.Thread(target=push)
+        thread.start()
+        time.sleep(delay)
+        device.close()
+        thread.join(30)
+        assert not thread.is_alive()
+        if caught:  # (a push that finished before the close raises nothing)
+            assert isinstance(caught[0], DeviceError), repr(caught[0])
+
+
+def test_a_pid_that_is_no_longer_the_driver_is_not_a_live_run(
+    emulated_device: EmulatedDevice, device: DirectAdbDevice
+) -> None:
+    run_dir = emulated_device.path(f"{ROOT}/runs/r-pid")
+    run_dir.mkdir(parents=True)
+    paths = run_folder.RunPaths(run_id="r-pid", run_dir=f"{ROOT}/runs/r-pid", harness_dir="")
+    # The pid a dead driver left, now another process's (or a zombie's: no cmdline).
+    other = subprocess.Popen(["sleep", "30"])
+    zombie = subprocess.Popen(["true"])
+    wait_for(lambda: _zombie(zombie.pid), what="a zombie")
+    try:
+        for pid in (other.pid, zombie.pid):
+            (run_dir / "driver.pid").write_text(f"{pid}\n")
+            assert not run_folder.driver_alive(device, paths)
+        driver = subprocess.Popen(["sh", "-c", "sleep 30; exit 0", "driver.sh"])
+        (run_dir / "driver.pid").write_text(f"{driver.pid}\n")
+        assert run_folder.driver_alive(device, paths)
+        driver.kill()
+        driver.wait()
+        assert not run_folder.driver_alive(device, paths)
+    finally:
+        other.kill()
+        other.wait()
+        zombie.wait()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_the_runs_index_round_trips(tmp_path: Path) -> None:

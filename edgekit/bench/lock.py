@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import shlex
 
+from edgekit.bench import run_folder
 from edgekit.device.base import Device
 from edgekit.errors import DeviceBusy, DeviceError
 
@@ -49,8 +50,7 @@ def _check_script(root: str) -> str:
         '[ -r "$R/driver.pid" ] && read -r p < "$R/driver.pid"; '
         'if [ -z "$id" ] || [ "$st" = done ]; then echo "stale $id"; '
         'elif [ -n "$p" ]; then '
-        '  if kill -0 "$p" 2>/dev/null && [ "$(awk \'{print $3}\' /proc/$p/stat 2>/dev/null)" != Z ] && '
-        "     grep -q 'driver[.]sh' /proc/$p/cmdline 2>/dev/null; "
+        f"  if {run_folder.driver_test()}; "
         '  then echo "live $id $started"; else echo "stale $id"; fi; '
         f'elif [ $(( $(date +%s) - ${{epoch:-0}} )) -lt {START_GRACE_S} ]; then echo "live $id $started"; '
         'else echo "stale $id"; fi; fi'

@@ -150,14 +150,20 @@ def status(device: Device, paths: RunPaths) -> tuple[str, int]:
     return state, done
 
 
+def driver_test() -> str:
+    """A shell test: is the pid in shell variable `p` a run's live driver?
+
+    Its cmdline names driver.sh: a zombie (empty cmdline), a pid already reaped and a pid
+    the kernel gave to another process all fail it. (`kill -0` plus the state in
+    /proc/PID/stat did not: a zombie reaped between the two reads looked alive, and a
+    --collect right after a stop answered "still running".)"""
+    return """kill -0 "$p" 2>/dev/null && grep -q 'driver[.]sh' "/proc/$p/cmdline" 2>/dev/null"""
+
+
 def driver_alive(device: Device, paths: RunPaths) -> bool:
     """True while the run's driver process is alive."""
-    # A killed driver can linger as a zombie until its parent reaps it: that is not alive.
     pid_file = shlex.quote(paths.run_dir + "/driver.pid")
-    script = (
-        f'p=$(cat {pid_file} 2>/dev/null) && kill -0 "$p" 2>/dev/null && '
-        f"[ \"$(awk '{{print $3}}' /proc/$p/stat 2>/dev/null)\" != Z ]"
-    )
+    script = f"p=$(cat {pid_file} 2>/dev/null) && {driver_test()}"
     return device.script(script, check=False).returncode == 0
 
 
@@ -169,6 +175,7 @@ def stop(device: Device, paths: RunPaths) -> None:
     and to its process group: without setsid there is no group of the driver's, and the
     runner would outlive it."""
     run = shlex.quote(paths.run_dir)
+    alive = driver_test()
     # The stop file first: a driver or sampler still starting up exits when it sees it.
     # A pid file may be there but not yet written: give it a moment.
     device.script(
@@ -176,8 +183,7 @@ def stop(device: Device, paths: RunPaths) -> None:
         f'while [ -z "$p" ] && [ $n -lt 10 ] && [ -e "$f" ]; do p=$(cat "$f" 2>/dev/null); '
         f'[ -z "$p" ] && sleep 0.1; n=$((n + 1)); done; '
         f'if [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; then n=0; '
-        f'while [ $n -lt 50 ] && kill -0 "$p" 2>/dev/null && '
-        "[ \"$(awk '{print $3}' /proc/$p/stat 2>/dev/null)\" != Z ]; do sleep 0.1; n=$((n + 1)); done; fi; "
+        f"while [ $n -lt 50 ] && {alive}; do sleep 0.1; n=$((n + 1)); done; fi; "
         f"for p in $(cat {run}/driver.pid {run}/sampler.pid {run}/runner.pid 2>/dev/null); do "
         f'kill -9 -"$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done; true',
         check=False,

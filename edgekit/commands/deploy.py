@@ -153,11 +153,6 @@ def deploy_command(
                 errors[serial] = exc
             except _Cancelled:
                 pass
-            except Exception:
-                # Ctrl-C closed the device under a push: whatever its link raises then (a closed
-                # socket, a reset connection) is that stop, already reported as "interrupted".
-                if not cancelled.is_set():
-                    raise
 
         # Daemon threads, not a ThreadPoolExecutor: its __exit__ (and the interpreter's exit)
         # waits for every worker, so a Ctrl-C waited for the push, the smoke run and the

@@ -70,23 +70,42 @@ def ensure_adb_key(path: Path | None = None) -> Path:
 
 
 class _SendAllTcpTransport(TcpTransport):  # type: ignore[misc]
-    """adb-shell's TCP transport, but a write sends every byte (adb_shell#205) and a closed
-    connection is an error at once (adb-shell would spin on empty reads until its timeout)."""
+    """adb-shell's TCP transport, but a write sends every byte (adb_shell#205), a closed
+    connection is an error at once (adb-shell would spin on empty reads until its timeout),
+    and so is a connection closed under a read or write by another thread (Ctrl-C closes
+    the device under a push): adb-shell's close() sets the socket to None, which select()
+    refuses with TypeError, or leaves it closed, which select() refuses with ValueError."""
+
+    def _socket(self) -> socket.socket:
+        conn: socket.socket | None = self._connection
+        if conn is None or conn.fileno() < 0:
+            raise ConnectionAbortedError(f"the connection to {self._host}:{self._port} was closed")
+        return conn
+
+    def _select(self, conn: socket.socket, *, write: bool, timeout_s: float | None) -> bool:
+        try:
+            r, w, _ = select.select([] if write else [conn], [conn] if write else [], [], timeout_s)
+        except (ValueError, TypeError) as exc:  # closed by another thread meanwhile
+            raise ConnectionAbortedError(f"the connection to {self._host}:{self._port} was closed") from exc
+        return bool(w if write else r)
 
     def bulk_read(self, numbytes: int, transport_timeout_s: float | None) -> bytes:
-        data: bytes = super().bulk_read(numbytes, transport_timeout_s)
+        conn = self._socket()
+        if not self._select(conn, write=False, timeout_s=transport_timeout_s):
+            raise adb_exceptions.TcpTimeoutException(f"reading from {self._host}:{self._port} timed out")
+        data = conn.recv(numbytes)
         if not data:
             raise ConnectionResetError(f"{self._host}:{self._port} closed the connection")
         return data
 
     def bulk_write(self, data: bytes, transport_timeout_s: float | None) -> int:
+        conn = self._socket()
         view = memoryview(data)
         while view:
-            _, writable, _ = select.select([], [self._connection], [], transport_timeout_s)
-            if not writable:
+            if not self._select(conn, write=True, timeout_s=transport_timeout_s):
                 raise adb_exceptions.TcpTimeoutException(f"sending to {self._host}:{self._port} timed out")
             try:
-                sent = self._connection.send(view)
+                sent = conn.send(view)
             except BlockingIOError:
                 continue
             view = view[sent:]
@@ -162,9 +181,9 @@ class DirectAdbDevice(Device):
 
     def close(self) -> None:
         """Close the TCP connection (the next command connects again)."""
-        if self._dev is not None:
-            self._dev.close()
-            self._dev = None
+        dev, self._dev = self._dev, None  # once, whichever thread (Ctrl-C's or a failing push's) comes first
+        if dev is not None:
+            dev.close()
 
     def _lost(self, exc: BaseException) -> DeviceError:
         self.close()
