@@ -9,6 +9,11 @@
 #             turns fed through a FIFO one at a time, each after the runner's prompt
 #             "Please enter the prompt (or press Enter to end): "; an empty line ends it.
 #             BenchmarkInfo comes on its stderr (ABSL_LOG) -> err/NNNN.txt.
+# llama_cli   one llama-cli process per conversation (llama.cpp tools/cli/cli.cpp): turns fed
+#             one line at a time after its prompt "> " (--simple-io), which follows each
+#             answer after the "[ Prompt: … | Generation: … ]" line of --show-timings (a line
+#             of an answer that starts with "> " is no prompt); the end of its input ends it.
+#             Its per-turn timings come on stderr (-lv 3: "slot print_timing") -> err/NNNN.txt.
 # one_shot    one runner process per user turn (litert_lm_main.cc): --input_prompt_file
 #             holds the earlier turns rendered as "User: …" / "Assistant: …" lines (earlier
 #             answers cut to ANSWER_CAP_WORDS words and ANSWER_CAP_BYTES bytes) and then the new turn; stdout (the prompt
@@ -87,6 +92,12 @@ nap() {
   napid=
 }
 PROMPT='Please enter the prompt (or press Enter to end): '
+# A prompt counts only after this line and a blank one (none for LiteRT-LM's long prompt).
+PROMPT_AFTER=
+if [ "$PROTOCOL" = llama_cli ]; then
+  PROMPT='> '
+  PROMPT_AFTER='[[] Prompt: * t/s | Generation: * t/s []]'
+fi
 NL='
 '
 
@@ -171,28 +182,48 @@ crash_notes() {
 # with the bytes in $buf; all of it goes to $ANS, prompts too, so the host can tell the
 # answers apart (edgekit.bench.assembly.turn_answer). The prompt has no newline and the
 # runner then waits for input, so we never read past it: whole lines with `read`, the
-# possible prompt by byte count (readn). Returns 1 when the output ends.
+# possible prompt by byte count (readn). With PROMPT_AFTER, after the first turn, the
+# prompt must follow a line matching it and a blank line (l2, l1: the last two lines).
+# Returns 1 when the output ends.
+line_out() {
+  printf '%s\n' "$1" >> "$ANS"
+  l2=$l1
+  l1=$1
+}
+
+is_prompt() {
+  [ "$buf" = "$PROMPT" ] || return 1
+  [ -z "$PROMPT_AFTER" ] || [ "$turn" -eq 0 ] && return 0
+  [ -z "$l1" ] || return 1
+  # shellcheck disable=SC2254 # PROMPT_AFTER is a pattern
+  case $l2 in $PROMPT_AFTER) return 0 ;; esac
+  return 1
+}
+
 await_prompt() {
   while :; do
     case $buf in
       *"$NL"*)
-        printf '%s\n' "${buf%"$NL"*}" >> "$ANS"
-        buf=${buf##*"$NL"}
+        head_=${buf%%"$NL"*}
+        line_out "$head_"
+        buf=${buf#*"$NL"}
+        continue
         ;;
     esac
-    [ "$buf" = "$PROMPT" ] && { printf '%s' "$PROMPT" >> "$ANS"; buf=; return 0; }
+    is_prompt && { printf '%s' "$PROMPT" >> "$ANS"; buf=; l1=x; return 0; }
     case $PROMPT in
       "$buf"*)
-        readn $((${#PROMPT} - ${#buf}))
-        [ -z "$got" ] && return 1
-        buf=$buf$got
-        ;;
-      *)
-        IFS= read -r rest <&3 || { printf '%s\n' "$buf$rest" >> "$ANS"; return 1; }
-        printf '%s\n' "$buf$rest" >> "$ANS"
-        buf=
+        if [ "$buf" != "$PROMPT" ]; then
+          readn $((${#PROMPT} - ${#buf}))
+          [ -z "$got" ] && return 1
+          buf=$buf$got
+          continue
+        fi
         ;;
     esac
+    IFS= read -r rest <&3 || { printf '%s\n' "$buf$rest" >> "$ANS"; return 1; }
+    line_out "$buf$rest"
+    buf=
   done
 }
 
@@ -217,9 +248,14 @@ run_multi_turn() {
   mkfifo "$fin" "$fout"
   event conv_start "$i" 0
   arm "$i"
-  # shellcheck disable=SC2086 # RUNNER_FLAGS: --flag=value words edgekit wrote, no spaces
-  LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
-    < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
+  # shellcheck disable=SC2086 # RUNNER_FLAGS: words edgekit wrote, no spaces
+  if [ "$PROTOCOL" = llama_cli ]; then
+    LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" -m "$ROOT/$MODEL" $RUNNER_FLAGS \
+      < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
+  else
+    LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
+      < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
+  fi
   rpid=$!
   watchdog "$rpid" "$i" &
   wpid=$!
@@ -243,12 +279,14 @@ run_multi_turn() {
   done < "$RUN/conv/$i.txt"
   if [ "$alive" -eq 1 ] && await_prompt; then
     event turn_end "$i" "$turn"
-    printf '\n' >&4
+    # LiteRT-LM ends at an empty line; llama-cli at the end of its input (closed next).
+    [ "$PROTOCOL" = llama_cli ] || printf '\n' >&4
   else
     alive=0
   fi
+  exec 4>&-
   cat <&3 >> "$ANS"
-  exec 3<&- 4>&-
+  exec 3<&-
   wait "$rpid"
   rc=$?
   rpid=

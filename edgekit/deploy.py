@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekit import answers
+from edgekit import answers, llama_cpp
 from edgekit._data import data_dir, user_cache_dir
 from edgekit._files import atomic_write
 from edgekit.artifact import Artifact, sha256_file
@@ -43,10 +43,11 @@ from edgekit.device import parsers
 from edgekit.device.base import Device, DeviceFacts, Execution, ShellResult
 from edgekit.errors import DeviceBusy, DeviceError, EdgekitError, InputError
 from edgekit.litertlm import read_header
-from edgekit.probe import MULTI_TURN, RunnerProbe, chat_flags, probe_runner
+from edgekit.probe import LITERT_LM, LLAMA_CLI, LLAMA_CPP, MULTI_TURN, RunnerProbe, chat_flags, probe_runner
 
 RUNNER_NAME = "litert_lm_main"
 MODEL_NAME = "model.litertlm"
+GGUF_MODEL_NAME = "model.gguf"
 SMOKE_PROMPT = "Say hello in five words."
 _SPACE_MARGIN = 16 * 1024 * 1024
 _ELF_MACHINES = {183: "arm64-v8a", 62: "x86_64", 40: "armeabi-v7a", 3: "x86"}
@@ -135,70 +136,130 @@ class RunnerFiles:
     binary: Path
     libraries: tuple[Path, ...]
     sha256: str
+    others: tuple[Path, ...] = ()
+    """The folder's other programs (a llama.cpp build's llama-server, llama-bench…): pushed
+    too, and probed on the phone after `binary` until one is a runner edgekit can drive."""
 
 
-def _runner_files(binary: Path, name: str | None = None) -> RunnerFiles:
-    libs = tuple(sorted(p for p in binary.parent.glob("*.so") if p.is_file()))
-    if not libs:
+def _is_library(path: Path) -> bool:
+    """A shared library, not a program: an ELF without a program interpreter (PT_INTERP;
+    a PIE executable has one), or by name (libX.so, libX.so.0…) for what is not ELF."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) == 64 and head[:4] == b"\x7fELF" and head[4] == 2 and head[5] == 1:
+            (phoff,) = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            return not any(
+                struct.unpack_from("<I", table, i * phentsize)[0] == 3  # PT_INTERP
+                for i in range(phnum)
+                if (i + 1) * phentsize <= len(table)
+            )
+    return re.fullmatch(r"lib.*\.so(\.[0-9.]+)?", path.name) is not None
+
+
+def _libraries(folder: Path) -> tuple[Path, ...]:
+    """The shared libraries beside a runner: libX.so and versioned libX.so.0 names (a
+    llama.cpp build links those), a symbolic link shipped as the file it points to."""
+    return tuple(sorted(p for p in folder.iterdir() if p.is_file() and re.fullmatch(r".+\.so(\.[0-9.]+)?", p.name)))
+
+
+def _runner_files(binary: Path, name: str | None = None, others: tuple[Path, ...] = ()) -> RunnerFiles:
+    libs = _libraries(binary.parent)
+    if not libs and not others:
         return RunnerFiles(binary=binary, libraries=(), sha256=sha256_file(binary))
-    files = {name or binary.name: binary, **{p.name: p for p in libs}}
-    return RunnerFiles(binary=binary, libraries=libs, sha256=_tree_sha256(files))
+    files = {name or binary.name: binary, **{p.name: p for p in (*libs, *others)}}
+    return RunnerFiles(binary=binary, libraries=libs, sha256=_tree_sha256(files), others=others)
 
 
-def _pick_binary(folder: Path) -> Path:
-    candidates = sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.endswith(".so") and os.access(p, os.X_OK)
-    )
-    if not candidates:
+def _programs(folder: Path) -> list[Path]:
+    """The executables in a runner folder, its shared libraries (which may carry an execute bit) left out."""
+    programs = [p for p in sorted(folder.iterdir()) if p.is_file() and os.access(p, os.X_OK) and not _is_library(p)]
+    if not programs:
         raise InputError(
-            f"runner folder {folder} holds no executable: pass LiteRT-LM's prebuilt/android_arm64/ folder "
-            f"or the runner binary itself",
+            f"runner folder {folder} holds no executable: pass LiteRT-LM's prebuilt/android_arm64/ folder, "
+            f"llama.cpp's build folder (bin/) or the runner binary itself",
             path=folder,
         )
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates)
-        raise InputError(
-            f"runner folder {folder} holds several executables ({names}): pass the one to use, "
-            f"e.g. --runner {candidates[0]} (its .so files are shipped with it)",
-            path=folder,
-        )
-    return candidates[0]
+    return programs
 
 
-def resolve_runner(given: Path | None) -> RunnerFiles | None:
+def _cached_runner(path: Path) -> RunnerFiles | None:
+    if path.is_file():
+        return _runner_files(path)
+    if path.is_dir():
+        programs = _programs(path)
+        return _runner_files(programs[0], others=tuple(programs[1:]))
+    return None
+
+
+def remember_runner(runner: RunnerFiles, runtime: str) -> None:
+    """After the phone's probe: which runtime this runner runs, and that it is the last one
+    of that runtime (so a campaign of a .litertlm and a .gguf finds each its own runner)."""
+    cache = runner_cache_dir()
+    folder = cache / runner.sha256
+    if runner.binary.parent == folder:  # a runner in edgekit's cache (resolve_runner put it there)
+        (folder / ".runtime").write_text(runtime + "\n")
+        where = folder if runner.others else runner.binary
+        (cache / f"last-{runtime}").write_text(f"{where}\n")
+
+
+def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFiles | None:
     """The runner to push: `given` (a binary, or its folder), else $EDGEKIT_RUNNER, else
     the one cached by an earlier deploy. The binary and the `.so` files beside it are
     copied into the cache (content-addressed) and remembered.
-    """
+
+    `runtime` (LITERT_LM, LLAMA_CPP: the model's): a `given` runner the phone's probe found
+    to run the other one gives way to the last runner of this runtime, where there is one;
+    without `given`, the last runner of this runtime comes first."""
     if given is None and os.environ.get("EDGEKIT_RUNNER"):
         given = Path(os.environ["EDGEKIT_RUNNER"])
     cache = runner_cache_dir()
+    if given is not None and runtime is not None:
+        chosen = resolve_runner(given)
+        assert chosen is not None
+        known = cache / chosen.sha256 / ".runtime"
+        if known.is_file() and known.read_text().strip() != runtime:
+            own = cache / f"last-{runtime}"
+            other = _cached_runner(Path(own.read_text().strip())) if own.is_file() else None
+            return other or chosen
+        return chosen
     if given is None:
+        own = cache / f"last-{runtime}"
+        if runtime is not None and own.is_file() and (found := _cached_runner(Path(own.read_text().strip()))):
+            return found
         last = cache / "last"
         if last.is_file():
-            cached = Path(last.read_text().strip())
-            if cached.is_file():
-                return _runner_files(cached)
+            return _cached_runner(Path(last.read_text().strip()))
         return None
+    others: tuple[Path, ...] = ()
     if given.is_dir():
-        given = _pick_binary(given)
+        programs = _programs(given)
+        given, others = programs[0], tuple(programs[1:])
     if not given.is_file():
         raise InputError(
             f"runner {given} does not exist: pass LiteRT-LM's runner for android_arm64 or its folder", path=given
         )
     name = given.name if re.fullmatch(r"[A-Za-z0-9._-]+", given.name) else RUNNER_NAME
-    found = _runner_files(given, name)
+    found = _runner_files(given, name, others)
     folder = cache / found.sha256
     cached = folder / name
     folder.mkdir(parents=True, exist_ok=True)
-    for src, dst in [(given, cached), *[(lib, folder / lib.name) for lib in found.libraries]]:
+    copies = [(given, cached), *[(p, folder / p.name) for p in (*found.libraries, *found.others)]]
+    for src, dst in copies:
         if not dst.is_file():
             with atomic_write(dst) as tmp:
                 shutil.copyfile(src, tmp)
                 tmp.chmod(0o755)
-    (cache / "last").write_text(str(cached) + "\n")
+    (cache / "last").write_text(str(folder if others else cached) + "\n")
     return RunnerFiles(
-        binary=cached, libraries=tuple(folder / lib.name for lib in found.libraries), sha256=found.sha256
+        binary=cached,
+        libraries=tuple(folder / lib.name for lib in found.libraries),
+        sha256=found.sha256,
+        others=tuple(folder / p.name for p in found.others),
     )
 
 
@@ -422,13 +483,17 @@ def smoke_run(
     prompt = " ".join(config.smoke_prompt.splitlines())
     with tempfile.TemporaryDirectory(prefix="edgekit-smoke-") as tmp:
         prompt_file = Path(tmp) / "prompt.txt"
-        # Multi-turn: one user turn, then the empty line that ends the input; one-shot: the prompt file.
-        prompt_file.write_text(prompt + "\n\n" if probe.protocol == MULTI_TURN else prompt)
+        # Multi-turn: one user turn, then the empty line that ends the input; llama-cli: one
+        # line, then the end of its input; one-shot: the prompt file.
+        text = {MULTI_TURN: prompt + "\n\n", LLAMA_CLI: prompt + "\n"}.get(probe.protocol, prompt)
+        prompt_file.write_text(text)
         device.shell(["mkdir", "-p", device.path("tmp")])
         device.push(prompt_file, prompt_remote)
     argv = [f"--model_path={model_remote}", *flags.flags]
     env = _runner_env(runner.folder, runner.binary)
-    if probe.protocol == MULTI_TURN:
+    if probe.protocol == LLAMA_CLI:
+        command = f"{env} {shlex.join(['-m', model_remote, *flags.flags])} < {shlex.quote(prompt_remote)}"
+    elif probe.protocol == MULTI_TURN:
         command = f"{env} {shlex.join(argv)} < {shlex.quote(prompt_remote)}"
     else:
         argv.append(f"--input_prompt_file={prompt_remote}")
@@ -457,6 +522,8 @@ def _smoke_in_process(device: Device, model_path: str, config: DeployConfig) -> 
 
 def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, prompt: str) -> SmokeResult:
     """The runner's answer and BenchmarkInfo from its output; DeviceError if it failed."""
+    if probe.protocol == LLAMA_CLI:
+        return _llama_smoke_answer(device, result)
     stream = result.stderr if probe.benchmark_stream == "stderr" else result.stdout
     info = parsers.parse_benchmark_info(stream) or parsers.parse_benchmark_info(result.stdout + result.stderr)
     if probe.protocol == MULTI_TURN:
@@ -478,6 +545,29 @@ def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, promp
         prefill_tokens=info.prefill[0].tokens if info.prefill else None,
         decode_tokens=info.decode[0].tokens,
         decode_tokens_per_s=info.decode[0].tokens_per_s,
+    )
+
+
+def _llama_smoke_answer(device: Device, result: ShellResult) -> SmokeResult:
+    """llama-cli's answer (stdout) and its own timings of that turn (stderr, -lv 3)."""
+    timings = llama_cpp.parse_turn_timings(result.stderr)
+    if result.returncode != 0 or not timings:
+        errors = [line for line in result.stderr.splitlines() if " E " in f" {line}" or "error" in line]
+        detail = _tail_lines("\n".join(errors) or result.stderr or result.stdout)
+        raise DeviceError(
+            f"{device.serial}: the model does not load or run with llama-cli (exit {result.returncode}"
+            f"{signal_name(result.returncode)}): {detail or 'no timings printed'}",
+            serial=device.serial,
+            returncode=result.returncode,
+            stderr=result.stderr,
+        )
+    answers = llama_cpp.split_answers(result.stdout)
+    first = timings[0]
+    return SmokeResult(
+        answer=answers[0] if answers else "",
+        prefill_tokens=first.prefill.tokens,
+        decode_tokens=first.decode.tokens,
+        decode_tokens_per_s=first.decode.tokens_per_s,
     )
 
 
@@ -570,13 +660,20 @@ def deploy(
     notes: list[str] = []
     artifact = Artifact.load(artifact_path)
     sha, provenance = _artifact_sha256(artifact, notes)
-    read_header(artifact.path)  # a file no runner loads is refused before anything is sent
-    runner = resolve_runner(config.runner) if device.execution is Execution.RUNNER else None
+    # A file no runner loads is refused before anything is sent.
+    runtime = check_model_file(artifact.path, notes)
+    if runtime == LLAMA_CPP and device.execution is not Execution.RUNNER:
+        raise InputError(
+            f"{artifact.path.name} is a GGUF: it runs on llama.cpp's llama-cli on a phone (--runner LLAMA_BIN_DIR); "
+            f"{device.serial} runs LiteRT-LM in this process"
+        )
+    runner = resolve_runner(config.runner, runtime) if device.execution is Execution.RUNNER else None
     facts = device.facts()
     if device.execution is Execution.RUNNER:
         runner = _check_runner(device, runner, facts, notes)
     # One sha256sum per file on the device: it decides both the space needed and what to send.
-    model_item = _item(device, artifact.path, ("models", sha), MODEL_NAME, sha, label="model", executable=False)
+    name = GGUF_MODEL_NAME if runtime == LLAMA_CPP else MODEL_NAME
+    model_item = _item(device, artifact.path, ("models", sha), name, sha, label="model", executable=False)
     runner_items = _runner_items(device, runner) if runner is not None else []
     _check_space(device, facts, [model_item, *runner_items])
     shell_facts = _check_shell_notes(device, notes) if device.execution is Execution.RUNNER else None
@@ -584,7 +681,7 @@ def deploy(
     model = _place_file(device, model_item, progress)
     runner_placed = on_device = None
     if runner is not None:
-        runner_placed, on_device = _place_runner(device, runner, runner_items, progress)
+        runner_placed, on_device = _place_runner(device, runner, runner_items, progress, runtime)
     harness = _place_harness(device, progress)
     smoke = None
     if config.smoke:
@@ -599,9 +696,11 @@ def deploy(
                 returncode=exc.returncode,
                 stderr=exc.stderr,
             ) from exc
-        if on_device is not None:
+        if on_device is not None and runtime == LITERT_LM:
             smoke = check_with_host(artifact.path, smoke, config)
             notes += smoke_notes(smoke)
+        elif on_device is not None:
+            notes.append("the smoke answer is not compared with this computer's engine (LiteRT-LM loads no GGUF)")
     _log_deploy(device, sha, runner, harness)
     pushed = sum(p.size_bytes for p in (model, runner_placed, harness) if p is not None and p.pushed)
     return DeployResult(
@@ -619,6 +718,24 @@ def deploy(
     )
 
 
+def check_model_file(path: Path, notes: list[str] | None = None) -> str:
+    """The runtime that loads `path` (LITERT_LM for a .litertlm bundle, LLAMA_CPP for a GGUF),
+    after checking its header; InputError (naming what is wrong) for a file neither loads.
+    A GGUF without a chat template gets a note: llama-cli then uses its own default."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != llama_cpp.GGUF_MAGIC:
+        read_header(path)
+        return LITERT_LM
+    gguf = llama_cpp.read_gguf(path)
+    if gguf.chat_template is None and notes is not None:
+        notes.append(
+            f"{path.name} has no chat template (tokenizer.chat_template): llama-cli formats the turns with its "
+            f"default template, not the model's"
+        )
+    return LLAMA_CPP
+
+
 def _artifact_sha256(artifact: Artifact, notes: list[str]) -> tuple[str, str]:
     """(sha256, provenance): verified against the manifest, or computed here without one."""
     if artifact.manifest is not None:
@@ -633,7 +750,8 @@ def _check_runner(device: Device, runner: RunnerFiles | None, facts: DeviceFacts
     if runner is None:
         raise InputError(
             "no on-device runner: pass --runner PATH (LiteRT-LM's litert_lm_advanced_main or litert_lm_main "
-            "for android_arm64, or its prebuilt/android_arm64/ folder) or set EDGEKIT_RUNNER; edgekit remembers it"
+            "for android_arm64, or its prebuilt/android_arm64/ folder; for a GGUF, llama.cpp's build folder "
+            "with llama-cli) or set EDGEKIT_RUNNER; edgekit remembers it"
         )
     abi = elf_abi(runner.binary)
     shipped = {lib.name for lib in runner.libraries}
@@ -648,7 +766,7 @@ def _check_runner(device: Device, runner: RunnerFiles | None, facts: DeviceFacts
     elif abi not in facts.abis:
         raise InputError(
             f"the runner is built for {abi} but {device.serial} runs {', '.join(facts.abis) or 'an unknown ABI'}: "
-            f"use the litert_lm_main built for {facts.abis[0] if facts.abis else 'the phone'}"
+            f"use the runner built for {facts.abis[0] if facts.abis else 'the phone'}"
         )
     return runner
 
@@ -669,7 +787,7 @@ def _runner_items(device: Device, runner: RunnerFiles) -> list[_Item]:
     ]
     items += [
         _item(device, lib, folder, lib.name, sha256_file(lib), label=lib.name, executable=True)
-        for lib in runner.libraries
+        for lib in (*runner.libraries, *runner.others)
     ]
     return items
 
@@ -697,26 +815,36 @@ def _check_shell_notes(device: Device, notes: list[str]) -> dict[str, bool]:
 
 
 def _place_runner(
-    device: Device, runner: RunnerFiles, items: list[_Item], progress: PushProgress | None
+    device: Device, runner: RunnerFiles, items: list[_Item], progress: PushProgress | None, runtime: str
 ) -> tuple[Placed, RunnerOnDevice]:
-    """Place the runner's files, then probe what the runner speaks (stored beside it)."""
+    """Place the runner's files, then probe what each program speaks (stored beside it),
+    in order, until one runs `runtime`'s models: a folder's programs are told apart by what
+    they do, never by their names."""
     for item in items:
         _place_file(device, item, progress)
     folder = device.path("runners", runner.sha256)
-    placed = Placed(
-        remote=device.path("runners", runner.sha256, runner.binary.name),
-        sha256=runner.sha256,
-        size_bytes=sum(item.local.stat().st_size for item in items),
-        pushed=not all(item.there for item in items),
-    )
-    probe = probe_runner(
-        device,
-        folder,
-        runner.binary.name,
-        tuple(lib.name for lib in runner.libraries),
-        elf_needed(runner.binary),
-    )
-    return placed, RunnerOnDevice(folder=folder, binary=placed.remote, probe=probe)
+    size = sum(item.local.stat().st_size for item in items)
+    pushed = not all(item.there for item in items)
+    libraries = tuple(lib.name for lib in runner.libraries)
+    want = "llama.cpp's llama-cli (a GGUF runs on it)" if runtime == LLAMA_CPP else "a LiteRT-LM runner (.litertlm)"
+    refusals: list[str] = []
+    for program in (runner.binary, *runner.others):
+        try:
+            probe = probe_runner(device, folder, program.name, libraries, elf_needed(program))
+        except InputError as exc:
+            refusals.append(str(exc))
+            continue
+        if probe.runtime != runtime:
+            remember_runner(runner, probe.runtime)
+            refusals.append(f"runner {program.name} is a {probe.runtime} runner, and this model needs {want}")
+            continue
+        remember_runner(runner, probe.runtime)
+        remote = device.path("runners", runner.sha256, program.name)
+        placed = Placed(remote=remote, sha256=runner.sha256, size_bytes=size, pushed=pushed)
+        return placed, RunnerOnDevice(folder=folder, binary=remote, probe=probe)
+    if len(refusals) == 1:
+        raise InputError(refusals[0])
+    raise InputError(f"no program in the runner folder is {want}: " + "; ".join(refusals))
 
 
 def _log_deploy(device: Device, sha: str, runner: RunnerFiles | None, harness: Placed) -> None:

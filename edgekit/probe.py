@@ -15,6 +15,12 @@ LiteRT-LM's runners differ between revisions (google-ai-edge/LiteRT-LM):
 So deploy runs the pushed runner with ``--helpfull`` (absl prints every flag and exits 1:
 abseil-cpp absl/flags/internal/usage.cc) and ``--version``, and chooses the protocol from
 the flags it defines — never from the file name.
+
+A GGUF runs on llama.cpp's own ``llama-cli`` (tools/cli, edgekit.llama_cpp): one process per
+conversation, turns on stdin, per-turn timings on stderr. A binary that prints no absl
+flags is asked ``--help``; llama.cpp's common argument parser (common/arg.cpp) lists its
+flags there, and llama-cli is the tool that defines ``--show-timings`` and ``--simple-io``.
+Its ``--version`` names the commit (common/build-info.cpp.in llama_print_build_info).
 """
 
 from __future__ import annotations
@@ -26,12 +32,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit import llama_cpp
 from edgekit.device import parsers
 from edgekit.device.base import Device, ShellResult
 from edgekit.errors import InputError
 
 MULTI_TURN = "multi_turn"
 ONE_SHOT = "one_shot"
+LLAMA_CLI = "llama_cli"
+LITERT_LM = "LiteRT-LM"
+LLAMA_CPP = "llama.cpp"
+LLAMA_CONTEXT_TOKENS = 4096
+"""llama-cli's -c when --max-num-tokens is not given: room for a chat-25 conversation."""
 PROBE_TIMEOUT_S = 60.0
 _DOWNLOAD = (
     "download litert_lm_advanced_main (multi-turn) or a current litert_lm_main (one-shot) for android_arm64 "
@@ -54,6 +66,13 @@ class RunnerProbe:
     version: str | None
     libraries: tuple[str, ...]
     needed: tuple[str, ...] | None = None  # DT_NEEDED from the ELF header; None for a script
+    runtime: str = LITERT_LM
+    commit: str | None = None
+    """The runtime's source commit, where the binary names it (llama.cpp's --version)."""
+    compiler: str | None = None
+    """The compiler and target the binary says it was built with (llama.cpp's --version)."""
+    build_options: str | None = None
+    """The CPU features and threads the build reports (llama.cpp's system_info line)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (probe.json on the device, `runner.probe` in results)."""
@@ -74,6 +93,10 @@ class RunnerProbe:
             version=data.get("version"),
             libraries=tuple(data.get("libraries", ())),
             needed=None if data.get("needed") is None else tuple(data["needed"]),
+            runtime=str(data.get("runtime", LITERT_LM)),
+            commit=data.get("commit"),
+            compiler=data.get("compiler"),
+            build_options=data.get("build_options"),
         )
 
 
@@ -126,11 +149,39 @@ def analyse_probe(
     )
 
 
+def analyse_llama_probe(
+    *, binary: str, help_out: str, version_out: str, system_info_out: str, libraries: tuple[str, ...]
+) -> RunnerProbe:
+    """A llama.cpp binary's `--help` and `--version`: llama-cli (which edgekit drives), or an
+    InputError naming what it lacks (another llama.cpp tool: llama-server, llama-bench…)."""
+    missing = llama_cpp.missing_cli_flags(help_out)
+    if missing:
+        raise InputError(
+            f"runner {binary} is a llama.cpp tool but not llama-cli (it has no {', '.join(missing)}): "
+            f"pass llama.cpp's build folder (bin/, with llama-cli and its lib*.so) as --runner"
+        )
+    build = llama_cpp.parse_version(version_out)
+    return RunnerProbe(
+        binary=binary,
+        flags={},
+        protocol=LLAMA_CLI,
+        benchmark_stream="stderr",
+        streams_answers=True,
+        version=None if build is None else build.version,
+        libraries=libraries,
+        runtime=LLAMA_CPP,
+        commit=None if build is None else build.commit,
+        compiler=None if build is None or not build.compiler else f"{build.compiler} for {build.target or '?'}",
+        build_options=llama_cpp.parse_system_info(system_info_out),
+    )
+
+
 def probe_runner(
     device: Device, runner_dir: str, binary: str, libraries: tuple[str, ...], needed: tuple[str, ...] | None = None
 ) -> RunnerProbe:
     """Run `runner_dir/binary --helpfull` and `--version` on the device (LD_LIBRARY_PATH =
-    the runner's folder) and analyse them; stores probe.json beside the runner."""
+    the runner's folder) and analyse them; a binary without absl's flag list is asked
+    `--help` as a llama.cpp tool. Stores probe.json beside the runner."""
     d = shlex.quote(runner_dir)
     exe = shlex.quote(f"{runner_dir}/{binary}")
     # A runner that hangs even here is stopped on the device (toybox `timeout`, where the
@@ -147,13 +198,29 @@ def probe_runner(
 
     helpfull = ask("--helpfull")
     version = ask("--version")
-    probe = analyse_probe(
-        binary=binary,
-        helpfull_rc=helpfull.returncode,
-        helpfull_out=helpfull.stdout + helpfull.stderr,
-        version_out=version.stdout if version.returncode == 0 else "",
-        libraries=libraries,
-    )
+    version_out = version.stdout if version.returncode == 0 else ""
+    help_out = ""
+    if not parsers.parse_absl_helpfull(helpfull.stdout + helpfull.stderr):
+        help_out = ask("--help").stdout
+    if llama_cpp.is_llama_help(help_out):
+        # common/common.cpp prints system_info at debug level before it loads the model: a
+        # model that does not exist gets that far and no further.
+        info = ask("-lv 4 -m /nonexistent.gguf < /dev/null")
+        probe = analyse_llama_probe(
+            binary=binary,
+            help_out=help_out,
+            version_out=version.stdout + version.stderr,
+            system_info_out=info.stdout,
+            libraries=libraries,
+        )
+    else:
+        probe = analyse_probe(
+            binary=binary,
+            helpfull_rc=helpfull.returncode,
+            helpfull_out=helpfull.stdout + helpfull.stderr,
+            version_out=version_out,
+            libraries=libraries,
+        )
     probe = dataclasses.replace(probe, needed=needed)
     with tempfile.TemporaryDirectory(prefix="edgekit-probe-") as tmp:
         local = Path(tmp) / "probe.json"
@@ -182,6 +249,10 @@ def chat_flags(
     """Only flags the binary defines: no benchmark-mode boosting where it can be turned off,
     the thread count asked for, the workload's output cap where the binary has one. Every
     way the run differs from those conditions is named in `conditions`."""
+    if probe.protocol == LLAMA_CLI:
+        return _llama_chat_flags(
+            backend=backend, threads=threads, max_num_tokens=max_num_tokens, max_output_tokens=max_output_tokens
+        )
     have = probe.flags
     flags = [f"--backend={backend}"]
     notes: list[str] = []
@@ -227,3 +298,27 @@ def chat_flags(
         )
     ttft = TTFT_DEVICE_CLOCK if probe.protocol == MULTI_TURN and probe.streams_answers else TTFT_RUNNER
     return ChatFlags(flags=tuple(flags), conditions=tuple(notes), ttft_source=ttft)
+
+
+def _llama_chat_flags(
+    *, backend: str, threads: int | None, max_num_tokens: int | None, max_output_tokens: int
+) -> ChatFlags:
+    """llama-cli in chat-app conditions (common/arg.cpp): greedy (--temp 0 --top-k 1), the
+    workload's per-turn cap (-n), the context (-c), the threads asked for (-t, else
+    llama.cpp's default); --show-timings and -lv 3 for its per-turn figures, --simple-io
+    for a stdin that is a FIFO. The chat template is the GGUF's own (llama-cli applies it)."""
+    if backend != "cpu":
+        raise InputError(f"--backend {backend}: edgekit drives llama.cpp on the CPU only (its build for the phone)")
+    context = max_num_tokens or LLAMA_CONTEXT_TOKENS
+    flags = ["-n", str(max_output_tokens), "-c", str(context), "--temp", "0", "--top-k", "1"]
+    flags += ["--show-timings", "-lv", "3", "--simple-io"]
+    notes = [
+        f"-c {context}: llama-cli's context (KV cache) for the whole conversation"
+        + ("" if max_num_tokens else " (edgekit's default; --max-num-tokens sets it)"),
+        "greedy decoding (--temp 0 --top-k 1) with the GGUF's own chat template, applied by llama-cli",
+    ]
+    if threads is not None:
+        flags += ["-t", str(threads)]
+    else:
+        notes.append("threads: llama.cpp's default (-t not given; --threads sets it)")
+    return ChatFlags(flags=tuple(flags), conditions=tuple(notes), ttft_source=TTFT_DEVICE_CLOCK)

@@ -11,6 +11,8 @@ import html
 import math
 import statistics
 
+from msgspec import UnsetType
+
 from edgekit.bench.power import ValidityFlag
 from edgekit.bench.result import BenchResult, figure
 from edgekit.errors import InputError
@@ -70,7 +72,11 @@ def runner_line(result: BenchResult) -> str:
     r = result.runner
     protocol = r.protocol or "unknown"
     ttft = r.ttft_source or None
-    return f"Runner: {protocol.replace('_', '-')} protocol · time to first token from the {ttft}"
+    runtime = r.runtime_text()
+    line = f"Runner: {runtime + ' · ' if runtime else ''}{protocol.replace('_', '-')} protocol"
+    line += f" · time to first token from the {ttft}"
+    options = None if isinstance(r.probe, UnsetType) else r.probe.build_options
+    return line + (f" · build: {options}" if options else "")
 
 
 def markdown(result: BenchResult) -> str:

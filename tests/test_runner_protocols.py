@@ -178,12 +178,12 @@ def test_full_chat25_one_shot_through_the_cli(
     args += ["--baseline-s", "1", "--sample-ms", "100", "-o", str(out)]
     proc = run_cli(*args, str(int4_result.artifact.path), env=_cli_env(adb_home), timeout=1800)
     assert proc.returncode == 0, proc.stderr
-    assert "runner: one-shot protocol; time to first token from the runner" in proc.stdout
+    assert "one-shot protocol; time to first token from the runner" in proc.stdout
     result = BenchResult.load(out)
     assert result.complete and len(result.turns) == 70 and result.summary.conversations == 25
     assert all(t.decode_tokens_per_s and t.prefill_tokens_per_s and t.ttft_s for t in result.turns)
     rep = run_cli("report", str(out), "-o", str(tmp_path / "r.html"))
-    assert rep.returncode == 0 and "Runner: one-shot protocol · time to first token from the runner" in rep.stdout
+    assert rep.returncode == 0 and "one-shot protocol · time to first token from the runner" in rep.stdout
     assert "one-shot protocol" in (tmp_path / "r.html").read_text()
     shutil.rmtree(folder)
 

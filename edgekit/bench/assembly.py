@@ -17,7 +17,7 @@ from typing import Any
 
 from msgspec import UNSET, UnsetType
 
-from edgekit import answers
+from edgekit import answers, llama_cpp
 from edgekit._typed import from_data
 from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
@@ -39,7 +39,7 @@ from edgekit.bench.workload import Conversation, Workload
 from edgekit.deploy import DeployResult, signal_name
 from edgekit.device import parsers
 from edgekit.device.base import BatterySample, Device, DeviceFacts
-from edgekit.probe import MULTI_TURN, ONE_SHOT
+from edgekit.probe import LLAMA_CLI, MULTI_TURN, ONE_SHOT
 
 Window = tuple[float, float]
 
@@ -297,6 +297,10 @@ def turn_answer(files: RunFiles, key: str, turn: int, protocol: str) -> str | No
     (litert_lm_main.cc); driver.sh's prompt for turn K has 2K-1 lines (each earlier turn
     a "User:" and an "Assistant:" line, answers on one line, then the new turn), and the
     answer ends at the blank line before BenchmarkInfo."""
+    if protocol == LLAMA_CLI:
+        text = files.outputs.get(key)
+        said = () if text is None else llama_cpp.split_answers(text)
+        return said[turn - 1] if turn <= len(said) else None
     if protocol == MULTI_TURN:
         text = files.outputs.get(key)
         if text is None or parsers.MULTI_TURN_PROMPT not in text:
@@ -329,7 +333,8 @@ def turn_records(
     files: RunFiles, workload: Workload, t0: float, *, protocol: str = MULTI_TURN, streams: bool = False
 ) -> list[TurnRecord]:
     """Per-turn records: timing from the driver's events (device clock), tokens and speeds
-    from the runner's BenchmarkInfo. Time to first token: the device clock's first answer
+    from the runner's BenchmarkInfo (llama-cli: its "slot print_timing" lines, one pair a
+    turn, edgekit.llama_cpp). Time to first token: the device clock's first answer
     byte when the runner streams its answers; else the runner's prefill + one decode step.
     One-shot: `load_s` is process start -> first stdout byte (litert_lm_main.cc prints its
     prompt echo once the engine is loaded), kept apart from the turn's own figures.
@@ -342,13 +347,17 @@ def turn_records(
     for n, conv in enumerate(workload.conversations, 1):
         key = f"{n:04d}"
         whole = _info(files, key) if protocol == MULTI_TURN else None
+        llama = llama_cpp.parse_turn_timings(files.errors.get(key, "")) if protocol == LLAMA_CLI else ()
         for k in range(1, len(conv.turns) + 1):
             tt = times.get((key, k), {})
             if not tt:
                 continue
             send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
             load_s = None
-            if protocol == MULTI_TURN:
+            if protocol == LLAMA_CLI:
+                prefill = llama[k - 1].prefill if k <= len(llama) else None
+                decode = llama[k - 1].decode if k <= len(llama) else None
+            elif protocol == MULTI_TURN:
                 prefill = whole.prefill[k - 1] if whole and k <= len(whole.prefill) else None
                 decode = whole.decode[k - 1] if whole and k <= len(whole.decode) else None
             else:
@@ -356,7 +365,7 @@ def turn_records(
                 prefill = info.prefill[0] if info and info.prefill else None
                 decode = info.decode[0] if info and info.decode else None
                 load_s = (first - send) if send is not None and first is not None else None
-            if protocol == MULTI_TURN and streams:
+            if protocol in (MULTI_TURN, LLAMA_CLI) and streams:
                 ttft = (first - send) if send is not None and first is not None else None
             else:
                 ttft = _runner_ttft(prefill, decode)

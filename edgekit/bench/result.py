@@ -212,6 +212,18 @@ class RunnerRecord:
     conditions: tuple[str, ...] | UnsetType = UNSET
     probe: RunnerProbe | UnsetType = UNSET
     engine: str | UnsetType = UNSET
+    runtime: str | UnsetType = UNSET
+    """"LiteRT-LM" or "llama.cpp" (results before llama.cpp: LiteRT-LM, in `probe.runtime`)."""
+
+    def runtime_text(self) -> str | None:
+        """The runtime, e.g. "llama.cpp 0.5.0-dev, commit 0c1e570 (GNU 12.2.0 for Linux x86_64)";
+        None for a local run and for results written before the runtime was recorded."""
+        if isinstance(self.probe, UnsetType) or isinstance(self.runtime, UnsetType):
+            return None
+        p = self.probe
+        text = f"{self.runtime} {p.version or '(version unknown)'}"
+        text += f", commit {p.commit}" if p.commit else ""
+        return text + (f" ({p.compiler})" if p.compiler else "")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

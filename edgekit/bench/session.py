@@ -123,6 +123,7 @@ def _write_and_start(
             "flags": flags,
             "path": deployed.runner.remote,
             "protocol": probe.protocol,
+            "runtime": probe.runtime,
             "ttft_source": chosen.ttft_source,
             "conditions": list(chosen.conditions),
             "probe": probe.to_dict(),

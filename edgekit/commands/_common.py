@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import click
+from msgspec import UnsetType
 from rich import filesize
 from rich.console import Console
 from rich.text import Text
@@ -263,10 +264,13 @@ def render_summary(result: BenchResult, path: Path | None) -> list[str]:
     )
     runner = result.runner
     if runner.protocol:
+        runtime = runner.runtime_text()
         lines.append(
-            f"  runner: {runner.protocol.replace('_', '-')} protocol; "
+            f"  runner: {runtime + '; ' if runtime else ''}{runner.protocol.replace('_', '-')} protocol; "
             f"time to first token from the {runner.ttft_source or None}"
         )
+        if not isinstance(runner.probe, UnsetType) and runner.probe.build_options:
+            lines.append(f"  runtime build: {runner.probe.build_options}")
         for note in runner.conditions or ():
             lines.append(f"  runner condition: {note}")
     lines += _battery_lines(result, sim)

@@ -55,6 +55,7 @@ Examples:
   edgekit battery-bench --device all model.litertlm --detach           # then, later: --collect all
   edgekit battery-bench --device all --repeat 3 a.litertlm b.litertlm  # A/B: A, B, A, B… on every phone
   edgekit battery-bench --device all a.litertlm b.litertlm -o campaign/ # then: edgekit report campaign/
+  edgekit battery-bench --device SERIAL model.litertlm model-q4_0.gguf -o rt/  # LiteRT-LM vs llama.cpp
 """,
 )
 @click.argument("artifacts", metavar="[ARTIFACT]...", nargs=-1, type=click.Path(path_type=Path))
@@ -67,7 +68,8 @@ Examples:
     type=click.Path(path_type=Path),
     envvar="EDGEKIT_RUNNER",
     help="LiteRT-LM's runner for the phone (litert_lm_advanced_main or litert_lm_main) or its "
-    "prebuilt/android_arm64/ folder with the .so files; cached after the first deploy.  [env: EDGEKIT_RUNNER]",
+    "prebuilt/android_arm64/ folder with the .so files; for a .gguf, a llama.cpp build folder (llama-cli); "
+    "the last of each runtime is cached after a deploy.  [env: EDGEKIT_RUNNER]",
 )
 @click.option(
     "--sample-s",

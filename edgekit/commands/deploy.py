@@ -67,6 +67,7 @@ Examples:
   edgekit deploy --device all model.litertlm --json
   edgekit deploy --adb-server 10.0.0.5:5037 --adb-server localhost:5037 --device all model.litertlm
   edgekit deploy --device 10.0.0.5:5037/R5CT1 model.litertlm
+  edgekit deploy --runner ~/llama.cpp/build-android/bin/ model-q4_0.gguf   # llama.cpp's llama-cli
 """,
 )
 @click.argument("artifact", type=click.Path(path_type=Path))
@@ -78,8 +79,9 @@ Examples:
     type=click.Path(path_type=Path),
     envvar="EDGEKIT_RUNNER",
     help="LiteRT-LM's prebuilt runner for android_arm64 (litert_lm_advanced_main or litert_lm_main, from "
-    "LiteRT-LM's GitHub releases), or its prebuilt/android_arm64/ folder with the .so files. Deploy asks it "
-    "what it speaks (--helpfull). Needed once: edgekit caches it.  [env: EDGEKIT_RUNNER]",
+    "LiteRT-LM's GitHub releases), or its prebuilt/android_arm64/ folder with the .so files; for a .gguf, "
+    "a llama.cpp build folder (bin/ with llama-cli and its lib*.so). Deploy asks it what it speaks "
+    "(--helpfull, --help). Needed once per runtime: edgekit caches it.  [env: EDGEKIT_RUNNER]",
 )
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke run (one prompt through the deployed model).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per device.")
@@ -92,7 +94,7 @@ def deploy_command(
     no_smoke: bool,
     as_json: bool,
 ) -> None:
-    """Put ARTIFACT (.litertlm), the on-device runner and edgekit's harness on the device,
+    """Put ARTIFACT (.litertlm, or a .gguf for llama.cpp), the on-device runner and edgekit's harness on the device,
     verify every file's sha256 there, probe what the runner speaks (multi-turn or
     one-shot), and answer one prompt with it, compared with this computer's CPU engine's
     answer (a difference is a warning naming the first differing token).

@@ -1,0 +1,95 @@
+"""A GGUF deployed and benched on llama.cpp's real llama-cli, on an emulated phone.
+
+The binaries are llama.cpp's own (commit 0c1e570, built from the llama-cpp-python 0.3.36
+sdist by scripts/build-llama-cpp, as they are); the emulated phone reports this computer's
+ABI and runs them as it runs any program; the GGUF is a tiny random Gemma 3 made by
+llama.cpp's convert_hf_to_gguf.py and llama-quantize (edgekit.testing.gguf_model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from edgekit.artifact import sha256_file
+from edgekit.bench.result import BenchResult
+from edgekit.convert import ConvertResult
+from edgekit.testing.plugin import EmulatedDevice
+from tests.conftest import run_cli, small_workload, wait_for
+
+ROOT = "/data/local/tmp/edgekit"
+
+
+def _env(adb_home: Path) -> dict[str, str]:
+    return {"ANDROID_USER_HOME": str(adb_home / ".android")}
+
+
+def _bench(dev: EmulatedDevice, *extra: str) -> list[str]:
+    return ["battery-bench", "--transport", "direct", "--device", dev.serial, "--baseline-s", "1", *extra]
+
+
+def test_a_gguf_deploys_and_benches_on_the_real_llama_cli(
+    host_abi_device: EmulatedDevice, llama_cpp_bin: Path, tiny_gguf: Path, tmp_path: Path, adb_home: Path
+) -> None:
+    deploy = run_cli(
+        *["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--runner", str(llama_cpp_bin)],
+        *[str(tiny_gguf), "--json"],
+        env=_env(adb_home),
+    )
+    assert deploy.returncode == 0, deploy.stderr
+    [done] = json.loads(deploy.stdout)
+    assert done["probe"]["protocol"] == "llama_cli" and done["probe"]["runtime"] == "llama.cpp"
+    assert done["probe"]["commit"] == "0c1e570" and "AVX2 = 1" in done["probe"]["build_options"]
+    assert done["probe"]["binary"] == "llama-cli"  # found by what it does among the build's programs
+    assert done["smoke"]["decode_tokens"] > 0
+    assert host_abi_device.path(f"{ROOT}/models/{sha256_file(tiny_gguf)}/model.gguf").is_file()
+
+    turns = [["Hello there.", "Say it again.", "And once more."], ["What is a phone?", "Why?"]]
+    workload = small_workload(tmp_path, turns=turns)
+    out = tmp_path / "r.json"
+    bench = run_cli(*_bench(host_abi_device, "--workload", str(workload), "-o", str(out)), str(tiny_gguf), env=_env(adb_home))
+    assert bench.returncode in (0, 6), bench.stderr  # complete; the simulated battery may void a 1 s baseline
+    result = BenchResult.load(out)
+    assert result.complete and result.simulated
+    assert result.runner.runtime == "llama.cpp" and result.runner.protocol == "llama_cli"
+    assert result.runner.probe.commit == "0c1e570"  # type: ignore[union-attr]
+    assert result.artifact.sha256 == sha256_file(tiny_gguf)
+    assert len(result.turns) == 5
+    for turn in result.turns:  # llama.cpp's own per-turn figures, every turn
+        assert turn.prompt_tokens and turn.prompt_tokens > 0, turn
+        assert turn.output_tokens and 0 < turn.output_tokens <= 64, turn
+        assert turn.decode_tokens_per_s and turn.prefill_tokens_per_s and turn.ttft_s, turn
+    assert "llama.cpp 0.5.0-dev, commit 0c1e570" in bench.stdout + bench.stderr
+
+
+def test_a_llama_cli_that_dies_mid_run_fails_the_run_naming_the_signal(
+    host_abi_device: EmulatedDevice, llama_cpp_bin: Path, tiny_gguf: Path, tmp_path: Path, adb_home: Path
+) -> None:
+    deployed = run_cli(
+        *["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--runner", str(llama_cpp_bin)],
+        *["--no-smoke", str(tiny_gguf)],
+        env=_env(adb_home),
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    turns = [["Hello there."] * 2 for _ in range(3)]
+    args = _bench(host_abi_device, "--workload", str(small_workload(tmp_path, turns=turns)), "-o", str(tmp_path / "r.json"))
+    base = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
+    home = Path(os.environ.get("XDG_CACHE_HOME", "/tmp")) / "home"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", *args, str(tiny_gguf)],
+        env={**base, "HOME": str(home), **_env(adb_home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs = host_abi_device.path(f"{ROOT}/runs")
+    [pid_file] = wait_for(lambda: list(runs.glob("*/runner.pid")), what="the first conversation's llama-cli")
+    runner = int(wait_for(lambda: pid_file.read_text().split(), what="its pid")[0])
+    os.kill(runner, signal.SIGSEGV)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 7, err
+    assert "SIGSEGV" in _out + err
