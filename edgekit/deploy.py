@@ -39,6 +39,7 @@ from edgekit import answers, llama_cpp
 from edgekit._data import data_dir, user_cache_dir
 from edgekit._files import atomic_write
 from edgekit.artifact import Artifact, sha256_file
+from edgekit.convert.gguf import is_gguf
 from edgekit.device import parsers
 from edgekit.device.base import Device, DeviceFacts, Execution, ShellResult
 from edgekit.errors import DeviceBusy, DeviceError, EdgekitError, InputError
@@ -722,16 +723,13 @@ def check_model_file(path: Path, notes: list[str] | None = None) -> str:
     """The runtime that loads `path` (LITERT_LM for a .litertlm bundle, LLAMA_CPP for a GGUF),
     after checking its header; InputError (naming what is wrong) for a file neither loads.
     A GGUF without a chat template gets a note: llama-cli then uses its own default."""
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != llama_cpp.GGUF_MAGIC:
+    if not is_gguf(path):
         read_header(path)
         return LITERT_LM
-    gguf = llama_cpp.read_gguf(path)
-    if gguf.chat_template is None and notes is not None:
+    if llama_cpp.gguf_chat_template(path) is None and notes is not None:
         notes.append(
-            f"{path.name} has no chat template (tokenizer.chat_template): llama-cli formats the turns with its "
-            f"default template, not the model's"
+            f"{path.name} has no chat template (tokenizer.chat_template): llama-cli formats the turns in ChatML, "
+            f"its default (common/chat.cpp), not the model's"
         )
     return LLAMA_CPP
 

@@ -1,12 +1,35 @@
-"""llama.cpp's own binaries as a runner: what they print, parsed (commit 0c1e570 read and run).
+"""Pure parsers for what llama.cpp's `llama-cli` prints (commit 0c1e570); no device I/O.
 
-edgekit drives `llama-cli` (tools/cli/cli.cpp) on the phone: one process a conversation,
-one user turn a line on stdin, the GGUF's chat template applied by llama-cli itself, and
-per-turn figures from llama.cpp's own timings. (`llama-completion` was not chosen: at this
-commit its asynchronous log is not flushed when main returns, common/log.cpp
-common_log_main, so its closing timings are lost in about a third of runs; llama-cli
-prints each turn's timings while the process still runs.) docs/llama-cpp-notes.md has
-the commands and captures this module was written from.
+    parse_version(stderr of --version) -> LlamaBuild | None
+    missing_cli_flags(stdout of --help) -> tuple[str, ...]   is_llama_cli_help(...) -> bool
+    split_answers(stdout of a conversation) -> tuple[str, ...]
+    parse_turn_timings(stderr, -lv 3) -> tuple[TurnTimings, ...]
+    parse_system_info(stderr, -lv 4) -> str | None
+    gguf_chat_template(path) -> str | None                    gguf_add_bos(path) -> bool | None
+
+They read a multi-turn run: one process per conversation, one user turn per stdin line:
+
+    llama-cli -m MODEL.gguf -n N -t T -c C --temp 0 --top-k 1 --no-warmup --show-timings -lv 3 --simple-io
+
+Source paths are relative to the llama.cpp tree vendored in the llama-cpp-python 0.3.36
+sdist (see docs/llama-cpp-notes.md). What the caller must know about that run:
+
+* stdin: one line per turn (tools/cli/cli-context.cpp `cli_context::run`,
+  common/console.cpp `readline_simple`). An empty line is skipped: a fresh "> " is printed,
+  with no answer and no timings. A line ending in "/" loses that "/"; a line ending in "\\"
+  loses it and is joined with the next line into one turn. Lines starting with "/exit",
+  "/regen", "/clear", "/read ", "/glob " are commands. Send none of these.
+* `-n` caps every turn (`slot.n_predict_max`, tools/server/server-context.cpp
+  `launch_slot_with_task`), a turn also ends at end-of-generation; the stderr timings
+  look the same either way (`eval time … / N tokens`, N = tokens sampled, the EOG token
+  included). Only `-lv 5` says why ("stopped by limit" / "stopped by EOS").
+* A turn the server refuses (prompt longer than the context) prints "Error: …" on
+  **stdout** as its answer (common/console.cpp `console::error` writes to stdout), a
+  `[ Prompt: 0.0 t/s | Generation: 0.0 t/s ]` line, and no timings on stderr. The
+  refused message stays in the conversation, so every later turn fails the same way.
+* A GGUF without `tokenizer.chat_template` is still chatted with: the server falls back
+  to ChatML (common/chat.cpp `common_chat_templates_init`, `CHATML_TEMPLATE_SRC`).
+* stdin EOF ends the conversation: "\\n\\nExiting...\\n" and exit 0.
 """
 
 from __future__ import annotations
@@ -14,68 +37,36 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 from edgekit.device.parsers import TurnStats
-from edgekit.errors import InputError
 
-GGUF_MAGIC = b"GGUF"
 PROMPT = "> "
-"""What llama-cli prints (no newline) before it reads a user turn (tools/cli/cli.cpp, --simple-io)."""
-TIMINGS_LINE = re.compile(r"^\[ Prompt: [0-9.]+ t/s \| Generation: [0-9.]+ t/s \]$", re.MULTILINE)
-"""--show-timings' line after each answer (tools/cli/cli-context.cpp)."""
-_CLI_FLAGS = ("--show-timings", "--simple-io", "--predict", "--temp", "--top-k", "--ctx-size", "--threads")
+CLI_COMMANDS = ("/exit", "/regen", "/clear", "/read ", "/glob ")
+"""What llama-cli takes for a command, not a message, at the start of a line (cli-context.cpp)."""
+"""What llama-cli prints (after a newline) before it reads each user turn (cli-ui.h `ui::user_turn::read_input`)."""
 
+TIMINGS_LINE = re.compile(
+    r"^\[ Prompt: (?P<prompt_tps>\S+) t/s \| Generation: (?P<generation_tps>\S+) t/s \]$", re.MULTILINE
+)
+"""The per-turn rates line on stdout (cli-context.cpp `cli_context::run`, `--show-timings`,
+on by default): `"%.1f"` of the server's `prompt_per_second` / `predicted_per_second`,
+0.0 when the turn failed."""
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class GgufModel:
-    """What a GGUF's header says that deploy and the runner need."""
-
-    architecture: str | None
-    chat_template: str | None
-    add_bos: bool | None
-
-
-def read_gguf(path: Path) -> GgufModel:
-    """The header of GGUF file `path` (gguf-py's reader, no tensor data loaded); InputError
-    (naming the file) when llama.cpp would not load it: truncated, or not a GGUF."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(str(path))
-    except (ValueError, IndexError, OSError, KeyError) as exc:
-        raise InputError(f"{path} is a truncated or corrupt GGUF file ({exc}): re-download or re-convert it") from exc
-
-    def field(key: str) -> object:
-        f = reader.fields.get(key)
-        return None if f is None else f.contents()
-
-    arch, template, bos = (
-        field("general.architecture"),
-        field("tokenizer.chat_template"),
-        field("tokenizer.ggml.add_bos_token"),
-    )
-    return GgufModel(
-        architecture=arch if isinstance(arch, str) else None,
-        chat_template=template if isinstance(template, str) and template.strip() else None,
-        add_bos=bos if isinstance(bos, bool) else None,
-    )
-
-
-def is_llama_help(text: str) -> bool:
-    """`--help` of a tool built on llama.cpp's common argument parser (common/arg.cpp
-    common_params_parser_init: the list opens with "----- common params -----")."""
-    return "----- common params -----" in text
-
-
-def missing_cli_flags(help_text: str) -> tuple[str, ...]:
-    """The flags edgekit drives llama-cli with that `help_text` does not list (llama-cli's
-    own: --show-timings, --simple-io; the common ones it needs)."""
-    return tuple(f for f in _CLI_FLAGS if not re.search(rf"(^|[\s,]){re.escape(f)}([\s,=]|$)", help_text, re.M))
+_EXITING = "\n\nExiting...\n"  # cli-context.cpp `cli_context::run`: ui::show_message("\n\nExiting...")
+# show_info("\n[ Prompt: … ]") + "\n"; the next turn's read_input then prints "\n> ".
+_TIMINGS_BLOCK = re.compile(r"\n\[ Prompt: \S+ t/s \| Generation: \S+ t/s \]\n")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # --log-colors / console colours
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LlamaBuild:
-    """What `--version` says (common/build-info.cpp.in llama_print_build_info, on stderr)."""
+    """What `--version` says about a llama.cpp build (common/build-info.cpp.in `llama_print_build_info`).
+
+    `build` is `git rev-list --count HEAD` of the source it was built from (1 for the
+    sdist's shallow clone), so identify a build by `commit`. None: printed as "unknown"
+    (cmake/build-info.cmake, a tree without git) or not printed.
+    """
 
     version: str
     build: int | None
@@ -84,86 +75,182 @@ class LlamaBuild:
     target: str | None
 
 
+_VERSION = re.compile(r"^version: (?P<version>\S+) \(build (?P<build>-?\d+), commit (?P<commit>\S+)\)$", re.MULTILINE)
+_BUILT_WITH = re.compile(r"^built with (?P<compiler>.+?) for (?P<target>.+)$", re.MULTILINE)
+
+
+def _known(value: str) -> str | None:
+    return None if value == "unknown" else value
+
+
 def parse_version(text: str) -> LlamaBuild | None:
-    """`version: 0.5.0-dev (build 1, commit 0c1e570)` / `built with GNU 12.2.0 for Linux x86_64`."""
-    m = re.search(r"^version: (\S+) \(build (\d+|unknown), commit (\w+)\)", text, re.MULTILINE)
-    if m is None:
-        m2 = re.search(r"^version: (\S+)", text, re.MULTILINE)
-        if m2 is None:
-            return None
-        return LlamaBuild(version=m2.group(1), build=None, commit=None, compiler=None, target=None)
-    built = re.search(r"^built with (.+) for (.+)$", text, re.MULTILINE)
+    """The build a `--version` run names (its stderr; common/arg.cpp "--version" calls
+    `llama_print_build_info`, common/build-info.cpp.in); None if `text` has no version line."""
+    match = _VERSION.search(text)
+    if match is None:
+        return None
+    built = _BUILT_WITH.search(text, match.end())
+    commit = _known(match["commit"])
     return LlamaBuild(
-        version=m.group(1),
-        build=int(m.group(2)) if m.group(2).isdigit() else None,
-        commit=None if m.group(3) == "unknown" else m.group(3),
-        compiler=built.group(1).strip() if built else None,
-        target=built.group(2).strip() if built else None,
+        version=match["version"],
+        build=None if commit is None and match["build"] == "0" else int(match["build"]),
+        commit=commit,
+        compiler=_known(built["compiler"]) if built else None,
+        target=_known(built["target"]) if built else None,
     )
 
 
+CLI_FLAGS = ("--show-timings", "--simple-io", "-n", "--temp", "--top-k", "-c", "-t", "--no-warmup", "-lv")
+"""The flags edgekit runs llama-cli with, each as its `--help` lists it (common/arg.cpp `common_params_parser_init`)."""
+
+
+def _help_flags(text: str) -> set[str]:
+    # common/arg.cpp `common_arg::to_string`: an option's first line holds its flags and value
+    # hints, padded to column 40 where the help text starts (or alone on the line when the
+    # flags reach column 37). A description that names another flag is not read.
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if not line.startswith("-"):
+            continue
+        head = line[:37] if line[37:40] == "   " else line
+        flags.update(re.findall(r"(?:^|, |\s)(--?[A-Za-z0-9][\w-]*)", head))
+    return flags
+
+
+def missing_cli_flags(text: str) -> tuple[str, ...]:
+    """Which of CLI_FLAGS a `--help` output (stdout) does not define, in CLI_FLAGS order."""
+    flags = _help_flags(text)
+    return tuple(flag for flag in CLI_FLAGS if flag not in flags)
+
+
+def is_llama_help(text: str) -> bool:
+    """`--help` of a tool of llama.cpp's common argument parser (common/arg.cpp: the list
+    opens with "----- common params -----"): llama-cli, llama-server, llama-bench…"""
+    return "----- common params -----" in text
+
+
+def is_llama_cli_help(text: str) -> bool:
+    """True if `text` is the `--help` of a llama-cli that has every flag edgekit runs it with.
+
+    `--show-timings` is scoped to llama-cli (common/arg.cpp `set_examples({LLAMA_EXAMPLE_CLI})`),
+    so llama-completion's and llama-server's help fail this."""
+    return not missing_cli_flags(text)
+
+
 def split_answers(stdout: str) -> tuple[str, ...]:
-    """Each turn's answer in llama-cli's stdout: after a "> " prompt, up to the blank line
-    and the --show-timings line that close it; a last answer cut off (the process died)
-    runs to the end. The banner before the first prompt is not an answer."""
+    """The answer of each turn, in order, from llama-cli's stdout (`--show-timings` on).
+
+    Framing (tools/cli/cli-context.cpp `cli_context::run`, tools/cli/cli-ui.h): after the
+    banner each turn is "\\n> " (`user_turn::read_input`), the streamed answer, a "\\n" if
+    the answer did not end with one (`assistant_turn::add_newline_if_needed`; none after an
+    empty answer), then "\\n[ Prompt: … ]\\n" (`show_info`). Only that framing is removed, so
+    an answer line starting with "> " stays in its answer; an answer that itself ended in
+    "\\n" loses that one newline (the stdout is the same). A last answer with no rates line
+    after it (the process died) comes back as printed so far; a "> " with nothing after it,
+    or only "Exiting...", is no answer. Send no empty lines: their extra "> " reads as part
+    of the next answer. A refused turn's answer is llama-cli's "Error: …" line.
+    """
     start = stdout.find("\n" + PROMPT)
     if start < 0:
         return ()
-    rest = stdout[start + 1 + len(PROMPT) :]
-    answers = []
+    answers: list[str] = []
+    pos = start + 1 + len(PROMPT)
     while True:
-        m = TIMINGS_LINE.search(rest)
-        if m is None:
-            tail = rest.split("\n\nExiting...", 1)[0]
-            if tail.strip():
-                answers.append(tail.rstrip("\n"))
-            break
-        answers.append(rest[: m.start()].rstrip("\n"))
-        rest = rest[m.end() :]
-        nxt = rest.find("\n" + PROMPT)
-        if nxt < 0:
-            break
-        rest = rest[nxt + 1 + len(PROMPT) :]
-    return tuple(answers)
+        block = _TIMINGS_BLOCK.search(stdout, pos)
+        if block is None:
+            rest = stdout[pos:]
+            if rest not in ("", _EXITING):
+                answers.append(rest)
+            return tuple(answers)
+        body = stdout[pos : block.start()]
+        answers.append(body[:-1] if body.endswith("\n") else body)
+        pos = block.end()
+        if not stdout.startswith("\n" + PROMPT, pos):
+            return tuple(answers)
+        pos += 1 + len(PROMPT)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TurnTimings:
-    """One turn's figures as llama.cpp's server slot prints them (tools/server/server-context.cpp
-    print_timings: "prompt eval time = X ms / N tokens", "eval time = Y ms / M tokens")."""
+    """One turn's timings as the server slot prints them (tools/server/server-context.cpp `server_slot::print_timings`).
+
+    `prefill.tokens`: prompt tokens processed this turn (the part of the conversation not
+    reused from the KV cache). `decode.tokens`: tokens sampled, the first one included
+    (it comes from the prefill's logits) and the EOG token when the turn ended on it.
+    `*.tokens_per_s` is llama.cpp's printed figure; for decode it is (tokens - 1) /
+    duration (tools/server/server-common.h `server_slot_stats::n_gen_tps`), not
+    tokens / duration. `task` is the server task id (0, 19, 38, …: not the turn number).
+    """
 
     task: int
     prefill: TurnStats
     decode: TurnStats
 
 
-_TIMING = re.compile(
-    r"slot print_timing: id +\d+ \| task (\d+) \| +(prompt eval|eval) time = +([0-9.]+) ms / +(\d+) tokens"
+_NUM = r"(?:[\d.]+|inf|-?nan)"
+_SLOT_TIMING = re.compile(
+    r"slot print_timing: id +\d+ \| task (?P<task>-?\d+) \| +(?P<kind>prompt eval|eval) time = +(?P<ms>"
+    + _NUM
+    + r") ms"
+    r" / +(?P<tokens>\d+) tokens \( *" + _NUM + r" ms per token, +(?P<tps>" + _NUM + r") tokens per second\)"
 )
 
 
 def parse_turn_timings(stderr: str) -> tuple[TurnTimings, ...]:
-    """The per-turn timings in llama-cli's stderr (-lv 3), in order: a turn is a task with
-    both lines."""
-    seen: dict[int, dict[str, tuple[float, int]]] = {}
-    for m in _TIMING.finditer(stderr):
-        seen.setdefault(int(m.group(1)), {})[m.group(2)] = (float(m.group(3)) / 1000.0, int(m.group(4)))
-    out = []
-    for task, parts in seen.items():
-        if "prompt eval" in parts and "eval" in parts:
-            (ps, pn), (ds, dn) = parts["prompt eval"], parts["eval"]
-            out.append(
-                TurnTimings(
-                    task=task,
-                    prefill=TurnStats(tokens=pn, duration_s=ps, tokens_per_s=pn / ps if ps > 0 else 0.0),
-                    decode=TurnStats(tokens=dn, duration_s=ds, tokens_per_s=dn / ds if ds > 0 else 0.0),
-                )
-            )
-    return tuple(out)
+    """Each turn's prefill and decode timings from llama-cli's stderr (`-lv 3`), in order.
+
+    Reads the `slot print_timing: id N | task T | prompt eval time = …` and `… | eval time
+    = …` lines (`SLT_INF` in tools/server/server-common.h around
+    `server_slot::print_timings`), with or without common/log.cpp's timestamp and level
+    prefix, and pairs them by task id. A turn with only one of the two lines (killed, or
+    a log line lost) is left out; a refused turn prints neither.
+    """
+    seen: dict[int, dict[str, TurnStats]] = {}
+    for match in _SLOT_TIMING.finditer(_ANSI.sub("", stderr)):
+        stats = TurnStats(
+            tokens=int(match["tokens"]),
+            duration_s=float(match["ms"]) / 1000.0,
+            tokens_per_s=float(match["tps"]),
+        )
+        seen.setdefault(int(match["task"]), {})[match["kind"]] = stats
+    return tuple(
+        TurnTimings(task=task, prefill=parts["prompt eval"], decode=parts["eval"])
+        for task, parts in seen.items()
+        if "prompt eval" in parts and "eval" in parts
+    )
+
+
+_SYSTEM_INFO = re.compile(r"system_info: (.*?) *$", re.MULTILINE)
 
 
 def parse_system_info(stderr: str) -> str | None:
-    """llama.cpp's `system_info:` line (src/llama.cpp llama_print_system_info via
-    common/common.cpp): threads and the CPU features the build uses, e.g. "AVX2 = 1"."""
-    m = re.search(r"system_info: (.+)$", stderr, re.MULTILINE)
-    return m.group(1).strip() if m else None
+    """The text after "system_info: " (threads, then each backend's features such as
+    "CPU : SSE3 = 1 | … |"), or None if absent.
+
+    Built by common/common.cpp `common_params_get_system_info` with src/llama.cpp
+    `llama_print_system_info`. llama-cli logs it at trace level (`COM_TRC` in
+    `common_params_print_info`), so it needs `-lv 4`; at `-lv 3` it is not printed.
+    """
+    match = _SYSTEM_INFO.search(_ANSI.sub("", stderr))
+    return match[1] if match else None
+
+
+def _gguf_field(path: Path | str, key: str) -> Any:
+    from edgekit.convert.gguf import open_gguf
+
+    field = open_gguf(Path(path)).fields.get(key)
+    return None if field is None else field.contents()
+
+
+def gguf_chat_template(path: Path | str) -> str | None:
+    """The `tokenizer.chat_template` of GGUF file `path`, or None if it has none (llama-cli
+    then chats in ChatML: common/chat.cpp `common_chat_templates_init`). InputError if no GGUF."""
+    value = _gguf_field(path, "tokenizer.chat_template")
+    return value if isinstance(value, str) else None
+
+
+def gguf_add_bos(path: Path | str) -> bool | None:
+    """`tokenizer.ggml.add_bos_token` of GGUF file `path` (None if unset: llama.cpp then
+    uses its per-vocab default, src/llama-vocab.cpp). InputError if no GGUF."""
+    value = _gguf_field(path, "tokenizer.ggml.add_bos_token")
+    return value if isinstance(value, bool) else None

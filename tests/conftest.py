@@ -79,7 +79,7 @@ def require_tool(command: str) -> str:
 def _emulator_shell_is_mksh(request: pytest.FixtureRequest) -> None:
     """The device emulator runs commands with mksh when it can (else /bin/sh): the tests
     that start one require it, so they test what a phone runs."""
-    if {"emulated_device", "adb_home"} & set(request.fixturenames):
+    if {"emulated_device", "host_abi_device", "adb_home"} & set(request.fixturenames):
         require_tool("mksh")
 
 
@@ -95,6 +95,34 @@ def wait_for(condition: Callable[[], T], *, what: str, timeout_s: float = 300) -
             raise AssertionError(f"{what}: not within {timeout_s:g} s")
         time.sleep(0.05)
     return value
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_bin() -> Path:
+    """The bin dir of llama.cpp 0c1e570 as scripts/build-llama-cpp prints it (LLAMA_CPP_CPU
+    and JOBS pass through): instant when built, else it builds (minutes). A failed build
+    fails the test with the script's stderr tail, never a skip."""
+    script = REPO / "scripts" / "build-llama-cpp"
+    proc = subprocess.run([str(script)], cwd=REPO, capture_output=True, text=True, timeout=3600)
+    tail = "\n".join(proc.stderr.splitlines()[-30:])
+    if proc.returncode != 0:
+        pytest.fail(f"{script} failed (exit {proc.returncode}):\n{tail}", pytrace=False)
+    lines = proc.stdout.split()
+    bin_dir = Path(lines[-1]) if lines else None
+    if bin_dir is None or not (bin_dir / "llama-cli").is_file():
+        pytest.fail(f"{script} printed {proc.stdout!r}, not a bin dir with llama-cli:\n{tail}", pytrace=False)
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(llama_cpp_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Gemma 3 example model as a Q4_0 GGUF (random weights), made once per session
+    by llama.cpp's converter and that build's llama-quantize."""
+    from edgekit.testing.gguf_model import make_tiny_gemma3_gguf
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLAMA_CPP_BIN", str(llama_cpp_bin))
+        return make_tiny_gemma3_gguf(tmp_path_factory.mktemp("tiny-gguf") / "tiny-q4_0.gguf", "q4_0")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from edgekit.artifact import sha256_file
 from edgekit.bench.result import BenchResult
-from edgekit.convert import ConvertResult
 from edgekit.testing.plugin import EmulatedDevice
 from tests.conftest import run_cli, small_workload, wait_for
 
@@ -51,7 +50,9 @@ def test_a_gguf_deploys_and_benches_on_the_real_llama_cli(
     turns = [["Hello there.", "Say it again.", "And once more."], ["What is a phone?", "Why?"]]
     workload = small_workload(tmp_path, turns=turns)
     out = tmp_path / "r.json"
-    bench = run_cli(*_bench(host_abi_device, "--workload", str(workload), "-o", str(out)), str(tiny_gguf), env=_env(adb_home))
+    bench = run_cli(
+        *_bench(host_abi_device, "--workload", str(workload), "-o", str(out)), str(tiny_gguf), env=_env(adb_home)
+    )
     assert bench.returncode in (0, 6), bench.stderr  # complete; the simulated battery may void a 1 s baseline
     result = BenchResult.load(out)
     assert result.complete and result.simulated
@@ -62,7 +63,8 @@ def test_a_gguf_deploys_and_benches_on_the_real_llama_cli(
     for turn in result.turns:  # llama.cpp's own per-turn figures, every turn
         assert turn.prompt_tokens and turn.prompt_tokens > 0, turn
         assert turn.output_tokens and 0 < turn.output_tokens <= 64, turn
-        assert turn.decode_tokens_per_s and turn.prefill_tokens_per_s and turn.ttft_s, turn
+        assert turn.decode_tokens_per_s and turn.prefill_tokens_per_s, turn
+        assert turn.ttft_s is not None and turn.ttft_s >= 0, turn  # the device clock ticks 10 ms: a tiny model may read 0
     assert "llama.cpp 0.5.0-dev, commit 0c1e570" in bench.stdout + bench.stderr
 
 
@@ -76,7 +78,9 @@ def test_a_llama_cli_that_dies_mid_run_fails_the_run_naming_the_signal(
     )
     assert deployed.returncode == 0, deployed.stderr
     turns = [["Hello there."] * 2 for _ in range(3)]
-    args = _bench(host_abi_device, "--workload", str(small_workload(tmp_path, turns=turns)), "-o", str(tmp_path / "r.json"))
+    args = _bench(
+        host_abi_device, "--workload", str(small_workload(tmp_path, turns=turns)), "-o", str(tmp_path / "r.json")
+    )
     base = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
     home = Path(os.environ.get("XDG_CACHE_HOME", "/tmp")) / "home"
     proc = subprocess.Popen(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit import llama_cpp
 from edgekit.artifact import Artifact
 from edgekit.bench import lock, run_folder
 from edgekit.bench.assembly import artifact_meta, build_result, device_meta, read_run, start_meta, workload_meta
@@ -32,7 +33,7 @@ from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, InputError, RunLost, RunStillRunning
-from edgekit.probe import ChatFlags, RunnerProbe, chat_flags
+from edgekit.probe import LLAMA_CLI, ChatFlags, RunnerProbe, chat_flags
 
 __all__ = [
     "BenchConfig",
@@ -69,6 +70,8 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     if deployed.runner is None:
         raise InputError("battery-bench on a phone needs the on-device runner: pass --runner")
     probe = _probed_runner(device, deployed, config)
+    if probe.protocol == LLAMA_CLI:
+        _check_llama_turns(workload)
     chosen = chat_flags(
         probe,
         backend=config.backend,
@@ -152,6 +155,19 @@ def _write_and_start(
         power_env={**_power_env(config, detach=detach), **restore_env(phone)},
     )
     run_folder.start(device, paths)
+
+
+def _check_llama_turns(workload: Workload) -> None:
+    """InputError for a turn llama-cli would not read as one user message (common/console.cpp
+    readline_simple: a trailing "\\" joins the next line, a trailing "/" is dropped; a turn
+    opening with /exit, /regen, /clear, /read or /glob is a command: tools/cli/cli-context.cpp)."""
+    for conv in workload.conversations:
+        for k, turn in enumerate(conv.turns, 1):
+            if turn.rstrip().endswith(("\\", "/")) or turn.lstrip().startswith(llama_cpp.CLI_COMMANDS):
+                raise InputError(
+                    f"workload {workload.path}: conversation {conv.id} turn {k} ({turn[:40]!r}) ends in '\\' or '/' "
+                    "or opens with a llama-cli command, which llama-cli would not read as a message: rephrase it"
+                )
 
 
 def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) -> RunnerProbe:

@@ -86,20 +86,30 @@ def _field_str(reader: Any, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def gguf_info(path: Path | str) -> GgufInfo:
-    """Read the header of GGUF file `path`; InputError if it is no GGUF or an unsupported architecture."""
-    _require_gguf()
-    from gguf import GGUFReader
+def open_gguf(path: Path) -> Any:
+    """A `gguf.GGUFReader` on `path` (memory-mapped, header parsed); InputError if it is no readable GGUF.
 
-    path = Path(path)
+    Needs only the `gguf` package (DependencyError without it)."""
+    try:
+        from gguf import GGUFReader
+    except ImportError as exc:
+        raise DependencyError("reading GGUF files needs gguf: pip install 'edgekit[convert]' (gguf==0.19.0)") from exc
+
     if not path.is_file():
         raise InputError(f"GGUF file {path} does not exist", path=path)
     if not is_gguf(path):
         raise InputError(f"{path} is not a GGUF file (no GGUF magic at its start): re-download it", path=path)
     try:
-        reader = GGUFReader(str(path))
+        return GGUFReader(str(path))
     except (ValueError, IndexError, OSError) as exc:
         raise InputError(f"{path} is a truncated or corrupt GGUF file ({exc}): re-download it", path=path) from exc
+
+
+def gguf_info(path: Path | str) -> GgufInfo:
+    """Read the header of GGUF file `path`; InputError if it is no GGUF or an unsupported architecture."""
+    _require_gguf()
+    path = Path(path)
+    reader = open_gguf(path)
     arch = _field_str(reader, "general.architecture") or "?"
     if arch not in GGUF_ARCHITECTURES:
         raise InputError(

@@ -28,6 +28,7 @@ import base64
 import contextlib
 import dataclasses
 import os
+import platform
 import posixpath
 import re
 import secrets
@@ -44,6 +45,7 @@ import numpy as np
 
 from edgekit._files import atomic_write_text
 from edgekit.device import shell_v2
+from edgekit.device.local import _ABI as _HOST_ABIS  # one table for LocalDevice and this
 from edgekit.testing.battery import BatteryController
 
 A_CNXN = 0x4E584E43
@@ -285,6 +287,7 @@ class AdbDeviceEmulator:
         sandbox: Path,
         *,
         props: dict[str, str] | None = None,
+        host_abi: bool = False,
         trusted_keys: list[bytes] | None = None,
         accept_any_key: bool = False,
         require_auth: bool = True,
@@ -292,7 +295,9 @@ class AdbDeviceEmulator:
         port: int = 0,
     ) -> None:
         self.sandbox = Path(sandbox).resolve()
-        self.props = {**default_props(), **(props or {})}
+        self.props = {**default_props(), **(abi_props(host_machine_abi()) if host_abi else {}), **(props or {})}
+        """`host_abi`: report this computer's ABI (x86_64 here) instead of arm64-v8a, so that
+        host binaries (a host build of llama.cpp) pass deploy's ABI check and run as the phone's."""
         self.trusted_keys: list[bytes] = list(trusted_keys or [])
         self.accept_any_key = accept_any_key
         self.require_auth = require_auth
@@ -684,6 +689,20 @@ class AdbDeviceEmulator:
 def _publish(path: Path, text: str) -> None:
     """Replace a sysfs stand-in file atomically (a reader never sees half a value)."""
     atomic_write_text(path, text)
+
+
+def host_machine_abi() -> str:
+    """The Android ABI name of this computer's CPU (`platform.machine()` x86_64 -> "x86_64",
+    aarch64 -> "arm64-v8a"); ValueError on others."""
+    machine = platform.machine().lower()
+    if machine not in _HOST_ABIS:
+        raise ValueError(f"no Android ABI for host CPU {machine!r}: known are {', '.join(_HOST_ABIS)}")
+    return _HOST_ABIS[machine]
+
+
+def abi_props(abi: str) -> dict[str, str]:
+    """The props that name a phone's ABI, for an emulated phone of ABI `abi`."""
+    return {"ro.product.cpu.abi": abi, "ro.product.cpu.abilist": abi}
 
 
 def default_props() -> dict[str, str]:

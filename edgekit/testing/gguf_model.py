@@ -11,7 +11,8 @@ template as `tokenizer.chat_template`.
 
 The converter only accepts BPE tokenizers whose pre-tokenizer hash it knows; the example
 tokenizer is new, so the conversion falls back to "gpt-2" (llama.cpp's name for the GPT-2
-split regex, src/llama-vocab.cpp), which is what `pre_tokenizers.ByteLevel(add_prefix_space=False)` applies.
+split regex, src/llama-vocab.cpp), which is what `pre_tokenizers.ByteLevel(add_prefix_space=False)`
+applies.
 
 The tiny shape (hidden 64, ffn 128, head_dim 32) fits the 32-wide blocks of Q4_0/Q4_1/Q5_0/
 Q5_1/Q8_0; the 256-wide K-quants fall back to other types tensor by tensor.

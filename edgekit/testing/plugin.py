@@ -9,6 +9,7 @@ Fixtures:
 * `adb_server` — a private adb server (its own ANDROID_ADB_SERVER_PORT; the user's server
   on 5037 is never touched), for tests that go through `AdbDevice` or the real `adb`.
 * `tiny_gemma3_dir` — the tiny Gemma 3 example checkpoint, built once (needs edgekit[convert]).
+* `host_abi_device` — `emulated_device` reporting this computer's ABI, for host binaries.
 
 Everything the emulator reports is simulated (`ro.edgekit.emulated=1`).
 """
@@ -85,15 +86,14 @@ def adb_server(adb_home: Path) -> Iterator[int]:
             os.environ["ANDROID_ADB_SERVER_PORT"] = previous
 
 
-@pytest.fixture
-def emulated_device(tmp_path: Path, adb_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedDevice]:
-    """An emulated phone that trusts this run's adb key (ANDROID_USER_HOME points at it for
-    the test); stopped, and disconnected from a private adb server, afterwards."""
+def _emulated_phone(
+    tmp_path: Path, adb_home: Path, monkeypatch: pytest.MonkeyPatch, *, host_abi: bool
+) -> Iterator[EmulatedDevice]:
     from edgekit.testing.runner_standin import write_runner_standin
 
     monkeypatch.setenv("ANDROID_USER_HOME", str(adb_home / ".android"))
     public_key = (adb_home / ".android" / "adbkey.pub").read_bytes()
-    emulator = AdbDeviceEmulator(tmp_path / "device", trusted_keys=[public_key]).start()
+    emulator = AdbDeviceEmulator(tmp_path / "device", trusted_keys=[public_key], host_abi=host_abi).start()
     runner = write_runner_standin(tmp_path / "litert_lm_main")
     try:
         yield EmulatedDevice(
@@ -112,6 +112,20 @@ def emulated_device(tmp_path: Path, adb_home: Path, monkeypatch: pytest.MonkeyPa
 
             env = {**os.environ, "HOME": str(adb_home)}
             subprocess.run([adb_binary(), "disconnect", emulator.serial], env=env, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def emulated_device(tmp_path: Path, adb_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedDevice]:
+    """An emulated phone that trusts this run's adb key (ANDROID_USER_HOME points at it for
+    the test); stopped, and disconnected from a private adb server, afterwards."""
+    yield from _emulated_phone(tmp_path, adb_home, monkeypatch, host_abi=False)
+
+
+@pytest.fixture
+def host_abi_device(tmp_path: Path, adb_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedDevice]:
+    """`emulated_device`, but the phone reports this computer's ABI (x86_64 here), so host
+    binaries (the host build of llama.cpp) pass deploy's ABI check and run on it."""
+    yield from _emulated_phone(tmp_path, adb_home, monkeypatch, host_abi=True)
 
 
 @pytest.fixture(scope="session")
