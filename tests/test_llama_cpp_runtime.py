@@ -97,3 +97,34 @@ def test_a_llama_cli_that_dies_mid_run_fails_the_run_naming_the_signal(
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 7, err
     assert "SIGSEGV" in _out + err
+
+
+def test_a_litertlm_and_a_gguf_on_one_phone_make_one_page(
+    host_abi_device: EmulatedDevice,
+    llama_cpp_bin: Path,
+    tiny_gguf: Path,
+    int4_result: ConvertResult,
+    tmp_path: Path,
+    adb_home: Path,
+) -> None:
+    litert = int4_result.artifact.path
+    deploy = ["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--no-smoke", "--runner"]
+    # Each runtime's runner once; the campaign then finds each its own (the last of its runtime).
+    assert run_cli(*deploy, str(host_abi_device.runner), str(litert), env=_env(adb_home)).returncode == 0
+    assert run_cli(*deploy, str(llama_cpp_bin), str(tiny_gguf), env=_env(adb_home)).returncode == 0
+    folder = tmp_path / "runtimes"
+    workload = small_workload(tmp_path, turns=[["Hello there.", "Say it again."]])
+    args = _bench(host_abi_device, "--workload", str(workload), "--no-cooldown", "-o", str(folder))
+    proc = run_cli(*args, str(litert), str(tiny_gguf), env=_env(adb_home))
+    assert proc.returncode in (0, 6), proc.stderr
+    record = json.loads((folder / "campaign.json").read_text())
+    cells = {c["artifact"]: BenchResult.load(folder / c["result"]) for c in record["cells"]}
+    assert set(cells) == {litert.stem, tiny_gguf.stem}
+    assert cells[litert.stem].runner.runtime == "LiteRT-LM" and cells[tiny_gguf.stem].runner.runtime == "llama.cpp"
+    assert all(r.complete for r in cells.values())
+    report = run_cli("report", str(folder))
+    assert report.returncode == 0, report.stderr
+    decode = report.stdout.split("### Decode (tok/s)\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert decode[0] == f"| device | {litert.stem} | {tiny_gguf.stem} | {tiny_gguf.stem} ÷ {litert.stem} |"
+    assert "tok/s (this computer's CPU)" in decode[2]
+    assert (folder / "report.html").is_file()
