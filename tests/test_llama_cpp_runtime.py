@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edgekit.artifact import sha256_file
 from edgekit.bench.result import BenchResult
+from edgekit.convert import ConvertResult
 from edgekit.testing.plugin import EmulatedDevice
 from tests.conftest import run_cli, small_workload, wait_for
 
@@ -64,7 +65,8 @@ def test_a_gguf_deploys_and_benches_on_the_real_llama_cli(
         assert turn.prompt_tokens and turn.prompt_tokens > 0, turn
         assert turn.output_tokens and 0 < turn.output_tokens <= 64, turn
         assert turn.decode_tokens_per_s and turn.prefill_tokens_per_s, turn
-        assert turn.ttft_s is not None and turn.ttft_s >= 0, turn  # the device clock ticks 10 ms: a tiny model may read 0
+        # The device clock ticks 10 ms: a tiny model's first byte may read 0.
+        assert turn.ttft_s is not None and turn.ttft_s >= 0, turn
     assert "llama.cpp 0.5.0-dev, commit 0c1e570" in bench.stdout + bench.stderr
 
 
@@ -128,3 +130,55 @@ def test_a_litertlm_and_a_gguf_on_one_phone_make_one_page(
     assert decode[0] == f"| device | {litert.stem} | {tiny_gguf.stem} | {tiny_gguf.stem} ÷ {litert.stem} |"
     assert "tok/s (this computer's CPU)" in decode[2]
     assert (folder / "report.html").is_file()
+
+
+def test_the_real_gemma3_270m_as_q4_0_answers_every_turn_on_llama_cli(
+    host_abi_device: EmulatedDevice, llama_cpp_bin: Path, tmp_path: Path, adb_home: Path
+) -> None:
+    from edgekit.convert.example import CHAT_TEMPLATE
+    from edgekit.convert.gguf import assemble_gemma3_270m_gguf
+    from edgekit.testing.gguf_model import llama_cpp_src
+
+    # The trained weights edgekit ships (Q4_K_M). Their GGUF has no chat template: deploy says so.
+    q4_k_m = assemble_gemma3_270m_gguf(tmp_path / "gemma3-270m-q4_k_m.gguf")
+    deploy = ["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--runner", str(llama_cpp_bin)]
+    bare = run_cli(*deploy, "--no-smoke", str(q4_k_m), env=_env(adb_home))
+    assert bare.returncode == 0 and "has no chat template" in bare.stderr + bare.stdout, bare.stderr
+    # Gemma's template written in with gguf-py's own tool, then Q4_0 by llama.cpp's llama-quantize.
+    template = tmp_path / "gemma.jinja"
+    template.write_text(CHAT_TEMPLATE)
+    with_template = tmp_path / "gemma3-270m-q4_k_m-template.gguf"
+    script = llama_cpp_src() / "gguf-py" / "gguf" / "scripts" / "gguf_new_metadata.py"
+    env = {**os.environ, "PYTHONPATH": str(llama_cpp_src() / "gguf-py")}
+    added = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(q4_k_m),
+            str(with_template),
+            "--chat-template-file",
+            str(template),
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert added.returncode == 0, added.stderr[-2000:]
+    q4_0 = tmp_path / "gemma3-270m-q4_0.gguf"
+    quantize = [str(llama_cpp_bin / "llama-quantize"), "--allow-requantize", str(with_template), str(q4_0), "Q4_0", "2"]
+    done = subprocess.run(quantize, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "r.json"
+    args = _bench(host_abi_device, "--runner", str(llama_cpp_bin), "--workload", str(small_workload(tmp_path, 3)))
+    bench = run_cli(*args, "-o", str(out), str(q4_0), env=_env(adb_home), timeout=1800)
+    assert bench.returncode in (0, 6), bench.stderr
+    result = BenchResult.load(out)
+    assert result.complete and result.runner.runtime == "llama.cpp"
+    bad = ("degenerate_output", "runner_failed", "runner_figures_missing")
+    assert not [f for f in result.validity if f.code in bad]
+    assert len(result.turns) == sum(c.turns for c in result.workload.conversations)
+    for turn in result.turns:
+        assert turn.prompt_tokens and turn.output_tokens and turn.decode_tokens_per_s and turn.prefill_tokens_per_s
+        assert turn.degenerate is None, turn  # a real answer, not <pad> or a loop
