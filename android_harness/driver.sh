@@ -250,7 +250,9 @@ run_multi_turn() {
   arm "$i"
   # shellcheck disable=SC2086 # RUNNER_FLAGS: words edgekit wrote, no spaces
   if [ "$PROTOCOL" = llama_cli ]; then
+    # CHAT_TEMPLATE: the turn format edgekit gives a GGUF without one (beside the model).
     LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" -m "$ROOT/$MODEL" $RUNNER_FLAGS \
+      ${CHAT_TEMPLATE:+--chat-template-file} ${CHAT_TEMPLATE:+"$ROOT/$CHAT_TEMPLATE"} \
       < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
   else
     LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \

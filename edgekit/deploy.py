@@ -26,6 +26,7 @@ import datetime
 import enum
 import hashlib
 import os
+import posixpath
 import re
 import secrets
 import shlex
@@ -469,7 +470,12 @@ class RunnerOnDevice:
 
 
 def smoke_run(
-    device: Device, model_remote: str, config: DeployConfig, runner: RunnerOnDevice | None = None
+    device: Device,
+    model_remote: str,
+    config: DeployConfig,
+    runner: RunnerOnDevice | None = None,
+    *,
+    chat_template: str | None = None,
 ) -> SmokeResult:
     """Answer one prompt with the deployed model: through the probed runner's protocol, or
     on a device that runs models in this process, through the LiteRT-LM engine. DeviceError
@@ -479,7 +485,12 @@ def smoke_run(
     probe = runner.probe
     prompt_remote = device.path("tmp", f"smoke-{secrets.token_hex(6)}.txt")
     flags = chat_flags(
-        probe, backend="cpu", threads=None, max_num_tokens=None, max_output_tokens=config.smoke_max_tokens
+        probe,
+        backend="cpu",
+        threads=None,
+        max_num_tokens=None,
+        max_output_tokens=config.smoke_max_tokens,
+        chat_template_file=chat_template,
     )
     prompt = " ".join(config.smoke_prompt.splitlines())
     with tempfile.TemporaryDirectory(prefix="edgekit-smoke-") as tmp:
@@ -684,10 +695,11 @@ def deploy(
     if runner is not None:
         runner_placed, on_device = _place_runner(device, runner, runner_items, progress, runtime)
     harness = _place_harness(device, progress)
+    template = _place_chat_template(device, artifact.path, model.remote) if runtime == LLAMA_CPP else None
     smoke = None
     if config.smoke:
         try:
-            smoke = smoke_run(device, model.remote, config, on_device)
+            smoke = smoke_run(device, model.remote, config, on_device, chat_template=template)
         except DeviceError as exc:
             # Not left on the device under its trusted name: the next deploy pushes and tries it again.
             device.shell(["rm", "-rf", device.path("models", sha)], check=False)
@@ -727,11 +739,34 @@ def check_model_file(path: Path, notes: list[str] | None = None) -> str:
         read_header(path)
         return LITERT_LM
     if llama_cpp.gguf_chat_template(path) is None and notes is not None:
-        notes.append(
-            f"{path.name} has no chat template (tokenizer.chat_template): llama-cli formats the turns in ChatML, "
-            f"its default (common/chat.cpp), not the model's"
-        )
+        if llama_cpp.fallback_chat_template(path) is not None:
+            notes.append(
+                f"{path.name} has no chat template (tokenizer.chat_template): edgekit gives llama-cli Gemma's turn "
+                f"format ({llama_cpp.CHAT_TEMPLATE_FILE} beside the model), as LiteRT-LM applies to Gemma models"
+            )
+        else:
+            notes.append(
+                f"{path.name} has no chat template (tokenizer.chat_template): llama-cli formats the turns in "
+                f"ChatML, its default (common/chat.cpp), not the model's"
+            )
     return LLAMA_CPP
+
+
+def chat_template_remote(model_remote: str) -> str:
+    """Where deploy puts the turn format for a GGUF without one (llama_cpp.fallback_chat_template)."""
+    return posixpath.join(posixpath.dirname(model_remote), llama_cpp.CHAT_TEMPLATE_FILE)
+
+
+def _place_chat_template(device: Device, model: Path, model_remote: str) -> str | None:
+    template = llama_cpp.fallback_chat_template(model)
+    if template is None:
+        return None
+    remote = chat_template_remote(model_remote)
+    with tempfile.TemporaryDirectory(prefix="edgekit-template-") as tmp:
+        local = Path(tmp) / llama_cpp.CHAT_TEMPLATE_FILE
+        local.write_text(template)
+        device.push(local, remote)
+    return remote
 
 
 def _artifact_sha256(artifact: Artifact, notes: list[str]) -> tuple[str, str]:

@@ -249,6 +249,27 @@ def gguf_chat_template(path: Path | str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+"""Beside the model on the phone: the turn format given to llama-cli for a GGUF without one."""
+_TURN_FORMATS = {"gemma", "gemma2", "gemma3", "gemma3n"}
+
+
+def fallback_chat_template(path: Path | str) -> str | None:
+    """The chat template to give llama-cli (--chat-template-file) for GGUF `path`: None when
+    it carries its own (`tokenizer.chat_template`) or its architecture's turn format is not
+    one edgekit knows; for a Gemma model without one, Gemma's turn format (the one
+    LiteRT-LM's engine applies to Gemma models), so both runtimes see the same prompts.
+    llama-cli itself would fall back to ChatML, which Gemma does not know."""
+    if gguf_chat_template(path) is not None:
+        return None
+    arch = _gguf_field(path, "general.architecture")
+    if arch not in _TURN_FORMATS:
+        return None
+    from edgekit.convert.example import CHAT_TEMPLATE
+
+    return CHAT_TEMPLATE
+
+
 def gguf_add_bos(path: Path | str) -> bool | None:
     """`tokenizer.ggml.add_bos_token` of GGUF file `path` (None if unset: llama.cpp then
     uses its per-vocab default, src/llama-vocab.cpp). InputError if no GGUF."""

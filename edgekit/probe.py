@@ -245,13 +245,18 @@ def chat_flags(
     threads: int | None,
     max_num_tokens: int | None,
     max_output_tokens: int,
+    chat_template_file: str | None = None,
 ) -> ChatFlags:
     """Only flags the binary defines: no benchmark-mode boosting where it can be turned off,
     the thread count asked for, the workload's output cap where the binary has one. Every
     way the run differs from those conditions is named in `conditions`."""
     if probe.protocol == LLAMA_CLI:
         return _llama_chat_flags(
-            backend=backend, threads=threads, max_num_tokens=max_num_tokens, max_output_tokens=max_output_tokens
+            backend=backend,
+            threads=threads,
+            max_num_tokens=max_num_tokens,
+            max_output_tokens=max_output_tokens,
+            chat_template_file=chat_template_file,
         )
     have = probe.flags
     flags = [f"--backend={backend}"]
@@ -301,7 +306,12 @@ def chat_flags(
 
 
 def _llama_chat_flags(
-    *, backend: str, threads: int | None, max_num_tokens: int | None, max_output_tokens: int
+    *,
+    backend: str,
+    threads: int | None,
+    max_num_tokens: int | None,
+    max_output_tokens: int,
+    chat_template_file: str | None,
 ) -> ChatFlags:
     """llama-cli in chat-app conditions (common/arg.cpp): greedy (--temp 0 --top-k 1), the
     workload's per-turn cap (-n), the context (-c), the threads asked for (-t, else
@@ -317,6 +327,12 @@ def _llama_chat_flags(
         + ("" if max_num_tokens else " (edgekit's default; --max-num-tokens sets it)"),
         "greedy decoding (--temp 0 --top-k 1) with the GGUF's own chat template, applied by llama-cli",
     ]
+    if chat_template_file is not None:
+        flags += ["--chat-template-file", chat_template_file]
+        notes[-1] = (
+            "greedy decoding (--temp 0 --top-k 1); the GGUF has no chat template: Gemma's turn format given to "
+            "llama-cli (--chat-template-file), as LiteRT-LM applies to Gemma models"
+        )
     if threads is not None:
         flags += ["-t", str(threads)]
     else:

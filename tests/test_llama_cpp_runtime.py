@@ -137,45 +137,28 @@ def test_the_real_gemma3_270m_as_q4_0_answers_every_turn_on_llama_cli(
 ) -> None:
     from edgekit.convert.example import CHAT_TEMPLATE
     from edgekit.convert.gguf import assemble_gemma3_270m_gguf
-    from edgekit.testing.gguf_model import llama_cpp_src
 
-    # The trained weights edgekit ships (Q4_K_M). Their GGUF has no chat template: deploy says so.
+    # The trained weights edgekit ships (Q4_K_M), re-quantized to Q4_0 by llama.cpp's own tool.
     q4_k_m = assemble_gemma3_270m_gguf(tmp_path / "gemma3-270m-q4_k_m.gguf")
-    deploy = ["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--runner", str(llama_cpp_bin)]
-    bare = run_cli(*deploy, "--no-smoke", str(q4_k_m), env=_env(adb_home))
-    assert bare.returncode == 0 and "has no chat template" in bare.stderr + bare.stdout, bare.stderr
-    # Gemma's template written in with gguf-py's own tool, then Q4_0 by llama.cpp's llama-quantize.
-    template = tmp_path / "gemma.jinja"
-    template.write_text(CHAT_TEMPLATE)
-    with_template = tmp_path / "gemma3-270m-q4_k_m-template.gguf"
-    script = llama_cpp_src() / "gguf-py" / "gguf" / "scripts" / "gguf_new_metadata.py"
-    env = {**os.environ, "PYTHONPATH": str(llama_cpp_src() / "gguf-py")}
-    added = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            str(q4_k_m),
-            str(with_template),
-            "--chat-template-file",
-            str(template),
-            "--force",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert added.returncode == 0, added.stderr[-2000:]
     q4_0 = tmp_path / "gemma3-270m-q4_0.gguf"
-    quantize = [str(llama_cpp_bin / "llama-quantize"), "--allow-requantize", str(with_template), str(q4_0), "Q4_0", "2"]
+    quantize = [str(llama_cpp_bin / "llama-quantize"), "--allow-requantize", str(q4_k_m), str(q4_0), "Q4_0", "2"]
     done = subprocess.run(quantize, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    # That GGUF has no chat template: llama-cli alone would chat in ChatML, which Gemma does
+    # not know (its answers were "<|im_end|>" lines); deploy gives it Gemma's turn format.
+    deploy = ["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--runner", str(llama_cpp_bin)]
+    deployed = run_cli(*deploy, str(q4_0), env=_env(adb_home))
+    assert deployed.returncode == 0, deployed.stderr
+    assert "has no chat template" in deployed.stderr and "Gemma's turn format" in deployed.stderr, deployed.stderr
+    template = host_abi_device.path(f"{ROOT}/models/{sha256_file(q4_0)}/chat_template.jinja")
+    assert template.read_text() == CHAT_TEMPLATE
     out = tmp_path / "r.json"
     args = _bench(host_abi_device, "--runner", str(llama_cpp_bin), "--workload", str(small_workload(tmp_path, 3)))
     bench = run_cli(*args, "-o", str(out), str(q4_0), env=_env(adb_home), timeout=1800)
     assert bench.returncode in (0, 6), bench.stderr
     result = BenchResult.load(out)
     assert result.complete and result.runner.runtime == "llama.cpp"
+    assert any("--chat-template-file" in f for f in result.runner.flags)
     bad = ("degenerate_output", "runner_failed", "runner_figures_missing")
     assert not [f for f in result.validity if f.code in bad]
     assert len(result.turns) == sum(c.turns for c in result.workload.conversations)

@@ -73,6 +73,7 @@ def prepare(
     baseline_s: float,
     meta: dict[str, Any],
     power_env: dict[str, str] | None = None,
+    chat_template: str | None = None,
 ) -> None:
     """Create the run folder on the device: run.env, one file per conversation, meta.json.
 
@@ -110,6 +111,7 @@ def prepare(
         "SAMPLE_S": f"{sample_period_s:g}",
         "BASELINE_S": f"{baseline_s:g}",
         "HARNESS": relative(paths.harness_dir),
+        **({"CHAT_TEMPLATE": relative(chat_template)} if chat_template else {}),
         **(power_env or {}),
     }
     device.shell(["mkdir", "-p", f"{paths.run_dir}/conv"])

@@ -30,7 +30,7 @@ from edgekit.bench.local_run import run_local
 from edgekit.bench.phone import online_supplies, prepare_phone, restore_env, restore_phone
 from edgekit.bench.result import BenchResult
 from edgekit.bench.workload import Workload, load_workload
-from edgekit.deploy import DeployConfig, DeployResult, deploy
+from edgekit.deploy import DeployConfig, DeployResult, chat_template_remote, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, InputError, RunLost, RunStillRunning
 from edgekit.probe import LLAMA_CLI, ChatFlags, RunnerProbe, chat_flags
@@ -78,6 +78,11 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         threads=config.threads,
         max_num_tokens=config.max_num_tokens,
         max_output_tokens=workload.max_output_tokens,
+        chat_template_file=(
+            chat_template_remote(deployed.model.remote)
+            if probe.protocol == LLAMA_CLI and llama_cpp.fallback_chat_template(artifact.path) is not None
+            else None
+        ),
     )
     run_id = run_folder.new_run_id()
     lock.acquire(device, run_id)  # one run per phone: before the phone is touched
@@ -113,6 +118,14 @@ def _write_and_start(
     """The run folder (meta.json, run.env, conversations) and the driver started."""
     assert deployed.runner is not None
     flags = list(chosen.flags)
+    # The template file goes to driver.sh apart (CHAT_TEMPLATE, under the work root, as the model).
+    template = None
+    if "--chat-template-file" in flags:
+        at = flags.index("--chat-template-file")
+        template = flags[at + 1]
+        driver_flags = flags[:at] + flags[at + 2 :]
+    else:
+        driver_flags = flags
     paths = run_folder.run_paths(device, run_id, deployed.harness.remote)
     baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
     meta = {
@@ -144,7 +157,8 @@ def _write_and_start(
         runner=deployed.runner.remote,
         model=deployed.model.remote,
         workload=workload,
-        flags=flags,
+        flags=driver_flags,
+        chat_template=template,
         protocol=probe.protocol,
         turn_timeout_s=config.turn_timeout_s,
         answer_cap_words=max(1, int(workload.max_output_tokens * ANSWER_WORDS_PER_TOKEN)),
