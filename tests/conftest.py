@@ -102,6 +102,7 @@ def llama_cpp_bin() -> Path:
     """The bin dir of llama.cpp 0c1e570 as scripts/build-llama-cpp prints it (LLAMA_CPP_CPU
     and JOBS pass through): instant when built, else it builds (minutes). A failed build
     fails the test with the script's stderr tail, never a skip."""
+    require_tool("g++")
     script = REPO / "scripts" / "build-llama-cpp"
     proc = subprocess.run([str(script)], cwd=REPO, capture_output=True, text=True, timeout=3600)
     tail = "\n".join(proc.stderr.splitlines()[-30:])
