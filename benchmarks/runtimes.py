@@ -294,7 +294,8 @@ def main() -> None:
     for tool in ("llama-bench", "llama-perplexity", "llama-quantize"):
         if not (LLAMA_BIN / tool).is_file():
             sys.exit(
-                f"runtimes: {LLAMA_BIN / tool} is missing: build it with LLAMA_CPP_CPU=avx2 scripts/build-llama-cpp"
+                f"runtimes: {LLAMA_BIN / tool} is missing: build it with "
+                f"LLAMA_CPP_TARGETS='llama-cli llama-quantize llama-perplexity llama-bench' scripts/build-llama-cpp"
             )
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)

@@ -153,7 +153,7 @@ def test_the_real_gemma3_270m_as_q4_0_answers_every_turn_on_llama_cli(
     template = host_abi_device.path(f"{ROOT}/models/{sha256_file(q4_0)}/chat_template.jinja")
     assert template.read_text() == CHAT_TEMPLATE
     out = tmp_path / "r.json"
-    args = _bench(host_abi_device, "--runner", str(llama_cpp_bin), "--workload", str(small_workload(tmp_path, 3)))
+    args = _bench(host_abi_device, "--runner", str(llama_cpp_bin), "--workload", str(small_workload(tmp_path, 2)))
     bench = run_cli(*args, "-o", str(out), str(q4_0), env=_env(adb_home), timeout=1800)
     assert bench.returncode in (0, 6), bench.stderr
     result = BenchResult.load(out)
