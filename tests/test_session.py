@@ -25,7 +25,7 @@ def test_a_missing_system_tool_fails_with_its_install_command(monkeypatch: pytes
 
 def test_bootstrap_installs_the_declared_system_tools() -> None:
     # scripts/bootstrap reads the same list: one place names them.
-    assert set(system_deps()) == {"chromium", "dash", "mksh", "readelf"}
+    assert set(system_deps()) == {"chromium", "dash", "mksh", "readelf", "cmake", "g++"}
     assert "tests/system-deps.txt" in (REPO / "scripts" / "bootstrap").read_text()
 
 
