@@ -97,12 +97,39 @@ def wait_for(condition: Callable[[], T], *, what: str, timeout_s: float = 300) -
     return value
 
 
+_LLAMA_BUILD: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the session will need llama.cpp, start its build at once, in the background: it
+    takes minutes of CPU while the tests before the first llama.cpp one mostly wait on
+    emulated phones (the llama_cpp_bin fixture waits for it)."""
+    if any("llama_cpp_bin" in getattr(item, "fixturenames", ()) for item in session.items):
+        # Its output is not kept: a failed build fails again in the fixture, which shows why.
+        _LLAMA_BUILD["proc"] = subprocess.Popen(
+            [str(REPO / "scripts" / "build-llama-cpp")],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A background build no test waited for (a session cut short) does not outlive it."""
+    proc = _LLAMA_BUILD.pop("proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 @pytest.fixture(scope="session")
 def llama_cpp_bin() -> Path:
     """The bin dir of llama.cpp 0c1e570 as scripts/build-llama-cpp prints it (LLAMA_CPP_CPU
     and JOBS pass through): instant when built, else it builds (minutes). A failed build
     fails the test with the script's stderr tail, never a skip."""
     require_tool("g++")
+    if "proc" in _LLAMA_BUILD:  # the session's background build (its result is checked below)
+        _LLAMA_BUILD.pop("proc").wait(timeout=3600)
     script = REPO / "scripts" / "build-llama-cpp"
     proc = subprocess.run([str(script)], cwd=REPO, capture_output=True, text=True, timeout=3600)
     tail = "\n".join(proc.stderr.splitlines()[-30:])
