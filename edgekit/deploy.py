@@ -544,13 +544,8 @@ def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, promp
     else:
         answer = parsers.one_shot_answer(result.stdout, prompt)
     if result.returncode != 0 or info is None or not info.decode:
-        detail = _tail_lines(result.stderr or result.stdout)
-        raise DeviceError(
-            f"{device.serial}: the model does not load or run with the runner (exit {result.returncode}"
-            f"{signal_name(result.returncode)}): {detail or 'no BenchmarkInfo printed'}",
-            serial=device.serial,
-            returncode=result.returncode,
-            stderr=result.stderr,
+        raise _smoke_failed(
+            device, result, "the runner", _tail_lines(result.stderr or result.stdout) or "no BenchmarkInfo printed"
         )
     return SmokeResult(
         answer=answer,
@@ -560,19 +555,23 @@ def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, promp
     )
 
 
+def _smoke_failed(device: Device, result: ShellResult, runner: str, detail: str) -> DeviceError:
+    return DeviceError(
+        f"{device.serial}: the model does not load or run with {runner} (exit {result.returncode}"
+        f"{signal_name(result.returncode)}): {detail}",
+        serial=device.serial,
+        returncode=result.returncode,
+        stderr=result.stderr,
+    )
+
+
 def _llama_smoke_answer(device: Device, result: ShellResult) -> SmokeResult:
     """llama-cli's answer (stdout) and its own timings of that turn (stderr, -lv 3)."""
     timings = llama_cpp.parse_turn_timings(result.stderr)
     if result.returncode != 0 or not timings:
         errors = [line for line in result.stderr.splitlines() if " E " in f" {line}" or "error" in line]
         detail = _tail_lines("\n".join(errors) or result.stderr or result.stdout)
-        raise DeviceError(
-            f"{device.serial}: the model does not load or run with llama-cli (exit {result.returncode}"
-            f"{signal_name(result.returncode)}): {detail or 'no timings printed'}",
-            serial=device.serial,
-            returncode=result.returncode,
-            stderr=result.stderr,
-        )
+        raise _smoke_failed(device, result, "llama-cli", detail or "no timings printed")
     answers = llama_cpp.split_answers(result.stdout)
     first = timings[0]
     return SmokeResult(

@@ -28,6 +28,11 @@ def _env(adb_home: Path) -> dict[str, str]:
     return {"ANDROID_USER_HOME": str(adb_home / ".android")}
 
 
+def _deploy(dev: EmulatedDevice, adb_home: Path, runner: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    deploy = ["deploy", "--transport", "direct", "--device", dev.serial, "--runner", str(runner)]
+    return run_cli(*deploy, *args, env=_env(adb_home))
+
+
 def _bench(dev: EmulatedDevice, *extra: str) -> list[str]:
     return ["battery-bench", "--transport", "direct", "--device", dev.serial, "--baseline-s", "1", *extra]
 
@@ -35,11 +40,7 @@ def _bench(dev: EmulatedDevice, *extra: str) -> list[str]:
 def test_a_gguf_deploys_and_benches_on_the_real_llama_cli(
     host_abi_device: EmulatedDevice, llama_cpp_bin: Path, tiny_gguf: Path, tmp_path: Path, adb_home: Path
 ) -> None:
-    deploy = run_cli(
-        *["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--runner", str(llama_cpp_bin)],
-        *[str(tiny_gguf), "--json"],
-        env=_env(adb_home),
-    )
+    deploy = _deploy(host_abi_device, adb_home, llama_cpp_bin, str(tiny_gguf), "--json")
     assert deploy.returncode == 0, deploy.stderr
     [done] = json.loads(deploy.stdout)
     assert done["probe"]["protocol"] == "llama_cli" and done["probe"]["runtime"] == "llama.cpp"
@@ -73,11 +74,7 @@ def test_a_gguf_deploys_and_benches_on_the_real_llama_cli(
 def test_a_llama_cli_that_dies_mid_run_fails_the_run_naming_the_signal(
     host_abi_device: EmulatedDevice, llama_cpp_bin: Path, tiny_gguf: Path, tmp_path: Path, adb_home: Path
 ) -> None:
-    deployed = run_cli(
-        *["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--runner", str(llama_cpp_bin)],
-        *["--no-smoke", str(tiny_gguf)],
-        env=_env(adb_home),
-    )
+    deployed = _deploy(host_abi_device, adb_home, llama_cpp_bin, "--no-smoke", str(tiny_gguf))
     assert deployed.returncode == 0, deployed.stderr
     turns = [["Hello there."] * 2 for _ in range(3)]
     args = _bench(
@@ -110,10 +107,9 @@ def test_a_litertlm_and_a_gguf_on_one_phone_make_one_page(
     adb_home: Path,
 ) -> None:
     litert = int4_result.artifact.path
-    deploy = ["deploy", "--transport", "direct", "--device", host_abi_device.serial, "--no-smoke", "--runner"]
     # Each runtime's runner once; the campaign then finds each its own (the last of its runtime).
-    assert run_cli(*deploy, str(host_abi_device.runner), str(litert), env=_env(adb_home)).returncode == 0
-    assert run_cli(*deploy, str(llama_cpp_bin), str(tiny_gguf), env=_env(adb_home)).returncode == 0
+    assert _deploy(host_abi_device, adb_home, host_abi_device.runner, "--no-smoke", str(litert)).returncode == 0
+    assert _deploy(host_abi_device, adb_home, llama_cpp_bin, "--no-smoke", str(tiny_gguf)).returncode == 0
     folder = tmp_path / "runtimes"
     workload = small_workload(tmp_path, turns=[["Hello there.", "Say it again."]])
     args = _bench(host_abi_device, "--workload", str(workload), "--no-cooldown", "-o", str(folder))
