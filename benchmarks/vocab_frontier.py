@@ -2,14 +2,14 @@
 
 Converts MODEL with the defaults (int4), and with `--vocab-from CORPUS` (every id the corpus
 needs, then each `--sizes` target), each through `edgekit convert`; scores every artifact on
-HELD_OUT (text not in CORPUS) with `edgekit eval --reference MODEL --text HELD_OUT`; and
+each HELD_OUT text (not in CORPUS) with `edgekit eval --reference MODEL --text HELD_OUT`; and
 measures decode and prefill speed in rounds (benchmarks/decode_speed.py's litert_lm.Benchmark,
 2 threads, 256/256 tokens, each artifact in its own process, interleaved). Prints one row per
 artifact and the command that reproduces it.
 
     .venv/bin/python benchmarks/multilingual_text.py /tmp/ml        # held-out: /tmp/ml/report/de.txt
-    .venv/bin/python benchmarks/vocab_frontier.py ./gemma3-270m de-corpus.txt /tmp/ml/report/de.txt WORKDIR \\
-        [--sizes 16000,8000] [--rounds 3] [--json OUT]
+    .venv/bin/python benchmarks/vocab_frontier.py ./gemma3-270m de-corpus.txt WORKDIR \\
+        --held-out /tmp/ml/report/de.txt [--held-out MORE.txt] [--sizes 16000,8000] [--rounds 3] [--json OUT]
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("corpus", type=Path, help="the --vocab-from text")
-    parser.add_argument("held_out", type=Path, help="text to score, not in the corpus")
     parser.add_argument("workdir", type=Path)
+    parser.add_argument(
+        "--held-out", type=Path, action="append", required=True, help="text to score, not in the corpus"
+    )
     parser.add_argument("--sizes", default="", help="comma-separated --vocab-size targets")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
@@ -69,7 +71,7 @@ def main() -> None:
             "path": str(out),
             "size_mb": round(out.stat().st_size / 1e6, 1),
             "kept_ids": vocab.get("kept_ids"),
-            "nll": _eval(out, args.model, args.held_out),
+            "nll": {str(text): _eval(out, args.model, text) for text in args.held_out},
         }
     speeds: dict[str, list[dict[str, float]]] = {name: [] for name in rows}
     for r in range(args.rounds):
@@ -80,24 +82,26 @@ def main() -> None:
     base = statistics.median(f["decode"] for f in speeds["default"])
     print(
         f"\n{'artifact':12s} {'ids':>7s} {'MB':>7s} {'decode':>7s} {'x def':>6s} {'prefill':>8s} "
-        f"{'bpb':>7s} {'ref bpb':>8s} {'tok/B':>6s} {'fallback':>8s}"
+        f"{'held-out':>16s} {'bpb':>7s} {'ref bpb':>8s} {'tok/B':>6s} {'fallback':>8s}"
     )
     for name, row in rows.items():
-        nll = row["nll"]
-        assert isinstance(nll, dict)
+        by_text = row["nll"]
+        assert isinstance(by_text, dict)
         decode = statistics.median(f["decode"] for f in speeds[name])
         prefill = statistics.median(f["prefill"] for f in speeds[name])
         row["decode_tok_s"], row["prefill_tok_s"] = decode, prefill
         ids = row["kept_ids"] or "all"
-        print(
-            f"{name:12s} {ids!s:>7s} {row['size_mb']:7.1f} {decode:7.1f} {decode / base:6.2f} {prefill:8.1f} "
-            f"{nll['artifact_bits_per_byte']:7.4f} {nll['reference_bits_per_byte']:8.4f} "
-            f"{nll['artifact_tokens_per_byte']:6.3f} {nll['artifact_byte_fallback_share']:8.1%}"
-        )
-    print(
-        f"\nheld-out: {args.held_out} ({rows['default']['nll']['bytes']} bytes scored); "  # type: ignore[index]
-        f"decode/prefill: median of {args.rounds} rounds, litert_lm.Benchmark, CPU, 2 threads"
-    )
+        for text, nll in by_text.items():
+            print(
+                f"{name:12s} {ids!s:>7s} {row['size_mb']:7.1f} {decode:7.1f} {decode / base:6.2f} {prefill:8.1f} "
+                f"{Path(text).name[-16:]:>16s} {nll['artifact_bits_per_byte']:7.4f} "
+                f"{nll['reference_bits_per_byte']:8.4f} {nll['artifact_tokens_per_byte']:6.3f} "
+                f"{nll['artifact_byte_fallback_share']:8.1%}"
+            )
+    for text in args.held_out:
+        scored = rows["default"]["nll"][str(text)]["bytes"]  # type: ignore[index]
+        print(f"held-out: {text} ({scored} bytes scored)")
+    print(f"decode/prefill: median of {args.rounds} rounds, litert_lm.Benchmark, CPU, 2 threads (this computer's)")
     print("reproduce: " + shlex.join([PY, "benchmarks/vocab_frontier.py", *sys.argv[1:]]))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "speeds": speeds}, indent=2))

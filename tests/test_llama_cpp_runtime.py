@@ -3,7 +3,8 @@
 The binaries are llama.cpp's own (commit 0c1e570, built from the llama-cpp-python 0.3.36
 sdist by scripts/build-llama-cpp, as they are); the emulated phone reports this computer's
 ABI and runs them as it runs any program; the GGUF is a tiny random Gemma 3 made by
-llama.cpp's convert_hf_to_gguf.py and llama-quantize (edgekit.testing.gguf_model).
+llama.cpp's convert_hf_to_gguf.py and llama-quantize (edgekit.testing.gguf_model); the last
+test runs the real Gemma 3 270M, re-quantized to Q4_0 by that build's llama-quantize.
 """
 
 from __future__ import annotations
@@ -126,3 +127,38 @@ def test_a_litertlm_and_a_gguf_on_one_phone_make_one_page(
     assert decode[0] == f"| device | {litert.stem} | {tiny_gguf.stem} | {tiny_gguf.stem} ÷ {litert.stem} |"
     assert "tok/s (this computer's CPU)" in decode[2]
     assert (folder / "report.html").is_file()
+
+
+def test_the_real_gemma3_270m_as_q4_0_answers_every_turn_on_llama_cli(
+    host_abi_device: EmulatedDevice, llama_cpp_bin: Path, tmp_path: Path, adb_home: Path
+) -> None:
+    from edgekit.convert.example import CHAT_TEMPLATE
+    from edgekit.convert.gguf import assemble_gemma3_270m_gguf
+
+    # The trained weights edgekit ships (Q4_K_M), re-quantized to Q4_0 by llama.cpp's own tool.
+    q4_k_m = assemble_gemma3_270m_gguf(tmp_path / "gemma3-270m-q4_k_m.gguf")
+    q4_0 = tmp_path / "gemma3-270m-q4_0.gguf"
+    quantize = [str(llama_cpp_bin / "llama-quantize"), "--allow-requantize", str(q4_k_m), str(q4_0), "Q4_0", "2"]
+    done = subprocess.run(quantize, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    q4_k_m.unlink()
+    # That GGUF has no chat template: llama-cli alone would chat in ChatML, which Gemma does
+    # not know (its answers were "<|im_end|>" lines); deploy gives it Gemma's turn format.
+    deployed = _deploy(host_abi_device, adb_home, llama_cpp_bin, str(q4_0))
+    assert deployed.returncode == 0, deployed.stderr
+    assert "has no chat template" in deployed.stderr and "Gemma's turn format" in deployed.stderr, deployed.stderr
+    template = host_abi_device.path(f"{ROOT}/models/{sha256_file(q4_0)}/chat_template.jinja")
+    assert template.read_text() == CHAT_TEMPLATE
+    out = tmp_path / "r.json"
+    args = _bench(host_abi_device, "--runner", str(llama_cpp_bin), "--workload", str(small_workload(tmp_path, 2)))
+    bench = run_cli(*args, "-o", str(out), str(q4_0), env=_env(adb_home), timeout=1800)
+    assert bench.returncode in (0, 6), bench.stderr
+    result = BenchResult.load(out)
+    assert result.complete and result.runner.runtime == "llama.cpp"
+    assert any("--chat-template-file" in f for f in result.runner.flags)
+    bad = ("degenerate_output", "runner_failed", "runner_figures_missing")
+    assert not [f for f in result.validity if f.code in bad]
+    assert len(result.turns) == sum(c.turns for c in result.workload.conversations)
+    for turn in result.turns:
+        assert turn.prompt_tokens and turn.output_tokens and turn.decode_tokens_per_s and turn.prefill_tokens_per_s
+        assert turn.degenerate is None, turn  # a real answer, not <pad> or a loop
