@@ -53,10 +53,13 @@ def test_a_gguf_deploys_and_benches_on_the_real_llama_cli(
     turns = [["Hello there.", "Say it again.", "And once more."], ["What is a phone?", "Why?"]]
     workload = small_workload(tmp_path, turns=turns)
     out = tmp_path / "r.json"
+    host_abi_device.battery.reset_truth()
     bench = run_cli(
         *_bench(host_abi_device, "--workload", str(workload), "-o", str(out)), str(tiny_gguf), env=_env(adb_home)
     )
     assert bench.returncode in (0, 6), bench.stderr  # complete; the simulated battery may void a 1 s baseline
+    # The simulated battery drew its busy current while llama-cli ran (it marks nothing itself).
+    assert host_abi_device.battery.truth()["busy_s"] > 0
     result = BenchResult.load(out)
     assert result.complete and result.simulated
     assert result.runner.runtime == "llama.cpp" and result.runner.protocol == "llama_cli"

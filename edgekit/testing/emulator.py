@@ -16,9 +16,9 @@ name host paths that do not start with those prefixes.
 Stand-ins: `getprop`, `dumpsys battery` / `dumpsys thermalservice` / `dumpsys power`
 (capture shapes), sysfs `power_supply/battery/*` and `power_supply/{usb,ac}/{online,type}`,
 `settings`, `input`, and `df` (with a low-space fault). The simulated battery
-(`testing.battery`) drains faster while a runner marks itself busy; `suspend()` stops the
-sampler like a suspended phone. Closing a stream
-kills the command's process group.
+(`testing.battery`) drains faster while a runner marks itself busy or a program stored on
+the phone runs (a real llama-cli); `suspend()` stops the sampler like a suspended phone.
+Closing a stream kills the command's process group.
 """
 
 from __future__ import annotations
@@ -360,7 +360,9 @@ class AdbDeviceEmulator:
         (self.emu_dir / "props.txt").write_text(text)
 
     def busy(self) -> bool:
-        """True while a process that marked itself busy (the runner stand-in) is alive."""
+        """True while a process that marked itself busy (the runner stand-in) is alive, or a
+        program stored on the phone runs (a real runner binary, such as llama.cpp's llama-cli
+        on a `host_abi` phone): the simulated battery drains at its busy rate for either."""
         alive = False
         for marker in (self.emu_dir / "busy").iterdir():
             try:
@@ -370,7 +372,18 @@ class AdbDeviceEmulator:
                 marker.unlink(missing_ok=True)
             except PermissionError:
                 alive = True
-        return alive
+        return alive or self._runs_a_stored_program()
+
+    def _runs_a_stored_program(self) -> bool:
+        data = self.sandbox / "data"
+        for exe in Path("/proc").glob("[0-9]*/exe"):
+            try:
+                target = Path(os.readlink(exe))
+            except OSError:  # gone, or not ours to read
+                continue
+            if data in target.parents:
+                return True
+        return False
 
     def screen_awake(self) -> bool:
         """True while the emulated screen is on (the `wakefulness` file `input` and tests switch)."""
