@@ -580,6 +580,10 @@ def cache_key(ckpt: Checkpoint, the_plan: Plan, verify_on: bool) -> str:
         # artifact made before, with the whole table at 4 bits, must not be a cache hit.
         "table_split": the_plan.quant.value.splits_table,
     }
+    if (ckpt.path / vocab.MARKER).is_file():
+        # A trimmed vocabulary's 8-bit half was half its ids before this key field appeared
+        # (split_table.split_rows): such an artifact must not be a cache hit.
+        payload["trimmed_split"] = "the default's 8-bit rows"
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -867,9 +871,11 @@ def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: An
             )
     if the_plan.quant.value.splits_table:
         from edgekit.convert.split_table import split_rows
+        from edgekit.convert.vocab import original_vocab_size
 
         config = json.loads((ckpt.path / "config.json").read_text())
-        the_plan = dataclasses.replace(the_plan, split_rows=split_rows(config))
+        rows = split_rows(config, original_vocab_size=original_vocab_size(ckpt.path))
+        the_plan = dataclasses.replace(the_plan, split_rows=rows)
     if the_plan.calibration_texts.value and the_plan.split_rows is None:
         notes.append(
             "--calibration-text steers which ids of Gemma 3's split table get 8 bits (--quant int4): "

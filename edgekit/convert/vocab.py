@@ -426,6 +426,14 @@ def write_trimmed(src_dir: Path, trim: Trim, out_dir: Path) -> Path:
     return out_dir
 
 
+def original_vocab_size(model_dir: Path) -> int | None:
+    """The untrimmed vocabulary's size of a trimmed checkpoint folder; None for another."""
+    marker = model_dir / MARKER
+    if not marker.is_file():
+        return None
+    return int(json.loads(marker.read_text())["original_vocab_size"])
+
+
 def kept_ids(model_dir: Path) -> tuple[list[int], str] | None:
     """(the kept old ids, the original vocabulary's sha256) of a trimmed checkpoint folder; None for another."""
     marker = model_dir / MARKER
