@@ -1,15 +1,15 @@
-"""chat-25 on one emulated phone: a .litertlm on LiteRT-LM and a .gguf on llama.cpp, one campaign.
+"""chat-25 on one emulated phone: .litertlm files on LiteRT-LM and .gguf files on llama.cpp, one campaign.
 
-Starts edgekit's ADB device emulator on 127.0.0.1 reporting this computer's ABI, deploys the
+Starts edgekit's ADB device emulator on 127.0.0.1 reporting this computer's ABI, deploys each
 .litertlm with the LiteRT-LM runner stand-in (edgekit.testing.runner_standin: this
-computer's LiteRT-LM engine behind the multi-turn runner's protocol) and the .gguf with the
-real llama-cli of a llama.cpp build folder, then runs one `edgekit battery-bench A B`
-campaign of the shipped chat-25 workload (A, then B) and prints, per artifact: chat-25's
+computer's LiteRT-LM engine behind the multi-turn runner's protocol) and each .gguf with the
+real llama-cli of a llama.cpp build folder, then runs one `edgekit battery-bench A B …`
+campaign of the shipped chat-25 workload (in the order given) and prints, per artifact: chat-25's
 wall time, output tokens, decode and prefill tok/s, time to first token, and the energy
 per output token and battery per 25 conversations. The speeds are this computer's CPU's;
 the battery and energy are SIMULATED (the emulator's battery model), labelled so.
 
-    .venv/bin/python benchmarks/runtimes_chat25.py A.litertlm B.gguf [--llama-bin DIR] [--threads 2]
+    .venv/bin/python benchmarks/runtimes_chat25.py A.litertlm B.gguf [C.litertlm …] [--llama-bin DIR] [--threads 2]
 """
 
 from __future__ import annotations
@@ -41,14 +41,13 @@ def _edgekit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("litertlm", type=Path)
-    parser.add_argument("gguf", type=Path)
+    parser.add_argument("artifacts", type=Path, nargs="+", help=".litertlm and .gguf files")
     parser.add_argument("--llama-bin", type=Path, help="llama.cpp's bin/ [default: scripts/build-llama-cpp's]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline-s", type=float, default=10.0)
     args = parser.parse_args()
     llama_bin = args.llama_bin
-    if llama_bin is None:
+    if llama_bin is None and any(a.suffix == ".gguf" for a in args.artifacts):
         built = subprocess.run([str(REPO / "scripts" / "build-llama-cpp")], capture_output=True, text=True, check=True)
         llama_bin = Path(built.stdout.split()[-1])
     work = Path(tempfile.mkdtemp(prefix="edgekit-rt-chat25-"))
@@ -59,12 +58,13 @@ def main() -> None:
     emulator.start()
     try:
         phone = ["--transport", "direct", "--device", emulator.serial]
-        _edgekit(env, "deploy", *phone, "--no-smoke", "--runner", str(standin), str(args.litertlm))
-        _edgekit(env, "deploy", *phone, "--no-smoke", "--runner", str(llama_bin), str(args.gguf))
+        for artifact in args.artifacts:
+            runner = llama_bin if artifact.suffix == ".gguf" else standin
+            _edgekit(env, "deploy", *phone, "--no-smoke", "--runner", str(runner), str(artifact))
         out = work / "campaign"
         bench = ["battery-bench", *phone, "--threads", str(args.threads), "--baseline-s", f"{args.baseline_s:g}"]
         started = time.perf_counter()
-        _edgekit(env, *bench, "--no-cooldown", "-o", str(out), str(args.litertlm), str(args.gguf))
+        _edgekit(env, *bench, "--no-cooldown", "-o", str(out), *map(str, args.artifacts))
         wall = time.perf_counter() - started
     finally:
         emulator.stop()
