@@ -177,10 +177,14 @@ def test_full_chat25_one_shot_through_the_cli(
     args = ["battery-bench", "--transport", "direct", "--device", emulated_device.serial, "--runner", str(simple)]
     args += ["--baseline-s", "1", "--sample-ms", "100", "-o", str(out)]
     proc = run_cli(*args, str(int4_result.artifact.path), env=_cli_env(adb_home), timeout=1800)
-    assert proc.returncode == 0, proc.stderr
+    # Complete; under load the simulated battery may void a 1 s baseline (exit 6), nothing else.
+    assert proc.returncode in (0, 6), proc.stderr
     assert "one-shot protocol; time to first token from the runner" in proc.stdout
     result = BenchResult.load(out)
     assert result.complete and len(result.turns) == 70 and result.summary.conversations == 25
+    voids = {f.code for f in result.validity if f.voids}
+    assert (proc.returncode == 6) == bool(voids), (proc.returncode, voids)
+    assert not voids & {"runner_failed", "runner_figures_missing", "incomplete", "degenerate_output"}, voids
     assert all(t.decode_tokens_per_s and t.prefill_tokens_per_s and t.ttft_s for t in result.turns)
     rep = run_cli("report", str(out), "-o", str(tmp_path / "r.html"))
     assert rep.returncode == 0 and "one-shot protocol · time to first token from the runner" in rep.stdout

@@ -52,7 +52,7 @@ def split_rows(config: dict[str, Any], *, original_vocab_size: int | None = None
     `--vocab-from` (`original_vocab_size`: the untrimmed vocabulary's size), as many ids as
     the untrimmed default gives 8 bits, at most all but the last 32 to 63: the ids an app
     uses were in the default's 8-bit half, and half of a trimmed table at 4 bits cost a
-    German app's held-out manuals 0.005 bits per byte on the same tokens, to save 7 MB
+    German app's held-out manuals 0.005 bits per byte on nearly the same tokens, to save 7 MB
     (docs/benchmarks.md).
     """
     vocab = config.get("vocab_size")
