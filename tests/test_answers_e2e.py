@@ -71,7 +71,8 @@ def test_a_healthy_run_records_each_answer_as_read(
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
-    assert result.exit_code() == 0 and not result.degenerate
+    # Complete; under load the simulated battery may void a 0.2 s baseline (6), nothing else.
+    assert result.exit_code() in (0, 6) and result.complete and not result.degenerate
     # Every answered turn was read and judged (None: an answer; the tiny model's random weights
     # may also give a degenerate one, but never most of them here).
     assert result.turns and all(t.degenerate is None or isinstance(t.degenerate, Degenerate) for t in result.turns)
