@@ -426,18 +426,24 @@ def write_trimmed(src_dir: Path, trim: Trim, out_dir: Path) -> Path:
     return out_dir
 
 
-def original_vocab_size(model_dir: Path) -> int | None:
-    """The untrimmed vocabulary's size of a trimmed checkpoint folder; None for another."""
+def _marker(model_dir: Path) -> dict[str, Any] | None:
+    """MARKER's record of a trimmed checkpoint folder; None for another."""
     marker = model_dir / MARKER
     if not marker.is_file():
         return None
-    return int(json.loads(marker.read_text())["original_vocab_size"])
+    data: dict[str, Any] = json.loads(marker.read_text())
+    return data
+
+
+def original_vocab_size(model_dir: Path) -> int | None:
+    """The untrimmed vocabulary's size of a trimmed checkpoint folder; None for another."""
+    data = _marker(model_dir)
+    return None if data is None else int(data["original_vocab_size"])
 
 
 def kept_ids(model_dir: Path) -> tuple[list[int], str] | None:
     """(the kept old ids, the original vocabulary's sha256) of a trimmed checkpoint folder; None for another."""
-    marker = model_dir / MARKER
-    if not marker.is_file():
+    data = _marker(model_dir)
+    if data is None:
         return None
-    data = json.loads(marker.read_text())
     return [int(i) for i in data["kept_ids"]], str(data["original_vocab_sha256"])

@@ -296,6 +296,8 @@ class AdbDeviceEmulator:
     ) -> None:
         self.sandbox = Path(sandbox).resolve()
         self.props = {**default_props(), **(abi_props(host_machine_abi()) if host_abi else {}), **(props or {})}
+        # Only a phone of this computer's ABI runs stored programs itself (busy() looks for them).
+        self.host_abi = host_abi
         """`host_abi`: report this computer's ABI (x86_64 here) instead of arm64-v8a, so that
         host binaries (a host build of llama.cpp) pass deploy's ABI check and run as the phone's."""
         self.trusted_keys: list[bytes] = list(trusted_keys or [])
@@ -372,7 +374,7 @@ class AdbDeviceEmulator:
                 marker.unlink(missing_ok=True)
             except PermissionError:
                 alive = True
-        return alive or self._runs_a_stored_program()
+        return alive or (self.host_abi and self._runs_a_stored_program())
 
     def _runs_a_stored_program(self) -> bool:
         data = self.sandbox / "data"
