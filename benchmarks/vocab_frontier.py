@@ -1,7 +1,9 @@
 """The --vocab-from frontier: kept ids → size, decode, prefill, bits per byte, byte-fallback share.
 
-Converts MODEL with the defaults (int4), and with `--vocab-from CORPUS` (every id the corpus
-needs, then each `--sizes` target), each through `edgekit convert`; scores every artifact on
+Converts MODEL with the defaults (int4), with `--vocab-from CORPUS` ("trim": its defaults, the
+corpus's ids and the fill up to a quarter of the vocabulary), with `--no-vocab-fill` ("trim-text":
+every id the corpus needs, nothing added), then at each `--sizes` target, each through
+`edgekit convert`; scores every artifact on
 each HELD_OUT text (not in CORPUS) with `edgekit eval --reference MODEL --text HELD_OUT`; and
 measures decode and prefill speed in rounds (benchmarks/decode_speed.py's litert_lm.Benchmark,
 2 threads, 256/256 tokens, each artifact in its own process, interleaved). Prints one row per
@@ -57,7 +59,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    variants: list[tuple[str, list[str]]] = [("default", []), ("trim-all", ["--vocab-from", str(args.corpus)])]
+    variants: list[tuple[str, list[str]]] = [
+        ("default", []),
+        ("trim", ["--vocab-from", str(args.corpus)]),
+        ("trim-text", ["--vocab-from", str(args.corpus), "--no-vocab-fill"]),
+    ]
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
         variants.append((f"trim-{size}", ["--vocab-from", str(args.corpus), "--vocab-size", str(size)]))
     rows: dict[str, dict[str, object]] = {}
@@ -71,6 +77,7 @@ def main() -> None:
             "path": str(out),
             "size_mb": round(out.stat().st_size / 1e6, 1),
             "kept_ids": vocab.get("kept_ids"),
+            "filled_ids": vocab.get("filled_ids"),
             "nll": {str(text): _eval(out, args.model, text) for text in args.held_out},
         }
     speeds: dict[str, list[dict[str, float]]] = {name: [] for name in rows}

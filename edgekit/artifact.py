@@ -127,6 +127,8 @@ class VocabSource:
     min_count: int
     target_size: int | None
     texts: tuple[VocabTextFile, ...]
+    filled_ids: int = 0
+    """Ids added beyond the texts' own by vocab.fill_order (0 in manifests made before it)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

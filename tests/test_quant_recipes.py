@@ -179,13 +179,15 @@ def test_split_rows_halves_a_tied_gemma3_table_only(config: dict[str, object], r
 @pytest.mark.parametrize(
     ("kept", "original", "rows"),
     [
-        (48578, 262144, 48544),  # the German app's trim: all but the 34 least-used ids at 8 bits
-        (200000, 262144, 131072),  # more ids than the default's 8-bit half: that half's size
-        (300, 512, 256),
+        (65934, 262144, 49440),  # the default trim of Gemma 3: three quarters at 8 bits
+        (48578, 262144, 36416),
+        (200000, 262144, 131072),  # more than the default's 8-bit half: that half's size
+        (400, 512, 256),
+        (300, 512, 224),
         (150, 512, 96),
     ],
 )
-def test_a_trimmed_vocabulary_keeps_as_many_8bit_rows_as_the_default(kept: int, original: int, rows: int) -> None:
+def test_a_trimmed_vocabulary_keeps_three_quarters_at_8_bits(kept: int, original: int, rows: int) -> None:
     config = {"model_type": "gemma3_text", "vocab_size": kept}
     assert split_rows(config, original_vocab_size=original) == rows
     assert split_rows(config) == kept // 2 // 32 * 32  # untrimmed: half, as before

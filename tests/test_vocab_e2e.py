@@ -139,8 +139,8 @@ def test_the_trimmed_int4_artifact_keeps_what_the_text_needs_and_the_manifest_sa
     # The split table of the default recipe is over the trimmed ids.
     split = m.quantization.table_split
     assert split is not None and split.rows_8bit + split.rows_4bit == len(kept)
-    # As many 8-bit rows as the untrimmed default's (256 of the tiny model's 512), at most all but 32 to 63.
-    assert split.rows_8bit == min(256, (len(kept) - 32) // 32 * 32)
+    # Three quarters of the kept ids at 8 bits, at most as many as the untrimmed default's (256 of 512).
+    assert split.rows_8bit == min(256, (len(kept) * 3 // 4) // 32 * 32)
     assert m.fidelity is not None and m.fidelity.passed
 
 
@@ -258,20 +258,52 @@ def test_vocab_size_and_min_count_choose_what_is_kept(tiny_gemma3_dir: Path, app
     from edgekit.errors import InputError
 
     texts = vocab.read_texts([app_text])
-    everything = vocab.select(tiny_gemma3_dir, "gemma3_text", texts)
+    everything = vocab.select(tiny_gemma3_dir, "gemma3_text", texts, fill=False)
+    assert everything.filled == 0 and everything.target_size is None
     target = everything.required + 4
-    small = vocab.select(tiny_gemma3_dir, "gemma3_text", texts, target_size=target)
+    small = vocab.select(tiny_gemma3_dir, "gemma3_text", texts, target_size=target, fill=False)
     assert everything.required <= len(small.kept) <= target < len(everything.kept)
     assert set(small.kept) < set(everything.kept)
+    # The default fills the room the text leaves, up to a quarter of the vocabulary beyond what
+    # the tokenizer needs, and keeps every id of the text.
+    filled = vocab.select(tiny_gemma3_dir, "gemma3_text", texts)
+    assert filled.target_size == filled.required + 512 // 4
+    assert set(everything.kept) < set(filled.kept) and len(filled.kept) <= filled.target_size
+    assert filled.filled == len(filled.kept) - len(everything.kept) > 0
     tok = AutoTokenizer.from_pretrained(str(tiny_gemma3_dir))
     counts = Counter(
         i for line in APP_TEXT.splitlines(keepends=True) for i in tok(line, add_special_tokens=False)["input_ids"]
     )
     rare = {i for i, n in counts.items() if n < 4}  # every app line occurs 3 times
-    frequent = vocab.select(tiny_gemma3_dir, "gemma3_text", texts, min_count=4)
+    frequent = vocab.select(tiny_gemma3_dir, "gemma3_text", texts, min_count=4, fill=False)
     assert set(frequent.kept) < set(everything.kept) and rare - set(frequent.kept)
     with pytest.raises(InputError, match="--vocab-min-count 1000 keeps no id"):
         vocab.select(tiny_gemma3_dir, "gemma3_text", texts, min_count=1000)
+
+
+def test_the_fill_adds_the_texts_writing_systems_single_letters_then_names_then_the_rest() -> None:
+    from collections import Counter
+
+    from edgekit.convert import vocab
+
+    pieces = {
+        0: "<pad>",
+        5: "\u2581Berlin",
+        6: "stadt",
+        7: "\u2581\u00fc",
+        8: "\u2581der",
+        9: "\u043c\u0438\u0440",  # Cyrillic
+        10: "\u2581Churchill",
+        11: "x",
+        12: "\u2581hello",
+        13: "\u65e5",  # CJK
+    }
+    assert vocab.fill_order(pieces, {"LATIN"}) == [7, 11, 5, 10, 6, 8, 12]
+    assert vocab.fill_order(pieces, {"CJK", "CYRILLIC"}) == [13, 9]
+    # A writing system counts when 1% or more of the text's letter tokens are in it.
+    counts = Counter({5: 60, 8: 39, 9: 1, 0: 500})
+    assert vocab._scripts(counts, pieces) == {"LATIN", "CYRILLIC"}
+    assert vocab._scripts(Counter({5: 1000, 9: 1}), pieces) == {"LATIN"}
 
 
 def _refused(*args: str, out: Path) -> str:

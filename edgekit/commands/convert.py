@@ -142,8 +142,16 @@ Examples:
 @click.option(
     "--vocab-size",
     type=click.IntRange(min=1),
-    help="With --vocab-from: keep at most N ids in all, the text's most frequent first.  "
-    "[default: every id the text needs]",
+    help="With --vocab-from: keep N ids in all, the text's most frequent first, the room it leaves filled "
+    "(--vocab-fill).  [default: a quarter of the vocabulary, 65,536 of Gemma 3's ids]",
+)
+@click.option(
+    "--vocab-fill/--no-vocab-fill",
+    default=True,
+    show_default=True,
+    help="With --vocab-from: fill the room the text leaves with pieces of its own writing systems it did "
+    "not use: single letters, then capitalized word starts (names), then the rest, most frequent first. "
+    "--no-vocab-fill keeps only the text's ids (all of them without --vocab-size).",
 )
 @click.option(
     "--force", is_flag=True, help="Convert even when the output is up to date with the same input and settings."
@@ -168,6 +176,7 @@ def convert_command(
     vocab_from: tuple[Path, ...],
     vocab_min_count: int | None,
     vocab_size: int | None,
+    vocab_fill: bool,
     force: bool,
     verbose: bool,
     as_json: bool,
@@ -205,6 +214,7 @@ def convert_command(
         vocab_from=vocab_from,
         vocab_min_count=vocab_min_count,
         vocab_size=vocab_size,
+        vocab_fill=vocab_fill,
         force=force,
         verbose=verbose,
         given_by="flag",

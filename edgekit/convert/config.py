@@ -39,7 +39,10 @@ class ConvertConfig:
     vocab_min_count: int | None = None
     """With `vocab_from`: keep a text's id only if it occurs at least this often (default 1)."""
     vocab_size: int | None = None
-    """With `vocab_from`: the number of ids to keep at most, the text's most frequent first."""
+    """With `vocab_from`: the number of ids to keep, the text's most frequent first (default: a
+    quarter of the vocabulary with `vocab_fill`, else every id the text needs)."""
+    vocab_fill: bool = True
+    """With `vocab_from`: fill the room the text leaves with its writing systems' pieces (vocab.fill_order)."""
     force: bool = False
     verbose: bool = False
     given_by: str = "caller"

@@ -583,7 +583,7 @@ def cache_key(ckpt: Checkpoint, the_plan: Plan, verify_on: bool) -> str:
     if (ckpt.path / vocab.MARKER).is_file():
         # A trimmed vocabulary's 8-bit half was half its ids before this key field appeared
         # (split_table.split_rows): such an artifact must not be a cache hit.
-        payload["trimmed_split"] = "the default's 8-bit rows"
+        payload["trimmed_split"] = "three quarters at 8 bits"
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -754,6 +754,7 @@ def _convert_in(
             texts,
             min_count=config.vocab_min_count or 1,
             target_size=config.vocab_size,
+            fill=config.vocab_fill,
         )
         src_dir = vocab.write_trimmed(src_dir, trim, work / "trimmed")
     ckpt, the_plan, key = _plan_source(src_dir, gguf_info, config, in_memory=in_memory)
@@ -774,7 +775,8 @@ def _convert_in(
     if trim is not None:
         notes.append(
             f"vocabulary trimmed to {len(trim.kept)} of {trim.original_vocab_size} ids "
-            f"({trim.required} the tokenizer and chat template need, the rest from the --vocab-from text)"
+            f"({trim.required} the tokenizer and chat template need, {trim.filled} pieces of the text's "
+            f"writing systems it did not use (--vocab-fill), the rest from the --vocab-from text)"
         )
     check_quantizable(ckpt, the_plan.quant.value)
     check_resources(ckpt, out.parent, split_table=the_plan.split_rows is not None)

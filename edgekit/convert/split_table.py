@@ -49,11 +49,12 @@ def split_rows(config: dict[str, Any], *, original_vocab_size: int | None = None
     """Ids in the first (8-bit) half when `config`'s model can be split (a tied Gemma 3 table), else None.
 
     Half the vocabulary, rounded down to a multiple of 32. For a vocabulary trimmed by
-    `--vocab-from` (`original_vocab_size`: the untrimmed vocabulary's size), as many ids as
-    the untrimmed default gives 8 bits, at most all but the last 32 to 63: the ids an app
-    uses were in the default's 8-bit half, and half of a trimmed table at 4 bits cost a
-    German app's held-out manuals 0.005 bits per byte on nearly the same tokens, to save 7 MB
-    (docs/benchmarks.md).
+    `--vocab-from` (`original_vocab_size`: the untrimmed vocabulary's size), three quarters
+    of it, at most as many ids as the untrimmed default gives 8 bits: the ids an app uses
+    were in the default's 8-bit half, and half of a trimmed table at 4 bits cost a German
+    app's held-out manuals 0.005 bits per byte on nearly the same tokens; the last quarter
+    by the ranking (at the default 65,536 ids, mostly names added by vocab.fill_order) keeps
+    Gemma 3 270M's artifact under 150 MB (docs/benchmarks.md).
     """
     vocab = config.get("vocab_size")
     if config.get("model_type") != "gemma3_text" or not config.get("tie_word_embeddings", True):
@@ -62,7 +63,7 @@ def split_rows(config: dict[str, Any], *, original_vocab_size: int | None = None
         return None
     if original_vocab_size is None:
         return (vocab // 2) // 32 * 32
-    return min((original_vocab_size // 2) // 32 * 32, (vocab - 32) // 32 * 32)
+    return min((original_vocab_size // 2) // 32 * 32, (vocab * 3 // 4) // 32 * 32)
 
 
 class _SplitEmbedding(nn.Module):  # type: ignore[misc]
@@ -211,7 +212,7 @@ SAMPLED_TOKENS = 96
 SAMPLING_SEED = 0
 
 
-def _script(piece: str) -> str | None:
+def piece_script(piece: str) -> str | None:
     """The writing system of a vocabulary piece: the Unicode name's first word of its first letter
     (LATIN, CYRILLIC, CJK, HIRAGANA, HANGUL...), or None for a piece without letters."""
     import unicodedata
@@ -228,7 +229,7 @@ def _script(piece: str) -> str | None:
 def script_seeds(pieces: list[str | None], *, scripts: int = SCRIPTS) -> list[int]:
     """One frequent token per writing system, for the `scripts` systems with the most pieces in the vocabulary.
 
-    Every piece with a letter counts for its writing system (`_script`), word starts or
+    Every piece with a letter counts for its writing system (`piece_script`), word starts or
     not: Chinese and Japanese are written without spaces, so their pieces seldom start a
     word (counting only word starts of 3+ letters left Chinese out of the 16). A system's
     seed is its lowest id (ids of a SentencePiece vocabulary fall with frequency) among
@@ -244,7 +245,7 @@ def script_seeds(pieces: list[str | None], *, scripts: int = SCRIPTS) -> list[in
     for i, piece in enumerate(pieces):
         if not isinstance(piece, str):
             continue
-        script = _script(piece)
+        script = piece_script(piece)
         if script is None:
             continue
         count[script] = count.get(script, 0) + 1

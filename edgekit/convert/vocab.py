@@ -5,15 +5,22 @@
                                             which ids to keep; InputError for a tokenizer edgekit cannot trim
     write_trimmed(src_dir, trim, out_dir)   the trimmed checkpoint folder (for export)
 
-What is kept (`select`): the ids the texts tokenize to (all of them, or those seen at least
-`min_count` times, or the most frequent up to `target_size` ids in all); every added and
-special token but Gemma's `<unusedN>` placeholders (a text that contains one keeps it);
-the ids of the chat template's own text; every byte piece (`<0x00>`..`<0xFF>` of a
-byte-fallback BPE, or the 256 base symbols of a byte-level BPE), so that any text still
-encodes; and, for every kept piece, the pieces the BPE builds it from (its merge tree, as
-the tokenizers library applies merges: lowest rank first, then leftmost). A merge is kept
-when its two parts and its result are. Text built only of kept pieces then tokenizes as
-before; other text falls to smaller pieces and, at worst, to bytes.
+What is kept (`select`), up to `target_size` ids in all (with `fill` and no target, those
+the tokenizer needs and a DEFAULT_SHARE-th of the vocabulary):
+every added and special token but Gemma's `<unusedN>` placeholders (a text that contains
+one keeps it); the ids of the chat template's own text; every byte piece (`<0x00>`..`<0xFF>`
+of a byte-fallback BPE, or the 256 base symbols of a byte-level BPE), so that any text
+still encodes; the ids the texts tokenize to (those seen at least `min_count` times), the
+most frequent first; then, with `fill`, pieces of the texts' own writing systems that the
+texts did not use (fill_order); and, for every kept piece, the pieces the BPE builds it
+from (its merge tree, as the tokenizers library applies merges: lowest rank first, then
+leftmost). A merge is kept when its two parts and its result are. Text built only of kept
+pieces then tokenizes as before; other text falls to smaller pieces and, at worst, to bytes.
+
+Why fill: held-out text in the app's language still holds words its corpus never had,
+mostly names, and a word the trimmed tokenizer writes in pieces the model never saw it in
+costs several bits (docs/benchmarks.md). Without fill and target, every id of the texts is
+kept and nothing else but what the tokenizer needs.
 
 New ids are the kept old ids in their order (`<pad>`, `<eos>`, `<bos>` of Gemma keep 0, 1, 2).
 The tokenizer.json layout is the tokenizers library's (tokenizers/src/models/bpe/model.rs:
@@ -42,6 +49,13 @@ MARKER = "edgekit-vocab.json"
 """In a trimmed checkpoint folder: the kept old ids and the original vocabulary's hash
 (split_table reads it to rank the trimmed ids with the shipped ranking of the full vocabulary)."""
 TRIMMABLE_MODEL_TYPES = ("gemma3_text",)
+DEFAULT_SHARE = 4
+"""With fill and no target, a trimmed table keeps the ids the tokenizer needs and 1/DEFAULT_SHARE of
+the vocabulary more (65,536 of Gemma 3's 262,144): with split_table's 8-bit rows for a trimmed
+table, Gemma 3 270M's artifact stays under 150 MB and decodes about 1.6x the full one on a 2-core
+x86_64 (docs/benchmarks.md)."""
+FILL_SCRIPT_SHARE = 0.01
+"""A writing system is the texts' own when at least this share of their letter tokens is in it."""
 _UNUSED = re.compile(r"<unused\d+>")
 _BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 _TEXT_CHUNK = re.compile(r"(?<=\n)(?=[^\n])")
@@ -69,6 +83,8 @@ class Trim:
     """Ids kept whatever the text: added and special tokens, chat template, byte pieces, their merge trees."""
     from_text: int
     """Distinct ids the texts tokenize to."""
+    filled: int = 0
+    """Ids added by fill_order beyond the texts' own (their merge trees included)."""
     texts: tuple[VocabText, ...]
     min_count: int
     target_size: int | None
@@ -87,6 +103,7 @@ class Trim:
             "original_vocab_sha256": self.original_vocab_sha256,
             "required_ids": self.required,
             "text_ids": self.from_text,
+            "filled_ids": self.filled,
             "min_count": self.min_count,
             "target_size": self.target_size,
             "texts": [{"path": str(t.path.resolve()), "sha256": t.sha256} for t in self.texts],
@@ -227,6 +244,46 @@ def _count(tokenizer: Any, texts: Iterable[VocabText]) -> Counter[int]:
     return counts
 
 
+def _scripts(counts: Counter[int], piece_of: dict[int, str]) -> set[str]:
+    """The writing systems of the texts: FILL_SCRIPT_SHARE or more of their letter tokens each."""
+    from edgekit.convert.split_table import piece_script
+
+    per: Counter[str] = Counter()
+    for i, n in counts.items():
+        script = piece_script(piece_of.get(i) or "")
+        if script is not None:
+            per[script] += n
+    total = sum(per.values())
+    return {k for k, n in per.items() if n >= FILL_SCRIPT_SHARE * total}
+
+
+def fill_order(pieces: dict[int, str], scripts: set[str]) -> list[int]:
+    """The vocabulary's pieces of `scripts` (split_table.piece_script), in the order they are added
+    to a trimmed table when the texts leave room: single letters (so the texts' writing systems
+    never fall to bytes), then word starts with a capital (names, which any language's text
+    borrows, and German's nouns), then the rest; each group by id, as a SentencePiece
+    vocabulary's ids rise as pieces get rarer.
+
+    Chosen on held-out German quotes against other orders (docs/benchmarks.md): by the model's
+    own probability over the texts, or over text it wrote from them, each gained about half as much.
+    """
+    from edgekit.convert.split_table import piece_script
+
+    groups: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for i in sorted(pieces):
+        piece = pieces[i]
+        if piece_script(piece) not in scripts:
+            continue
+        letters = piece.lstrip("\u2581")
+        if len(letters) == 1:
+            groups[0].append(i)
+        elif piece.startswith("\u2581") and letters[0].isupper():
+            groups[1].append(i)
+        else:
+            groups[2].append(i)
+    return [*groups[0], *groups[1], *groups[2]]
+
+
 def select(
     src_dir: Path,
     model_type: str,
@@ -234,6 +291,7 @@ def select(
     *,
     min_count: int = 1,
     target_size: int | None = None,
+    fill: bool = True,
 ) -> Trim:
     """The ids checkpoint folder `src_dir` keeps for `texts` (see the module docstring).
 
@@ -285,6 +343,8 @@ def select(
         return out
 
     required = closure(required)
+    if target_size is None and fill:
+        target_size = len(required) + vocab_size // DEFAULT_SHARE
     if target_size is not None and target_size < len(required):
         raise InputError(
             f"--vocab-size {target_size} is below the {len(required)} ids the tokenizer and its chat template "
@@ -305,6 +365,18 @@ def select(
         if target_size is not None and len(kept) + len(more) > target_size:
             continue
         kept |= more
+    filled = 0
+    if fill and target_size is not None:
+        text_kept = len(kept)
+        for i in fill_order({i: p for i, p in piece_of.items() if i in model_ids}, _scripts(counts, piece_of)):
+            if len(kept) >= target_size:
+                break
+            if i in kept:
+                continue
+            more = closure([i]) - kept
+            if len(kept) + len(more) <= target_size:
+                kept |= more
+        filled = len(kept) - text_kept
     return Trim(
         kept=tuple(sorted(kept)),
         original_vocab_size=vocab_size,
@@ -312,6 +384,7 @@ def select(
         original_vocab_sha256=vocab_sha256(tokenizer.convert_ids_to_tokens(list(range(vocab_size)))),
         required=len(required),
         from_text=len({i for i in counts if 0 <= i < vocab_size}),
+        filled=filled,
         texts=tuple(texts),
         min_count=min_count,
         target_size=target_size,
