@@ -56,6 +56,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="", help="comma-separated --vocab-size targets")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--without", default="", help="comma-separated rows to leave out (trim-text)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,7 @@ def main() -> None:
         ("trim", ["--vocab-from", str(args.corpus)]),
         ("trim-text", ["--vocab-from", str(args.corpus), "--no-vocab-fill"]),
     ]
+    variants = [v for v in variants if v[0] not in args.without.split(",")]
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
         variants.append((f"trim-{size}", ["--vocab-from", str(args.corpus), "--vocab-size", str(size)]))
     rows: dict[str, dict[str, object]] = {}

@@ -177,19 +177,24 @@ def test_split_rows_halves_a_tied_gemma3_table_only(config: dict[str, object], r
 
 
 @pytest.mark.parametrize(
-    ("kept", "original", "rows"),
+    ("kept", "text_ids", "original", "rows"),
     [
-        (65934, 262144, 49440),  # the default trim of Gemma 3: three quarters at 8 bits
-        (48578, 262144, 36416),
-        (200000, 262144, 131072),  # more than the default's 8-bit half: that half's size
-        (400, 512, 256),
-        (300, 512, 224),
-        (150, 512, 96),
+        (65934, 45982, 262144, 46016),  # the German default trim: the text's ids (+32, rounded) at 8 bits
+        (65934, 37747, 262144, 37792),  # the Japanese one
+        (65934, 65000, 262144, 49440),  # a text that uses nearly every kept id: three quarters
+        (65934, None, 262144, 49440),  # trimmed before the text's ids were recorded: three quarters
+        (48578, None, 262144, 36416),
+        (200000, 190000, 262144, 131072),  # more than the default's 8-bit half: that half's size
+        (400, None, 512, 256),
+        (300, 100, 512, 160),
+        (150, None, 512, 96),
     ],
 )
-def test_a_trimmed_vocabulary_keeps_three_quarters_at_8_bits(kept: int, original: int, rows: int) -> None:
+def test_a_trimmed_vocabulary_keeps_its_texts_ids_at_8_bits(
+    kept: int, text_ids: int | None, original: int, rows: int
+) -> None:
     config = {"model_type": "gemma3_text", "vocab_size": kept}
-    assert split_rows(config, original_vocab_size=original) == rows
+    assert split_rows(config, original_vocab_size=original, text_ids=text_ids) == rows
     assert split_rows(config) == kept // 2 // 32 * 32  # untrimmed: half, as before
 
 

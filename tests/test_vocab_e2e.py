@@ -86,7 +86,8 @@ def trimmed_int4(tiny_gemma3_dir: Path, app_text: Path, tmp_path_factory: pytest
 @pytest.fixture(scope="module")
 def trimmed_fp32(tiny_gemma3_dir: Path, app_text: Path, tmp_path_factory: pytest.TempPathFactory) -> ConvertResult:
     out = tmp_path_factory.mktemp("fp32") / "app.litertlm"
-    return convert(tiny_gemma3_dir, ConvertConfig(output=out, quant=Quant.FP32, vocab_from=(app_text,), threads=2))
+    config = ConvertConfig(output=out, quant=Quant.FP32, vocab_from=(app_text,), vocab_fill=False, threads=2)
+    return convert(tiny_gemma3_dir, config)
 
 
 @pytest.fixture(scope="module")
@@ -133,14 +134,20 @@ def test_the_trimmed_int4_artifact_keeps_what_the_text_needs_and_the_manifest_sa
     assert v.kept_ids == len(kept) and v.original_vocab_size == full_vocab  # type: ignore[union-attr]
     assert v.kept_ids_sha256 == hashlib.sha256(json.dumps(kept).encode()).hexdigest()  # type: ignore[union-attr]
     assert [(t.path, t.sha256) for t in v.texts] == [(str(app_text.resolve()), sha256_file(app_text))]  # type: ignore[union-attr]
+    # The default fills the room the text leaves up to a quarter of the vocabulary beyond what the tokenizer needs.
+    assert v.target_size == v.required_ids + full_vocab // 4 and v.filled_ids > 0  # type: ignore[union-attr]
+    assert v.kept_ids <= v.target_size  # type: ignore[union-attr]
     assert m.source.path == str(tiny_gemma3_dir.resolve())
     materialized = m.source.materialized_files
     assert materialized["model.safetensors"] != m.source.files["model.safetensors"]  # type: ignore[index]
     # The split table of the default recipe is over the trimmed ids.
     split = m.quantization.table_split
     assert split is not None and split.rows_8bit + split.rows_4bit == len(kept)
-    # Three quarters of the kept ids at 8 bits, at most as many as the untrimmed default's (256 of 512).
-    assert split.rows_8bit == min(256, (len(kept) * 3 // 4) // 32 * 32)
+    # The text's ids (ranked first) and 32 more at 8 bits, at most three quarters of the kept ids
+    # and as many as the untrimmed default's (256 of 512).
+    text_ids = v.text_ids  # type: ignore[union-attr]
+    assert split.rows_8bit == min(256, (len(kept) * 3 // 4) // 32 * 32, (text_ids + 63) // 32 * 32)
+    assert "the ids the --vocab-from texts use" in split.ranking
     assert m.fidelity is not None and m.fidelity.passed
 
 
@@ -194,8 +201,13 @@ def test_a_trimmed_artifact_is_compared_with_the_full_model_by_bits_per_byte(
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from edgekit.convert import nll
+    from edgekit.convert import nll, vocab
 
+    # --no-vocab-fill: exactly the ids the text and the tokenizer need.
+    v = trimmed_fp32.artifact.manifest.source.vocab  # type: ignore[union-attr]
+    assert v.filled_ids == 0 and v.target_size is None  # type: ignore[union-attr]
+    texts = vocab.read_texts([Path(v.texts[0].path)])  # type: ignore[union-attr]
+    assert v.kept_ids == len(vocab.select(tiny_gemma3_dir, "gemma3_text", texts, fill=False).kept)  # type: ignore[union-attr]
     text = nll.text_from_file(prose)
     vs_full = nll.evaluate(trimmed_fp32.artifact.path, tiny_gemma3_dir, text=text, threads=2).gap
     assert not vs_full.same_tokenizer

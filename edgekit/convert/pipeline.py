@@ -583,7 +583,7 @@ def cache_key(ckpt: Checkpoint, the_plan: Plan, verify_on: bool) -> str:
     if (ckpt.path / vocab.MARKER).is_file():
         # A trimmed vocabulary's 8-bit half was half its ids before this key field appeared
         # (split_table.split_rows): such an artifact must not be a cache hit.
-        payload["trimmed_split"] = "three quarters at 8 bits"
+        payload["trimmed_split"] = "the text's ids first, at 8 bits"
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -873,10 +873,13 @@ def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: An
             )
     if the_plan.quant.value.splits_table:
         from edgekit.convert.split_table import split_rows
-        from edgekit.convert.vocab import original_vocab_size
+        from edgekit.convert.vocab import by_use, original_vocab_size
 
         config = json.loads((ckpt.path / "config.json").read_text())
-        rows = split_rows(config, original_vocab_size=original_vocab_size(ckpt.path))
+        used = by_use(ckpt.path)
+        rows = split_rows(
+            config, original_vocab_size=original_vocab_size(ckpt.path), text_ids=None if used is None else len(used)
+        )
         the_plan = dataclasses.replace(the_plan, split_rows=rows)
     if the_plan.calibration_texts.value and the_plan.split_rows is None:
         notes.append(

@@ -45,16 +45,20 @@ SCOPE_HIGH_IDS = "high_ids"
 TABLE = "model.embed_tokens.weight"
 
 
-def split_rows(config: dict[str, Any], *, original_vocab_size: int | None = None) -> int | None:
+def split_rows(
+    config: dict[str, Any], *, original_vocab_size: int | None = None, text_ids: int | None = None
+) -> int | None:
     """Ids in the first (8-bit) half when `config`'s model can be split (a tied Gemma 3 table), else None.
 
     Half the vocabulary, rounded down to a multiple of 32. For a vocabulary trimmed by
-    `--vocab-from` (`original_vocab_size`: the untrimmed vocabulary's size), three quarters
-    of it, at most as many ids as the untrimmed default gives 8 bits: the ids an app uses
-    were in the default's 8-bit half, and half of a trimmed table at 4 bits cost a German
-    app's held-out manuals 0.005 bits per byte on nearly the same tokens; the last quarter
-    by the ranking (at the default 65,536 ids, mostly names added by vocab.fill_order) keeps
-    Gemma 3 270M's artifact under 150 MB (docs/benchmarks.md).
+    `--vocab-from` (`original_vocab_size`: the untrimmed vocabulary's size), the ids its texts
+    use (`text_ids`, ranked first by token_order) and 32 more, at most three quarters of it
+    and as many as the untrimmed default gives 8 bits: the ids an app uses were in the
+    default's 8-bit half (half of a trimmed table at 4 bits cost a German app's held-out
+    manuals 0.005 bits per byte on nearly the same tokens), and the pieces vocab.fill_order
+    adds are rare; at 4 bits they keep Gemma 3 270M's default trim under 150 MB
+    (docs/benchmarks.md). Without `text_ids` (a folder trimmed before they were recorded),
+    three quarters.
     """
     vocab = config.get("vocab_size")
     if config.get("model_type") != "gemma3_text" or not config.get("tie_word_embeddings", True):
@@ -63,7 +67,10 @@ def split_rows(config: dict[str, Any], *, original_vocab_size: int | None = None
         return None
     if original_vocab_size is None:
         return (vocab // 2) // 32 * 32
-    return min((original_vocab_size // 2) // 32 * 32, (vocab * 3 // 4) // 32 * 32)
+    rows = min((original_vocab_size // 2) // 32 * 32, (vocab * 3 // 4) // 32 * 32)
+    if text_ids is not None:
+        rows = min(rows, (text_ids + 63) // 32 * 32)
+    return rows
 
 
 class _SplitEmbedding(nn.Module):  # type: ignore[misc]
@@ -378,7 +385,8 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: S
       twelve languages (shipped_mass, RANKING_FILE), which the samples alone cover unevenly;
       for a vocabulary trimmed by `--vocab-from` (vocab.MARKER), that ranking at the kept ids.
 
-    Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever they score.
+    Special tokens (BOS, EOS, padding, the tokenizer's own) come first whatever they score;
+    in a trimmed vocabulary, the ids its texts use (vocab.by_use) next, the most frequent first.
     With `calibration` (the app's own texts), the ids the model predicts or reads there
     (calibration_mass of at least CALIBRATION_MIN_MASS) come next, by that mass.
     """
@@ -398,13 +406,19 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: S
     eos = model.generation_config.eos_token_id
     special |= {int(i) for i in (eos if isinstance(eos, list) else [eos]) if i is not None and 0 <= int(i) < vocab}
     special |= {int(i) for i in seeds}
-    # One key, sorted ascending and stable (equal keys keep id order): specials, then the
-    # calibrated ids by their mass, then the rest by the mixed mass.
+    # One key, sorted ascending and stable (equal keys keep id order): specials, then a
+    # trimmed vocabulary's text ids by their use, then the calibrated ids by their mass,
+    # then the rest by the mixed mass.
     key = -mass / (float(mass.max()) or 1.0)  # in [-1, 0]
     if calibration:
         cal = calibration_mass(model, tokenizer, vocab, calibration)
         chosen = cal >= CALIBRATION_MIN_MASS
         key = torch.where(chosen, -1.0 - cal / float(cal.max()), key)  # in [-2, -1)
+    from edgekit.convert.vocab import by_use
+
+    used = by_use(model_dir)
+    if used:
+        key[torch.tensor(used, dtype=torch.long)] = -3.0 + torch.arange(len(used), dtype=key.dtype) / len(used)
     key[list(special)] = float("-inf")
     return torch.sort(key, stable=True).indices
 
@@ -418,6 +432,8 @@ def prepare(
     Returns what litert-torch's export needs (the checkpoint folder, `auto_model_override`)
     and the manifest's record of the split.
     """
+    from edgekit.convert.vocab import by_use
+
     order = token_order(source, calibration=[Path(c).read_text(encoding="utf-8") for c in calibration])
     model_dir = write_checkpoint(source, dest, rows, order)
     ids_8bit = sorted(int(i) for i in order[:rows])
@@ -426,6 +442,7 @@ def prepare(
         rows_4bit=int(order.numel()) - rows,
         ranking=(
             "special tokens first; "
+            + ("then the ids the --vocab-from texts use, the most frequent first; " if by_use(source) else "")
             + (
                 f"then the ids the model predicts or reads on the {len(calibration)} calibration text(s), by "
                 f"probability plus count over up to {CALIBRATION_MAX_TOKENS} tokens; "

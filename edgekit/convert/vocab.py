@@ -85,6 +85,8 @@ class Trim:
     """Distinct ids the texts tokenize to."""
     filled: int = 0
     """Ids added by fill_order beyond the texts' own (their merge trees included)."""
+    by_use: tuple[int, ...] = ()
+    """The kept old ids the texts tokenize to, the most frequent first (split_table ranks them first)."""
     texts: tuple[VocabText, ...]
     min_count: int
     target_size: int | None
@@ -365,6 +367,7 @@ def select(
         if target_size is not None and len(kept) + len(more) > target_size:
             continue
         kept |= more
+    by_use = tuple(i for i in sorted(seen, key=lambda i: (-counts[i], i)) if i in kept)
     filled = 0
     if fill and target_size is not None:
         text_kept = len(kept)
@@ -385,6 +388,7 @@ def select(
         required=len(required),
         from_text=len({i for i in counts if 0 <= i < vocab_size}),
         filled=filled,
+        by_use=by_use,
         texts=tuple(texts),
         min_count=min_count,
         target_size=target_size,
@@ -492,6 +496,7 @@ def write_trimmed(src_dir: Path, trim: Trim, out_dir: Path) -> Path:
                 "original_vocab_size": trim.original_vocab_size,
                 "original_vocab_sha256": trim.original_vocab_sha256,
                 "kept_ids": list(trim.kept),
+                "by_use": [new[i] for i in trim.by_use],
             }
         )
         + "\n"
@@ -520,3 +525,12 @@ def kept_ids(model_dir: Path) -> tuple[list[int], str] | None:
     if data is None:
         return None
     return [int(i) for i in data["kept_ids"]], str(data["original_vocab_sha256"])
+
+
+def by_use(model_dir: Path) -> list[int] | None:
+    """The new ids the --vocab-from texts tokenize to, the most frequent first, of a trimmed
+    checkpoint folder; None for another, or one trimmed before MARKER recorded them."""
+    data = _marker(model_dir)
+    if data is None or "by_use" not in data:
+        return None
+    return [int(i) for i in data["by_use"]]
