@@ -1,9 +1,10 @@
 """Only the vocabulary an app uses: a checkpoint folder with its table trimmed to the ids its text needs.
 
     read_texts(paths)                       the --vocab-from files (UTF-8, not empty), with their sha256
-    select(src_dir, texts, min_count, target_size) -> Trim
+    select(src_dir, texts, min_count, target_size, fill) -> Trim
                                             which ids to keep; InputError for a tokenizer edgekit cannot trim
     write_trimmed(src_dir, trim, out_dir)   the trimmed checkpoint folder (for export)
+    by_use(model_dir)                       a trimmed folder's text ids, the most frequent first
 
 What is kept (`select`), up to `target_size` ids in all (with `fill` and no target, those
 the tokenizer needs and a DEFAULT_SHARE-th of the vocabulary):
@@ -46,8 +47,9 @@ from edgekit.artifact import sha256_file
 from edgekit.errors import InputError
 
 MARKER = "edgekit-vocab.json"
-"""In a trimmed checkpoint folder: the kept old ids and the original vocabulary's hash
-(split_table reads it to rank the trimmed ids with the shipped ranking of the full vocabulary)."""
+"""In a trimmed checkpoint folder: the kept old ids, the original vocabulary's hash and the new ids
+the texts use, the most frequent first (split_table reads it to rank the trimmed ids: the texts'
+first, then by the shipped ranking of the full vocabulary)."""
 TRIMMABLE_MODEL_TYPES = ("gemma3_text",)
 DEFAULT_SHARE = 4
 """With fill and no target, a trimmed table keeps the ids the tokenizer needs and 1/DEFAULT_SHARE of
