@@ -143,7 +143,8 @@ Examples:
     "--vocab-size",
     type=click.IntRange(min=1),
     help="With --vocab-from: keep N ids in all, the text's most frequent first, the room it leaves filled "
-    "(--vocab-fill).  [default: a quarter of the vocabulary, 65,536 of Gemma 3's ids]",
+    "(--vocab-fill).  [default: the ids the tokenizer needs and a quarter of the vocabulary more, 65,934 for "
+    "Gemma 3; with --no-vocab-fill, every id the text needs]",
 )
 @click.option(
     "--vocab-fill/--no-vocab-fill",

@@ -53,7 +53,7 @@ first, then by the shipped ranking of the full vocabulary)."""
 TRIMMABLE_MODEL_TYPES = ("gemma3_text",)
 DEFAULT_SHARE = 4
 """With fill and no target, a trimmed table keeps the ids the tokenizer needs and 1/DEFAULT_SHARE of
-the vocabulary more (65,536 of Gemma 3's 262,144): with split_table's 8-bit rows for a trimmed
+the vocabulary more (65,934 of Gemma 3's 262,144 ids): with split_table's 8-bit rows for a trimmed
 table, Gemma 3 270M's artifact stays under 150 MB and decodes about 1.6x the full one on a 2-core
 x86_64 (docs/benchmarks.md)."""
 FILL_SCRIPT_SHARE = 0.01
@@ -269,7 +269,8 @@ def fill_order(pieces: dict[int, str], scripts: set[str]) -> list[int]:
     vocabulary's ids rise as pieces get rarer.
 
     Chosen on held-out German quotes against other orders (docs/benchmarks.md): by the model's
-    own probability over the texts, or over text it wrote from them, each gained about half as much.
+    own probability over the texts, or over text it wrote from them, each won back a third of
+    what this order does, or less.
     """
     from edgekit.convert.split_table import piece_script
 
