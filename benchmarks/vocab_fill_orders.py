@@ -24,7 +24,6 @@ Engine figures of the converted artifacts are benchmarks/vocab_frontier.py's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import random
@@ -131,22 +130,6 @@ class _Scorer:
         return acc
 
 
-def _filled(base: vocab.Trim, order: list[int], pieces: dict[int, str], ranks: dict[tuple[str, str], int]) -> list[int]:
-    """`base`'s ids, then `order`'s (each with its merge tree) up to `base.target_size`."""
-    ids = {p: i for i, p in pieces.items()}
-    kept = set(base.kept)
-    assert base.target_size is not None
-    for i in order:
-        if len(kept) >= base.target_size:
-            break
-        if i in kept or i not in pieces:
-            continue
-        more = {i} | {ids[p] for p in (vocab._merge_tree(pieces[i], ranks) or ()) if p in ids}
-        if len(kept | more) <= base.target_size:
-            kept |= more
-    return sorted(kept)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
@@ -158,16 +141,12 @@ def main() -> None:
     scorer = _Scorer(args.model)
     edgekit = vocab.select(args.model, "gemma3_text", texts)
     none = vocab.select(args.model, "gemma3_text", texts, fill=False)
-    base = dataclasses.replace(none, target_size=edgekit.target_size)
-    model = scorer.data["model"]
-    pieces = {i: p for p, i in model["vocab"].items()}
-    ranks = {pair: r for r, pair in enumerate(vocab._merge_pairs(model["merges"]))}
     corpus = args.corpus.read_text(encoding="utf-8")
     kept: dict[str, list[int] | None] = {"full": None, "none": list(none.kept), "edgekit": list(edgekit.kept)}
     for name, mass in (("mass-corpus", scorer.mass_corpus), ("mass-own", scorer.mass_own)):
         t0 = time.time()
         order = torch.argsort(mass(corpus), descending=True).tolist()
-        kept[name] = _filled(base, order, pieces, ranks)
+        kept[name] = list(vocab.select(args.model, "gemma3_text", texts, fill_ids=order).kept)
         print(f"{name}: ranked in {time.time() - t0:.0f} s", flush=True)
     rows: dict[str, dict[str, object]] = {}
     for text_path in args.held_out:

@@ -297,8 +297,12 @@ def select(
     min_count: int = 1,
     target_size: int | None = None,
     fill: bool = True,
+    fill_ids: Sequence[int] | None = None,
 ) -> Trim:
     """The ids checkpoint folder `src_dir` keeps for `texts` (see the module docstring).
+
+    `fill_ids`: the order the room is filled in (default: fill_order of the texts' writing
+    systems; benchmarks/vocab_fill_orders.py compares others).
 
     InputError if the tokenizer cannot be trimmed, if `target_size` is below the ids the
     tokenizer and its chat template need, or if the texts keep no id of their own.
@@ -374,10 +378,12 @@ def select(
     filled = 0
     if fill and target_size is not None:
         text_kept = len(kept)
-        for i in fill_order({i: p for i, p in piece_of.items() if i in model_ids}, _scripts(counts, piece_of)):
+        if fill_ids is None:
+            fill_ids = fill_order({i: p for i, p in piece_of.items() if i in model_ids}, _scripts(counts, piece_of))
+        for i in fill_ids:
             if len(kept) >= target_size:
                 break
-            if i in kept:
+            if i in kept or i not in model_ids:
                 continue
             more = closure([i]) - kept
             if len(kept) + len(more) <= target_size:
