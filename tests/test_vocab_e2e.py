@@ -310,12 +310,15 @@ def test_the_fill_adds_the_texts_writing_systems_single_letters_then_names_then_
         12: "\u2581hello",
         13: "\u65e5",  # CJK
     }
-    assert vocab.fill_order(pieces, {"LATIN"}) == [7, 11, 5, 10, 6, 8, 12]
-    assert vocab.fill_order(pieces, {"CJK", "CYRILLIC"}) == [13, 9]
+    assert vocab.fill_order(pieces, ["LATIN"]) == [7, 11, 5, 10, 6, 8, 12]
+    assert vocab.fill_order(pieces, ["CJK", "CYRILLIC"]) == [13, 9]
+    # Latin as a second writing system (a Japanese text's English): every word start is a word.
+    assert vocab.fill_order(pieces, ["CJK", "LATIN"]) == [7, 11, 13, 5, 8, 10, 12, 6]
     # A writing system counts when 1% or more of the text's letter tokens are in it.
     counts = Counter({5: 60, 8: 39, 9: 1, 0: 500})
-    assert vocab._scripts(counts, pieces) == {"LATIN", "CYRILLIC"}
-    assert vocab._scripts(Counter({5: 1000, 9: 1}), pieces) == {"LATIN"}
+    assert vocab._scripts(counts, pieces) == ["LATIN", "CYRILLIC"]
+    assert vocab._scripts(Counter({5: 1000, 9: 1}), pieces) == ["LATIN"]
+    assert vocab._scripts(Counter({9: 30, 13: 70}), pieces) == ["CJK", "CYRILLIC"]
 
 
 def _refused(*args: str, out: Path) -> str:

@@ -151,7 +151,8 @@ Examples:
     default=True,
     show_default=True,
     help="With --vocab-from: fill the room the text leaves with pieces of its own writing systems it did "
-    "not use: single letters, then capitalized word starts (names), then the rest, most frequent first. "
+    "not use: single letters, then words (capitalized word starts; in a second writing system, such as a "
+    "Japanese text's English, every word start), then the rest, most frequent first. "
     "--no-vocab-fill keeps only the text's ids (all of them without --vocab-size).",
 )
 @click.option(
