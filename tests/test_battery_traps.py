@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -310,7 +310,7 @@ def test_android_emulator_is_detected_from_its_props(props: dict[str, str], emul
     class Fake(Device):
         serial = "s"
 
-        def shell(self, argv, *, timeout_s=60.0, check=True, stdin=None):  # type: ignore[no-untyped-def]
+        def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
             if list(argv) == ["getprop"]:
                 return ShellResult(0, "".join(f"[{k}]: [{v}]\n" for k, v in props.items()), "")
             return ShellResult(1, "", "not here")
