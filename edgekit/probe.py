@@ -263,9 +263,17 @@ def chat_flags(
     notes: list[str] = []
     if probe.protocol == MULTI_TURN:
         flags += ["--multi_turns", "--benchmark"]
+        # google-ai-edge/LiteRT-LM 0c158988 runtime/engine/litert_lm_lib.cc CreateEngineSettings sets
+        # SetSingleThreadedExecution(true) with --benchmark (older revisions, e.g. 8e126ae5, do not);
+        # engine_settings.h (0d43b552) says what that is, and core/engine_advanced_impl.cc (3311ab21)
+        # then picks SerialExecutionManager over ThreadedExecutionManager and its task thread pool.
+        # The same function puts --num_cpu_threads in the CPU backend's config either way.
         notes.append(
-            "--benchmark: needed for per-turn figures; litert_lm_lib.cc then runs the engine single-threaded "
-            "(SetSingleThreadedExecution), as its benchmark mode does"
+            "--benchmark: needed for per-turn figures; recent litert_lm_lib.cc revisions then set "
+            "SetSingleThreadedExecution, so the engine runs its tasks (prefill, decode) in one thread "
+            'instead of its task thread pool (runtime/engine/engine_settings.h: "typically enabled when '
+            'running in Wasm"); the CPU backend computes with the same threads as without it '
+            "(--num_cpu_threads or its default): the figures are not single-core"
         )
         if "async" in have:
             flags.append("--async=false")

@@ -5,8 +5,8 @@ Each test sets one trap on `edgekit.testing`'s battery and checks that the run i
 truth, which the battery integrates from its own load model, independently of edgekit.
 
 No test here depends on how fast this computer is: waits are on events the phone side
-writes, and the 2% holds for the samples a busy host let the sampler take (see
-`_stall_allowance_mah`).
+writes. The 2% comes with an allowance for a sampler that a busy host makes read late at the
+load steps, up to a fixed budget each run is checked against (`LATE_BUDGET_PERIODS`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from edgekit.bench import run_folder, session
+from edgekit.bench.power import DRIFT_VOID_PCT, MISSING_MAX_FRACTION
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
+from edgekit.testing.battery import BatteryController
 from edgekit.testing.plugin import EmulatedDevice
 from tests.conftest import run_cli, small_workload, wait_for
 
@@ -69,6 +71,16 @@ def _wait_for_event(emulated: EmulatedDevice, name: str) -> float:
     return wait_for(lambda: _event_time(emulated, name), what=f"the run's {name} event")
 
 
+def _measured_windows(emulated: EmulatedDevice) -> list[tuple[float, float]]:
+    """Device-clock (start, end) of the (only) run's baseline, workload and baseline after."""
+    windows = []
+    for name in ("baseline", "workload", "baseline_after"):
+        a, b = _event_time(emulated, f"{name}_start"), _event_time(emulated, f"{name}_end")
+        assert a is not None and b is not None, f"the run wrote no {name}_start or {name}_end event"
+        windows.append((a, b))
+    return windows
+
+
 def _read(emulated: EmulatedDevice, name: str) -> str | None:
     """The (only) run folder's file `name`, if it is there and not empty."""
     for path in emulated.sandbox.rglob(f"runs/*/{name}"):
@@ -101,37 +113,66 @@ STEP_MA = 150.0
 """A change of current this large between two samples is a load step (busy 450 mA, idle 60 mA;
 the noise is a few mA)."""
 
+LATE_BUDGET_PERIODS = 20
+"""How late the sampler may read at a run's load steps, in sample periods summed over the steps
+(1 s at these runs' 50 ms), beyond the two periods that can separate the two reads around a
+step on an idle host. Fixed, so a sampler that reads later fails its check instead of widening
+it without end. In twenty runs of these tests on a 2-core host at a load average of 2.3-2.8
+(other work running), every step's reads were within two periods; a busy CI host can hold a
+process back for about a second (docs), hence the budget. Within it, the run's own lateness
+widens the 2% by at most 390 mA × 1 s / 2 = 0.054 mAh (`_stall_allowance_mah`), on an idle
+host by nothing."""
 
-def _stall_allowance_mah(result: BenchResult, config: session.BenchConfig) -> float:
-    """What a busy host's stalls of the sampler can cost the figure, beyond what the nominal
-    sample period costs (that part is inside the 2%).
 
-    Between two samples a and b that straddle a load step of ΔI, the trapezoid edgekit
-    integrates is off by at most |ΔI|·(t_b − t_a)/2, wherever the step fell. A host that
-    stalls the sampler widens t_b − t_a; this adds |ΔI|·(excess over two periods)/2 for
-    every step, from the samples edgekit recorded. On an idle host it is 0: the plain 2%.
-    """
+def _late_at_steps_s(result: BenchResult, config: session.BenchConfig) -> float:
+    """How much longer than two sample periods the reads around each load step were apart,
+    summed over the run's load steps (s): the sampler's stalls where they cost the figure."""
     conv = result.power.conventions
     unit_per_ma = 1.0 if conv is not None and conv.current_unit == "mA" else 1000.0
     read = [(s.t_s, s.current_raw) for s in result.samples if s.current_raw is not None]
-    allowance_mas = 0.0
-    for (ta, ia), (tb, ib) in itertools.pairwise(read):
-        step_ma = abs(ib - ia) / unit_per_ma
-        if step_ma >= STEP_MA:
-            allowance_mas += step_ma * max(0.0, tb - ta - 2 * config.sample_period_s) / 2
-    return allowance_mas / 3600
+    return sum(
+        max(0.0, tb - ta - 2 * config.sample_period_s)
+        for (ta, ia), (tb, ib) in itertools.pairwise(read)
+        if abs(ib - ia) / unit_per_ma >= STEP_MA
+    )
 
 
-def _assert_near_truth(result: BenchResult, truth: dict[str, float], config: session.BenchConfig, rel: float) -> None:
-    """edgekit's workload charge is within `rel` of the battery's own truth (plus the stall allowance)."""
+def _stall_allowance_mah(late_s: float, battery: BatteryController) -> float:
+    """What the sampler reading `late_s` seconds late at load steps (checked against
+    LATE_BUDGET_PERIODS) can cost the figure beyond what the nominal sample period costs (that
+    part is inside the 2%).
+
+    Between two reads a and b that straddle a load step of ΔI, the trapezoid edgekit integrates
+    is off by at most ΔI·(t_b − t_a)/2, wherever the step fell: reads late by a total of B
+    seconds across the steps add at most ΔI·B/2. ΔI is the battery's busy draw over its idle
+    one, not the run's reads; B is bounded by the fixed budget."""
+    step_ma = battery.busy_ma - battery.idle_ma
+    return step_ma * late_s / 2 / 3600
+
+
+def _assert_near_truth(
+    result: BenchResult,
+    truth: dict[str, float],
+    config: session.BenchConfig,
+    battery: BatteryController,
+    rel: float,
+) -> None:
+    """The sampler read on time at the load steps (within the budget), and edgekit's workload
+    charge is within `rel` of the battery's own truth, plus what that lateness can cost."""
+    late_s = _late_at_steps_s(result, config)
+    budget_s = LATE_BUDGET_PERIODS * config.sample_period_s
+    assert late_s <= budget_s, (
+        f"the sampler read {late_s:.2f} s late at the run's load steps, more than the {budget_s:.2f} s "
+        f"({LATE_BUDGET_PERIODS} periods) the figure's allowance covers"
+    )
     truth_mah = truth["excess_charge_uah"] / 1000
     measured_mah = result.summary.workload_charge_mah
     assert measured_mah is not None
-    allowance_mah = _stall_allowance_mah(result, config)
+    allowance_mah = _stall_allowance_mah(late_s, battery)
     assert abs(measured_mah - truth_mah) <= rel * truth_mah + allowance_mah, (
         f"measured {measured_mah:.5f} mAh, truth {truth_mah:.5f} mAh: off by "
         f"{abs(measured_mah - truth_mah) / truth_mah:.2%}, allowed {rel:.0%} + {allowance_mah:.5f} mAh "
-        "for the sampler's stalls at load steps"
+        f"for the sampler reading {late_s:.2f} s late at load steps"
     )
 
 
@@ -144,7 +185,7 @@ def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
     result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
     assert result.exit_code() == 0, result.validity
-    _assert_near_truth(result, truth, config, rel=0.02)
+    _assert_near_truth(result, truth, config, battery, rel=0.02)
     lo, hi = result.summary.battery_pct_ci95
     assert lo < result.summary.battery_pct_per_25_conversations < hi
     # Both capacities: design is the headline; charge_full (90% health here) gives the larger %.
@@ -178,16 +219,23 @@ def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
     config = _config(emulated_device, tmp_path)
     result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
-    assert result.power.reads_interpolated > 0
     # The emulator drops 5% of what it publishes; a host that stalls its publisher shows one
-    # empty value to several reads, so judge the rule on what the sampler actually saw.
-    samples = result.samples
-    seen = max(sum(1 for s in samples if getattr(s, k) is None) for k in ("current_raw", "voltage_uv")) / len(samples)
-    if seen <= 0.10:
+    # empty value to several reads, so the rule (more than 10% of a field's reads empty in the
+    # baselines and the workload together voids) is judged on what the sampler read there.
+    in_run = [s for a, b in _measured_windows(emulated_device) for s in result.samples if a <= s.t_s <= b]
+    empty = {k: sum(1 for s in in_run if getattr(s, k) is None) for k in ("current_raw", "voltage_uv")}
+    assert result.power.reads_interpolated == sum(empty.values()) > 0
+    worst = max(empty.values())
+    if worst / len(in_run) <= MISSING_MAX_FRACTION:
         assert _voids(result) == set(), result.validity
-        _assert_near_truth(result, truth, config, rel=0.03)
-    else:
-        assert "reads_missing" in _voids(result)
+        assert result.exit_code() == 0
+        _assert_near_truth(result, truth, config, battery, rel=0.03)
+    else:  # void for that and nothing else, and the record says how many
+        assert _voids(result) == {"reads_missing"}, result.validity
+        assert result.exit_code() == 6
+        [flag] = [f for f in result.validity if f.code == "reads_missing"]
+        assert f"{worst} of {len(in_run)} " in flag.message, flag.message
+        assert result.summary.workload_charge_mah is None
 
 
 def test_suspend_mid_workload_voids(
@@ -213,9 +261,24 @@ def test_idle_drift_is_bracketed_within_2_percent(
     config = _config(emulated_device, tmp_path)
     result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
-    assert result.power.baseline_drift_ma > 5
-    if "baseline_drift" not in _voids(result):
-        _assert_near_truth(result, truth, config, rel=0.02)
+    # The drift is what the battery applied between the baselines' midpoints (give or take their
+    # noise: 8 mA on some 40 reads each, 1.8 mA on the difference); the bound on what it could
+    # do to the figure is half of it over the workload, over the true net charge.
+    (b0, b1), (w0, w1), (a0, a1) = _measured_windows(emulated_device)
+    drift_ma = battery.idle_drift_ma_per_s * ((a0 + a1) / 2 - (b0 + b1) / 2)
+    assert result.power.baseline_drift_ma == pytest.approx(drift_ma, abs=8.0)
+    bound_pct = result.power.baseline_drift_ma / 2 * (w1 - w0) / 3600 / (truth["excess_charge_uah"] / 1000) * 100
+    assert result.power.drift_bound_pct == pytest.approx(bound_pct, rel=0.1)
+    if result.power.drift_bound_pct <= DRIFT_VOID_PCT:
+        assert _voids(result) == set(), result.validity
+        assert result.exit_code() == 0
+        _assert_near_truth(result, truth, config, battery, rel=0.02)
+    else:  # a host slow between the conversations stretched the workload: void for that alone
+        assert _voids(result) == {"baseline_drift"}, result.validity
+        assert result.exit_code() == 6
+        [flag] = [f for f in result.validity if f.code == "baseline_drift"]
+        assert f"by up to {result.power.drift_bound_pct:.1f}%" in flag.message, flag.message
+        assert result.summary.workload_charge_mah is None
 
 
 def test_screen_going_off_inside_the_baseline_voids(
@@ -249,7 +312,7 @@ def test_current_in_ma_is_decided_and_within_2_percent(
     truth = battery.truth()
     assert result.power.conventions.current_unit == "mA"
     assert _voids(result) == set(), result.validity
-    _assert_near_truth(result, truth, config, rel=0.02)
+    _assert_near_truth(result, truth, config, battery, rel=0.02)
 
 
 def test_detach_waits_for_the_unplug_then_settles(
@@ -283,7 +346,7 @@ def test_detach_waits_for_the_unplug_then_settles(
     assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")
     t = {n: t for t, n, _, _ in events}
     assert t["settled"] - t["unplugged"] >= config.settle_s - 0.05
-    _assert_near_truth(result, truth, config, rel=0.02)
+    _assert_near_truth(result, truth, config, battery, rel=0.02)
 
 
 def test_android_emulator_is_simulated_and_cli_exits_6_on_usb(

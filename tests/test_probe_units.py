@@ -97,6 +97,10 @@ def test_chat_flags_pass_only_what_the_binary_defines() -> None:
         "--num_cpu_threads=4",
     )
     assert chosen.ttft_source == TTFT_RUNNER
+    # What --benchmark does upstream, said as it is: the engine's tasks in one thread, not the model.
+    [benchmark] = [c for c in chosen.conditions if c.startswith("--benchmark")]
+    assert "set SetSingleThreadedExecution, so the engine runs its tasks (prefill, decode) in one thread" in benchmark
+    assert "the figures are not single-core" in benchmark and "single-threaded" not in benchmark
     bare = {"model_path": '""', "multi_turns": "false", "benchmark": "false", "boost_performance": '"auto"'}
     chosen = chat_flags(_probe(bare), backend="cpu", threads=2, max_num_tokens=512, max_output_tokens=64)
     assert chosen.flags == ("--backend=cpu", "--multi_turns", "--benchmark")
