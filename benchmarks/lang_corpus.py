@@ -18,12 +18,15 @@ With --wide, also general text from Debian's packages (as root, once):
 - ja: EDICT's Japanese headwords and readings (16 a line, separated by 、, as Japanese
   is written without spaces) and the Japanese Debian Administrator's Handbook. --held-out
   FILE writes the Debian FAQ in Japanese (its paragraphs, up to 40,000 bytes), which no
-  part of the corpus contains.
+  part of the corpus contains; --held-out-edu FILE (apt-get install debian-edu-doc-ja) the
+  Debian Edu (bookworm) manual's paragraphs written mostly in Japanese (more than half of
+  their letters not ASCII) until one passes 60,000 bytes: a third text, never chosen on.
 
     .venv/bin/python benchmarks/multilingual_text.py /tmp/ml
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt --wide --held-out HELD.txt
-    .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/ja.txt OUT.txt --lang ja --wide --held-out HELD.txt
+    .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/ja.txt OUT.txt --lang ja --wide --held-out HELD.txt \\
+        [--held-out-edu HELD2.txt]
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ HANDBOOK = {
 TUTOR = {"de": "tutor.de", "ja": "tutor.ja.utf-8"}
 EDICT = Path("/usr/share/edict/edict")
 FAQ_JA = Path("/usr/share/doc/debian/FAQ/ja")
+EDU_JA = Path("/usr/share/doc/debian-edu-doc-ja/debian-edu-bookworm-manual.html")
+EDU_BYTES = 60_000
 HELD_OUT_BYTES = 40_000
 
 
@@ -134,6 +139,24 @@ def _held_out(lang: str) -> list[str]:
     return held
 
 
+def _held_out_edu() -> list[str]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from multilingual_text import paragraphs
+
+    if not EDU_JA.is_file():
+        raise SystemExit(f"{EDU_JA} is missing: apt-get install debian-edu-doc-ja")
+    held, size = [], 0
+    for piece in paragraphs(EDU_JA):
+        letters = [c for c in piece if c.isalpha()]
+        if sum(not c.isascii() for c in letters) <= len(letters) / 2:
+            continue
+        held.append(piece)
+        size += len(piece.encode())
+        if size > EDU_BYTES:
+            break
+    return held
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("selection", type=Path)
@@ -141,8 +164,11 @@ def main() -> None:
     parser.add_argument("--lang", choices=("de", "ja"), default="de")
     parser.add_argument("--wide", action="store_true", help="add general text from Debian's packages")
     parser.add_argument("--held-out", type=Path, help="write the language's held-out text here (see above)")
+    parser.add_argument("--held-out-edu", type=Path, help="ja: write the Debian Edu manual's held-out text here")
     args = parser.parse_args()
     selection, out, lang = args.selection, args.out, args.lang
+    if args.held_out_edu and lang != "ja":
+        raise SystemExit("--held-out-edu is Japanese's third text: add --lang ja")
     parts = [selection.read_text(encoding="utf-8")]
     tutor = Path("/usr/share/vim/vim90/tutor") / TUTOR[lang]
     if tutor.is_file():
@@ -177,6 +203,11 @@ def main() -> None:
         args.held_out.write_text("\n\n".join(held) + "\n", encoding="utf-8")
         digest = hashlib.sha256(args.held_out.read_bytes()).hexdigest()
         print(f"{args.held_out}: {args.held_out.stat().st_size} bytes, {len(held)} paragraphs, sha256 {digest}")
+    if args.held_out_edu:
+        held = _held_out_edu()
+        args.held_out_edu.write_text("\n\n".join(held) + "\n", encoding="utf-8")
+        digest = hashlib.sha256(args.held_out_edu.read_bytes()).hexdigest()
+        print(f"{args.held_out_edu}: {args.held_out_edu.stat().st_size} bytes, {len(held)} paragraphs, sha256 {digest}")
     corpus = "\n\n".join(p.strip() for p in parts)
     out.write_text(corpus, encoding="utf-8")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
