@@ -5,8 +5,12 @@ target (vocab.select: a quarter of the vocabulary beyond what the tokenizer need
 in one of these orders:
 
 - none: the corpus's ids only (`--no-vocab-fill`);
-- edgekit: vocab.fill_order (single letters, capitalized word starts, the rest of the
-  corpus's writing systems, each by id) — what `convert` does;
+- edgekit: vocab.fill_order (single letters; capitalized word starts, and in the writing
+  systems after the corpus's main one every word start and capitalized piece; the rest;
+  each by id) — what `convert` does;
+- capitals: the same but capitalized word starts only, in every writing system (edgekit's
+  order until 2026-12-07);
+- word-starts: the same but every word start, in every writing system;
 - mass-corpus: by the probability the fp32 model gives each id over POSITIONS positions of
   the corpus (windows of 256 tokens after BOS, seeded);
 - mass-own: by the probability it gives each id while writing 192 tokens (temperature 1,
@@ -18,7 +22,8 @@ computes it), the text tokenized by the trimmed tokenizer, in chunks of about 3,
 characters after BOS; bits per byte against the full vocabulary's on the same chunks.
 Engine figures of the converted artifacts are benchmarks/vocab_frontier.py's.
 
-    .venv/bin/python benchmarks/vocab_fill_orders.py ./gemma3-270m de-wide.txt HELD.txt [HELD2.txt] [--json OUT]
+    .venv/bin/python benchmarks/vocab_fill_orders.py ./gemma3-270m de-wide.txt HELD.txt [HELD2.txt] \\
+        [--orders none,edgekit,capitals,word-starts,mass-corpus,mass-own] [--json OUT]
 """
 
 from __future__ import annotations
@@ -38,6 +43,23 @@ from edgekit.convert import vocab
 
 POSITIONS = 8192
 SEED = 0
+ORDERS = ("none", "edgekit", "capitals", "word-starts", "mass-corpus", "mass-own")
+
+
+def _word_order(pieces: dict[int, str], scripts: list[str], *, lowercase: bool) -> list[int]:
+    """vocab.fill_order's groups with another middle one: capitalized word starts (`lowercase`
+    False) or every word start (True), the same in every writing system."""
+    from edgekit.convert.split_table import piece_script
+
+    groups: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for i in sorted(pieces):
+        piece = pieces[i]
+        if piece_script(piece) not in scripts:
+            continue
+        letters = piece.lstrip("\u2581")
+        word = piece.startswith("\u2581") and (lowercase or letters[0].isupper())
+        groups[0 if len(letters) == 1 else 1 if word else 2].append(i)
+    return [*groups[0], *groups[1], *groups[2]]
 
 
 def _chunks(text: str, size: int = 3000) -> list[str]:
@@ -135,15 +157,34 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("corpus", type=Path)
     parser.add_argument("held_out", type=Path, nargs="+")
+    parser.add_argument("--orders", default=",".join(ORDERS), help="comma-separated, of: " + ", ".join(ORDERS))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    orders = args.orders.split(",")
+    if set(orders) - set(ORDERS):
+        parser.error(
+            f"unknown order(s) {', '.join(sorted(set(orders) - set(ORDERS)))}: choose from {', '.join(ORDERS)}"
+        )
     texts = vocab.read_texts([args.corpus])
     scorer = _Scorer(args.model)
-    edgekit = vocab.select(args.model, "gemma3_text", texts)
-    none = vocab.select(args.model, "gemma3_text", texts, fill=False)
+    kept: dict[str, list[int] | None] = {"full": None}
+    if "none" in orders:
+        kept["none"] = list(vocab.select(args.model, "gemma3_text", texts, fill=False).kept)
+    if "edgekit" in orders:
+        kept["edgekit"] = list(vocab.select(args.model, "gemma3_text", texts).kept)
+    if {"capitals", "word-starts"} & set(orders):
+        from transformers import AutoTokenizer
+
+        pieces = {i: p for p, i in scorer.data["model"]["vocab"].items()}
+        scripts = vocab._scripts(vocab._count(AutoTokenizer.from_pretrained(str(args.model)), texts), pieces)
+        for name in ("capitals", "word-starts"):
+            if name in orders:
+                order = _word_order(pieces, scripts, lowercase=name == "word-starts")
+                kept[name] = list(vocab.select(args.model, "gemma3_text", texts, fill_ids=order).kept)
     corpus = args.corpus.read_text(encoding="utf-8")
-    kept: dict[str, list[int] | None] = {"full": None, "none": list(none.kept), "edgekit": list(edgekit.kept)}
     for name, mass in (("mass-corpus", scorer.mass_corpus), ("mass-own", scorer.mass_own)):
+        if name not in orders:
+            continue
         t0 = time.time()
         order = torch.argsort(mass(corpus), descending=True).tolist()
         kept[name] = list(vocab.select(args.model, "gemma3_text", texts, fill_ids=order).kept)
