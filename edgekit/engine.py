@@ -35,20 +35,31 @@ class PromptRun:
     wall_s: float
 
 
+def quiet_litert_lm_logs() -> None:
+    """Show only LiteRT-LM's errors, process-wide (by default it also logs INFO and WARNING lines to fd 2).
+
+    For a program's entry point (edgekit's CLI calls it once as it starts): a library call
+    leaves the process's log level to its caller.
+    """
+    import litert_lm
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+
+
 @contextlib.contextmanager
 def open_engine(
     model_path: Path | str, *, threads: int | None = None, max_num_tokens: int | None = None
 ) -> Iterator[Any]:
-    """The LiteRT-LM engine for `model_path` (CPU, benchmark counters on, logs at ERROR).
+    """The LiteRT-LM engine for `model_path` (CPU, benchmark counters on).
 
     Its XNNPACK weight cache (~140 MB for a 270M model) goes to a temp folder removed
     with it, never beside the model. Raises EdgekitError if the model does not load. Other
-    threads wait while it is open (_ENGINES).
+    threads wait while it is open (_ENGINES). LiteRT-LM's log level is left as the process
+    has it (see quiet_litert_lm_logs).
     """
     import litert_lm
 
     with _ENGINES, tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
-        litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
         try:
             engine = litert_lm.Engine(
                 str(model_path),
