@@ -35,15 +35,19 @@ class PromptRun:
     wall_s: float
 
 
+_QUIET = threading.Event()
+"""Set by quiet_litert_lm_logs: engines opened from then on log only LiteRT-LM's errors."""
+
+
 def quiet_litert_lm_logs() -> None:
-    """Show only LiteRT-LM's errors, process-wide (by default it also logs INFO and WARNING lines to fd 2).
+    """Show only LiteRT-LM's errors, process-wide, from the next engine this process opens (by
+    default LiteRT-LM also logs INFO and WARNING lines to fd 2).
 
-    For a program's entry point (edgekit's CLI calls it once as it starts): a library call
-    leaves the process's log level to its caller.
+    For a program's entry point (edgekit's CLI calls it once as it starts): a library caller
+    keeps the log level its process has. Nothing is imported here: importing LiteRT-LM takes
+    about a second, which a command that opens no engine should not pay.
     """
-    import litert_lm
-
-    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    _QUIET.set()
 
 
 @contextlib.contextmanager
@@ -54,12 +58,14 @@ def open_engine(
 
     Its XNNPACK weight cache (~140 MB for a 270M model) goes to a temp folder removed
     with it, never beside the model. Raises EdgekitError if the model does not load. Other
-    threads wait while it is open (_ENGINES). LiteRT-LM's log level is left as the process
-    has it (see quiet_litert_lm_logs).
+    threads wait while it is open (_ENGINES). LiteRT-LM's log level is the process's,
+    unless its entry point called quiet_litert_lm_logs.
     """
     import litert_lm
 
     with _ENGINES, tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
+        if _QUIET.is_set():
+            litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
         try:
             engine = litert_lm.Engine(
                 str(model_path),
