@@ -6,8 +6,9 @@ from importlib import metadata
 
 __version__ = "0.1.0"
 
-# Distributions whose versions matter for reproducing a result, in the order shown.
-KEY_DISTRIBUTIONS = (
+# Distributions that shape a converted artifact (its bytes, its manifest's fidelity report):
+# the conversion cache key holds their versions.
+CONVERT_DISTRIBUTIONS = (
     "litert-torch",
     "litert-lm-api",
     "litert-lm-builder",
@@ -18,9 +19,11 @@ KEY_DISTRIBUTIONS = (
     "tensorflow-cpu",
     "gguf",
     "gensim",
-    "adbutils",
-    "adb-shell",
 )
+# Distributions that only talk to a device: upgrading one changes no artifact.
+DEVICE_DISTRIBUTIONS = ("adbutils", "adb-shell")
+# Distributions whose versions matter for reproducing a result, in the order shown.
+KEY_DISTRIBUTIONS = CONVERT_DISTRIBUTIONS + DEVICE_DISTRIBUTIONS
 
 
 def distribution_version(name: str) -> str | None:
@@ -31,6 +34,6 @@ def distribution_version(name: str) -> str | None:
         return None
 
 
-def versions() -> dict[str, str | None]:
-    """edgekit's version and each key dependency's (None = not installed)."""
-    return {"edgekit": __version__, **{name: distribution_version(name) for name in KEY_DISTRIBUTIONS}}
+def versions(distributions: tuple[str, ...] = KEY_DISTRIBUTIONS) -> dict[str, str | None]:
+    """edgekit's version and each of `distributions`' (None = not installed)."""
+    return {"edgekit": __version__, **{name: distribution_version(name) for name in distributions}}

@@ -35,20 +35,37 @@ class PromptRun:
     wall_s: float
 
 
+_QUIET = threading.Event()
+"""Set by quiet_litert_lm_logs: engines opened from then on log only LiteRT-LM's errors."""
+
+
+def quiet_litert_lm_logs() -> None:
+    """Show only LiteRT-LM's errors, process-wide, from the next engine this process opens (by
+    default LiteRT-LM also logs INFO and WARNING lines to fd 2).
+
+    For a program's entry point (edgekit's CLI calls it once as it starts): a library caller
+    keeps the log level its process has. Nothing is imported here: importing LiteRT-LM takes
+    about a second, which a command that opens no engine should not pay.
+    """
+    _QUIET.set()
+
+
 @contextlib.contextmanager
 def open_engine(
     model_path: Path | str, *, threads: int | None = None, max_num_tokens: int | None = None
 ) -> Iterator[Any]:
-    """The LiteRT-LM engine for `model_path` (CPU, benchmark counters on, logs at ERROR).
+    """The LiteRT-LM engine for `model_path` (CPU, benchmark counters on).
 
     Its XNNPACK weight cache (~140 MB for a 270M model) goes to a temp folder removed
     with it, never beside the model. Raises EdgekitError if the model does not load. Other
-    threads wait while it is open (_ENGINES).
+    threads wait while it is open (_ENGINES). LiteRT-LM's log level is the process's,
+    unless its entry point called quiet_litert_lm_logs.
     """
     import litert_lm
 
     with _ENGINES, tempfile.TemporaryDirectory(prefix="edgekit-xnnpack-") as cache_dir:
-        litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+        if _QUIET.is_set():
+            litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
         try:
             engine = litert_lm.Engine(
                 str(model_path),

@@ -58,3 +58,36 @@ def test_json_output_is_strict_json_whatever_the_figures(capsys: pytest.CaptureF
         "rows": [1.5, None, {"x": None}],
         "n": 3,
     }
+
+
+def test_the_cli_quiets_litert_lm_logs_and_the_library_leaves_them_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    import litert_lm
+
+    from edgekit import engine
+    from edgekit.engine import open_engine
+
+    levels: list[object] = []
+    monkeypatch.setattr(litert_lm, "set_min_log_severity", levels.append)
+
+    class _Engine:  # no model loads: only whether open_engine touches the log level matters
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(litert_lm, "Engine", _Engine)
+    monkeypatch.setattr(engine, "_QUIET", threading.Event())
+    with open_engine(tmp_path / "m.litertlm"):
+        pass
+    assert levels == []  # a library caller keeps LiteRT-LM's own default
+    assert cli.main(["--version"]) == 0
+    capsys.readouterr()
+    assert levels == []  # a command that opens no engine does not import LiteRT-LM for it
+    with open_engine(tmp_path / "m.litertlm"):
+        pass
+    assert levels == [litert_lm.LogSeverity.ERROR]  # under the CLI, engines log only errors

@@ -307,3 +307,28 @@ def test_an_adb_device_runs_nothing_when_constructed(tmp_path: Path, monkeypatch
     # no adb run, no server started
     assert not marker.exists() and not _server_listening(AdbServer(host="127.0.0.1", port=port))
     assert device._adb == str(adb) and marker.read_text() == "version\n"  # found on first use
+
+
+class _ClosingDevice(FakeDevice):
+    """Counts its `close` calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_with_closes_the_device_once_on_a_normal_exit() -> None:
+    device = _ClosingDevice()
+    with device as entered:
+        assert entered is device and device.closes == 0
+    assert device.closes == 1
+
+
+def test_with_closes_the_device_once_when_the_block_raises_and_lets_the_error_through() -> None:
+    device = _ClosingDevice()
+    with pytest.raises(DeviceError, match="cable pulled"), device:
+        raise DeviceError("cable pulled", serial=device.serial)
+    assert device.closes == 1

@@ -474,11 +474,8 @@ def _run_one(
     several: bool,
 ) -> list[DeviceOutcome]:
     try:
-        device = open_device(serial, transport)
-        try:
+        with open_device(serial, transport) as device:
             runs = run_repeats(device, campaign, observer, stop)
-        finally:
-            device.close()
         if len(campaign.artifacts) == 1:
             return [_written(serial, [r for r in runs[0] if isinstance(r, BenchResult)], campaign, several=several)]
         outcomes = []

@@ -333,14 +333,11 @@ def _bench(
         flag = "--collect" if collect_id else "--resume"
         raise InputError(f"{flag} names one device's run: give one --device, not {', '.join(serials)}")
     if collect_id or resume_id:
-        device = open_device(serials[0], Transport(transport))
-        try:
+        with open_device(serials[0], Transport(transport)) as device:
             if collect_id:
                 _collect(device, collect_id, campaign, as_json)
             elif resume_id:
                 _resume(device, resume_id, config, as_json, Transport(transport))
-        finally:
-            device.close()
     elif detach:
         _start_detached(serials, Transport(transport), campaign, as_json)
     else:
@@ -558,11 +555,8 @@ def _collect_all(names: set[str] | None, campaign: Campaign, as_json: bool) -> N
     several = len(entries) > 1
 
     def one(entry: runs.RunEntry) -> DeviceOutcome:
-        device = open_device(entry.device, Transport(entry.transport))
-        try:
+        with open_device(entry.device, Transport(entry.transport)) as device:
             return collect(device, entry.run_id, campaign, several=several)
-        finally:
-            device.close()
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
         futures = [(entry, pool.submit(one, entry)) for entry in entries]
@@ -628,13 +622,10 @@ def _start_detached(serials: list[str], transport: Transport, campaign: Campaign
     plan = session.plan(campaign.config)
 
     def start(serial: str) -> str:
-        device = open_device(serial, transport)
-        try:
+        with open_device(serial, transport) as device:
             run_id = session.start_run(device, artifact, campaign.config, detach=True)
             _remember(console, serial, run_id, transport, detached=True)
             return run_id
-        finally:
-            device.close()
 
     what = serials[0] if len(serials) == 1 else f"{len(serials)} devices"
     with (

@@ -70,11 +70,8 @@ def clean_command(
         from edgekit.deploy import clean
 
         for serial in resolve_devices(devices, Transport(transport), servers=adb_servers):
-            device = open_device(serial, Transport(transport))
-            try:
+            with open_device(serial, Transport(transport)) as device:
                 removed += [f"{serial}:{p}" for p in clean(device, everything=everything, force=force)]
-            finally:
-                device.close()
     if as_json:
         print_json({"removed": removed})
     else:

@@ -243,10 +243,12 @@ def _bench_on_emulated_phone(workdir: Path, artifact: Path, threads: int | None,
     key = ensure_adb_key(phone / "adbkey")
     runner = write_runner_standin(phone / "litert_lm_main", "advanced")
     emulator = AdbDeviceEmulator(phone / "sandbox", trusted_keys=[key.with_name("adbkey.pub").read_bytes()])
-    with emulator, _keep_remembered_runner(), captured_output(log):
-        device = DirectAdbDevice("127.0.0.1", emulator.port, key_path=key)
-        try:
-            config = BenchConfig(runner=runner, baseline_s=DEMO_BASELINE_S, threads=threads)
-            return battery_bench(device, artifact, config)
-        finally:
-            device.close()
+    # The device opens once the emulator listens (its port) and closes before the emulator stops.
+    with (
+        emulator,
+        _keep_remembered_runner(),
+        captured_output(log),
+        DirectAdbDevice("127.0.0.1", emulator.port, key_path=key) as device,
+    ):
+        config = BenchConfig(runner=runner, baseline_s=DEMO_BASELINE_S, threads=threads)
+        return battery_bench(device, artifact, config)

@@ -141,12 +141,9 @@ def deploy_command(
         opened: list[Device] = []
 
         def one(serial: str) -> Any:
-            device = open_device(serial, Transport(transport))
-            opened.append(device)
-            try:
+            with open_device(serial, Transport(transport)) as device:
+                opened.append(device)
                 return deploy(device, artifact, config, progress=progress_for(serial))
-            finally:
-                device.close()
 
         def worker(serial: str) -> None:
             try:

@@ -33,13 +33,10 @@ def _row(name: str, state: str, server: AdbServer | None, serial: str) -> dict[s
     from edgekit.bench.phone import online_supplies
 
     try:
-        device = open_device(name)
-        try:
+        with open_device(name) as device:
             facts = device.facts()
             battery = device.battery()
             supplies = online_supplies(device)
-        finally:
-            device.close()
     except EdgekitError as exc:
         row["error"] = str(exc)
         return row

@@ -32,7 +32,7 @@ from msgspec import UNSET
 from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit._files import remove_stale_temp
 from edgekit._typed import from_data, to_data
-from edgekit._versions import versions
+from edgekit._versions import CONVERT_DISTRIBUTIONS, versions
 from edgekit.artifact import (
     CALLER,
     AdapterSource,
@@ -569,13 +569,23 @@ class ConvertResult:
     log_path: Path | None
 
 
+# What cache_key hashes, versioned: bump it when a field changes meaning or goes, so a key
+# made before misses the cache. 2: the device transports' versions (adbutils, adb-shell) left
+# the key (1 had them, and no "format" field).
+CACHE_KEY_FORMAT = 2
+
+
 def cache_key(ckpt: Checkpoint, the_plan: Plan, verify_on: bool) -> str:
-    """Hash of the source files, the resolved settings and the tool versions."""
+    """Hash of the source files, the resolved settings and the versions of the tools that convert.
+
+    The device transports' versions are not in it: an adb library upgrade changes no artifact.
+    """
     payload = {
+        "format": CACHE_KEY_FORMAT,
         "files": ckpt.files,
         "settings": to_data(the_plan.settings()),
         "verify": verify_on,
-        "versions": versions(),
+        "versions": versions(CONVERT_DISTRIBUTIONS),
         # int4 splits a Gemma 3 table (split_table) since this key field appeared: an int4
         # artifact made before, with the whole table at 4 bits, must not be a cache hit.
         "table_split": the_plan.quant.value.splits_table,

@@ -13,8 +13,10 @@ import abc
 import dataclasses
 import enum
 import shlex
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 from edgekit.device import parsers
 from edgekit.errors import DeviceError
@@ -100,7 +102,10 @@ class Execution(str, enum.Enum):
 
 
 class Device(abc.ABC):
-    """A phone (or this computer) that edgekit can run commands on and copy files to."""
+    """A phone (or this computer) that edgekit can run commands on and copy files to.
+
+    A context manager: `with open_device(...) as device:` closes it however the block ends.
+    """
 
     serial: str
     work_root: str = f"{DEVICE_TMP}/edgekit"
@@ -127,6 +132,16 @@ class Device(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - most transports hold nothing
         """Release the connection, if the transport holds one."""
+
+    def __enter__(self) -> Self:
+        """The device itself: `with device:` closes it when the block ends."""
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        """Close the device (`close`), whether the block ended normally or raised."""
+        self.close()
 
     def script(self, script: str, *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
         """Run a POSIX sh script whose parts the caller quoted (shlex.quote)."""
