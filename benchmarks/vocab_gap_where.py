@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from edgekit.convert import nll, vocab
-from edgekit.engine import open_engine
+from edgekit.engine import open_engine, quiet_litert_lm_logs
 
 
 def _windows(artifact: Path, text: nll.EvalText, max_tokens: int) -> tuple[list[nll.TokenWindow], list[np.ndarray]]:
@@ -70,19 +70,15 @@ def _kept(model_dir: Path, trim: Path) -> list[int]:
 
 
 @torch.no_grad()
-def _fp32(model: Any, bos: int, windows: list[nll.TokenWindow], kept: list[int] | None) -> list[np.ndarray]:
-    mask = None
-    if kept is not None:
-        mask = torch.full((int(model.config.vocab_size),), float("-inf"), dtype=torch.float64)
-        mask[torch.tensor(kept)] = 0
+def _fp32_kept(model: Any, bos: int, windows: list[nll.TokenWindow], kept: list[int]) -> list[np.ndarray]:
+    """nll.reference_nll for a trim's windows: its ids mapped back to the model's, the softmax over the kept ids."""
+    mask = torch.full((int(model.config.vocab_size),), float("-inf"), dtype=torch.float64)
+    mask[torch.tensor(kept)] = 0
     out = []
     for w in windows:
-        ctx = [kept[i] for i in w.context_ids] if kept else list(w.context_ids)
-        cont = [kept[i] for i in w.continuation_ids] if kept else list(w.continuation_ids)
+        ctx, cont = [kept[i] for i in w.context_ids], [kept[i] for i in w.continuation_ids]
         logits = model(torch.tensor([[bos, *ctx, *cont]]), use_cache=False).logits[0, -len(cont) - 1 : -1]
-        logp = torch.log_softmax(logits.double(), -1)
-        if mask is not None:
-            logp = torch.log_softmax(logp + mask, -1)
+        logp = torch.log_softmax(torch.log_softmax(logits.double(), -1) + mask, -1)
         out.append(-logp.gather(1, torch.tensor(cont)[:, None])[:, 0].numpy())
     return out
 
@@ -98,6 +94,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(2)
+    quiet_litert_lm_logs()  # a program of its own, as edgekit's CLI
     kept = _kept(args.model, args.trim)
     text = nll.text_from_file(args.held_out)
     wd, ed = _windows(args.default, text, args.max_tokens)
@@ -107,7 +104,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(str(args.model), dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(args.model))
     bos = int(model.config.bos_token_id)
-    fd, ft = _fp32(model, bos, wd, None), _fp32(model, bos, wt, kept)
+    fd, ft = nll.reference_nll(model, bos, wd), _fp32_kept(model, bos, wt, kept)
     n_bytes = sum(len(w.continuation.encode("utf-8")) for w in wd)
 
     def bpb(scores: list[np.ndarray], only: list[int] | None = None) -> float:
