@@ -46,6 +46,7 @@ RUN=$1
 # run.env names files relative to edgekit's work root, RUN's grandparent.
 ROOT=${RUN%/runs/*}
 . "$ROOT/$HARNESS/supply.sh"
+. "$ROOT/$HARNESS/clock.sh"
 trap '' PIPE HUP
 rpid=
 wpid=
@@ -101,12 +102,6 @@ fi
 NL='
 '
 
-now() {
-  read -r up _rest < /proc/uptime
-  s=${up%.*}; f=${up#*.}; f=${f#0}
-  NOW=$((s * 1000 + ${f:-0} * 10))
-}
-
 # readn N: read up to N bytes from fd 3 into $got (fewer at the end of the output).
 # mksh (Android's sh) reads exact byte counts itself; other shells fork dd.
 if (printf 'ab' | { IFS= read -r -N 1 _x && [ "$_x" = a ]; }) 2>/dev/null; then
@@ -130,11 +125,8 @@ open_out4() { _n=0; until { command exec 4> "$1"; } 2>/dev/null; do _n=$((_n + 1
 # Does this shell time out `read -t` on a FIFO (mksh)? Then the watchdog naps without forks.
 CAN_READ_T=0
 mkdir -p "$RUN/tmp"
-if mkfifo "$RUN/tmp/rt.$$" 2>/dev/null; then
-  exec 9<> "$RUN/tmp/rt.$$"
-  rm -f "$RUN/tmp/rt.$$"
-  read -t 0.01 _x <&9 2>/dev/null
-  [ $? -gt 128 ] && CAN_READ_T=1
+if quiet_fifo "$RUN/tmp/rt.$$"; then
+  read_t && CAN_READ_T=1
   exec 9<&-
 fi
 
@@ -185,13 +177,9 @@ watchdog() {
   # Wait a second without a fork where the shell can: mksh's `read -t` on a FIFO nobody
   # writes to (as sampler.sh does); elsewhere sleep(1).
   wnap=sleep
-  if [ "$CAN_READ_T" = 1 ] && mkfifo "$RUN/tmp/wnap.$wd_key" 2>/dev/null; then
-    exec 8<> "$RUN/tmp/wnap.$wd_key"
-    rm -f "$RUN/tmp/wnap.$wd_key"
-    wnap=read
-  fi
+  [ "$CAN_READ_T" = 1 ] && quiet_fifo "$RUN/tmp/wnap.$wd_key" && wnap=read
   while [ -e "$RUN/tmp/watch.$wd_key" ]; do
-    if [ "$wnap" = read ]; then read -t 1 _x <&8; else sleep 1; fi
+    if [ "$wnap" = read ]; then read -t 1 _x <&9; else sleep 1; fi
     if ended "$wd_pid"; then
       release_fifos "$@"
       continue

@@ -43,9 +43,9 @@ def _ppid_and_cmdline(pid: str) -> tuple[int, bytes] | None:
 
 def _looks_like_the_watchdog(pid: int) -> bool:
     """The watchdog, soon after its fork: it has a child (dash: `sleep 1`; mksh: the mkfifo
-    of its nap FIFO) or holds that FIFO on fd 8 (mksh). The runner's shell, waiting in an
+    of its nap FIFO) or holds that FIFO on fd 9 (mksh). The runner's shell, waiting in an
     open, has neither."""
-    if Path(f"/proc/{pid}/fd/8").exists():
+    if Path(f"/proc/{pid}/fd/9").exists():
         return True
     return any(
         (found := _ppid_and_cmdline(p)) is not None and found[0] == pid for p in os.listdir("/proc") if p.isdigit()
