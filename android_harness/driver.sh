@@ -117,8 +117,11 @@ fi
 # `command` keeps a failed exec from ending the shell, and 200 tries bound a failure that is
 # not an interruption (the caller then finds fd 3/4 unusable and fails the turn as before).
 # A runner that dies before its shell opened its ends (killed in the instant after the fork)
-# never opens them: the runner's watchdog then opens them itself (release_fifos), so these
-# opens return and the driver meets the end of the output, as after a crash mid-run.
+# never opens them: the runner's watchdog then opens them itself within a second or so
+# (release_fifos), so these opens return and the driver meets the end of the output, as
+# after a crash mid-run. fd 4 is not opened read-write, though such an open never waits: a
+# reader of the driver's own would keep a write to a dead runner from failing (EPIPE), and a
+# turn longer than the pipe holds would then wait forever.
 open_in3() { _n=0; until { command exec 3< "$1"; } 2>/dev/null; do _n=$((_n + 1)); [ "$_n" -lt 200 ] || return 1; done; }
 open_out4() { _n=0; until { command exec 4> "$1"; } 2>/dev/null; do _n=$((_n + 1)); [ "$_n" -lt 200 ] || return 1; done; }
 
