@@ -4,9 +4,10 @@ mid-run does, and never hangs android_harness/driver.sh (under mksh, Android's s
 The window: the driver forks the runner (a copy of its shell, which opens the FIFOs on the
 runner's stdin and stdout, then execs the runner) and its watchdog, writes runner.pid, then
 opens its own ends of those FIFOs. Here runner.pid is a FIFO nobody reads yet, so the driver
-waits in that write while the runner's shell waits in its open of the input FIFO, which has
-no writer until the driver opens it: the runner is killed there, deterministically before
-it opened either FIFO, and only then is runner.pid read. The truth to compare with is the
+waits in that write while the runner's shell waits in its open of its first FIFO (stdin's
+for multi-turn, stdout's for one-shot), whose other end only the driver opens: the runner is
+killed there, deterministically before it opened either FIFO, and only then is runner.pid
+read. The truth to compare with is the
 same driver with a runner that kills itself (SIGKILL) at once, after its FIFOs were open.
 """
 
@@ -25,7 +26,7 @@ from tests.conftest import harness_run, require_tool, wait_for
 SHELLS = ("mksh", "dash")
 TURNS = [["Hello?", "Again?"]]
 # A runner that never runs here (it is killed in its shell, before the exec) and, for the
-# mid-run case, one that dies at once of SIGKILL, as the kill above does.
+# mid-run case, one that dies at once of SIGKILL, the signal the test kills the other with.
 NEVER_RUNS = "#!/bin/sh\necho 'not reached' >&2\nexit 3\n"
 DIES_AT_ONCE = "#!/bin/sh\nkill -9 $$\n"
 # Bounds that only turn a hang into a failure: the driver ends in seconds.
