@@ -46,6 +46,7 @@ RUN=$1
 # run.env names files relative to edgekit's work root, RUN's grandparent.
 ROOT=${RUN%/runs/*}
 . "$ROOT/$HARNESS/supply.sh"
+. "$ROOT/$HARNESS/clock.sh"
 trap '' PIPE HUP
 rpid=
 wpid=
@@ -101,12 +102,6 @@ fi
 NL='
 '
 
-now() {
-  read -r up _rest < /proc/uptime
-  s=${up%.*}; f=${up#*.}; f=${f#0}
-  NOW=$((s * 1000 + ${f:-0} * 10))
-}
-
 # readn N: read up to N bytes from fd 3 into $got (fewer at the end of the output).
 # mksh (Android's sh) reads exact byte counts itself; other shells fork dd.
 if (printf 'ab' | { IFS= read -r -N 1 _x && [ "$_x" = a ]; }) 2>/dev/null; then
@@ -121,17 +116,20 @@ fi
 # seen in the emulator's driver.log on a loaded host, which lost that conversation). So retry;
 # `command` keeps a failed exec from ending the shell, and 200 tries bound a failure that is
 # not an interruption (the caller then finds fd 3/4 unusable and fails the turn as before).
+# A runner that dies before its shell opened its ends (killed in the instant after the fork)
+# never opens them: the runner's watchdog then opens them itself within a second or so
+# (release_fifos), so these opens return and the driver meets the end of the output, as
+# after a crash mid-run. fd 4 is not opened read-write, though such an open never waits: a
+# reader of the driver's own would keep a write to a dead runner from failing (EPIPE), and a
+# turn longer than the pipe holds would then wait forever.
 open_in3() { _n=0; until { command exec 3< "$1"; } 2>/dev/null; do _n=$((_n + 1)); [ "$_n" -lt 200 ] || return 1; done; }
 open_out4() { _n=0; until { command exec 4> "$1"; } 2>/dev/null; do _n=$((_n + 1)); [ "$_n" -lt 200 ] || return 1; done; }
 
 # Does this shell time out `read -t` on a FIFO (mksh)? Then the watchdog naps without forks.
 CAN_READ_T=0
 mkdir -p "$RUN/tmp"
-if mkfifo "$RUN/tmp/rt.$$" 2>/dev/null; then
-  exec 9<> "$RUN/tmp/rt.$$"
-  rm -f "$RUN/tmp/rt.$$"
-  read -t 0.01 _x <&9 2>/dev/null
-  [ $? -gt 128 ] && CAN_READ_T=1
+if quiet_fifo "$RUN/tmp/rt.$$"; then
+  read_t && CAN_READ_T=1
   exec 9<&-
 fi
 
@@ -147,26 +145,63 @@ arm() {
   echo $((NOW + TURN_TIMEOUT_S * 1000)) > "$RUN/tmp/watch.$1"
 }
 
+# ended PID: the process PID has ended: a zombie the driver has not waited for yet (state Z
+# in /proc/PID/stat, after the command name's closing parenthesis), or no process at all
+# while /proc shows ours. Not `kill -0`, which succeeds on a zombie. A /proc we cannot read
+# never counts as ended.
+ended() {
+  _st=
+  if { read -r _st < "/proc/$1/stat"; } 2>/dev/null; then
+    _st=${_st##*) }
+    [ "${_st%% *}" = Z ]
+  else
+    [ -d "/proc/$$" ] && [ ! -d "/proc/$1" ]
+  fi
+}
+
+# release_fifos FIFO...: open each FIFO read-write and close it at once (such an open never
+# waits), so a driver blocked opening the other end of a FIFO whose runner died goes on; it
+# then reads the end of the output (no writer is left). `true`, not `:` or `exec`: a failed
+# redirection of a special builtin would end this shell.
+release_fifos() {
+  for _f in "$@"; do
+    [ -p "$_f" ] && true <> "$_f"
+  done 2>/dev/null
+}
+
+# watchdog PID KEY FIFO...: once a second, kill runner PID (SIGKILL) past the deadline in
+# tmp/watch.KEY; and once it has ended, release its FIFOs (the driver may be waiting in an
+# open of one: release_fifos). The driver kills it (before it removes the FIFOs) once it
+# has waited for the runner, so no release ever creates a file where a FIFO was.
 watchdog() {
+  wd_pid=$1
+  wd_key=$2
+  shift 2
   # Wait a second without a fork where the shell can: mksh's `read -t` on a FIFO nobody
   # writes to (as sampler.sh does); elsewhere sleep(1).
   wnap=sleep
-  if [ "$CAN_READ_T" = 1 ] && mkfifo "$RUN/tmp/wnap.$2" 2>/dev/null; then
-    exec 8<> "$RUN/tmp/wnap.$2"
-    rm -f "$RUN/tmp/wnap.$2"
-    wnap=read
-  fi
-  while [ -e "$RUN/tmp/watch.$2" ]; do
-    if [ "$wnap" = read ]; then read -t 1 _x <&8; else sleep 1; fi
+  [ "$CAN_READ_T" = 1 ] && quiet_fifo "$RUN/tmp/wnap.$wd_key" && wnap=read
+  while [ -e "$RUN/tmp/watch.$wd_key" ]; do
+    if [ "$wnap" = read ]; then read -t 1 _x <&9; else sleep 1; fi
+    if ended "$wd_pid"; then
+      release_fifos "$@"
+      continue
+    fi
     dl=
-    { read -r dl < "$RUN/tmp/watch.$2"; } 2>/dev/null || break
+    { read -r dl < "$RUN/tmp/watch.$wd_key"; } 2>/dev/null || break
     now
     if [ "${dl:-0}" -gt 0 ] && [ "$NOW" -gt "$dl" ]; then
-      : > "$RUN/tmp/timeout.$2"
-      kill -9 "$1" 2>/dev/null
-      break
+      : > "$RUN/tmp/timeout.$wd_key"
+      kill -9 "$wd_pid" 2>/dev/null
     fi
   done
+}
+
+# end_watchdog: stop the runner's watchdog (after the runner was waited for) and wait for it.
+end_watchdog() {
+  kill -9 "$wpid" 2>/dev/null
+  wait "$wpid" 2>/dev/null
+  wpid=
 }
 
 # After a runner failed: what the phone kept about it (logcat's crash buffer where the
@@ -259,7 +294,7 @@ run_multi_turn() {
       < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
   fi
   rpid=$!
-  watchdog "$rpid" "$i" &
+  watchdog "$rpid" "$i" "$fin" "$fout" &
   wpid=$!
   echo "$rpid $wpid" > "$RUN/runner.pid"
   open_out4 "$fin"
@@ -292,6 +327,7 @@ run_multi_turn() {
   wait "$rpid"
   rc=$?
   rpid=
+  end_watchdog
   rm -f "$RUN/tmp/watch.$i" "$fin" "$fout"
   finish_conversation "$i" "$rc" "$turn" "$alive"
 }
@@ -353,7 +389,7 @@ run_one_shot() {
     LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
       "--input_prompt_file=$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
     rpid=$!
-    watchdog "$rpid" "$k" &
+    watchdog "$rpid" "$k" "$fout" &
     wpid=$!
     echo "$rpid $wpid" > "$RUN/runner.pid"
     open_in3 "$fout"
@@ -365,6 +401,7 @@ run_one_shot() {
     wait "$rpid"
     rc=$?
     rpid=
+    end_watchdog
     rm -f "$RUN/tmp/watch.$k" "$fout"
     [ -e "$RUN/tmp/timeout.$k" ] && mv -f "$RUN/tmp/timeout.$k" "$RUN/tmp/timeout.$i"
     # A runner that printed nothing did not answer this turn, whatever its exit status.

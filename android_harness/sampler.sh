@@ -11,12 +11,7 @@ ROOT=${RUN%/runs/*}
 # DEVICE_ROOT is empty on a phone; edgekit's device emulator sets it to its sandbox.
 B=${DEVICE_ROOT:-}/sys/class/power_supply/battery
 . "$ROOT/$HARNESS/supply.sh"
-
-now() {
-  read -r up _rest < /proc/uptime
-  s=${up%.*}; f=${up#*.}; f=${f#0}
-  NOW=$((s * 1000 + ${f:-0} * 10))
-}
+. "$ROOT/$HARNESS/clock.sh"
 
 rd() {
   v=
@@ -24,15 +19,10 @@ rd() {
 }
 
 # Wait between samples without a fork where the shell can: mksh (Android's sh) has
-# `read -t`, which times out on a FIFO nobody writes to. Elsewhere: sleep(1).
+# `read -t`, which times out on a FIFO nobody writes to (clock.sh). Elsewhere: sleep(1).
 mkdir -p "$RUN/tmp"
-nap_fifo="$RUN/tmp/nap.$$"
-rm -f "$nap_fifo"
-mkfifo "$nap_fifo" && exec 9<> "$nap_fifo"
-rm -f "$nap_fifo"
 NAP=sleep
-read -t 0.01 _x <&9 2>/dev/null
-[ $? -gt 128 ] && NAP=read
+quiet_fifo "$RUN/tmp/nap.$$" && read_t && NAP=read
 
 nap() {
   if [ "$NAP" = read ]; then

@@ -191,6 +191,48 @@ def small_workload(tmp_path: Path, n: int = 3, turns: list[list[str]] | None = N
     return f
 
 
+def harness_run(
+    tmp_path: Path, runner: str, *, protocol: str, turns: list[list[str]], answer_cap_bytes: int = 600
+) -> tuple[Path, Path]:
+    """A run folder for android_harness/driver.sh, written by `run_folder.prepare` on a
+    LocalDevice rooted in tmp_path as edgekit writes it on a phone: the harness copied in,
+    `runner` (a script, shebang included) as the runner, a model file it need not read, no
+    baseline and no battery. (the run folder, the runner's folder); start the driver as
+    `SHELL ROOT/harness/driver.sh RUN_DIR` (the run folder's grandparent is ROOT)."""
+    from edgekit.bench import run_folder
+    from edgekit.bench.workload import load_workload
+    from edgekit.device.local import LocalDevice
+
+    device = LocalDevice(root=tmp_path / "root")
+    root = Path(device.work_root)
+    shutil.copytree(REPO / "android_harness", root / "harness")
+    runner_dir = root / "runners" / "standin"
+    runner_dir.mkdir(parents=True)
+    (runner_dir / "runner").write_text(runner)
+    (runner_dir / "runner").chmod(0o755)
+    model = root / "models" / "m" / "model.litertlm"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"not read by the stand-in")
+    paths = run_folder.run_paths(device, "run", str(root / "harness"))
+    run_folder.prepare(
+        device,
+        paths,
+        runner=str(runner_dir / "runner"),
+        model=str(model),
+        workload=load_workload(small_workload(tmp_path, turns=turns)),
+        flags=[],
+        protocol=protocol,
+        turn_timeout_s=120,
+        answer_cap_words=100,
+        answer_cap_bytes=answer_cap_bytes,
+        sample_period_s=1.0,
+        baseline_s=0.0,
+        meta={},
+        power_env={"DEVICE_ROOT": str(tmp_path / "no-battery")},
+    )
+    return Path(paths.run_dir), runner_dir
+
+
 @pytest.fixture
 def device(emulated_device: EmulatedDevice) -> Iterator[DirectAdbDevice]:
     """The emulated phone over the direct transport (adb-shell), closed afterwards."""

@@ -10,7 +10,6 @@ edgekit writes it on a phone; the driver is started as `SHELL driver.sh RUN_DIR`
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,13 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bench import run_folder
-from edgekit.bench.workload import load_workload
 from edgekit.device import parsers
-from edgekit.device.local import LocalDevice
-from tests.conftest import require_tool, small_workload
+from tests.conftest import harness_run, require_tool
 
-HARNESS = Path(__file__).resolve().parents[1] / "android_harness"
 SHELLS = ("mksh", "dash")
 # The first three end in a character of another length: é (2 bytes), 語 (3), 😀 (4).
 ANSWERS = ["Un café", "日本語", "ok 😀", "Fin."]
@@ -80,37 +75,11 @@ STANDIN = textwrap.dedent(
 
 def _run(tmp_path: Path, shell: str, protocol: str, cap_bytes: int) -> tuple[Path, Path]:
     """Run one conversation (TURNS) through driver.sh under `shell`; (run dir, runner dir)."""
-    device = LocalDevice(root=tmp_path / "root")
-    root = Path(device.work_root)
-    shutil.copytree(HARNESS, root / "harness")
-    runner_dir = root / "runners" / "canned"
-    runner_dir.mkdir(parents=True)
-    runner = runner_dir / "runner"
-    runner.write_text(f"#!{sys.executable}\n" + STANDIN)
-    runner.chmod(0o755)
-    (runner_dir / "answers.json").write_text(json.dumps(ANSWERS), encoding="utf-8")
-    model = root / "models" / "m" / "model.litertlm"
-    model.parent.mkdir(parents=True)
-    model.write_bytes(b"not read by the stand-in")
-    workload = load_workload(small_workload(tmp_path, turns=[TURNS]))
-    paths = run_folder.run_paths(device, "answers", str(root / "harness"))
-    run_folder.prepare(
-        device,
-        paths,
-        runner=str(runner),
-        model=str(model),
-        workload=workload,
-        flags=[],
-        protocol=protocol,
-        turn_timeout_s=120,
-        answer_cap_words=100,
-        answer_cap_bytes=cap_bytes,
-        sample_period_s=1.0,
-        baseline_s=0.0,
-        meta={},
-        power_env={"DEVICE_ROOT": str(tmp_path / "no-battery")},
+    run_dir, runner_dir = harness_run(
+        tmp_path, f"#!{sys.executable}\n" + STANDIN, protocol=protocol, turns=[TURNS], answer_cap_bytes=cap_bytes
     )
-    run_dir = Path(paths.run_dir)
+    (runner_dir / "answers.json").write_text(json.dumps(ANSWERS), encoding="utf-8")
+    root = run_dir.parents[1]
     driver = subprocess.run(
         [require_tool(shell), str(root / "harness" / "driver.sh"), str(run_dir)],
         stdin=subprocess.DEVNULL,

@@ -97,8 +97,7 @@ def test_a_llama_cli_that_dies_mid_run_fails_the_run_naming_the_signal(
     [pid_file] = wait_for(lambda: list(runs.glob("*/runner.pid")), what="the first conversation's llama-cli")
     runner = int(wait_for(lambda: pid_file.read_text().split(), what="its pid")[0])
     # Mid-run: once the driver has sent it the first turn (its FIFOs are open on both sides).
-    # Killed before it opens them, the driver's open() of a FIFO waits for it forever: a
-    # known hole in driver.sh, not what this test is about.
+    # A runner killed before its FIFOs are open is test_driver_runner_death's.
     events = pid_file.parent / "events.csv"
     wait_for(lambda: events.is_file() and ",turn_send," in events.read_text(), what="its first turn")
     os.kill(runner, signal.SIGSEGV)

@@ -3,8 +3,8 @@
 * `FakeDevice` — an in-process Device (files in memory, a shell of the commands edgekit
   sends): unit tests without sockets or subprocesses.
 * `edgekit.testing.emulator` — the ADB device emulator on 127.0.0.1 (the wire protocol, a
-  sandboxed shell, its simulated battery in battery.py), and `edgekit.testing.plugin`, a
-  pytest plugin with their fixtures.
+  sandboxed shell, stand-in phone tools as shell scripts, its simulated battery in
+  battery.py), and `edgekit.testing.plugin`, a pytest plugin with their fixtures.
 * `edgekit.testing.runner_standin` — stand-ins for LiteRT-LM's on-device runner binaries.
 """
 
