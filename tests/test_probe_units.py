@@ -12,6 +12,7 @@ import pytest
 
 from edgekit.bench.power import PowerSample, ValidityFlag
 from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
+from edgekit.bench.run_folder import Event
 from edgekit.errors import InputError
 from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_DEVICE_CLOCK, TTFT_RUNNER, RunnerProbe, analyse_probe, chat_flags
 from edgekit.testing.runner_standin import write_runner_standin
@@ -176,7 +177,7 @@ def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
     assert elf_needed(script) is None
 
 
-def _files(events: list[tuple[float, str, str, int]], **kw: Any) -> Any:
+def _files(events: list[Event], **kw: Any) -> Any:
     from edgekit.bench.run_folder import RunFiles
 
     args: dict[str, Any] = {
@@ -198,13 +199,13 @@ def test_runner_failures_name_the_cause() -> None:
 
     convs = [{"id": "a", "turns": 3}, {"id": "b", "turns": 2}, {"id": "c", "turns": 2}, {"id": "d", "turns": 2}]
     events = [
-        (1.0, "turn_send", "0001", 1),
-        (1.5, "turn_end", "0001", 1),
-        (2.0, "conv_end", "0001", 0),  # exited 0 after one answer
-        (3.0, "conv_end", "0002", 137),  # killed by the low-memory killer
-        (4.0, "turn_timeout", "0003", 2),
-        (4.1, "conv_end", "0003", 137),
-        (5.0, "conv_end", "0004", 139),
+        Event(t_s=1.0, name="turn_send", conversation="0001", turn=1),
+        Event(t_s=1.5, name="turn_end", conversation="0001", turn=1),
+        Event(t_s=2.0, name="conv_end", conversation="0001", turn=0),  # exited 0 after one answer
+        Event(t_s=3.0, name="conv_end", conversation="0002", turn=137),  # killed by the low-memory killer
+        Event(t_s=4.0, name="turn_timeout", conversation="0003", turn=2),
+        Event(t_s=4.1, name="conv_end", conversation="0003", turn=137),
+        Event(t_s=5.0, name="conv_end", conversation="0004", turn=139),
     ]
     crash = "F DEBUG   : Fatal signal 11 (SIGSEGV)\nF DEBUG   : Tombstone written to: /data/tombstones/tombstone_07\n"
     files = _files(events, errors={"0004": "I0000 x\nanswer\n"}, crash_logs={"0004": crash}, done={"0005"})

@@ -34,7 +34,7 @@ from edgekit.bench.result import (
     WorkloadRecord,
     summarise,
 )
-from edgekit.bench.run_folder import RunFiles
+from edgekit.bench.run_folder import Event, RunFiles
 from edgekit.bench.workload import Conversation, Workload
 from edgekit.deploy import DeployResult, signal_name
 from edgekit.device import parsers
@@ -123,7 +123,7 @@ def read_run(files: RunFiles) -> Measured:
         sha256=meta["workload"]["sha256"],
         path=Path("."),
     )
-    t0 = files.events[0][0] if files.events else 0.0
+    t0 = files.events[0].t_s if files.events else 0.0
     runner = meta.get("runner", {})
     protocol = runner.get("protocol", MULTI_TURN)
     streams = bool(runner.get("probe", {}).get("streams_answers", False))
@@ -151,7 +151,7 @@ def read_run(files: RunFiles) -> Measured:
                 message=f"{len(failed)} of {len(conversations)} conversations did not finish"
                 + (
                     " (the driver stopped at the first conversation, which failed: the rest would too)"
-                    if any(name == "first_failed" for _, name, _, _ in files.events)
+                    if any(e.name == "first_failed" for e in files.events)
                     else ""
                     if any(f.code == "runner_failed" for f in flags)
                     else " (collect again after --resume)"
@@ -176,7 +176,7 @@ def read_run(files: RunFiles) -> Measured:
 def _unplug_flags(files: RunFiles) -> list[ValidityFlag]:
     """--detach: the driver's wait for the unplug timed out, or could not tell."""
     flags: list[ValidityFlag] = []
-    names = {n for _, n, _, _ in files.events}
+    names = {e.name for e in files.events}
     if "unplug_timeout" in names:
         flags.append(
             ValidityFlag(
@@ -340,9 +340,9 @@ def turn_records(
     prompt echo once the engine is loaded), kept apart from the turn's own figures.
     """
     times: dict[tuple[str, int], dict[str, float]] = {}
-    for t, name, key, turn in files.events:
-        if name in ("turn_send", "turn_first", "turn_end") and turn > 0:
-            times.setdefault((key, turn), {})[name] = t
+    for e in files.events:
+        if e.name in ("turn_send", "turn_first", "turn_end") and e.turn > 0:
+            times.setdefault((e.conversation, e.turn), {})[e.name] = e.t_s
     records = []
     for n, conv in enumerate(workload.conversations, 1):
         key = f"{n:04d}"
@@ -397,22 +397,22 @@ def load_windows(files: RunFiles) -> list[tuple[float, float]]:
     """One-shot runs: each turn's model load, process start -> first stdout byte (device clock)."""
     starts: dict[tuple[str, int], float] = {}
     out = []
-    for t, name, key, turn in files.events:
-        if name == "turn_send":
-            starts[(key, turn)] = t
-        elif name == "turn_first" and (key, turn) in starts:
-            out.append((starts.pop((key, turn)), t))
+    for e in files.events:
+        if e.name == "turn_send":
+            starts[(e.conversation, e.turn)] = e.t_s
+        elif e.name == "turn_first" and (e.conversation, e.turn) in starts:
+            out.append((starts.pop((e.conversation, e.turn)), e.t_s))
     return out
 
 
 def _windows(
-    events: list[tuple[float, str, str, int]],
+    events: list[Event],
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(idle baselines: the one before the workload and the last one after it; workload segments)."""
 
     def pair(start: str, end: str, last: bool = False) -> tuple[float, float] | None:
-        starts = [t for t, n, _, _ in events if n == start]
-        ends = [t for t, n, _, _ in events if n == end]
+        starts = [e.t_s for e in events if e.name == start]
+        ends = [e.t_s for e in events if e.name == end]
         if not starts or not ends:
             return None
         a = starts[-1] if last else starts[0]
@@ -422,7 +422,8 @@ def _windows(
     baselines = [b for b in (pair("baseline_start", "baseline_end"), pair(*_AFTER, last=True)) if b is not None]
     segments: list[tuple[float, float]] = []
     start = last = None
-    for t, name, _, _ in events:
+    for e in events:
+        t, name = e.t_s, e.name
         if name == "workload_start":
             if start is not None and last is not None and last > start:
                 segments.append((start, last))
@@ -456,7 +457,7 @@ _NOT_WORKLOAD = {
 def _between_parts(files: RunFiles, segments: list[tuple[float, float]], t0: float) -> list[ValidityFlag]:
     """What happened between the parts of a resumed run (reboot, recharge), in words."""
     flags: list[ValidityFlag] = []
-    boots = [key for _, name, key, _ in files.events if name == "driver_start" and key != "unknown"]
+    boots = [e.conversation for e in files.events if e.name == "driver_start" and e.conversation != "unknown"]
     if len(set(boots)) > 1:
         flags.append(
             ValidityFlag(
@@ -510,12 +511,13 @@ def runner_failures(
     flags: list[ValidityFlag] = []
     for n, conv in enumerate(conversations, 1):
         key = f"{n:04d}"
-        ends = [e for e in files.events if e[1] == "conv_end" and e[2] == key]
+        mine = [e for e in files.events if e.conversation == key]
+        ends = [e for e in mine if e.name == "conv_end"]
         if key in files.done or not ends:
             continue  # finished, or never started (a cut-off run: --resume)
-        rc = ends[-1][3]
-        answered = len({e[3] for e in files.events if e[1] == "turn_end" and e[2] == key and e[3] > 0})
-        timeout = [e for e in files.events if e[1] == "turn_timeout" and e[2] == key]
+        rc = ends[-1].turn  # conv_end's turn field is the runner's exit code
+        answered = len({e.turn for e in mine if e.name == "turn_end" and e.turn > 0})
+        timeout = [e for e in mine if e.name == "turn_timeout"]
         err = files.errors.get(key) or next(
             (files.errors[k] for k in sorted(files.errors, reverse=True) if k.startswith(key + ".")), ""
         )
@@ -523,7 +525,7 @@ def runner_failures(
         crash = files.crash_logs.get(key, "")
         tomb = re.search(r"Tombstone written to: (\S+)", crash)
         if timeout:
-            why = f"turn {timeout[-1][3] or 1} took longer than the per-turn timeout ({turn_timeout_s} s): killed"
+            why = f"turn {timeout[-1].turn or 1} took longer than the per-turn timeout ({turn_timeout_s} s): killed"
         elif rc == 0:
             why = f"the runner exited 0 but answered {answered} of {conv['turns']} turns"
         else:

@@ -193,11 +193,38 @@ def stop(device: Device, paths: RunPaths) -> None:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Event:
+    """One line of the driver's events.csv (driver.sh `event NAME CONVERSATION TURN`)."""
+
+    t_s: float
+    """Seconds on the device's monotonic clock (/proc/uptime)."""
+    name: str
+    """What happened: driver_start, baseline_start, workload_start, conv_start, turn_send, turn_first,
+    turn_end, turn_timeout, conv_end, first_failed, workload_end, unplugged, ... (driver.sh)."""
+    conversation: str
+    """The conversation's key (0001) for its own events, "0" for the run's; driver_start: the boot id."""
+    turn: int
+    """The turn (1-based; 0 for a conversation's or the run's own event); conv_end: the runner's exit code."""
+
+
+def parse_events(text: str) -> list[Event]:
+    """events.csv lines -> Events, in the order the driver wrote them (a torn last line is left out)."""
+    events = []
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) == 4 and parts[0].isdigit():
+            t_ms, name, conversation, turn = parts
+            n = int(turn) if turn.isdigit() else 0
+            events.append(Event(t_s=int(t_ms) / 1000, name=name, conversation=conversation, turn=n))
+    return events
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunFiles:
     """A run folder's contents, pulled to the host."""
 
     meta: dict[str, Any]
-    events: list[tuple[float, str, str, int]]
+    events: list[Event]
     samples: list[PowerSample]
     outputs: dict[str, str]
     errors: dict[str, str]
@@ -221,18 +248,13 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
     def listing(folder: str) -> list[str]:
         return device.shell(["ls", f"{run}/{folder}"], check=False).stdout.split()
 
-    events = []
-    for line in cat("events.csv").splitlines():
-        parts = line.split(",")
-        if len(parts) == 4 and parts[0].isdigit():
-            events.append((int(parts[0]) / 1000, parts[1], parts[2], int(parts[3]) if parts[3].isdigit() else 0))
     outputs = {name[:-4]: cat(f"out/{name}") for name in listing("out") if name.endswith(".txt")}
     err_names = listing("err")
     errors = {name[:-4]: cat(f"err/{name}") for name in err_names if name.endswith(".txt")}
     crash_logs = {name[:-7]: cat(f"err/{name}") for name in err_names if name.endswith(".logcat")}
     return RunFiles(
         meta=json.loads(cat("meta.json") or "{}"),
-        events=events,
+        events=parse_events(cat("events.csv")),
         samples=parse_samples(cat("samples.csv")),
         outputs=outputs,
         errors=errors,
