@@ -37,7 +37,7 @@ from edgekit.bench.workload import load_workload
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
 from edgekit.device.local import LocalDevice
-from edgekit.probe import RunnerProbe, chat_flags
+from edgekit.probe import Backend, RunnerProbe, chat_flags
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.runner_standin import write_runner_standin
 
@@ -64,7 +64,11 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
         assert deployed.probe is not None
         probe = RunnerProbe.from_dict(deployed.probe)
         chosen = chat_flags(
-            probe, backend="cpu", threads=threads, max_num_tokens=None, max_output_tokens=workload.max_output_tokens
+            probe,
+            backend=Backend.CPU,
+            threads=threads,
+            max_num_tokens=None,
+            max_output_tokens=workload.max_output_tokens,
         )
         flags = list(chosen.flags)
         run_folder.prepare(

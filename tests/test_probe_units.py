@@ -14,7 +14,7 @@ from edgekit.bench.power import PowerSample, ValidityFlag
 from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
 from edgekit.bench.run_folder import Event
 from edgekit.errors import InputError
-from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_DEVICE_CLOCK, TTFT_RUNNER, RunnerProbe, analyse_probe, chat_flags
+from edgekit.probe import TTFT_DEVICE_CLOCK, TTFT_RUNNER, Protocol, RunnerProbe, analyse_probe, chat_flags
 from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import require_tool
 from tests.elf import EM_AARCH64, write_elf
@@ -28,7 +28,8 @@ def _standin_helpfull(tmp_path: Path, kind: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(
-    ("kind", "protocol", "stream"), [("advanced", MULTI_TURN, "stderr"), ("simple", ONE_SHOT, "stdout")]
+    ("kind", "protocol", "stream"),
+    [("advanced", Protocol.MULTI_TURN, "stderr"), ("simple", Protocol.ONE_SHOT, "stdout")],
 )
 def test_protocol_is_chosen_from_the_flags(tmp_path: Path, kind: str, protocol: str, stream: str) -> None:
     rc, out = _standin_helpfull(tmp_path, kind)
@@ -65,7 +66,7 @@ def test_unknown_flag_and_missing_library_like_upstream(tmp_path: Path) -> None:
         )
 
 
-def _probe(flags: dict[str, str], protocol: str = MULTI_TURN) -> RunnerProbe:
+def _probe(flags: dict[str, str], protocol: str = Protocol.MULTI_TURN) -> RunnerProbe:
     return RunnerProbe(
         binary="b",
         flags=flags,
@@ -110,7 +111,7 @@ def test_chat_flags_pass_only_what_the_binary_defines() -> None:
     for lack in ("no --max_output_tokens", "no --num_cpu_threads", "no --max_num_tokens", "--boost_performance takes"):
         assert lack in said
     one = chat_flags(
-        _probe({"model_path": '""', "input_prompt_file": '""'}, ONE_SHOT),
+        _probe({"model_path": '""', "input_prompt_file": '""'}, Protocol.ONE_SHOT),
         backend="gpu",
         threads=None,
         max_num_tokens=None,

@@ -39,7 +39,7 @@ from edgekit.bench.workload import Conversation, Workload
 from edgekit.deploy import DeployResult, signal_name
 from edgekit.device import parsers
 from edgekit.device.base import BatterySample, Device, DeviceFacts
-from edgekit.probe import LLAMA_CLI, MULTI_TURN, ONE_SHOT
+from edgekit.probe import Protocol
 
 Window = tuple[float, float]
 
@@ -125,7 +125,7 @@ def read_run(files: RunFiles) -> Measured:
     )
     t0 = files.events[0].t_s if files.events else 0.0
     runner = meta.get("runner", {})
-    protocol = runner.get("protocol", MULTI_TURN)
+    protocol = runner.get("protocol", Protocol.MULTI_TURN)
     streams = bool(runner.get("probe", {}).get("streams_answers", False))
     turns = turn_records(files, workload, t0, protocol=protocol, streams=streams)
     baselines, segments = _windows(files.events)
@@ -166,7 +166,7 @@ def read_run(files: RunFiles) -> Measured:
         t0=t0,
         baselines=baselines,
         segments=segments,
-        loads=load_windows(files) if protocol == ONE_SHOT else [],
+        loads=load_windows(files) if protocol == Protocol.ONE_SHOT else [],
         flags=flags,
         conversations_finished=len(files.done),
         complete=not failed,
@@ -244,7 +244,7 @@ def build_result(run: Measured) -> BenchResult:
         summary = dataclasses.replace(summary, decode_tokens_per_s=None, prefill_tokens_per_s=None, ttft_s_median=None)
     t0 = run.t0
     load: dict[str, float | None] = {}
-    if meta.get("runner", {}).get("protocol") == ONE_SHOT:
+    if meta.get("runner", {}).get("protocol") == Protocol.ONE_SHOT:
         load["load_charge_mah"] = None if load_report is None or voided else load_report.workload_charge_mah
         load["load_energy_mwh"] = None if load_report is None or voided else load_report.workload_energy_mwh
     what = "the run's meta.json"
@@ -288,7 +288,7 @@ def degenerate_flags(turns: list[TurnRecord]) -> list[ValidityFlag]:
     ]
 
 
-def turn_answer(files: RunFiles, key: str, turn: int, protocol: str) -> str | None:
+def turn_answer(files: RunFiles, key: str, turn: int, protocol: Protocol) -> str | None:
     """Turn `turn`'s answer text as the runner printed it, None where it cannot be read.
 
     Multi-turn: out/NNNN.txt is the runner's stdout, prompts kept (driver.sh), so the answer
@@ -297,11 +297,11 @@ def turn_answer(files: RunFiles, key: str, turn: int, protocol: str) -> str | No
     (litert_lm_main.cc); driver.sh's prompt for turn K has 2K-1 lines (each earlier turn
     a "User:" and an "Assistant:" line, answers on one line, then the new turn), and the
     answer ends at the blank line before BenchmarkInfo."""
-    if protocol == LLAMA_CLI:
+    if protocol == Protocol.LLAMA_CLI:
         text = files.outputs.get(key)
         said = () if text is None else llama_cpp.split_answers(text)
         return said[turn - 1] if turn <= len(said) else None
-    if protocol == MULTI_TURN:
+    if protocol == Protocol.MULTI_TURN:
         text = files.outputs.get(key)
         if text is None or parsers.MULTI_TURN_PROMPT not in text:
             return None
@@ -330,7 +330,7 @@ def _info(files: RunFiles, key: str) -> parsers.BenchmarkInfo | None:
 
 
 def turn_records(
-    files: RunFiles, workload: Workload, t0: float, *, protocol: str = MULTI_TURN, streams: bool = False
+    files: RunFiles, workload: Workload, t0: float, *, protocol: Protocol = Protocol.MULTI_TURN, streams: bool = False
 ) -> list[TurnRecord]:
     """Per-turn records: timing from the driver's events (device clock), tokens and speeds
     from the runner's BenchmarkInfo (llama-cli: its "slot print_timing" lines, one pair a
@@ -346,18 +346,18 @@ def turn_records(
     records = []
     for n, conv in enumerate(workload.conversations, 1):
         key = f"{n:04d}"
-        whole = _info(files, key) if protocol == MULTI_TURN else None
-        llama = llama_cpp.parse_turn_timings(files.errors.get(key, "")) if protocol == LLAMA_CLI else ()
+        whole = _info(files, key) if protocol == Protocol.MULTI_TURN else None
+        llama = llama_cpp.parse_turn_timings(files.errors.get(key, "")) if protocol == Protocol.LLAMA_CLI else ()
         for k in range(1, len(conv.turns) + 1):
             tt = times.get((key, k), {})
             if not tt:
                 continue
             send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
             load_s = None
-            if protocol == LLAMA_CLI:
+            if protocol == Protocol.LLAMA_CLI:
                 prefill = llama[k - 1].prefill if k <= len(llama) else None
                 decode = llama[k - 1].decode if k <= len(llama) else None
-            elif protocol == MULTI_TURN:
+            elif protocol == Protocol.MULTI_TURN:
                 prefill = whole.prefill[k - 1] if whole and k <= len(whole.prefill) else None
                 decode = whole.decode[k - 1] if whole and k <= len(whole.decode) else None
             else:
@@ -365,7 +365,7 @@ def turn_records(
                 prefill = info.prefill[0] if info and info.prefill else None
                 decode = info.decode[0] if info and info.decode else None
                 load_s = (first - send) if send is not None and first is not None else None
-            if protocol in (MULTI_TURN, LLAMA_CLI) and streams:
+            if protocol in (Protocol.MULTI_TURN, Protocol.LLAMA_CLI) and streams:
                 ttft = (first - send) if send is not None and first is not None else None
             else:
                 ttft = _runner_ttft(prefill, decode)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.errors import InputError
+from edgekit.probe import Backend
 
 BASELINE_CAP_S = 300.0
 DEFAULT_TURN_TIMEOUT_S = 300
@@ -25,7 +26,7 @@ class BenchConfig:
     baseline_s: float | None = None
     capacity_mah: float | None = None
     threads: int | None = None
-    backend: str = "cpu"
+    backend: Backend = Backend.CPU
     max_num_tokens: int | None = None
     redact: bool = False
     prepare_screen: bool = True
@@ -55,8 +56,11 @@ class BenchConfig:
             raise InputError(f"capacity must be a positive number of mAh, got {self.capacity_mah}")
         if self.turn_timeout_s < 1:
             raise InputError(f"per-turn timeout must be at least 1 s, got {self.turn_timeout_s}")
-        if self.backend not in ("cpu", "gpu", "npu"):
-            raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}")
+        if not isinstance(self.backend, Backend):  # a caller's plain "gpu" is taken too
+            try:
+                object.__setattr__(self, "backend", Backend(self.backend))
+            except ValueError:
+                raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}") from None
         for name in _SECONDS:
             if getattr(self, name) < 0:
                 raise InputError(f"{_FLAG.get(name, name)} must be >= 0 s, got {getattr(self, name)}")

@@ -28,7 +28,7 @@ from edgekit.bench.result import BenchResult, TurnRecord
 from edgekit.bench.run_folder import new_run_id
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, deploy, harness_files
-from edgekit.device.base import Device, ProgressFn
+from edgekit.device.base import BatterySource, Device, ProgressFn
 from edgekit.engine import open_engine
 
 
@@ -45,7 +45,7 @@ class _Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             b = self.device.battery()
-            if b.source != "none":
+            if b.source is not BatterySource.NONE:
                 self.samples.append(
                     power_lib.PowerSample(
                         t_s=time.monotonic(),
@@ -132,7 +132,7 @@ def run_local(
     sampler = _Sampler(device, config.sample_period_s)
     at_start = device.battery()
     start_state = start_meta(at_start)
-    has_battery = at_start.source != "none"
+    has_battery = at_start.source is not BatterySource.NONE
     sampler.start()
     # No battery to read: an idle baseline would measure nothing, so there is none.
     if config.baseline_s is not None:

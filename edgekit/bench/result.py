@@ -30,7 +30,7 @@ from edgekit.artifact import Manifest
 from edgekit.bench.power import Conventions, PowerReport, PowerSample, ValidityFlag
 from edgekit.device.base import DeviceFacts
 from edgekit.errors import InputError
-from edgekit.probe import RunnerProbe
+from edgekit.probe import Protocol, RunnerProbe
 
 SCHEMA_VERSION = 1
 
@@ -207,7 +207,7 @@ class RunnerRecord:
     flags: tuple[str, ...]
     sha256: str | UnsetType = UNSET
     path: str | UnsetType = UNSET
-    protocol: str | UnsetType = UNSET
+    protocol: Protocol | UnsetType = UNSET
     ttft_source: str | UnsetType = UNSET
     conditions: tuple[str, ...] | UnsetType = UNSET
     probe: RunnerProbe | UnsetType = UNSET

@@ -35,6 +35,7 @@ from edgekit.bench.workload import Workload
 from edgekit.device import parsers
 from edgekit.device.base import Device
 from edgekit.errors import DeviceError, InputError
+from edgekit.probe import Protocol
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,7 +66,7 @@ def prepare(
     model: str,
     workload: Workload,
     flags: list[str],
-    protocol: str,
+    protocol: Protocol,
     turn_timeout_s: int,
     answer_cap_words: int,
     answer_cap_bytes: int,

@@ -33,7 +33,7 @@ from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, DeployResult, chat_template_remote, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, InputError, RunLost, RunStillRunning
-from edgekit.probe import LLAMA_CLI, ChatFlags, RunnerProbe, chat_flags
+from edgekit.probe import Backend, ChatFlags, Protocol, RunnerProbe, chat_flags
 
 __all__ = [
     "BenchConfig",
@@ -55,7 +55,7 @@ ASSUMED_CACHE_TOKENS = 1024
 ANSWER_WORDS_PER_TOKEN = 0.75
 """One-shot prompts carry earlier answers cut to the workload's per-turn token cap, counted
 as words at ~0.75 English words a token (the driver cannot tokenize; it never cuts a word)."""
-_ACCELERATORS = {"gpu": "libLiteRtGpuAccelerator.so", "npu": "libLiteRtDispatch"}
+_ACCELERATORS = {Backend.GPU: "libLiteRtGpuAccelerator.so", Backend.NPU: "libLiteRtDispatch"}
 
 
 def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *, detach: bool = False) -> str:
@@ -70,7 +70,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     if deployed.runner is None:
         raise InputError("battery-bench on a phone needs the on-device runner: pass --runner")
     probe = _probed_runner(device, deployed, config)
-    if probe.protocol == LLAMA_CLI:
+    if probe.protocol == Protocol.LLAMA_CLI:
         _check_llama_turns(workload)
     chosen = chat_flags(
         probe,
@@ -80,7 +80,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         max_output_tokens=workload.max_output_tokens,
         chat_template_file=(
             chat_template_remote(deployed.model.remote)
-            if probe.protocol == LLAMA_CLI and llama_cpp.fallback_chat_template(artifact.path) is not None
+            if probe.protocol == Protocol.LLAMA_CLI and llama_cpp.fallback_chat_template(artifact.path) is not None
             else None
         ),
     )

@@ -34,6 +34,7 @@ from edgekit.commands._common import (
 )
 from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, EdgekitError, InputError, RunStillRunning
+from edgekit.probe import Backend
 
 if TYPE_CHECKING:
     from edgekit.bench.campaign import Campaign, DeviceOutcome, Observer, RunInterrupted
@@ -93,7 +94,7 @@ Examples:
 @click.option("--threads", type=int, help="Runner CPU threads (--num_cpu_threads).")
 @click.option(
     "--backend",
-    type=click.Choice(["cpu", "gpu", "npu"]),
+    type=click.Choice([b.value for b in Backend]),
     default="cpu",
     show_default=True,
     help="Where the runner computes (--backend); gpu and npu need the runner's accelerator library beside it.",
@@ -314,7 +315,7 @@ def _bench(
         baseline_s=baseline_s,
         capacity_mah=capacity_mah,
         threads=threads,
-        backend=backend,
+        backend=Backend(backend),
         max_num_tokens=max_num_tokens,
         redact=redact,
         settle_s=settle_s,
