@@ -37,7 +37,7 @@ from edgekit.bench.workload import load_workload
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
 from edgekit.device.local import LocalDevice
-from edgekit.probe import Backend, RunnerProbe, chat_flags
+from edgekit.probe import Backend, chat_flags
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.runner_standin import write_runner_standin
 
@@ -61,8 +61,8 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
         assert deployed.runner is not None
         workload = load_workload()
         paths = run_folder.run_paths(device, "overhead", deployed.harness.remote)
-        assert deployed.probe is not None
-        probe = RunnerProbe.from_dict(deployed.probe)
+        probe = deployed.probe
+        assert probe is not None
         chosen = chat_flags(
             probe,
             backend=Backend.CPU,

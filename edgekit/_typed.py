@@ -1,4 +1,7 @@
-"""Typed records <-> plain JSON data, validated with msgspec (results, manifests).
+"""Typed records <-> plain JSON data, validated with msgspec (results, manifests, run meta, workloads).
+
+The one way edgekit turns a record into JSON: `to_data` (plain data, e.g. for --json) and
+`to_json` (the text of every JSON file edgekit writes); the one way back: `from_data`.
 
 Records are frozen dataclasses; msgspec checks every nested field against its annotation
 when a file is read (ints for floats are accepted; unknown keys are ignored, so a newer
@@ -9,6 +12,7 @@ default; `msgspec.UNSET` marks a key that is left out of the file when it does n
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, TypeVar
 
@@ -36,6 +40,12 @@ def from_data(data: Any, cls: type[T], what: str) -> T:
 
 
 def to_data(record: Any) -> Any:
-    """A record as plain JSON data (dicts, lists, str, numbers, None); UNSET fields left out."""
+    """A record as plain JSON data (dicts, lists, str, numbers, None); UNSET fields left out,
+    enums as their values, tuples as lists."""
     with _MSGSPEC:
         return msgspec.to_builtins(record)
+
+
+def to_json(record: Any) -> str:
+    """A record (or plain JSON data) as edgekit's JSON files hold it: indented, keys sorted, a final newline."""
+    return json.dumps(to_data(record), indent=2, sort_keys=True) + "\n"

@@ -117,12 +117,9 @@ class DeployResult:
     smoke: SmokeResult | None
     bytes_pushed: int
     notes: tuple[str, ...]
-    probe: dict[str, Any] | None = None
+    probe: RunnerProbe | None = None
+    """What the deployed runner speaks (None: no runner, e.g. `local`); probe.json beside it on the device."""
     shell: dict[str, bool] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (for --json)."""
-        return dataclasses.asdict(self)
 
 
 def runner_cache_dir() -> Path:
@@ -725,7 +722,7 @@ def deploy(
         smoke=smoke,
         bytes_pushed=pushed,
         notes=tuple(notes),
-        probe=None if on_device is None else on_device.probe.to_dict(),
+        probe=None if on_device is None else on_device.probe,
         shell=shell_facts,
     )
 

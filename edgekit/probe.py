@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from edgekit import llama_cpp
+from edgekit._typed import to_json
 from edgekit.device import parsers
 from edgekit.device.base import Device, ShellResult
 from edgekit.errors import InputError
@@ -91,31 +90,6 @@ class RunnerProbe:
     """The compiler and target the binary says it was built with (llama.cpp's --version)."""
     build_options: str | None = None
     """The CPU features and threads the build reports (llama.cpp's system_info line)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form (probe.json on the device, `runner.probe` in results)."""
-        data = dataclasses.asdict(self)
-        data["libraries"] = list(self.libraries)
-        data["needed"] = None if self.needed is None else list(self.needed)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunnerProbe:
-        """Inverse of to_dict."""
-        return cls(
-            binary=str(data["binary"]),
-            flags={str(k): str(v) for k, v in data["flags"].items()},
-            protocol=Protocol(data["protocol"]),
-            benchmark_stream=str(data["benchmark_stream"]),
-            streams_answers=bool(data["streams_answers"]),
-            version=data.get("version"),
-            libraries=tuple(data.get("libraries", ())),
-            needed=None if data.get("needed") is None else tuple(data["needed"]),
-            runtime=str(data.get("runtime", LITERT_LM)),
-            commit=data.get("commit"),
-            compiler=data.get("compiler"),
-            build_options=data.get("build_options"),
-        )
 
 
 def _tail(text: str, n: int = 2) -> str:
@@ -242,7 +216,7 @@ def probe_runner(
     probe = dataclasses.replace(probe, needed=needed)
     with tempfile.TemporaryDirectory(prefix="edgekit-probe-") as tmp:
         local = Path(tmp) / "probe.json"
-        local.write_text(json.dumps(probe.to_dict(), indent=2, sort_keys=True) + "\n")
+        local.write_text(to_json(probe))
         device.push(local, f"{runner_dir}/probe.json")
     return probe
 

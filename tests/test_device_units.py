@@ -61,7 +61,7 @@ def test_deploy_places_everything_content_addressed_and_a_second_deploy_sends_no
     assert fake.files[first.model.remote] == artifact.read_bytes()
     assert first.runner is not None and first.runner.remote == f"{ROOT}/runners/{runner_sha}/litert_lm_advanced_main"
     assert fake.modes[first.runner.remote] == 0o755
-    assert first.probe is not None and first.probe["protocol"] == "multi_turn"  # from the stand-in's --helpfull
+    assert first.probe is not None and first.probe.protocol == "multi_turn"  # from the stand-in's --helpfull
     assert fake.modes[f"{first.harness.remote}/driver.sh"] == 0o755
     assert first.shell == {"mkfifo": True, "setsid": True, "sha256sum": True, "power_supply": True}
     assert "not an ELF binary" in " ".join(first.notes)  # the stand-in is a script

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edgekit._typed import from_data, to_json
 from edgekit.bench.power import PowerSample, ValidityFlag
 from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
 from edgekit.bench.run_folder import Event
@@ -39,7 +41,7 @@ def test_protocol_is_chosen_from_the_flags(tmp_path: Path, kind: str, protocol: 
         binary="litert_lm_advanced_main", helpfull_rc=rc, helpfull_out=out, version_out="x\n", libraries=()
     )
     assert (probe.protocol, probe.benchmark_stream) == (protocol, stream)
-    assert RunnerProbe.from_dict(probe.to_dict()) == probe
+    assert from_data(json.loads(to_json(probe)), RunnerProbe, "probe") == probe
 
 
 def test_old_release_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from msgspec import UNSET, UnsetType
 
 from edgekit._files import atomic_write_text
-from edgekit._typed import from_data, to_data
+from edgekit._typed import from_data, to_data, to_json
 from edgekit.answers import Degenerate
 from edgekit.artifact import Manifest
 from edgekit.bench.power import Conventions, PowerReport, PowerSample, ValidityFlag
@@ -326,7 +326,7 @@ class BenchResult:
 
     def to_json(self) -> str:
         """Indented JSON."""
-        return json.dumps(self.to_data(), indent=2, sort_keys=True) + "\n"
+        return to_json(self)
 
     def write(self, path: Path) -> Path:
         """Write atomically to `path` (folders created)."""
@@ -400,7 +400,7 @@ class CampaignRecord:
 
     def write(self, path: Path) -> Path:
         """Write atomically to `path` as indented JSON."""
-        atomic_write_text(path, json.dumps(to_data(self), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, to_json(self))
         return path
 
     @classmethod

@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit._typed import to_json
 from edgekit.bench.power import PowerSample
 from edgekit.bench.workload import Workload
 from edgekit.device import parsers
@@ -119,7 +120,7 @@ def prepare(
     with tempfile.TemporaryDirectory(prefix="edgekit-run-") as tmp:
         local = Path(tmp)
         (local / "run.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
-        (local / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        (local / "meta.json").write_text(to_json(meta))
         device.push(local / "run.env", f"{paths.run_dir}/run.env")
         device.push(local / "meta.json", f"{paths.run_dir}/meta.json")
         for n, conv in enumerate(workload.conversations, 1):

@@ -142,7 +142,7 @@ def _write_and_start(
             "runtime": probe.runtime,
             "ttft_source": chosen.ttft_source,
             "conditions": list(chosen.conditions),
-            "probe": probe.to_dict(),
+            "probe": probe,
         },
         "settings": _settings(config, battery, baseline_s, detach=detach),
         "phone": phone,
@@ -187,7 +187,7 @@ def _check_llama_turns(workload: Workload) -> None:
 def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) -> RunnerProbe:
     """What deploy's probe found the runner speaks; InputError when `config.backend` needs an
     accelerator library that was not deployed beside it."""
-    probe = RunnerProbe.from_dict(deployed.probe) if deployed.probe else None
+    probe = deployed.probe
     if probe is None:
         raise DeviceError(f"{device.serial}: deploy did not probe the runner", serial=device.serial)
     need = _ACCELERATORS.get(config.backend)
