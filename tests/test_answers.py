@@ -20,6 +20,7 @@ from edgekit.errors import InputError
 from edgekit.litertlm import read_header
 from edgekit.probe import Protocol
 from edgekit.testing.bundle import write_bundle
+from tests.typed_results import run_meta
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ def test_a_run_of_mostly_degenerate_turns_is_flagged_once() -> None:
 
 def _files(**kw: Any) -> RunFiles:
     args: dict[str, Any] = {
-        "meta": {},
+        "meta": run_meta(),
         "events": [],
         "samples": [],
         "outputs": {},

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from edgekit.bench.power import DRIFT_WARN_PCT, PowerReport, PowerSample, analyse_segments, decide_conventions
+from tests.typed_results import run_meta
 
 PERIOD_S = 0.25
 BASE_S = 120.0
@@ -425,7 +426,7 @@ def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
     )
     samples = [sample(t, 40) for t in range(0, 21)] + [sample(t, 85) for t in range(100, 111)]
     files = RunFiles(
-        meta={}, events=events, samples=samples, outputs={}, errors={}, crash_logs={}, done=set(), status="done"
+        meta=run_meta(), events=events, samples=samples, outputs={}, errors={}, crash_logs={}, done=set(), status="done"
     )
     baselines, segments = _windows(events)
     assert baselines == [(0.0, 10.0)] and segments == [(10.0, 20.0), (100.0, 110.0)]

@@ -23,6 +23,7 @@ from edgekit.bench.workload import load_workload
 from edgekit.device import parsers
 from edgekit.device.local import LocalDevice
 from tests.conftest import require_tool, small_workload
+from tests.typed_results import run_meta
 
 HARNESS = Path(__file__).resolve().parents[1] / "android_harness"
 SHELLS = ("mksh", "dash")
@@ -107,7 +108,7 @@ def _run(tmp_path: Path, shell: str, protocol: str, cap_bytes: int) -> tuple[Pat
         answer_cap_bytes=cap_bytes,
         sample_period_s=1.0,
         baseline_s=0.0,
-        meta={},
+        meta=run_meta(),
         power_env={"DEVICE_ROOT": str(tmp_path / "no-battery")},
     )
     run_dir = Path(paths.run_dir)

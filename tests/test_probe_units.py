@@ -13,14 +13,14 @@ import pytest
 
 from edgekit._typed import from_data, to_json
 from edgekit.bench.power import PowerSample, ValidityFlag
-from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
+from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult, ConversationRecord
 from edgekit.bench.run_folder import Event
 from edgekit.errors import InputError
 from edgekit.probe import TTFT_DEVICE_CLOCK, TTFT_RUNNER, Protocol, RunnerProbe, analyse_probe, chat_flags
 from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import require_tool
 from tests.elf import EM_AARCH64, write_elf
-from tests.typed_results import schema1_result
+from tests.typed_results import run_meta, schema1_result
 
 
 def _standin_helpfull(tmp_path: Path, kind: str) -> tuple[int, str]:
@@ -184,7 +184,7 @@ def _files(events: list[Event], **kw: Any) -> Any:
     from edgekit.bench.run_folder import RunFiles
 
     args: dict[str, Any] = {
-        "meta": {},
+        "meta": run_meta(),
         "events": events,
         "samples": [],
         "outputs": {},
@@ -200,7 +200,7 @@ def _files(events: list[Event], **kw: Any) -> Any:
 def test_runner_failures_name_the_cause() -> None:
     from edgekit.bench.assembly import runner_failures
 
-    convs = [{"id": "a", "turns": 3}, {"id": "b", "turns": 2}, {"id": "c", "turns": 2}, {"id": "d", "turns": 2}]
+    convs = [ConversationRecord(id=c, turns=n) for c, n in (("a", 3), ("b", 2), ("c", 2), ("d", 2))]
     events = [
         Event(t_s=1.0, name="turn_send", conversation="0001", turn=1),
         Event(t_s=1.5, name="turn_end", conversation="0001", turn=1),

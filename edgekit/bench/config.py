@@ -42,6 +42,10 @@ class BenchConfig:
     turn_timeout_s: int = DEFAULT_TURN_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        for name in _FLOATS:  # a result records 5 s as 5.0, however the caller wrote it
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         # Every number is checked here, once, so that none reaches the phone's run folder
         # (run_folder.prepare) or the meta JSON as NaN, inf or a value the runner refuses.
         for name in ("sample_period_s", "baseline_s", "capacity_mah", "poll_s", "timeout_s", *_SECONDS):
@@ -75,6 +79,7 @@ class BenchConfig:
 
 
 _SECONDS = ("state_s", "settle_s", "unplug_wait_s")
+_FLOATS = ("sample_period_s", "baseline_s", "capacity_mah", "poll_s", "timeout_s", *_SECONDS)
 _FLAG = {
     "sample_period_s": "--sample-s",
     "baseline_s": "--baseline-s",

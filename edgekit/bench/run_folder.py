@@ -14,7 +14,8 @@ A run lives in `<work root>/runs/<run_id>/` on the device:
     err/NNNN.logcat      after a runner failure: logcat crash-buffer lines, where readable
     done/NNNN            one marker per finished conversation (resume skips them)
     status               running | done
-    meta.json            what the host knew at start (device, artifact, workload, settings)
+    meta.json            what the host knew at start (RunMeta: device, artifact, workload, runner,
+                         settings, the phone's state); only edgekit reads it back
 """
 
 from __future__ import annotations
@@ -28,15 +29,42 @@ import secrets
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from edgekit._typed import to_json
+from msgspec import UNSET, UnsetType
+
+from edgekit._typed import from_data, to_json
+from edgekit.bench.phone import PhoneState
 from edgekit.bench.power import PowerSample
+from edgekit.bench.result import ArtifactRecord, BenchSettings, RunnerRecord, StartState, WorkloadRecord
 from edgekit.bench.workload import Workload
 from edgekit.device import parsers
-from edgekit.device.base import Device
+from edgekit.device.base import BatterySample, Device, DeviceFacts
 from edgekit.errors import DeviceError, InputError
 from edgekit.probe import Protocol
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunMeta:
+    """What the host knew when a run started (meta.json on the phone); a local run has one too,
+    never written. The result's device, artifact, workload, runner and settings come from it."""
+
+    run_id: str
+    created: str
+    """UTC, ISO 8601 to the second."""
+    device: DeviceFacts
+    artifact: ArtifactRecord
+    workload: WorkloadRecord
+    runner: RunnerRecord
+    settings: BenchSettings
+    start: StartState | UnsetType = UNSET
+    """Left out of meta files from before it was recorded."""
+    phone: PhoneState = dataclasses.field(default_factory=PhoneState)
+    """Phone runs: the screen as the run found it and what edgekit changed (restore_phone)."""
+    battery_start: BatterySample | UnsetType = UNSET
+    supplies_online_start: tuple[str, ...] | UnsetType | None = UNSET
+    """Phone runs: the external supplies online at the start (None: the phone does not say)."""
+    harness: str = ""
+    """Phone runs: the harness folder on the device (driver.sh), for --resume."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,7 +101,7 @@ def prepare(
     answer_cap_bytes: int,
     sample_period_s: float,
     baseline_s: float,
-    meta: dict[str, Any],
+    meta: RunMeta,
     power_env: dict[str, str] | None = None,
     chat_template: str | None = None,
 ) -> None:
@@ -225,7 +253,7 @@ def parse_events(text: str) -> list[Event]:
 class RunFiles:
     """A run folder's contents, pulled to the host."""
 
-    meta: dict[str, Any]
+    meta: RunMeta
     events: list[Event]
     samples: list[PowerSample]
     outputs: dict[str, str]
@@ -255,7 +283,7 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
     errors = {name[:-4]: cat(f"err/{name}") for name in err_names if name.endswith(".txt")}
     crash_logs = {name[:-7]: cat(f"err/{name}") for name in err_names if name.endswith(".logcat")}
     return RunFiles(
-        meta=json.loads(cat("meta.json") or "{}"),
+        meta=read_meta(cat("meta.json"), f"run {paths.run_id}: meta.json"),
         events=parse_events(cat("events.csv")),
         samples=parse_samples(cat("samples.csv")),
         outputs=outputs,
@@ -265,6 +293,15 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
         status=(cat("status").strip() or "missing"),
         restored=device.shell(["test", "-e", f"{run}/restored"], check=False).returncode == 0,
     )
+
+
+def read_meta(text: str, what: str) -> RunMeta:
+    """meta.json's text as a RunMeta (every meta.json an earlier edgekit wrote reads); InputError naming `what`."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what}: not valid JSON ({exc.msg})") from exc
+    return from_data(data, RunMeta, what)
 
 
 def parse_samples(text: str) -> list[PowerSample]:
