@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -29,14 +30,14 @@ parallel battery-bench: tests/test_lab_e2e.py, both threads in Manifest.from_jso
 conversion at a time: a result or manifest takes microseconds."""
 
 
-def from_data(data: Any, cls: type[T], what: str) -> T:
-    """`data` (parsed JSON) as a `cls`; InputError naming the first bad field, e.g.
-    "battery-bench result: Expected `int`, got `str` - at `$.turns[0].turn_index`"."""
+def from_data(data: Any, cls: type[T], what: str, *, path: Path | None = None) -> T:
+    """`data` (parsed JSON) as a `cls`; InputError (its `path`: the file read) naming the first
+    bad field, e.g. "battery-bench result: Expected `int`, got `str` - at `$.turns[0].turn_index`"."""
     try:
         with _MSGSPEC:
             return msgspec.convert(data, cls)
     except msgspec.ValidationError as exc:
-        raise InputError(f"{what}: {exc}") from exc
+        raise InputError(f"{what}: {exc}", path=path) from exc
 
 
 def to_data(record: Any) -> Any:
