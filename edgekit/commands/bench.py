@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
-import json
 import signal
 import threading
 from collections.abc import Iterator
@@ -478,8 +477,7 @@ def _render(outcomes: list[DeviceOutcome], devices: int, as_json: bool) -> None:
 def _document(outcome: DeviceOutcome) -> dict[str, Any]:
     """An outcome in --json's list: its result, else the device (and artifact) and the error."""
     if outcome.result is not None:
-        data: dict[str, Any] = json.loads(outcome.result.to_json())
-        return data
+        return outcome.result.to_data()
     doc = {"serial": outcome.serial, "error": str(outcome.error)}
     return doc if outcome.artifact is None else {**doc, "artifact": str(outcome.artifact)}
 
@@ -579,7 +577,7 @@ def _collect_all(names: set[str] | None, campaign: Campaign, as_json: bool) -> N
             _forget(entry.run_id)
         codes.append(outcome.exit_code)
         if outcome.result is not None:
-            documents.append(json.loads(outcome.result.to_json()))
+            documents.append(outcome.result.to_data())
         else:
             documents.append({"serial": entry.device, "run_id": entry.run_id, "error": str(outcome.error)})
         if as_json:
