@@ -30,14 +30,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgekit.artifact import Artifact
 from edgekit.bench import run_folder
+from edgekit.bench.assembly import artifact_meta, device_meta, workload_meta
 from edgekit.bench.config import BenchConfig
 from edgekit.bench.local_run import run_local
+from edgekit.bench.result import BenchSettings, RunnerRecord
 from edgekit.bench.workload import load_workload
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
 from edgekit.device.local import LocalDevice
-from edgekit.probe import RunnerProbe, chat_flags
+from edgekit.probe import Backend, chat_flags
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.runner_standin import write_runner_standin
 
@@ -61,10 +64,14 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
         assert deployed.runner is not None
         workload = load_workload()
         paths = run_folder.run_paths(device, "overhead", deployed.harness.remote)
-        assert deployed.probe is not None
-        probe = RunnerProbe.from_dict(deployed.probe)
+        probe = deployed.probe
+        assert probe is not None
         chosen = chat_flags(
-            probe, backend="cpu", threads=threads, max_num_tokens=None, max_output_tokens=workload.max_output_tokens
+            probe,
+            backend=Backend.CPU,
+            threads=threads,
+            max_num_tokens=None,
+            max_output_tokens=workload.max_output_tokens,
         )
         flags = list(chosen.flags)
         run_folder.prepare(
@@ -80,7 +87,15 @@ def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, 
             answer_cap_bytes=workload.max_output_tokens * 4,
             sample_period_s=0.25,
             baseline_s=5,
-            meta={},
+            meta=run_folder.RunMeta(
+                run_id="overhead",
+                created="",
+                device=device_meta(device, redact=False),
+                artifact=artifact_meta(Artifact.load(artifact), deployed),
+                workload=workload_meta(workload),
+                runner=RunnerRecord(flags=tuple(flags), protocol=probe.protocol),
+                settings=BenchSettings(sample_period_s=0.25, baseline_s=5.0, capacity_mah=None),
+            ),
         )
         timing = f"{paths.run_dir}/time.txt"
         start = time.perf_counter()

@@ -1,4 +1,7 @@
-"""Typed records <-> plain JSON data, validated with msgspec (results, manifests).
+"""Typed records <-> plain JSON data, validated with msgspec (results, manifests, run meta, workloads).
+
+The one way edgekit turns a record into JSON: `to_data` (plain data, e.g. for --json) and
+`to_json` (the text of every JSON file edgekit writes); the one way back: `from_data`.
 
 Records are frozen dataclasses; msgspec checks every nested field against its annotation
 when a file is read (ints for floats are accepted; unknown keys are ignored, so a newer
@@ -9,7 +12,9 @@ default; `msgspec.UNSET` marks a key that is left out of the file when it does n
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -25,17 +30,23 @@ parallel battery-bench: tests/test_lab_e2e.py, both threads in Manifest.from_jso
 conversion at a time: a result or manifest takes microseconds."""
 
 
-def from_data(data: Any, cls: type[T], what: str) -> T:
-    """`data` (parsed JSON) as a `cls`; InputError naming the first bad field, e.g.
-    "battery-bench result: Expected `int`, got `str` - at `$.turns[0].turn_index`"."""
+def from_data(data: Any, cls: type[T], what: str, *, path: Path | None = None) -> T:
+    """`data` (parsed JSON) as a `cls`; InputError (its `path`: the file read) naming the first
+    bad field, e.g. "battery-bench result: Expected `int`, got `str` - at `$.turns[0].turn_index`"."""
     try:
         with _MSGSPEC:
             return msgspec.convert(data, cls)
     except msgspec.ValidationError as exc:
-        raise InputError(f"{what}: {exc}") from exc
+        raise InputError(f"{what}: {exc}", path=path) from exc
 
 
 def to_data(record: Any) -> Any:
-    """A record as plain JSON data (dicts, lists, str, numbers, None); UNSET fields left out."""
+    """A record as plain JSON data (dicts, lists, str, numbers, None); UNSET fields left out,
+    enums as their values, tuples as lists."""
     with _MSGSPEC:
         return msgspec.to_builtins(record)
+
+
+def to_json(record: Any) -> str:
+    """A record (or plain JSON data) as edgekit's JSON files hold it: indented, keys sorted, a final newline."""
+    return json.dumps(to_data(record), indent=2, sort_keys=True) + "\n"

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from msgspec import UNSET, UnsetType
 
 from edgekit._files import atomic_write_text
-from edgekit._typed import from_data, to_data
+from edgekit._typed import from_data, to_data, to_json
 from edgekit.errors import InputError
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -294,7 +294,7 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest as indented JSON text."""
-        return json.dumps(self.to_data(), indent=2, sort_keys=True) + "\n"
+        return to_json(self.to_data())
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:

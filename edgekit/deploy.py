@@ -45,7 +45,7 @@ from edgekit.device import parsers
 from edgekit.device.base import Device, DeviceFacts, Execution, ShellResult
 from edgekit.errors import DeviceBusy, DeviceError, EdgekitError, InputError
 from edgekit.litertlm import read_header
-from edgekit.probe import LITERT_LM, LLAMA_CLI, LLAMA_CPP, MULTI_TURN, RunnerProbe, chat_flags, probe_runner
+from edgekit.probe import LITERT_LM, LLAMA_CPP, Backend, Protocol, RunnerProbe, chat_flags, probe_runner
 
 RUNNER_NAME = "litert_lm_main"
 MODEL_NAME = "model.litertlm"
@@ -117,12 +117,9 @@ class DeployResult:
     smoke: SmokeResult | None
     bytes_pushed: int
     notes: tuple[str, ...]
-    probe: dict[str, Any] | None = None
+    probe: RunnerProbe | None = None
+    """What the deployed runner speaks (None: no runner, e.g. `local`); probe.json beside it on the device."""
     shell: dict[str, bool] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (for --json)."""
-        return dataclasses.asdict(self)
 
 
 def runner_cache_dir() -> Path:
@@ -486,7 +483,7 @@ def smoke_run(
     prompt_remote = device.path("tmp", f"smoke-{secrets.token_hex(6)}.txt")
     flags = chat_flags(
         probe,
-        backend="cpu",
+        backend=Backend.CPU,
         threads=None,
         max_num_tokens=None,
         max_output_tokens=config.smoke_max_tokens,
@@ -497,15 +494,15 @@ def smoke_run(
         prompt_file = Path(tmp) / "prompt.txt"
         # Multi-turn: one user turn, then the empty line that ends the input; llama-cli: one
         # line, then the end of its input; one-shot: the prompt file.
-        text = {MULTI_TURN: prompt + "\n\n", LLAMA_CLI: prompt + "\n"}.get(probe.protocol, prompt)
+        text = {Protocol.MULTI_TURN: prompt + "\n\n", Protocol.LLAMA_CLI: prompt + "\n"}.get(probe.protocol, prompt)
         prompt_file.write_text(text)
         device.shell(["mkdir", "-p", device.path("tmp")])
         device.push(prompt_file, prompt_remote)
     argv = [f"--model_path={model_remote}", *flags.flags]
     env = _runner_env(runner.folder, runner.binary)
-    if probe.protocol == LLAMA_CLI:
+    if probe.protocol == Protocol.LLAMA_CLI:
         command = f"{env} {shlex.join(['-m', model_remote, *flags.flags])} < {shlex.quote(prompt_remote)}"
-    elif probe.protocol == MULTI_TURN:
+    elif probe.protocol == Protocol.MULTI_TURN:
         command = f"{env} {shlex.join(argv)} < {shlex.quote(prompt_remote)}"
     else:
         argv.append(f"--input_prompt_file={prompt_remote}")
@@ -534,11 +531,11 @@ def _smoke_in_process(device: Device, model_path: str, config: DeployConfig) -> 
 
 def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, prompt: str) -> SmokeResult:
     """The runner's answer and BenchmarkInfo from its output; DeviceError if it failed."""
-    if probe.protocol == LLAMA_CLI:
+    if probe.protocol == Protocol.LLAMA_CLI:
         return _llama_smoke_answer(device, result)
     stream = result.stderr if probe.benchmark_stream == "stderr" else result.stdout
     info = parsers.parse_benchmark_info(stream) or parsers.parse_benchmark_info(result.stdout + result.stderr)
-    if probe.protocol == MULTI_TURN:
+    if probe.protocol == Protocol.MULTI_TURN:
         answers = parsers.split_multi_turn_answers(result.stdout)
         answer = answers[0] if answers else ""
     else:
@@ -725,7 +722,7 @@ def deploy(
         smoke=smoke,
         bytes_pushed=pushed,
         notes=tuple(notes),
-        probe=None if on_device is None else on_device.probe.to_dict(),
+        probe=None if on_device is None else on_device.probe,
         shell=shell_facts,
     )
 

@@ -26,20 +26,37 @@ Its ``--version`` names the commit (common/build-info.cpp.in llama_print_build_i
 from __future__ import annotations
 
 import dataclasses
-import json
+import enum
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from edgekit import llama_cpp
+from edgekit._typed import to_json
 from edgekit.device import parsers
 from edgekit.device.base import Device, ShellResult
 from edgekit.errors import InputError
 
-MULTI_TURN = "multi_turn"
-ONE_SHOT = "one_shot"
-LLAMA_CLI = "llama_cli"
+
+class Protocol(enum.StrEnum):
+    """How the harness drives a runner (run.env's PROTOCOL, `runner.protocol` in results)."""
+
+    MULTI_TURN = "multi_turn"
+    """One runner process a conversation, turns on stdin (litert_lm_advanced_main --multi_turns)."""
+    ONE_SHOT = "one_shot"
+    """One runner process a turn, earlier turns rendered into the prompt (litert_lm_main)."""
+    LLAMA_CLI = "llama_cli"
+    """llama.cpp's llama-cli: one process a conversation, turns on stdin, timings on stderr."""
+
+
+class Backend(enum.StrEnum):
+    """Where the runner computes (--backend; LiteRT-LM's names)."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+    NPU = "npu"
+
+
 LITERT_LM = "LiteRT-LM"
 LLAMA_CPP = "llama.cpp"
 LLAMA_CONTEXT_TOKENS = 4096
@@ -60,7 +77,7 @@ class RunnerProbe:
 
     binary: str
     flags: dict[str, str]
-    protocol: str
+    protocol: Protocol
     benchmark_stream: str
     streams_answers: bool
     version: str | None
@@ -73,31 +90,6 @@ class RunnerProbe:
     """The compiler and target the binary says it was built with (llama.cpp's --version)."""
     build_options: str | None = None
     """The CPU features and threads the build reports (llama.cpp's system_info line)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form (probe.json on the device, `runner.probe` in results)."""
-        data = dataclasses.asdict(self)
-        data["libraries"] = list(self.libraries)
-        data["needed"] = None if self.needed is None else list(self.needed)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunnerProbe:
-        """Inverse of to_dict."""
-        return cls(
-            binary=str(data["binary"]),
-            flags={str(k): str(v) for k, v in data["flags"].items()},
-            protocol=str(data["protocol"]),
-            benchmark_stream=str(data["benchmark_stream"]),
-            streams_answers=bool(data["streams_answers"]),
-            version=data.get("version"),
-            libraries=tuple(data.get("libraries", ())),
-            needed=None if data.get("needed") is None else tuple(data["needed"]),
-            runtime=str(data.get("runtime", LITERT_LM)),
-            commit=data.get("commit"),
-            compiler=data.get("compiler"),
-            build_options=data.get("build_options"),
-        )
 
 
 def _tail(text: str, n: int = 2) -> str:
@@ -124,11 +116,11 @@ def analyse_probe(
         )
     names = set(flags)
     if {"multi_turns", "benchmark"} <= names:
-        protocol, stream = MULTI_TURN, "stderr"
+        protocol, stream = Protocol.MULTI_TURN, "stderr"
         # Sync mode prints each answer whole (litert_lm_lib.cc PrintMessage, streaming=false).
         streams = "async" not in names
     elif "input_prompt_file" in names:
-        protocol, stream, streams = ONE_SHOT, "stdout", True
+        protocol, stream, streams = Protocol.ONE_SHOT, "stdout", True
     else:
         lacks = "--multi_turns" if "multi_turns" not in names else "--benchmark"
         raise InputError(
@@ -164,7 +156,7 @@ def analyse_llama_probe(
     return RunnerProbe(
         binary=binary,
         flags={},
-        protocol=LLAMA_CLI,
+        protocol=Protocol.LLAMA_CLI,
         benchmark_stream="stderr",
         streams_answers=True,
         version=None if build is None else build.version,
@@ -224,7 +216,7 @@ def probe_runner(
     probe = dataclasses.replace(probe, needed=needed)
     with tempfile.TemporaryDirectory(prefix="edgekit-probe-") as tmp:
         local = Path(tmp) / "probe.json"
-        local.write_text(json.dumps(probe.to_dict(), indent=2, sort_keys=True) + "\n")
+        local.write_text(to_json(probe))
         device.push(local, f"{runner_dir}/probe.json")
     return probe
 
@@ -241,7 +233,7 @@ class ChatFlags:
 def chat_flags(
     probe: RunnerProbe,
     *,
-    backend: str,
+    backend: Backend,
     threads: int | None,
     max_num_tokens: int | None,
     max_output_tokens: int,
@@ -250,7 +242,7 @@ def chat_flags(
     """Only flags the binary defines: no benchmark-mode boosting where it can be turned off,
     the thread count asked for, the workload's output cap where the binary has one. Every
     way the run differs from those conditions is named in `conditions`."""
-    if probe.protocol == LLAMA_CLI:
+    if probe.protocol == Protocol.LLAMA_CLI:
         return _llama_chat_flags(
             backend=backend,
             threads=threads,
@@ -261,7 +253,7 @@ def chat_flags(
     have = probe.flags
     flags = [f"--backend={backend}"]
     notes: list[str] = []
-    if probe.protocol == MULTI_TURN:
+    if probe.protocol == Protocol.MULTI_TURN:
         flags += ["--multi_turns", "--benchmark"]
         # google-ai-edge/LiteRT-LM 0c158988 runtime/engine/litert_lm_lib.cc CreateEngineSettings sets
         # SetSingleThreadedExecution(true) with --benchmark (older revisions, e.g. 8e126ae5, do not);
@@ -304,18 +296,18 @@ def chat_flags(
             flags.append(f"--max_num_tokens={max_num_tokens}")
         else:
             notes.append(f"the runner has no --max_num_tokens: --max-num-tokens {max_num_tokens} could not be applied")
-    if probe.protocol == ONE_SHOT:
+    if probe.protocol == Protocol.ONE_SHOT:
         notes.append(
             "one-shot runner: one process per user turn, earlier turns rendered into the prompt; "
             "model load time per turn is reported apart and its energy attributed to load"
         )
-    ttft = TTFT_DEVICE_CLOCK if probe.protocol == MULTI_TURN and probe.streams_answers else TTFT_RUNNER
+    ttft = TTFT_DEVICE_CLOCK if probe.protocol == Protocol.MULTI_TURN and probe.streams_answers else TTFT_RUNNER
     return ChatFlags(flags=tuple(flags), conditions=tuple(notes), ttft_source=ttft)
 
 
 def _llama_chat_flags(
     *,
-    backend: str,
+    backend: Backend,
     threads: int | None,
     max_num_tokens: int | None,
     max_output_tokens: int,
@@ -325,7 +317,7 @@ def _llama_chat_flags(
     workload's per-turn cap (-n), the context (-c), the threads asked for (-t, else
     llama.cpp's default); --show-timings and -lv 3 for its per-turn figures, --simple-io
     for a stdin that is a FIFO. The chat template is the GGUF's own (llama-cli applies it)."""
-    if backend != "cpu":
+    if backend is not Backend.CPU:
         raise InputError(f"--backend {backend}: edgekit drives llama.cpp on the CPU only (its build for the phone)")
     context = max_num_tokens or LLAMA_CONTEXT_TOKENS
     flags = ["-n", str(max_output_tokens), "-c", str(context), "--temp", "0", "--top-k", "1"]

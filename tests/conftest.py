@@ -202,6 +202,8 @@ def harness_run(
     from edgekit.bench import run_folder
     from edgekit.bench.workload import load_workload
     from edgekit.device.local import LocalDevice
+    from edgekit.probe import Protocol
+    from tests.typed_results import run_meta
 
     device = LocalDevice(root=tmp_path / "root")
     root = Path(device.work_root)
@@ -221,13 +223,13 @@ def harness_run(
         model=str(model),
         workload=load_workload(small_workload(tmp_path, turns=turns)),
         flags=[],
-        protocol=protocol,
+        protocol=Protocol(protocol),
         turn_timeout_s=120,
         answer_cap_words=100,
         answer_cap_bytes=answer_cap_bytes,
         sample_period_s=1.0,
         baseline_s=0.0,
-        meta={},
+        meta=run_meta(),
         power_env={"DEVICE_ROOT": str(tmp_path / "no-battery")},
     )
     return Path(paths.run_dir), runner_dir

@@ -18,8 +18,9 @@ from edgekit.bench.workload import load_workload
 from edgekit.device.parsers import MULTI_TURN_PROMPT
 from edgekit.errors import InputError
 from edgekit.litertlm import read_header
-from edgekit.probe import MULTI_TURN, ONE_SHOT
+from edgekit.probe import Protocol
 from edgekit.testing.bundle import write_bundle
+from tests.typed_results import run_meta
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ def test_a_run_of_mostly_degenerate_turns_is_flagged_once() -> None:
 
 def _files(**kw: Any) -> RunFiles:
     args: dict[str, Any] = {
-        "meta": {},
+        "meta": run_meta(),
         "events": [],
         "samples": [],
         "outputs": {},
@@ -111,12 +112,12 @@ def test_turn_answers_multi_turn_between_prompts() -> None:
     p = MULTI_TURN_PROMPT
     out = f"{p}Lima and Paris.\nBoth are capitals.\n{p}\n{p}<pad><pad>\n{p}"
     files = _files(outputs={"0001": out})
-    assert turn_answer(files, "0001", 1, MULTI_TURN) == "Lima and Paris.\nBoth are capitals.\n"
-    assert turn_answer(files, "0001", 2, MULTI_TURN) == "\n"
-    assert turn_answer(files, "0001", 3, MULTI_TURN) == "<pad><pad>\n"
-    assert turn_answer(files, "0001", 5, MULTI_TURN) is None
+    assert turn_answer(files, "0001", 1, Protocol.MULTI_TURN) == "Lima and Paris.\nBoth are capitals.\n"
+    assert turn_answer(files, "0001", 2, Protocol.MULTI_TURN) == "\n"
+    assert turn_answer(files, "0001", 3, Protocol.MULTI_TURN) == "<pad><pad>\n"
+    assert turn_answer(files, "0001", 5, Protocol.MULTI_TURN) is None
     # A file without prompts (a harness from before) cannot be split: not read.
-    assert turn_answer(_files(outputs={"0001": "an answer\n"}), "0001", 1, MULTI_TURN) is None
+    assert turn_answer(_files(outputs={"0001": "an answer\n"}), "0001", 1, Protocol.MULTI_TURN) is None
 
 
 def test_turn_answers_one_shot_after_the_prompt_echo() -> None:
@@ -124,9 +125,9 @@ def test_turn_answers_one_shot_after_the_prompt_echo() -> None:
     # driver.sh's prompt for turn 2: "User: t1", "Assistant: a1", "User: t2".
     second = "input_prompt: User: t1\nAssistant: a1\nUser: t2\n<pad><pad>\n\nBenchmarkInfo:\n  Init\n"
     files = _files(outputs={"0001.1": "input_prompt: t1\nline one\nline two\n\nBenchmarkInfo:\n", "0001.2": second})
-    assert turn_answer(files, "0001", 1, ONE_SHOT) == "line one\nline two\n\n"
-    assert turn_answer(files, "0001", 2, ONE_SHOT) == "<pad><pad>\n\n"
-    assert turn_answer(files, "0001", 3, ONE_SHOT) is None
+    assert turn_answer(files, "0001", 1, Protocol.ONE_SHOT) == "line one\nline two\n\n"
+    assert turn_answer(files, "0001", 2, Protocol.ONE_SHOT) == "<pad><pad>\n\n"
+    assert turn_answer(files, "0001", 3, Protocol.ONE_SHOT) is None
 
 
 def test_header_check_reads_awrite_bundle(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from edgekit.bench.power import DRIFT_WARN_PCT, PowerReport, PowerSample, analyse_segments, decide_conventions
+from tests.typed_results import run_meta
 
 PERIOD_S = 0.25
 BASE_S = 120.0
@@ -404,7 +405,7 @@ def test_android_emulator_is_detected_from_its_props(props: dict[str, str], emul
 
 def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
     from edgekit.bench.assembly import _between_parts, _windows
-    from edgekit.bench.run_folder import RunFiles
+    from edgekit.bench.run_folder import Event, RunFiles, parse_events
 
     def sample(t: float, level: int) -> PowerSample:
         return PowerSample(
@@ -417,19 +418,15 @@ def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
             status=3,
         )
 
-    events = [
-        (0.0, "driver_start", "boot-a", 0),
-        (0.0, "baseline_start", "0", 0),
-        (10.0, "baseline_end", "0", 0),
-        (10.0, "workload_start", "0", 0),
-        (20.0, "turn_end", "0001", 1),  # killed here; recharged; resumed on the same boot
-        (100.0, "driver_start", "boot-a", 0),
-        (100.0, "workload_start", "0", 0),
-        (110.0, "workload_end", "0", 0),
-    ]
+    # events.csv as driver.sh writes it: t_ms,event,conversation,turn
+    events = parse_events(
+        "0,driver_start,boot-a,0\n0,baseline_start,0,0\n10000,baseline_end,0,0\n10000,workload_start,0,0\n"
+        "20000,turn_end,0001,1\n"  # killed here; recharged; resumed on the same boot
+        "100000,driver_start,boot-a,0\n100000,workload_start,0,0\n110000,workload_end,0,0\n"
+    )
     samples = [sample(t, 40) for t in range(0, 21)] + [sample(t, 85) for t in range(100, 111)]
     files = RunFiles(
-        meta={}, events=events, samples=samples, outputs={}, errors={}, crash_logs={}, done=set(), status="done"
+        meta=run_meta(), events=events, samples=samples, outputs={}, errors={}, crash_logs={}, done=set(), status="done"
     )
     baselines, segments = _windows(events)
     assert baselines == [(0.0, 10.0)] and segments == [(10.0, 20.0), (100.0, 110.0)]
@@ -441,7 +438,7 @@ def test_resume_after_a_recharge_or_a_reboot_is_said_in_words() -> None:
     assert report.conventions is not None and report.conventions.discharge_sign == -1
     assert "charging" not in {f.code for f in report.flags}
 
-    rebooted = [*events[:5], (100.0, "driver_start", "boot-b", 0), *events[6:]]
+    rebooted = [*events[:5], Event(t_s=100.0, name="driver_start", conversation="boot-b", turn=0), *events[6:]]
     flags = _between_parts(dataclasses.replace(files, events=rebooted), segments, 0.0)
     assert [f.code for f in flags if f.voids] == ["rebooted"]
     assert "rebooted between the parts" in flags[0].message

@@ -341,10 +341,10 @@ def test_detach_waits_for_the_unplug_then_settles(
     result = session.collect(device, run_id)
     truth = battery.truth()
     assert result.exit_code() == 0, result.validity
-    events = [e for e in run_folder.collect(device, paths).events]
-    names = [n for _, n, _, _ in events]
+    events = run_folder.collect(device, paths).events
+    names = [e.name for e in events]
     assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")
-    t = {n: t for t, n, _, _ in events}
+    t = {e.name: e.t_s for e in events}
     assert t["settled"] - t["unplugged"] >= config.settle_s - 0.05
     _assert_near_truth(result, truth, config, battery, rel=0.02)
 

@@ -14,6 +14,7 @@ from edgekit.bench.power import PowerSample, analyse_segments, decide_convention
 from edgekit.bench.result import SUMMARY_KEYS, BenchResult, PowerRecord, Summary, TurnRecord, summarise
 from edgekit.bench.workload import load_workload
 from edgekit.errors import InputError
+from tests.conftest import run_cli
 from tests.typed_results import schema1_result
 
 
@@ -38,15 +39,32 @@ HEADER = '{"workload": "mine", "version": 2, "max_output_tokens": 8}\n'
         (HEADER + '{"id": "a", "turns": ["x"]}\n{not json}\n', "line 3: not valid JSON"),
         (HEADER + '{"id": "a", "turns": []}\n', "line 2: 'turns' must be a list of non-empty strings"),
         (HEADER + '{"id": "a", "turns": ["x"]}\n{"id": "a", "turns": ["y"]}\n', "line 3: id 'a' is used twice"),
-        (HEADER + '{"turns": ["x"]}\n', "line 2: 'id' must be a non-empty string"),
+        (HEADER + '{"id": "", "turns": ["x"]}\n', "line 2: 'id' must be a non-empty string"),
+        (HEADER + '{"turns": ["x"]}\n', r"line 2: Object missing required field `id`$"),
+        (HEADER + '{"id": "a", "turns": "x"}\n', r"line 2: Expected `array`, got `str` - at `\$.turns`$"),
+        (HEADER + '{"id": "a", "turns": ["x", 3]}\n', r"line 2: Expected `str`, got `int` - at `\$.turns\[1\]`$"),
+        (HEADER + '["a"]\n', r"line 2: Expected `object`, got `array`$"),
+        ('{"workload": "w", "version": "2"}\n{"id": "a", "turns": ["x"]}\n', r"line 1: .* at `\$.version`$"),
         ('{"workload": "w", "max_output_tokens": 0}\n{"id": "a", "turns": ["x"]}\n', "positive integers"),
     ],
 )
 def test_malformed_workloads_name_the_line(tmp_path: Path, text: str, message: str) -> None:
     f = tmp_path / "w.jsonl"
     f.write_text(text)
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=message) as caught:
         load_workload(f)
+    assert str(caught.value).startswith(f"workload {f}") and "\n" not in str(caught.value)
+
+
+def test_an_ill_typed_workload_is_one_line_through_the_cli(tmp_path: Path) -> None:
+    f = tmp_path / "w.jsonl"
+    f.write_text(HEADER + '{"id": "a", "turns": ["x"]}\n{"id": "b", "turn": ["y"]}\n')
+    artifact = tmp_path / "model.litertlm"
+    artifact.write_bytes(b"x")
+    proc = run_cli("battery-bench", "--device", "local", "--workload", str(f), str(artifact))
+    assert proc.returncode == 2
+    line = f"edgekit: error: workload {f}, line 3: Object missing required field `turns`"
+    assert proc.stderr.strip().splitlines() == [line]
 
 
 def test_user_workload_newlines_in_turns_become_spaces(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_deploy_places_everything_content_addressed_and_a_second_deploy_sends_no
     assert fake.files[first.model.remote] == artifact.read_bytes()
     assert first.runner is not None and first.runner.remote == f"{ROOT}/runners/{runner_sha}/litert_lm_advanced_main"
     assert fake.modes[first.runner.remote] == 0o755
-    assert first.probe is not None and first.probe["protocol"] == "multi_turn"  # from the stand-in's --helpfull
+    assert first.probe is not None and first.probe.protocol == "multi_turn"  # from the stand-in's --helpfull
     assert fake.modes[f"{first.harness.remote}/driver.sh"] == 0o755
     assert first.shell == {"mkfifo": True, "setsid": True, "sha256sum": True, "power_supply": True}
     assert "not an ELF binary" in " ".join(first.notes)  # the stand-in is a script
@@ -250,6 +250,42 @@ def test_a_run_on_the_fake_from_start_to_turn_records(tmp_path: Path) -> None:
     assert result.complete and result.simulated and result.summary.output_tokens == 15
     assert [f.code for f in result.validity] == ["counters_missing"]  # no samples: no battery figure
     assert result.device.emulator == "edgekit FakeDevice (in-process)"
+
+
+def test_a_run_started_before_its_meta_was_typed_still_collects(tmp_path: Path) -> None:
+    import json
+
+    from edgekit._typed import to_json
+    from edgekit.bench import session
+    from edgekit.probe import Protocol
+
+    text = (Path(__file__).parent / "fixtures" / "meta_untyped" / "meta.json").read_text()
+    old = json.loads(text)
+    meta = run_folder.read_meta(text, "meta.json")
+    assert json.loads(to_json(meta)) == old  # this edgekit writes the same keys and values
+    assert meta.runner.probe and meta.runner.probe.protocol is Protocol.MULTI_TURN
+    assert (
+        meta.phone.settings_before
+        == {"screen_brightness": None, "screen_brightness_mode": None, "screen_off_timeout": None}
+        and meta.phone.changed == ()
+    )
+    fake = FakeDevice()
+    paths = run_folder.run_paths(fake, old["run_id"], "")
+    fake.write(f"{paths.run_dir}/meta.json", text.encode())
+    _finish_run(fake, paths.run_dir)
+    result = session.collect(fake, old["run_id"])
+    assert result.complete and result.run_id == old["run_id"] and len(result.turns) == 2
+    assert result.artifact.manifest is not None and result.artifact.manifest.settings.cache_length.value == 1024
+    assert result.settings.capacity_mah == 4000.0 and result.runner.flags[0] == "--backend=cpu"
+    assert result.start and result.start.battery_level_pct == 80
+
+
+def test_a_run_folder_whose_meta_is_not_a_run_meta_is_one_input_error() -> None:
+    fake = FakeDevice()
+    paths = run_folder.run_paths(fake, "r1", "")
+    fake.write(f"{paths.run_dir}/meta.json", b'{"run_id": "r1", "created": 5}')
+    with pytest.raises(InputError, match=r"run r1: meta.json: Expected `str`, got `int` - at `\$.created`"):
+        run_folder.collect(fake, paths)
 
 
 def test_a_run_folder_without_meta_is_one_error_line() -> None:

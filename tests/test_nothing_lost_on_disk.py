@@ -13,6 +13,7 @@ import pytest
 from edgekit.convert import ConvertResult
 from edgekit.testing.plugin import EmulatedDevice
 from tests.conftest import REPO, run_cli, small_workload
+from tests.typed_results import run_meta
 
 RESULT = REPO / "tests" / "fixtures" / "schema1" / "result-local.json"
 # sysfs takes no new file, from root or anyone else (a chmod'ed folder does, for root).
@@ -150,7 +151,7 @@ def test_run_folder_prepare_refuses_what_driver_sh_cannot_take_as_input_errors(t
         "answer_cap_bytes": 100,
         "sample_period_s": 0.25,
         "baseline_s": 1.0,
-        "meta": {},
+        "meta": run_meta(),
     }
     bad: list[tuple[dict[str, object], str]] = [
         ({"flags": ["--backend=cpu", "--x=a b"]}, "runner flag '--x=a b' contains whitespace"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,16 @@ from typing import Any
 
 import pytest
 
+from edgekit._typed import from_data, to_json
 from edgekit.bench.power import PowerSample, ValidityFlag
-from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult
+from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult, ConversationRecord
+from edgekit.bench.run_folder import Event
 from edgekit.errors import InputError
-from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_DEVICE_CLOCK, TTFT_RUNNER, RunnerProbe, analyse_probe, chat_flags
+from edgekit.probe import TTFT_DEVICE_CLOCK, TTFT_RUNNER, Protocol, RunnerProbe, analyse_probe, chat_flags
 from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import require_tool
 from tests.elf import EM_AARCH64, write_elf
-from tests.typed_results import schema1_result
+from tests.typed_results import run_meta, schema1_result
 
 
 def _standin_helpfull(tmp_path: Path, kind: str) -> tuple[int, str]:
@@ -27,7 +30,8 @@ def _standin_helpfull(tmp_path: Path, kind: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(
-    ("kind", "protocol", "stream"), [("advanced", MULTI_TURN, "stderr"), ("simple", ONE_SHOT, "stdout")]
+    ("kind", "protocol", "stream"),
+    [("advanced", Protocol.MULTI_TURN, "stderr"), ("simple", Protocol.ONE_SHOT, "stdout")],
 )
 def test_protocol_is_chosen_from_the_flags(tmp_path: Path, kind: str, protocol: str, stream: str) -> None:
     rc, out = _standin_helpfull(tmp_path, kind)
@@ -37,7 +41,7 @@ def test_protocol_is_chosen_from_the_flags(tmp_path: Path, kind: str, protocol: 
         binary="litert_lm_advanced_main", helpfull_rc=rc, helpfull_out=out, version_out="x\n", libraries=()
     )
     assert (probe.protocol, probe.benchmark_stream) == (protocol, stream)
-    assert RunnerProbe.from_dict(probe.to_dict()) == probe
+    assert from_data(json.loads(to_json(probe)), RunnerProbe, "probe") == probe
 
 
 def test_old_release_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -64,7 +68,7 @@ def test_unknown_flag_and_missing_library_like_upstream(tmp_path: Path) -> None:
         )
 
 
-def _probe(flags: dict[str, str], protocol: str = MULTI_TURN) -> RunnerProbe:
+def _probe(flags: dict[str, str], protocol: str = Protocol.MULTI_TURN) -> RunnerProbe:
     return RunnerProbe(
         binary="b",
         flags=flags,
@@ -109,7 +113,7 @@ def test_chat_flags_pass_only_what_the_binary_defines() -> None:
     for lack in ("no --max_output_tokens", "no --num_cpu_threads", "no --max_num_tokens", "--boost_performance takes"):
         assert lack in said
     one = chat_flags(
-        _probe({"model_path": '""', "input_prompt_file": '""'}, ONE_SHOT),
+        _probe({"model_path": '""', "input_prompt_file": '""'}, Protocol.ONE_SHOT),
         backend="gpu",
         threads=None,
         max_num_tokens=None,
@@ -176,11 +180,11 @@ def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
     assert elf_needed(script) is None
 
 
-def _files(events: list[tuple[float, str, str, int]], **kw: Any) -> Any:
+def _files(events: list[Event], **kw: Any) -> Any:
     from edgekit.bench.run_folder import RunFiles
 
     args: dict[str, Any] = {
-        "meta": {},
+        "meta": run_meta(),
         "events": events,
         "samples": [],
         "outputs": {},
@@ -196,15 +200,15 @@ def _files(events: list[tuple[float, str, str, int]], **kw: Any) -> Any:
 def test_runner_failures_name_the_cause() -> None:
     from edgekit.bench.assembly import runner_failures
 
-    convs = [{"id": "a", "turns": 3}, {"id": "b", "turns": 2}, {"id": "c", "turns": 2}, {"id": "d", "turns": 2}]
+    convs = [ConversationRecord(id=c, turns=n) for c, n in (("a", 3), ("b", 2), ("c", 2), ("d", 2))]
     events = [
-        (1.0, "turn_send", "0001", 1),
-        (1.5, "turn_end", "0001", 1),
-        (2.0, "conv_end", "0001", 0),  # exited 0 after one answer
-        (3.0, "conv_end", "0002", 137),  # killed by the low-memory killer
-        (4.0, "turn_timeout", "0003", 2),
-        (4.1, "conv_end", "0003", 137),
-        (5.0, "conv_end", "0004", 139),
+        Event(t_s=1.0, name="turn_send", conversation="0001", turn=1),
+        Event(t_s=1.5, name="turn_end", conversation="0001", turn=1),
+        Event(t_s=2.0, name="conv_end", conversation="0001", turn=0),  # exited 0 after one answer
+        Event(t_s=3.0, name="conv_end", conversation="0002", turn=137),  # killed by the low-memory killer
+        Event(t_s=4.0, name="turn_timeout", conversation="0003", turn=2),
+        Event(t_s=4.1, name="conv_end", conversation="0003", turn=137),
+        Event(t_s=5.0, name="conv_end", conversation="0004", turn=139),
     ]
     crash = "F DEBUG   : Fatal signal 11 (SIGSEGV)\nF DEBUG   : Tombstone written to: /data/tombstones/tombstone_07\n"
     files = _files(events, errors={"0004": "I0000 x\nanswer\n"}, crash_logs={"0004": crash}, done={"0005"})

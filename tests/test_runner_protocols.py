@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from edgekit._typed import from_data
 from edgekit.bench import session
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import InputError
-from edgekit.probe import MULTI_TURN, ONE_SHOT, TTFT_RUNNER
+from edgekit.probe import TTFT_RUNNER, Protocol, RunnerProbe
 from edgekit.testing.plugin import EmulatedDevice
 from edgekit.testing.runner_standin import GPU_ACCELERATOR, write_runner_folder, write_runner_standin
 from tests.conftest import run_cli, small_workload, wait_for
@@ -54,12 +55,13 @@ def test_advanced_main_probe_and_flags(
     emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult
 ) -> None:
     result = deploy(device, int4_result.artifact.path, DeployConfig(runner=emulated_device.runner))
-    assert result.probe is not None and result.probe["protocol"] == MULTI_TURN
-    assert result.probe["benchmark_stream"] == "stderr" and result.probe["streams_answers"] is False
-    assert {"multi_turns", "async", "benchmark", "num_cpu_threads"} <= set(result.probe["flags"])
+    assert result.probe is not None and result.probe.protocol is Protocol.MULTI_TURN
+    assert result.probe.benchmark_stream == "stderr" and result.probe.streams_answers is False
+    assert {"multi_turns", "async", "benchmark", "num_cpu_threads"} <= set(result.probe.flags)
     assert result.shell == {"mkfifo": True, "setsid": True, "sha256sum": True, "power_supply": True}
     stored = emulated_device.path(f"{result.runner.remote.rsplit('/', 1)[0]}/probe.json")  # type: ignore[union-attr]
-    assert json.loads(stored.read_text()) == result.probe
+    assert from_data(json.loads(stored.read_text()), RunnerProbe, "probe.json") == result.probe
+    assert json.loads(stored.read_text())["protocol"] == "multi_turn"  # the enum's value, as before
     assert result.smoke is not None and result.smoke.decode_tokens and result.smoke.answer
 
 
@@ -75,7 +77,7 @@ def test_simple_main_one_shot_bench_with_load_apart(
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
     assert result.complete and result.exit_code() == 0, result.validity
-    assert result.runner.protocol == ONE_SHOT and result.runner.ttft_source == TTFT_RUNNER
+    assert result.runner.protocol == Protocol.ONE_SHOT and result.runner.ttft_source == TTFT_RUNNER
     assert result.runner.flags == ("--backend=cpu",)  # only flags the binary defines
     assert any("no --max_output_tokens" in c for c in result.runner.conditions or ())
     assert len(result.turns) == 5
@@ -98,7 +100,7 @@ def test_runner_folder_ships_so_files_and_gpu_needs_its_accelerator(
     assert result.runner is not None and result.probe is not None
     remote_dir = result.runner.remote.rsplit("/", 1)[0]
     assert emulated_device.path(f"{remote_dir}/{CONSTRAINT_LIB}").is_file()
-    assert result.probe["libraries"] == [CONSTRAINT_LIB]
+    assert result.probe.libraries == (CONSTRAINT_LIB,)
     assert result.smoke is not None and result.smoke.decode_tokens  # ran with LD_LIBRARY_PATH = its folder
     config = session.BenchConfig(workload=small_workload(tmp_path, 1), runner=folder, backend="gpu", baseline_s=0.2)
     with pytest.raises(InputError, match=r"--backend gpu needs LiteRT's accelerator library"):
@@ -276,7 +278,7 @@ def test_one_shot_runner_that_does_not_answer_fails_the_run(
     run_id = session.start_run(device, int4_result.artifact.path, config)
     session.follow(device, run_id, config)
     result = session.collect(device, run_id)
-    assert result.runner.protocol == ONE_SHOT
+    assert result.runner.protocol == Protocol.ONE_SHOT
     assert not result.complete and result.exit_code() == 7
     [failed] = [f for f in result.validity if f.code == "runner_failed"]
     assert failed.message.startswith(f"conversation 0001 (extract-cities): {expected}")

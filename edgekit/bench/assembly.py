@@ -12,13 +12,11 @@ import datetime
 import itertools
 import re
 import secrets
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 from msgspec import UNSET, UnsetType
 
 from edgekit import answers, llama_cpp
-from edgekit._typed import from_data
 from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
 from edgekit.bench.power import ValidityFlag
@@ -26,20 +24,19 @@ from edgekit.bench.result import (
     DEGENERATE_OUTPUT,
     ArtifactRecord,
     BenchResult,
-    BenchSettings,
+    ConversationRecord,
     PowerRecord,
-    RunnerRecord,
     StartState,
     TurnRecord,
     WorkloadRecord,
     summarise,
 )
-from edgekit.bench.run_folder import RunFiles
-from edgekit.bench.workload import Conversation, Workload
+from edgekit.bench.run_folder import Event, RunFiles, RunMeta
+from edgekit.bench.workload import Workload
 from edgekit.deploy import DeployResult, signal_name
 from edgekit.device import parsers
 from edgekit.device.base import BatterySample, Device, DeviceFacts
-from edgekit.probe import LLAMA_CLI, MULTI_TURN, ONE_SHOT
+from edgekit.probe import Protocol
 
 Window = tuple[float, float]
 
@@ -51,8 +48,8 @@ class Measured:
     Times are seconds on the clock that took them (the device's for a phone run); `t0` is
     the run's start on that clock."""
 
-    meta: dict[str, Any]
-    """run_id, created, device, artifact, workload, runner, settings (a phone run's meta.json)."""
+    meta: RunMeta
+    """What the host knew at the start (a phone run's meta.json)."""
     turns: list[TurnRecord]
     samples: list[power_lib.PowerSample]
     t0: float
@@ -68,70 +65,61 @@ class Measured:
     complete: bool
 
 
-def device_meta(device: Device, redact: bool) -> dict[str, Any]:
+def device_meta(device: Device, redact: bool) -> DeviceFacts:
     """The device's facts as a result records them (`redact`: its serial replaced)."""
-    facts = dataclasses.asdict(device.facts())
-    if redact:
-        facts["serial"] = _redact(str(facts["serial"]))
-    return facts
+    facts = device.facts()
+    return dataclasses.replace(facts, serial=_redact(facts.serial)) if redact else facts
 
 
 def _redact(serial: str) -> str:
     return "redacted-" + secrets.token_hex(3) if serial else serial
 
 
-def artifact_meta(artifact: Artifact, deployed: DeployResult) -> dict[str, Any]:
+def artifact_meta(artifact: Artifact, deployed: DeployResult) -> ArtifactRecord:
     """The artifact as a result records it: name, sha256, provenance, manifest."""
-    return {
-        "name": artifact.path.name,
-        "sha256": deployed.model.sha256,
-        "provenance": deployed.provenance,
-        "manifest": artifact.manifest.to_data() if artifact.manifest else None,
-    }
+    return ArtifactRecord(
+        name=artifact.path.name,
+        sha256=deployed.model.sha256,
+        provenance=deployed.provenance,
+        manifest=artifact.manifest,
+    )
 
 
-def start_meta(battery: BatterySample) -> dict[str, Any]:
-    """The run's StartState as meta records it: now (UTC, microseconds), `battery`'s level and temperature."""
-    return {
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
-        "battery_level_pct": battery.level_pct,
-        "temperature_c": battery.temperature_c,
-    }
+def start_meta(battery: BatterySample) -> StartState:
+    """The run's StartState: now (UTC, microseconds), `battery`'s level and temperature."""
+    return StartState(
+        started=datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
+        battery_level_pct=battery.level_pct,
+        temperature_c=battery.temperature_c,
+    )
 
 
-def workload_meta(workload: Workload) -> dict[str, Any]:
+def workload_meta(workload: Workload) -> WorkloadRecord:
     """The workload as a result records it: name, version, hash and turn counts, no text."""
-    return {
-        "name": workload.name,
-        "version": workload.version,
-        "sha256": workload.sha256,
-        "max_output_tokens": workload.max_output_tokens,
-        "conversations": [{"id": c.id, "turns": len(c.turns)} for c in workload.conversations],
-    }
+    return WorkloadRecord(
+        name=workload.name,
+        version=workload.version,
+        sha256=workload.sha256,
+        max_output_tokens=workload.max_output_tokens,
+        conversations=tuple(ConversationRecord(id=c.id, turns=len(c.turns)) for c in workload.conversations),
+    )
 
 
 def read_run(files: RunFiles) -> Measured:
     """What a collected run folder measured: turns, windows, and what went wrong on the phone."""
     meta = files.meta
-    conversations = meta["workload"]["conversations"]
-    workload = Workload(
-        name=meta["workload"]["name"],
-        version=meta["workload"]["version"],
-        max_output_tokens=meta["workload"]["max_output_tokens"],
-        # Only ids and turn counts are needed to read the run back; the text stays in the run folder.
-        conversations=tuple(Conversation(id=c["id"], turns=("",) * c["turns"]) for c in conversations),
-        sha256=meta["workload"]["sha256"],
-        path=Path("."),
-    )
-    t0 = files.events[0][0] if files.events else 0.0
-    runner = meta.get("runner", {})
-    protocol = runner.get("protocol", MULTI_TURN)
-    streams = bool(runner.get("probe", {}).get("streams_answers", False))
-    turns = turn_records(files, workload, t0, protocol=protocol, streams=streams)
+    # Only ids and turn counts are needed to read the run back; the text stays in the run folder.
+    conversations = meta.workload.conversations
+    t0 = files.events[0].t_s if files.events else 0.0
+    runner = meta.runner
+    protocol = Protocol.MULTI_TURN if isinstance(runner.protocol, UnsetType) else runner.protocol
+    streams = not isinstance(runner.probe, UnsetType) and runner.probe.streams_answers
+    turns = turn_records(files, conversations, t0, protocol=protocol, streams=streams)
     baselines, segments = _windows(files.events)
     flags = _between_parts(files, segments, t0)
     flags += _unplug_flags(files)
-    flags += runner_failures(files, conversations, meta["settings"].get("turn_timeout_s"))
+    timeout = meta.settings.turn_timeout_s
+    flags += runner_failures(files, conversations, None if isinstance(timeout, UnsetType) else timeout)
     flags += degenerate_flags(turns)
     unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
     if unmeasured:
@@ -151,7 +139,7 @@ def read_run(files: RunFiles) -> Measured:
                 message=f"{len(failed)} of {len(conversations)} conversations did not finish"
                 + (
                     " (the driver stopped at the first conversation, which failed: the rest would too)"
-                    if any(name == "first_failed" for _, name, _, _ in files.events)
+                    if any(e.name == "first_failed" for e in files.events)
                     else ""
                     if any(f.code == "runner_failed" for f in flags)
                     else " (collect again after --resume)"
@@ -166,7 +154,7 @@ def read_run(files: RunFiles) -> Measured:
         t0=t0,
         baselines=baselines,
         segments=segments,
-        loads=load_windows(files) if protocol == ONE_SHOT else [],
+        loads=load_windows(files) if protocol == Protocol.ONE_SHOT else [],
         flags=flags,
         conversations_finished=len(files.done),
         complete=not failed,
@@ -176,7 +164,7 @@ def read_run(files: RunFiles) -> Measured:
 def _unplug_flags(files: RunFiles) -> list[ValidityFlag]:
     """--detach: the driver's wait for the unplug timed out, or could not tell."""
     flags: list[ValidityFlag] = []
-    names = {n for _, n, _, _ in files.events}
+    names = {e.name for e in files.events}
     if "unplug_timeout" in names:
         flags.append(
             ValidityFlag(
@@ -204,24 +192,24 @@ def build_result(run: Measured) -> BenchResult:
     """Compute a BenchResult from what a run measured: the power analysis over its windows,
     every validity flag, the summary."""
     meta = run.meta
-    settings = meta["settings"]
+    settings = meta.settings
     report = power_lib.analyse_segments(
         run.samples,
         baselines=run.baselines,
         segments=_subtract(run.segments, run.loads),
-        sample_period_s=settings["sample_period_s"],
-        low_battery_pct=settings.get("low_battery_pct", 20),
+        sample_period_s=settings.sample_period_s,
+        low_battery_pct=20 if isinstance(settings.low_battery_pct, UnsetType) else settings.low_battery_pct,
         t0=run.t0,
     )
     load_report = (
         power_lib.analyse_segments(
-            run.samples, baselines=run.baselines, segments=run.loads, sample_period_s=settings["sample_period_s"]
+            run.samples, baselines=run.baselines, segments=run.loads, sample_period_s=settings.sample_period_s
         )
         if run.loads
         else None
     )
     flags = [*report.flags, *run.flags]
-    capacity = settings.get("capacity_mah")
+    capacity = settings.capacity_mah
     if capacity is None:
         flags.append(
             ValidityFlag(
@@ -238,25 +226,24 @@ def build_result(run: Measured) -> BenchResult:
         conversations=run.conversations_finished,
         duration_s=sum(b - a for a, b in run.segments),
         capacity_mah=capacity,
-        full_capacity_mah=settings.get("full_charge_capacity_mah"),
+        full_capacity_mah=None if isinstance(full := settings.full_charge_capacity_mah, UnsetType) else full,
     )
     if any(f.code == DEGENERATE_OUTPUT for f in flags):  # a speed figure for garbage is not a figure
         summary = dataclasses.replace(summary, decode_tokens_per_s=None, prefill_tokens_per_s=None, ttft_s_median=None)
     t0 = run.t0
     load: dict[str, float | None] = {}
-    if meta.get("runner", {}).get("protocol") == ONE_SHOT:
+    if meta.runner.protocol == Protocol.ONE_SHOT:
         load["load_charge_mah"] = None if load_report is None or voided else load_report.workload_charge_mah
         load["load_energy_mwh"] = None if load_report is None or voided else load_report.workload_energy_mwh
-    what = "the run's meta.json"
     return BenchResult(
-        simulated=bool(meta["device"].get("emulated")),
-        created=meta["created"],
-        run_id=meta["run_id"],
-        device=from_data(meta["device"], DeviceFacts, what),
-        artifact=from_data(meta["artifact"], ArtifactRecord, what),
-        workload=from_data(meta["workload"], WorkloadRecord, what),
-        runner=from_data(meta["runner"], RunnerRecord, what),
-        settings=from_data(settings, BenchSettings, what),
+        simulated=meta.device.emulated,
+        created=meta.created,
+        run_id=meta.run_id,
+        device=meta.device,
+        artifact=meta.artifact,
+        workload=meta.workload,
+        runner=meta.runner,
+        settings=settings,
         turns=run.turns,
         samples=list(run.samples),
         baseline_window_s=None if not run.baselines else (run.baselines[0][0] - t0, run.baselines[0][1] - t0),
@@ -265,7 +252,7 @@ def build_result(run: Measured) -> BenchResult:
         validity=flags,
         summary=summary,
         complete=run.complete,
-        start=from_data(meta["start"], StartState, what) if "start" in meta else UNSET,
+        start=meta.start,
     )
 
 
@@ -288,7 +275,7 @@ def degenerate_flags(turns: list[TurnRecord]) -> list[ValidityFlag]:
     ]
 
 
-def turn_answer(files: RunFiles, key: str, turn: int, protocol: str) -> str | None:
+def turn_answer(files: RunFiles, key: str, turn: int, protocol: Protocol) -> str | None:
     """Turn `turn`'s answer text as the runner printed it, None where it cannot be read.
 
     Multi-turn: out/NNNN.txt is the runner's stdout, prompts kept (driver.sh), so the answer
@@ -297,11 +284,11 @@ def turn_answer(files: RunFiles, key: str, turn: int, protocol: str) -> str | No
     (litert_lm_main.cc); driver.sh's prompt for turn K has 2K-1 lines (each earlier turn
     a "User:" and an "Assistant:" line, answers on one line, then the new turn), and the
     answer ends at the blank line before BenchmarkInfo."""
-    if protocol == LLAMA_CLI:
+    if protocol == Protocol.LLAMA_CLI:
         text = files.outputs.get(key)
         said = () if text is None else llama_cpp.split_answers(text)
         return said[turn - 1] if turn <= len(said) else None
-    if protocol == MULTI_TURN:
+    if protocol == Protocol.MULTI_TURN:
         text = files.outputs.get(key)
         if text is None or parsers.MULTI_TURN_PROMPT not in text:
             return None
@@ -330,7 +317,12 @@ def _info(files: RunFiles, key: str) -> parsers.BenchmarkInfo | None:
 
 
 def turn_records(
-    files: RunFiles, workload: Workload, t0: float, *, protocol: str = MULTI_TURN, streams: bool = False
+    files: RunFiles,
+    conversations: Sequence[ConversationRecord],
+    t0: float,
+    *,
+    protocol: Protocol = Protocol.MULTI_TURN,
+    streams: bool = False,
 ) -> list[TurnRecord]:
     """Per-turn records: timing from the driver's events (device clock), tokens and speeds
     from the runner's BenchmarkInfo (llama-cli: its "slot print_timing" lines, one pair a
@@ -340,24 +332,24 @@ def turn_records(
     prompt echo once the engine is loaded), kept apart from the turn's own figures.
     """
     times: dict[tuple[str, int], dict[str, float]] = {}
-    for t, name, key, turn in files.events:
-        if name in ("turn_send", "turn_first", "turn_end") and turn > 0:
-            times.setdefault((key, turn), {})[name] = t
+    for e in files.events:
+        if e.name in ("turn_send", "turn_first", "turn_end") and e.turn > 0:
+            times.setdefault((e.conversation, e.turn), {})[e.name] = e.t_s
     records = []
-    for n, conv in enumerate(workload.conversations, 1):
+    for n, conv in enumerate(conversations, 1):
         key = f"{n:04d}"
-        whole = _info(files, key) if protocol == MULTI_TURN else None
-        llama = llama_cpp.parse_turn_timings(files.errors.get(key, "")) if protocol == LLAMA_CLI else ()
-        for k in range(1, len(conv.turns) + 1):
+        whole = _info(files, key) if protocol == Protocol.MULTI_TURN else None
+        llama = llama_cpp.parse_turn_timings(files.errors.get(key, "")) if protocol == Protocol.LLAMA_CLI else ()
+        for k in range(1, conv.turns + 1):
             tt = times.get((key, k), {})
             if not tt:
                 continue
             send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
             load_s = None
-            if protocol == LLAMA_CLI:
+            if protocol == Protocol.LLAMA_CLI:
                 prefill = llama[k - 1].prefill if k <= len(llama) else None
                 decode = llama[k - 1].decode if k <= len(llama) else None
-            elif protocol == MULTI_TURN:
+            elif protocol == Protocol.MULTI_TURN:
                 prefill = whole.prefill[k - 1] if whole and k <= len(whole.prefill) else None
                 decode = whole.decode[k - 1] if whole and k <= len(whole.decode) else None
             else:
@@ -365,7 +357,7 @@ def turn_records(
                 prefill = info.prefill[0] if info and info.prefill else None
                 decode = info.decode[0] if info and info.decode else None
                 load_s = (first - send) if send is not None and first is not None else None
-            if protocol in (MULTI_TURN, LLAMA_CLI) and streams:
+            if protocol in (Protocol.MULTI_TURN, Protocol.LLAMA_CLI) and streams:
                 ttft = (first - send) if send is not None and first is not None else None
             else:
                 ttft = _runner_ttft(prefill, decode)
@@ -397,22 +389,22 @@ def load_windows(files: RunFiles) -> list[tuple[float, float]]:
     """One-shot runs: each turn's model load, process start -> first stdout byte (device clock)."""
     starts: dict[tuple[str, int], float] = {}
     out = []
-    for t, name, key, turn in files.events:
-        if name == "turn_send":
-            starts[(key, turn)] = t
-        elif name == "turn_first" and (key, turn) in starts:
-            out.append((starts.pop((key, turn)), t))
+    for e in files.events:
+        if e.name == "turn_send":
+            starts[(e.conversation, e.turn)] = e.t_s
+        elif e.name == "turn_first" and (e.conversation, e.turn) in starts:
+            out.append((starts.pop((e.conversation, e.turn)), e.t_s))
     return out
 
 
 def _windows(
-    events: list[tuple[float, str, str, int]],
+    events: list[Event],
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(idle baselines: the one before the workload and the last one after it; workload segments)."""
 
     def pair(start: str, end: str, last: bool = False) -> tuple[float, float] | None:
-        starts = [t for t, n, _, _ in events if n == start]
-        ends = [t for t, n, _, _ in events if n == end]
+        starts = [e.t_s for e in events if e.name == start]
+        ends = [e.t_s for e in events if e.name == end]
         if not starts or not ends:
             return None
         a = starts[-1] if last else starts[0]
@@ -422,7 +414,8 @@ def _windows(
     baselines = [b for b in (pair("baseline_start", "baseline_end"), pair(*_AFTER, last=True)) if b is not None]
     segments: list[tuple[float, float]] = []
     start = last = None
-    for t, name, _, _ in events:
+    for e in events:
+        t, name = e.t_s, e.name
         if name == "workload_start":
             if start is not None and last is not None and last > start:
                 segments.append((start, last))
@@ -456,7 +449,7 @@ _NOT_WORKLOAD = {
 def _between_parts(files: RunFiles, segments: list[tuple[float, float]], t0: float) -> list[ValidityFlag]:
     """What happened between the parts of a resumed run (reboot, recharge), in words."""
     flags: list[ValidityFlag] = []
-    boots = [key for _, name, key, _ in files.events if name == "driver_start" and key != "unknown"]
+    boots = [e.conversation for e in files.events if e.name == "driver_start" and e.conversation != "unknown"]
     if len(set(boots)) > 1:
         flags.append(
             ValidityFlag(
@@ -503,19 +496,20 @@ def _subtract(segments: list[tuple[float, float]], holes: list[tuple[float, floa
 
 
 def runner_failures(
-    files: RunFiles, conversations: list[dict[str, Any]], turn_timeout_s: int | None
+    files: RunFiles, conversations: Sequence[ConversationRecord], turn_timeout_s: int | None
 ) -> list[ValidityFlag]:
     """A `runner_failed` flag (voids) per conversation whose runner crashed, was killed,
     timed out, or exited 0 without answering every turn."""
     flags: list[ValidityFlag] = []
     for n, conv in enumerate(conversations, 1):
         key = f"{n:04d}"
-        ends = [e for e in files.events if e[1] == "conv_end" and e[2] == key]
+        mine = [e for e in files.events if e.conversation == key]
+        ends = [e for e in mine if e.name == "conv_end"]
         if key in files.done or not ends:
             continue  # finished, or never started (a cut-off run: --resume)
-        rc = ends[-1][3]
-        answered = len({e[3] for e in files.events if e[1] == "turn_end" and e[2] == key and e[3] > 0})
-        timeout = [e for e in files.events if e[1] == "turn_timeout" and e[2] == key]
+        rc = ends[-1].turn  # conv_end's turn field is the runner's exit code
+        answered = len({e.turn for e in mine if e.name == "turn_end" and e.turn > 0})
+        timeout = [e for e in mine if e.name == "turn_timeout"]
         err = files.errors.get(key) or next(
             (files.errors[k] for k in sorted(files.errors, reverse=True) if k.startswith(key + ".")), ""
         )
@@ -523,9 +517,9 @@ def runner_failures(
         crash = files.crash_logs.get(key, "")
         tomb = re.search(r"Tombstone written to: (\S+)", crash)
         if timeout:
-            why = f"turn {timeout[-1][3] or 1} took longer than the per-turn timeout ({turn_timeout_s} s): killed"
+            why = f"turn {timeout[-1].turn or 1} took longer than the per-turn timeout ({turn_timeout_s} s): killed"
         elif rc == 0:
-            why = f"the runner exited 0 but answered {answered} of {conv['turns']} turns"
+            why = f"the runner exited 0 but answered {answered} of {conv.turns} turns"
         else:
             why = f"the runner exited {rc}{signal_name(rc)}"
         detail = f"{why}; stderr: {tail}" if tail else why
@@ -534,7 +528,7 @@ def runner_failures(
         flags.append(
             ValidityFlag(
                 code="runner_failed",
-                message=f"conversation {key} ({conv['id']}): {detail}",
+                message=f"conversation {key} ({conv.id}): {detail}",
                 voids=True,
             )
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.errors import InputError
+from edgekit.probe import Backend
 
 BASELINE_CAP_S = 300.0
 DEFAULT_TURN_TIMEOUT_S = 300
@@ -25,7 +26,7 @@ class BenchConfig:
     baseline_s: float | None = None
     capacity_mah: float | None = None
     threads: int | None = None
-    backend: str = "cpu"
+    backend: Backend = Backend.CPU
     max_num_tokens: int | None = None
     redact: bool = False
     prepare_screen: bool = True
@@ -41,6 +42,10 @@ class BenchConfig:
     turn_timeout_s: int = DEFAULT_TURN_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        for name in _FLOATS:  # a result records 5 s as 5.0, however the caller wrote it
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         # Every number is checked here, once, so that none reaches the phone's run folder
         # (run_folder.prepare) or the meta JSON as NaN, inf or a value the runner refuses.
         for name in ("sample_period_s", "baseline_s", "capacity_mah", "poll_s", "timeout_s", *_SECONDS):
@@ -55,8 +60,11 @@ class BenchConfig:
             raise InputError(f"capacity must be a positive number of mAh, got {self.capacity_mah}")
         if self.turn_timeout_s < 1:
             raise InputError(f"per-turn timeout must be at least 1 s, got {self.turn_timeout_s}")
-        if self.backend not in ("cpu", "gpu", "npu"):
-            raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}")
+        if not isinstance(self.backend, Backend):  # a caller's plain "gpu" is taken too
+            try:
+                object.__setattr__(self, "backend", Backend(self.backend))
+            except ValueError:
+                raise InputError(f"backend must be cpu, gpu or npu, got {self.backend!r}") from None
         for name in _SECONDS:
             if getattr(self, name) < 0:
                 raise InputError(f"{_FLAG.get(name, name)} must be >= 0 s, got {getattr(self, name)}")
@@ -71,6 +79,7 @@ class BenchConfig:
 
 
 _SECONDS = ("state_s", "settle_s", "unplug_wait_s")
+_FLOATS = ("sample_period_s", "baseline_s", "capacity_mah", "poll_s", "timeout_s", *_SECONDS)
 _FLAG = {
     "sample_period_s": "--sample-s",
     "baseline_s": "--baseline-s",

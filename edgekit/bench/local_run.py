@@ -24,11 +24,11 @@ from edgekit.bench.assembly import (
     workload_meta,
 )
 from edgekit.bench.config import BenchConfig, default_baseline_s
-from edgekit.bench.result import BenchResult, TurnRecord
-from edgekit.bench.run_folder import new_run_id
+from edgekit.bench.result import BenchResult, BenchSettings, RunnerRecord, TurnRecord
+from edgekit.bench.run_folder import RunMeta, new_run_id
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, deploy, harness_files
-from edgekit.device.base import Device, ProgressFn
+from edgekit.device.base import BatterySource, Device, ProgressFn
 from edgekit.engine import open_engine
 
 
@@ -45,7 +45,7 @@ class _Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             b = self.device.battery()
-            if b.source != "none":
+            if b.source is not BatterySource.NONE:
                 self.samples.append(
                     power_lib.PowerSample(
                         t_s=time.monotonic(),
@@ -132,7 +132,7 @@ def run_local(
     sampler = _Sampler(device, config.sample_period_s)
     at_start = device.battery()
     start_state = start_meta(at_start)
-    has_battery = at_start.source != "none"
+    has_battery = at_start.source is not BatterySource.NONE
     sampler.start()
     # No battery to read: an idle baseline would measure nothing, so there is none.
     if config.baseline_s is not None:
@@ -151,22 +151,22 @@ def run_local(
     capacity = config.capacity_mah or (
         battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
     )
-    meta = {
-        "run_id": new_run_id(),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "device": device_meta(device, config.redact),
-        "artifact": artifact_meta(artifact, deployed),
-        "workload": workload_meta(workload),
-        "start": start_state,
-        "runner": {"engine": "litert_lm (litert-lm-api)", "flags": [f"threads={config.threads}", "greedy"]},
-        "settings": {
-            "sample_period_s": config.sample_period_s,
-            "baseline_s": baseline_s,
-            "capacity_mah": capacity,
-            "low_battery_pct": config.low_battery_pct,
-            "harness_files": sorted(harness_files()),
-        },
-    }
+    meta = RunMeta(
+        run_id=new_run_id(),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        device=device_meta(device, config.redact),
+        artifact=artifact_meta(artifact, deployed),
+        workload=workload_meta(workload),
+        start=start_state,
+        runner=RunnerRecord(engine="litert_lm (litert-lm-api)", flags=(f"threads={config.threads}", "greedy")),
+        settings=BenchSettings(
+            sample_period_s=config.sample_period_s,
+            baseline_s=baseline_s,
+            capacity_mah=capacity,
+            low_battery_pct=config.low_battery_pct,
+            harness_files=tuple(sorted(harness_files())),
+        ),
+    )
     return build_result(
         Measured(
             meta=meta,

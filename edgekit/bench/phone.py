@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
-from typing import Any
 
 from edgekit.bench import power as power_lib
 from edgekit.device import parsers
@@ -36,64 +36,85 @@ _KEEP_SCREEN = (
 )
 
 
-def prepare_phone(device: Device) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PhoneState:
+    """The phone's screen as a run found it and what edgekit changed (meta.json's `phone`);
+    the default: nothing changed (--no-prepare-screen, runs from before)."""
+
+    changed: tuple[str, ...] = ()
+    """What edgekit changed: the settings keys it put (screen_off_timeout, ...) and "screen" (woken up)."""
+    settings_before: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    """Each setting's value before (`settings get`; "null": never set; None: unreadable)."""
+    screen_before: str | None = None
+    """PowerManager's wakefulness before (Awake, Asleep, ...); None where `dumpsys power` says nothing."""
+    screen_during: str | None = None
+
+
+def prepare_phone(device: Device) -> PhoneState:
     """Keep the screen on at a fixed low brightness for the run; record what was there before
     (restore_phone puts it back). Where `settings`/`dumpsys power` are missing, record "unknown"."""
-    state: dict[str, Any] = {"screen_before": _screen(device), "settings_before": {}, "changed": []}
+    screen_before = _screen(device)
+    settings_before: dict[str, str | None] = {}
+    changed: list[str] = []
     for key, value in _KEEP_SCREEN:
         before = _setting(device, "system", key)
-        state["settings_before"][key] = before
+        settings_before[key] = before
         if before is None:
             continue
         if before != value:
             put = device.shell(["settings", "put", "system", key, value], check=False)
             if put.returncode == 0:
-                state["changed"].append(key)
-    if state["screen_before"] not in (None, "Awake"):
+                changed.append(key)
+    if screen_before not in (None, "Awake"):
         device.shell(["input", "keyevent", "224"], check=False)  # KEYCODE_WAKEUP
-        state["changed"].append("screen")
+        changed.append("screen")
     device.shell(["wm", "dismiss-keyguard"], check=False)  # an unsecured lock screen would time out
-    state["screen_during"] = _screen(device)
-    return state
+    return PhoneState(
+        changed=tuple(changed),
+        settings_before=settings_before,
+        screen_before=screen_before,
+        screen_during=_screen(device),
+    )
 
 
-def restore_phone(device: Device, state: dict[str, Any], *, only_if_still_ours: bool = False) -> None:
+def restore_phone(device: Device, state: PhoneState, *, only_if_still_ours: bool = False) -> None:
     """Undo what prepare_phone changed.
 
     `only_if_still_ours`: put back only the settings that still hold the value edgekit set
     (the phone's driver may have restored them already, or the user changed them since), and
     leave the screen as it is: for --collect, which may come long after the run."""
-    before = state.get("settings_before", {})
+    before = state.settings_before
     ours = dict(_KEEP_SCREEN)
-    for key in state.get("changed", []):
+    for key in state.changed:
         if key not in ours:
             continue
         if only_if_still_ours and _setting(device, "system", key) != ours[key]:
             continue
         if before.get(key) == "null":  # `settings get` prints null for a key that was never set
             device.shell(["settings", "delete", "system", key], check=False)
-        elif before.get(key) is not None:
-            device.shell(["settings", "put", "system", key, before[key]], check=False)
-    if "screen" in state.get("changed", []) and not only_if_still_ours:
+        elif (value := before.get(key)) is not None:
+            device.shell(["settings", "put", "system", key, value], check=False)
+    if "screen" in state.changed and not only_if_still_ours:
         device.shell(["input", "keyevent", "223"], check=False)  # KEYCODE_SLEEP
 
 
 _SAFE_VALUE = re.compile(r"[0-9A-Za-z._-]+")
 
 
-def restore_env(state: dict[str, Any]) -> dict[str, str]:
+def restore_env(state: PhoneState) -> dict[str, str]:
     """What driver.sh needs in run.env to restore the phone itself when it ends, however it
     ends: RESTORE_SETTINGS ("key=value" words; null = delete) and RESTORE_SCREEN (1: put the
     screen back to sleep). A value that is not a plain word is left to the host's restore."""
-    before = state.get("settings_before", {})
     words = [
-        f"{key}={before[key]}"
-        for key in state.get("changed", [])
-        if key in dict(_KEEP_SCREEN) and isinstance(before.get(key), str) and _SAFE_VALUE.fullmatch(before[key])
+        f"{key}={value}"
+        for key in state.changed
+        if key in dict(_KEEP_SCREEN)
+        and (value := state.settings_before.get(key)) is not None
+        and _SAFE_VALUE.fullmatch(value)
     ]
     return {
         "RESTORE_SETTINGS": " ".join(words),
-        "RESTORE_SCREEN": "1" if "screen" in state.get("changed", []) else "0",
+        "RESTORE_SCREEN": "1" if "screen" in state.changed else "0",
     }
 
 

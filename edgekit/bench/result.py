@@ -24,13 +24,13 @@ from typing import Any
 from msgspec import UNSET, UnsetType
 
 from edgekit._files import atomic_write_text
-from edgekit._typed import from_data, to_data
+from edgekit._typed import from_data, to_data, to_json
 from edgekit.answers import Degenerate
 from edgekit.artifact import Manifest
 from edgekit.bench.power import Conventions, PowerReport, PowerSample, ValidityFlag
 from edgekit.device.base import DeviceFacts
 from edgekit.errors import InputError
-from edgekit.probe import RunnerProbe
+from edgekit.probe import Protocol, RunnerProbe
 
 SCHEMA_VERSION = 1
 
@@ -207,7 +207,7 @@ class RunnerRecord:
     flags: tuple[str, ...]
     sha256: str | UnsetType = UNSET
     path: str | UnsetType = UNSET
-    protocol: str | UnsetType = UNSET
+    protocol: Protocol | UnsetType = UNSET
     ttft_source: str | UnsetType = UNSET
     conditions: tuple[str, ...] | UnsetType = UNSET
     probe: RunnerProbe | UnsetType = UNSET
@@ -326,7 +326,7 @@ class BenchResult:
 
     def to_json(self) -> str:
         """Indented JSON."""
-        return json.dumps(self.to_data(), indent=2, sort_keys=True) + "\n"
+        return to_json(self)
 
     def write(self, path: Path) -> Path:
         """Write atomically to `path` (folders created)."""
@@ -400,7 +400,7 @@ class CampaignRecord:
 
     def write(self, path: Path) -> Path:
         """Write atomically to `path` as indented JSON."""
-        atomic_write_text(path, json.dumps(to_data(self), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, to_json(self))
         return path
 
     @classmethod

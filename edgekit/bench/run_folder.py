@@ -14,7 +14,8 @@ A run lives in `<work root>/runs/<run_id>/` on the device:
     err/NNNN.logcat      after a runner failure: logcat crash-buffer lines, where readable
     done/NNNN            one marker per finished conversation (resume skips them)
     status               running | done
-    meta.json            what the host knew at start (device, artifact, workload, settings)
+    meta.json            what the host knew at start (RunMeta: device, artifact, workload, runner,
+                         settings, the phone's state); only edgekit reads it back
 """
 
 from __future__ import annotations
@@ -28,13 +29,42 @@ import secrets
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Any
 
+from msgspec import UNSET, UnsetType
+
+from edgekit._typed import from_data, to_json
+from edgekit.bench.phone import PhoneState
 from edgekit.bench.power import PowerSample
+from edgekit.bench.result import ArtifactRecord, BenchSettings, RunnerRecord, StartState, WorkloadRecord
 from edgekit.bench.workload import Workload
 from edgekit.device import parsers
-from edgekit.device.base import Device
+from edgekit.device.base import BatterySample, Device, DeviceFacts
 from edgekit.errors import DeviceError, InputError
+from edgekit.probe import Protocol
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunMeta:
+    """What the host knew when a run started (meta.json on the phone); a local run has one too,
+    never written. The result's device, artifact, workload, runner and settings come from it."""
+
+    run_id: str
+    created: str
+    """UTC, ISO 8601 to the second."""
+    device: DeviceFacts
+    artifact: ArtifactRecord
+    workload: WorkloadRecord
+    runner: RunnerRecord
+    settings: BenchSettings
+    start: StartState | UnsetType = UNSET
+    """Left out of meta files from before it was recorded."""
+    phone: PhoneState = dataclasses.field(default_factory=PhoneState)
+    """Phone runs: the screen as the run found it and what edgekit changed (restore_phone)."""
+    battery_start: BatterySample | UnsetType = UNSET
+    supplies_online_start: tuple[str, ...] | UnsetType | None = UNSET
+    """Phone runs: the external supplies online at the start (None: the phone does not say)."""
+    harness: str = ""
+    """Phone runs: the harness folder on the device (driver.sh), for --resume."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,13 +95,13 @@ def prepare(
     model: str,
     workload: Workload,
     flags: list[str],
-    protocol: str,
+    protocol: Protocol,
     turn_timeout_s: int,
     answer_cap_words: int,
     answer_cap_bytes: int,
     sample_period_s: float,
     baseline_s: float,
-    meta: dict[str, Any],
+    meta: RunMeta,
     power_env: dict[str, str] | None = None,
     chat_template: str | None = None,
 ) -> None:
@@ -118,7 +148,7 @@ def prepare(
     with tempfile.TemporaryDirectory(prefix="edgekit-run-") as tmp:
         local = Path(tmp)
         (local / "run.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
-        (local / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        (local / "meta.json").write_text(to_json(meta))
         device.push(local / "run.env", f"{paths.run_dir}/run.env")
         device.push(local / "meta.json", f"{paths.run_dir}/meta.json")
         for n, conv in enumerate(workload.conversations, 1):
@@ -193,11 +223,38 @@ def stop(device: Device, paths: RunPaths) -> None:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Event:
+    """One line of the driver's events.csv (driver.sh `event NAME CONVERSATION TURN`)."""
+
+    t_s: float
+    """Seconds on the device's monotonic clock (/proc/uptime)."""
+    name: str
+    """What happened: driver_start, baseline_start, workload_start, conv_start, turn_send, turn_first,
+    turn_end, turn_timeout, conv_end, first_failed, workload_end, unplugged, ... (driver.sh)."""
+    conversation: str
+    """The conversation's key (0001) for its own events, "0" for the run's; driver_start: the boot id."""
+    turn: int
+    """The turn (1-based; 0 for a conversation's or the run's own event); conv_end: the runner's exit code."""
+
+
+def parse_events(text: str) -> list[Event]:
+    """events.csv lines -> Events, in the order the driver wrote them (a torn last line is left out)."""
+    events = []
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) == 4 and parts[0].isdigit():
+            t_ms, name, conversation, turn = parts
+            n = int(turn) if turn.isdigit() else 0
+            events.append(Event(t_s=int(t_ms) / 1000, name=name, conversation=conversation, turn=n))
+    return events
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunFiles:
     """A run folder's contents, pulled to the host."""
 
-    meta: dict[str, Any]
-    events: list[tuple[float, str, str, int]]
+    meta: RunMeta
+    events: list[Event]
     samples: list[PowerSample]
     outputs: dict[str, str]
     errors: dict[str, str]
@@ -221,18 +278,13 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
     def listing(folder: str) -> list[str]:
         return device.shell(["ls", f"{run}/{folder}"], check=False).stdout.split()
 
-    events = []
-    for line in cat("events.csv").splitlines():
-        parts = line.split(",")
-        if len(parts) == 4 and parts[0].isdigit():
-            events.append((int(parts[0]) / 1000, parts[1], parts[2], int(parts[3]) if parts[3].isdigit() else 0))
     outputs = {name[:-4]: cat(f"out/{name}") for name in listing("out") if name.endswith(".txt")}
     err_names = listing("err")
     errors = {name[:-4]: cat(f"err/{name}") for name in err_names if name.endswith(".txt")}
     crash_logs = {name[:-7]: cat(f"err/{name}") for name in err_names if name.endswith(".logcat")}
     return RunFiles(
-        meta=json.loads(cat("meta.json") or "{}"),
-        events=events,
+        meta=read_meta(cat("meta.json"), f"run {paths.run_id}: meta.json"),
+        events=parse_events(cat("events.csv")),
         samples=parse_samples(cat("samples.csv")),
         outputs=outputs,
         errors=errors,
@@ -241,6 +293,15 @@ def collect(device: Device, paths: RunPaths) -> RunFiles:
         status=(cat("status").strip() or "missing"),
         restored=device.shell(["test", "-e", f"{run}/restored"], check=False).returncode == 0,
     )
+
+
+def read_meta(text: str, what: str) -> RunMeta:
+    """meta.json's text as a RunMeta (every meta.json an earlier edgekit wrote reads); InputError naming `what`."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what}: not valid JSON ({exc.msg})") from exc
+    return from_data(data, RunMeta, what)
 
 
 def parse_samples(text: str) -> list[PowerSample]:

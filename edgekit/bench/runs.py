@@ -18,6 +18,7 @@ import shlex
 from pathlib import Path
 
 from edgekit._files import atomic_write_text
+from edgekit._typed import to_data, to_json
 
 _RUN_ID = re.compile(r"[0-9A-Za-z._-]+")
 
@@ -63,7 +64,7 @@ class RunEntry:
 
     def to_dict(self) -> dict[str, object]:
         """The entry as `edgekit runs --json` prints it (with both commands)."""
-        return {**dataclasses.asdict(self), "collect": self.collect_command, "resume": self.resume_command}
+        return {**to_data(self), "collect": self.collect_command, "resume": self.resume_command}
 
 
 def add(entry: RunEntry, folder: Path | None = None) -> Path:
@@ -71,7 +72,7 @@ def add(entry: RunEntry, folder: Path | None = None) -> Path:
     folder = folder or runs_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{entry.run_id}.json"
-    atomic_write_text(path, json.dumps(dataclasses.asdict(entry), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, to_json(entry))
     return path
 
 

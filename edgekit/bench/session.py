@@ -13,13 +13,11 @@ supplies (bench/phone.py), the device's run folder (bench/run_folder.py), result
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from edgekit import llama_cpp
 from edgekit.artifact import Artifact
@@ -27,13 +25,14 @@ from edgekit.bench import lock, run_folder
 from edgekit.bench.assembly import artifact_meta, build_result, device_meta, read_run, start_meta, workload_meta
 from edgekit.bench.config import BenchConfig, Plan, default_baseline_s, plan
 from edgekit.bench.local_run import run_local
-from edgekit.bench.phone import online_supplies, prepare_phone, restore_env, restore_phone
-from edgekit.bench.result import BenchResult
+from edgekit.bench.phone import PhoneState, online_supplies, prepare_phone, restore_env, restore_phone
+from edgekit.bench.result import BenchResult, BenchSettings, RunnerRecord, StartState
+from edgekit.bench.run_folder import RunMeta
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, DeployResult, chat_template_remote, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, InputError, RunLost, RunStillRunning
-from edgekit.probe import LLAMA_CLI, ChatFlags, RunnerProbe, chat_flags
+from edgekit.probe import Backend, ChatFlags, Protocol, RunnerProbe, chat_flags
 
 __all__ = [
     "BenchConfig",
@@ -55,7 +54,7 @@ ASSUMED_CACHE_TOKENS = 1024
 ANSWER_WORDS_PER_TOKEN = 0.75
 """One-shot prompts carry earlier answers cut to the workload's per-turn token cap, counted
 as words at ~0.75 English words a token (the driver cannot tokenize; it never cuts a word)."""
-_ACCELERATORS = {"gpu": "libLiteRtGpuAccelerator.so", "npu": "libLiteRtDispatch"}
+_ACCELERATORS = {Backend.GPU: "libLiteRtGpuAccelerator.so", Backend.NPU: "libLiteRtDispatch"}
 
 
 def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *, detach: bool = False) -> str:
@@ -70,7 +69,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     if deployed.runner is None:
         raise InputError("battery-bench on a phone needs the on-device runner: pass --runner")
     probe = _probed_runner(device, deployed, config)
-    if probe.protocol == LLAMA_CLI:
+    if probe.protocol == Protocol.LLAMA_CLI:
         _check_llama_turns(workload)
     chosen = chat_flags(
         probe,
@@ -80,13 +79,13 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         max_output_tokens=workload.max_output_tokens,
         chat_template_file=(
             chat_template_remote(deployed.model.remote)
-            if probe.protocol == LLAMA_CLI and llama_cpp.fallback_chat_template(artifact.path) is not None
+            if probe.protocol == Protocol.LLAMA_CLI and llama_cpp.fallback_chat_template(artifact.path) is not None
             else None
         ),
     )
     run_id = run_folder.new_run_id()
     lock.acquire(device, run_id)  # one run per phone: before the phone is touched
-    phone: dict[str, Any] = {"changed": []}
+    phone = PhoneState()
     try:
         battery = device.battery()
         start = start_meta(battery)
@@ -111,8 +110,8 @@ def _write_and_start(
     workload: Workload,
     config: BenchConfig,
     battery: BatterySample,
-    start: dict[str, Any],
-    phone: dict[str, Any],
+    start: StartState,
+    phone: PhoneState,
     detach: bool,
 ) -> None:
     """The run folder (meta.json, run.env, conversations) and the driver started."""
@@ -128,29 +127,30 @@ def _write_and_start(
         driver_flags = flags
     paths = run_folder.run_paths(device, run_id, deployed.harness.remote)
     baseline_s = config.baseline_s if config.baseline_s is not None else default_baseline_s(workload)
-    meta = {
-        "run_id": run_id,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "device": device_meta(device, config.redact),
-        "artifact": artifact_meta(artifact, deployed),
-        "workload": workload_meta(workload),
-        "runner": {
-            "sha256": deployed.runner.sha256,
-            "flags": flags,
-            "path": deployed.runner.remote,
-            "protocol": probe.protocol,
-            "runtime": probe.runtime,
-            "ttft_source": chosen.ttft_source,
-            "conditions": list(chosen.conditions),
-            "probe": probe.to_dict(),
-        },
-        "settings": _settings(config, battery, baseline_s, detach=detach),
-        "phone": phone,
-        "battery_start": dataclasses.asdict(battery),
-        "start": start,
-        "supplies_online_start": online_supplies(device),
-        "harness": paths.harness_dir,
-    }
+    supplies = online_supplies(device)
+    meta = RunMeta(
+        run_id=run_id,
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        device=device_meta(device, config.redact),
+        artifact=artifact_meta(artifact, deployed),
+        workload=workload_meta(workload),
+        runner=RunnerRecord(
+            sha256=deployed.runner.sha256,
+            flags=tuple(flags),
+            path=deployed.runner.remote,
+            protocol=probe.protocol,
+            runtime=probe.runtime,
+            ttft_source=chosen.ttft_source,
+            conditions=chosen.conditions,
+            probe=probe,
+        ),
+        settings=_settings(config, battery, baseline_s, detach=detach),
+        phone=phone,
+        battery_start=battery,
+        start=start,
+        supplies_online_start=None if supplies is None else tuple(supplies),
+        harness=paths.harness_dir,
+    )
     run_folder.prepare(
         device,
         paths,
@@ -187,7 +187,7 @@ def _check_llama_turns(workload: Workload) -> None:
 def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) -> RunnerProbe:
     """What deploy's probe found the runner speaks; InputError when `config.backend` needs an
     accelerator library that was not deployed beside it."""
-    probe = RunnerProbe.from_dict(deployed.probe) if deployed.probe else None
+    probe = deployed.probe
     if probe is None:
         raise DeviceError(f"{device.serial}: deploy did not probe the runner", serial=device.serial)
     need = _ACCELERATORS.get(config.backend)
@@ -199,21 +199,21 @@ def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) 
     return probe
 
 
-def _settings(config: BenchConfig, battery: BatterySample, baseline_s: float, *, detach: bool) -> dict[str, Any]:
+def _settings(config: BenchConfig, battery: BatterySample, baseline_s: float, *, detach: bool) -> BenchSettings:
     """The run's settings as meta.json records them (capacity: --capacity-mah, else the phone's design)."""
     design = battery.charge_full_design_uah / 1000 if battery.charge_full_design_uah else None
-    return {
-        "sample_period_s": config.sample_period_s,
-        "baseline_s": baseline_s,
-        "capacity_mah": config.capacity_mah or design,
-        "capacity_source": "--capacity-mah" if config.capacity_mah else "charge_full_design",
-        "full_charge_capacity_mah": battery.charge_full_uah / 1000 if battery.charge_full_uah else None,
-        "low_battery_pct": config.low_battery_pct,
-        "state_s": config.state_s,
-        "detach": detach,
-        "settle_s": config.settle_s if detach else 0.0,
-        "turn_timeout_s": config.turn_timeout_s,
-    }
+    return BenchSettings(
+        sample_period_s=config.sample_period_s,
+        baseline_s=baseline_s,
+        capacity_mah=config.capacity_mah or design,
+        capacity_source="--capacity-mah" if config.capacity_mah else "charge_full_design",
+        full_charge_capacity_mah=battery.charge_full_uah / 1000 if battery.charge_full_uah else None,
+        low_battery_pct=config.low_battery_pct,
+        state_s=config.state_s,
+        detach=detach,
+        settle_s=config.settle_s if detach else 0.0,
+        turn_timeout_s=config.turn_timeout_s,
+    )
 
 
 def _power_env(config: BenchConfig, *, detach: bool) -> dict[str, str]:
@@ -295,7 +295,7 @@ def interrupt(device: Device, run_id: str) -> None:
     lock.release(device, run_id)
     files = run_folder.collect(device, paths)
     if not files.restored:
-        restore_phone(device, files.meta.get("phone", {}))
+        restore_phone(device, files.meta.phone)
 
 
 def resume(device: Device, run_id: str) -> None:
@@ -305,7 +305,7 @@ def resume(device: Device, run_id: str) -> None:
     if run_folder.driver_alive(device, paths):
         raise InputError(f"run {run_id} is still running: wait for it or collect it")
     files = run_folder.collect(device, paths)
-    harness = files.meta.get("harness") or ""
+    harness = files.meta.harness
     lock.acquire(device, run_id)
     try:
         run_folder.start(device, run_folder.RunPaths(run_id=run_id, run_dir=paths.run_dir, harness_dir=harness))
@@ -335,7 +335,7 @@ def collect(device: Device, run_id: str, *, restore: bool = True) -> BenchResult
     lock.release(device, run_id)  # the driver removes it; not when it was killed with SIGKILL
     files = run_folder.collect(device, paths)
     if restore and not files.restored:
-        restore_phone(device, files.meta.get("phone", {}), only_if_still_ours=True)
+        restore_phone(device, files.meta.phone, only_if_still_ours=True)
     return build_result(read_run(files))
 
 

@@ -4,7 +4,9 @@
     {"id": "extract-cities", "turns": ["List the cities in ...", "Which is in South America?"]}
 
 `chat-25` ships with edgekit (`android_harness/workloads/`); `--workload FILE` takes a
-user's own file in the same format. Every result records the file's sha256.
+user's own file in the same format. Every result records the file's sha256. Each line is
+checked against its record with msgspec (edgekit._typed): a missing or ill-typed key is one
+InputError naming the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 
 from edgekit._data import data_dir
+from edgekit._typed import from_data
 from edgekit.errors import InputError
 
 DEFAULT_WORKLOAD = "chat-25"
@@ -24,6 +27,23 @@ MAX_TURN_CHARS = 4000
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Conversation:
     """One conversation: an id and its user turns, in order."""
+
+    id: str
+    turns: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Header:
+    """A workload file's first line."""
+
+    workload: str
+    version: int = 1
+    max_output_tokens: int = 64
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Line:
+    """A workload file's conversation line, as written (turns not yet joined into one line each)."""
 
     id: str
     turns: tuple[str, ...]
@@ -71,39 +91,37 @@ def load_workload(path: Path | str | None = None) -> Workload:
     if not numbered:
         raise InputError(f"workload {path} is empty: it needs a header line and at least one conversation")
 
-    def parse(n: int, line: str) -> dict[str, object]:
+    def json_line(n: int, line: str) -> object:
         try:
-            value = json.loads(line)
+            return json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"workload {path}, line {n}: not valid JSON ({exc.msg})", path=path) from exc
-        if not isinstance(value, dict):
-            raise InputError(f"workload {path}, line {n}: expected a JSON object", path=path)
-        return value
 
     n0, first = numbered[0]
-    header = parse(n0, first)
-    if "workload" not in header:
+    value = json_line(n0, first)
+    if not isinstance(value, dict) or "workload" not in value:
         raise InputError(
             f'workload {path}, line {n0}: the first line must be the header {{"workload": NAME, "version": N, '
             f'"max_output_tokens": N}}',
             path=path,
         )
-    name, version, max_out = header.get("workload"), header.get("version", 1), header.get("max_output_tokens", 64)
-    if not isinstance(name, str) or not name:
+    header = from_data(value, _Header, f"workload {path}, line {n0}", path=path)
+    name, version, max_out = header.workload, header.version, header.max_output_tokens
+    if not name:
         raise InputError(f"workload {path}, line {n0}: 'workload' must be a non-empty name", path=path)
-    if not isinstance(version, int) or not isinstance(max_out, int) or max_out < 1:
+    if max_out < 1:
         raise InputError(f"workload {path}, line {n0}: 'version' and 'max_output_tokens' must be positive integers")
     conversations = []
     seen: set[str] = set()
     for n, line in numbered[1:]:
-        item = parse(n, line)
-        cid, turns = item.get("id"), item.get("turns")
-        if not isinstance(cid, str) or not cid:
+        item = from_data(json_line(n, line), _Line, f"workload {path}, line {n}", path=path)
+        cid, turns = item.id, item.turns
+        if not cid:
             raise InputError(f"workload {path}, line {n}: 'id' must be a non-empty string", path=path)
         if cid in seen:
             raise InputError(f"workload {path}, line {n}: id {cid!r} is used twice", path=path)
         seen.add(cid)
-        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        if not turns or not all(t.strip() for t in turns):
             raise InputError(f"workload {path}, line {n}: 'turns' must be a list of non-empty strings", path=path)
         if any(len(t) > MAX_TURN_CHARS for t in turns):
             raise InputError(f"workload {path}, line {n}: a turn is longer than {MAX_TURN_CHARS} characters")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
-import json
 import signal
 import threading
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from edgekit.commands._common import (
 )
 from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, EdgekitError, InputError, RunStillRunning
+from edgekit.probe import Backend
 
 if TYPE_CHECKING:
     from edgekit.bench.campaign import Campaign, DeviceOutcome, Observer, RunInterrupted
@@ -93,7 +93,7 @@ Examples:
 @click.option("--threads", type=int, help="Runner CPU threads (--num_cpu_threads).")
 @click.option(
     "--backend",
-    type=click.Choice(["cpu", "gpu", "npu"]),
+    type=click.Choice([b.value for b in Backend]),
     default="cpu",
     show_default=True,
     help="Where the runner computes (--backend); gpu and npu need the runner's accelerator library beside it.",
@@ -314,7 +314,7 @@ def _bench(
         baseline_s=baseline_s,
         capacity_mah=capacity_mah,
         threads=threads,
-        backend=backend,
+        backend=Backend(backend),
         max_num_tokens=max_num_tokens,
         redact=redact,
         settle_s=settle_s,
@@ -477,8 +477,7 @@ def _render(outcomes: list[DeviceOutcome], devices: int, as_json: bool) -> None:
 def _document(outcome: DeviceOutcome) -> dict[str, Any]:
     """An outcome in --json's list: its result, else the device (and artifact) and the error."""
     if outcome.result is not None:
-        data: dict[str, Any] = json.loads(outcome.result.to_json())
-        return data
+        return outcome.result.to_data()
     doc = {"serial": outcome.serial, "error": str(outcome.error)}
     return doc if outcome.artifact is None else {**doc, "artifact": str(outcome.artifact)}
 
@@ -578,7 +577,7 @@ def _collect_all(names: set[str] | None, campaign: Campaign, as_json: bool) -> N
             _forget(entry.run_id)
         codes.append(outcome.exit_code)
         if outcome.result is not None:
-            documents.append(json.loads(outcome.result.to_json()))
+            documents.append(outcome.result.to_data())
         else:
             documents.append({"serial": entry.device, "run_id": entry.run_id, "error": str(outcome.error)})
         if as_json:

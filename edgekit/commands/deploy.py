@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.text import Text
 
+from edgekit._typed import to_data
 from edgekit.commands._common import (
     adb_server_option,
     device_option,
@@ -53,7 +54,7 @@ def _summary(result: Any) -> str:
         if s.host_check is not None and s.host_check.value == "same":
             line += ", the same answer as this computer's CPU engine"
     if result.probe is not None:
-        line += f"; runner speaks {result.probe['protocol'].replace('_', '-')}"
+        line += f"; runner speaks {result.probe.protocol.replace('_', '-')}"
     return line
 
 
@@ -174,7 +175,7 @@ def deploy_command(
                 t.join(CANCEL_WAIT_S / len(threads))
             raise
     if as_json:
-        print_json([results[s].to_dict() if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
+        print_json([to_data(results[s]) if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:
         out = Console(highlight=False, soft_wrap=True)
         for serial in serials:

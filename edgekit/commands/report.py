@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from edgekit._files import atomic_write_text, check_writable
+from edgekit._typed import to_data
 from edgekit.commands._common import error_line
 from edgekit.errors import EXIT_REGRESSION, InputError
 
@@ -157,8 +158,6 @@ def compare_command(
     they share is compared, and each line says whether the difference is beyond the noise
     (both figures have a 95% interval and the two do not overlap), within it, or cannot be
     told (a figure without an interval: a single run's speed)."""
-    import dataclasses
-
     from edgekit.bench.result import BenchResult
     from edgekit.report import compare
 
@@ -169,7 +168,7 @@ def compare_command(
     a, b = BenchResult.load(a_path), BenchResult.load(b_path)
     diffs = compare(a, b, fail_on_regression, allow_different=allow_different, names=(str(a_path), str(b_path)))
     if as_json:
-        sys.stdout.write(json.dumps([dataclasses.asdict(d) for d in diffs], indent=2, sort_keys=True, allow_nan=False))
+        sys.stdout.write(json.dumps([to_data(d) for d in diffs], indent=2, sort_keys=True, allow_nan=False))
         sys.stdout.write("\n")
     else:
         out = Console(highlight=False, soft_wrap=True)
@@ -192,8 +191,6 @@ def compare_command(
 
 
 def _compare_campaigns(a_path: Path, b_path: Path, fail_on_regression: float | None, as_json: bool) -> None:
-    import dataclasses
-
     from edgekit.report_campaign import compare_campaigns, load_campaign
 
     diffs = compare_campaigns(load_campaign(a_path), load_campaign(b_path), fail_on_regression)
@@ -203,7 +200,7 @@ def _compare_campaigns(a_path: Path, b_path: Path, fail_on_regression: float | N
                 "device": c.device,
                 "artifact": c.artifact,
                 "beyond_noise": c.beyond_noise,
-                **dataclasses.asdict(c.difference),
+                **to_data(c.difference),
             }
             for c in diffs
         ]

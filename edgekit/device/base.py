@@ -70,6 +70,17 @@ class DeviceFacts:
     """Which emulator, and the evidence: "edgekit device emulator", "Android Emulator (ro.hardware=ranchu)"."""
 
 
+class BatterySource(enum.StrEnum):
+    """Where a BatterySample's figures were read."""
+
+    SYSFS = "sysfs"
+    """/sys/class/power_supply/battery (dumpsys battery for what it lacks)."""
+    DUMPSYS = "dumpsys"
+    """`dumpsys battery` only (sysfs unreadable)."""
+    NONE = "none"
+    """No battery to read (a computer without one): every figure is None."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BatterySample:
     """One reading of the fuel gauge. None = not exposed by this device (never 0 for unknown).
@@ -85,7 +96,7 @@ class BatterySample:
     voltage_now_uv: int | None
     temperature_c: float | None
     charge_full_design_uah: int | None
-    source: str
+    source: BatterySource
     charge_full_uah: int | None = None
     """What the battery holds when full today (sysfs `charge_full`); less than design as it ages."""
 
@@ -207,7 +218,7 @@ class Device(abc.ABC):
             temperature_c=temp / 10 if temp is not None else info.temperature_c,
             charge_full_design_uah=parsers.parse_int(sysfs.get("charge_full_design")),
             charge_full_uah=parsers.parse_int(sysfs.get("charge_full")),
-            source="sysfs" if sysfs else "dumpsys",
+            source=BatterySource.SYSFS if sysfs else BatterySource.DUMPSYS,
         )
 
 

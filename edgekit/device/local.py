@@ -17,6 +17,7 @@ from pathlib import Path
 from edgekit._data import user_cache_dir
 from edgekit.device.base import (
     BatterySample,
+    BatterySource,
     Device,
     DeviceFacts,
     Execution,
@@ -104,7 +105,7 @@ class LocalDevice(Device):
                 voltage_now_uv=None,
                 temperature_c=None,
                 charge_full_design_uah=None,
-                source="none",
+                source=BatterySource.NONE,
             )
         bat = supplies[0]
 
@@ -125,7 +126,7 @@ class LocalDevice(Device):
             voltage_now_uv=parse_int(read("voltage_now")),
             temperature_c=None,
             charge_full_design_uah=parse_int(read("charge_full_design")),
-            source="sysfs",
+            source=BatterySource.SYSFS,
         )
 
 

@@ -27,7 +27,16 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edgekit.device.base import DEVICE_TMP, BatterySample, Device, DeviceFacts, ProgressFn, ShellResult, check_result
+from edgekit.device.base import (
+    DEVICE_TMP,
+    BatterySample,
+    BatterySource,
+    Device,
+    DeviceFacts,
+    ProgressFn,
+    ShellResult,
+    check_result,
+)
 
 ScriptReply = Callable[[str], ShellResult]
 _ALL_TOOLS = frozenset({"mkfifo", "setsid", "sha256sum", "power_supply"})
@@ -65,7 +74,7 @@ class FakeDevice(Device):
             voltage_now_uv=3_900_000,
             temperature_c=30.0,
             charge_full_design_uah=4_000_000,
-            source="sysfs",
+            source=BatterySource.SYSFS,
         )
         self._scripts: list[tuple[re.Pattern[str], ScriptReply]] = []
         self._mkdir(DEVICE_TMP)
