@@ -42,9 +42,14 @@ from typing import Any
 from edgekit.device.parsers import TurnStats
 
 PROMPT = "> "
+"""What llama-cli prints (after a newline) before it reads each user turn (cli-ui.h `ui::user_turn::read_input`)."""
 CLI_COMMANDS = ("/exit", "/regen", "/clear", "/read ", "/glob ")
 """What llama-cli takes for a command, not a message, at the start of a line (cli-context.cpp)."""
-"""What llama-cli prints (after a newline) before it reads each user turn (cli-ui.h `ui::user_turn::read_input`)."""
+REFUSED = re.compile(r"Error: (?P<why>request \(\d+ tokens\) exceeds the available context size \(\d+ tokens\))")
+"""A turn's answer when the server refused it for want of context: tools/server/server-context.cpp
+sends "request (%d tokens) exceeds the available context size (%d tokens), try increasing it"
+(ERROR_TYPE_EXCEED_CONTEXT_SIZE), and tools/cli/cli-ui.h prints it as `console::error("Error: %s\n")`
+in the answer's place (tests/captures/llama-cpp/cli-edge.stdout)."""
 
 TIMINGS_LINE = re.compile(
     r"^\[ Prompt: (?P<prompt_tps>\S+) t/s \| Generation: (?P<generation_tps>\S+) t/s \]$", re.MULTILINE
@@ -168,6 +173,13 @@ def split_answers(stdout: str) -> tuple[str, ...]:
         if not stdout.startswith("\n" + PROMPT, pos):
             return tuple(answers)
         pos += 1 + len(PROMPT)
+
+
+def refusal(answer: str) -> str | None:
+    """Why llama-cli refused the turn this answer stands for ("request (N tokens) exceeds the
+    available context size (M tokens)"), None for an answer of the model's."""
+    m = REFUSED.fullmatch(answer.strip("\n").removesuffix(", try increasing it"))
+    return None if m is None else m["why"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from edgekit.llama_cpp import (
     parse_system_info,
     parse_turn_timings,
     parse_version,
+    refusal,
     split_answers,
 )
 
@@ -115,6 +117,46 @@ def test_split_answers_empty_line_and_refused_turn() -> None:
         b"Error: request (975 tokens) exceeds the available context size (256 tokens), try increasing it",
     ]
     assert [m["prompt_tps"] for m in TIMINGS_LINE.finditer(text("cli-edge.stdout"))][-1] == "0.0"
+
+
+def test_refusal_reads_the_servers_context_error_and_nothing_else() -> None:
+    answers = split_answers(text("cli-edge.stdout"))
+    assert [refusal(a) for a in answers] == [
+        None,
+        None,
+        "request (975 tokens) exceeds the available context size (256 tokens)",
+    ]
+    assert [refusal(a) for a in split_answers(text("cli-3turns.stdout"))] == [None, None, None]
+    # An answer that only begins like the error is the model's.
+    assert refusal("Error: request (975 tokens) exceeds the available context size (256 tokens). Also") is None
+
+
+def test_refused_turns_void_the_run_and_say_what_to_raise() -> None:
+    from edgekit.bench.assembly import refused_turn_flags
+    from edgekit.bench.result import ConversationRecord
+    from edgekit.bench.run_folder import RunFiles
+    from tests.typed_results import run_meta, schema1_result
+
+    convs = [ConversationRecord(id="fits", turns=3), ConversationRecord(id="long", turns=3)]
+
+    def files(outputs: dict[str, str]) -> RunFiles:
+        return RunFiles(
+            meta=run_meta(), events=[], samples=[], outputs=outputs, errors={}, crash_logs={}, done=set(), status="done"
+        )
+
+    fine = files({"0001": text("cli-3turns.stdout"), "0002": text("cli-3turns.stdout")})
+    assert refused_turn_flags(fine, convs) == []
+    [flag] = refused_turn_flags(files({"0001": text("cli-3turns.stdout"), "0002": text("cli-edge.stdout")}), convs)
+    assert flag.code == "context_exceeded" and flag.voids
+    assert flag.message.startswith(
+        "llama-cli refused 1 turn in 1 conversation for want of context (first conversation 0002 (long) turn 3: "
+        "request (975 tokens) exceeds the available context size (256 tokens))"
+    )
+    assert "--max-num-tokens" in flag.message
+    # A complete run with refused turns failed: the workload was not run (exit 7).
+    result = schema1_result()
+    assert result.complete and result.exit_code() != 7
+    assert dataclasses.replace(result, validity=[*result.validity, flag]).exit_code() == 7
 
 
 BANNER = "Loading model... \n\nbuild      : b1-0c1e570\n\navailable commands:\n  /exit or Ctrl+C     stop or exit\n\n\n"

@@ -21,6 +21,7 @@ from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
 from edgekit.bench.power import ValidityFlag
 from edgekit.bench.result import (
+    CONTEXT_EXCEEDED,
     DEGENERATE_OUTPUT,
     ArtifactRecord,
     BenchResult,
@@ -121,6 +122,8 @@ def read_run(files: RunFiles) -> Measured:
     timeout = meta.settings.turn_timeout_s
     flags += runner_failures(files, conversations, None if isinstance(timeout, UnsetType) else timeout)
     flags += degenerate_flags(turns)
+    if protocol == Protocol.LLAMA_CLI:
+        flags += refused_turn_flags(files, conversations)
     unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
     if unmeasured:
         flags.append(
@@ -493,6 +496,35 @@ def _subtract(segments: list[tuple[float, float]], holes: list[tuple[float, floa
         if cursor < b:
             out.append((cursor, b))
     return out
+
+
+def refused_turn_flags(files: RunFiles, conversations: Sequence[ConversationRecord]) -> list[ValidityFlag]:
+    """A `context_exceeded` flag (voids) when llama-cli refused turns for want of context.
+
+    Its server refuses a turn whose conversation no longer fits `-c`, prints the error where
+    the answer goes (edgekit.llama_cpp.refusal), keeps the refused message in the
+    conversation and so refuses every later turn of it too; the runner still exits 0. The
+    run then measured less than the workload."""
+    refused: list[tuple[str, int, str]] = []
+    for n, conv in enumerate(conversations, 1):
+        key = f"{n:04d}"
+        for k, answer in enumerate(llama_cpp.split_answers(files.outputs.get(key, ""))[: conv.turns], 1):
+            why = llama_cpp.refusal(answer)
+            if why is not None:
+                refused.append((f"conversation {key} ({conv.id}) turn {k}", n, why))
+    if not refused:
+        return []
+    where, _, why = refused[0]
+    turns, convs = len(refused), len({n for _, n, _ in refused})
+    return [
+        ValidityFlag(
+            code=CONTEXT_EXCEEDED,
+            message=f"llama-cli refused {turns} turn{'s' * (turns != 1)} in {convs} conversation{'s' * (convs != 1)} "
+            f"for want of context (first {where}: {why}): give it a larger context with --max-num-tokens "
+            "(llama-cli's -c), or a workload whose conversations fit",
+            voids=True,
+        )
+    ]
 
 
 def runner_failures(

@@ -42,6 +42,8 @@ EXIT_FAILED = 7
 """Failed run: runner crash, timeout, missing turns (`complete` is false), or mostly degenerate answers."""
 DEGENERATE_OUTPUT = "degenerate_output"
 """The validity flag of a run whose answers are mostly degenerate (edgekit.answers): it fails (exit 7)."""
+CONTEXT_EXCEEDED = "context_exceeded"
+"""The validity flag of a run whose runner refused turns for want of context (llama-cli): it fails (exit 7)."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C on an attached run."""
 SUMMARY_KEYS = (
@@ -302,6 +304,11 @@ class BenchResult:
         return any(f.code == DEGENERATE_OUTPUT for f in self.validity)
 
     @property
+    def refused_turns(self) -> bool:
+        """True when the runner refused turns for want of context: the run failed, the workload was not run."""
+        return any(f.code == CONTEXT_EXCEEDED for f in self.validity)
+
+    @property
     def battery_absent(self) -> bool:
         """True when no sample carried any battery counter (e.g. `local` without a battery)."""
         return not any(
@@ -312,7 +319,7 @@ class BenchResult:
     def exit_code(self) -> int:
         """battery-bench's exit code for this result (docs/battery-bench.md): 7 failed,
         6 battery headline void, else 0 (a device with no battery counters is speed-only)."""
-        if not self.complete or self.degenerate:
+        if not self.complete or self.degenerate or self.refused_turns:
             return EXIT_FAILED
         voids = [f for f in self.validity if f.voids]
         if self.battery_absent:

@@ -250,7 +250,8 @@ def render_summary(result: BenchResult, path: Path | None) -> list[str]:
         f"battery-bench {result.run_id}: {w.name} v{w.version} ({len(w.conversations)} conversations, "
         f"{turns} turns) on {result.device.model or result.device.serial}{sim}"
         + ("" if result.complete else " — FAILED (incomplete)")
-        + (" — FAILED (degenerate answers: no speed figure)" if result.degenerate else ""),
+        + (" — FAILED (degenerate answers: no speed figure)" if result.degenerate else "")
+        + (" — FAILED (turns refused: the context is too small)" if result.refused_turns else ""),
     ]
     if result.simulated:
         lines.append(
