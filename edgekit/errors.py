@@ -6,6 +6,11 @@ EdgekitError                 root; `exit_code` is what the CLI exits with
 ├── ConversionError          litert-torch / litert-lm-builder failed; carries `stage`
 │   └── FidelityError        the artifact runs but disagrees with the PyTorch reference
 └── DeviceError              a device could not be reached or a command on it failed
+    ├── DeviceUnreachable    no such device, offline, or it does not answer: check cable / network
+    ├── DeviceUnauthorized   the phone refused our key: accept the RSA prompt on it
+    ├── LinkLost             the connection broke during a command or a copy: reconnect, run again
+    ├── CommandFailed        a command on the device exited non-zero; carries `cmd`, `returncode`, `stderr`
+    ├── DeviceTimeout        the device did not answer in time
     ├── DeviceBusy           another battery-bench run holds the phone's lock; carries `run_id`
     ├── RunLost              the link to the phone was lost during an attached run; carries `run_id`
     └── RunStillRunning      --collect of a run whose driver is still going; carries `run_id`, `done`
@@ -20,6 +25,7 @@ Exit codes that are no error of this tree (the CLI's):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -89,6 +95,50 @@ class DeviceError(EdgekitError):
         self.cmd = cmd
         self.returncode = returncode
         self.stderr = stderr
+
+
+class _Named(Protocol):
+    """Anything with a serial: a Device (errors.py imports no device module)."""
+
+    @property
+    def serial(self) -> str: ...
+
+
+class _OnDevice(DeviceError):
+    """A DeviceError about one device: built from the device (or its serial) and the message
+    without the prefix, it writes the `SERIAL: ` prefix itself (mobly's `DeviceError(ad, msg)`)."""
+
+    def __init__(
+        self,
+        device: _Named | str,
+        message: str,
+        *,
+        cmd: str | None = None,
+        returncode: int | None = None,
+        stderr: str | None = None,
+    ) -> None:
+        serial = device if isinstance(device, str) else device.serial
+        super().__init__(f"{serial}: {message}", serial=serial, cmd=cmd, returncode=returncode, stderr=stderr)
+
+
+class DeviceUnreachable(_OnDevice):
+    """The device is not there, offline, or does not answer a connection: the message says what to check."""
+
+
+class DeviceUnauthorized(_OnDevice):
+    """The phone has not accepted this computer's adb key: accept the RSA prompt on the phone."""
+
+
+class LinkLost(_OnDevice):
+    """The connection to the device broke during a command or a copy."""
+
+
+class CommandFailed(_OnDevice):
+    """A command on the device (or a copy to or from it) failed: `cmd`, `returncode`, `stderr` say how."""
+
+
+class DeviceTimeout(_OnDevice):
+    """The device did not answer within the time allowed."""
 
 
 class DeviceBusy(DeviceError):

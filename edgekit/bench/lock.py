@@ -22,7 +22,7 @@ import shlex
 
 from edgekit.bench import run_folder
 from edgekit.device.base import Device
-from edgekit.errors import DeviceBusy, DeviceError
+from edgekit.errors import CommandFailed, DeviceBusy, DeviceError
 
 LOCK_NAME = "bench.lock"
 START_GRACE_S = 600
@@ -101,7 +101,12 @@ def acquire(device: Device, run_id: str) -> None:
     if state == "live" and who is not None:
         raise DeviceBusy(busy_message(device.serial, who), serial=device.serial, run_id=who.run_id)
     if state not in ("ok", "took"):
-        raise DeviceError(f"{device.serial}: could not take the phone's run lock: {result.stdout.strip()}")
+        raise CommandFailed(
+            device,
+            f"could not take the phone's run lock: {result.stdout.strip()}",
+            returncode=result.returncode,
+            stderr=result.stderr,
+        )
 
 
 def release(device: Device, run_id: str) -> None:

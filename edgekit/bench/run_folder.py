@@ -39,7 +39,7 @@ from edgekit.bench.result import ArtifactRecord, BenchSettings, RunnerRecord, St
 from edgekit.bench.workload import Workload
 from edgekit.device import parsers
 from edgekit.device.base import BatterySample, Device, DeviceFacts
-from edgekit.errors import DeviceError, InputError
+from edgekit.errors import CommandFailed, InputError
 from edgekit.probe import Protocol
 
 
@@ -268,9 +268,12 @@ class RunFiles:
 def collect(device: Device, paths: RunPaths) -> RunFiles:
     """Read a run folder from the device (text files through the shell)."""
     run = paths.run_dir
-    test = device.shell(["test", "-f", f"{run}/meta.json"], check=False)
+    argv = ["test", "-f", f"{run}/meta.json"]
+    test = device.shell(argv, check=False)
     if test.returncode != 0:
-        raise DeviceError(f"{device.serial}: no run {paths.run_id} on the device", serial=device.serial)
+        raise CommandFailed(
+            device, f"no run {paths.run_id} on the device", cmd=shlex.join(argv), returncode=test.returncode
+        )
 
     def cat(name: str) -> str:
         return device.shell(["cat", f"{run}/{name}"], check=False).stdout

@@ -35,10 +35,29 @@ from adbutils import AdbClient
 from adbutils._adb import AdbConnection
 
 from edgekit.device.address import AdbServer, adb_env, default_server, device_name
-from edgekit.device.base import Device, ProgressFn, ShellResult, check_result
-from edgekit.errors import DeviceError
+from edgekit.device.base import Device, ErrorTable, ProgressFn, ShellResult, check_result, mapped_errors
+from edgekit.errors import CommandFailed, DeviceError, DeviceTimeout, DeviceUnauthorized, DeviceUnreachable, LinkLost
 
 _PERCENT = re.compile(rb"\[\s*(\d+)%\]")
+
+# What adbutils raises under a command on the device (adbutils errors.py, _adb.py), and what
+# each means. adbutils turns a socket timeout into AdbTimeout ("adb read timeout"), a refused
+# server connection into AdbConnectionError, a closed stream into AdbError or, from
+# read_exact, EOFError.
+_ERRORS: ErrorTable = {
+    adbutils.AdbTimeout: DeviceTimeout,
+    TimeoutError: DeviceTimeout,
+    adbutils.AdbError: LinkLost,
+    OSError: LinkLost,
+    EOFError: LinkLost,
+}
+
+
+def _lost(exc: BaseException) -> str:
+    return f"connection to the device lost ({exc})"
+
+
+_UNAUTHORIZED = "device unauthorized: accept the RSA prompt on the phone (tick 'Always allow')"
 
 
 def adb_binary() -> str:
@@ -191,17 +210,14 @@ class AdbDevice(Device):
             try:
                 message = self._client.connect(serial, timeout=15)
             except (adbutils.AdbError, OSError) as exc:
-                raise DeviceError(f"{self.serial}: cannot connect: {exc}", serial=self.serial) from exc
+                raise DeviceUnreachable(self, f"cannot connect: {exc}") from exc
             if "authenticate" in message:
-                raise DeviceError(
-                    f"{self.serial}: device unauthorized: accept the RSA prompt on the phone (tick 'Always allow')",
-                    serial=self.serial,
-                )
+                raise DeviceUnauthorized(self, _UNAUTHORIZED)
             if "connected" not in message:
-                raise DeviceError(
-                    f"{self.serial}: cannot connect ({message.strip()}): is the phone awake, on the network, "
+                raise DeviceUnreachable(
+                    self,
+                    f"cannot connect ({message.strip()}): is the phone awake, on the network, "
                     f"with wireless debugging or `adb tcpip` on?",
-                    serial=self.serial,
                 )
         self._wait_ready()
         self._device = self._client.device(serial)
@@ -219,33 +235,23 @@ class AdbDevice(Device):
                 break
             time.sleep(0.2)
         if state == "unauthorized":
-            raise DeviceError(
-                f"{self.serial}: device unauthorized: accept the RSA prompt on the phone (tick 'Always allow')",
-                serial=self.serial,
-            )
+            raise DeviceUnauthorized(self, _UNAUTHORIZED)
         if state == "offline":
-            raise DeviceError(
-                f"{self.serial}: device offline: reconnect the cable or run `adb reconnect`", serial=self.serial
-            )
+            raise DeviceUnreachable(self, "device offline: reconnect the cable or run `adb reconnect`")
         if state is None:
-            raise DeviceError(f"{self.serial}: no such device: see `edgekit devices`", serial=self.serial)
-        raise DeviceError(f"{self.serial}: device is {state}, not ready", serial=self.serial)
-
-    def _lost(self, exc: BaseException) -> DeviceError:
-        return DeviceError(f"{self.serial}: connection to the device lost ({exc})", serial=self.serial)
+            raise DeviceUnreachable(self, "no such device: see `edgekit devices`")
+        raise DeviceUnreachable(self, f"device is {state}, not ready")
 
     def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
         """Run `argv` over shell protocol v2 through the server (adbutils' shell2), stdin empty."""
         command = shlex.join(argv)
         device = self._connected()
-        try:
+        with mapped_errors(self, _ERRORS, _lost):
             # adbutils 2.12 `_shell_v2` opens `shell,v2:CMD`: raw, not a PTY, for a non-empty
             # command (AOSP adb daemon/services.cpp ShellService: `command.empty() ? kPty : kRaw`).
             # It never closes the command's stdin: give it /dev/null, so a command that reads
             # stdin ends, as it did with our own close-stdin frame.
             ret = device.shell2(f"{command} </dev/null", timeout=timeout_s, v2=True)
-        except (adbutils.AdbError, OSError, EOFError) as exc:  # EOFError: adbutils' read_exact on a closed link
-            raise self._lost(exc) from exc
         result = ShellResult(ret.returncode, ret.stdout, ret.stderr)
         return check_result(self.serial, command, result, check)
 
@@ -301,9 +307,9 @@ class AdbDevice(Device):
             proc.stderr.close()
         if returncode != 0:
             detail = (stderr or output.decode(errors="replace")).strip().splitlines()
-            raise DeviceError(
-                f"{self.serial}: push failed: {detail[-1] if detail else f'adb exited {returncode}'}",
-                serial=self.serial,
+            raise CommandFailed(
+                self,
+                f"push failed: {detail[-1] if detail else f'adb exited {returncode}'}",
                 cmd=shlex.join(argv),
                 returncode=returncode,
                 stderr=stderr,
@@ -317,9 +323,9 @@ class AdbDevice(Device):
         argv = self._adb_argv("pull", remote, str(local))
         proc = subprocess.run(argv, env=adb_env(os.environ), capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
-            raise DeviceError(
-                f"{self.serial}: pull of {remote} failed: {proc.stderr.strip() or proc.stdout.strip()}",
-                serial=self.serial,
+            raise CommandFailed(
+                self,
+                f"pull of {remote} failed: {proc.stderr.strip() or proc.stdout.strip()}",
                 cmd=shlex.join(argv),
                 returncode=proc.returncode,
                 stderr=proc.stderr,

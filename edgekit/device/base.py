@@ -1,25 +1,28 @@
 """The Device interface every transport implements, and the values it returns.
 
-A transport implements `shell`, `push` and `pull`; `getprop`, `facts` and `battery` are
-built on `shell` here, once, for all of them. Every argv is quoted with `shlex.join`
-before it reaches a device shell. What callers need to know about a device they ask it
-(`execution`: how it runs a model; `path()`: where its files go), never which transport
-class it is.
+A transport implements `shell`, `push` and `pull`; `getprop`, `props`, `facts` and
+`battery` are built on `shell` here, once, for all of them. A transport translates its
+library's exceptions through one table (`ErrorTable`, applied by `mapped_errors`) into the
+DeviceError subclasses of `edgekit.errors`, as httpx's `map_httpcore_exceptions` does.
+Every argv is quoted with `shlex.join` before it reaches a device shell. What callers need
+to know about a device they ask it (`execution`: how it runs a model; `path()`: where its
+files go), never which transport class it is.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import enum
 import shlex
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
 from edgekit.device import parsers
-from edgekit.errors import DeviceError
+from edgekit.errors import CommandFailed, DeviceError
 
 ProgressFn = Callable[[int, int], None]
 """`progress(done, total)`, counted in what the function taking it says: bytes for
@@ -158,22 +161,23 @@ class Device(abc.ABC):
         """Run a POSIX sh script whose parts the caller quoted (shlex.quote)."""
         return self.shell(["sh", "-c", script], timeout_s=timeout_s, check=check)
 
-    def getprop(self, key: str | None = None) -> str | dict[str, str]:
-        """One property's value (empty if unset), or every property as a dict."""
-        if key is not None:
-            return self.shell(["getprop", key]).stdout.strip()
+    def getprop(self, key: str) -> str:
+        """Property `key`'s value (empty if unset)."""
+        return self.shell(["getprop", key]).stdout.strip()
+
+    def props(self) -> dict[str, str]:
+        """Every property the device lists (`getprop` without a key), by name."""
         return parsers.parse_getprop(self.shell(["getprop"]).stdout)
 
     def facts(self) -> DeviceFacts:
         """Model, SoC, ABIs, Android version, free space of /data/local/tmp."""
-        props = self.getprop()
-        assert isinstance(props, dict)
+        props = self.props()
         df = self.shell(["df", DEVICE_TMP], check=False)
         abis = props.get("ro.product.cpu.abilist") or props.get("ro.product.cpu.abi") or ""
         sdk = props.get("ro.build.version.sdk", "")
         emulator = "edgekit device emulator" if props.get("ro.edgekit.emulated") == "1" else None
         if not props:  # a getprop that only answers single keys: ask for the emulator's ones
-            props = {key: str(self.getprop(key)) for key, _ in _QEMU_PROPS}
+            props = {key: self.getprop(key) for key, _ in _QEMU_PROPS}
             props = {k: v for k, v in props.items() if v}
         for key, values in _QEMU_PROPS:
             if emulator is None and props.get(key) in values:
@@ -223,15 +227,50 @@ class Device(abc.ABC):
 
 
 def check_result(serial: str, argv: Sequence[str] | str, result: ShellResult, check: bool) -> ShellResult:
-    """Raise DeviceError for a failed command when `check` is set; else return the result."""
+    """Raise CommandFailed for a failed command when `check` is set; else return the result."""
     if check and result.returncode != 0:
         cmd = argv if isinstance(argv, str) else shlex.join(argv)
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise DeviceError(
-            f"{serial}: `{cmd}` exited {result.returncode}" + (f": {detail[-1]}" if detail else ""),
-            serial=serial,
+        raise CommandFailed(
+            serial,
+            f"`{cmd}` exited {result.returncode}" + (f": {detail[-1]}" if detail else ""),
             cmd=cmd,
             returncode=result.returncode,
             stderr=result.stderr,
         )
     return result
+
+
+ErrorTable = Mapping[type[BaseException], Callable[[Device, str], DeviceError]]
+"""A transport's table: its library's exception classes -> the DeviceError subclass each means
+(`DeviceTimeout`, `LinkLost`...: built from the device and the message without the prefix)."""
+
+
+def map_error(table: ErrorTable, exc: BaseException) -> Callable[[Device, str], DeviceError] | None:
+    """The subclass `table` gives `exc`: that of its most specific class in the table (None: not listed)."""
+    for klass in type(exc).__mro__:
+        if klass in table:
+            return table[klass]
+    return None
+
+
+@contextlib.contextmanager
+def mapped_errors(
+    device: Device,
+    table: ErrorTable,
+    message: Callable[[BaseException], str],
+    *,
+    on_error: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Re-raise an exception `table` lists as its DeviceError subclass, for `device`, with
+    `message(exc)` (the subclass writes the serial prefix), from the original; `on_error`
+    runs first (a transport that must drop a broken connection). Others pass through."""
+    try:
+        yield
+    except Exception as exc:
+        to = map_error(table, exc)
+        if to is None:
+            raise
+        if on_error is not None:
+            on_error()
+        raise to(device, message(exc)) from exc

@@ -17,6 +17,7 @@ The constructor does no I/O: the first command connects. Fixes for adb-shell 0.4
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shlex
@@ -32,20 +33,30 @@ from adb_shell.adb_message import AdbMessage
 from adb_shell.transport.tcp_transport import TcpTransport
 
 from edgekit.device import shell_v2
-from edgekit.device.base import Device, ProgressFn, ShellResult, check_result
-from edgekit.errors import DeviceError
+from edgekit.device.base import Device, ErrorTable, ProgressFn, ShellResult, check_result, mapped_errors
+from edgekit.errors import CommandFailed, DeviceTimeout, DeviceUnauthorized, DeviceUnreachable, LinkLost
 
-# What adb-shell raises when the link breaks; translated to DeviceError at this edge.
-_LINK_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    adb_exceptions.TcpTimeoutException,
-    adb_exceptions.AdbTimeoutError,
-    adb_exceptions.AdbConnectionError,
-    adb_exceptions.InvalidResponseError,
-    adb_exceptions.InvalidCommandError,
-    adb_exceptions.PushFailedError,
-    adb_exceptions.AdbCommandFailureException,
-)
+# What adb-shell raises under a command or a copy (adb_shell exceptions.py, adb_device.py),
+# and what each means; every one drops the connection (the next command connects again).
+# AdbTimeoutError: no expected answer within read_timeout_s; TcpTimeoutException: our
+# transport's select() timed out; AdbConnectionError: not connected; InvalidResponseError /
+# InvalidCommandError: a garbled stream; AdbCommandFailureException: adbd answered FAIL to
+# opening a service; PushFailedError: the sync service's FAIL (e.g. an unwritable path).
+_ERRORS: ErrorTable = {
+    adb_exceptions.TcpTimeoutException: DeviceTimeout,
+    adb_exceptions.AdbTimeoutError: DeviceTimeout,
+    TimeoutError: DeviceTimeout,
+    OSError: LinkLost,
+    adb_exceptions.AdbConnectionError: LinkLost,
+    adb_exceptions.InvalidResponseError: LinkLost,
+    adb_exceptions.InvalidCommandError: LinkLost,
+    adb_exceptions.PushFailedError: CommandFailed,
+    adb_exceptions.AdbCommandFailureException: CommandFailed,
+}
+
+
+def _lost(exc: BaseException) -> str:
+    return f"connection to the device lost ({exc})"
 
 
 def adb_key_path() -> Path:
@@ -116,7 +127,8 @@ class DirectAdbDevice(Device):
     """A phone's adbd at `host:port`, reached without an adb server.
 
     Nothing happens on construction: the key is read (or created) and the connection made
-    on the first command; connection errors are DeviceErrors from that call."""
+    on the first command; connection errors are DeviceErrors from that call
+    (DeviceUnreachable, DeviceUnauthorized)."""
 
     def __init__(
         self,
@@ -161,22 +173,21 @@ class DirectAdbDevice(Device):
             )
         except (adb_exceptions.TcpTimeoutException, adb_exceptions.AdbTimeoutError) as exc:
             dev.close()
-            if reached:
-                raise DeviceError(
-                    f"{self.serial}: device unauthorized: accept the RSA prompt on the phone "
-                    f"(tick 'Always allow'), then run again",
-                    serial=self.serial,
+            if reached:  # adbd took the connection but never answered our key: its prompt waits
+                raise DeviceUnauthorized(
+                    self,
+                    "device unauthorized: accept the RSA prompt on the phone (tick 'Always allow'), then run again",
                 ) from exc
-            raise DeviceError(f"{self.serial}: no answer from the device", serial=self.serial) from exc
+            raise DeviceUnreachable(self, "no answer from the device") from exc
         except adb_exceptions.DeviceAuthError as exc:
             dev.close()
-            raise DeviceError(f"{self.serial}: device unauthorized: {exc}", serial=self.serial) from exc
+            raise DeviceUnauthorized(self, f"device unauthorized: {exc}") from exc
         except OSError as exc:
             dev.close()
-            raise DeviceError(
-                f"{self.serial}: cannot connect ({exc.strerror or exc}): is the phone on the network "
+            raise DeviceUnreachable(
+                self,
+                f"cannot connect ({exc.strerror or exc}): is the phone on the network "
                 f"with wireless debugging or `adb tcpip` enabled?",
-                serial=self.serial,
             ) from exc
 
     def close(self) -> None:
@@ -185,17 +196,15 @@ class DirectAdbDevice(Device):
         if dev is not None:
             dev.close()
 
-    def _lost(self, exc: BaseException) -> DeviceError:
-        self.close()
-        return DeviceError(f"{self.serial}: connection to the device lost ({exc})", serial=self.serial)
+    def _mapped(self) -> contextlib.AbstractContextManager[None]:
+        """adb-shell's exceptions as this module's table says, the connection closed first."""
+        return mapped_errors(self, _ERRORS, _lost, on_error=self.close)
 
     def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
         """Run `argv` through `shell,v2,raw:` (stdin closed at once), separate stderr and the exit code."""
         command = shlex.join(argv)
-        try:
+        with self._mapped():
             result = self._shell_v2(command, timeout_s, b"")
-        except _LINK_ERRORS as exc:
-            raise self._lost(exc) from exc
         return check_result(self.serial, command, result, check)
 
     def _shell_v2(self, command: str, timeout_s: float, stdin: bytes) -> ShellResult:
@@ -236,7 +245,7 @@ class DirectAdbDevice(Device):
             if progress is not None:
                 progress(done, total)
 
-        try:
+        with self._mapped():
             self._connected().push(
                 str(local),
                 remote,
@@ -245,12 +254,8 @@ class DirectAdbDevice(Device):
                 transport_timeout_s=self._io_timeout_s,
                 read_timeout_s=max(60.0, total / 1e6),
             )
-        except _LINK_ERRORS as exc:
-            raise self._lost(exc) from exc
 
     def pull(self, remote: str, local: Path) -> None:
         """Copy `remote` to `local` over the sync service."""
-        try:
+        with self._mapped():
             self._connected().pull(remote, str(local), transport_timeout_s=self._io_timeout_s, read_timeout_s=60.0)
-        except _LINK_ERRORS as exc:
-            raise self._lost(exc) from exc

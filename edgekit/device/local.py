@@ -26,7 +26,7 @@ from edgekit.device.base import (
     check_result,
 )
 from edgekit.device.parsers import parse_int, parse_sysfs_status
-from edgekit.errors import DeviceError
+from edgekit.errors import DeviceTimeout
 
 _ABI = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a"}
 
@@ -59,7 +59,7 @@ class LocalDevice(Device):
                 ["/bin/sh", "-c", command], input=b"", capture_output=True, timeout=timeout_s, cwd=self.root
             )
         except subprocess.TimeoutExpired as exc:
-            raise DeviceError(f"local: `{command}` timed out after {timeout_s:.0f} s", serial="local") from exc
+            raise DeviceTimeout(self, f"`{command}` timed out after {timeout_s:.0f} s") from exc
         result = ShellResult(
             proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         )

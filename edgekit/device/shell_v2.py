@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 from edgekit.device.base import ShellResult
-from edgekit.errors import DeviceError
+from edgekit.errors import LinkLost
 
 STDIN = 0
 STDOUT = 1
@@ -65,9 +65,9 @@ class Collector:
                 self.returncode = payload[0]
 
     def result(self, serial: str, command: str) -> ShellResult:
-        """The finished command; DeviceError if the device closed the stream without an exit code."""
+        """The finished command; LinkLost if the device closed the stream without an exit code."""
         if self.returncode is None:
-            raise DeviceError(f"{serial}: `{command}` ended without an exit code", serial=serial, cmd=command)
+            raise LinkLost(serial, f"`{command}` ended without an exit code", cmd=command)
         return ShellResult(
             self.returncode,
             self.stdout.decode("utf-8", errors="replace"),
