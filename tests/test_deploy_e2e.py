@@ -14,12 +14,14 @@ import pytest
 
 from edgekit.artifact import manifest_path, sha256_file
 from edgekit.convert import ConvertResult
-from edgekit.deploy import DeployConfig, clean, deploy, elf_abi
+from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.adb import AdbDevice, adb_binary
 from edgekit.device.base import Device
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
+from edgekit.placement import clean
+from edgekit.runners import elf_abi
 from edgekit.testing.plugin import EmulatedDevice
 from tests.conftest import run_cli, wait_for
 from tests.elf import EM_X86_64, write_elf

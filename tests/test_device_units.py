@@ -10,10 +10,11 @@ import pytest
 from edgekit.artifact import sha256_file
 from edgekit.bench import run_folder
 from edgekit.bench.assembly import read_run
-from edgekit.deploy import DeployConfig, clean, deploy
+from edgekit.deploy import DeployConfig, deploy
 from edgekit.device import Execution, Transport, resolve_devices
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
+from edgekit.placement import clean
 from edgekit.testing import FakeDevice
 from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.runner_standin import write_runner_standin
