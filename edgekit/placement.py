@@ -24,7 +24,7 @@ from edgekit.artifact import sha256_file
 from edgekit.device.base import Device, DeviceFacts
 from edgekit.errors import DeviceBusy, DeviceError, InputError
 from edgekit.probe import LLAMA_CPP, probe_runner
-from edgekit.runners import RunnerFiles, RunnerOnDevice, elf_needed, remember_runner, tree_sha256
+from edgekit.runners import RunnerFiles, RunnerOnDevice, elf_needed, tree_sha256
 
 _SPACE_MARGIN = 16 * 1024 * 1024
 
@@ -184,7 +184,7 @@ def runner_items(device: Device, runner: RunnerFiles) -> list[Item]:
             device,
             runner.binary,
             folder,
-            runner.binary.name,
+            runner.binary_name,
             sha256_file(runner.binary),
             label="runner",
             executable=True,
@@ -233,18 +233,16 @@ def place_runner(
     libraries = tuple(lib.name for lib in runner.libraries)
     want = "llama.cpp's llama-cli (a GGUF runs on it)" if runtime == LLAMA_CPP else "a LiteRT-LM runner (.litertlm)"
     refusals: list[str] = []
-    for program in (runner.binary, *runner.others):
+    for name, program in ((runner.binary_name, runner.binary), *((p.name, p) for p in runner.others)):
         try:
-            probe = probe_runner(device, folder, program.name, libraries, elf_needed(program))
+            probe = probe_runner(device, folder, name, libraries, elf_needed(program))
         except InputError as exc:
             refusals.append(str(exc))
             continue
         if probe.runtime != runtime:
-            remember_runner(runner, probe.runtime)
-            refusals.append(f"runner {program.name} is a {probe.runtime} runner, and this model needs {want}")
+            refusals.append(f"runner {name} is a {probe.runtime} runner, and this model needs {want}")
             continue
-        remember_runner(runner, probe.runtime)
-        remote = device.path("runners", runner.sha256, program.name)
+        remote = device.path("runners", runner.sha256, name)
         placed = Placed(remote=remote, sha256=runner.sha256, size_bytes=size, pushed=pushed)
         return placed, RunnerOnDevice(folder=folder, binary=remote, probe=probe)
     if len(refusals) == 1:

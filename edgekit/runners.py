@@ -3,9 +3,10 @@
 A runner is a binary plus the shared libraries (and, for a llama.cpp build, the other
 programs) beside it, addressed together by one sha256 (`RunnerFiles`). It comes from
 `--runner`, else $EDGEKIT_RUNNER, else the one remembered last in the user cache
-(`runner_cache_dir()`): `resolve_runner` finds it and copies it into the cache;
-`remember_runner` records, after the phone's probe, which runtime it runs. `elf_abi` /
-`elf_needed` read what bionic's linker will check before the runner is sent.
+(`runner_cache_dir()`). `resolve_runner` finds it and only reads the cache;
+`remember_runner` copies it into the cache and marks it the last one, of its runtime and
+of all, and only the CLI calls it (a library call never writes the user's cache).
+`elf_abi` / `elf_needed` read what bionic's linker will check before the runner is sent.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class RunnerFiles:
     others: tuple[Path, ...] = ()
     """The folder's other programs (a llama.cpp build's llama-server, llama-bench…): pushed
     too, and probed on the phone after `binary` until one is a runner edgekit can drive."""
+    name: str = ""
+    """The binary's name on the device and in the cache ("": its own)."""
+
+    @property
+    def binary_name(self) -> str:
+        """The name `binary` is pushed (and cached) under."""
+        return self.name or self.binary.name
 
 
 def _is_library(path: Path) -> bool:
@@ -76,10 +84,11 @@ def _libraries(folder: Path) -> tuple[Path, ...]:
 
 def _runner_files(binary: Path, name: str | None = None, others: tuple[Path, ...] = ()) -> RunnerFiles:
     libs = _libraries(binary.parent)
+    name = name or binary.name
     if not libs and not others:
-        return RunnerFiles(binary=binary, libraries=(), sha256=sha256_file(binary))
-    files = {name or binary.name: binary, **{p.name: p for p in (*libs, *others)}}
-    return RunnerFiles(binary=binary, libraries=libs, sha256=tree_sha256(files), others=others)
+        return RunnerFiles(binary=binary, libraries=(), sha256=sha256_file(binary), name=name)
+    files = {name: binary, **{p.name: p for p in (*libs, *others)}}
+    return RunnerFiles(binary=binary, libraries=libs, sha256=tree_sha256(files), others=others, name=name)
 
 
 def _programs(folder: Path) -> list[Path]:
@@ -104,20 +113,29 @@ def _cached_runner(path: Path) -> RunnerFiles | None:
 
 
 def remember_runner(runner: RunnerFiles, runtime: str) -> None:
-    """After the phone's probe: which runtime this runner runs, and that it is the last one
-    of that runtime (so a campaign of a .litertlm and a .gguf finds each its own runner)."""
+    """Keep `runner` in edgekit's cache (content-addressed: its files are copied once), note which
+    runtime the phone's probe found it runs, and make it the last runner: of that runtime (so a
+    campaign of a .litertlm and a .gguf finds each its own runner) and of all. Writes the user's
+    cache: the CLI calls it after a deploy that ran `runner`; the library never does."""
     cache = runner_cache_dir()
     folder = cache / runner.sha256
-    if runner.binary.parent == folder:  # a runner in edgekit's cache (resolve_runner put it there)
-        (folder / ".runtime").write_text(runtime + "\n")
-        where = folder if runner.others else runner.binary
-        (cache / f"last-{runtime}").write_text(f"{where}\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    cached = folder / runner.binary_name
+    copies = [(runner.binary, cached), *[(p, folder / p.name) for p in (*runner.libraries, *runner.others)]]
+    for src, dst in copies:
+        if not dst.is_file():
+            with atomic_write(dst) as tmp:
+                shutil.copyfile(src, tmp)
+                tmp.chmod(0o755)
+    (folder / ".runtime").write_text(runtime + "\n")
+    where = folder if runner.others else cached
+    (cache / f"last-{runtime}").write_text(f"{where}\n")
+    (cache / "last").write_text(f"{where}\n")
 
 
 def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFiles | None:
     """The runner to push: `given` (a binary, or its folder), else $EDGEKIT_RUNNER, else
-    the one cached by an earlier deploy. The binary and the `.so` files beside it are
-    copied into the cache (content-addressed) and remembered.
+    the last one remembered (`remember_runner`). Reads the cache, never writes it.
 
     `runtime` (LITERT_LM, LLAMA_CPP: the model's): a `given` runner the phone's probe found
     to run the other one gives way to the last runner of this runtime, where there is one;
@@ -125,15 +143,6 @@ def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFile
     if given is None and os.environ.get("EDGEKIT_RUNNER"):
         given = Path(os.environ["EDGEKIT_RUNNER"])
     cache = runner_cache_dir()
-    if given is not None and runtime is not None:
-        chosen = resolve_runner(given)
-        assert chosen is not None
-        known = cache / chosen.sha256 / ".runtime"
-        if known.is_file() and known.read_text().strip() != runtime:
-            own = cache / f"last-{runtime}"
-            other = _cached_runner(Path(own.read_text().strip())) if own.is_file() else None
-            return other or chosen
-        return chosen
     if given is None:
         own = cache / f"last-{runtime}"
         if runtime is not None and own.is_file() and (found := _cached_runner(Path(own.read_text().strip()))):
@@ -142,6 +151,18 @@ def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFile
         if last.is_file():
             return _cached_runner(Path(last.read_text().strip()))
         return None
+    chosen = _given_runner(given)
+    known = cache / chosen.sha256 / ".runtime"
+    if runtime is not None and known.is_file() and known.read_text().strip() != runtime:
+        own = cache / f"last-{runtime}"
+        other = _cached_runner(Path(own.read_text().strip())) if own.is_file() else None
+        return other or chosen
+    return chosen
+
+
+def _given_runner(given: Path) -> RunnerFiles:
+    """The runner files the user named, where they are; a binary name a shell would have to
+    quote is pushed as RUNNER_NAME."""
     others: tuple[Path, ...] = ()
     if given.is_dir():
         programs = _programs(given)
@@ -151,23 +172,7 @@ def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFile
             f"runner {given} does not exist: pass LiteRT-LM's runner for android_arm64 or its folder", path=given
         )
     name = given.name if re.fullmatch(r"[A-Za-z0-9._-]+", given.name) else RUNNER_NAME
-    found = _runner_files(given, name, others)
-    folder = cache / found.sha256
-    cached = folder / name
-    folder.mkdir(parents=True, exist_ok=True)
-    copies = [(given, cached), *[(p, folder / p.name) for p in (*found.libraries, *found.others)]]
-    for src, dst in copies:
-        if not dst.is_file():
-            with atomic_write(dst) as tmp:
-                shutil.copyfile(src, tmp)
-                tmp.chmod(0o755)
-    (cache / "last").write_text(str(folder if others else cached) + "\n")
-    return RunnerFiles(
-        binary=cached,
-        libraries=tuple(folder / lib.name for lib in found.libraries),
-        sha256=found.sha256,
-        others=tuple(folder / p.name for p in found.others),
-    )
+    return _runner_files(given, name, others)
 
 
 def elf_abi(path: Path) -> str | None:
@@ -268,11 +273,11 @@ def check_runner(device: Device, runner: RunnerFiles | None, facts: DeviceFacts,
     unshipped = [n for n in elf_needed(runner.binary) or () if n not in shipped and n not in _SYSTEM_LIBS]
     if unshipped:
         notes.append(
-            f"runner {runner.binary.name} needs {', '.join(unshipped)}, not beside it: if the phone lacks "
+            f"runner {runner.binary_name} needs {', '.join(unshipped)}, not beside it: if the phone lacks "
             f"them it will not start (pass its prebuilt/android_arm64/ folder)"
         )
     if abi is None:
-        notes.append(f"runner {runner.binary.name} is not an ELF binary (a script?): it is run as it is")
+        notes.append(f"runner {runner.binary_name} is not an ELF binary (a script?): it is run as it is")
     elif abi not in facts.abis:
         raise InputError(
             f"the runner is built for {abi} but {device.serial} runs {', '.join(facts.abis) or 'an unknown ABI'}: "

@@ -15,6 +15,8 @@ from edgekit.device import Execution, Transport, resolve_devices
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
 from edgekit.placement import clean
+from edgekit.probe import LITERT_LM
+from edgekit.runners import remember_runner, resolve_runner, runner_cache_dir
 from edgekit.testing import FakeDevice
 from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.runner_standin import write_runner_standin
@@ -26,7 +28,7 @@ _ELF_ARM64, _ELF_X86_64 = 183, 62
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # resolve_runner caches the runner in the user cache: one per test.
+    # remember_runner (the CLI's) writes the user cache: one per test.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("EDGEKIT_RUNNER", raising=False)
 
@@ -104,6 +106,23 @@ def test_space_counts_only_the_files_that_must_travel(tmp_path: Path) -> None:
     fake.free_bytes = margin + runner.stat().st_size + 2048
     again = deploy(fake, artifact, _config(runner))
     assert again.runner is not None and again.runner.pushed and not again.model.pushed
+
+
+def test_resolving_and_deploying_write_no_cache_and_a_remembered_runner_is_found(tmp_path: Path) -> None:
+    fake = FakeDevice()
+    artifact, runner = _artifact(tmp_path), _runner(tmp_path)
+    given = resolve_runner(runner, LITERT_LM)
+    assert given is not None and given.binary == runner  # used where it is, not copied
+    deploy(fake, artifact, _config(runner))
+    assert not runner_cache_dir().exists()
+    assert resolve_runner(None, LITERT_LM) is None
+    remember_runner(given, LITERT_LM)  # what the CLI does after the deploy
+    found = resolve_runner(None, LITERT_LM)
+    assert found is not None and found.sha256 == given.sha256
+    assert found.binary.parent == runner_cache_dir() / given.sha256
+    assert (runner_cache_dir() / given.sha256 / ".runtime").read_text() == f"{LITERT_LM}\n"
+    again = deploy(fake, artifact, DeployConfig(smoke=False))
+    assert again.runner is not None and not again.runner.pushed
 
 
 def test_a_runner_for_another_abi_is_refused_before_anything_is_sent(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from edgekit.commands._common import (
     device_option,
     human_bytes,
     print_json,
+    remember_runner_of,
     stderr_console,
     transport_option,
 )
@@ -174,6 +175,7 @@ def deploy_command(
             for t in threads:
                 t.join(CANCEL_WAIT_S / len(threads))
             raise
+    remember_runner_of(runner, {r.probe.runtime for r in results.values() if r.probe is not None})
     if as_json:
         print_json([to_data(results[s]) if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:
