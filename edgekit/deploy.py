@@ -20,13 +20,16 @@ differing token.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgekit import llama_cpp
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.convert.gguf import is_gguf
+from edgekit.device import Transport, open_device
 from edgekit.device.base import Device, DeviceFacts, Execution
-from edgekit.errors import DeviceError, InputError
+from edgekit.errors import DeviceError, EdgekitError, InputError
 from edgekit.litertlm import read_header
 from edgekit.placement import (
     Placed,
@@ -47,6 +50,11 @@ from edgekit.smoke import SMOKE_PROMPT, SmokeResult, check_with_host, smoke_note
 
 MODEL_NAME = "model.litertlm"
 GGUF_MODEL_NAME = "model.gguf"
+CANCEL_WAIT_S = 1.0
+"""After Ctrl-C, how long `deploy_many` waits for the pushes to stop before it lets the interrupt go on."""
+
+DeviceProgress = Callable[[str, str, int, int], None]
+"""`progress(serial, label, bytes_done, bytes_total)`: one device's push, among several."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -165,6 +173,73 @@ def deploy(
         probe=None if on_device is None else on_device.probe,
         shell=shell_facts,
     )
+
+
+class _Cancelled(Exception):
+    """Raised in a push's progress callback once Ctrl-C was pressed."""
+
+
+def deploy_many(
+    serials: Sequence[str],
+    artifact_path: Path | str,
+    config: DeployConfig | None = None,
+    *,
+    transport: Transport = Transport.ADB,
+    progress: DeviceProgress | None = None,
+    opener: Callable[[str], Device] | None = None,
+) -> dict[str, DeployResult | EdgekitError]:
+    """`deploy` to every device of `serials` at once, one thread each; returns each device's
+    result, or the EdgekitError that stopped it (the others go on), in the order of `serials`.
+
+    `opener` opens a serial (default: `open_device(serial, transport)`); `progress` hears every
+    push. Ctrl-C (KeyboardInterrupt in the calling thread) stops the pushes and closes the
+    devices, then goes on up: nothing after a stopped push (the smoke run, the deploy log) runs.
+    """
+    open_one = opener or (lambda serial: open_device(serial, transport))
+    outcomes: dict[str, DeployResult | EdgekitError] = {}
+    cancelled = threading.Event()
+    opened: list[Device] = []
+
+    def progress_for(serial: str) -> PushProgress:
+        def report(label: str, done: int, total: int) -> None:
+            if cancelled.is_set():  # Ctrl-C: the push stops at its next chunk
+                raise _Cancelled
+            if progress is not None:
+                progress(serial, label, done, total)
+
+        return report
+
+    def worker(serial: str) -> None:
+        try:
+            with open_one(serial) as device:
+                opened.append(device)
+                outcomes[serial] = deploy(device, artifact_path, config, progress=progress_for(serial))
+        except EdgekitError as exc:
+            outcomes[serial] = exc
+        except _Cancelled:
+            pass
+
+    # Daemon threads, not a ThreadPoolExecutor: its __exit__ (and the interpreter's exit)
+    # waits for every worker, so a Ctrl-C waited for the push, the smoke run and the
+    # deploy-log entry to finish. Here Ctrl-C closes each device (which ends a push under
+    # way: adb's subprocess is killed, a direct link closed) and stops a push at its next
+    # chunk (the progress callback raises): the partial file stays under its .part name,
+    # never renamed, never logged, and nothing after it (the smoke run) starts.
+    threads = [threading.Thread(target=worker, args=(s,), daemon=True, name=f"deploy {s}") for s in serials]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+    except KeyboardInterrupt:
+        cancelled.set()
+        for device in list(opened):  # a push without progress reports (adb's, off a terminal) stops here
+            device.close()
+        for t in threads:
+            t.join(CANCEL_WAIT_S / len(threads))
+        raise
+    return {s: outcomes[s] for s in serials if s in outcomes}
 
 
 def check_model_file(path: Path, notes: list[str] | None = None) -> str:
