@@ -17,10 +17,11 @@ from edgekit.artifact import sha256_file
 from edgekit.bench import session
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
-from edgekit.deploy import DeployConfig, HostCheck, deploy
+from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import DeviceError, EdgekitError
 from edgekit.litertlm import TFLITE_MODEL, read_header
+from edgekit.smoke import HostCheck
 from edgekit.testing.plugin import EmulatedDevice
 from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import run_cli, small_workload

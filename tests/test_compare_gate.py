@@ -32,7 +32,7 @@ TURNS = [["Say hi.", "Now say bye."]]
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # resolve_runner caches the runner in the user cache: one per test.
+    # remember_runner (the CLI's) writes the user cache: one per test.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("EDGEKIT_RUNNER", raising=False)
 

@@ -14,12 +14,14 @@ import pytest
 
 from edgekit.artifact import manifest_path, sha256_file
 from edgekit.convert import ConvertResult
-from edgekit.deploy import DeployConfig, clean, deploy, elf_abi
+from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.adb import AdbDevice, adb_binary
 from edgekit.device.base import Device
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
+from edgekit.placement import clean
+from edgekit.runners import elf_abi
 from edgekit.testing.plugin import EmulatedDevice
 from tests.conftest import run_cli, wait_for
 from tests.elf import EM_X86_64, write_elf
@@ -119,16 +121,16 @@ def test_real_adb_client_speaks_to_the_emulator(
 
 
 def test_cli_deploy_json_then_nothing_sent(
-    emulated_device: EmulatedDevice, artifact: Path, cli_env: dict[str, str]
+    emulated_device: EmulatedDevice, artifact: Path, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = cli_env
-    args = ("deploy", "--device", emulated_device.serial, "--runner", str(emulated_device.runner), str(artifact))
-    proc = run_cli(*args, "--json", env=env)
+    env = {**cli_env, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # no runner remembered by another test
+    args = ("deploy", "--device", emulated_device.serial, str(artifact))
+    proc = run_cli(*args, "--runner", str(emulated_device.runner), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     [entry] = json.loads(proc.stdout)
     assert entry["serial"] == emulated_device.serial and entry["model"]["pushed"] is True
     assert entry["smoke"]["decode_tokens"] >= 1
-    again = run_cli(*args, env=env)
+    again = run_cli(*args, env=env)  # without --runner: the one the CLI remembered
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith(f"✓ {emulated_device.serial} (Emulated Phone, Android 16): model already there")
     assert "runner already there (verified), not sent; harness already there (verified), not sent" in again.stdout

@@ -3,6 +3,8 @@ in this process, without sockets or subprocesses."""
 
 from __future__ import annotations
 
+import _thread
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,13 @@ import pytest
 from edgekit.artifact import sha256_file
 from edgekit.bench import run_folder
 from edgekit.bench.assembly import read_run
-from edgekit.deploy import DeployConfig, clean, deploy
+from edgekit.deploy import DeployConfig, DeployResult, deploy, deploy_many
 from edgekit.device import Execution, Transport, resolve_devices
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
+from edgekit.placement import clean
+from edgekit.probe import LITERT_LM
+from edgekit.runners import remember_runner, resolve_runner, runner_cache_dir
 from edgekit.testing import FakeDevice
 from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.runner_standin import write_runner_standin
@@ -25,7 +30,7 @@ _ELF_ARM64, _ELF_X86_64 = 183, 62
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # resolve_runner caches the runner in the user cache: one per test.
+    # remember_runner (the CLI's) writes the user cache: one per test.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("EDGEKIT_RUNNER", raising=False)
 
@@ -103,6 +108,66 @@ def test_space_counts_only_the_files_that_must_travel(tmp_path: Path) -> None:
     fake.free_bytes = margin + runner.stat().st_size + 2048
     again = deploy(fake, artifact, _config(runner))
     assert again.runner is not None and again.runner.pushed and not again.model.pushed
+
+
+def test_resolving_and_deploying_write_no_cache_and_a_remembered_runner_is_found(tmp_path: Path) -> None:
+    fake = FakeDevice()
+    artifact, runner = _artifact(tmp_path), _runner(tmp_path)
+    given = resolve_runner(runner, LITERT_LM)
+    assert given is not None and given.binary == runner  # used where it is, not copied
+    deploy(fake, artifact, _config(runner))
+    assert not runner_cache_dir().exists()
+    assert resolve_runner(None, LITERT_LM) is None
+    remember_runner(given, LITERT_LM)  # what the CLI does after the deploy
+    found = resolve_runner(None, LITERT_LM)
+    assert found is not None and found.sha256 == given.sha256
+    assert found.binary.parent == runner_cache_dir() / given.sha256
+    assert (runner_cache_dir() / given.sha256 / ".runtime").read_text() == f"{LITERT_LM}\n"
+    again = deploy(fake, artifact, DeployConfig(smoke=False))
+    assert again.runner is not None and not again.runner.pushed
+
+
+def test_deploy_many_deploys_every_device_and_an_error_stops_only_its_own(tmp_path: Path) -> None:
+    good, full = FakeDevice("good"), FakeDevice("full", free_bytes=1024)
+    devices = {d.serial: d for d in (good, full)}
+    heard: list[tuple[str, str]] = []
+    outcomes = deploy_many(
+        ["good", "full"],
+        _artifact(tmp_path),
+        _config(_runner(tmp_path)),
+        opener=devices.__getitem__,
+        progress=lambda serial, label, _done, _total: heard.append((serial, label)),
+    )
+    assert list(outcomes) == ["good", "full"]
+    done, error = outcomes["good"], outcomes["full"]
+    assert isinstance(done, DeployResult) and done.model.pushed and done.serial == "good"
+    assert isinstance(error, DeviceError) and "full: not enough space" in str(error)
+    assert ("good", "model") in heard and all(serial == "good" for serial, _ in heard)
+    assert full.pushes == []
+
+
+class _ClosingFake(FakeDevice):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_deploy_many_on_ctrl_c_closes_the_devices_and_stops_at_the_next_push(tmp_path: Path) -> None:
+    fake = _ClosingFake()
+
+    def progress(_serial: str, _label: str, _done: int, _total: int) -> None:
+        _thread.interrupt_main()  # Ctrl-C, while the model is pushed
+        assert fake.closed.wait(10)
+
+    with pytest.raises(KeyboardInterrupt):
+        deploy_many(
+            ["fake-1"], _artifact(tmp_path), _config(_runner(tmp_path)), opener={"fake-1": fake}.get, progress=progress
+        )
+    assert not any("/runners/" in path for path in fake.pushes)  # the runner's push stopped before it began
+    assert f"{ROOT}/deploys.log" not in fake.files
 
 
 def test_a_runner_for_another_abi_is_refused_before_anything_is_sent(tmp_path: Path) -> None:

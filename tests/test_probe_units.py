@@ -167,7 +167,7 @@ def test_standin_version_exits_0(tmp_path: Path) -> None:
 
 
 def test_elf_needed_reads_dt_needed(tmp_path: Path) -> None:
-    from edgekit.deploy import elf_needed
+    from edgekit.runners import elf_needed
 
     libs = ("libc++_shared.so", "liblog.so", "libLiteRtGpuAccelerator.so")
     elf = write_elf(tmp_path / "litert_lm_main", machine=EM_AARCH64, needed=libs)

@@ -34,10 +34,11 @@ from edgekit.bench.result import (
 )
 from edgekit.bench.run_folder import Event, RunFiles, RunMeta
 from edgekit.bench.workload import Workload
-from edgekit.deploy import DeployResult, signal_name
+from edgekit.deploy import DeployResult
 from edgekit.device import parsers
 from edgekit.device.base import BatterySample, Device, DeviceFacts
 from edgekit.probe import Protocol
+from edgekit.smoke import signal_name
 
 Window = tuple[float, float]
 

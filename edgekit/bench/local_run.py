@@ -27,9 +27,10 @@ from edgekit.bench.config import BenchConfig, default_baseline_s
 from edgekit.bench.result import BenchResult, BenchSettings, RunnerRecord, TurnRecord
 from edgekit.bench.run_folder import RunMeta, new_run_id
 from edgekit.bench.workload import Workload, load_workload
-from edgekit.deploy import DeployConfig, deploy, harness_files
+from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.base import BatterySource, Device, ProgressFn
 from edgekit.engine import open_engine
+from edgekit.placement import harness_files
 
 
 class _Sampler:

@@ -29,9 +29,10 @@ from edgekit.bench.phone import PhoneState, online_supplies, prepare_phone, rest
 from edgekit.bench.result import BenchResult, BenchSettings, RunnerRecord, StartState
 from edgekit.bench.run_folder import RunMeta
 from edgekit.bench.workload import Workload, load_workload
-from edgekit.deploy import DeployConfig, DeployResult, chat_template_remote, deploy
+from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, InputError, RunLost, RunStillRunning
+from edgekit.placement import chat_template_remote
 from edgekit.probe import Backend, ChatFlags, Protocol, RunnerProbe, chat_flags
 
 __all__ = [

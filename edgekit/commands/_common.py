@@ -74,6 +74,17 @@ transport_option = click.option(
 """`--transport adb|direct`."""
 
 
+def remember_runner_of(given: Path | None, runtimes: set[str]) -> None:
+    """After a deploy that ran the runner resolved from `given` (--runner, else
+    $EDGEKIT_RUNNER, else the cache) for each of `runtimes`: that runner is the one a later
+    command without --runner finds. The CLI's choice: the library never writes the cache."""
+    from edgekit.runners import remember_runner, resolve_runner
+
+    for runtime in sorted(runtimes):
+        if (runner := resolve_runner(given, runtime)) is not None:
+            remember_runner(runner, runtime)
+
+
 def error_line(message: str) -> None:
     """`edgekit: error: MESSAGE` in red on stderr, on one line: how every command reports an error."""
     one_line = " ".join(message.splitlines())

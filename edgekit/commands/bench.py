@@ -26,6 +26,7 @@ from edgekit.commands._common import (
     device_option,
     error_line,
     print_json,
+    remember_runner_of,
     render_aggregate,
     render_summary,
     stderr_console,
@@ -449,6 +450,10 @@ def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_j
                     _interrupted_message(one, stop.signum, transport), soft_wrap=True, highlight=False, markup=False
                 )
         raise click.exceptions.Exit(stop.exit_code) from None
+    ran = [r.runner for o in outcomes for r in o.runs]
+    remember_runner_of(
+        campaign.config.runner, {r.runtime for r in ran if isinstance(r.sha256, str) and isinstance(r.runtime, str)}
+    )
     _render(outcomes, len(serials) * len(campaign.artifacts), as_json)
     worst = max(o.exit_code for o in outcomes)
     if worst:
@@ -641,6 +646,10 @@ def _start_detached(serials: list[str], transport: Transport, campaign: Campaign
             if len(serials) == 1:
                 raise
             errors[serial] = exc
+    if started:
+        from edgekit.deploy import check_model_file
+
+        remember_runner_of(campaign.config.runner, {check_model_file(artifact)})
     if as_json:
         states: list[Any] = [
             _run_state(serial, run_id, "waiting_for_unplug", plan.total_s) for serial, run_id in started

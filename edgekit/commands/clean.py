@@ -67,7 +67,7 @@ def clean_command(
             shutil.rmtree(root)
             removed.append(str(root))
     else:
-        from edgekit.deploy import clean
+        from edgekit.placement import clean
 
         for serial in resolve_devices(devices, Transport(transport), servers=adb_servers):
             with open_device(serial, Transport(transport)) as device:

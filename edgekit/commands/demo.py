@@ -217,7 +217,7 @@ def _continuations(artifact: Path, model_dir: Path, prompt: str, threads: int | 
 @contextlib.contextmanager
 def _keep_remembered_runner() -> Iterator[None]:
     """Deploy remembers the last runner it was given; the demo's stand-in must not replace the user's."""
-    from edgekit.deploy import runner_cache_dir
+    from edgekit.runners import runner_cache_dir
 
     last = runner_cache_dir() / "last"
     before = last.read_text() if last.is_file() else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,12 @@ from edgekit.commands._common import (
     device_option,
     human_bytes,
     print_json,
+    remember_runner_of,
     stderr_console,
     transport_option,
 )
-from edgekit.device import AdbServer, Transport, open_device, resolve_devices
-from edgekit.device.base import Device
+from edgekit.device import AdbServer, Transport, resolve_devices
 from edgekit.errors import EdgekitError
-
-CANCEL_WAIT_S = 1.0
-"""After Ctrl-C, how long the command waits for the pushes to stop before it exits anyway."""
-
-
-class _Cancelled(Exception):
-    """Raised in a push's progress callback once Ctrl-C was pressed."""
 
 
 def _summary(result: Any) -> str:
@@ -109,14 +101,12 @@ def deploy_command(
     refused.
     """
     from edgekit.artifact import Artifact
-    from edgekit.deploy import DeployConfig, deploy
+    from edgekit.deploy import DeployConfig, DeployResult, deploy_many
 
     Artifact.load(artifact)  # fail fast, once, on a missing artifact
     config = DeployConfig(runner=runner, smoke=not no_smoke)
     serials = resolve_devices(devices, Transport(transport), servers=adb_servers)
     console = stderr_console()
-    results: dict[str, Any] = {}
-    errors: dict[str, EdgekitError] = {}
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -126,54 +116,17 @@ def deploy_command(
         transient=True,
     ) as bars:
         tasks: dict[tuple[str, str], Any] = {}
-        cancelled = threading.Event()
 
-        def progress_for(serial: str) -> Any:
-            def progress(label: str, done: int, total: int) -> None:
-                if cancelled.is_set():  # Ctrl-C: the push stops at its next chunk
-                    raise _Cancelled
-                key = (serial, label)
-                if key not in tasks:
-                    tasks[key] = bars.add_task(f"{serial} {label}", total=total)
-                bars.update(tasks[key], completed=done)
+        def progress(serial: str, label: str, done: int, total: int) -> None:
+            key = (serial, label)
+            if key not in tasks:
+                tasks[key] = bars.add_task(f"{serial} {label}", total=total)
+            bars.update(tasks[key], completed=done)
 
-            return progress
-
-        opened: list[Device] = []
-
-        def one(serial: str) -> Any:
-            with open_device(serial, Transport(transport)) as device:
-                opened.append(device)
-                return deploy(device, artifact, config, progress=progress_for(serial))
-
-        def worker(serial: str) -> None:
-            try:
-                results[serial] = one(serial)
-            except EdgekitError as exc:
-                errors[serial] = exc
-            except _Cancelled:
-                pass
-
-        # Daemon threads, not a ThreadPoolExecutor: its __exit__ (and the interpreter's exit)
-        # waits for every worker, so a Ctrl-C waited for the push, the smoke run and the
-        # deploy-log entry to finish. Here Ctrl-C closes each device (which ends a push under
-        # way: adb's subprocess is killed, a direct link closed) and stops a push at its next
-        # chunk (the progress callback raises): the partial file stays under its .part name,
-        # never renamed, never logged, and nothing after it (the smoke run) starts.
-        threads = [threading.Thread(target=worker, args=(s,), daemon=True, name=f"deploy {s}") for s in serials]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.1)
-        except KeyboardInterrupt:
-            cancelled.set()
-            for device in list(opened):  # a push without progress reports (adb's, off a terminal) stops here
-                device.close()
-            for t in threads:
-                t.join(CANCEL_WAIT_S / len(threads))
-            raise
+        outcomes = deploy_many(serials, artifact, config, transport=Transport(transport), progress=progress)
+    results = {s: r for s, r in outcomes.items() if isinstance(r, DeployResult)}
+    errors = {s: e for s, e in outcomes.items() if isinstance(e, EdgekitError)}
+    remember_runner_of(runner, {r.probe.runtime for r in results.values() if r.probe is not None})
     if as_json:
         print_json([to_data(results[s]) if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:

@@ -275,7 +275,7 @@ class FakeDevice(Device):
         for pattern, reply in self._scripts:
             if pattern.search(script):
                 return reply(script)
-        if ".probe-fifo" in script:  # deploy.check_shell
+        if ".probe-fifo" in script:  # placement.check_shell
             tmp = shlex.split(script.split(";", 1)[0])[-1]  # its first command: mkdir -p TMP
             self._mkdir(self._abs(tmp))
             return ShellResult(0, "".join(f"{t}={int(t in self.shell_tools)}\n" for t in sorted(_ALL_TOOLS)), "")

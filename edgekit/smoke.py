@@ -1,0 +1,240 @@
+"""The smoke run: one prompt through a deployed model, and its answer judged.
+
+The prompt travels to the device as a file, never on a command line. The phone's greedy
+answer is compared with this computer's CPU engine's on the same prompt (`check_with_host`):
+a backend can run fast and answer garbage (LiteRT-LM issue #3280, Gemma 3 270M on GPU
+emitting only `<pad>`), and a difference is a warning naming the first differing token
+(`smoke_notes`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import secrets
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgekit import answers, llama_cpp
+from edgekit.device import parsers
+from edgekit.device.base import Device, Execution, ShellResult
+from edgekit.errors import DeviceError, EdgekitError
+from edgekit.probe import Backend, Protocol, RunnerProbe, chat_flags
+from edgekit.runners import RunnerOnDevice
+
+SMOKE_PROMPT = "Say hello in five words."
+
+
+class HostCheck(str, enum.Enum):
+    """The smoke answer against this computer's CPU engine on the same prompt."""
+
+    SAME = "same"
+    DIFFERS = "differs"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SmokeResult:
+    """The smoke run's answer and the runner's own figures; `host_check` None where the
+    device runs the model with this computer's engine itself (nothing to compare)."""
+
+    answer: str
+    prefill_tokens: int | None
+    decode_tokens: int | None
+    decode_tokens_per_s: float | None
+    host_check: HostCheck | None = None
+    host_answer: str | None = None
+
+
+def _runner_env(runner_dir: str, runner_remote: str) -> str:
+    return f"cd {shlex.quote(runner_dir)} && LD_LIBRARY_PATH={shlex.quote(runner_dir)} {shlex.quote(runner_remote)}"
+
+
+def smoke_run(
+    device: Device,
+    model_remote: str,
+    runner: RunnerOnDevice | None = None,
+    *,
+    prompt: str = SMOKE_PROMPT,
+    max_tokens: int = 16,
+    timeout_s: float = 300.0,
+    chat_template: str | None = None,
+) -> SmokeResult:
+    """Answer one prompt with the deployed model: through the probed runner's protocol, or
+    on a device that runs models in this process, through the LiteRT-LM engine. DeviceError
+    (quoting the runner) if it cannot."""
+    if device.execution is Execution.ENGINE or runner is None:
+        return _smoke_in_process(device, model_remote, prompt, max_tokens)
+    probe = runner.probe
+    prompt_remote = device.path("tmp", f"smoke-{secrets.token_hex(6)}.txt")
+    flags = chat_flags(
+        probe,
+        backend=Backend.CPU,
+        threads=None,
+        max_num_tokens=None,
+        max_output_tokens=max_tokens,
+        chat_template_file=chat_template,
+    )
+    prompt = " ".join(prompt.splitlines())
+    with tempfile.TemporaryDirectory(prefix="edgekit-smoke-") as tmp:
+        prompt_file = Path(tmp) / "prompt.txt"
+        # Multi-turn: one user turn, then the empty line that ends the input; llama-cli: one
+        # line, then the end of its input; one-shot: the prompt file.
+        text = {Protocol.MULTI_TURN: prompt + "\n\n", Protocol.LLAMA_CLI: prompt + "\n"}.get(probe.protocol, prompt)
+        prompt_file.write_text(text)
+        device.shell(["mkdir", "-p", device.path("tmp")])
+        device.push(prompt_file, prompt_remote)
+    argv = [f"--model_path={model_remote}", *flags.flags]
+    env = _runner_env(runner.folder, runner.binary)
+    if probe.protocol == Protocol.LLAMA_CLI:
+        command = f"{env} {shlex.join(['-m', model_remote, *flags.flags])} < {shlex.quote(prompt_remote)}"
+    elif probe.protocol == Protocol.MULTI_TURN:
+        command = f"{env} {shlex.join(argv)} < {shlex.quote(prompt_remote)}"
+    else:
+        argv.append(f"--input_prompt_file={prompt_remote}")
+        command = f"{env} {shlex.join(argv)} < /dev/null"
+    try:
+        result = device.script(command, timeout_s=timeout_s, check=False)
+    finally:
+        device.shell(["rm", "-f", prompt_remote], check=False)
+    return _smoke_answer(device, result, probe, prompt)
+
+
+def _smoke_in_process(device: Device, model_path: str, prompt: str, max_tokens: int) -> SmokeResult:
+    from edgekit.engine import run_prompt
+
+    try:
+        run = run_prompt(Path(model_path), prompt, max_output_tokens=max_tokens)
+    except EdgekitError as exc:
+        raise DeviceError(f"{device.serial}: the model does not load: {exc}", serial=device.serial) from exc
+    return SmokeResult(
+        answer=run.text,
+        prefill_tokens=run.prefill_tokens,
+        decode_tokens=run.decode_tokens,
+        decode_tokens_per_s=run.decode_tokens_per_s,
+    )
+
+
+def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, prompt: str) -> SmokeResult:
+    """The runner's answer and BenchmarkInfo from its output; DeviceError if it failed."""
+    if probe.protocol == Protocol.LLAMA_CLI:
+        return _llama_smoke_answer(device, result)
+    stream = result.stderr if probe.benchmark_stream == "stderr" else result.stdout
+    info = parsers.parse_benchmark_info(stream) or parsers.parse_benchmark_info(result.stdout + result.stderr)
+    if probe.protocol == Protocol.MULTI_TURN:
+        answers = parsers.split_multi_turn_answers(result.stdout)
+        answer = answers[0] if answers else ""
+    else:
+        answer = parsers.one_shot_answer(result.stdout, prompt)
+    if result.returncode != 0 or info is None or not info.decode:
+        raise _smoke_failed(
+            device, result, "the runner", _tail_lines(result.stderr or result.stdout) or "no BenchmarkInfo printed"
+        )
+    return SmokeResult(
+        answer=answer,
+        prefill_tokens=info.prefill[0].tokens if info.prefill else None,
+        decode_tokens=info.decode[0].tokens,
+        decode_tokens_per_s=info.decode[0].tokens_per_s,
+    )
+
+
+def _smoke_failed(device: Device, result: ShellResult, runner: str, detail: str) -> DeviceError:
+    return DeviceError(
+        f"{device.serial}: the model does not load or run with {runner} (exit {result.returncode}"
+        f"{signal_name(result.returncode)}): {detail}",
+        serial=device.serial,
+        returncode=result.returncode,
+        stderr=result.stderr,
+    )
+
+
+def _llama_smoke_answer(device: Device, result: ShellResult) -> SmokeResult:
+    """llama-cli's answer (stdout) and its own timings of that turn (stderr, -lv 3)."""
+    timings = llama_cpp.parse_turn_timings(result.stderr)
+    if result.returncode != 0 or not timings:
+        errors = [line for line in result.stderr.splitlines() if " E " in f" {line}" or "error" in line]
+        detail = _tail_lines("\n".join(errors) or result.stderr or result.stdout)
+        raise _smoke_failed(device, result, "llama-cli", detail or "no timings printed")
+    answers = llama_cpp.split_answers(result.stdout)
+    first = timings[0]
+    return SmokeResult(
+        answer=answers[0] if answers else "",
+        prefill_tokens=first.prefill.tokens,
+        decode_tokens=first.decode.tokens,
+        decode_tokens_per_s=first.decode.tokens_per_s,
+    )
+
+
+def check_with_host(model: Path, smoke: SmokeResult, *, prompt: str, max_tokens: int) -> SmokeResult:
+    """`smoke` with this computer's CPU engine's greedy answer to the same prompt and how they compare
+    (token by token, with the artifact's own tokenizer). UNAVAILABLE when the engine cannot run here."""
+    prompt = " ".join(prompt.splitlines())
+    try:
+        import litert_lm
+
+        from edgekit.engine import open_engine
+
+        with open_engine(model) as engine:
+            session = engine.create_session(
+                sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
+            )
+            try:
+                session.run_prefill([prompt])
+                host = "".join(session.run_decode().texts).strip("\n")
+            finally:
+                session.close()
+            phone_ids, host_ids = engine.tokenize(smoke.answer.strip("\n")), engine.tokenize(host)
+            diff = answers.first_difference(phone_ids, host_ids)
+            where = None if diff is None else _difference_text(engine, diff)
+    except (ImportError, EdgekitError, RuntimeError, OSError) as exc:
+        return dataclasses.replace(smoke, host_check=HostCheck.UNAVAILABLE, host_answer=f"({exc})")
+    if diff is None:
+        return dataclasses.replace(smoke, host_check=HostCheck.SAME, host_answer=host)
+    return dataclasses.replace(smoke, host_check=HostCheck.DIFFERS, host_answer=where)
+
+
+def _difference_text(engine: Any, diff: answers.Difference) -> str:
+    def token(t: int | None) -> str:
+        return "(end of answer)" if t is None else repr(engine.detokenize([t]))
+
+    return f"token {diff.position + 1}: the device says {token(diff.a)}, this computer {token(diff.b)}"
+
+
+def smoke_notes(smoke: SmokeResult) -> list[str]:
+    """What the user must hear about the smoke answer: a difference from this computer's CPU
+    engine (a warning, naming the first differing token), an unavailable engine, a degenerate answer."""
+    notes = []
+    if smoke.host_check is HostCheck.DIFFERS:
+        notes.append(
+            f"warning: the smoke answer differs from this computer's CPU engine at {smoke.host_answer} "
+            "(same artifact, same prompt, greedy): the device's runner or backend may compute wrong answers"
+        )
+    elif smoke.host_check is HostCheck.UNAVAILABLE:
+        notes.append(
+            f"this computer's LiteRT-LM CPU engine could not run the artifact {smoke.host_answer}: "
+            "the smoke answer was not compared with it"
+        )
+    kind = answers.classify_answer(smoke.answer)
+    if kind is not None:
+        notes.append(f"warning: the smoke answer is degenerate ({kind.value}): {smoke.answer[:60]!r}")
+    return notes
+
+
+def _tail_lines(text: str, n: int = 3) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines()[-n:] if line.strip())
+
+
+def signal_name(returncode: int) -> str:
+    """`, SIGSEGV` for a shell exit status 139 etc.; 137 (SIGKILL) says "killed, likely out of memory"."""
+    if returncode == 137:
+        return ", SIGKILL: killed, likely out of memory (the low-memory killer)"
+    if 128 < returncode < 160:
+        import signal
+
+        try:
+            return f", {signal.Signals(returncode - 128).name}"
+        except ValueError:
+            return f", signal {returncode - 128}"
+    return ""
