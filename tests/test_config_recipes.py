@@ -11,8 +11,9 @@ import pytest
 from edgekit._typed import to_data
 from edgekit.artifact import EvalTextFile, SettingRecord
 from edgekit.convert import ConvertConfig, Format, Quant, recipes
+from edgekit.convert.checkpoint import Checkpoint
 from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
-from edgekit.convert.pipeline import Checkpoint, plan
+from edgekit.convert.pipeline import plan
 from edgekit.errors import InputError
 
 

@@ -1,6 +1,6 @@
 """Hugging Face checkpoint → verified LiteRT artifact, in typed stages.
 
-    load_checkpoint(dir) -> Checkpoint          validate the folder, hash its files
+    load_checkpoint(dir) -> Checkpoint          validate the folder, hash its files (checkpoint.py)
     plan(ckpt, config) -> Plan                  resolve every setting (caller > recipe > default)
     export(ckpt, plan, work_dir) -> Exported    litert-torch export_hf: export, quantize, bundle
     verify(artifact, plan, model, tokenizer, scratch) -> FidelityReport
@@ -17,7 +17,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import math
 import os
 import resource
 import shutil
@@ -55,10 +54,13 @@ from edgekit.artifact import (
     sha256_file,
 )
 from edgekit.convert import adapter, recipes, vocab
+from edgekit.convert.checkpoint import Checkpoint, load_checkpoint
+from edgekit.convert.checkpoint import load_reference as load_reference  # re-exported: commands and benchmarks
+from edgekit.convert.checkpoint import require_convert_extra as require_convert_extra  # import them from here
 from edgekit.convert.config import ConvertConfig
 from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
-from edgekit.errors import ConversionError, DependencyError, EdgekitError, FidelityError, InputError
+from edgekit.errors import ConversionError, EdgekitError, FidelityError, InputError
 
 StageFn = Callable[[str, str], None]
 """`progress(stage, event)`: a stage ("load", "export", "quantize", "bundle", "verify")
@@ -73,111 +75,6 @@ _UPSTREAM_MARKERS = (
 )
 # Estimated peak memory of litert-torch's export per parameter (270M model: ~6 GB).
 _EXPORT_BYTES_PER_PARAM = 22
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
-
-
-def require_convert_extra() -> None:
-    missing = [m for m in ("torch", "transformers", "litert_torch") if _missing(m)]
-    if missing:
-        raise DependencyError(
-            f"edgekit convert needs {', '.join(missing)}: install edgekit[convert] "
-            f"(pip install 'edgekit[convert]', after pip install torch==2.13.0)"
-        )
-
-
-def _missing(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is None
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Checkpoint:
-    """A validated Hugging Face checkpoint directory."""
-
-    path: Path
-    model_type: str
-    files: dict[str, str]
-    parameter_count: int
-    random_weights: bool = False
-    """True for edgekit's own example models (their `edgekit-example.json` says so)."""
-
-    @property
-    def source_sha256(self) -> str:
-        """One hash over the per-file hashes, names included."""
-        return hashlib.sha256(json.dumps(self.files, sort_keys=True).encode()).hexdigest()
-
-
-def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """Each tensor's shape, from the safetensors header (safetensors.safe_open, which checks
-    that the header describes the whole file); InputError if it is truncated or corrupt."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return {name: list(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not a dict)
-    except SafetensorError as exc:
-        reason = str(exc).removeprefix("Error while deserializing header: ")
-        raise InputError(f"{path} is truncated or corrupt ({reason}): re-download or re-save it", path=path) from None
-
-
-def load_checkpoint(directory: Path | str) -> Checkpoint:
-    """Validate a Hugging Face checkpoint directory and hash its files.
-
-    Raises InputError naming the problem: missing folder, no/invalid config.json, an
-    architecture litert-torch cannot export, no tokenizer, truncated safetensors.
-    """
-    path = Path(directory)
-    if not path.is_dir():
-        raise InputError(f"model directory {path} does not exist", path=path)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise InputError(f"{path} has no config.json: point at a Hugging Face checkpoint folder", path=path)
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{config_file} is not valid JSON: {exc}", path=config_file) from exc
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in recipes.SUPPORTED_MODEL_TYPES:
-        raise InputError(
-            f"model_type {model_type!r} in {config_file} is not supported: edgekit converts "
-            f"{', '.join(recipes.SUPPORTED_MODEL_TYPES)}",
-            path=config_file,
-        )
-    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
-        raise InputError(
-            f"{path} has no tokenizer (tokenizer.json or tokenizer.model): copy the tokenizer "
-            f"files from the original checkpoint",
-            path=path,
-        )
-    weights = sorted(path.glob("*.safetensors"))
-    if not weights:
-        raise InputError(f"{path} has no *.safetensors weights: save the model with save_pretrained()", path=path)
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
-        absent = sorted(s for s in shards if not (path / s).is_file())
-        if absent:
-            raise InputError(f"{path} is missing weight shards {', '.join(absent)}", path=path)
-    parameter_count = 0
-    for w in weights:
-        parameter_count += sum(math.prod(shape) for shape in _safetensors_shapes(w).values())
-    files = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")}
-    return Checkpoint(
-        path=path,
-        model_type=model_type,
-        files=files,
-        parameter_count=parameter_count,
-        random_weights=_marked_random(path),
-    )
-
-
-def _marked_random(path: Path) -> bool:
-    marker = path / "edgekit-example.json"
-    try:
-        return bool(json.loads(marker.read_text()).get("random_weights"))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -492,15 +389,6 @@ def bundled_tflite(bundle: Path, into: Path) -> Path:
     if not found:
         raise FidelityError("the bundle holds no prefill/decode TFLite model")
     return found[0]
-
-
-def load_reference(path: Path) -> tuple[Any, Any]:
-    """The PyTorch reference model (fp32, eval) and tokenizer of checkpoint folder `path`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(str(path))
 
 
 def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scratch: Path) -> FidelityReport:
