@@ -58,6 +58,7 @@ from edgekit.convert.checkpoint import Checkpoint, load_checkpoint
 from edgekit.convert.checkpoint import load_reference as load_reference  # re-exported: commands and benchmarks
 from edgekit.convert.checkpoint import require_convert_extra as require_convert_extra  # import them from here
 from edgekit.convert.config import ConvertConfig
+from edgekit.convert.gguf import GgufInfo
 from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
 from edgekit.errors import ConversionError, EdgekitError, FidelityError, InputError
@@ -82,14 +83,16 @@ class Plan:
     """Every setting of one conversion, resolved, with where each came from."""
 
     recipe: Recipe | None
-    quant: Setting
-    prefill_lengths: Setting
-    cache_length: Setting
-    lightweight: Setting
-    min_agreement: Setting
-    max_nll_gap: Setting
-    eval_text: Setting
-    calibration_texts: Setting
+    quant: Setting[Quant]
+    prefill_lengths: Setting[tuple[int, ...]]
+    cache_length: Setting[int]
+    lightweight: Setting[bool]
+    min_agreement: Setting[float]
+    max_nll_gap: Setting[float | None]
+    eval_text: Setting[str | dict[str, str]]
+    """"builtin:report", or the caller's text file as {"path", "sha256"}."""
+    calibration_texts: Setting[list[dict[str, str]]]
+    """The caller's calibration text files, each as {"path", "sha256"}."""
     format: Format
     threads: int | None
     notes: tuple[str, ...]
@@ -102,23 +105,23 @@ class Plan:
     @property
     def recover_grid(self) -> bool:
         """The weights lie on the Q4_0 grid and the recipe has 4-bit blocks of 32 to keep it in."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return self.grid is not None and self.grid.detected and quant.can_recover_grid
 
     @property
     def recipe_name(self) -> str | None:
         """The recipe's name as the manifest records it: the split variant, grid recovery marked."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return quant.recipe_name_for(recover_grid=self.recover_grid, split_rows=self.split_rows)
 
     def rules(self) -> list[dict[str, Any]] | None:
         """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return quant.rules(recover_grid=self.recover_grid, split_rows=self.split_rows)
 
     def quantization(self) -> QuantizationRecord:
         """The manifest's `quantization` record: the recipe in words, its exact rules, the grid."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return QuantizationRecord(
             recipe=self.recipe_name,
             description=quant.description_for(self.split_rows),
@@ -129,7 +132,7 @@ class Plan:
 
     def settings(self) -> ManifestSettings:
         """The settings as the manifest records them."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         eval_text = self.eval_text.value
         return ManifestSettings(
             quant=SettingRecord(value=quant.value, source=self.quant.source),
@@ -182,6 +185,7 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
             min_agreement = Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
         if config.max_nll_gap is None:
             max_nll_gap = Setting(None, "random-weights")
+    eval_text: Setting[str | dict[str, str]]
     if config.eval_text is not None:
         from edgekit.convert import nll
 
@@ -367,11 +371,11 @@ def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
         auto_model_override=model_class,
         output_dir=str(work_dir),
         prefill_lengths=list(the_plan.prefill_lengths.value),
-        cache_length=int(the_plan.cache_length.value),
+        cache_length=the_plan.cache_length.value,
         quantization_recipe=recipe_arg,
         keep_temporary_files=True,
         bundle_litert_lm=bundle,
-        experimental_lightweight_conversion=bool(the_plan.lightweight.value),
+        experimental_lightweight_conversion=the_plan.lightweight.value,
     )
     tflite = work_dir / ("model_quantized.tflite" if rules is not None else "model.tflite")
     litertlm = work_dir / "model.litertlm"
@@ -404,7 +408,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
         tflite, bundle = bundled_tflite(artifact_path, scratch / "unpacked"), artifact_path
     else:
         tflite, bundle = artifact_path, None
-    floor = float(the_plan.min_agreement.value)
+    floor = the_plan.min_agreement.value
     report = fidelity.check(
         tflite_path=tflite,
         bundle_path=bundle,
@@ -423,7 +427,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
             model,
             text=text,
             threads=the_plan.threads,
-            max_window_tokens=min(512, int(the_plan.cache_length.value)),
+            max_window_tokens=min(512, the_plan.cache_length.value),
             max_context_tokens=nll.context_room(the_plan.cache_length.value, the_plan.prefill_lengths.value),
         )
     top1_ok = report.top1_agreement >= floor
@@ -433,7 +437,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
         nll_record = from_data(gap.to_dict() | {"max_nll_gap": ceiling, "passed": gap_ok}, NllRecord, "NLL gap")
     result = dataclasses.replace(report, min_top1_agreement=floor, nll=nll_record, passed=top1_ok and gap_ok)
     if not result.passed:
-        quant: Quant = the_plan.quant.value
+        quant = the_plan.quant.value
         failed = []
         if not top1_ok:
             failed.append(f"top-1 agreement {report.top1_agreement:.1%} < {floor:.0%}")
@@ -567,7 +571,7 @@ def convert(
 
 
 def _checked_adapter(
-    src_dir: Path, gguf_info: Any, adapter_dir: Path, *, in_memory: bool
+    src_dir: Path, gguf_info: GgufInfo | None, adapter_dir: Path, *, in_memory: bool
 ) -> tuple[Checkpoint, adapter.AdapterInfo]:
     """The base checkpoint and the adapter to merge into it; InputError if they do not fit."""
     if gguf_info is not None or in_memory:
@@ -581,7 +585,7 @@ def _checked_adapter(
 
 def _source_record(
     ckpt: Checkpoint,
-    gguf_info: Any,
+    gguf_info: GgufInfo | None,
     in_memory: bool,
     *,
     base: Checkpoint | None = None,
@@ -716,7 +720,7 @@ def _convert_in(
     )
 
 
-def _source_dir(source: Any, tokenizer: Any, work: Path) -> tuple[Path, Any]:
+def _source_dir(source: Any, tokenizer: Any, work: Path) -> tuple[Path, GgufInfo | None]:
     """The checkpoint folder to convert and, for a GGUF file, its header (materialized later, on a cache miss)."""
     if not isinstance(source, (str, Path)):  # an in-memory model
         src_dir = work / "source"
@@ -736,7 +740,7 @@ def _source_dir(source: Any, tokenizer: Any, work: Path) -> tuple[Path, Any]:
 
 
 def _plan_source(
-    src_dir: Path, gguf_info: Any, config: ConvertConfig, *, in_memory: bool
+    src_dir: Path, gguf_info: GgufInfo | None, config: ConvertConfig, *, in_memory: bool
 ) -> tuple[Checkpoint | None, Plan, str | None]:
     """(the loaded checkpoint, None for a GGUF not materialized yet; the plan; the cache key, None: never cached)."""
     if gguf_info is not None:
@@ -755,7 +759,9 @@ def _plan_source(
     return ckpt, the_plan, None if in_memory else cache_key(ckpt, the_plan, config.verify)
 
 
-def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: Any) -> tuple[Plan, list[str]]:
+def _checked_plan(
+    ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: GgufInfo | None
+) -> tuple[Plan, list[str]]:
     """The plan with the checkpoint's Q4_0 grid found (when the recipe can keep it), and the notes for the user."""
     notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
     if gguf_info is not None:  # name the user's file, not our temp folder
