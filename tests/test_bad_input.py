@@ -194,3 +194,22 @@ def test_bad_fidelity_options(args: tuple[str, ...], expected: str, tiny_gemma3_
     proc = run_cli("convert", str(tiny_gemma3_dir), "-o", str(out), *argv)
     _assert_one_line_failure(proc, expected, out)
     assert proc.returncode == 2
+
+
+def test_a_broken_recipe_file_is_one_line_naming_it(
+    tiny_gemma3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgekit import cli
+    from edgekit.convert import recipes
+
+    converters = tmp_path / "converters"
+    converters.mkdir()
+    shipped = (recipes.data_dir("converters") / "gemma3.toml").read_text()
+    (converters / "gemma3.toml").write_text(shipped.replace('family = "gemma3"\n', ""))
+    monkeypatch.setattr(recipes, "data_dir", lambda name: converters)
+    out = tmp_path / "out.litertlm"
+    code = cli.main(["convert", str(tiny_gemma3_dir), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == f"edgekit: error: recipe {converters / 'gemma3.toml'}: Object missing required field `family`"
+    assert not out.exists()

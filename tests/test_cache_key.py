@@ -12,7 +12,8 @@ import pytest
 from edgekit import _versions
 from edgekit._typed import to_data
 from edgekit.convert import ConvertConfig, Quant, pipeline
-from edgekit.convert.pipeline import Checkpoint, cache_key, plan
+from edgekit.convert.checkpoint import Checkpoint
+from edgekit.convert.pipeline import cache_key, plan
 
 CKPT = Checkpoint(
     path=Path("/nowhere"), model_type="gemma3_text", files={"model.safetensors": "ab" * 32}, parameter_count=1

@@ -10,7 +10,7 @@ import pytest
 
 import edgekit
 from edgekit import cli
-from edgekit.convert import pipeline
+from edgekit.convert import checkpoint
 from tests.conftest import run_cli
 
 
@@ -36,7 +36,7 @@ def test_help_teaches_the_cache_trade_off() -> None:
 def test_convert_without_the_convert_extra_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(pipeline, "_missing", lambda module: module == "torch")
+    monkeypatch.setattr(checkpoint, "_missing", lambda module: module == "torch")
     (tmp_path / "m").mkdir()
     code = cli.main(["convert", str(tmp_path / "m"), "-o", str(tmp_path / "o.litertlm")])
     err = capsys.readouterr().err

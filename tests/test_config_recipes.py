@@ -11,8 +11,9 @@ import pytest
 from edgekit._typed import to_data
 from edgekit.artifact import EvalTextFile, SettingRecord
 from edgekit.convert import ConvertConfig, Format, Quant, recipes
+from edgekit.convert.checkpoint import Checkpoint
 from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
-from edgekit.convert.pipeline import Checkpoint, plan
+from edgekit.convert.pipeline import plan
 from edgekit.errors import InputError
 
 
@@ -130,3 +131,32 @@ def test_quant_recipes_map_to_upstream_names() -> None:
         "int8": "dynamic_wi8_afp32",
         "fp32": None,
     }
+
+
+SHIPPED_RECIPE = Path(recipes.__file__).parents[2] / "converters" / "gemma3.toml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('family = "gemma3"\n', "", "Object missing required field `family`"),
+        (
+            "cache_length = 1024\n",
+            'cache_length = "1024"\n',
+            "Expected `int | null`, got `str` - at `$.defaults.cache_length`",
+        ),
+        ('quant = "int4"\n', 'quant = "int3"\n', "Invalid enum value 'int3' - at `$.defaults.quant`"),
+    ],
+    ids=["no family", "cache_length a string", "unknown quant"],
+)
+def test_a_bad_recipe_file_is_one_input_error_naming_the_file_and_key(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    shipped = SHIPPED_RECIPE.read_text()
+    assert old in shipped
+    path = tmp_path / "gemma3.toml"
+    path.write_text(shipped.replace(old, new))
+    with pytest.raises(InputError) as info:
+        recipes.load_recipe(path)
+    assert str(info.value) == f"recipe {path}: {message}"
+    assert info.value.path == path

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifact import sha256_file
+from edgekit.convert.checkpoint import load_checkpoint, load_reference, require_convert_extra
+from edgekit.convert.recipes import Quant
 from edgekit.errors import DependencyError, EdgekitError, FidelityError, InputError
 
 TEXT_PACKAGE = "gensim"
@@ -802,8 +804,6 @@ def evaluate(
     manifest records the adapter it was converted with, the reference is the base with
     that adapter merged (PEFT), as convert verified it.
     """
-    from edgekit.convert.pipeline import load_checkpoint, load_reference, require_convert_extra
-    from edgekit.convert.recipes import Quant
 
     artifact, reference = Path(artifact), Path(reference)
     if not artifact.is_file():

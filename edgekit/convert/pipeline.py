@@ -1,6 +1,6 @@
 """Hugging Face checkpoint → verified LiteRT artifact, in typed stages.
 
-    load_checkpoint(dir) -> Checkpoint          validate the folder, hash its files
+    load_checkpoint(dir) -> Checkpoint          validate the folder, hash its files (checkpoint.py)
     plan(ckpt, config) -> Plan                  resolve every setting (caller > recipe > default)
     export(ckpt, plan, work_dir) -> Exported    litert-torch export_hf: export, quantize, bundle
     verify(artifact, plan, model, tokenizer, scratch) -> FidelityReport
@@ -17,7 +17,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import math
 import os
 import resource
 import shutil
@@ -55,10 +54,14 @@ from edgekit.artifact import (
     sha256_file,
 )
 from edgekit.convert import adapter, recipes, vocab
+from edgekit.convert.checkpoint import Checkpoint, load_checkpoint
+from edgekit.convert.checkpoint import load_reference as load_reference  # re-exported: commands and benchmarks
+from edgekit.convert.checkpoint import require_convert_extra as require_convert_extra  # import them from here
 from edgekit.convert.config import ConvertConfig
+from edgekit.convert.gguf import GgufInfo
 from edgekit.convert.grid import GridReport, detect_q4_0
 from edgekit.convert.recipes import Format, Quant, Recipe, Setting
-from edgekit.errors import ConversionError, DependencyError, EdgekitError, FidelityError, InputError
+from edgekit.errors import ConversionError, EdgekitError, FidelityError, InputError
 
 StageFn = Callable[[str, str], None]
 """`progress(stage, event)`: a stage ("load", "export", "quantize", "bundle", "verify")
@@ -73,111 +76,6 @@ _UPSTREAM_MARKERS = (
 )
 # Estimated peak memory of litert-torch's export per parameter (270M model: ~6 GB).
 _EXPORT_BYTES_PER_PARAM = 22
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
-
-
-def require_convert_extra() -> None:
-    missing = [m for m in ("torch", "transformers", "litert_torch") if _missing(m)]
-    if missing:
-        raise DependencyError(
-            f"edgekit convert needs {', '.join(missing)}: install edgekit[convert] "
-            f"(pip install 'edgekit[convert]', after pip install torch==2.13.0)"
-        )
-
-
-def _missing(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is None
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Checkpoint:
-    """A validated Hugging Face checkpoint directory."""
-
-    path: Path
-    model_type: str
-    files: dict[str, str]
-    parameter_count: int
-    random_weights: bool = False
-    """True for edgekit's own example models (their `edgekit-example.json` says so)."""
-
-    @property
-    def source_sha256(self) -> str:
-        """One hash over the per-file hashes, names included."""
-        return hashlib.sha256(json.dumps(self.files, sort_keys=True).encode()).hexdigest()
-
-
-def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """Each tensor's shape, from the safetensors header (safetensors.safe_open, which checks
-    that the header describes the whole file); InputError if it is truncated or corrupt."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return {name: list(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not a dict)
-    except SafetensorError as exc:
-        reason = str(exc).removeprefix("Error while deserializing header: ")
-        raise InputError(f"{path} is truncated or corrupt ({reason}): re-download or re-save it", path=path) from None
-
-
-def load_checkpoint(directory: Path | str) -> Checkpoint:
-    """Validate a Hugging Face checkpoint directory and hash its files.
-
-    Raises InputError naming the problem: missing folder, no/invalid config.json, an
-    architecture litert-torch cannot export, no tokenizer, truncated safetensors.
-    """
-    path = Path(directory)
-    if not path.is_dir():
-        raise InputError(f"model directory {path} does not exist", path=path)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise InputError(f"{path} has no config.json: point at a Hugging Face checkpoint folder", path=path)
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{config_file} is not valid JSON: {exc}", path=config_file) from exc
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in recipes.SUPPORTED_MODEL_TYPES:
-        raise InputError(
-            f"model_type {model_type!r} in {config_file} is not supported: edgekit converts "
-            f"{', '.join(recipes.SUPPORTED_MODEL_TYPES)}",
-            path=config_file,
-        )
-    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
-        raise InputError(
-            f"{path} has no tokenizer (tokenizer.json or tokenizer.model): copy the tokenizer "
-            f"files from the original checkpoint",
-            path=path,
-        )
-    weights = sorted(path.glob("*.safetensors"))
-    if not weights:
-        raise InputError(f"{path} has no *.safetensors weights: save the model with save_pretrained()", path=path)
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
-        absent = sorted(s for s in shards if not (path / s).is_file())
-        if absent:
-            raise InputError(f"{path} is missing weight shards {', '.join(absent)}", path=path)
-    parameter_count = 0
-    for w in weights:
-        parameter_count += sum(math.prod(shape) for shape in _safetensors_shapes(w).values())
-    files = {p.name: sha256_file(p) for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")}
-    return Checkpoint(
-        path=path,
-        model_type=model_type,
-        files=files,
-        parameter_count=parameter_count,
-        random_weights=_marked_random(path),
-    )
-
-
-def _marked_random(path: Path) -> bool:
-    marker = path / "edgekit-example.json"
-    try:
-        return bool(json.loads(marker.read_text()).get("random_weights"))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -185,14 +83,16 @@ class Plan:
     """Every setting of one conversion, resolved, with where each came from."""
 
     recipe: Recipe | None
-    quant: Setting
-    prefill_lengths: Setting
-    cache_length: Setting
-    lightweight: Setting
-    min_agreement: Setting
-    max_nll_gap: Setting
-    eval_text: Setting
-    calibration_texts: Setting
+    quant: Setting[Quant]
+    prefill_lengths: Setting[tuple[int, ...]]
+    cache_length: Setting[int]
+    lightweight: Setting[bool]
+    min_agreement: Setting[float]
+    max_nll_gap: Setting[float | None]
+    eval_text: Setting[str | dict[str, str]]
+    """"builtin:report", or the caller's text file as {"path", "sha256"}."""
+    calibration_texts: Setting[list[dict[str, str]]]
+    """The caller's calibration text files, each as {"path", "sha256"}."""
     format: Format
     threads: int | None
     notes: tuple[str, ...]
@@ -205,23 +105,23 @@ class Plan:
     @property
     def recover_grid(self) -> bool:
         """The weights lie on the Q4_0 grid and the recipe has 4-bit blocks of 32 to keep it in."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return self.grid is not None and self.grid.detected and quant.can_recover_grid
 
     @property
     def recipe_name(self) -> str | None:
         """The recipe's name as the manifest records it: the split variant, grid recovery marked."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return quant.recipe_name_for(recover_grid=self.recover_grid, split_rows=self.split_rows)
 
     def rules(self) -> list[dict[str, Any]] | None:
         """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return quant.rules(recover_grid=self.recover_grid, split_rows=self.split_rows)
 
     def quantization(self) -> QuantizationRecord:
         """The manifest's `quantization` record: the recipe in words, its exact rules, the grid."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         return QuantizationRecord(
             recipe=self.recipe_name,
             description=quant.description_for(self.split_rows),
@@ -232,7 +132,7 @@ class Plan:
 
     def settings(self) -> ManifestSettings:
         """The settings as the manifest records them."""
-        quant: Quant = self.quant.value
+        quant = self.quant.value
         eval_text = self.eval_text.value
         return ManifestSettings(
             quant=SettingRecord(value=quant.value, source=self.quant.source),
@@ -285,6 +185,7 @@ def plan(ckpt: Checkpoint, config: ConvertConfig) -> Plan:
             min_agreement = Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
         if config.max_nll_gap is None:
             max_nll_gap = Setting(None, "random-weights")
+    eval_text: Setting[str | dict[str, str]]
     if config.eval_text is not None:
         from edgekit.convert import nll
 
@@ -470,11 +371,11 @@ def export(ckpt: Checkpoint, the_plan: Plan, work_dir: Path) -> Exported:
         auto_model_override=model_class,
         output_dir=str(work_dir),
         prefill_lengths=list(the_plan.prefill_lengths.value),
-        cache_length=int(the_plan.cache_length.value),
+        cache_length=the_plan.cache_length.value,
         quantization_recipe=recipe_arg,
         keep_temporary_files=True,
         bundle_litert_lm=bundle,
-        experimental_lightweight_conversion=bool(the_plan.lightweight.value),
+        experimental_lightweight_conversion=the_plan.lightweight.value,
     )
     tflite = work_dir / ("model_quantized.tflite" if rules is not None else "model.tflite")
     litertlm = work_dir / "model.litertlm"
@@ -494,15 +395,6 @@ def bundled_tflite(bundle: Path, into: Path) -> Path:
     return found[0]
 
 
-def load_reference(path: Path) -> tuple[Any, Any]:
-    """The PyTorch reference model (fp32, eval) and tokenizer of checkpoint folder `path`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(str(path))
-
-
 def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scratch: Path) -> FidelityReport:
     """Fidelity of the file at `artifact_path` (as it will be delivered) against `model`.
 
@@ -516,7 +408,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
         tflite, bundle = bundled_tflite(artifact_path, scratch / "unpacked"), artifact_path
     else:
         tflite, bundle = artifact_path, None
-    floor = float(the_plan.min_agreement.value)
+    floor = the_plan.min_agreement.value
     report = fidelity.check(
         tflite_path=tflite,
         bundle_path=bundle,
@@ -535,7 +427,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
             model,
             text=text,
             threads=the_plan.threads,
-            max_window_tokens=min(512, int(the_plan.cache_length.value)),
+            max_window_tokens=min(512, the_plan.cache_length.value),
             max_context_tokens=nll.context_room(the_plan.cache_length.value, the_plan.prefill_lengths.value),
         )
     top1_ok = report.top1_agreement >= floor
@@ -545,7 +437,7 @@ def verify(artifact_path: Path, the_plan: Plan, model: Any, tokenizer: Any, scra
         nll_record = from_data(gap.to_dict() | {"max_nll_gap": ceiling, "passed": gap_ok}, NllRecord, "NLL gap")
     result = dataclasses.replace(report, min_top1_agreement=floor, nll=nll_record, passed=top1_ok and gap_ok)
     if not result.passed:
-        quant: Quant = the_plan.quant.value
+        quant = the_plan.quant.value
         failed = []
         if not top1_ok:
             failed.append(f"top-1 agreement {report.top1_agreement:.1%} < {floor:.0%}")
@@ -679,7 +571,7 @@ def convert(
 
 
 def _checked_adapter(
-    src_dir: Path, gguf_info: Any, adapter_dir: Path, *, in_memory: bool
+    src_dir: Path, gguf_info: GgufInfo | None, adapter_dir: Path, *, in_memory: bool
 ) -> tuple[Checkpoint, adapter.AdapterInfo]:
     """The base checkpoint and the adapter to merge into it; InputError if they do not fit."""
     if gguf_info is not None or in_memory:
@@ -693,7 +585,7 @@ def _checked_adapter(
 
 def _source_record(
     ckpt: Checkpoint,
-    gguf_info: Any,
+    gguf_info: GgufInfo | None,
     in_memory: bool,
     *,
     base: Checkpoint | None = None,
@@ -828,7 +720,7 @@ def _convert_in(
     )
 
 
-def _source_dir(source: Any, tokenizer: Any, work: Path) -> tuple[Path, Any]:
+def _source_dir(source: Any, tokenizer: Any, work: Path) -> tuple[Path, GgufInfo | None]:
     """The checkpoint folder to convert and, for a GGUF file, its header (materialized later, on a cache miss)."""
     if not isinstance(source, (str, Path)):  # an in-memory model
         src_dir = work / "source"
@@ -848,7 +740,7 @@ def _source_dir(source: Any, tokenizer: Any, work: Path) -> tuple[Path, Any]:
 
 
 def _plan_source(
-    src_dir: Path, gguf_info: Any, config: ConvertConfig, *, in_memory: bool
+    src_dir: Path, gguf_info: GgufInfo | None, config: ConvertConfig, *, in_memory: bool
 ) -> tuple[Checkpoint | None, Plan, str | None]:
     """(the loaded checkpoint, None for a GGUF not materialized yet; the plan; the cache key, None: never cached)."""
     if gguf_info is not None:
@@ -867,7 +759,9 @@ def _plan_source(
     return ckpt, the_plan, None if in_memory else cache_key(ckpt, the_plan, config.verify)
 
 
-def _checked_plan(ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: Any) -> tuple[Plan, list[str]]:
+def _checked_plan(
+    ckpt: Checkpoint, the_plan: Plan, src_dir: Path, gguf_info: GgufInfo | None
+) -> tuple[Plan, list[str]]:
     """The plan with the checkpoint's Q4_0 grid found (when the recipe can keep it), and the notes for the user."""
     notes = list(the_plan.notes) + check_chat_template(ckpt, the_plan.recipe)
     if gguf_info is not None:  # name the user's file, not our temp folder

@@ -11,10 +11,13 @@ import dataclasses
 import enum
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from edgekit._data import data_dir
+from edgekit._typed import from_data
 from edgekit.errors import InputError
+
+T = TypeVar("T")
 
 
 class Quant(str, enum.Enum):
@@ -225,39 +228,72 @@ class Recipe:
 
 
 @dataclasses.dataclass(frozen=True)
-class Setting:
+class Setting(Generic[T]):
     """A resolved value and where it came from: "caller"/"flag" (given in ConvertConfig by
     Python code / the CLI), "recipe:<family>" or "default"."""
 
-    value: Any
+    value: T
     source: str
 
 
-def _parse_recipe(path: Path) -> Recipe:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _RecipeDefaults:
+    """A recipe file's `[defaults]` table (a key it leaves out: None)."""
+
+    quant: Quant | None = None
+    prefill_lengths: tuple[int, ...] | None = None
+    cache_length: int | None = None
+    lightweight: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _RecipeChat:
+    """A recipe file's `[chat]` table."""
+
+    turn_markers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _RecipeFidelity:
+    """A recipe file's `[fidelity]` table: floors per --quant value."""
+
+    min_top1_agreement: dict[str, float] = dataclasses.field(default_factory=dict)
+    max_nll_gap: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _RecipeFile:
+    """A `converters/<family>.toml` as written, validated by msgspec (unknown keys are ignored)."""
+
+    family: str
+    model_types: tuple[str, ...] = ()
+    defaults: _RecipeDefaults = _RecipeDefaults()
+    chat: _RecipeChat = _RecipeChat()
+    fidelity: _RecipeFidelity = _RecipeFidelity()
+
+
+def load_recipe(path: Path) -> Recipe:
+    """The recipe in TOML file `path`; one InputError naming the file and the first bad or missing key."""
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"recipe {path} is not valid TOML: {exc}") from exc
-    defaults = dict(data.get("defaults", {}))
-    if "quant" in defaults:
-        defaults["quant"] = Quant(defaults["quant"])
-    if "prefill_lengths" in defaults:
-        defaults["prefill_lengths"] = tuple(defaults["prefill_lengths"])
-    chat = data.get("chat", {})
+        raise InputError(f"recipe {path} is not valid TOML: {exc}", path=path) from exc
+    parsed = from_data(data, _RecipeFile, f"recipe {path}", path=path)
+    defaults = {f.name: getattr(parsed.defaults, f.name) for f in dataclasses.fields(_RecipeDefaults)}
     return Recipe(
-        family=data["family"],
-        model_types=tuple(data.get("model_types", ())),
-        defaults=defaults,
-        turn_markers=tuple(chat.get("turn_markers", ())),
-        min_top1_agreement=dict(data.get("fidelity", {}).get("min_top1_agreement", {})),
-        max_nll_gap=dict(data.get("fidelity", {}).get("max_nll_gap", {})),
+        family=parsed.family,
+        model_types=parsed.model_types,
+        defaults={k: v for k, v in defaults.items() if v is not None},
+        turn_markers=parsed.chat.turn_markers,
+        min_top1_agreement=dict(parsed.fidelity.min_top1_agreement),
+        max_nll_gap=dict(parsed.fidelity.max_nll_gap),
         path=path,
     )
 
 
 def all_recipes() -> list[Recipe]:
     """Every recipe in the installed `converters/` folder."""
-    return [_parse_recipe(p) for p in sorted(data_dir("converters").glob("*.toml"))]
+    return [load_recipe(p) for p in sorted(data_dir("converters").glob("*.toml"))]
 
 
 def recipe_for(model_type: str) -> Recipe | None:
@@ -265,7 +301,7 @@ def recipe_for(model_type: str) -> Recipe | None:
     return next((r for r in all_recipes() if model_type in r.model_types), None)
 
 
-def resolve(name: str, given: Any, recipe: Recipe | None, given_by: str = "caller") -> Setting:
+def resolve(name: str, given: Any, recipe: Recipe | None, given_by: str = "caller") -> Setting[Any]:
     """Resolve one setting: `given` (not None; its source `given_by`) beats the recipe, which beats the default."""
     if given is not None:
         return Setting(given, given_by)
@@ -276,7 +312,7 @@ def resolve(name: str, given: Any, recipe: Recipe | None, given_by: str = "calle
 
 def resolve_min_agreement(
     given: float | None, quant: Quant, recipe: Recipe | None, given_by: str = "caller"
-) -> Setting:
+) -> Setting[float]:
     """The top-1 agreement floor for `quant`: the caller's, then recipe, then built-in."""
     if given is not None:
         return Setting(given, given_by)
@@ -285,7 +321,9 @@ def resolve_min_agreement(
     return Setting(BUILTIN_DEFAULTS["min_top1_agreement"][quant.value], "default")
 
 
-def resolve_max_nll_gap(given: float | None, quant: Quant, recipe: Recipe | None, given_by: str = "caller") -> Setting:
+def resolve_max_nll_gap(
+    given: float | None, quant: Quant, recipe: Recipe | None, given_by: str = "caller"
+) -> Setting[float | None]:
     """The NLL-gap ceiling (nats/token) for `quant`: the caller's, then recipe, then none (measured, not judged)."""
     if given is not None:
         return Setting(given, given_by)

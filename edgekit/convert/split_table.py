@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekit.artifact import TableSplitRecord
+from edgekit.convert.vocab import by_use, kept_ids, piece_script, vocab_sha256
 
 MODEL_CLASS = "EdgekitGemma3SplitTable"
 """The class name export_hf's `auto_model_override` is given."""
@@ -219,20 +220,6 @@ SAMPLED_TOKENS = 96
 SAMPLING_SEED = 0
 
 
-def piece_script(piece: str) -> str | None:
-    """The writing system of a vocabulary piece: the Unicode name's first word of its first letter
-    (LATIN, CYRILLIC, CJK, HIRAGANA, HANGUL...), or None for a piece without letters."""
-    import unicodedata
-
-    text = piece.lstrip("\u2581")
-    if not text or not text[0].isalpha():
-        return None
-    try:
-        return unicodedata.name(text[0]).split()[0]
-    except ValueError:
-        return None
-
-
 def script_seeds(pieces: list[str | None], *, scripts: int = SCRIPTS) -> list[int]:
     """One frequent token per writing system, for the `scripts` systems with the most pieces in the vocabulary.
 
@@ -339,11 +326,6 @@ languages (benchmarks/table_ranking.py writes it; its docstring names the texts)
 sha256 of the vocabulary it is for."""
 
 
-def vocab_sha256(pieces: Sequence[str | None]) -> str:
-    """A tokenizer's vocabulary as one hash: its pieces in id order."""
-    return hashlib.sha256("\n".join(p or "" for p in pieces).encode()).hexdigest()
-
-
 def shipped_mass(
     pieces: Sequence[str | None], *, trimmed: tuple[Sequence[int], str] | None = None
 ) -> torch.Tensor | None:
@@ -397,8 +379,6 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: S
     vocab = int(model.config.vocab_size)
     mass, seeds = _sample_mass(model, tokenizer, vocab, tokens)
     mass = mass / (float(mass.sum()) or 1.0)
-    from edgekit.convert.vocab import kept_ids
-
     shipped = shipped_mass(tokenizer.convert_ids_to_tokens(list(range(vocab))), trimmed=kept_ids(model_dir))
     if shipped is not None:
         mass = 0.5 * mass + 0.5 * shipped / (float(shipped.sum()) or 1.0)
@@ -414,8 +394,6 @@ def token_order(model_dir: Path, *, tokens: int = SAMPLED_TOKENS, calibration: S
         cal = calibration_mass(model, tokenizer, vocab, calibration)
         chosen = cal >= CALIBRATION_MIN_MASS
         key = torch.where(chosen, -1.0 - cal / float(cal.max()), key)  # in [-2, -1)
-    from edgekit.convert.vocab import by_use
-
     used = by_use(model_dir)
     if used:
         key[torch.tensor(used, dtype=torch.long)] = -3.0 + torch.arange(len(used), dtype=key.dtype) / len(used)
@@ -432,8 +410,6 @@ def prepare(
     Returns what litert-torch's export needs (the checkpoint folder, `auto_model_override`)
     and the manifest's record of the split.
     """
-    from edgekit.convert.vocab import by_use
-
     order = token_order(source, calibration=[Path(c).read_text(encoding="utf-8") for c in calibration])
     model_dir = write_checkpoint(source, dest, rows, order)
     ids_8bit = sorted(int(i) for i in order[:rows])

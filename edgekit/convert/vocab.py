@@ -80,7 +80,7 @@ class Trim:
     kept: tuple[int, ...]
     original_vocab_size: int
     original_vocab_sha256: str
-    """split_table.vocab_sha256 of the original pieces."""
+    """vocab_sha256 of the original pieces."""
     required: int
     """Ids kept whatever the text: added and special tokens, chat template, byte pieces, their merge trees."""
     from_text: int
@@ -250,8 +250,6 @@ def _count(tokenizer: Any, texts: Iterable[VocabText]) -> Counter[int]:
 
 def _scripts(counts: Counter[int], piece_of: dict[int, str]) -> list[str]:
     """The writing systems of the texts, the most used first: FILL_SCRIPT_SHARE or more of their letter tokens each."""
-    from edgekit.convert.split_table import piece_script
-
     per: Counter[str] = Counter()
     for i, n in counts.items():
         script = piece_script(piece_of.get(i) or "")
@@ -262,7 +260,7 @@ def _scripts(counts: Counter[int], piece_of: dict[int, str]) -> list[str]:
 
 
 def fill_order(pieces: dict[int, str], scripts: Sequence[str]) -> list[int]:
-    """The vocabulary's pieces of `scripts` (split_table.piece_script; the texts' main one first),
+    """The vocabulary's pieces of `scripts` (piece_script; the texts' main one first),
     in the order they are added to a trimmed table when the texts leave room: single letters
     (so the texts' writing systems never fall to bytes), then words: word starts with a capital
     (names, which any language's text borrows, and German's nouns) and, in the writing systems
@@ -276,8 +274,6 @@ def fill_order(pieces: dict[int, str], scripts: Sequence[str]) -> list[int]:
     capitalized ones, about half. The second writing system's words were chosen
     on the Japanese manuals' and FAQ's English.
     """
-    from edgekit.convert.split_table import piece_script
-
     main = scripts[0] if scripts else None
     groups: tuple[list[int], list[int], list[int]] = ([], [], [])
     for i in sorted(pieces):
@@ -315,8 +311,6 @@ def select(
     tokenizer and its chat template need, or if the texts keep no id of their own.
     """
     from transformers import AutoTokenizer
-
-    from edgekit.convert.split_table import vocab_sha256
 
     data = _tokenizer_json(src_dir, model_type)
     config = json.loads((src_dir / "config.json").read_text())
@@ -550,3 +544,22 @@ def by_use(model_dir: Path) -> list[int] | None:
     if data is None or "by_use" not in data:
         return None
     return [int(i) for i in data["by_use"]]
+
+
+def piece_script(piece: str) -> str | None:
+    """The writing system of a vocabulary piece: the Unicode name's first word of its first letter
+    (LATIN, CYRILLIC, CJK, HIRAGANA, HANGUL...), or None for a piece without letters."""
+    import unicodedata
+
+    text = piece.lstrip("\u2581")
+    if not text or not text[0].isalpha():
+        return None
+    try:
+        return unicodedata.name(text[0]).split()[0]
+    except ValueError:
+        return None
+
+
+def vocab_sha256(pieces: Sequence[str | None]) -> str:
+    """A tokenizer's vocabulary as one hash: its pieces in id order."""
+    return hashlib.sha256("\n".join(p or "" for p in pieces).encode()).hexdigest()
