@@ -225,10 +225,11 @@ def deploy_many(
     # way: adb's subprocess is killed, a direct link closed) and stops a push at its next
     # chunk (the progress callback raises): the partial file stays under its .part name,
     # never renamed, never logged, and nothing after it (the smoke run) starts.
+    # The threads start inside the try: a Ctrl-C that comes while they start stops them too.
     threads = [threading.Thread(target=worker, args=(s,), daemon=True, name=f"deploy {s}") for s in serials]
-    for t in threads:
-        t.start()
     try:
+        for t in threads:
+            t.start()
         for t in threads:
             while t.is_alive():
                 t.join(0.1)
@@ -237,7 +238,8 @@ def deploy_many(
         for device in list(opened):  # a push without progress reports (adb's, off a terminal) stops here
             device.close()
         for t in threads:
-            t.join(CANCEL_WAIT_S / len(threads))
+            if t.ident is not None:  # started
+                t.join(CANCEL_WAIT_S / len(threads))
         raise
     return {s: outcomes[s] for s in serials if s in outcomes}
 
