@@ -261,16 +261,21 @@ def clean(device: Device, *, everything: bool, force: bool = False) -> list[str]
     """Remove edgekit's files from `device`: all of them, or all but the newest deploy's.
 
     Returns the device paths removed. DeviceBusy while a battery-bench run holds the phone
-    (its files are in use), unless `force`.
+    (its files are in use), unless `force`: then that run is stopped first (it fails).
     """
-    from edgekit.bench import lock  # bench imports deploy, which imports this module: not at the top
+    from edgekit.bench import lock, run_folder  # bench imports deploy, which imports this module: not at the top
 
-    if not force and (who := lock.holder(device)) is not None:
-        raise DeviceBusy(
-            f"{lock.busy_message(device.serial, who)}; `edgekit clean --force` removes its files all the same",
-            serial=device.serial,
-            run_id=who.run_id,
-        )
+    if (who := lock.holder(device)) is not None:
+        if not force:
+            raise DeviceBusy(
+                f"{lock.busy_message(device.serial, who)}; `edgekit clean --force` removes its files all the same",
+                serial=device.serial,
+                run_id=who.run_id,
+            )
+        # Stop the live run first: a driver still writing into its folder makes `rm -rf` fail
+        # ("Directory not empty") and would go on running the model with its files gone.
+        run_folder.stop(device, run_folder.run_paths(device, who.run_id, harness_dir=""))
+        lock.release(device, who.run_id)
     root = device.work_root
     if everything:
         if device.shell(["test", "-e", root], check=False).returncode == 0:

@@ -256,9 +256,15 @@ def test_clean_force_removes_the_files_of_a_live_run(
     assert lock.holder(device) == lock.LockHolder(run_id=run_id, started=lock.holder(device).started)  # type: ignore[union-attr]
     everything = ["clean", "--transport", "direct", "--device", emulated_device.serial, "--everything"]
     assert run_cli(*everything, env=_env(adb_home)).returncode == 5
+    pid_file = emulated_device.path(f"{ROOT}/runs/{run_id}/driver.pid")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "", what="the driver's pid")
+    driver = int(pid_file.read_text())
+    assert _alive(driver)
+    # --force stops the run first: a driver still writing into its folder would make rm fail.
     forced = run_cli(*everything, "--force", env=_env(adb_home))
     assert forced.returncode == 0, forced.stderr
     assert not emulated_device.path(ROOT).exists()
+    wait_for(lambda: not _alive(driver), what="the driver to end")
 
 
 def test_collect_of_a_live_run_says_how_far_it_is(
