@@ -145,12 +145,8 @@ def deploy(
         except DeviceError as exc:
             # Not left on the device under its trusted name: the next deploy pushes and tries it again.
             device.shell(["rm", "-rf", device.path("models", sha)], check=False)
-            raise DeviceError(
-                f"{exc} (the model was removed from the device)",
-                serial=exc.serial,
-                returncode=exc.returncode,
-                stderr=exc.stderr,
-            ) from exc
+            exc.amend(" (the model was removed from the device)")  # its class and fields stay
+            raise
         if on_device is not None and runtime == LITERT_LM:
             smoke = check_with_host(
                 artifact.path, smoke, prompt=config.smoke_prompt, max_tokens=config.smoke_max_tokens

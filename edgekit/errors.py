@@ -5,7 +5,7 @@ EdgekitError                 root; `exit_code` is what the CLI exits with
 ├── DependencyError          an optional part is not installed (e.g. edgekit[convert])
 ├── ConversionError          litert-torch / litert-lm-builder failed; carries `stage`
 │   └── FidelityError        the artifact runs but disagrees with the PyTorch reference
-└── DeviceError              a device could not be reached or a command on it failed
+└── DeviceError              a device could not be reached or a command on it failed; carries `serial`
     ├── DeviceUnreachable    no such device, offline, or it does not answer: check cable / network
     ├── DeviceUnauthorized   the phone refused our key: accept the RSA prompt on it
     ├── LinkLost             the connection broke during a command or a copy: reconnect, run again
@@ -14,6 +14,10 @@ EdgekitError                 root; `exit_code` is what the CLI exits with
     ├── DeviceBusy           another battery-bench run holds the phone's lock; carries `run_id`
     ├── RunLost              the link to the phone was lost during an attached run; carries `run_id`
     └── RunStillRunning      --collect of a run whose driver is still going; carries `run_id`, `done`
+
+Every DeviceError exits 5 but RunStillRunning (75: nothing failed); the subclasses are for a
+caller that acts on the case (reconnect, ask for the RSA prompt), not for the CLI. Given a
+serial, a DeviceError writes the `SERIAL: ` prefix itself: messages are written without it.
 
 Exit codes that are no error of this tree (the CLI's):
     EXIT_INTERRUPTED  130   Ctrl-C (SIGINT), once or twice: the same clean stop
@@ -77,7 +81,10 @@ class FidelityError(ConversionError):
 
 
 class DeviceError(EdgekitError):
-    """A device was unreachable, refused us, or a command on it failed."""
+    """A device was unreachable, refused us, or a command on it failed.
+
+    Given the device's `serial`, the message gets the `SERIAL: ` prefix here, once: a message
+    is written without it. `reason` is the message without the prefix."""
 
     exit_code = 5
 
@@ -90,11 +97,18 @@ class DeviceError(EdgekitError):
         returncode: int | None = None,
         stderr: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message if serial is None else f"{serial}: {message}")
+        self.reason = message
         self.serial = serial
         self.cmd = cmd
         self.returncode = returncode
         self.stderr = stderr
+
+    def amend(self, text: str) -> None:
+        """Add `text` to the end of the message, for a caller that did something about the
+        error (removed a file) and raises it on, its class and fields unchanged."""
+        self.reason += text
+        self.args = (f"{self.args[0]}{text}", *self.args[1:])
 
 
 class _Named(Protocol):
@@ -118,7 +132,7 @@ class _OnDevice(DeviceError):
         stderr: str | None = None,
     ) -> None:
         serial = device if isinstance(device, str) else device.serial
-        super().__init__(f"{serial}: {message}", serial=serial, cmd=cmd, returncode=returncode, stderr=stderr)
+        super().__init__(message, serial=serial, cmd=cmd, returncode=returncode, stderr=stderr)
 
 
 class DeviceUnreachable(_OnDevice):
@@ -167,9 +181,16 @@ class RunLost(DeviceError):
 
     def __init__(self, serial: str, run_id: str, cause: EdgekitError) -> None:
         super().__init__(
-            f"{cause}; run {run_id} goes on on the phone, which restores its own settings when it ends: "
+            f"{without_serial(cause, serial)}; run {run_id} goes on on the phone, "
+            "which restores its own settings when it ends: "
             f"once the phone is back, `edgekit battery-bench --device {serial} --collect {run_id}` "
             "(`edgekit runs` lists it)",
             serial=serial,
         )
         self.run_id = run_id
+
+
+def without_serial(error: BaseException, serial: str) -> str:
+    """`error`'s message for a line that names `serial` already: a DeviceError of that device
+    without its serial in front, any other error as it reads."""
+    return error.reason if isinstance(error, DeviceError) and error.serial == serial else str(error)

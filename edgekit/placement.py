@@ -97,8 +97,7 @@ def place_file(device: Device, item: Item, progress: PushProgress | None) -> Pla
     if got != item.sha256:
         device.shell(["rm", "-f", part], check=False)
         raise DeviceError(
-            f"{device.serial}: {label} arrived corrupted (sha256 {got or 'unreadable'}, "
-            f"expected {item.sha256[:12]}…): run again",
+            f"{label} arrived corrupted (sha256 {got or 'unreadable'}, expected {item.sha256[:12]}…): run again",
             serial=device.serial,
         )
     if item.executable:
@@ -123,9 +122,7 @@ def place_harness(device: Device, progress: PushProgress | None) -> Placed:
         device.push(path, remote)
         if _remote_sha256(device, remote) != sha256_file(path):
             device.shell(["rm", "-rf", part], check=False)
-            raise DeviceError(
-                f"{device.serial}: harness file {name} arrived corrupted: run again", serial=device.serial
-            )
+            raise DeviceError(f"harness file {name} arrived corrupted: run again", serial=device.serial)
         if path.suffix == ".sh":
             device.shell(["chmod", "755", remote])
     device.shell(["mv", part, final])
@@ -152,7 +149,7 @@ def check_shell(device: Device) -> dict[str, bool]:
     for tool, why in (("mkfifo", "the harness feeds the runner through FIFOs"), ("sha256sum", "deploy verifies")):
         if not facts[tool]:
             raise DeviceError(
-                f"{device.serial}: the device shell cannot run {tool} in {device.work_root} ({why}): "
+                f"the device shell cannot run {tool} in {device.work_root} ({why}): "
                 f"edgekit needs Android 7+ with toybox",
                 serial=device.serial,
             )
@@ -202,7 +199,7 @@ def check_space(device: Device, facts: DeviceFacts, items: list[Item]) -> None:
     need = sum(item.local.stat().st_size for item in items if not item.there)
     if facts.free_bytes is not None and need + _SPACE_MARGIN > facts.free_bytes:
         raise DeviceError(
-            f"{device.serial}: not enough space for {device.work_root}: need {need / 1e6:.0f} MB + "
+            f"not enough space for {device.work_root}: need {need / 1e6:.0f} MB + "
             f"{_SPACE_MARGIN // 2**20} MiB margin, {facts.free_bytes / 1e6:.0f} MB free; "
             f"run `edgekit clean --device {device.serial}` or free space",
             serial=device.serial,

@@ -20,7 +20,7 @@ from typing import Any
 from edgekit import answers, llama_cpp
 from edgekit.device import parsers
 from edgekit.device.base import Device, Execution, ShellResult
-from edgekit.errors import DeviceError, EdgekitError
+from edgekit.errors import CommandFailed, DeviceError, EdgekitError
 from edgekit.probe import Backend, Protocol, RunnerProbe, chat_flags
 from edgekit.runners import RunnerOnDevice
 
@@ -108,7 +108,7 @@ def _smoke_in_process(device: Device, model_path: str, prompt: str, max_tokens: 
     try:
         run = run_prompt(Path(model_path), prompt, max_output_tokens=max_tokens)
     except EdgekitError as exc:
-        raise DeviceError(f"{device.serial}: the model does not load: {exc}", serial=device.serial) from exc
+        raise DeviceError(f"the model does not load: {exc}", serial=device.serial) from exc
     return SmokeResult(
         answer=run.text,
         prefill_tokens=run.prefill_tokens,
@@ -140,11 +140,11 @@ def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, promp
     )
 
 
-def _smoke_failed(device: Device, result: ShellResult, runner: str, detail: str) -> DeviceError:
-    return DeviceError(
-        f"{device.serial}: the model does not load or run with {runner} (exit {result.returncode}"
+def _smoke_failed(device: Device, result: ShellResult, runner: str, detail: str) -> CommandFailed:
+    return CommandFailed(
+        device,
+        f"the model does not load or run with {runner} (exit {result.returncode}"
         f"{signal_name(result.returncode)}): {detail}",
-        serial=device.serial,
         returncode=result.returncode,
         stderr=result.stderr,
     )

@@ -4,29 +4,37 @@ getprop / props: on stubs of the transports' libraries, FakeDevice and the ADB d
 from __future__ import annotations
 
 import socket
+import subprocess
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import adbutils
 import pytest
 
 from edgekit.bench import lock, run_folder
-from edgekit.device import adb, direct, shell_v2
+from edgekit.deploy import DeployConfig, deploy
+from edgekit.device import adb, direct, local, shell_v2
 from edgekit.device.adb import AdbDevice
 from edgekit.device.base import ShellResult, check_result, map_error, mapped_errors
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.device.local import LocalDevice
 from edgekit.errors import (
     CommandFailed,
+    DeviceBusy,
     DeviceError,
     DeviceTimeout,
     DeviceUnauthorized,
     DeviceUnreachable,
     LinkLost,
+    RunLost,
+    without_serial,
 )
 from edgekit.testing import FakeDevice
+from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.plugin import EmulatedDevice
+from edgekit.testing.runner_standin import write_runner_standin
 
 _SERIAL = "10.0.0.7:5555"
 
@@ -128,17 +136,16 @@ def test_a_direct_connection_nobody_answers_is_unreachable() -> None:
         DirectAdbDevice("127.0.0.1", port, connect_timeout_s=2).shell(["true"])
 
 
-def test_the_subclasses_write_the_serial_prefix_and_the_base_class_is_as_before() -> None:
+def test_the_serial_prefix_is_written_once_by_the_error_itself() -> None:
     fake = FakeDevice("fake-9")
     assert str(LinkLost(fake, "gone")) == "fake-9: gone"
     assert str(DeviceTimeout("local", "slow")) == "local: slow"
-    base = DeviceError("fake-9: as before", serial="fake-9", cmd="true", returncode=1, stderr="e")
-    assert str(base) == "fake-9: as before" and (base.serial, base.cmd, base.returncode, base.stderr) == (
-        "fake-9",
-        "true",
-        1,
-        "e",
-    )
+    base = DeviceError("not enough space", serial="fake-9", cmd="true", returncode=1, stderr="e")
+    assert str(base) == "fake-9: not enough space" and base.reason == "not enough space"
+    assert (base.serial, base.cmd, base.returncode, base.stderr) == ("fake-9", "true", 1, "e")
+    assert str(DeviceError("no device: connect a phone")) == "no device: connect a phone"  # no serial, no prefix
+    busy = DeviceBusy("run X is running on this phone", serial="fake-9", run_id="X")
+    assert str(busy) == "fake-9: run X is running on this phone" and busy.run_id == "X"
     with pytest.raises(CommandFailed) as failed:
         check_result("fake-9", ["ls", "/x"], ShellResult(2, "", "no /x\n"), True)
     assert str(failed.value) == "fake-9: `ls /x` exited 2: no /x"
@@ -177,3 +184,64 @@ def test_getprop_and_props_on_the_emulator(emulated_device: EmulatedDevice) -> N
         props = device.props()
         assert props["ro.edgekit.emulated"] == "1" and props["ro.soc.model"] == "EmuSoC"
         assert device.facts().emulated
+
+
+def test_amend_keeps_the_class_the_fields_and_one_prefix() -> None:
+    error = CommandFailed("R5CT1", "the model does not load (exit 1): boom", returncode=1, stderr="boom")
+    error.amend(" (the model was removed from the device)")
+    assert type(error) is CommandFailed and (error.returncode, error.stderr) == (1, "boom")
+    assert str(error) == "R5CT1: the model does not load (exit 1): boom (the model was removed from the device)"
+    assert error.reason == "the model does not load (exit 1): boom (the model was removed from the device)"
+
+
+def test_run_lost_names_the_phone_once_whatever_its_cause_said() -> None:
+    run = "20261203-070000-abcdef"
+    for cause in (LinkLost("fake-1", "connection to the device lost (reset)"), DeviceError("the cable went away")):
+        lost = RunLost("fake-1", run, cause)
+        assert str(lost).startswith(f"fake-1: {cause.reason}; run {run} goes on on the phone"), str(lost)
+        assert str(lost).count("fake-1: ") == 1 and lost.exit_code == 5
+    assert without_serial(LinkLost("fake-1", "gone"), "fake-1") == "gone"
+    assert without_serial(LinkLost("fake-2", "gone"), "fake-1") == "fake-2: gone"
+    assert without_serial(ValueError("x"), "fake-1") == "x"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "said"),
+    [
+        (subprocess.TimeoutExpired(["/bin/sh"], 3.0), DeviceTimeout, "`true` timed out after 3 s"),
+        (FileNotFoundError(2, "No such file or directory"), CommandFailed, "`true` failed: No such file or directory"),
+        (PermissionError(13, "Permission denied"), CommandFailed, "`true` failed: Permission denied"),
+    ],
+)
+def test_each_local_entry_gives_its_subclass_with_the_serial_once(
+    exc: BaseException, kind: type[DeviceError], said: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert map_error(local._ERRORS, exc) is kind
+    monkeypatch.setattr(subprocess, "run", _raises(exc))
+    with pytest.raises(kind) as caught:
+        LocalDevice(tmp_path).shell(["true"])
+    assert str(caught.value) == f"local: {said}" and caught.value.__cause__ is exc
+
+
+def test_a_local_copy_that_fails_is_a_command_failed(tmp_path: Path) -> None:
+    device = LocalDevice(tmp_path / "root")
+    with pytest.raises(CommandFailed) as pulled:
+        device.pull(str(tmp_path / "nope"), tmp_path / "here")
+    assert str(pulled.value) == f"local: pull of {tmp_path / 'nope'} failed: No such file or directory"
+    with pytest.raises(CommandFailed, match=r"^local: push of .*missing failed: No such file or directory$"):
+        device.push(tmp_path / "missing", str(tmp_path / "root" / "x"))
+
+
+def test_deploy_and_session_messages_name_the_device_once(tmp_path: Path) -> None:
+    from edgekit.bench.lock import LockHolder, busy_message
+
+    fake = FakeDevice(free_bytes=1000)
+    artifact = write_bundle(tmp_path / "m.litertlm", [(TFLITE_MODEL, b"model bytes " * 1000)])
+    with pytest.raises(DeviceError) as caught:
+        deploy(fake, artifact, DeployConfig(runner=write_runner_standin(tmp_path / "litert_lm_main", "advanced")))
+    assert str(caught.value).startswith("fake-1: not enough space for /data/local/tmp/edgekit")
+    assert str(caught.value).count("fake-1: ") == 1
+    who = LockHolder(run_id="r1", started="2026-12-03T07:00:00+00:00")
+    busy = DeviceBusy(busy_message("fake-1", who), serial="fake-1", run_id="r1")
+    assert str(busy).startswith("fake-1: run r1 (started 2026-12-03T07:00:00+00:00) is running on this phone")
+    assert str(busy).count("fake-1: ") == 1

@@ -73,9 +73,10 @@ def holder(device: Device) -> LockHolder | None:
 
 
 def busy_message(serial: str, who: LockHolder) -> str:
-    """One line: which run holds the phone, and what to do."""
+    """One line: which run holds the phone, and what to do (without the serial in front:
+    DeviceBusy writes it)."""
     return (
-        f"{serial}: run {who.run_id} (started {who.started}) is running on this phone: one run per phone at "
+        f"run {who.run_id} (started {who.started}) is running on this phone: one run per phone at "
         f"a time; wait for it to end, or stop it (`edgekit battery-bench --device {serial} --collect "
         f"{who.run_id}` says how far it is)"
     )

@@ -31,7 +31,7 @@ from edgekit.bench.run_folder import RunMeta
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
-from edgekit.errors import DeviceError, InputError, RunLost, RunStillRunning
+from edgekit.errors import DeviceError, DeviceTimeout, InputError, RunLost, RunStillRunning
 from edgekit.placement import chat_template_remote
 from edgekit.probe import Backend, ChatFlags, Protocol, RunnerProbe, chat_flags
 
@@ -190,7 +190,7 @@ def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) 
     accelerator library that was not deployed beside it."""
     probe = deployed.probe
     if probe is None:
-        raise DeviceError(f"{device.serial}: deploy did not probe the runner", serial=device.serial)
+        raise DeviceError("deploy did not probe the runner", serial=device.serial)
     need = _ACCELERATORS.get(config.backend)
     if need is not None and not any(lib.startswith(need) for lib in probe.libraries):
         raise InputError(
@@ -274,16 +274,16 @@ def follow(device: Device, run_id: str, config: BenchConfig, progress: ProgressF
             log = device.shell(["cat", f"{paths.run_dir}/driver.log"], check=False)
             if log.returncode == 0:
                 tail = " ".join(log.stdout.strip().splitlines()[-2:]) or "driver.log is empty"
-                raise DeviceError(f"{device.serial}: run {run_id}: the driver did not start: {tail}")
-            raise DeviceError(f"{device.serial}: no run {run_id} on the device", serial=device.serial)
+                raise DeviceError(f"run {run_id}: the driver did not start: {tail}", serial=device.serial)
+            raise DeviceError(f"no run {run_id} on the device", serial=device.serial)
         if not run_folder.driver_alive(device, paths):
             return  # cut off: collect keeps what it measured; --resume finishes it
         time.sleep(config.poll_s)
-    raise DeviceError(
-        f"{device.serial}: run {run_id} did not finish within {config.timeout_s:.0f} s; it may still be running: "
+    raise DeviceTimeout(
+        device,
+        f"run {run_id} did not finish within {config.timeout_s:.0f} s; it may still be running: "
         f"`edgekit battery-bench --device {device.serial} --collect {run_id}` when it is done, "
         f"or `--resume {run_id}` if it was cut off",
-        serial=device.serial,
     )
 
 
@@ -326,7 +326,7 @@ def collect(device: Device, run_id: str, *, restore: bool = True) -> BenchResult
     if state != "done" and run_folder.driver_alive(device, paths):
         total = len(device.shell(["ls", f"{paths.run_dir}/conv"], check=False).stdout.split())
         raise RunStillRunning(
-            f"{device.serial}: run {run_id} is still running, {done} of {total} conversations done: "
+            f"run {run_id} is still running, {done} of {total} conversations done: "
             f"collect it again when it ends (nothing is lost)",
             serial=device.serial,
             run_id=run_id,

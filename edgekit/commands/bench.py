@@ -33,7 +33,15 @@ from edgekit.commands._common import (
     transport_option,
 )
 from edgekit.device import AdbServer, Transport, open_device, resolve_devices
-from edgekit.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, EdgekitError, InputError, RunStillRunning
+from edgekit.errors import (
+    EXIT_HANGUP,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EdgekitError,
+    InputError,
+    RunStillRunning,
+    without_serial,
+)
 from edgekit.probe import Backend
 
 if TYPE_CHECKING:
@@ -675,6 +683,6 @@ def _start_detached(serials: list[str], transport: Transport, campaign: Campaign
             f"battery figure), then run\n{collect_lines}"
         )
     for serial, error in errors.items():
-        console.print(Text(f"✗ {serial}: {error}", style="red"), soft_wrap=True)
+        console.print(Text(f"✗ {serial}: {without_serial(error, serial)}", style="red"), soft_wrap=True)
     if errors:
         raise click.exceptions.Exit(max(e.exit_code for e in errors.values()))

@@ -21,7 +21,7 @@ from edgekit.commands._common import (
     transport_option,
 )
 from edgekit.device import AdbServer, Transport, resolve_devices
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, without_serial
 
 
 def _summary(result: Any) -> str:
@@ -142,5 +142,5 @@ def deploy_command(
         if len(serials) == 1:
             raise next(iter(errors.values()))
         for serial, error in errors.items():
-            console.print(Text(f"✗ {serial}: {error}", style="red"), soft_wrap=True)
+            console.print(Text(f"✗ {serial}: {without_serial(error, serial)}", style="red"), soft_wrap=True)
         raise click.exceptions.Exit(max(e.exit_code for e in errors.values()))

@@ -3,6 +3,8 @@
 Deploy copies into a local folder (the user cache, `edgekit/local-device/`); the runner is
 the LiteRT-LM engine from `litert-lm-api`, in this process. Its battery is read from
 `/sys/class/power_supply/BAT*` where the computer has one, else every field is None.
+What fails here (a command past its timeout, a copy the disk refuses) becomes a DeviceError
+through one table, `_ERRORS`, as the phone transports' failures do.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import platform
 import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgekit._data import user_cache_dir
@@ -20,13 +22,35 @@ from edgekit.device.base import (
     BatterySource,
     Device,
     DeviceFacts,
+    ErrorTable,
     Execution,
     ProgressFn,
     ShellResult,
     check_result,
+    mapped_errors,
 )
 from edgekit.device.parsers import parse_int, parse_sysfs_status
-from edgekit.errors import DeviceTimeout
+from edgekit.errors import CommandFailed, DeviceTimeout
+
+# What this computer raises under a command or a copy, and what each means: subprocess.run
+# killed the command at its timeout (TimeoutExpired); the shell could not start, or a copy
+# failed (OSError: a missing file, a full disk, no permission).
+_ERRORS: ErrorTable = {
+    subprocess.TimeoutExpired: DeviceTimeout,
+    OSError: CommandFailed,
+}
+
+
+def _failed(what: str) -> Callable[[BaseException], str]:
+    """The message of `what` (a quoted command, "push of X") failing with an exception."""
+
+    def message(exc: BaseException) -> str:
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return f"{what} timed out after {exc.timeout:.0f} s"
+        return f"{what} failed: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+
+    return message
+
 
 _ABI = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a"}
 
@@ -54,12 +78,10 @@ class LocalDevice(Device):
     def shell(self, argv: Sequence[str], *, timeout_s: float = 60.0, check: bool = True) -> ShellResult:
         """Run `argv` here (through /bin/sh, like a device shell)."""
         command = shlex.join(argv)
-        try:
+        with mapped_errors(self, _ERRORS, _failed(f"`{command}`")):
             proc = subprocess.run(
                 ["/bin/sh", "-c", command], input=b"", capture_output=True, timeout=timeout_s, cwd=self.root
             )
-        except subprocess.TimeoutExpired as exc:
-            raise DeviceTimeout(self, f"`{command}` timed out after {timeout_s:.0f} s") from exc
         result = ShellResult(
             proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         )
@@ -67,15 +89,17 @@ class LocalDevice(Device):
 
     def push(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         """Copy a file (a local copy: "remote" is a local path)."""
-        Path(remote).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, remote)
+        with mapped_errors(self, _ERRORS, _failed(f"push of {local}")):
+            Path(remote).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, remote)
         if progress is not None:
             size = Path(local).stat().st_size
             progress(size, size)
 
     def pull(self, remote: str, local: Path) -> None:
         """Copy a file back."""
-        shutil.copyfile(remote, local)
+        with mapped_errors(self, _ERRORS, _failed(f"pull of {remote}")):
+            shutil.copyfile(remote, local)
 
     def facts(self) -> DeviceFacts:
         """This computer's OS, CPU architecture and free space in the local device folder."""
