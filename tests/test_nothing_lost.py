@@ -25,6 +25,7 @@ from edgekit.bench import lock, run_folder, runs, session
 from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.deploy import DeployConfig, deploy
+from edgekit.device.base import Device
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import EXIT_STILL_RUNNING, DeviceBusy, DeviceError
 from edgekit.testing.emulator import AdbDeviceEmulator
@@ -143,6 +144,9 @@ def test_a_stopped_attached_run_is_found_again_and_the_phone_is_restored(
     [pid_file] = wait_for(lambda: list(runs_dir.glob("*/driver.pid")), what="the run's driver to start")
     run_id = pid_file.parent.name
     wait_for(lambda: pid_file.read_text().strip(), what="the driver's pid")
+    # The command has heard of the run (its index entry is written with the "started" line);
+    # a signal before that stops the run as one that never started (test_session).
+    wait_for(lambda: _listed(run_id), what="the command to report the run")
     assert _phone(emulated_device) != BEFORE and _screen(emulated_device) == "Awake"  # the run changed them
     pids = _run_pids(pid_file.parent)
     for i, sig in enumerate(signals):
@@ -246,6 +250,35 @@ def test_one_run_per_phone_a_second_bench_and_a_clean_are_refused(
     assert lock_file.read_text().startswith(f"run_id={second_id}\n")
     session.interrupt(device, second_id)
     assert not lock_file.exists()
+
+
+def test_a_ctrl_c_as_the_driver_starts_stops_it_and_restores_the_phone(
+    emulated_device: EmulatedDevice,
+    device: DirectAdbDevice,
+    int4_result: ConvertResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C after the driver started but before start_run returned its id: the caller never
+    hears of the run, so start_run must stop it, not leave it running with the lock released."""
+    _set_phone(emulated_device)
+    started: list[int] = []
+    real_start = run_folder.start
+
+    def start_then_ctrl_c(dev: Device, paths: run_folder.RunPaths) -> None:
+        real_start(dev, paths)
+        pid_file = emulated_device.path(f"{paths.run_dir}/driver.pid")
+        started.append(int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the pid")))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_folder, "start", start_then_ctrl_c)
+    config = session.BenchConfig(workload=small_workload(tmp_path, 1), runner=emulated_device.runner, baseline_s=120)
+    with pytest.raises(KeyboardInterrupt):
+        session.start_run(device, int4_result.artifact.path, config)
+    [driver] = started
+    wait_for(lambda: not _alive(driver), what="the driver to be stopped", timeout_s=30)  # it would run 120 s on
+    assert lock.holder(device) is None and not emulated_device.path(f"{ROOT}/bench.lock").exists()
+    assert _phone(emulated_device) == BEFORE and _screen(emulated_device) == "Asleep"
 
 
 def test_clean_force_removes_the_files_of_a_live_run(

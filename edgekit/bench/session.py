@@ -87,21 +87,25 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     run_id = run_folder.new_run_id()
     lock.acquire(device, run_id)  # one run per phone: before the phone is touched
     phone = PhoneState()
+    paths: run_folder.RunPaths | None = None
     try:
         battery = device.battery()
         start = start_meta(battery)
         phone = prepare_phone(device) if config.prepare_screen else phone
-        _write_and_start(
+        paths = _write_run(
             device, run_id, artifact, deployed, probe, chosen, workload, config, battery, start, phone, detach
         )
-    except BaseException:  # the driver did not start: nothing restores the phone but this
+        run_folder.start(device, paths)
+    except BaseException:  # the caller never hears of this run: nothing restores the phone but this
+        if paths is not None:  # a Ctrl-C while (or just after) the driver started: it must not run on
+            run_folder.stop(device, paths)
         restore_phone(device, phone)
         lock.release(device, run_id)
         raise
     return run_id
 
 
-def _write_and_start(
+def _write_run(
     device: Device,
     run_id: str,
     artifact: Artifact,
@@ -114,8 +118,8 @@ def _write_and_start(
     start: StartState,
     phone: PhoneState,
     detach: bool,
-) -> None:
-    """The run folder (meta.json, run.env, conversations) and the driver started."""
+) -> run_folder.RunPaths:
+    """The run folder written (meta.json, run.env, conversations); its paths."""
     assert deployed.runner is not None
     flags = list(chosen.flags)
     # The template file goes to driver.sh apart (CHAT_TEMPLATE, under the work root, as the model).
@@ -169,7 +173,7 @@ def _write_and_start(
         meta=meta,
         power_env={**_power_env(config, detach=detach), **restore_env(phone)},
     )
-    run_folder.start(device, paths)
+    return paths
 
 
 def _check_llama_turns(workload: Workload) -> None:
