@@ -13,8 +13,8 @@ import statistics
 
 from msgspec import UnsetType
 
-from edgekit.bench.power import ValidityFlag
 from edgekit.bench.result import BenchResult, figure
+from edgekit.bench.validity import ValidityFlag
 from edgekit.errors import InputError
 
 # Summary figures compared by `compare`; True = higher is better.

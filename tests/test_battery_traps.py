@@ -1,4 +1,5 @@
-"""The traps a real phone sets, as synthetic sample series of known truth (unit tests of power.py).
+"""The traps a real phone sets, as synthetic sample series of known truth (unit tests of
+bench/gauge.py, validity.py and power.py).
 
 Each series is shaped like a Pixel 9 Pro run: 4,700 mAh, ~3.9 V, an idle draw of 60 mA with
 the screen on, a 300 s workload drawing 420 mA beyond idle (35 mAh, 0.745% of the design
@@ -15,7 +16,9 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from edgekit.bench.power import DRIFT_WARN_PCT, PowerReport, PowerSample, analyse_segments, decide_conventions
+from edgekit.bench.gauge import PowerSample, decide_conventions
+from edgekit.bench.power import PowerReport, analyse_segments
+from edgekit.bench.validity import DRIFT_WARN_PCT
 from tests.typed_results import run_meta
 
 PERIOD_S = 0.25
@@ -186,7 +189,7 @@ def _fill_reference(samples: list[PowerSample]) -> tuple[list[PowerSample], int,
 
 @pytest.mark.parametrize("seed", range(40))
 def test_fill_missing_is_the_plain_reference_on_random_gaps(seed: int) -> None:
-    from edgekit.bench.power import fill_missing
+    from edgekit.bench.gauge import fill_missing
 
     rng = random.Random(seed)
     n = rng.randint(1, 60)
@@ -349,7 +352,7 @@ def test_student_t_for_every_dof(dof: int, t: float) -> None:
 
 
 def test_samples_csv_with_supplies_screen_and_thermal() -> None:
-    from edgekit.bench.power import external_online
+    from edgekit.bench.gauge import external_online
     from edgekit.bench.run_folder import parse_samples
 
     text = (
@@ -486,7 +489,8 @@ def test_an_interval_contains_its_headline_when_a_loaded_host_slows_the_sampler(
 
 
 def test_a_headline_outside_its_interval_is_said() -> None:
-    from edgekit.bench.power import Conventions, _bootstrap
+    from edgekit.bench.gauge import Conventions
+    from edgekit.bench.power import _bootstrap
     from edgekit.bench.result import Summary, figure
     from tests.typed_results import schema1_result
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from edgekit.bench import run_folder, session
-from edgekit.bench.power import DRIFT_VOID_PCT, MISSING_MAX_FRACTION
 from edgekit.bench.result import BenchResult
+from edgekit.bench.validity import DRIFT_VOID_PCT, MISSING_MAX_FRACTION
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.testing.battery import BatteryController

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from edgekit._typed import to_data
-from edgekit.bench.power import PowerSample, analyse_segments, decide_conventions
+from edgekit.bench.gauge import PowerSample, decide_conventions
+from edgekit.bench.power import analyse_segments
 from edgekit.bench.result import SUMMARY_KEYS, BenchResult, PowerRecord, Summary, TurnRecord, summarise
 from edgekit.bench.workload import load_workload
 from edgekit.errors import InputError

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from edgekit._typed import from_data, to_json
-from edgekit.bench.power import PowerSample, ValidityFlag
+from edgekit.bench.gauge import PowerSample
 from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult, ConversationRecord
 from edgekit.bench.run_folder import Event
+from edgekit.bench.validity import ValidityFlag
 from edgekit.errors import InputError
 from edgekit.probe import TTFT_DEVICE_CLOCK, TTFT_RUNNER, Protocol, RunnerProbe, analyse_probe, chat_flags
 from edgekit.testing.runner_standin import write_runner_standin

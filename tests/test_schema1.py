@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edgekit.artifact import Artifact, Manifest
-from edgekit.bench.power import ValidityFlag
 from edgekit.bench.result import BenchResult, figure
+from edgekit.bench.validity import ValidityFlag
 from edgekit.errors import InputError
 from tests.conftest import run_cli
 

@@ -19,7 +19,7 @@ from msgspec import UNSET, UnsetType
 from edgekit import answers, llama_cpp
 from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
-from edgekit.bench.power import ValidityFlag
+from edgekit.bench.gauge import PowerSample
 from edgekit.bench.result import (
     CONTEXT_EXCEEDED,
     DEGENERATE_OUTPUT,
@@ -33,6 +33,7 @@ from edgekit.bench.result import (
     summarise,
 )
 from edgekit.bench.run_folder import Event, RunFiles, RunMeta
+from edgekit.bench.validity import ValidityFlag
 from edgekit.bench.workload import Workload
 from edgekit.deploy import DeployResult
 from edgekit.device import parsers
@@ -53,7 +54,7 @@ class Measured:
     meta: RunMeta
     """What the host knew at the start (a phone run's meta.json)."""
     turns: list[TurnRecord]
-    samples: list[power_lib.PowerSample]
+    samples: list[PowerSample]
     t0: float
     baselines: list[Window]
     """The idle baselines: the one before the workload and (phone runs) the last one after it."""

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from edgekit.answers import classify_answer
 from edgekit.artifact import Artifact
-from edgekit.bench import power as power_lib
 from edgekit.bench.assembly import (
     Measured,
     artifact_meta,
@@ -24,6 +23,7 @@ from edgekit.bench.assembly import (
     workload_meta,
 )
 from edgekit.bench.config import BenchConfig, default_baseline_s
+from edgekit.bench.gauge import PowerSample
 from edgekit.bench.result import BenchResult, BenchSettings, RunnerRecord, TurnRecord
 from edgekit.bench.run_folder import RunMeta, new_run_id
 from edgekit.bench.workload import Workload, load_workload
@@ -39,7 +39,7 @@ class _Sampler:
     def __init__(self, device: Device, period_s: float) -> None:
         self.device = device
         self.period_s = period_s
-        self.samples: list[power_lib.PowerSample] = []
+        self.samples: list[PowerSample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -48,7 +48,7 @@ class _Sampler:
             b = self.device.battery()
             if b.source is not BatterySource.NONE:
                 self.samples.append(
-                    power_lib.PowerSample(
+                    PowerSample(
                         t_s=time.monotonic(),
                         charge_counter_uah=b.charge_counter_uah,
                         current_raw=b.current_now_ua,

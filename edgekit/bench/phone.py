@@ -6,7 +6,7 @@ import dataclasses
 import re
 import time
 
-from edgekit.bench import power as power_lib
+from edgekit.bench.gauge import PowerSample, external_online
 from edgekit.device import parsers
 from edgekit.device.base import Device
 
@@ -131,7 +131,7 @@ def online_supplies(device: Device) -> list[str] | None:
         lines = [f"dumpsys-{n}::{int(v)}" for n, v in pairs if v is not None]
     if not lines:
         return None
-    sample = power_lib.PowerSample(
+    sample = PowerSample(
         t_s=0,
         charge_counter_uah=None,
         current_raw=None,
@@ -141,7 +141,7 @@ def online_supplies(device: Device) -> list[str] | None:
         status=None,
         supplies="+".join(lines),
     )
-    return power_lib.external_online(sample)
+    return external_online(sample)
 
 
 def cool_down(device: Device, start_temperature_c: float | None, *, timeout_s: float = 600.0) -> None:

@@ -27,7 +27,9 @@ from edgekit._files import atomic_write_text
 from edgekit._typed import from_data, to_data, to_json
 from edgekit.answers import Degenerate
 from edgekit.artifact import Manifest
-from edgekit.bench.power import Conventions, PowerReport, PowerSample, ValidityFlag
+from edgekit.bench.gauge import Conventions, PowerSample
+from edgekit.bench.power import PowerReport
+from edgekit.bench.validity import ValidityFlag
 from edgekit.device.base import DeviceFacts
 from edgekit.errors import InputError
 from edgekit.probe import Protocol, RunnerProbe

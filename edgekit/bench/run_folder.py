@@ -33,8 +33,8 @@ from pathlib import Path
 from msgspec import UNSET, UnsetType
 
 from edgekit._typed import from_data, to_json
+from edgekit.bench.gauge import PowerSample
 from edgekit.bench.phone import PhoneState
-from edgekit.bench.power import PowerSample
 from edgekit.bench.result import ArtifactRecord, BenchSettings, RunnerRecord, StartState, WorkloadRecord
 from edgekit.bench.workload import Workload
 from edgekit.device import parsers

@@ -24,8 +24,8 @@ from edgekit.device import AdbServer, Transport
 
 if TYPE_CHECKING:
     from edgekit.artifact import NllRecord
-    from edgekit.bench.power import ValidityFlag
     from edgekit.bench.result import BenchResult
+    from edgekit.bench.validity import ValidityFlag
     from edgekit.convert.nll import NllGap
     from edgekit.convert.pipeline import ConvertResult
 
