@@ -215,12 +215,22 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class RecipeDefaults:
+    """A recipe file's `[defaults]` table: the settings it gives (a key it leaves out: None)."""
+
+    quant: Quant | None = None
+    prefill_lengths: tuple[int, ...] | None = None
+    cache_length: int | None = None
+    lightweight: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Recipe:
     """One model family's defaults and expectations, read from `converters/<family>.toml`."""
 
     family: str
     model_types: tuple[str, ...]
-    defaults: dict[str, Any]
+    defaults: RecipeDefaults
     turn_markers: tuple[str, ...] = ()
     min_top1_agreement: dict[str, float] = dataclasses.field(default_factory=dict)
     max_nll_gap: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -234,16 +244,6 @@ class Setting(Generic[T]):
 
     value: T
     source: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class _RecipeDefaults:
-    """A recipe file's `[defaults]` table (a key it leaves out: None)."""
-
-    quant: Quant | None = None
-    prefill_lengths: tuple[int, ...] | None = None
-    cache_length: int | None = None
-    lightweight: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -267,7 +267,7 @@ class _RecipeFile:
 
     family: str
     model_types: tuple[str, ...] = ()
-    defaults: _RecipeDefaults = _RecipeDefaults()
+    defaults: RecipeDefaults = RecipeDefaults()
     chat: _RecipeChat = _RecipeChat()
     fidelity: _RecipeFidelity = _RecipeFidelity()
 
@@ -279,11 +279,10 @@ def load_recipe(path: Path) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"recipe {path} is not valid TOML: {exc}", path=path) from exc
     parsed = from_data(data, _RecipeFile, f"recipe {path}", path=path)
-    defaults = {f.name: getattr(parsed.defaults, f.name) for f in dataclasses.fields(_RecipeDefaults)}
     return Recipe(
         family=parsed.family,
         model_types=parsed.model_types,
-        defaults={k: v for k, v in defaults.items() if v is not None},
+        defaults=parsed.defaults,
         turn_markers=parsed.chat.turn_markers,
         min_top1_agreement=dict(parsed.fidelity.min_top1_agreement),
         max_nll_gap=dict(parsed.fidelity.max_nll_gap),
@@ -305,8 +304,8 @@ def resolve(name: str, given: Any, recipe: Recipe | None, given_by: str = "calle
     """Resolve one setting: `given` (not None; its source `given_by`) beats the recipe, which beats the default."""
     if given is not None:
         return Setting(given, given_by)
-    if recipe is not None and name in recipe.defaults:
-        return Setting(recipe.defaults[name], f"recipe:{recipe.family}")
+    if recipe is not None and (value := getattr(recipe.defaults, name, None)) is not None:
+        return Setting(value, f"recipe:{recipe.family}")
     return Setting(BUILTIN_DEFAULTS[name], "default")
 
 
