@@ -19,6 +19,7 @@ import pytest
 
 from edgekit.artifact import Artifact, SettingRecord, manifest_path, sha256_file
 from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert, fidelity
+from edgekit.convert.checkpoint import load_reference
 from edgekit.convert.example import (
     RANDOM_WEIGHTS_MIN_AGREEMENT,
     TINY,
@@ -27,7 +28,7 @@ from edgekit.convert.example import (
     build_tokenizer,
     write_example_model,
 )
-from edgekit.convert.pipeline import bundled_tflite, load_reference
+from edgekit.convert.export import bundled_tflite
 from edgekit.engine import run_prompt
 from edgekit.errors import FidelityError
 from tests.conftest import run_cli, wait_for
