@@ -29,6 +29,7 @@ from edgekit.convert.example import (
     write_example_model,
 )
 from edgekit.convert.export import bundled_tflite
+from edgekit.convert.floors import judge
 from edgekit.engine import run_prompt
 from edgekit.errors import FidelityError
 from tests.conftest import run_cli, wait_for
@@ -147,13 +148,16 @@ def test_fidelity_check_fails_on_a_corrupted_bundle(
     shutil.copy(int4_result.artifact.path, broken)
     _corrupt_largest_weight(broken, tmp_path / "unpack1")
     model, tok = load_reference(tiny_gemma3_dir)
-    kwargs = {"bundle_path": None, "model": model, "tokenizer": tok, "min_top1_agreement": RANDOM_WEIGHTS_MIN_AGREEMENT}
+    kwargs = {"bundle_path": None, "model": model, "tokenizer": tok}
+    floors = {"min_top1_agreement": RANDOM_WEIGHTS_MIN_AGREEMENT, "max_nll_gap": None, "what": "int4"}
     # The intact bundle passes the same check ...
     good = fidelity.check(tflite_path=bundled_tflite(int4_result.artifact.path, tmp_path / "u0"), **kwargs)
-    assert good.passed
+    assert good.passed is None  # measured, not judged
+    assert judge(good, **floors).passed
     # ... the corrupted one does not.
-    with pytest.raises(FidelityError, match=r"agrees with PyTorch on .* below the 25% floor"):
-        fidelity.check(tflite_path=bundled_tflite(broken, tmp_path / "u2"), **kwargs)
+    bad = fidelity.check(tflite_path=bundled_tflite(broken, tmp_path / "u2"), **kwargs)
+    with pytest.raises(FidelityError, match=r"^int4: top-1 agreement .* < 25% vs PyTorch"):
+        judge(bad, **floors)
 
 
 def test_nan_logits_are_an_error(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
