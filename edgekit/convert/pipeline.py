@@ -28,19 +28,15 @@ from msgspec import UNSET
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit._files import remove_stale_temp
-from edgekit._typed import from_data
 from edgekit._versions import versions
 from edgekit.artifact import (
-    AdapterSource,
     Artifact,
     ConversionRecord,
     FidelityReport,
-    GgufSource,
     Manifest,
     ModelRecord,
     SourceRecord,
     TableSplitRecord,
-    VocabSource,
     manifest_path,
     sha256_file,
 )
@@ -167,19 +163,16 @@ def _source_record(
             files=base.files,
             # The model as converted: PEFT's merge of the two, its vocabulary trimmed.
             materialized_files=ckpt.files,
-            adapter=UNSET if adapter_info is None else from_data(adapter_info.to_dict(), AdapterSource, "adapter"),
-            vocab=UNSET if trim is None else from_data(trim.to_dict(), VocabSource, "vocabulary trim"),
+            adapter=UNSET if adapter_info is None else adapter_info.record(),
+            vocab=UNSET if trim is None else trim.record(),
         )
     if gguf_info is not None:
-        info = gguf_info.to_dict()
         return SourceRecord(
             kind="gguf",
             path=str(gguf_info.path.resolve()),
             sha256=gguf_info.sha256,
             files={gguf_info.path.name: gguf_info.sha256},
-            gguf=from_data(
-                {k: info[k] for k in ("architecture", "name", "size_bytes", "tensor_types")}, GgufSource, "GGUF header"
-            ),
+            gguf=gguf_info.record(),
             # What transformers' GGUF loader made of it (fp32), as converted.
             materialized_files=ckpt.files,
         )

@@ -13,11 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekit._typed import from_data
 from edgekit.artifact import (
     CALLER,
     EvalTextFile,
-    GridRecord,
     ManifestSettings,
     QuantizationRecord,
     SettingRecord,
@@ -87,7 +85,7 @@ class ConvertPlan:
             description=self.description,
             rules=self.rules(),
             grid_recovered=self.recover_grid,
-            grid=from_data(self.grid.to_dict(), GridRecord, "grid report") if self.grid is not None else None,
+            grid=self.grid.record() if self.grid is not None else None,
         )
 
     def settings(self) -> ManifestSettings:
