@@ -116,9 +116,12 @@ def make_plan(ckpt: Checkpoint, config: ConvertConfig) -> ConvertPlan:
     if recipe is None:
         notes.append(f"no edgekit recipe for model_type {ckpt.model_type!r}: converting with generic defaults")
     by = config.given_by
-    quant = recipes.resolve("quant", config.quant, recipe, by)
-    prefill = recipes.resolve("prefill_lengths", config.prefill_lengths, recipe, by)
-    cache = recipes.resolve("cache_length", config.cache_length, recipe, by)
+    defaults = recipe.defaults if recipe is not None else recipes.RecipeDefaults()
+    quant = recipes.resolve(config.quant, defaults.quant, recipes.DEFAULT_QUANT, recipe, by)
+    prefill = recipes.resolve(
+        config.prefill_lengths, defaults.prefill_lengths, recipes.DEFAULT_PREFILL_LENGTHS, recipe, by
+    )
+    cache = recipes.resolve(config.cache_length, defaults.cache_length, recipes.DEFAULT_CACHE_LENGTH, recipe, by)
     if max(prefill.value) > cache.value:
         raise InputError(
             f"prefill length {max(prefill.value)} is longer than the cache ({cache.value}): "
@@ -153,7 +156,7 @@ def make_plan(ckpt: Checkpoint, config: ConvertConfig) -> ConvertPlan:
         quant=quant,
         prefill_lengths=prefill,
         cache_length=cache,
-        lightweight=recipes.resolve("lightweight", config.lightweight, recipe, by),
+        lightweight=recipes.resolve(config.lightweight, defaults.lightweight, recipes.DEFAULT_LIGHTWEIGHT, recipe, by),
         min_agreement=min_agreement,
         max_nll_gap=max_nll_gap,
         eval_text=eval_text,

@@ -202,16 +202,23 @@ class Format(str, enum.Enum):
 # Model types litert-torch's text exporter and LiteRT-LM's bundle both know by name.
 SUPPORTED_MODEL_TYPES = ("gemma3_text", "qwen2", "qwen3", "lfm2")
 
-# Used when neither the caller nor a recipe says otherwise.
-BUILTIN_DEFAULTS: dict[str, Any] = {
-    "quant": Quant.INT4,
-    "prefill_lengths": (128,),
-    "cache_length": 2048,
-    "lightweight": True,
-    "min_top1_agreement": {q.value: 0.99 if q is Quant.FP32 else 0.5 for q in Quant},
-    # No NLL-gap floor without a model family's measured one: the gap is measured and recorded.
-    "max_nll_gap": {},
-}
+# Used when neither the caller nor a recipe says otherwise. (No NLL-gap floor without a model
+# family's measured one: the gap is measured and recorded.)
+DEFAULT_QUANT = Quant.INT4
+DEFAULT_PREFILL_LENGTHS: tuple[int, ...] = (128,)
+DEFAULT_CACHE_LENGTH = 2048
+DEFAULT_LIGHTWEIGHT = True
+DEFAULT_MIN_TOP1_AGREEMENT: dict[str, float] = {q.value: 0.99 if q is Quant.FP32 else 0.5 for q in Quant}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecipeDefaults:
+    """A recipe's `[defaults]` table: the settings it gives (a key it leaves out: None)."""
+
+    quant: Quant | None = None
+    prefill_lengths: tuple[int, ...] | None = None
+    cache_length: int | None = None
+    lightweight: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -220,7 +227,7 @@ class Recipe:
 
     family: str
     model_types: tuple[str, ...]
-    defaults: dict[str, Any]
+    defaults: RecipeDefaults = RecipeDefaults()
     turn_markers: tuple[str, ...] = ()
     min_top1_agreement: dict[str, float] = dataclasses.field(default_factory=dict)
     max_nll_gap: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -234,16 +241,6 @@ class Setting(Generic[T]):
 
     value: T
     source: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class _RecipeDefaults:
-    """A recipe file's `[defaults]` table (a key it leaves out: None)."""
-
-    quant: Quant | None = None
-    prefill_lengths: tuple[int, ...] | None = None
-    cache_length: int | None = None
-    lightweight: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -267,7 +264,7 @@ class _RecipeFile:
 
     family: str
     model_types: tuple[str, ...] = ()
-    defaults: _RecipeDefaults = _RecipeDefaults()
+    defaults: RecipeDefaults = RecipeDefaults()
     chat: _RecipeChat = _RecipeChat()
     fidelity: _RecipeFidelity = _RecipeFidelity()
 
@@ -279,11 +276,10 @@ def load_recipe(path: Path) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"recipe {path} is not valid TOML: {exc}", path=path) from exc
     parsed = from_data(data, _RecipeFile, f"recipe {path}", path=path)
-    defaults = {f.name: getattr(parsed.defaults, f.name) for f in dataclasses.fields(_RecipeDefaults)}
     return Recipe(
         family=parsed.family,
         model_types=parsed.model_types,
-        defaults={k: v for k, v in defaults.items() if v is not None},
+        defaults=parsed.defaults,
         turn_markers=parsed.chat.turn_markers,
         min_top1_agreement=dict(parsed.fidelity.min_top1_agreement),
         max_nll_gap=dict(parsed.fidelity.max_nll_gap),
@@ -301,13 +297,16 @@ def recipe_for(model_type: str) -> Recipe | None:
     return next((r for r in all_recipes() if model_type in r.model_types), None)
 
 
-def resolve(name: str, given: Any, recipe: Recipe | None, given_by: str = "caller") -> Setting[Any]:
-    """Resolve one setting: `given` (not None; its source `given_by`) beats the recipe, which beats the default."""
+def resolve(
+    given: T | None, from_recipe: T | None, default: T, recipe: Recipe | None, given_by: str = "caller"
+) -> Setting[T]:
+    """Resolve one setting: `given` (not None; its source `given_by`) beats `from_recipe` (the
+    value in `recipe`'s defaults, None: it gives none), which beats `default`."""
     if given is not None:
         return Setting(given, given_by)
-    if recipe is not None and name in recipe.defaults:
-        return Setting(recipe.defaults[name], f"recipe:{recipe.family}")
-    return Setting(BUILTIN_DEFAULTS[name], "default")
+    if recipe is not None and from_recipe is not None:
+        return Setting(from_recipe, f"recipe:{recipe.family}")
+    return Setting(default, "default")
 
 
 def resolve_min_agreement(
@@ -318,7 +317,7 @@ def resolve_min_agreement(
         return Setting(given, given_by)
     if recipe is not None and quant.value in recipe.min_top1_agreement:
         return Setting(float(recipe.min_top1_agreement[quant.value]), f"recipe:{recipe.family}")
-    return Setting(BUILTIN_DEFAULTS["min_top1_agreement"][quant.value], "default")
+    return Setting(DEFAULT_MIN_TOP1_AGREEMENT[quant.value], "default")
 
 
 def resolve_max_nll_gap(
@@ -329,4 +328,4 @@ def resolve_max_nll_gap(
         return Setting(given, given_by)
     if recipe is not None and quant.value in recipe.max_nll_gap:
         return Setting(float(recipe.max_nll_gap[quant.value]), f"recipe:{recipe.family}")
-    return Setting(BUILTIN_DEFAULTS["max_nll_gap"].get(quant.value), "default")
+    return Setting(None, "default")
