@@ -208,6 +208,26 @@ class QuantizationRecord:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalTextRecord:
+    """Which text an NLL gap was measured on: the built-in one (files inside a pinned package,
+    each with its sha256) or a user's file (its path and sha256)."""
+
+    name: str
+    """"builtin:report", "builtin:selection" or "file:<file name>"."""
+    kind: str
+    """"package" (the built-in text) or "file"."""
+    package: str | UnsetType = UNSET
+    """The package the built-in text is read from, with its version ("gensim==4.4.0")."""
+    section: str | UnsetType = UNSET
+    files: dict[str, str] | UnsetType = UNSET
+    """The built-in text's files inside the package, each with its sha256."""
+    languages: tuple[str, ...] | UnsetType = UNSET
+    path: str | UnsetType = UNSET
+    """A user's file, resolved."""
+    sha256: str | UnsetType = UNSET
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class NllGap:
     """The engine-level NLL gap on held-out prose: mean per-token negative log-likelihood of the
     artifact and of the fp32 reference, in nats (edgekit.convert.nll.measure), as the manifest records it.
@@ -223,8 +243,7 @@ class NllGap:
     """Standard error of the gap from the per-token differences (a rough ± for comparing recipes)."""
     tokens: int
     windows: int
-    text: dict[str, Any]
-    """Which text: "builtin:report" (files inside a pinned package, each with its sha256) or a file."""
+    text: EvalTextRecord
     max_nll_gap: float | None = None
     passed: bool | None = None
     perplexity_ratio: float

@@ -116,7 +116,7 @@ def test_fp32_artifact_agrees_with_pytorch(tiny_gemma3_dir: Path, tmp_path: Path
     # corrected): an fp32 artifact has no NLL gap (measured: 1e-8).
     assert abs(fid.nll.gap_nats_per_token) < 1e-4
     assert fid.nll.engine_scoring == "drops-second-to-last"
-    assert 1000 <= fid.nll.tokens <= 1024 and fid.nll.text["name"] == "builtin:report"
+    assert 1000 <= fid.nll.tokens <= 1024 and fid.nll.text.name == "builtin:report"
 
 
 def _corrupt_largest_weight(bundle: Path, scratch: Path) -> None:

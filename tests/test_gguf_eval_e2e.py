@@ -73,7 +73,7 @@ def test_engine_scores_text_as_pytorch_does_and_a_shifted_reference_would_show(
         max_window_tokens=128,
         max_context_tokens=room,
     )
-    assert 480 <= gap.tokens <= 512 and gap.text["section"] == "selection"
+    assert 480 <= gap.tokens <= 512 and gap.text.section == "selection"
     assert gap.reference_nll > 5  # peaked: a wrong alignment cannot hide in flat logits
     assert abs(gap.gap_nats_per_token) < 0.02, gap
     # An off-by-one scorer (each token judged by the logits at its own position) is far away.

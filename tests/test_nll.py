@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekit._typed import to_data
 from edgekit.artifact import FidelityReport
 from edgekit.convert import nll
 from edgekit.convert import windows as win
@@ -25,8 +26,9 @@ def test_builtin_sections_are_disjoint_pinned_and_bilingual() -> None:
     # Languages alternate from the start, so a small token budget sees both.
     assert any("\u0400" <= ch <= "\u04ff" for ch in report.documents[0])
     assert report.documents[1].isascii() and report.documents[1].startswith("The national executive")
-    assert report.source["package"] == "gensim==4.4.0"
-    for name, digest in report.source["files"].items():
+    assert report.source.package == "gensim==4.4.0"
+    assert isinstance(report.source.files, dict)
+    for name, digest in report.source.files.items():
         path = Path(__import__("gensim").__file__).parent.parent / name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     # No edgekit file contains the held-out text (it is read at run time, never copied in).
@@ -101,7 +103,7 @@ def test_gap_is_the_difference_of_token_weighted_means() -> None:
     assert gap.gap_nats_per_token == pytest.approx(1.0 / 3)
     assert gap.perplexity_ratio == pytest.approx(math.exp(1.0 / 3))
     assert gap.passed is None and gap.max_nll_gap is None  # measured, not judged
-    assert gap.text["name"] == "builtin:report"
+    assert gap.text.name == "builtin:report"
     assert gap.to_dict()["perplexity_ratio"] == pytest.approx(math.exp(1.0 / 3))
     judged = judge(gap, max_nll_gap=None)
     assert judged.passed and judged.max_nll_gap is None
@@ -161,7 +163,8 @@ def test_user_text_file_errors_and_paragraphs(tmp_path: Path) -> None:
     good.write_text("first paragraph " * 20 + "\n\n" + "second\nparagraph " * 20 + "\n")
     text = nll.text_from_file(good)
     assert len(text.documents) == 2 and "\n" not in text.documents[1]
-    assert text.source == {
+    assert to_data(text.source) == {
+        "name": "file:good.txt",
         "kind": "file",
         "path": str(good.resolve()),
         "sha256": hashlib.sha256(good.read_bytes()).hexdigest(),

@@ -217,7 +217,7 @@ def nll_line(gap: NllGap, recipe_words: str) -> str:
     judged = f", floor {ceiling:.2f}" if ceiling is not None else ", not judged"
     return (
         f"{recipe_words}: {gap.gap_nats_per_token:+.3f} nats/token vs fp32 PyTorch on {gap.tokens} tokens "
-        f"of {gap.text['name']} (±{gap.gap_stderr:.3f}, perplexity x{gap.perplexity_ratio:.3f}{judged})"
+        f"of {gap.text.name} (±{gap.gap_stderr:.3f}, perplexity x{gap.perplexity_ratio:.3f}{judged})"
     )
 
 

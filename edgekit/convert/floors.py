@@ -45,7 +45,7 @@ def judge(
         if not _gap_ok(measured, max_nll_gap):
             raise FidelityError(
                 f"the converted model is {measured.gap_nats_per_token:+.3f} nats/token worse than PyTorch on "
-                f"{measured.tokens} tokens of {measured.text['name']} (perplexity x{measured.perplexity_ratio:.2f}), "
+                f"{measured.tokens} tokens of {measured.text.name} (perplexity x{measured.perplexity_ratio:.2f}), "
                 f"above the {max_nll_gap:.2f} floor: choose a higher-precision --quant, or pass --max-nll-gap "
                 f"if you accept the loss"
             )

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.artifact import NllGap, sha256_file
+from edgekit.artifact import EvalTextRecord, NllGap, sha256_file
 from edgekit.convert.windows import (
     CONTEXT_WORDS,
     MIN_CONTINUATION_WORDS,
@@ -76,10 +76,14 @@ class Section(str, enum.Enum):
 class EvalText:
     """A text to measure on: documents (each a string) plus where they came from."""
 
-    name: str
     documents: tuple[str, ...]
-    source: dict[str, Any]
-    """Provenance as the manifest records it: kind, files with sha256, package version or path."""
+    source: EvalTextRecord
+    """Provenance as the manifest records it: its name, kind, files with sha256, package version or path."""
+
+    @property
+    def name(self) -> str:
+        """ "builtin:<section>" or "file:<file name>"."""
+        return self.source.name
 
 
 def _read_text(path: Path) -> str:
@@ -129,18 +133,18 @@ def builtin_text(section: Section | str = Section.REPORT) -> EvalText:
     paragraphs = [line.strip() for line in _read_text(ru_path).splitlines() if line.strip()]
     russian = paragraphs[0::2] if section is Section.SELECTION else paragraphs[1::2]
     return EvalText(
-        name=f"builtin:{section.value}",
         documents=tuple(_interleave(russian, news)),
-        source={
-            "kind": "package",
-            "package": f"{TEXT_PACKAGE}=={version}",
-            "section": section.value,
-            "files": {
+        source=EvalTextRecord(
+            name=f"builtin:{section.value}",
+            kind="package",
+            package=f"{TEXT_PACKAGE}=={version}",
+            section=section.value,
+            files={
                 f"{_DATA_DIR}/{news_file}": _FILES[news_file],
                 f"{_DATA_DIR}/crime-and-punishment.txt": _FILES["crime-and-punishment.txt"],
             },
-            "languages": ["en", "ru"],
-        },
+            languages=("en", "ru"),
+        ),
     )
 
 
@@ -161,9 +165,13 @@ def text_from_file(path: Path | str) -> EvalText:
             path=path,
         )
     return EvalText(
-        name=f"file:{path.name}",
         documents=documents,
-        source={"kind": "file", "path": str(path.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest()},
+        source=EvalTextRecord(
+            name=f"file:{path.name}",
+            kind="file",
+            path=str(path.resolve()),
+            sha256=hashlib.sha256(text.encode()).hexdigest(),
+        ),
     )
 
 
@@ -515,7 +523,7 @@ def summarize(
         gap_stderr=stderr,
         tokens=len(a),
         windows=len(artifact_nll),
-        text={"name": text.name, **text.source},
+        text=text.source,
         perplexity_ratio=math.exp(gap),
         engine_scoring=scoring.value if scoring is not None else None,
     )
