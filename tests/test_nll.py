@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from pathlib import Path
@@ -122,6 +123,21 @@ def test_gap_above_the_ceiling_or_infinite_is_a_fidelity_error() -> None:
         nll.summarize([np.array([np.inf])], [np.array([2.0])], text=text)
     ok = judge(nll.summarize([np.array([2.05, 2.05])], [np.array([2.0, 2.0])], text=text), max_nll_gap=0.10)
     assert ok.passed and ok.max_nll_gap == 0.10
+
+
+def test_a_gap_over_each_sides_own_tokenization_is_judged_too() -> None:
+    """A trimmed vocabulary: each side scored its own ids of the same text (main raised UnboundLocalError here)."""
+    a = win.TokenWindow(context="c", continuation=" some text", context_ids=(1,), continuation_ids=(5, 6, 7))
+    r = dataclasses.replace(a, continuation_ids=(8, 9))
+    gap = nll.summarize(
+        [np.array([1.0, 1.0, 1.0])], [np.array([1.0, 1.0])], text=nll.builtin_text(), windows=[a], reference_windows=[r]
+    )
+    assert not gap.same_tokenizer and gap.tokens == 3 and gap.reference_tokens == 2
+    assert gap.gap_nats_per_token == pytest.approx(1.0 / 3)
+    with pytest.raises(
+        FidelityError, match=r"^the converted model is \+0\.333 nats/token worse than PyTorch on 3 tokens"
+    ):
+        judge(gap, max_nll_gap=0.10)
 
 
 def test_a_report_is_judged_on_agreement_and_gap_naming_both() -> None:
