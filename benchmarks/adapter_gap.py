@@ -72,6 +72,7 @@ def main() -> None:
     import torch
 
     from edgekit.convert import nll
+    from edgekit.convert.evaluate import evaluate
     from edgekit.convert.pipeline import load_reference
 
     torch.set_num_threads(args.threads)
@@ -96,7 +97,7 @@ def main() -> None:
         check=True,
     )
     text = nll.text_from_file(args.held_out)
-    merged = nll.evaluate(artifact, args.model_dir, text=text, max_tokens=args.max_tokens, threads=args.threads)
+    merged = evaluate(artifact, args.model_dir, text=text, max_tokens=args.max_tokens, threads=args.threads)
     base, tokenizer = load_reference(args.model_dir)
     rows = [("app (--adapter) vs the merged model", artifact, merged.gap)]
     rows.append(

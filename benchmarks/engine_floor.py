@@ -36,6 +36,7 @@ import numpy as np
 
 from edgekit.convert import nll
 from edgekit.convert.pipeline import bundled_tflite, load_reference
+from edgekit.convert.windows import split_windows, tokenize_windows
 from edgekit.engine import open_engine
 
 PREFILL = "prefill_128"
@@ -110,8 +111,8 @@ def main() -> None:
     text = nll.builtin_text(nll.Section.REPORT)
     with open_engine(artifact, threads=2) as engine:
         bos = engine.bos_token_id
-        windows = nll.tokenize_windows(
-            nll.split_windows(text.documents),
+        windows = tokenize_windows(
+            split_windows(text.documents),
             engine.tokenize,
             max_tokens=1024,
             max_window_tokens=512,

@@ -44,7 +44,6 @@ def measure(artifact: Path, model_dir: Path) -> dict[str, Any]:
             bundle_path=None,
             model=model,
             tokenizer=tok,
-            min_top1_agreement=0.0,
             threads=2,
         )
     row: dict[str, Any] = {"size_mb": round(artifact.stat().st_size / 1e6, 1), "top1": round(top1.top1_agreement, 3)}

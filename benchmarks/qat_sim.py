@@ -37,6 +37,7 @@ from edgekit.convert import nll
 from edgekit.convert.grid import gridded_weights, q4_0_codes
 from edgekit.convert.pipeline import load_reference
 from edgekit.convert.split_table import split_rows, token_order
+from edgekit.convert.windows import split_windows, tokenize_windows
 from edgekit.testing.qat import write_qat_like
 
 TABLE = "model.embed_tokens.weight"
@@ -74,8 +75,8 @@ def main() -> None:
         write_qat_like(source, qat_dir)
     torch.set_num_threads(2)
     model, tokenizer = load_reference(qat_dir)
-    windows = nll.tokenize_windows(
-        nll.split_windows(nll.builtin_text(nll.Section.REPORT).documents),
+    windows = tokenize_windows(
+        split_windows(nll.builtin_text(nll.Section.REPORT).documents),
         lambda s: tokenizer(s, add_special_tokens=False)["input_ids"],
         max_tokens=nll.DEFAULT_MAX_TOKENS,
         max_window_tokens=512,

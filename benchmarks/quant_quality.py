@@ -162,7 +162,6 @@ def quality(artifact: Path, tflite_dir: Path, model: Any, tokenizer: Any, report
         bundle_path=artifact,
         model=model,
         tokenizer=tokenizer,
-        min_top1_agreement=0.0,
         threads=2,
     )
     figures["top1"] = round(check.top1_agreement, 3)

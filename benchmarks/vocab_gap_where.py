@@ -34,19 +34,20 @@ import numpy as np
 import torch
 
 from edgekit.convert import nll, vocab
+from edgekit.convert.windows import TokenWindow, context_room, split_windows, tokenize_windows
 from edgekit.engine import open_engine, quiet_litert_lm_logs
 
 
-def _windows(artifact: Path, text: nll.EvalText, max_tokens: int) -> tuple[list[nll.TokenWindow], list[np.ndarray]]:
+def _windows(artifact: Path, text: nll.EvalText, max_tokens: int) -> tuple[list[TokenWindow], list[np.ndarray]]:
     settings = json.loads(Path(f"{artifact}.json").read_text())["settings"]
     cache = int(settings["cache_length"]["value"])
     with open_engine(artifact, threads=2) as engine:
-        windows = nll.tokenize_windows(
-            nll.split_windows(text.documents),
+        windows = tokenize_windows(
+            split_windows(text.documents),
             engine.tokenize,
             max_tokens=max_tokens,
             max_window_tokens=min(512, cache),
-            max_context_tokens=nll.context_room(cache, settings["prefill_lengths"]["value"]),
+            max_context_tokens=context_room(cache, settings["prefill_lengths"]["value"]),
             round_trips=lambda i: list(engine.tokenize(engine.detokenize([i]))) == [i],
         )
         scores = nll.engine_nll(engine, windows, nll.detect_scoring(engine, windows))
@@ -70,7 +71,7 @@ def _kept(model_dir: Path, trim: Path) -> list[int]:
 
 
 @torch.no_grad()
-def _fp32_kept(model: Any, bos: int, windows: list[nll.TokenWindow], kept: list[int]) -> list[np.ndarray]:
+def _fp32_kept(model: Any, bos: int, windows: list[TokenWindow], kept: list[int]) -> list[np.ndarray]:
     """nll.reference_nll for a trim's windows: its ids mapped back to the model's, the softmax over the kept ids."""
     mask = torch.full((int(model.config.vocab_size),), float("-inf"), dtype=torch.float64)
     mask[torch.tensor(kept)] = 0

@@ -8,10 +8,10 @@ imported on first access.
 from typing import TYPE_CHECKING
 
 from edgekit._versions import __version__
-from edgekit.artifact import Artifact, Manifest
+from edgekit.artifact import Artifact, Manifest, NllGap
 from edgekit.bench import BenchConfig, BenchResult, battery_bench
 from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert
-from edgekit.convert.nll import EvalResult, NllGap, evaluate
+from edgekit.convert.evaluate import EvalResult, evaluate
 from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device import Device, DeviceFacts, Transport, open_device
 from edgekit.device.local import LocalDevice

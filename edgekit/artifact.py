@@ -208,43 +208,82 @@ class QuantizationRecord:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NllRecord:
-    """The engine-level NLL gap on held-out prose (nats/token; edgekit.convert.nll.NllGap as recorded)."""
+class EvalTextRecord:
+    """Which text an NLL gap was measured on: the built-in one (files inside a pinned package,
+    each with its sha256) or a user's file (its path and sha256)."""
+
+    name: str
+    """"builtin:report", "builtin:selection" or "file:<file name>"."""
+    kind: str
+    """"package" (the built-in text) or "file"."""
+    package: str | UnsetType = UNSET
+    """The package the built-in text is read from, with its version ("gensim==4.4.0")."""
+    section: str | UnsetType = UNSET
+    files: dict[str, str] | UnsetType = UNSET
+    """The built-in text's files inside the package, each with its sha256."""
+    languages: tuple[str, ...] | UnsetType = UNSET
+    path: str | UnsetType = UNSET
+    """A user's file, resolved."""
+    sha256: str | UnsetType = UNSET
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NllGap:
+    """The engine-level NLL gap on held-out prose: mean per-token negative log-likelihood of the
+    artifact and of the fp32 reference, in nats (edgekit.convert.nll.measure), as the manifest records it.
+
+    `max_nll_gap` and `passed` are the verdict of edgekit.convert.floors.judge: both None in a gap
+    straight from nll.measure (measured, not judged). A judged gap with `max_nll_gap` None had no
+    ceiling; `passed` is then true."""
 
     artifact_nll: float
     reference_nll: float
     gap_nats_per_token: float
     gap_stderr: float
+    """Standard error of the gap from the per-token differences (a rough ± for comparing recipes)."""
     tokens: int
     windows: int
-    text: dict[str, Any]
-    """Which text: "builtin:report" (files inside a pinned package, each with its sha256) or a file."""
-    max_nll_gap: float | None
-    passed: bool
+    text: EvalTextRecord
+    max_nll_gap: float | None = None
+    passed: bool | None = None
     perplexity_ratio: float
+    """exp(gap): how many times more perplexed the artifact is than the reference."""
     engine_scoring: str | None = None
     """How the engine was made to score exactly ("exact", or "drops-second-to-last": litert-lm-api 0.18.1,
     corrected by prefilling the last prompt token twice); None in manifests written before the correction."""
     bytes: int | None = None
-    """UTF-8 bytes of the scored text; the figures below are None in manifests written before them."""
+    """UTF-8 bytes of the scored continuations (the same text for both sides); the figures below are None
+    in manifests written before them."""
     artifact_bits_per_byte: float | None = None
-    """Total NLL over the scored text / its UTF-8 bytes / ln 2."""
+    """Total engine NLL over the scored continuations / their UTF-8 bytes / ln 2."""
     reference_bits_per_byte: float | None = None
     bits_per_byte_gap: float | None = None
+    """Artifact minus reference bits per byte."""
     artifact_tokens_per_byte: float | None = None
     reference_tokens_per_byte: float | None = None
     artifact_byte_fallback_share: float | None = None
-    """Share of the scored bytes written as byte pieces by the artifact's tokenizer."""
+    """Share of the scored bytes the artifact's tokenizer wrote as byte pieces (byte_fallback's <0xNN>, or a
+    byte-level BPE's 256 one-byte base symbols); None when the bundle's tokenizer is not a tokenizer.json."""
     reference_byte_fallback_share: float | None = None
     same_tokenizer: bool = True
-    """False: a trimmed vocabulary (--vocab-from), each side scored its own tokenization of the text."""
+    """False for an artifact whose vocabulary was trimmed (--vocab-from): each side scored its own
+    tokenization of the same text; the gap is then (total artifact NLL - total reference NLL) / artifact
+    tokens, and bits per byte is the comparable figure."""
     reference_tokens: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, as the manifest records it and `edgekit eval --json` prints it."""
+        data: dict[str, Any] = to_data(self)
+        return data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FidelityReport:
     """Agreement of the artifact with the PyTorch reference; floats are fractions 0..1.
-    `nll`: the NLL gap (`.litertlm` only); `passed`: every measured figure within its floor."""
+    `nll`: the NLL gap (`.litertlm` only); `passed`: every measured figure within its floor.
+
+    `min_top1_agreement` and `passed` are the verdict of edgekit.convert.floors.judge: None in a
+    report straight from fidelity.check (measured, not judged); a manifest's report is judged."""
 
     top1_agreement: float
     max_abs_logit_error: float
@@ -254,9 +293,9 @@ class FidelityReport:
     positions: int
     engine_generated_tokens: int | None
     engine_text: str | None
-    min_top1_agreement: float
-    passed: bool
-    nll: NllRecord | None = None
+    min_top1_agreement: float | None = None
+    passed: bool | None = None
+    nll: NllGap | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in the manifest (no `nll` key when there is none)."""

@@ -14,6 +14,7 @@ import pytest
 
 from edgekit.convert import ConvertConfig, ConvertResult, convert
 from edgekit.convert.adapter import PEFT_DEPRECATIONS
+from edgekit.convert.evaluate import evaluate
 from edgekit.convert.recipes import Quant
 from tests.conftest import run_cli
 
@@ -91,7 +92,7 @@ def test_the_artifact_scores_as_the_merged_model_not_as_the_base(
     text_file.write_text(PROSE, encoding="utf-8")
     text = nll.text_from_file(text_file)
     # edgekit eval finds the adapter in the manifest: the reference is the merged model.
-    merged = nll.evaluate(merged_fp32.artifact.path, tiny_gemma3_dir, text=text, max_tokens=400, threads=2)
+    merged = evaluate(merged_fp32.artifact.path, tiny_gemma3_dir, text=text, max_tokens=400, threads=2)
     assert merged.adapter == str(lora.resolve())
     base_model, _ = load_reference(tiny_gemma3_dir)
     vs_base = nll.measure(merged_fp32.artifact.path, base_model, text=text, max_tokens=400, threads=2)

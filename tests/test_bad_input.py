@@ -145,13 +145,14 @@ def test_output_not_writable(tiny_gemma3_dir: Path) -> None:
 def test_not_enough_memory_is_known_up_front(
     tiny_gemma3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgekit.convert import pipeline
+    from edgekit.convert import checks
+    from edgekit.convert.checkpoint import load_checkpoint
     from edgekit.errors import InputError
 
-    ckpt = pipeline.load_checkpoint(tiny_gemma3_dir)
-    monkeypatch.setattr(pipeline, "_mem_available_bytes", lambda: 1024)
+    ckpt = load_checkpoint(tiny_gemma3_dir)
+    monkeypatch.setattr(checks, "_mem_available_bytes", lambda: 1024)
     with pytest.raises(InputError, match=r"needs about .* of memory"):
-        pipeline.check_resources(ckpt, tmp_path)
+        checks.check_resources(ckpt, tmp_path)
 
 
 def test_disk_check_counts_the_split_checkpoint(
@@ -160,16 +161,17 @@ def test_disk_check_counts_the_split_checkpoint(
     """A split table writes a fp32 copy of the checkpoint beside the export: the check asks for it."""
     import collections
 
-    from edgekit.convert import pipeline
+    from edgekit.convert import checks
+    from edgekit.convert.checkpoint import load_checkpoint
     from edgekit.errors import InputError
 
-    ckpt = pipeline.load_checkpoint(tiny_gemma3_dir)
+    ckpt = load_checkpoint(tiny_gemma3_dir)
     fp32_bytes = ckpt.parameter_count * 4
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda _p: usage(0, 0, fp32_bytes * 5 // 2))
-    pipeline.check_resources(ckpt, tmp_path)  # export + quantized model fit
+    monkeypatch.setattr(checks.shutil, "disk_usage", lambda _p: usage(0, 0, fp32_bytes * 5 // 2))
+    checks.check_resources(ckpt, tmp_path)  # export + quantized model fit
     with pytest.raises(InputError, match=r"converting needs about .* free in"):
-        pipeline.check_resources(ckpt, tmp_path, split_table=True)
+        checks.check_resources(ckpt, tmp_path, split_table=True)
 
 
 def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from edgekit._typed import to_data
 from edgekit.bench.gauge import PowerSample, decide_conventions
 from edgekit.bench.power import analyse_segments
-from edgekit.bench.result import SUMMARY_KEYS, BenchResult, PowerRecord, Summary, TurnRecord, summarise
+from edgekit.bench.result import SUMMARY_KEYS, BenchResult, PowerRecord, Summary, TurnRecord, summarize
 from edgekit.bench.workload import load_workload
 from edgekit.errors import InputError
 from tests.conftest import run_cli
@@ -185,7 +185,7 @@ def _turn(n: int, tokens: int, tps: float, ttft: float) -> TurnRecord:
 def test_summary_keys_scaling_and_round_trip(tmp_path: Path) -> None:
     report = analyse_segments(_samples(sign=-1), baseline=(0, 15), segments=[(15, 60)], sample_period_s=0.1)
     turns = [_turn(1, 30, 30.0, 0.2), _turn(2, 10, 10.0, 0.4)]
-    summary = summarise(turns, report, conversations=5, duration_s=45.0, capacity_mah=4000)
+    summary = summarize(turns, report, conversations=5, duration_s=45.0, capacity_mah=4000)
     assert tuple(to_data(summary)) == SUMMARY_KEYS
     assert summary.decode_tokens_per_s == pytest.approx(40 / 2.0)  # 40 tokens in 1 s + 1 s
     assert summary.ttft_s_median == pytest.approx(0.3)
@@ -204,7 +204,7 @@ def test_summary_keys_scaling_and_round_trip(tmp_path: Path) -> None:
     )
     path = result.write(tmp_path / "r.json")
     assert BenchResult.load(path) == result
-    voided = summarise(turns, None, conversations=5, duration_s=45.0, capacity_mah=4000)
+    voided = summarize(turns, None, conversations=5, duration_s=45.0, capacity_mah=4000)
     assert voided.battery_pct_per_25_conversations is None and voided.decode_tokens_per_s is not None
     assert summary.workload_energy_mwh is not None and not math.isnan(summary.workload_energy_mwh)
 

@@ -11,9 +11,10 @@ import pytest
 
 from edgekit import _versions
 from edgekit._typed import to_data
-from edgekit.convert import ConvertConfig, Quant, pipeline
+from edgekit.convert import ConvertConfig, Quant, cache
+from edgekit.convert.cache import cache_key
 from edgekit.convert.checkpoint import Checkpoint
-from edgekit.convert.pipeline import cache_key, plan
+from edgekit.convert.plan import make_plan
 
 CKPT = Checkpoint(
     path=Path("/nowhere"), model_type="gemma3_text", files={"model.safetensors": "ab" * 32}, parameter_count=1
@@ -30,7 +31,7 @@ def _pinned_versions(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
 
 
 def _key(ckpt: Checkpoint = CKPT, config: ConvertConfig = CONFIG, verify_on: bool = True) -> str:
-    return cache_key(ckpt, plan(ckpt, config), verify_on)
+    return cache_key(ckpt, make_plan(ckpt, config), verify_on)
 
 
 @pytest.mark.parametrize("name", _versions.DEVICE_DISTRIBUTIONS)
@@ -54,7 +55,7 @@ def test_edgekit_version_and_key_format_change_the_key(monkeypatch: pytest.Monke
     before = _key()
     monkeypatch.setattr(_versions, "__version__", "99.0")
     after_edgekit = _key()
-    monkeypatch.setattr(pipeline, "CACHE_KEY_FORMAT", pipeline.CACHE_KEY_FORMAT + 1)
+    monkeypatch.setattr(cache, "CACHE_KEY_FORMAT", cache.CACHE_KEY_FORMAT + 1)
     assert len({before, after_edgekit, _key()}) == 3
 
 
@@ -70,13 +71,13 @@ def test_files_settings_and_verify_change_the_key() -> None:
 def test_a_key_made_before_the_format_field_misses() -> None:
     # The format-1 key, written out here as it was computed: every key distribution's version
     # (the device transports' too) and no "format" field.
-    the_plan = plan(CKPT, CONFIG)
+    plan = make_plan(CKPT, CONFIG)
     old_payload = {
         "files": CKPT.files,
-        "settings": to_data(the_plan.settings()),
+        "settings": to_data(plan.settings()),
         "verify": True,
         "versions": {"edgekit": _versions.__version__} | dict.fromkeys(_versions.KEY_DISTRIBUTIONS, "1.0"),
-        "table_split": the_plan.quant.value.splits_table,
+        "table_split": plan.quant.value.splits_table,
     }
     old_key = hashlib.sha256(json.dumps(old_payload, sort_keys=True, default=str).encode()).hexdigest()
     assert _key() != old_key

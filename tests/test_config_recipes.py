@@ -13,7 +13,7 @@ from edgekit.artifact import EvalTextFile, SettingRecord
 from edgekit.convert import ConvertConfig, Format, Quant, recipes
 from edgekit.convert.checkpoint import Checkpoint
 from edgekit.convert.example import RANDOM_WEIGHTS_MIN_AGREEMENT
-from edgekit.convert.pipeline import plan
+from edgekit.convert.plan import make_plan
 from edgekit.errors import InputError
 
 
@@ -47,7 +47,7 @@ def test_bad_config_names_the_bad_value(kwargs: dict[str, object], message: str)
 
 
 def test_gemma3_recipe_defaults_and_sources() -> None:
-    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm")))
+    p = make_plan(_ckpt(), ConvertConfig(output=Path("m.litertlm")))
     assert p.recipe is not None and p.recipe.family == "gemma3"
     assert p.cache_length.value == 1024 and p.cache_length.source == "recipe:gemma3"
     assert p.quant.value is Quant.INT4
@@ -60,10 +60,10 @@ def test_gemma3_recipe_defaults_and_sources() -> None:
 
 def test_random_weight_examples_convert_with_the_floors_off_unless_flagged() -> None:
     ckpt = dataclasses.replace(_ckpt(), random_weights=True)
-    p = plan(ckpt, ConvertConfig(output=Path("m.litertlm")))
+    p = make_plan(ckpt, ConvertConfig(output=Path("m.litertlm")))
     assert p.min_agreement == recipes.Setting(RANDOM_WEIGHTS_MIN_AGREEMENT, "random-weights")
     assert p.max_nll_gap == recipes.Setting(None, "random-weights")
-    flagged = plan(ckpt, ConvertConfig(output=Path("m.litertlm"), min_agreement=0.6, max_nll_gap=0.2))
+    flagged = make_plan(ckpt, ConvertConfig(output=Path("m.litertlm"), min_agreement=0.6, max_nll_gap=0.2))
     assert flagged.min_agreement == recipes.Setting(0.6, "caller")
     assert flagged.max_nll_gap == recipes.Setting(0.2, "caller")
 
@@ -71,7 +71,7 @@ def test_random_weight_examples_convert_with_the_floors_off_unless_flagged() -> 
 def test_eval_text_flag_records_the_file_hash(tmp_path: Path) -> None:
     text = tmp_path / "prose.txt"
     text.write_text("some prose " * 40)
-    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), eval_text=text))
+    p = make_plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), eval_text=text))
     assert p.settings().eval_text == SettingRecord(
         value=EvalTextFile(path=str(text.resolve()), sha256=hashlib.sha256(text.read_bytes()).hexdigest()),
         source="caller",
@@ -79,7 +79,9 @@ def test_eval_text_flag_records_the_file_hash(tmp_path: Path) -> None:
 
 
 def test_flag_beats_recipe_and_is_recorded() -> None:
-    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), cache_length=2048, quant=Quant.INT8, min_agreement=0.3))
+    p = make_plan(
+        _ckpt(), ConvertConfig(output=Path("m.litertlm"), cache_length=2048, quant=Quant.INT8, min_agreement=0.3)
+    )
     settings = to_data(p.settings())
     assert settings["cache_length"] == {"value": 2048, "source": "caller"}
     assert settings["quant"] == {"value": "int8", "source": "caller"}
@@ -88,7 +90,7 @@ def test_flag_beats_recipe_and_is_recorded() -> None:
     assert settings["prefill_lengths"]["source"] == "recipe:gemma3"
     assert settings["format"]["source"] == "caller"
     # The CLI says its values came from its flags; the same values, the same recipe otherwise.
-    cli = plan(
+    cli = make_plan(
         _ckpt(),
         ConvertConfig(
             output=Path("m.litertlm"), cache_length=2048, quant=Quant.INT8, min_agreement=0.3, given_by="flag"
@@ -104,21 +106,21 @@ def test_flag_beats_recipe_and_is_recorded() -> None:
 
 
 def test_model_without_recipe_gets_builtin_defaults_and_a_note() -> None:
-    p = plan(_ckpt("qwen3"), ConvertConfig(output=Path("m.litertlm")))
+    p = make_plan(_ckpt("qwen3"), ConvertConfig(output=Path("m.litertlm")))
     assert p.recipe is None
     assert p.cache_length == recipes.Setting(2048, "default")
     assert any("no edgekit recipe" in n for n in p.notes)
 
 
 def test_int4_channel_warns() -> None:
-    p = plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), quant=Quant.INT4_CHANNEL))
+    p = make_plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), quant=Quant.INT4_CHANNEL))
     assert p.quant.value.recipe_name == "dynamic_wi4_afp32"
     assert any("collapse" in n for n in p.notes)
 
 
 def test_recipe_prefill_longer_than_flag_cache_is_refused() -> None:
     with pytest.raises(InputError, match="longer than the cache"):
-        plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), cache_length=100))
+        make_plan(_ckpt(), ConvertConfig(output=Path("m.litertlm"), cache_length=100))
 
 
 def test_quant_recipes_map_to_upstream_names() -> None:

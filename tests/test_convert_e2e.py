@@ -19,6 +19,7 @@ import pytest
 
 from edgekit.artifact import Artifact, SettingRecord, manifest_path, sha256_file
 from edgekit.convert import ConvertConfig, ConvertResult, Format, Quant, convert, fidelity
+from edgekit.convert.checkpoint import load_reference
 from edgekit.convert.example import (
     RANDOM_WEIGHTS_MIN_AGREEMENT,
     TINY,
@@ -27,7 +28,8 @@ from edgekit.convert.example import (
     build_tokenizer,
     write_example_model,
 )
-from edgekit.convert.pipeline import bundled_tflite, load_reference
+from edgekit.convert.export import bundled_tflite
+from edgekit.convert.floors import judge
 from edgekit.engine import run_prompt
 from edgekit.errors import FidelityError
 from tests.conftest import run_cli, wait_for
@@ -114,7 +116,7 @@ def test_fp32_artifact_agrees_with_pytorch(tiny_gemma3_dir: Path, tmp_path: Path
     # corrected): an fp32 artifact has no NLL gap (measured: 1e-8).
     assert abs(fid.nll.gap_nats_per_token) < 1e-4
     assert fid.nll.engine_scoring == "drops-second-to-last"
-    assert 1000 <= fid.nll.tokens <= 1024 and fid.nll.text["name"] == "builtin:report"
+    assert 1000 <= fid.nll.tokens <= 1024 and fid.nll.text.name == "builtin:report"
 
 
 def _corrupt_largest_weight(bundle: Path, scratch: Path) -> None:
@@ -146,13 +148,16 @@ def test_fidelity_check_fails_on_a_corrupted_bundle(
     shutil.copy(int4_result.artifact.path, broken)
     _corrupt_largest_weight(broken, tmp_path / "unpack1")
     model, tok = load_reference(tiny_gemma3_dir)
-    kwargs = {"bundle_path": None, "model": model, "tokenizer": tok, "min_top1_agreement": RANDOM_WEIGHTS_MIN_AGREEMENT}
+    kwargs = {"bundle_path": None, "model": model, "tokenizer": tok}
+    floors = {"min_top1_agreement": RANDOM_WEIGHTS_MIN_AGREEMENT, "max_nll_gap": None, "what": "int4"}
     # The intact bundle passes the same check ...
     good = fidelity.check(tflite_path=bundled_tflite(int4_result.artifact.path, tmp_path / "u0"), **kwargs)
-    assert good.passed
+    assert good.passed is None  # measured, not judged
+    assert judge(good, **floors).passed
     # ... the corrupted one does not.
-    with pytest.raises(FidelityError, match=r"agrees with PyTorch on .* below the 25% floor"):
-        fidelity.check(tflite_path=bundled_tflite(broken, tmp_path / "u2"), **kwargs)
+    bad = fidelity.check(tflite_path=bundled_tflite(broken, tmp_path / "u2"), **kwargs)
+    with pytest.raises(FidelityError, match=r"^int4: top-1 agreement .* < 25% vs PyTorch"):
+        judge(bad, **floors)
 
 
 def test_nan_logits_are_an_error(tiny_gemma3_dir: Path, tmp_path: Path) -> None:

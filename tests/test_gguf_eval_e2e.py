@@ -12,6 +12,7 @@ import pytest
 
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.convert import ConvertConfig, ConvertResult, Quant, convert, gguf, nll
+from edgekit.convert import windows as win
 from edgekit.convert.example import TINY, write_example_model
 from edgekit.convert.pipeline import load_reference
 from edgekit.engine import open_engine
@@ -62,7 +63,7 @@ def test_engine_scores_text_as_pytorch_does_and_a_shifted_reference_would_show(
     model, _ = load_reference(peaky_dir)
     text = nll.builtin_text("selection")
     # Each window's context leaves room for the probe's single-token prefills (context_room).
-    room = nll.context_room(128, (32,))
+    room = win.context_room(128, (32,))
     gap = nll.measure(
         peaky_fp32.artifact.path,
         model,
@@ -72,15 +73,15 @@ def test_engine_scores_text_as_pytorch_does_and_a_shifted_reference_would_show(
         max_window_tokens=128,
         max_context_tokens=room,
     )
-    assert 480 <= gap.tokens <= 512 and gap.text["section"] == "selection"
+    assert 480 <= gap.tokens <= 512 and gap.text.section == "selection"
     assert gap.reference_nll > 5  # peaked: a wrong alignment cannot hide in flat logits
     assert abs(gap.gap_nats_per_token) < 0.02, gap
     # An off-by-one scorer (each token judged by the logits at its own position) is far away.
     import torch
 
     with open_engine(peaky_fp32.artifact.path, threads=2) as engine:
-        windows = nll.tokenize_windows(
-            nll.split_windows(text.documents),
+        windows = win.tokenize_windows(
+            win.split_windows(text.documents),
             engine.tokenize,
             max_tokens=512,
             max_window_tokens=128,

@@ -132,7 +132,7 @@ def test_detect_q4_0_on_the_tiny_model_and_its_qat_like_copy(tiny_gemma3_dir: Pa
     report = detect_q4_0(qat)
     assert report.detected and not report.off_grid
     assert "model.embed_tokens.weight" in report.on_grid
-    assert report.to_dict()["detected"] is True
+    assert report.record().detected is True
     assert sorted(p.name for p in qat.iterdir()) == sorted(p.name for p in tiny_gemma3_dir.iterdir())
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from edgekit.convert import ConvertConfig, ConvertResult, convert
+from edgekit.convert.evaluate import evaluate
 from edgekit.convert.recipes import Quant
 from tests.conftest import run_cli
 
@@ -179,7 +180,7 @@ def test_fp32_untrimmed_bits_per_byte_equals_the_reference(
 ) -> None:
     from edgekit.convert import nll
 
-    result = nll.evaluate(full_fp32.artifact.path, tiny_gemma3_dir, text=nll.text_from_file(prose), threads=2)
+    result = evaluate(full_fp32.artifact.path, tiny_gemma3_dir, text=nll.text_from_file(prose), threads=2)
     g = result.gap
     assert g.same_tokenizer and g.bytes is not None and g.artifact_bits_per_byte is not None
     assert abs(g.artifact_bits_per_byte - g.reference_bits_per_byte) < 1e-3, g  # type: ignore[operator]
@@ -209,7 +210,7 @@ def test_a_trimmed_artifact_is_compared_with_the_full_model_by_bits_per_byte(
     texts = vocab.read_texts([Path(v.texts[0].path)])  # type: ignore[union-attr]
     assert v.kept_ids == len(vocab.select(tiny_gemma3_dir, "gemma3_text", texts, fill=False).kept)  # type: ignore[union-attr]
     text = nll.text_from_file(prose)
-    vs_full = nll.evaluate(trimmed_fp32.artifact.path, tiny_gemma3_dir, text=text, threads=2).gap
+    vs_full = evaluate(trimmed_fp32.artifact.path, tiny_gemma3_dir, text=text, threads=2).gap
     assert not vs_full.same_tokenizer
     assert vs_full.bytes is not None and vs_full.reference_tokens is not None
     assert vs_full.tokens > vs_full.reference_tokens  # the trimmed tokenizer writes more, smaller pieces
@@ -240,7 +241,7 @@ def test_a_trimmed_artifact_is_compared_with_the_full_model_by_bits_per_byte(
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(str(by_hand))
     tok.save_pretrained(str(by_hand))
-    same = nll.evaluate(trimmed_fp32.artifact.path, by_hand, text=text, threads=2).gap
+    same = evaluate(trimmed_fp32.artifact.path, by_hand, text=text, threads=2).gap
     assert same.tokens == same.reference_tokens == vs_full.tokens
     assert abs(same.artifact_bits_per_byte - same.reference_bits_per_byte) < 1e-3, same  # type: ignore[operator]
     assert abs(same.artifact_bits_per_byte - vs_full.artifact_bits_per_byte) < 1e-6  # type: ignore[operator]

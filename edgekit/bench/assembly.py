@@ -30,7 +30,7 @@ from edgekit.bench.result import (
     StartState,
     TurnRecord,
     WorkloadRecord,
-    summarise,
+    summarize,
 )
 from edgekit.bench.run_folder import Event, RunFiles, RunMeta
 from edgekit.bench.validity import ValidityFlag
@@ -225,7 +225,7 @@ def build_result(run: Measured) -> BenchResult:
             )
         )
     voided = any(f.voids for f in flags)
-    summary = summarise(
+    summary = summarize(
         run.turns,
         None if voided else report,
         conversations=run.conversations_finished,

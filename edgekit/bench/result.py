@@ -437,7 +437,7 @@ def _rate(turns: list[TurnRecord], tokens: str, rate: str) -> float | None:
     return total_tokens / total_s if total_s else None
 
 
-def summarise(
+def summarize(
     turns: list[TurnRecord],
     power: PowerReport | None,
     *,

@@ -23,10 +23,9 @@ from edgekit.convert.recipes import Quant
 from edgekit.device import AdbServer, Transport
 
 if TYPE_CHECKING:
-    from edgekit.artifact import NllRecord
+    from edgekit.artifact import NllGap
     from edgekit.bench.result import BenchResult
     from edgekit.bench.validity import ValidityFlag
-    from edgekit.convert.nll import NllGap
     from edgekit.convert.pipeline import ConvertResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -212,17 +211,17 @@ def quant_words(quant: str) -> str:
         return quant
 
 
-def nll_line(gap: NllRecord | NllGap, recipe_words: str) -> str:
+def nll_line(gap: NllGap, recipe_words: str) -> str:
     """One line: the NLL gap of an artifact, e.g. "INT8 weights per channel: +0.061 nats/token vs fp32 …"."""
     ceiling = gap.max_nll_gap
     judged = f", floor {ceiling:.2f}" if ceiling is not None else ", not judged"
     return (
         f"{recipe_words}: {gap.gap_nats_per_token:+.3f} nats/token vs fp32 PyTorch on {gap.tokens} tokens "
-        f"of {gap.text['name']} (±{gap.gap_stderr:.3f}, perplexity x{gap.perplexity_ratio:.3f}{judged})"
+        f"of {gap.text.name} (±{gap.gap_stderr:.3f}, perplexity x{gap.perplexity_ratio:.3f}{judged})"
     )
 
 
-def bpb_line(gap: NllRecord | NllGap) -> str:
+def bpb_line(gap: NllGap) -> str:
     """One line: bits per byte of both sides, tokens per byte, byte-fallback share (or why they are absent)."""
     if gap.artifact_bits_per_byte is None or gap.reference_bits_per_byte is None or not gap.bytes:
         return "  bits per byte: not measured (scored before edgekit measured it)"

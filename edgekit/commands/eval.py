@@ -86,6 +86,7 @@ def eval_command(
     compare (the per-token gap is then the difference of total NLL per artifact token).
     """
     from edgekit.convert import nll
+    from edgekit.convert.evaluate import evaluate
 
     if text_path is not None and section != "report":
         raise InputError("--section picks part of the built-in text: drop it when you give --text")
@@ -95,7 +96,7 @@ def eval_command(
     threads_word = f"{threads} threads" if threads else "all cores"
     status = stderr_console().status(f"scoring up to {max_tokens} tokens with the engine and PyTorch ({threads_word})…")
     with status, captured_output(new_log_path("eval")), torch_threads(threads):
-        result = nll.evaluate(
+        result = evaluate(
             artifact,
             reference,
             text=text,

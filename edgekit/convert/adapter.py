@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifact import sha256_file
+from edgekit.artifact import AdapterSource, sha256_file
 from edgekit.errors import InputError
 
 CONFIG = "adapter_config.json"
@@ -44,14 +44,15 @@ class AdapterInfo:
     base_model: str | None
     """adapter_config.json's base_model_name_or_path, as training left it."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path.resolve()),
-            "files": dict(self.files),
-            "rank": self.rank,
-            "target_modules": list(self.target_modules),
-            "base_model": self.base_model,
-        }
+    def record(self) -> AdapterSource:
+        """The manifest's record of it (`source.adapter`, its path resolved)."""
+        return AdapterSource(
+            path=str(self.path.resolve()),
+            files=dict(self.files),
+            rank=self.rank,
+            target_modules=tuple(self.target_modules),
+            base_model=self.base_model,
+        )
 
 
 def _config(path: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@
     load_checkpoint(dir) -> Checkpoint          validate the folder, hash its files
     load_reference(dir) -> (model, tokenizer)   the fp32 PyTorch model every check compares against
 
-Shared by the conversion (pipeline) and the NLL measurement (nll.evaluate), which is why
+Shared by the conversion (pipeline) and `edgekit eval` (evaluate.py), which is why
 it is neither of them. Importing this module imports no torch.
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit._files import atomic_write
-from edgekit.artifact import sha256_file
+from edgekit.artifact import GgufSource, sha256_file
 from edgekit.errors import DependencyError, InputError
 
 GGUF_MAGIC = b"GGUF"
@@ -51,8 +51,17 @@ class GgufInfo:
     tensor_types: dict[str, int]
     """GGML tensor type name -> number of tensors of that type (e.g. {"Q4_K": 110, "F32": 73})."""
 
+    def record(self) -> GgufSource:
+        """The manifest's record of the header (`source.gguf`)."""
+        return GgufSource(
+            architecture=self.architecture,
+            name=self.name,
+            size_bytes=self.size_bytes,
+            tensor_types=dict(self.tensor_types),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as the manifest records the source."""
+        """Plain-JSON form, as `materialize` leaves it beside the checkpoint (edgekit-gguf.json)."""
         data = dataclasses.asdict(self)
         data["path"] = str(self.path)
         return data

@@ -19,6 +19,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from edgekit.artifact import GridRecord
+
 Q4_0_BLOCK = 32
 # |code - round(code)| allowed when checking that a weight sits on the grid: fp32
 # rounding of code * scale is ~1e-7 relative; anything trained off the grid is ~0.25.
@@ -39,17 +41,17 @@ class GridReport:
         """True when every checked weight is on the grid (a QAT checkpoint)."""
         return bool(self.on_grid) and not self.off_grid
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as the manifest records it."""
-        return {
-            "grid": "q4_0",
-            "block_size": Q4_0_BLOCK,
-            "detected": self.detected,
-            "tensors_on_grid": len(self.on_grid),
-            "tensors_off_grid": list(self.off_grid),
-            "blocks": self.blocks,
-            "negative_scale_blocks": self.negative_scale_blocks,
-        }
+    def record(self) -> GridRecord:
+        """The manifest's record of it."""
+        return GridRecord(
+            grid="q4_0",
+            block_size=Q4_0_BLOCK,
+            detected=self.detected,
+            tensors_on_grid=len(self.on_grid),
+            tensors_off_grid=tuple(self.off_grid),
+            blocks=self.blocks,
+            negative_scale_blocks=self.negative_scale_blocks,
+        )
 
 
 def q4_0_codes(weight: Any) -> tuple[Any, Any]:

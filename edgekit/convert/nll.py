@@ -16,6 +16,9 @@ news articles (English, the Lee corpus) and Russian literary prose, both read at
 from files inside the pinned `gensim` wheel (gensim/test/test_data/), each checked against
 its sha256. Two disjoint sections: "selection" (for choosing recipes) and "report" (for
 figures shown to users and floors); or a user's own text file.
+
+The windows are cut in windows.py. This module measures; it does not judge (floors.judge
+compares a gap with its ceiling; evaluate.py is `edgekit eval`).
 """
 
 from __future__ import annotations
@@ -27,15 +30,20 @@ import importlib.metadata
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.artifact import sha256_file
-from edgekit.convert.checkpoint import load_checkpoint, load_reference, require_convert_extra
-from edgekit.convert.recipes import Quant
+from edgekit.artifact import EvalTextRecord, NllGap, sha256_file
+from edgekit.convert.windows import (
+    CONTEXT_WORDS,
+    MIN_CONTINUATION_WORDS,
+    TokenWindow,
+    split_windows,
+    tokenize_windows,
+)
 from edgekit.errors import DependencyError, EdgekitError, FidelityError, InputError
 
 TEXT_PACKAGE = "gensim"
@@ -53,18 +61,6 @@ _FILES = {
 }
 _DATA_DIR = "gensim/test/test_data"
 
-CONTEXT_WORDS = 24
-"""Words of a window given to the model as context (prefilled, not scored)."""
-CONTINUATION_WORDS = 80
-"""Words of a window scored, at most."""
-MIN_CONTINUATION_WORDS = 8
-MAX_WORD_CHARS = 20
-"""A text whose space-separated pieces are longer than this on average is written without spaces (CJK, Thai)."""
-CONTEXT_CHARS = 40
-"""Characters of a window's context in text written without spaces (about as many tokens as CONTEXT_WORDS)."""
-CONTINUATION_CHARS = 120
-MIN_CONTINUATION_CHARS = 12
-
 DEFAULT_MAX_TOKENS = 1024
 """Scored tokens per measurement in `edgekit convert` (about 15 s on 2 cores for a 270M INT4 model)."""
 
@@ -80,81 +76,14 @@ class Section(str, enum.Enum):
 class EvalText:
     """A text to measure on: documents (each a string) plus where they came from."""
 
-    name: str
     documents: tuple[str, ...]
-    source: dict[str, Any]
-    """Provenance as the manifest records it: kind, files with sha256, package version or path."""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Window:
-    """One scored span: `context` is prefilled, `continuation` scored, both plain text."""
-
-    context: str
-    continuation: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TokenWindow:
-    """A window's text and its token ids by the engine's tokenizer (BOS not included)."""
-
-    context: str
-    continuation: str
-    context_ids: tuple[int, ...]
-    continuation_ids: tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class NllGap:
-    """Mean per-token negative log-likelihood of the artifact and of the fp32 reference, in nats."""
-
-    artifact_nll: float
-    reference_nll: float
-    gap_nats_per_token: float
-    gap_stderr: float
-    """Standard error of the gap from the per-token differences (a rough ± for comparing recipes)."""
-    tokens: int
-    windows: int
-    text: dict[str, Any]
-    max_nll_gap: float | None
-    passed: bool
-    engine_scoring: str | None = None
-    """How the engine was made to score exactly (EngineScoring's value); None before edgekit corrected for it."""
-    bytes: int | None = None
-    """UTF-8 bytes of the scored continuations (the same text for both sides)."""
-    artifact_bits_per_byte: float | None = None
-    """Total engine NLL over the scored continuations / their UTF-8 bytes / ln 2."""
-    reference_bits_per_byte: float | None = None
-    artifact_tokens_per_byte: float | None = None
-    reference_tokens_per_byte: float | None = None
-    artifact_byte_fallback_share: float | None = None
-    """Share of the scored bytes the artifact's tokenizer wrote as byte pieces (byte_fallback's <0xNN>, or a
-    byte-level BPE's 256 one-byte base symbols); None when the bundle's tokenizer is not a tokenizer.json."""
-    reference_byte_fallback_share: float | None = None
-    same_tokenizer: bool = True
-    """False for an artifact whose vocabulary was trimmed (--vocab-from): each side scored its own
-    tokenization of the same text; the gap is then (total artifact NLL - total reference NLL) / artifact
-    tokens, and bits per byte is the comparable figure."""
-    reference_tokens: int | None = None
+    source: EvalTextRecord
+    """Provenance as the manifest records it: its name, kind, files with sha256, package version or path."""
 
     @property
-    def bits_per_byte_gap(self) -> float | None:
-        """Artifact minus reference bits per byte (None before edgekit measured it)."""
-        if self.artifact_bits_per_byte is None or self.reference_bits_per_byte is None:
-            return None
-        return self.artifact_bits_per_byte - self.reference_bits_per_byte
-
-    @property
-    def perplexity_ratio(self) -> float:
-        """exp(gap): how many times more perplexed the artifact is than the reference."""
-        return math.exp(self.gap_nats_per_token)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as stored in the manifest."""
-        data = dataclasses.asdict(self)
-        data["perplexity_ratio"] = self.perplexity_ratio
-        data["bits_per_byte_gap"] = self.bits_per_byte_gap
-        return data
+    def name(self) -> str:
+        """ "builtin:<section>" or "file:<file name>"."""
+        return self.source.name
 
 
 def _read_text(path: Path) -> str:
@@ -204,18 +133,18 @@ def builtin_text(section: Section | str = Section.REPORT) -> EvalText:
     paragraphs = [line.strip() for line in _read_text(ru_path).splitlines() if line.strip()]
     russian = paragraphs[0::2] if section is Section.SELECTION else paragraphs[1::2]
     return EvalText(
-        name=f"builtin:{section.value}",
         documents=tuple(_interleave(russian, news)),
-        source={
-            "kind": "package",
-            "package": f"{TEXT_PACKAGE}=={version}",
-            "section": section.value,
-            "files": {
+        source=EvalTextRecord(
+            name=f"builtin:{section.value}",
+            kind="package",
+            package=f"{TEXT_PACKAGE}=={version}",
+            section=section.value,
+            files={
                 f"{_DATA_DIR}/{news_file}": _FILES[news_file],
                 f"{_DATA_DIR}/crime-and-punishment.txt": _FILES["crime-and-punishment.txt"],
             },
-            "languages": ["en", "ru"],
-        },
+            languages=("en", "ru"),
+        ),
     )
 
 
@@ -236,137 +165,14 @@ def text_from_file(path: Path | str) -> EvalText:
             path=path,
         )
     return EvalText(
-        name=f"file:{path.name}",
         documents=documents,
-        source={"kind": "file", "path": str(path.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest()},
+        source=EvalTextRecord(
+            name=f"file:{path.name}",
+            kind="file",
+            path=str(path.resolve()),
+            sha256=hashlib.sha256(text.encode()).hexdigest(),
+        ),
     )
-
-
-def spaceless(text: str) -> bool:
-    """True for text written without spaces between words (Chinese, Japanese, Thai...): windows count characters."""
-    words = text.split()
-    return bool(words) and len("".join(words)) / len(words) > MAX_WORD_CHARS
-
-
-def split_windows(
-    documents: Sequence[str],
-    *,
-    context_words: int = CONTEXT_WORDS,
-    continuation_words: int = CONTINUATION_WORDS,
-) -> list[Window]:
-    """Cut each document into consecutive windows of `context_words` + up to `continuation_words` words.
-
-    The continuation keeps its leading space, so context + continuation is the original text.
-    A trailing piece with fewer than MIN_CONTINUATION_WORDS scored words is dropped. A
-    document written without spaces (`spaceless`) is cut by characters instead:
-    CONTEXT_CHARS + up to CONTINUATION_CHARS, at least MIN_CONTINUATION_CHARS scored.
-    """
-    windows = []
-    for doc in documents:
-        if spaceless(doc):
-            step = CONTEXT_CHARS + CONTINUATION_CHARS
-            for start in range(0, len(doc), step):
-                chars = doc[start : start + step]
-                if len(chars) >= CONTEXT_CHARS + MIN_CONTINUATION_CHARS:
-                    windows.append(Window(context=chars[:CONTEXT_CHARS], continuation=chars[CONTEXT_CHARS:]))
-            continue
-        words = doc.split()
-        step = context_words + continuation_words
-        for start in range(0, len(words), step):
-            piece = words[start : start + step]
-            if len(piece) < context_words + MIN_CONTINUATION_WORDS:
-                continue
-            windows.append(
-                Window(context=" ".join(piece[:context_words]), continuation=" " + " ".join(piece[context_words:]))
-            )
-    return windows
-
-
-def _move_last_unit(context: str, continuation: str) -> tuple[str, str]:
-    """The context's last word (or, in text without spaces, its last character) moved to the continuation."""
-    cut = context.rfind(" ")
-    if cut <= 0 or len(context) - cut > MAX_WORD_CHARS:
-        cut = len(context) - 1
-    return context[:cut], context[cut:] + continuation
-
-
-def _drop_first_unit(context: str) -> str:
-    """The context without its first word (or, in text without spaces, its first character)."""
-    cut = context.find(" ", 1)
-    if cut <= 0 or cut > MAX_WORD_CHARS:
-        cut = 1
-    return context[cut:].lstrip(" ")
-
-
-EXTRA_PREFILLS = 2
-"""Single-token `run_prefill` calls after a window's context: detect_scoring's c0, and the 0.18.1 correction's copy."""
-
-
-def context_room(cache_length: int, prefill_lengths: Sequence[int]) -> int:
-    """The most context tokens (BOS not counted) a window may have in an artifact with this KV cache.
-
-    The engine runs each `run_prefill` as at least one whole prefill signature and refuses
-    one that would end past the cache ("Chosen prefill work group size exceeds available
-    state entries", litert-lm-api 0.18.1, measured on a 128-entry cache with prefill 32:
-    94 context tokens pass, 95 fail). The last of EXTRA_PREFILLS single-token prefills
-    starts after BOS, the context and the others, and may take the longest signature.
-    """
-    return cache_length - max(prefill_lengths) - 1 - (EXTRA_PREFILLS - 1)
-
-
-def tokenize_windows(
-    windows: Sequence[Window],
-    tokenize: Callable[[str], list[int]],
-    *,
-    max_tokens: int,
-    max_window_tokens: int,
-    max_context_tokens: int | None = None,
-    round_trips: Callable[[int], bool] | None = None,
-) -> list[TokenWindow]:
-    """Token ids of windows, in order, until `max_tokens` continuation tokens are reached.
-
-    A continuation that would pass `max_tokens` or make its window longer than
-    `max_window_tokens` (BOS included) loses words at its end, so the text the engine
-    tokenizes is always the text whose ids we hold. A context longer than
-    `max_context_tokens` (context_room) loses words at its start. With `round_trips`, a context whose
-    last token does not come back as itself from its own text (a byte-fallback piece)
-    gives its last word or character to the continuation until it does: scoring on
-    litert-lm-api 0.18.1 prefills that token a second time (EngineScoring).
-    """
-    out: list[TokenWindow] = []
-    total = 0
-    for w in windows:
-        if total >= max_tokens:
-            break
-        context, continuation = w.context, w.continuation
-        ctx = tuple(tokenize(context))
-        while max_context_tokens is not None and len(ctx) > max_context_tokens and context:
-            context = _drop_first_unit(context)
-            ctx = tuple(tokenize(context)) if context else ()
-        for _ in range(8):
-            if round_trips is None or not ctx or round_trips(ctx[-1]):
-                break
-            context, continuation = _move_last_unit(context, continuation)
-            ctx = tuple(tokenize(context)) if context else ()
-        else:
-            continue
-        limit = min(max_window_tokens - 1 - len(ctx), max_tokens - total)
-        spaced = not spaceless(continuation)
-        units = continuation.split() if spaced else list(continuation)
-        cont = tuple(tokenize(continuation))
-        while len(cont) > limit and units:
-            keep = min(len(units) - 1, max(0, len(units) * limit // len(cont)))
-            units = units[:keep]
-            if spaced:
-                continuation = (" " if continuation.startswith(" ") else "") + " ".join(units) if units else ""
-            else:
-                continuation = "".join(units)
-            cont = tuple(tokenize(continuation)) if units else ()
-        if not cont or not ctx:
-            continue
-        out.append(TokenWindow(context=context, continuation=continuation, context_ids=ctx, continuation_ids=cont))
-        total += len(cont)
-    return out
 
 
 def check_same_tokenizer(windows: Sequence[TokenWindow], tokenizer: Any, model: Any, artifact: str) -> None:
@@ -542,7 +348,6 @@ def measure(
     text: EvalText | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     threads: int | None = None,
-    max_nll_gap: float | None = None,
     reference_tokenizer: Any = None,
     max_window_tokens: int = 512,
     max_context_tokens: int | None = None,
@@ -554,8 +359,8 @@ def measure(
     scores its own tokenization (`reference_tokenizer`, required) of each window's text
     rather than the artifact's ids: the two compare by bits per byte over the same text.
 
-    `text` defaults to the built-in "report" section. `max_nll_gap` None measures without
-    judging; otherwise a gap above it raises FidelityError. With `reference_tokenizer`
+    `text` defaults to the built-in "report" section. The gap is measured, not judged
+    (floors.judge compares it with a ceiling). With `reference_tokenizer`
     (the model's Hugging Face tokenizer), InputError if it splits text differently from
     the artifact's tokenizer (the two are not the same model). `max_window_tokens` must
     not exceed the artifact's KV cache, nor `max_context_tokens` its context_room. Raises
@@ -598,7 +403,6 @@ def measure(
         got,
         ref,
         text=text,
-        max_nll_gap=max_nll_gap,
         scoring=scoring,
         windows=windows,
         reference_windows=ref_windows if own_tokenization else None,
@@ -684,14 +488,13 @@ def summarize(
     reference_nll: Sequence[np.ndarray],
     *,
     text: EvalText,
-    max_nll_gap: float | None,
     scoring: EngineScoring | None = None,
     windows: Sequence[TokenWindow] | None = None,
     reference_windows: Sequence[TokenWindow] | None = None,
     artifact_byte_ids: set[int] | None = None,
     reference_byte_ids: set[int] | None = None,
 ) -> NllGap:
-    """Token-weighted means and the gap; FidelityError if the gap exceeds `max_nll_gap` or is not finite.
+    """Token-weighted means and the gap, not judged (floors.judge does); FidelityError if it is not finite.
 
     With `windows` (what was scored), also bits per byte, tokens per byte and the byte-fallback
     share of each side. With `reference_windows` (the reference scored its own tokenization of
@@ -713,189 +516,39 @@ def summarize(
         gap = float(per_window.sum() / len(a))
         n = len(per_window)
         stderr = float(per_window.std(ddof=1) * math.sqrt(n) / len(a)) if n > 1 else float("nan")
-    per_byte: dict[str, Any] = {}
-    if windows is not None:
-        ref_windows = reference_windows if reference_windows is not None else windows
-        n_bytes = sum(len(w.continuation.encode("utf-8")) for w in windows)
-
-        def fallback(ws: Sequence[TokenWindow], ids: set[int] | None) -> float | None:
-            if ids is None:
-                return None
-            return sum(sum(1 for i in w.continuation_ids if i in ids) for w in ws) / n_bytes
-
-        per_byte = {
-            "bytes": n_bytes,
-            "artifact_bits_per_byte": float(a.sum()) / n_bytes / math.log(2),
-            "reference_bits_per_byte": float(r.sum()) / n_bytes / math.log(2),
-            "artifact_tokens_per_byte": len(a) / n_bytes,
-            "reference_tokens_per_byte": len(r) / n_bytes,
-            "artifact_byte_fallback_share": fallback(windows, artifact_byte_ids),
-            "reference_byte_fallback_share": fallback(ref_windows, reference_byte_ids),
-            "same_tokenizer": reference_windows is None,
-            "reference_tokens": len(r),
-        }
-    info = {"name": text.name, **text.source}
-    report = NllGap(
+    measured = NllGap(
         artifact_nll=float(a.mean()),
         reference_nll=float(r.mean()),
         gap_nats_per_token=gap,
         gap_stderr=stderr,
         tokens=len(a),
         windows=len(artifact_nll),
-        text=info,
-        max_nll_gap=max_nll_gap,
-        passed=max_nll_gap is None or gap <= max_nll_gap,
+        text=text.source,
+        perplexity_ratio=math.exp(gap),
         engine_scoring=scoring.value if scoring is not None else None,
-        **per_byte,
     )
-    if not report.passed:
-        raise FidelityError(
-            f"the converted model is {gap:+.3f} nats/token worse than PyTorch on {len(diff)} tokens of "
-            f"{text.name} (perplexity x{math.exp(gap):.2f}), above the {max_nll_gap:.2f} floor: choose a "
-            f"higher-precision --quant, or pass --max-nll-gap if you accept the loss"
-        )
-    return report
+    if windows is None:
+        return measured
+    ref_windows = reference_windows if reference_windows is not None else windows
+    n_bytes = sum(len(w.continuation.encode("utf-8")) for w in windows)
 
+    def fallback(ws: Sequence[TokenWindow], ids: set[int] | None) -> float | None:
+        if ids is None:
+            return None
+        return sum(sum(1 for i in w.continuation_ids if i in ids) for w in ws) / n_bytes
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class EvalResult:
-    """`edgekit eval`: one artifact's NLL gap against a reference checkpoint."""
-
-    artifact: str
-    artifact_sha256: str
-    recipe: str | None
-    """The artifact's quantization in plain words, from its manifest (None without one)."""
-    reference: str
-    gap: NllGap
-    adapter: str | None = None
-    """The LoRA adapter folder merged into the reference (None: the reference as it is)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (`edgekit eval --json`)."""
-        return {
-            "artifact": self.artifact,
-            "artifact_sha256": self.artifact_sha256,
-            "recipe": self.recipe,
-            "reference": self.reference,
-            "adapter": self.adapter,
-            "nll": self.gap.to_dict(),
-        }
-
-
-EVAL_MAX_TOKENS = 2048
-"""Scored tokens per `edgekit eval` by default (about half a minute for a 270M INT4 model on 2 cores)."""
-
-
-def evaluate(
-    artifact: Path | str,
-    reference: Path | str,
-    *,
-    text: EvalText | None = None,
-    max_tokens: int = EVAL_MAX_TOKENS,
-    threads: int | None = None,
-    max_nll_gap: float | None = None,
-    adapter_dir: Path | str | None = None,
-) -> EvalResult:
-    """NLL gap of `.litertlm` file `artifact` vs the fp32 PyTorch model of checkpoint folder `reference`.
-
-    Works for any `.litertlm` (edgekit's or a third party's) whose tokenizer matches the
-    reference's. Needs edgekit[convert] for the reference. FidelityError if the gap passes
-    `max_nll_gap`. With `adapter_dir` (a LoRA adapter folder), or when the artifact's
-    manifest records the adapter it was converted with, the reference is the base with
-    that adapter merged (PEFT), as convert verified it.
-    """
-
-    artifact, reference = Path(artifact), Path(reference)
-    if not artifact.is_file():
-        raise InputError(f"artifact {artifact} does not exist", path=artifact)
-    with open(artifact, "rb") as f:
-        magic = f.read(8)
-    if not magic.startswith(b"LITERTLM"):
-        raise InputError(
-            f"{artifact} is not a .litertlm bundle (the NLL gap runs the LiteRT-LM engine): "
-            f"convert with --format litertlm",
-            path=artifact,
-        )
-    require_convert_extra()
-    load_checkpoint(reference)  # names whatever is wrong with the folder
-    recipe = None
-    from edgekit.artifact import Artifact
-
-    digest = sha256_file(artifact)
-    try:
-        manifest = Artifact.load(artifact).manifest
-    except EdgekitError:
-        manifest = None
-    max_window_tokens, max_context_tokens = 512, None
-    trimmed = False
-    if manifest is not None and manifest.sha256 == digest:  # a stale manifest describes another file
-        from msgspec import UNSET
-
-        trimmed = manifest.source.vocab is not UNSET
-        cache_length = manifest.settings.cache_length.value
-        max_window_tokens = min(max_window_tokens, cache_length)
-        max_context_tokens = context_room(cache_length, manifest.settings.prefill_lengths.value)
-        quant = manifest.settings.quant.value
-        try:
-            recipe = manifest.quantization.description if manifest.quantization else Quant(quant).description
-        except ValueError:
-            recipe = str(quant)
-    merge = _reference_adapter(
-        artifact,
-        manifest if manifest is not None and manifest.sha256 == digest else None,
-        reference,
-        None if adapter_dir is None else Path(adapter_dir),
+    artifact_bpb = float(a.sum()) / n_bytes / math.log(2)
+    reference_bpb = float(r.sum()) / n_bytes / math.log(2)
+    return dataclasses.replace(
+        measured,
+        bytes=n_bytes,
+        artifact_bits_per_byte=artifact_bpb,
+        reference_bits_per_byte=reference_bpb,
+        bits_per_byte_gap=artifact_bpb - reference_bpb,
+        artifact_tokens_per_byte=len(a) / n_bytes,
+        reference_tokens_per_byte=len(r) / n_bytes,
+        artifact_byte_fallback_share=fallback(windows, artifact_byte_ids),
+        reference_byte_fallback_share=fallback(ref_windows, reference_byte_ids),
+        same_tokenizer=reference_windows is None,
+        reference_tokens=len(r),
     )
-    model, tokenizer = load_reference(reference)
-    if merge is not None:
-        from edgekit.convert import adapter
-
-        model = adapter.merged(model, merge)
-    gap = measure(
-        artifact,
-        model,
-        text=text,
-        max_tokens=max_tokens,
-        threads=threads,
-        max_nll_gap=max_nll_gap,
-        reference_tokenizer=tokenizer,
-        max_window_tokens=max_window_tokens,
-        max_context_tokens=max_context_tokens,
-        own_tokenization=trimmed,
-    )
-    return EvalResult(
-        artifact=str(artifact),
-        artifact_sha256=digest,
-        recipe=recipe,
-        reference=str(reference),
-        gap=gap,
-        adapter=None if merge is None else str(merge.path),
-    )
-
-
-def _reference_adapter(artifact: Path, manifest: Any, reference: Path, given: Path | None) -> Any:
-    """The adapter to merge into the reference (adapter.AdapterInfo), None for none: `given`,
-    else the one the manifest records, if its folder still holds the files converted."""
-    from msgspec import UNSET
-
-    from edgekit.convert import adapter
-
-    recorded = None if manifest is None else manifest.source.adapter
-    if given is not None:
-        return adapter.check(given, reference)
-    if recorded is None or recorded is UNSET:
-        return None
-    folder = Path(recorded.path)
-    if not folder.is_dir():
-        raise InputError(
-            f"{artifact} was converted with LoRA adapter {folder}, which is gone: pass --adapter DIR "
-            f"(its files' sha256 are in the manifest) so that the reference is the merged model"
-        )
-    info = adapter.check(folder, reference)
-    if info.files != dict(recorded.files):
-        changed = sorted(n for n in set(info.files) | set(recorded.files) if info.files.get(n) != recorded.files.get(n))
-        raise InputError(
-            f"adapter {folder} changed since {artifact} was converted ({', '.join(changed)}): "
-            f"pass --adapter DIR of the adapter it was converted with"
-        )
-    return info

@@ -202,21 +202,18 @@ class Format(str, enum.Enum):
 # Model types litert-torch's text exporter and LiteRT-LM's bundle both know by name.
 SUPPORTED_MODEL_TYPES = ("gemma3_text", "qwen2", "qwen3", "lfm2")
 
-# Used when neither the caller nor a recipe says otherwise.
-BUILTIN_DEFAULTS: dict[str, Any] = {
-    "quant": Quant.INT4,
-    "prefill_lengths": (128,),
-    "cache_length": 2048,
-    "lightweight": True,
-    "min_top1_agreement": {q.value: 0.99 if q is Quant.FP32 else 0.5 for q in Quant},
-    # No NLL-gap floor without a model family's measured one: the gap is measured and recorded.
-    "max_nll_gap": {},
-}
+# Used when neither the caller nor a recipe says otherwise. (No NLL-gap floor without a model
+# family's measured one: the gap is measured and recorded.)
+DEFAULT_QUANT = Quant.INT4
+DEFAULT_PREFILL_LENGTHS: tuple[int, ...] = (128,)
+DEFAULT_CACHE_LENGTH = 2048
+DEFAULT_LIGHTWEIGHT = True
+DEFAULT_MIN_TOP1_AGREEMENT: dict[str, float] = {q.value: 0.99 if q is Quant.FP32 else 0.5 for q in Quant}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RecipeDefaults:
-    """A recipe file's `[defaults]` table: the settings it gives (a key it leaves out: None)."""
+    """A recipe's `[defaults]` table: the settings it gives (a key it leaves out: None)."""
 
     quant: Quant | None = None
     prefill_lengths: tuple[int, ...] | None = None
@@ -230,7 +227,7 @@ class Recipe:
 
     family: str
     model_types: tuple[str, ...]
-    defaults: RecipeDefaults
+    defaults: RecipeDefaults = RecipeDefaults()
     turn_markers: tuple[str, ...] = ()
     min_top1_agreement: dict[str, float] = dataclasses.field(default_factory=dict)
     max_nll_gap: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -300,13 +297,16 @@ def recipe_for(model_type: str) -> Recipe | None:
     return next((r for r in all_recipes() if model_type in r.model_types), None)
 
 
-def resolve(name: str, given: Any, recipe: Recipe | None, given_by: str = "caller") -> Setting[Any]:
-    """Resolve one setting: `given` (not None; its source `given_by`) beats the recipe, which beats the default."""
+def resolve(
+    given: T | None, from_recipe: T | None, default: T, recipe: Recipe | None, given_by: str = "caller"
+) -> Setting[T]:
+    """Resolve one setting: `given` (not None; its source `given_by`) beats `from_recipe` (the
+    value in `recipe`'s defaults, None: it gives none), which beats `default`."""
     if given is not None:
         return Setting(given, given_by)
-    if recipe is not None and (value := getattr(recipe.defaults, name, None)) is not None:
-        return Setting(value, f"recipe:{recipe.family}")
-    return Setting(BUILTIN_DEFAULTS[name], "default")
+    if recipe is not None and from_recipe is not None:
+        return Setting(from_recipe, f"recipe:{recipe.family}")
+    return Setting(default, "default")
 
 
 def resolve_min_agreement(
@@ -317,7 +317,7 @@ def resolve_min_agreement(
         return Setting(given, given_by)
     if recipe is not None and quant.value in recipe.min_top1_agreement:
         return Setting(float(recipe.min_top1_agreement[quant.value]), f"recipe:{recipe.family}")
-    return Setting(BUILTIN_DEFAULTS["min_top1_agreement"][quant.value], "default")
+    return Setting(DEFAULT_MIN_TOP1_AGREEMENT[quant.value], "default")
 
 
 def resolve_max_nll_gap(
@@ -328,4 +328,4 @@ def resolve_max_nll_gap(
         return Setting(given, given_by)
     if recipe is not None and quant.value in recipe.max_nll_gap:
         return Setting(float(recipe.max_nll_gap[quant.value]), f"recipe:{recipe.family}")
-    return Setting(BUILTIN_DEFAULTS["max_nll_gap"].get(quant.value), "default")
+    return Setting(None, "default")

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifact import sha256_file
+from edgekit.artifact import VocabSource, VocabTextFile, sha256_file
 from edgekit.errors import InputError
 
 MARKER = "edgekit-vocab.json"
@@ -98,20 +98,20 @@ class Trim:
         """sha256 over the kept old ids, as JSON (e.g. "[0, 1, 2, ...]")."""
         return hashlib.sha256(json.dumps(list(self.kept)).encode()).hexdigest()
 
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's record (artifact.VocabSource)."""
-        return {
-            "kept_ids": len(self.kept),
-            "kept_ids_sha256": self.kept_sha256,
-            "original_vocab_size": self.original_vocab_size,
-            "original_vocab_sha256": self.original_vocab_sha256,
-            "required_ids": self.required,
-            "text_ids": self.from_text,
-            "filled_ids": self.filled,
-            "min_count": self.min_count,
-            "target_size": self.target_size,
-            "texts": [{"path": str(t.path.resolve()), "sha256": t.sha256} for t in self.texts],
-        }
+    def record(self) -> VocabSource:
+        """The manifest's record of the trim (`source.vocab`)."""
+        return VocabSource(
+            kept_ids=len(self.kept),
+            kept_ids_sha256=self.kept_sha256,
+            original_vocab_size=self.original_vocab_size,
+            original_vocab_sha256=self.original_vocab_sha256,
+            required_ids=self.required,
+            text_ids=self.from_text,
+            filled_ids=self.filled,
+            min_count=self.min_count,
+            target_size=self.target_size,
+            texts=tuple(VocabTextFile(path=str(t.path.resolve()), sha256=t.sha256) for t in self.texts),
+        )
 
 
 def read_texts(paths: Sequence[Path]) -> tuple[VocabText, ...]:
