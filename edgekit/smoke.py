@@ -2,8 +2,8 @@
 
 The prompt travels to the device as a file, never on a command line. The phone's greedy
 answer is compared with this computer's CPU engine's on the same prompt (`check_with_host`):
-a backend can run fast and answer garbage (LiteRT-LM issue #3280, Gemma 3 270M on GPU
-emitting only `<pad>`), and a difference is a warning naming the first differing token
+a backend can run fast and answer garbage (edgekit.answers: an upstream report of Gemma 3
+270M on GPU emitting only `<pad>`), and a difference is a warning naming the first differing token
 (`smoke_notes`).
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 from edgekit import answers, runtimes
 from edgekit.device.base import Device, Execution, ShellResult
+from edgekit.engine import NAME as HOST_ENGINE
 from edgekit.errors import DeviceError, EdgekitError
 from edgekit.probe import Backend, chat_flags
 from edgekit.runners import RunnerOnDevice
@@ -63,7 +64,7 @@ def smoke_run(
     chat_template: str | None = None,
 ) -> SmokeResult:
     """Answer one prompt with the deployed model: through the probed runner's protocol, or
-    on a device that runs models in this process, through the LiteRT-LM engine. DeviceError
+    on a device that runs models in this process, through this computer's engine (edgekit.engine). DeviceError
     (quoting the runner) if it cannot."""
     if device.execution is Execution.ENGINE or runner is None:
         return _smoke_in_process(device, model_remote, prompt, max_tokens)
@@ -132,14 +133,10 @@ def check_with_host(model: Path, smoke: SmokeResult, *, prompt: str, max_tokens:
     (token by token, with the artifact's own tokenizer). UNAVAILABLE when the engine cannot run here."""
     prompt = " ".join(prompt.splitlines())
     try:
-        import litert_lm
-
-        from edgekit.engine import open_engine
+        from edgekit.engine import greedy_session, open_engine
 
         with open_engine(model) as engine:
-            session = engine.create_session(
-                sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
-            )
+            session = greedy_session(engine, max_output_tokens=max_tokens)
             try:
                 session.run_prefill([prompt])
                 host = "".join(session.run_decode().texts).strip("\n")
@@ -173,7 +170,7 @@ def smoke_notes(smoke: SmokeResult) -> list[str]:
         )
     elif smoke.host_check is HostCheck.UNAVAILABLE:
         notes.append(
-            f"this computer's LiteRT-LM CPU engine could not run the artifact {smoke.host_answer}: "
+            f"this computer's {HOST_ENGINE} CPU engine could not run the artifact {smoke.host_answer}: "
             "the smoke answer was not compared with it"
         )
     kind = answers.classify_answer(smoke.answer)

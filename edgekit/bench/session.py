@@ -346,7 +346,7 @@ def battery_bench(
     on_started: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Run the workload on `device` attached (start, follow, collect) and return the result;
-    on the `local` device, through the LiteRT-LM engine in this process. `on_started(run_id)`
+    on the `local` device, through this computer's engine (edgekit.engine) in this process. `on_started(run_id)`
     hears the id of a run the device's driver has started (none on `local`)."""
     config = config or BenchConfig()
     if device.execution is Execution.ENGINE:
