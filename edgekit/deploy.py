@@ -28,6 +28,7 @@ from edgekit import runtimes
 from edgekit.artifact import Artifact, sha256_file
 from edgekit.device import Transport, open_device
 from edgekit.device.base import Device, DeviceFacts, Execution
+from edgekit.engine import NAME as HOST_ENGINE
 from edgekit.errors import DeviceError, EdgekitError, InputError
 from edgekit.placement import (
     Placed,
@@ -107,7 +108,7 @@ def deploy(
     if not runtime.engine_on_host and device.execution is not Execution.RUNNER:
         raise InputError(
             f"{artifact.path.name} is a GGUF: it runs on llama.cpp's llama-cli on a phone (--runner LLAMA_BIN_DIR); "
-            f"{device.serial} runs {runtimes.DEFAULT.name} in this process"
+            f"{device.serial} runs {HOST_ENGINE} in this process"
         )
     runner = resolve_runner(config.runner, runtime.name) if device.execution is Execution.RUNNER else None
     facts = device.facts()
@@ -154,9 +155,7 @@ def deploy(
             )
             notes += smoke_notes(smoke)
         elif on_device is not None:
-            notes.append(
-                f"the smoke answer is not compared with this computer's engine ({runtimes.DEFAULT.name} loads no GGUF)"
-            )
+            notes.append(f"the smoke answer is not compared with this computer's engine ({HOST_ENGINE} loads no GGUF)")
     log_deploy(device, sha, runner, harness)
     pushed = sum(p.size_bytes for p in (model, runner_placed, harness) if p is not None and p.pushed)
     return DeployResult(
