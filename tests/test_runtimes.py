@@ -116,6 +116,7 @@ def test_a_probe_json_from_before_the_split_still_loads() -> None:
     }
     probe = from_data(old, RunnerProbe, "probe")
     assert probe.runtime == "LiteRT-LM" and runtimes.named(probe.runtime).protocols[0] is Protocol.MULTI_TURN
+    assert runtimes.named(probe.runtime) is runtimes.DEFAULT
 
 
 @pytest.mark.parametrize(

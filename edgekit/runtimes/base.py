@@ -1,7 +1,7 @@
 """What every on-device runtime gives edgekit: the `Runtime` interface and the types it speaks.
 
-A runtime (LiteRT-LM, llama.cpp) is one implementation of `Runtime`, in its own module of
-this package. Through it, and only through it, the rest of edgekit
+A runtime is one implementation of `Runtime`, in its own module of this package
+(edgekit.runtimes lists them). Through it, and only through it, the rest of edgekit
 
 * tells the runtime's model files apart (`is_model`, `check_model`),
 * probes a binary on the device and decides how to drive it (`probe` -> RunnerProbe),
@@ -54,7 +54,10 @@ class Backend(enum.StrEnum):
 TTFT_DEVICE_CLOCK = "device clock: first answer byte after the turn was sent (the runner streams)"
 
 _FIRST_RUNTIME = "LiteRT-LM"
-"""`RunnerProbe.runtime` of a probe.json or result written before a second runtime existed."""
+"""`RunnerProbe.runtime` of a probe.json or result written before a second runtime existed
+(they leave it out): the one name of a runtime outside its implementation, kept so that
+those files still load as what they were. It equals edgekit.runtimes.litert_lm.NAME
+(tests/test_runtimes.py checks)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -148,7 +151,7 @@ class Runtime(abc.ABC):
     """One on-device runtime: its model files, its runner binaries, their protocol and output."""
 
     name: str
-    """How results and the runner cache name it ("LiteRT-LM", "llama.cpp"); RunnerProbe.runtime."""
+    """How results and the runner cache name it (RunnerProbe.runtime, RunnerRecord.runtime)."""
     protocols: tuple[Protocol, ...]
     """The protocols its runners speak (RunnerProbe.protocol); no two runtimes share one."""
     model_file: str
