@@ -2,22 +2,26 @@
 # driver.sh RUN_DIR: one battery-bench run, on the device, detached from the host.
 #
 # Starts the sampler, measures an idle baseline of BASELINE_S seconds, then runs every
-# conversation in RUN_DIR/conv/NNNN.txt (one user turn per line) through the runner with
-# the protocol deploy's probe chose (PROTOCOL in run.env):
+# conversation in RUN_DIR/conv/NNNN.txt (one user turn per line) through the runner. It
+# knows no runtime: edgekit's runtime implementation (edgekit/runtimes/) writes into run.env
+# what this runner needs, for the protocol deploy's probe chose (PROTOCOL):
 #
-# multi_turn  one runner process per conversation (litert_lm_lib.cc RunMultiTurnConversation):
-#             turns fed through a FIFO one at a time, each after the runner's prompt
-#             "Please enter the prompt (or press Enter to end): "; an empty line ends it.
-#             BenchmarkInfo comes on its stderr (ABSL_LOG) -> err/NNNN.txt.
-# llama_cli   one llama-cli process per conversation (llama.cpp tools/cli/cli.cpp): turns fed
-#             one line at a time after its prompt "> " (--simple-io), which follows each
-#             answer after the "[ Prompt: … | Generation: … ]" line of --show-timings (a line
-#             of an answer that starts with "> " is no prompt); the end of its input ends it.
-#             Its per-turn timings come on stderr (-lv 3: "slot print_timing") -> err/NNNN.txt.
-# one_shot    one runner process per user turn (litert_lm_main.cc): --input_prompt_file
-#             holds the earlier turns rendered as "User: …" / "Assistant: …" lines (earlier
-#             answers cut to ANSWER_CAP_WORDS words and ANSWER_CAP_BYTES bytes) and then the new turn; stdout (the prompt
-#             echo, the answer, BenchmarkInfo) -> out/NNNN.K.txt, stderr -> err/NNNN.K.txt.
+# one runner process per conversation (every PROTOCOL but one_shot): turns fed through a
+#             FIFO one line at a time, each after the runner printed PROMPT (no newline; with
+#             PROMPT_AFTER, a shell pattern, after the first turn only where the line before
+#             the blank line before it matches PROMPT_AFTER, so an answer line that starts
+#             like PROMPT is no prompt); END_LINE=1: an empty line ends the conversation,
+#             else the end of its input. stdout, prompts kept -> out/NNNN.txt, stderr (where
+#             runners log their per-turn figures) -> err/NNNN.txt.
+# one_shot    one runner process per user turn: the prompt file (named in its argv as
+#             PROMPT_FILE_PREFIX + path) holds the earlier turns rendered as "User: …" /
+#             "Assistant: …" lines (earlier answers cut to ANSWER_CAP_WORDS words and
+#             ANSWER_CAP_BYTES bytes) and then the new turn; stdout (PROMPT_ECHO + the prompt
+#             echoed, the answer, the figures from a line containing ANSWER_END on)
+#             -> out/NNNN.K.txt, stderr -> err/NNNN.K.txt.
+#
+# The model is passed as MODEL_OPT (a word of its own, if set) then MODEL_PREFIX + its path;
+# with CHAT_TEMPLATE (a chat template file beside the model), TEMPLATE_OPT and its path.
 #
 # Timestamps on the device's monotonic clock (/proc/uptime, 10 ms) in events.csv:
 # turn_send, turn_first (first stdout byte after the send), turn_end; turn_timeout when a
@@ -92,13 +96,9 @@ nap() {
   wait "$napid"
   napid=
 }
-PROMPT='Please enter the prompt (or press Enter to end): '
-# A prompt counts only after this line and a blank one (none for LiteRT-LM's long prompt).
-PROMPT_AFTER=
-if [ "$PROTOCOL" = llama_cli ]; then
-  PROMPT='> '
-  PROMPT_AFTER='[[] Prompt: * t/s | Generation: * t/s []]'
-fi
+# PROMPT: what the runner prints before it reads a turn; PROMPT_AFTER (may be empty): a
+# prompt after the first turn counts only after a line matching it and a blank one.
+PROMPT_AFTER=${PROMPT_AFTER:-}
 NL='
 '
 
@@ -284,15 +284,10 @@ run_multi_turn() {
   event conv_start "$i" 0
   arm "$i"
   # shellcheck disable=SC2086 # RUNNER_FLAGS: words edgekit wrote, no spaces
-  if [ "$PROTOCOL" = llama_cli ]; then
-    # CHAT_TEMPLATE: the turn format edgekit gives a GGUF without one (beside the model).
-    LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" -m "$ROOT/$MODEL" $RUNNER_FLAGS \
-      ${CHAT_TEMPLATE:+--chat-template-file} ${CHAT_TEMPLATE:+"$ROOT/$CHAT_TEMPLATE"} \
-      < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
-  else
-    LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
-      < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
-  fi
+  # CHAT_TEMPLATE: the turn format edgekit gives a model without one (beside the model).
+  LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" ${MODEL_OPT:+"$MODEL_OPT"} "${MODEL_PREFIX:-}$ROOT/$MODEL" \
+    $RUNNER_FLAGS ${CHAT_TEMPLATE:+"$TEMPLATE_OPT"} ${CHAT_TEMPLATE:+"$ROOT/$CHAT_TEMPLATE"} \
+    < "$fin" > "$fout" 2> "$RUN/err/$i.txt" &
   rpid=$!
   watchdog "$rpid" "$i" "$fin" "$fout" &
   wpid=$!
@@ -316,8 +311,8 @@ run_multi_turn() {
   done < "$RUN/conv/$i.txt"
   if [ "$alive" -eq 1 ] && await_prompt; then
     event turn_end "$i" "$turn"
-    # LiteRT-LM ends at an empty line; llama-cli at the end of its input (closed next).
-    [ "$PROTOCOL" = llama_cli ] || printf '\n' >&4
+    # An empty line, or the end of its input (closed next), ends the conversation.
+    [ "${END_LINE:-0}" = 1 ] && printf '\n' >&4
   else
     alive=0
   fi
@@ -333,15 +328,17 @@ run_multi_turn() {
 }
 
 # The answer in a one-shot runner's stdout, on one line, cut to ANSWER_CAP_WORDS words and
-# then to ANSWER_CAP_BYTES bytes: litert_lm_main.cc prints "input_prompt: " + the prompt +
-# "\n", streams the answer, then a blank line and BenchmarkInfo. Only a UTF-8 character the
+# then to ANSWER_CAP_BYTES bytes: the runner prints PROMPT_ECHO + the prompt + "\n" (where
+# PROMPT_ECHO is set), streams the answer, then its figures from a line containing
+# ANSWER_END (where set), which are no answer. Only a UTF-8 character the
 # byte cut split is dropped: a lead byte followed by fewer continuation bytes than it
 # announces (110xxxxx: 1, 1110xxxx: 2, 11110xxx: 3). A complete last character stays
 # ("café" once lost its "é" here: issue 17 #12).
 answer_of() {
   n=$(wc -c < "$2")
-  if [ "$(head -c 14 "$1")" = "input_prompt: " ]; then tail -c +$((n + 16)) "$1"; else cat "$1"; fi |
-    sed '/BenchmarkInfo:/,$d' > "$RUN/tmp/answer.$i"
+  e=${#PROMPT_ECHO}
+  if [ "$e" -gt 0 ] && [ "$(head -c "$e" "$1")" = "$PROMPT_ECHO" ]; then tail -c +$((n + e + 2)) "$1"; else cat "$1"; fi |
+    if [ -n "$ANSWER_END" ]; then sed "/$ANSWER_END/,\$d"; else cat; fi > "$RUN/tmp/answer.$i"
   set -f
   w=0
   cut=
@@ -386,8 +383,8 @@ run_one_shot() {
     arm "$k"
     event turn_send "$i" "$turn"
     # shellcheck disable=SC2086
-    LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" "--model_path=$ROOT/$MODEL" $RUNNER_FLAGS \
-      "--input_prompt_file=$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
+    LD_LIBRARY_PATH="$ROOT/$RUNNER_DIR" "$ROOT/$RUNNER" ${MODEL_OPT:+"$MODEL_OPT"} "${MODEL_PREFIX:-}$ROOT/$MODEL" \
+      $RUNNER_FLAGS "$PROMPT_FILE_PREFIX$pf" < /dev/null > "$fout" 2> "$RUN/err/$k.txt" &
     rpid=$!
     watchdog "$rpid" "$k" "$fout" &
     wpid=$!

@@ -1,6 +1,6 @@
 """Process-wide state a command line may take over, and a library call does not by default.
 
-litert-torch, transformers, TensorFlow and the LiteRT runtimes write to the process's
+litert-torch, transformers, TensorFlow and the engines edgekit runs on this computer write to the process's
 file descriptors 1 and 2 directly. `captured_output` points both at a log file for the
 duration; edgekit's own progress goes to `terminal_stderr`, which writes to the stderr
 the user saw before the capture began. `torch_threads` sets torch's process-wide thread

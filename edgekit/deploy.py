@@ -10,8 +10,8 @@ Layout under the device's work root (`/data/local/tmp/edgekit` on a phone):
 `deploy()` is the order of the jobs, each in its own module: the runner on this computer
 (edgekit.runners), the files onto the device, verified and atomic (edgekit.placement),
 the smoke run (edgekit.smoke). Before anything is sent, the artifact's header is read as
-LiteRT-LM's runtime reads it (edgekit.litertlm): random bytes, a text file or an empty
-file are refused. A smoke run then answers one prompt; a model whose smoke run fails is
+its runtime reads it (edgekit.runtimes): random bytes, a text file or an empty file are
+refused. A smoke run then answers one prompt; a model whose smoke run fails is
 removed from the device and not logged. The phone's greedy answer is compared with this
 computer's CPU engine's on the same prompt, a difference a warning naming the first
 differing token.
@@ -24,13 +24,12 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edgekit import llama_cpp
+from edgekit import runtimes
 from edgekit.artifact import Artifact, sha256_file
-from edgekit.convert.gguf import is_gguf
 from edgekit.device import Transport, open_device
 from edgekit.device.base import Device, DeviceFacts, Execution
+from edgekit.engine import NAME as HOST_ENGINE
 from edgekit.errors import DeviceError, EdgekitError, InputError
-from edgekit.litertlm import read_header
 from edgekit.placement import (
     Placed,
     PushProgress,
@@ -44,12 +43,10 @@ from edgekit.placement import (
     plan_item,
     runner_items,
 )
-from edgekit.probe import LITERT_LM, LLAMA_CPP, RunnerProbe
+from edgekit.probe import RunnerProbe
 from edgekit.runners import check_runner, resolve_runner
 from edgekit.smoke import SMOKE_PROMPT, SmokeResult, check_with_host, smoke_notes, smoke_run
 
-MODEL_NAME = "model.litertlm"
-GGUF_MODEL_NAME = "model.gguf"
 CANCEL_WAIT_S = 1.0
 """After Ctrl-C, how long `deploy_many` waits for the pushes to stop before it lets the interrupt go on."""
 
@@ -107,19 +104,20 @@ def deploy(
     artifact = Artifact.load(artifact_path)
     sha, provenance = _artifact_sha256(artifact, notes)
     # A file no runner loads is refused before anything is sent.
-    runtime = check_model_file(artifact.path, notes)
-    if runtime == LLAMA_CPP and device.execution is not Execution.RUNNER:
+    runtime = runtimes.for_model(artifact.path, notes)
+    if not runtime.engine_on_host and device.execution is not Execution.RUNNER:
         raise InputError(
             f"{artifact.path.name} is a GGUF: it runs on llama.cpp's llama-cli on a phone (--runner LLAMA_BIN_DIR); "
-            f"{device.serial} runs LiteRT-LM in this process"
+            f"{device.serial} runs {HOST_ENGINE} in this process"
         )
-    runner = resolve_runner(config.runner, runtime) if device.execution is Execution.RUNNER else None
+    runner = resolve_runner(config.runner, runtime.name) if device.execution is Execution.RUNNER else None
     facts = device.facts()
     if device.execution is Execution.RUNNER:
         runner = check_runner(device, runner, facts, notes)
     # One sha256sum per file on the device: it decides both the space needed and what to send.
-    name = GGUF_MODEL_NAME if runtime == LLAMA_CPP else MODEL_NAME
-    model_item = plan_item(device, artifact.path, ("models", sha), name, sha, label="model", executable=False)
+    model_item = plan_item(
+        device, artifact.path, ("models", sha), runtime.model_file, sha, label="model", executable=False
+    )
     to_send = runner_items(device, runner) if runner is not None else []
     check_space(device, facts, [model_item, *to_send])
     shell_facts = check_shell_notes(device, notes) if device.execution is Execution.RUNNER else None
@@ -129,7 +127,7 @@ def deploy(
     if runner is not None:
         runner_placed, on_device = place_runner(device, runner, to_send, progress, runtime)
     harness = place_harness(device, progress)
-    template = place_chat_template(device, artifact.path, model.remote) if runtime == LLAMA_CPP else None
+    template = place_chat_template(device, runtime, artifact.path, model.remote)
     smoke = None
     if config.smoke:
         try:
@@ -147,13 +145,13 @@ def deploy(
             device.shell(["rm", "-rf", device.path("models", sha)], check=False)
             exc.amend(" (the model was removed from the device)")  # its class and fields stay
             raise
-        if on_device is not None and runtime == LITERT_LM:
+        if on_device is not None and runtime.engine_on_host:
             smoke = check_with_host(
                 artifact.path, smoke, prompt=config.smoke_prompt, max_tokens=config.smoke_max_tokens
             )
             notes += smoke_notes(smoke)
         elif on_device is not None:
-            notes.append("the smoke answer is not compared with this computer's engine (LiteRT-LM loads no GGUF)")
+            notes.append(f"the smoke answer is not compared with this computer's engine ({HOST_ENGINE} loads no GGUF)")
     log_deploy(device, sha, runner, harness)
     pushed = sum(p.size_bytes for p in (model, runner_placed, harness) if p is not None and p.pushed)
     return DeployResult(
@@ -241,24 +239,10 @@ def deploy_many(
 
 
 def check_model_file(path: Path, notes: list[str] | None = None) -> str:
-    """The runtime that loads `path` (LITERT_LM for a .litertlm bundle, LLAMA_CPP for a GGUF),
-    after checking its header; InputError (naming what is wrong) for a file neither loads.
-    A GGUF without a chat template gets a note: llama-cli then uses its own default."""
-    if not is_gguf(path):
-        read_header(path)
-        return LITERT_LM
-    if llama_cpp.gguf_chat_template(path) is None and notes is not None:
-        if llama_cpp.fallback_chat_template(path) is not None:
-            notes.append(
-                f"{path.name} has no chat template (tokenizer.chat_template): edgekit gives llama-cli Gemma's turn "
-                f"format ({llama_cpp.CHAT_TEMPLATE_FILE} beside the model), as LiteRT-LM applies to Gemma models"
-            )
-        else:
-            notes.append(
-                f"{path.name} has no chat template (tokenizer.chat_template): llama-cli formats the turns in "
-                f"ChatML, its default (common/chat.cpp), not the model's"
-            )
-    return LLAMA_CPP
+    """The name of the runtime that loads `path` (edgekit.runtimes.for_model: its header
+    checked); InputError (naming what is wrong) for a file none loads; notes for what the
+    user should know (a GGUF without a chat template)."""
+    return runtimes.for_model(path, notes).name
 
 
 def _artifact_sha256(artifact: Artifact, notes: list[str]) -> tuple[str, str]:

@@ -13,6 +13,11 @@ from typing import Any
 
 from edgekit.errors import EdgekitError
 
+NAME = "LiteRT-LM"
+"""The engine this module runs, as messages name it ("this computer's LiteRT-LM CPU engine")."""
+RECORD_NAME = "litert_lm (litert-lm-api)"
+"""`runner.engine` of a local run's result."""
+
 _ENGINES = threading.RLock()
 """One LiteRT-LM engine at a time in this process: battery-bench and deploy check each phone's
 smoke answer with this computer's engine from one thread per phone, and litert-lm-api makes
@@ -80,6 +85,14 @@ def open_engine(
             yield engine
         finally:
             engine.close()
+
+
+def greedy_session(engine: Any, *, max_output_tokens: int) -> Any:
+    """A greedy (top-k 1) session of `engine` (from open_engine), answers capped at
+    `max_output_tokens` tokens; the caller closes it."""
+    import litert_lm
+
+    return engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_output_tokens)
 
 
 def run_prompt(

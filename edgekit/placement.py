@@ -18,13 +18,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit import llama_cpp
 from edgekit._data import data_dir
 from edgekit.artifact import sha256_file
 from edgekit.device.base import Device, DeviceFacts
 from edgekit.errors import DeviceBusy, DeviceError, InputError
-from edgekit.probe import LLAMA_CPP, probe_runner
+from edgekit.probe import probe_runner
 from edgekit.runners import RunnerFiles, RunnerOnDevice, elf_needed, tree_sha256
+from edgekit.runtimes.base import Runtime
 
 _SPACE_MARGIN = 16 * 1024 * 1024
 
@@ -156,18 +156,20 @@ def check_shell(device: Device) -> dict[str, bool]:
     return facts
 
 
-def chat_template_remote(model_remote: str) -> str:
-    """Where deploy puts the turn format for a GGUF without one (llama_cpp.fallback_chat_template)."""
-    return posixpath.join(posixpath.dirname(model_remote), llama_cpp.CHAT_TEMPLATE_FILE)
+def chat_template_remote(runtime: Runtime, model_remote: str) -> str:
+    """Where deploy puts the chat template the runtime gives a model without one (Runtime.chat_template)."""
+    return posixpath.join(posixpath.dirname(model_remote), runtime.chat_template_file)
 
 
-def place_chat_template(device: Device, model: Path, model_remote: str) -> str | None:
-    template = llama_cpp.fallback_chat_template(model)
+def place_chat_template(device: Device, runtime: Runtime, model: Path, model_remote: str) -> str | None:
+    """Put the chat template `runtime` gives `model` beside it on the device; its device
+    path, None when the model needs none."""
+    template = runtime.chat_template(model)
     if template is None:
         return None
-    remote = chat_template_remote(model_remote)
+    remote = chat_template_remote(runtime, model_remote)
     with tempfile.TemporaryDirectory(prefix="edgekit-template-") as tmp:
-        local = Path(tmp) / llama_cpp.CHAT_TEMPLATE_FILE
+        local = Path(tmp) / runtime.chat_template_file
         local.write_text(template)
         device.push(local, remote)
     return remote
@@ -217,7 +219,7 @@ def check_shell_notes(device: Device, notes: list[str]) -> dict[str, bool]:
 
 
 def place_runner(
-    device: Device, runner: RunnerFiles, items: list[Item], progress: PushProgress | None, runtime: str
+    device: Device, runner: RunnerFiles, items: list[Item], progress: PushProgress | None, runtime: Runtime
 ) -> tuple[Placed, RunnerOnDevice]:
     """Place the runner's files, then probe what each program speaks (stored beside it),
     in order, until one runs `runtime`'s models: a folder's programs are told apart by what
@@ -228,7 +230,7 @@ def place_runner(
     size = sum(item.local.stat().st_size for item in items)
     pushed = not all(item.there for item in items)
     libraries = tuple(lib.name for lib in runner.libraries)
-    want = "llama.cpp's llama-cli (a GGUF runs on it)" if runtime == LLAMA_CPP else "a LiteRT-LM runner (.litertlm)"
+    want = runtime.wanted
     refusals: list[str] = []
     for name, program in ((runner.binary_name, runner.binary), *((p.name, p) for p in runner.others)):
         try:
@@ -236,7 +238,7 @@ def place_runner(
         except InputError as exc:
             refusals.append(str(exc))
             continue
-        if probe.runtime != runtime:
+        if probe.runtime != runtime.name:
             refusals.append(f"runner {name} is a {probe.runtime} runner, and this model needs {want}")
             continue
         remote = device.path("runners", runner.sha256, name)

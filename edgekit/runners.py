@@ -18,15 +18,13 @@ import re
 import shutil
 from pathlib import Path
 
+from edgekit import runtimes
 from edgekit._data import user_cache_dir
 from edgekit._files import atomic_write
 from edgekit.artifact import sha256_file
 from edgekit.device.base import Device, DeviceFacts
 from edgekit.errors import InputError
 from edgekit.probe import RunnerProbe
-
-RUNNER_NAME = "litert_lm_main"
-
 
 _ELF_MACHINES = {183: "arm64-v8a", 62: "x86_64", 40: "armeabi-v7a", 3: "x86"}
 
@@ -96,8 +94,8 @@ def _programs(folder: Path) -> list[Path]:
     programs = [p for p in sorted(folder.iterdir()) if p.is_file() and os.access(p, os.X_OK) and not _is_library(p)]
     if not programs:
         raise InputError(
-            f"runner folder {folder} holds no executable: pass LiteRT-LM's prebuilt/android_arm64/ folder, "
-            f"llama.cpp's build folder (bin/) or the runner binary itself",
+            f"runner folder {folder} holds no executable: pass "
+            f"{', '.join(r.runner_folder for r in runtimes.RUNTIMES)} or the runner binary itself",
             path=folder,
         )
     return programs
@@ -137,7 +135,7 @@ def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFile
     """The runner to push: `given` (a binary, or its folder), else $EDGEKIT_RUNNER, else
     the last one remembered (`remember_runner`). Reads the cache, never writes it.
 
-    `runtime` (LITERT_LM, LLAMA_CPP: the model's): a `given` runner the phone's probe found
+    `runtime` (a Runtime.name: the model's): a `given` runner the phone's probe found
     to run the other one gives way to the last runner of this runtime, where there is one;
     without `given`, the last runner of this runtime comes first."""
     if given is None and os.environ.get("EDGEKIT_RUNNER"):
@@ -151,7 +149,7 @@ def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFile
         if last.is_file():
             return _cached_runner(Path(last.read_text().strip()))
         return None
-    chosen = _given_runner(given)
+    chosen = _given_runner(given, runtime)
     known = cache / chosen.sha256 / ".runtime"
     if runtime is not None and known.is_file() and known.read_text().strip() != runtime:
         own = cache / f"last-{runtime}"
@@ -160,18 +158,20 @@ def resolve_runner(given: Path | None, runtime: str | None = None) -> RunnerFile
     return chosen
 
 
-def _given_runner(given: Path) -> RunnerFiles:
+def _given_runner(given: Path, runtime: str | None = None) -> RunnerFiles:
     """The runner files the user named, where they are; a binary name a shell would have to
-    quote is pushed as RUNNER_NAME."""
+    quote is pushed under the default runtime's `runner_name`."""
     others: tuple[Path, ...] = ()
     if given.is_dir():
         programs = _programs(given)
         given, others = programs[0], tuple(programs[1:])
     if not given.is_file():
+        which = runtimes.named(runtime) if runtime else runtimes.DEFAULT
         raise InputError(
-            f"runner {given} does not exist: pass LiteRT-LM's runner for android_arm64 or its folder", path=given
+            f"runner {given} does not exist: pass {which.runner_file} or its folder",
+            path=given,
         )
-    name = given.name if re.fullmatch(r"[A-Za-z0-9._-]+", given.name) else RUNNER_NAME
+    name = given.name if re.fullmatch(r"[A-Za-z0-9._-]+", given.name) else runtimes.DEFAULT.runner_name
     return _runner_files(given, name, others)
 
 
@@ -264,9 +264,8 @@ def check_runner(device: Device, runner: RunnerFiles | None, facts: DeviceFacts,
     for what may keep it from starting (unshipped libraries, not an ELF)."""
     if runner is None:
         raise InputError(
-            "no on-device runner: pass --runner PATH (LiteRT-LM's litert_lm_advanced_main or litert_lm_main "
-            "for android_arm64, or its prebuilt/android_arm64/ folder; for a GGUF, llama.cpp's build folder "
-            "with llama-cli) or set EDGEKIT_RUNNER; edgekit remembers it"
+            f"no on-device runner: pass --runner PATH ({'; '.join(r.runner_help for r in runtimes.RUNTIMES)}) "
+            "or set EDGEKIT_RUNNER; edgekit remembers it"
         )
     abi = elf_abi(runner.binary)
     shipped = {lib.name for lib in runner.libraries}

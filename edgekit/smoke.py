@@ -2,8 +2,8 @@
 
 The prompt travels to the device as a file, never on a command line. The phone's greedy
 answer is compared with this computer's CPU engine's on the same prompt (`check_with_host`):
-a backend can run fast and answer garbage (LiteRT-LM issue #3280, Gemma 3 270M on GPU
-emitting only `<pad>`), and a difference is a warning naming the first differing token
+a backend can run fast and answer garbage (edgekit.answers: an upstream report of Gemma 3
+270M on GPU emitting only `<pad>`), and a difference is a warning naming the first differing token
 (`smoke_notes`).
 """
 
@@ -17,12 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgekit import answers, llama_cpp
-from edgekit.device import parsers
+from edgekit import answers, runtimes
 from edgekit.device.base import Device, Execution, ShellResult
+from edgekit.engine import NAME as HOST_ENGINE
 from edgekit.errors import CommandFailed, DeviceError, EdgekitError
-from edgekit.probe import Backend, Protocol, RunnerProbe, chat_flags
+from edgekit.probe import Backend, chat_flags
 from edgekit.runners import RunnerOnDevice
+from edgekit.runtimes.base import RunFailed
 
 SMOKE_PROMPT = "Say hello in five words."
 
@@ -63,7 +64,7 @@ def smoke_run(
     chat_template: str | None = None,
 ) -> SmokeResult:
     """Answer one prompt with the deployed model: through the probed runner's protocol, or
-    on a device that runs models in this process, through the LiteRT-LM engine. DeviceError
+    on a device that runs models in this process, through this computer's engine (edgekit.engine). DeviceError
     (quoting the runner) if it cannot."""
     if device.execution is Execution.ENGINE or runner is None:
         return _smoke_in_process(device, model_remote, prompt, max_tokens)
@@ -78,28 +79,28 @@ def smoke_run(
         chat_template_file=chat_template,
     )
     prompt = " ".join(prompt.splitlines())
+    runtime = runtimes.named(probe.runtime)
+    turn = runtime.turn_command(probe, model=model_remote, flags=flags.flags, prompt=prompt, prompt_file=prompt_remote)
     with tempfile.TemporaryDirectory(prefix="edgekit-smoke-") as tmp:
         prompt_file = Path(tmp) / "prompt.txt"
-        # Multi-turn: one user turn, then the empty line that ends the input; llama-cli: one
-        # line, then the end of its input; one-shot: the prompt file.
-        text = {Protocol.MULTI_TURN: prompt + "\n\n", Protocol.LLAMA_CLI: prompt + "\n"}.get(probe.protocol, prompt)
-        prompt_file.write_text(text)
+        prompt_file.write_text(turn.text)
         device.shell(["mkdir", "-p", device.path("tmp")])
         device.push(prompt_file, prompt_remote)
-    argv = [f"--model_path={model_remote}", *flags.flags]
-    env = _runner_env(runner.folder, runner.binary)
-    if probe.protocol == Protocol.LLAMA_CLI:
-        command = f"{env} {shlex.join(['-m', model_remote, *flags.flags])} < {shlex.quote(prompt_remote)}"
-    elif probe.protocol == Protocol.MULTI_TURN:
-        command = f"{env} {shlex.join(argv)} < {shlex.quote(prompt_remote)}"
-    else:
-        argv.append(f"--input_prompt_file={prompt_remote}")
-        command = f"{env} {shlex.join(argv)} < /dev/null"
+    stdin = shlex.quote(prompt_remote) if turn.stdin else "/dev/null"
+    command = f"{_runner_env(runner.folder, runner.binary)} {shlex.join(turn.argv)} < {stdin}"
     try:
         result = device.script(command, timeout_s=timeout_s, check=False)
     finally:
         device.shell(["rm", "-f", prompt_remote], check=False)
-    return _smoke_answer(device, result, probe, prompt)
+    reading = runtime.smoke_reading(probe, result, prompt)
+    if isinstance(reading, RunFailed):
+        raise _smoke_failed(device, result, reading.runner, reading.detail)
+    return SmokeResult(
+        answer=reading.answer,
+        prefill_tokens=reading.prefill_tokens,
+        decode_tokens=reading.decode_tokens,
+        decode_tokens_per_s=reading.decode_tokens_per_s,
+    )
 
 
 def _smoke_in_process(device: Device, model_path: str, prompt: str, max_tokens: int) -> SmokeResult:
@@ -117,29 +118,6 @@ def _smoke_in_process(device: Device, model_path: str, prompt: str, max_tokens: 
     )
 
 
-def _smoke_answer(device: Device, result: ShellResult, probe: RunnerProbe, prompt: str) -> SmokeResult:
-    """The runner's answer and BenchmarkInfo from its output; DeviceError if it failed."""
-    if probe.protocol == Protocol.LLAMA_CLI:
-        return _llama_smoke_answer(device, result)
-    stream = result.stderr if probe.benchmark_stream == "stderr" else result.stdout
-    info = parsers.parse_benchmark_info(stream) or parsers.parse_benchmark_info(result.stdout + result.stderr)
-    if probe.protocol == Protocol.MULTI_TURN:
-        answers = parsers.split_multi_turn_answers(result.stdout)
-        answer = answers[0] if answers else ""
-    else:
-        answer = parsers.one_shot_answer(result.stdout, prompt)
-    if result.returncode != 0 or info is None or not info.decode:
-        raise _smoke_failed(
-            device, result, "the runner", _tail_lines(result.stderr or result.stdout) or "no BenchmarkInfo printed"
-        )
-    return SmokeResult(
-        answer=answer,
-        prefill_tokens=info.prefill[0].tokens if info.prefill else None,
-        decode_tokens=info.decode[0].tokens,
-        decode_tokens_per_s=info.decode[0].tokens_per_s,
-    )
-
-
 def _smoke_failed(device: Device, result: ShellResult, runner: str, detail: str) -> CommandFailed:
     return CommandFailed(
         device,
@@ -150,36 +128,15 @@ def _smoke_failed(device: Device, result: ShellResult, runner: str, detail: str)
     )
 
 
-def _llama_smoke_answer(device: Device, result: ShellResult) -> SmokeResult:
-    """llama-cli's answer (stdout) and its own timings of that turn (stderr, -lv 3)."""
-    timings = llama_cpp.parse_turn_timings(result.stderr)
-    if result.returncode != 0 or not timings:
-        errors = [line for line in result.stderr.splitlines() if " E " in f" {line}" or "error" in line]
-        detail = _tail_lines("\n".join(errors) or result.stderr or result.stdout)
-        raise _smoke_failed(device, result, "llama-cli", detail or "no timings printed")
-    answers = llama_cpp.split_answers(result.stdout)
-    first = timings[0]
-    return SmokeResult(
-        answer=answers[0] if answers else "",
-        prefill_tokens=first.prefill.tokens,
-        decode_tokens=first.decode.tokens,
-        decode_tokens_per_s=first.decode.tokens_per_s,
-    )
-
-
 def check_with_host(model: Path, smoke: SmokeResult, *, prompt: str, max_tokens: int) -> SmokeResult:
     """`smoke` with this computer's CPU engine's greedy answer to the same prompt and how they compare
     (token by token, with the artifact's own tokenizer). UNAVAILABLE when the engine cannot run here."""
     prompt = " ".join(prompt.splitlines())
     try:
-        import litert_lm
-
-        from edgekit.engine import open_engine
+        from edgekit.engine import greedy_session, open_engine
 
         with open_engine(model) as engine:
-            session = engine.create_session(
-                sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
-            )
+            session = greedy_session(engine, max_output_tokens=max_tokens)
             try:
                 session.run_prefill([prompt])
                 host = "".join(session.run_decode().texts).strip("\n")
@@ -213,17 +170,13 @@ def smoke_notes(smoke: SmokeResult) -> list[str]:
         )
     elif smoke.host_check is HostCheck.UNAVAILABLE:
         notes.append(
-            f"this computer's LiteRT-LM CPU engine could not run the artifact {smoke.host_answer}: "
+            f"this computer's {HOST_ENGINE} CPU engine could not run the artifact {smoke.host_answer}: "
             "the smoke answer was not compared with it"
         )
     kind = answers.classify_answer(smoke.answer)
     if kind is not None:
         notes.append(f"warning: the smoke answer is degenerate ({kind.value}): {smoke.answer[:60]!r}")
     return notes
-
-
-def _tail_lines(text: str, n: int = 3) -> str:
-    return " ".join(line.strip() for line in text.strip().splitlines()[-n:] if line.strip())
 
 
 def signal_name(returncode: int) -> str:

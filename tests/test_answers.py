@@ -15,10 +15,10 @@ from edgekit.bench.assembly import degenerate_flags, turn_answer
 from edgekit.bench.result import DEGENERATE_OUTPUT, TurnRecord
 from edgekit.bench.run_folder import RunFiles
 from edgekit.bench.workload import load_workload
-from edgekit.device.parsers import MULTI_TURN_PROMPT
 from edgekit.errors import InputError
 from edgekit.litertlm import read_header
 from edgekit.probe import Protocol
+from edgekit.runtimes.litert_lm import MULTI_TURN_PROMPT
 from edgekit.testing.bundle import write_bundle
 from tests.typed_results import run_meta
 

@@ -17,8 +17,8 @@ from edgekit.device import Execution, Transport, resolve_devices
 from edgekit.device.local import LocalDevice
 from edgekit.errors import DeviceError, InputError
 from edgekit.placement import clean
-from edgekit.probe import LITERT_LM
 from edgekit.runners import remember_runner, resolve_runner, runner_cache_dir
+from edgekit.runtimes.litert_lm import NAME as LITERT_LM
 from edgekit.testing import FakeDevice
 from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.runner_standin import write_runner_standin

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.device import parsers
+from edgekit.runtimes import litert_lm
 from tests.conftest import harness_run, require_tool
 
 SHELLS = ("mksh", "dash")
@@ -102,7 +102,7 @@ def test_multi_turn_keeps_every_byte_of_every_answer(tmp_path: Path, shell: str)
     # The driver keeps the runner's stdout whole, prompts included (the host splits the answers
     # at them, assembly.turn_answer): every answer and its newline after its prompt, byte for
     # byte, and the last prompt the runner printed before its empty line ended it.
-    prompt = parsers.MULTI_TURN_PROMPT
+    prompt = litert_lm.MULTI_TURN_PROMPT
     assert (run_dir / "out" / "0001.txt").read_bytes() == ("".join(prompt + a + "\n" for a in ANSWERS) + prompt).encode(
         "utf-8"
     )
@@ -115,7 +115,7 @@ def test_one_shot_keeps_every_answer_whole_in_the_next_turns_history(tmp_path: P
     for k, answer in enumerate(ANSWERS, 1):
         stdout = (run_dir / "out" / f"0001.{k}.txt").read_bytes().decode("utf-8")
         prompt = _prompts(runner_dir)[k - 1]
-        assert parsers.one_shot_answer(stdout, prompt) == answer
+        assert litert_lm.one_shot_answer(stdout, prompt) == answer
     # What the runner was given: each earlier answer whole, its last character included.
     assert _prompts(runner_dir) == [
         "First?",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from edgekit.device.direct import DirectAdbDevice
-from edgekit.llama_cpp import parse_turn_timings, split_answers
 from edgekit.runners import elf_abi
+from edgekit.runtimes.llama_cpp import parse_turn_timings, split_answers
 from edgekit.testing.plugin import EmulatedDevice
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""edgekit.llama_cpp's parsers on output captured from the real llama.cpp 0c1e570 binaries
+"""edgekit.runtimes.llama_cpp's parsers on output captured from the real llama.cpp 0c1e570 binaries
 (tests/captures/llama-cpp/README.md says how each file was made)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from edgekit.device.parsers import TurnStats
 from edgekit.errors import InputError
-from edgekit.llama_cpp import (
+from edgekit.runtimes.llama_cpp import (
     CLI_FLAGS,
     PROMPT,
     TIMINGS_LINE,

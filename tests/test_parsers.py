@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.device import parsers
+from edgekit.runtimes import litert_lm
 
 # Copies of the real-device output shapes (see captures/README.md for their sources).
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -83,7 +84,7 @@ def test_absl_duration_rejects_junk() -> None:
 
 def test_benchmark_info_on_stderr_with_absl_prefix() -> None:
     # litert_lm_lib.cc LogBenchmarkInfo: absl prefix on the first line only; io_types.cc format.
-    info = parsers.parse_benchmark_info(cap("litert_lm_advanced_main-multiturn-sync.stderr.txt"))
+    info = litert_lm.parse_benchmark_info(cap("litert_lm_advanced_main-multiturn-sync.stderr.txt"))
     assert info is not None
     assert info.init_total_s == pytest.approx(0.46102)  # the "Init Total" phase
     assert "Init Total" not in info.init_phases_s and info.init_phases_s["Executor"] == pytest.approx(0.41287)
@@ -96,18 +97,18 @@ def test_benchmark_info_on_stderr_with_absl_prefix() -> None:
 
 def test_benchmark_info_one_shot_stdout_and_answer() -> None:
     text = cap("litert_lm_main-oneshot.stdout.txt")
-    info = parsers.parse_benchmark_info(text)
+    info = litert_lm.parse_benchmark_info(text)
     assert info is not None and len(info.prefill) == len(info.decode) == 1
     assert info.decode[0].duration_s == pytest.approx(1.0125) and info.decode[0].tokens == 9
     prompt = "List the cities named in: I flew from Lyon to Osaka."
-    assert parsers.one_shot_answer(text, prompt) == "The cities are Lyon and Osaka."
+    assert litert_lm.one_shot_answer(text, prompt) == "The cities are Lyon and Osaka."
 
 
 def test_benchmark_info_older_total_line_and_none() -> None:
     old = "BenchmarkInfo:\n  Init Phases (2):\n    - Executor: 10.00 ms\n    Total init time: 12.50 ms\n"
-    info = parsers.parse_benchmark_info(old)
+    info = litert_lm.parse_benchmark_info(old)
     assert info is not None and info.init_total_s == pytest.approx(0.0125) and info.ttft_s is None
-    assert parsers.parse_benchmark_info("Benchmark with multi-turns and async do not show results") is None
+    assert litert_lm.parse_benchmark_info("Benchmark with multi-turns and async do not show results") is None
 
 
 def test_absl_helpfull_wrapped_entries() -> None:

@@ -17,7 +17,8 @@ from edgekit.bench.result import EXIT_FAILED, EXIT_OK, EXIT_VOID, BenchResult, C
 from edgekit.bench.run_folder import Event
 from edgekit.bench.validity import ValidityFlag
 from edgekit.errors import InputError
-from edgekit.probe import TTFT_DEVICE_CLOCK, TTFT_RUNNER, Protocol, RunnerProbe, analyse_probe, chat_flags
+from edgekit.probe import TTFT_DEVICE_CLOCK, Protocol, RunnerProbe, chat_flags
+from edgekit.runtimes.litert_lm import TTFT_RUNNER, analyse_probe
 from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import require_tool
 from tests.elf import EM_AARCH64, write_elf

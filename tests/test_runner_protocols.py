@@ -20,7 +20,8 @@ from edgekit.convert import ConvertResult
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import InputError
-from edgekit.probe import TTFT_RUNNER, Protocol, RunnerProbe
+from edgekit.probe import Protocol, RunnerProbe
+from edgekit.runtimes.litert_lm import TTFT_RUNNER
 from edgekit.testing.plugin import EmulatedDevice
 from edgekit.testing.runner_standin import GPU_ACCELERATOR, write_runner_folder, write_runner_standin
 from tests.conftest import run_cli, small_workload, wait_for

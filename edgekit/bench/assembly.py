@@ -1,7 +1,7 @@
 """Result assembly: what a run measured -> BenchResult, for a phone's run folder and the local run alike.
 
 read_run(files)        a collected run folder -> Measured (turns from the driver's events and the
-                       runner's BenchmarkInfo, the time windows, what went wrong on the phone)
+                       runner's own figures, read by its runtime; the time windows, what went wrong)
 build_result(measured) Measured -> BenchResult (power analysis, validity flags, summary)
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from msgspec import UNSET, UnsetType
 
-from edgekit import answers, llama_cpp
+from edgekit import answers, runtimes
 from edgekit.artifact import Artifact
 from edgekit.bench import power as power_lib
 from edgekit.bench.gauge import PowerSample
@@ -36,9 +36,9 @@ from edgekit.bench.run_folder import Event, RunFiles, RunMeta
 from edgekit.bench.validity import ValidityFlag
 from edgekit.bench.workload import Workload
 from edgekit.deploy import DeployResult
-from edgekit.device import parsers
 from edgekit.device.base import BatterySample, Device, DeviceFacts
 from edgekit.probe import Protocol
+from edgekit.runtimes.base import Runtime
 from edgekit.smoke import signal_name
 
 Window = tuple[float, float]
@@ -117,6 +117,7 @@ def read_run(files: RunFiles) -> Measured:
     runner = meta.runner
     protocol = Protocol.MULTI_TURN if isinstance(runner.protocol, UnsetType) else runner.protocol
     streams = not isinstance(runner.probe, UnsetType) and runner.probe.streams_answers
+    runtime = runtimes.for_protocol(protocol)
     turns = turn_records(files, conversations, t0, protocol=protocol, streams=streams)
     baselines, segments = _windows(files.events)
     flags = _between_parts(files, segments, t0)
@@ -124,8 +125,7 @@ def read_run(files: RunFiles) -> Measured:
     timeout = meta.settings.turn_timeout_s
     flags += runner_failures(files, conversations, None if isinstance(timeout, UnsetType) else timeout)
     flags += degenerate_flags(turns)
-    if protocol == Protocol.LLAMA_CLI:
-        flags += refused_turn_flags(files, conversations)
+    flags += refused_turn_flags(files, conversations, runtime)
     unmeasured = [t for t in turns if t.decode_tokens_per_s is None or t.prefill_tokens_per_s is None]
     if unmeasured:
         flags.append(
@@ -281,44 +281,9 @@ def degenerate_flags(turns: list[TurnRecord]) -> list[ValidityFlag]:
 
 
 def turn_answer(files: RunFiles, key: str, turn: int, protocol: Protocol) -> str | None:
-    """Turn `turn`'s answer text as the runner printed it, None where it cannot be read.
-
-    Multi-turn: out/NNNN.txt is the runner's stdout, prompts kept (driver.sh), so the answer
-    to turn k is the text after the k-th "Please enter the prompt" (litert_lm_lib.cc).
-    One-shot: out/NNNN.K.txt opens with the prompt echo `input_prompt: ` + prompt + newline
-    (litert_lm_main.cc); driver.sh's prompt for turn K has 2K-1 lines (each earlier turn
-    a "User:" and an "Assistant:" line, answers on one line, then the new turn), and the
-    answer ends at the blank line before BenchmarkInfo."""
-    if protocol == Protocol.LLAMA_CLI:
-        text = files.outputs.get(key)
-        said = () if text is None else llama_cpp.split_answers(text)
-        return said[turn - 1] if turn <= len(said) else None
-    if protocol == Protocol.MULTI_TURN:
-        text = files.outputs.get(key)
-        if text is None or parsers.MULTI_TURN_PROMPT not in text:
-            return None
-        chunks = text.split(parsers.MULTI_TURN_PROMPT)[1:]
-        return chunks[turn - 1] if turn <= len(chunks) else None
-    text = files.outputs.get(f"{key}.{turn}")
-    if text is None:
-        return None
-    head = text.split("BenchmarkInfo:", 1)[0]
-    if head.startswith("input_prompt: "):
-        head = "".join(head.splitlines(keepends=True)[2 * turn - 1 :])
-    return head
-
-
-def _runner_ttft(prefill: parsers.TurnStats | None, decode: parsers.TurnStats | None) -> float | None:
-    """io_types.cc GetTimeToFirstToken's formula, per turn: prefill time + one decode step."""
-    if prefill is None or decode is None or not prefill.tokens or not decode.tokens:
-        return None
-    return prefill.duration_s + decode.duration_s / decode.tokens
-
-
-def _info(files: RunFiles, key: str) -> parsers.BenchmarkInfo | None:
-    return parsers.parse_benchmark_info(files.errors.get(key, "")) or parsers.parse_benchmark_info(
-        files.outputs.get(key, "")
-    )
+    """Turn `turn`'s answer text as the runner printed it, None where it cannot be read
+    (read by the protocol's runtime: Runtime.turn_answer)."""
+    return runtimes.for_protocol(protocol).turn_answer(protocol, files.outputs, key, turn)
 
 
 def turn_records(
@@ -330,12 +295,13 @@ def turn_records(
     streams: bool = False,
 ) -> list[TurnRecord]:
     """Per-turn records: timing from the driver's events (device clock), tokens and speeds
-    from the runner's BenchmarkInfo (llama-cli: its "slot print_timing" lines, one pair a
-    turn, edgekit.llama_cpp). Time to first token: the device clock's first answer
-    byte when the runner streams its answers; else the runner's prefill + one decode step.
-    One-shot: `load_s` is process start -> first stdout byte (litert_lm_main.cc prints its
-    prompt echo once the engine is loaded), kept apart from the turn's own figures.
+    from the runner's own figures, read by the protocol's runtime (Runtime.turn_figures).
+    Time to first token: the device clock's first answer byte when a runner that keeps one
+    process a conversation streams its answers; else the runner's prefill + one decode step.
+    One-shot: `load_s` is process start -> first stdout byte (the runner prints its first
+    byte once the model is loaded), kept apart from the turn's own figures.
     """
+    runtime = runtimes.for_protocol(protocol)
     times: dict[tuple[str, int], dict[str, float]] = {}
     for e in files.events:
         if e.name in ("turn_send", "turn_first", "turn_end") and e.turn > 0:
@@ -343,29 +309,20 @@ def turn_records(
     records = []
     for n, conv in enumerate(conversations, 1):
         key = f"{n:04d}"
-        whole = _info(files, key) if protocol == Protocol.MULTI_TURN else None
-        llama = llama_cpp.parse_turn_timings(files.errors.get(key, "")) if protocol == Protocol.LLAMA_CLI else ()
+        figures = runtime.turn_figures(protocol, files.outputs, files.errors, key, conv.turns)
         for k in range(1, conv.turns + 1):
             tt = times.get((key, k), {})
             if not tt:
                 continue
             send, first, end = tt.get("turn_send"), tt.get("turn_first"), tt.get("turn_end")
+            prefill, decode = figures[k - 1].prefill, figures[k - 1].decode
             load_s = None
-            if protocol == Protocol.LLAMA_CLI:
-                prefill = llama[k - 1].prefill if k <= len(llama) else None
-                decode = llama[k - 1].decode if k <= len(llama) else None
-            elif protocol == Protocol.MULTI_TURN:
-                prefill = whole.prefill[k - 1] if whole and k <= len(whole.prefill) else None
-                decode = whole.decode[k - 1] if whole and k <= len(whole.decode) else None
-            else:
-                info = _info(files, f"{key}.{k}")
-                prefill = info.prefill[0] if info and info.prefill else None
-                decode = info.decode[0] if info and info.decode else None
+            if not protocol.per_conversation:
                 load_s = (first - send) if send is not None and first is not None else None
-            if protocol in (Protocol.MULTI_TURN, Protocol.LLAMA_CLI) and streams:
+            if protocol.per_conversation and streams:
                 ttft = (first - send) if send is not None and first is not None else None
             else:
-                ttft = _runner_ttft(prefill, decode)
+                ttft = figures[k - 1].runner_ttft_s
             records.append(
                 TurnRecord(
                     conversation=conv.id,
@@ -500,19 +457,21 @@ def _subtract(segments: list[tuple[float, float]], holes: list[tuple[float, floa
     return out
 
 
-def refused_turn_flags(files: RunFiles, conversations: Sequence[ConversationRecord]) -> list[ValidityFlag]:
-    """A `context_exceeded` flag (voids) when llama-cli refused turns for want of context.
+def refused_turn_flags(
+    files: RunFiles, conversations: Sequence[ConversationRecord], runtime: Runtime | None = None
+) -> list[ValidityFlag]:
+    """A `context_exceeded` flag (voids) when the runner refused turns (Runtime.refused_turns
+    of `runtime`; None: of every runtime).
 
-    Its server refuses a turn whose conversation no longer fits `-c`, prints the error where
-    the answer goes (edgekit.llama_cpp.refusal), keeps the refused message in the
-    conversation and so refuses every later turn of it too; the runner still exits 0. The
+    llama-cli's server refuses a turn whose conversation no longer fits `-c`, prints the error
+    where the answer goes (edgekit.runtimes.llama_cpp.refusal), keeps the refused message in
+    the conversation and so refuses every later turn of it too; the runner still exits 0. The
     run then measured less than the workload."""
     refused: list[tuple[str, int, str]] = []
     for n, conv in enumerate(conversations, 1):
         key = f"{n:04d}"
-        for k, answer in enumerate(llama_cpp.split_answers(files.outputs.get(key, ""))[: conv.turns], 1):
-            why = llama_cpp.refusal(answer)
-            if why is not None:
+        for each in (runtime,) if runtime is not None else runtimes.RUNTIMES:
+            for k, why in each.refused_turns(files.outputs, key, conv.turns):
                 refused.append((f"conversation {key} ({conv.id}) turn {k}", n, why))
     if not refused:
         return []

@@ -1,4 +1,4 @@
-"""The local run: the workload through the LiteRT-LM engine in this process, on this computer.
+"""The local run: the workload through this computer's engine (edgekit.engine), in this process.
 
 Same per-turn records and the same result assembly (`assembly.build_result`) as a phone run;
 this computer's battery is sampled on a thread where it has one, else power is "not measured".
@@ -29,7 +29,7 @@ from edgekit.bench.run_folder import RunMeta, new_run_id
 from edgekit.bench.workload import Workload, load_workload
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.base import BatterySource, Device, ProgressFn
-from edgekit.engine import open_engine
+from edgekit.engine import RECORD_NAME, greedy_session, open_engine
 from edgekit.placement import harness_files
 
 
@@ -76,14 +76,10 @@ def _run_conversations(
     model: str, workload: Workload, config: BenchConfig, t0: float, progress: ProgressFn | None
 ) -> list[TurnRecord]:
     """Every conversation through the engine, greedy; timing on this computer's monotonic clock."""
-    import litert_lm
-
     turns: list[TurnRecord] = []
     with open_engine(model, threads=config.threads, max_num_tokens=config.max_num_tokens) as engine:
         for n, conv in enumerate(workload.conversations, 1):
-            session = engine.create_session(
-                sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=workload.max_output_tokens
-            )
+            session = greedy_session(engine, max_output_tokens=workload.max_output_tokens)
             try:
                 for k, text in enumerate(conv.turns, 1):
                     sent = time.monotonic()
@@ -122,7 +118,7 @@ def _run_conversations(
 def run_local(
     device: Device, artifact_path: Path | str, config: BenchConfig, progress: ProgressFn | None = None
 ) -> BenchResult:
-    """The same workload through the LiteRT-LM engine on this computer, with the same per-turn records.
+    """The same workload through this computer's engine (edgekit.engine), with the same per-turn records.
 
     This computer's battery is sampled where it has one; otherwise power is "not measured".
     """
@@ -159,7 +155,7 @@ def run_local(
         artifact=artifact_meta(artifact, deployed),
         workload=workload_meta(workload),
         start=start_state,
-        runner=RunnerRecord(engine="litert_lm (litert-lm-api)", flags=(f"threads={config.threads}", "greedy")),
+        runner=RunnerRecord(engine=RECORD_NAME, flags=(f"threads={config.threads}", "greedy")),
         settings=BenchSettings(
             sample_period_s=config.sample_period_s,
             baseline_s=baseline_s,

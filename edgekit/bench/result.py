@@ -217,7 +217,8 @@ class RunnerRecord:
     probe: RunnerProbe | UnsetType = UNSET
     engine: str | UnsetType = UNSET
     runtime: str | UnsetType = UNSET
-    """"LiteRT-LM" or "llama.cpp" (results before llama.cpp: LiteRT-LM, in `probe.runtime`)."""
+    """The runtime's name (edgekit.runtimes: Runtime.name); results from before a second runtime
+    existed leave it out and name it in `probe.runtime` only (RunnerProbe's default)."""
 
     def runtime_text(self) -> str | None:
         """The runtime, e.g. "llama.cpp 0.5.0-dev, commit 0c1e570 (GNU 12.2.0 for Linux x86_64)";

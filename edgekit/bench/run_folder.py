@@ -32,6 +32,7 @@ from pathlib import Path
 
 from msgspec import UNSET, UnsetType
 
+from edgekit import runtimes
 from edgekit._typed import from_data, to_json
 from edgekit.bench.gauge import PowerSample
 from edgekit.bench.phone import PhoneState
@@ -135,6 +136,7 @@ def prepare(
         "MODEL": relative(model),
         "RUNNER_FLAGS": " ".join(flags),
         "PROTOCOL": protocol,
+        **runtimes.for_protocol(protocol).driver_env(protocol),
         "TURN_TIMEOUT_S": str(int(turn_timeout_s)),
         "ANSWER_CAP_WORDS": str(int(answer_cap_words)),
         "ANSWER_CAP_BYTES": str(int(answer_cap_bytes)),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit import llama_cpp
+from edgekit import runtimes
 from edgekit.artifact import Artifact
 from edgekit.bench import lock, run_folder
 from edgekit.bench.assembly import artifact_meta, build_result, device_meta, read_run, start_meta, workload_meta
@@ -33,7 +33,8 @@ from edgekit.deploy import DeployConfig, DeployResult, deploy
 from edgekit.device.base import BatterySample, Device, Execution, ProgressFn
 from edgekit.errors import DeviceError, DeviceTimeout, InputError, RunLost, RunStillRunning
 from edgekit.placement import chat_template_remote
-from edgekit.probe import Backend, ChatFlags, Protocol, RunnerProbe, chat_flags
+from edgekit.probe import ChatFlags, RunnerProbe, chat_flags
+from edgekit.runtimes.base import Runtime
 
 __all__ = [
     "BenchConfig",
@@ -55,7 +56,6 @@ ASSUMED_CACHE_TOKENS = 1024
 ANSWER_WORDS_PER_TOKEN = 0.75
 """One-shot prompts carry earlier answers cut to the workload's per-turn token cap, counted
 as words at ~0.75 English words a token (the driver cannot tokenize; it never cuts a word)."""
-_ACCELERATORS = {Backend.GPU: "libLiteRtGpuAccelerator.so", Backend.NPU: "libLiteRtDispatch"}
 
 
 def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *, detach: bool = False) -> str:
@@ -70,8 +70,8 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     if deployed.runner is None:
         raise InputError("battery-bench on a phone needs the on-device runner: pass --runner")
     probe = _probed_runner(device, deployed, config)
-    if probe.protocol == Protocol.LLAMA_CLI:
-        _check_llama_turns(workload)
+    runtime = runtimes.named(probe.runtime)
+    _check_turns(workload, runtime)
     chosen = chat_flags(
         probe,
         backend=config.backend,
@@ -79,8 +79,8 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
         max_num_tokens=config.max_num_tokens,
         max_output_tokens=workload.max_output_tokens,
         chat_template_file=(
-            chat_template_remote(deployed.model.remote)
-            if probe.protocol == Protocol.LLAMA_CLI and llama_cpp.fallback_chat_template(artifact.path) is not None
+            chat_template_remote(runtime, deployed.model.remote)
+            if runtime.chat_template(artifact.path) is not None
             else None
         ),
     )
@@ -122,10 +122,12 @@ def _write_run(
     """The run folder written (meta.json, run.env, conversations); its paths."""
     assert deployed.runner is not None
     flags = list(chosen.flags)
+    driver_env = runtimes.named(probe.runtime).driver_env(probe.protocol)
     # The template file goes to driver.sh apart (CHAT_TEMPLATE, under the work root, as the model).
     template = None
-    if "--chat-template-file" in flags:
-        at = flags.index("--chat-template-file")
+    option = driver_env.get("TEMPLATE_OPT")
+    if option is not None and option in flags:
+        at = flags.index(option)
         template = flags[at + 1]
         driver_flags = flags[:at] + flags[at + 2 :]
     else:
@@ -176,16 +178,14 @@ def _write_run(
     return paths
 
 
-def _check_llama_turns(workload: Workload) -> None:
-    """InputError for a turn llama-cli would not read as one user message (common/console.cpp
-    readline_simple: a trailing "\\" joins the next line, a trailing "/" is dropped; a turn
-    opening with /exit, /regen, /clear, /read or /glob is a command: tools/cli/cli-context.cpp)."""
+def _check_turns(workload: Workload, runtime: Runtime) -> None:
+    """InputError for a turn the runtime's runner would not read as one user message (Runtime.unreadable_turn)."""
     for conv in workload.conversations:
         for k, turn in enumerate(conv.turns, 1):
-            if turn.rstrip().endswith(("\\", "/")) or turn.lstrip().startswith(llama_cpp.CLI_COMMANDS):
+            why = runtime.unreadable_turn(turn)
+            if why is not None:
                 raise InputError(
-                    f"workload {workload.path}: conversation {conv.id} turn {k} ({turn[:40]!r}) ends in '\\' or '/' "
-                    "or opens with a llama-cli command, which llama-cli would not read as a message: rephrase it"
+                    f"workload {workload.path}: conversation {conv.id} turn {k} ({turn[:40]!r}) {why}: rephrase it"
                 )
 
 
@@ -195,12 +195,9 @@ def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) 
     probe = deployed.probe
     if probe is None:
         raise DeviceError("deploy did not probe the runner", serial=device.serial)
-    need = _ACCELERATORS.get(config.backend)
-    if need is not None and not any(lib.startswith(need) for lib in probe.libraries):
-        raise InputError(
-            f"--backend {config.backend} needs LiteRT's accelerator library ({need}*.so) beside the runner, and "
-            f"{probe.binary} was deployed without it: pass the runner's prebuilt/android_arm64/ folder as --runner"
-        )
+    missing = runtimes.named(probe.runtime).missing_backend(probe, config.backend)
+    if missing is not None:
+        raise InputError(missing)
     return probe
 
 
@@ -353,7 +350,7 @@ def battery_bench(
     on_started: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Run the workload on `device` attached (start, follow, collect) and return the result;
-    on the `local` device, through the LiteRT-LM engine in this process. `on_started(run_id)`
+    on the `local` device, through this computer's engine (edgekit.engine) in this process. `on_started(run_id)`
     hears the id of a run the device's driver has started (none on `local`)."""
     config = config or BenchConfig()
     if device.execution is Execution.ENGINE:

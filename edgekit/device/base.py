@@ -108,10 +108,10 @@ class Execution(str, enum.Enum):
     """How a device runs a model."""
 
     RUNNER = "runner"
-    """LiteRT-LM's runner binary, which deploy pushes beside the model, driven by the
-    harness's sh scripts on the device (a phone)."""
+    """The model's runtime's runner binary (edgekit.runtimes), which deploy pushes beside the
+    model, driven by the harness's sh scripts on the device (a phone)."""
     ENGINE = "engine"
-    """The LiteRT-LM engine (litert-lm-api) in this process: the device is this computer;
+    """This computer's engine (edgekit.engine) in this process: the device is this computer;
     no runner and no harness scripts."""
 
 

@@ -1,7 +1,7 @@
 """LocalDevice: this computer as a device.
 
 Deploy copies into a local folder (the user cache, `edgekit/local-device/`); the runner is
-the LiteRT-LM engine from `litert-lm-api`, in this process. Its battery is read from
+this computer's engine (edgekit.engine), in this process. Its battery is read from
 `/sys/class/power_supply/BAT*` where the computer has one, else every field is None.
 What fails here (a command past its timeout, a copy the disk refuses) becomes a DeviceError
 through one table, `_ERRORS`, as the phone transports' failures do.

@@ -1,4 +1,6 @@
-"""Pure parsers for what Android devices and the LiteRT-LM runner print.
+"""Pure parsers for what Android devices print, and for what any runner binary prints
+(absl flags and durations, bionic's linker); a runtime's own output formats are parsed
+in its module of edgekit.runtimes.
 
 Each takes text and returns a typed value; none touches a device. Every variant in
 `tests/captures/` parses (see tests/test_parsers.py). A field a device does not print is
@@ -146,99 +148,11 @@ def parse_absl_duration(text: str) -> float:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TurnStats:
-    """One prefill or decode turn as the runner reports it."""
+    """One prefill or decode turn as a runner reports it."""
 
     tokens: int
     duration_s: float
     tokens_per_s: float
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class BenchmarkInfo:
-    """LiteRT-LM's `BenchmarkInfo` block, parsed (runtime/engine/io_types.cc, operator<<).
-
-    `ttft_s` is the runner's own figure: prefill turn 1 + one decode step of turn 1
-    (io_types.cc GetTimeToFirstToken), computed, not measured; None where the block has
-    no such line (older releases).
-    """
-
-    init_phases_s: dict[str, float]
-    init_total_s: float | None
-    ttft_s: float | None
-    prefill: tuple[TurnStats, ...]
-    decode: tuple[TurnStats, ...]
-
-
-# The first line of a block logged with ABSL_LOG(INFO) carries absl's prefix; before
-# absl::InitializeLog() (LiteRT-LM never calls it) the time reads "0000 00:00:<epoch>":
-#   I0000 00:00:1795646273.922955   15775 litert_lm_lib.cc:425] BenchmarkInfo:
-# The block's other lines are logged with NoPrefix() (litert_lm_lib.cc LogBenchmarkInfo).
-_ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+(?:\.\d+)? +\d+ [^\]\s]+:\d+\] ", re.MULTILINE)
-_TURN = re.compile(
-    r"(Prefill|Decode) Turn (\d+): Processed (\d+) tokens in (\S+) duration\.\s*\n\s*\w+ Speed: ([\d.]+) tokens/sec"
-)
-_PHASE = re.compile(r"^\s+- (.+?): ([\d.]+) ms\s*$", re.MULTILINE)
-
-
-def strip_absl_prefix(text: str) -> str:
-    """Text with absl's log prefix (`I0000 00:00:… file.cc:N] `) removed from every line."""
-    return _ABSL_PREFIX.sub("", text)
-
-
-def parse_benchmark_info(text: str) -> BenchmarkInfo | None:
-    """The first `BenchmarkInfo:` block in a runner's stdout or stderr (with or without
-    absl's prefix); None if there is none. Init total: the `Init Total` phase (newer
-    releases), the `Total init time` line (older ones), else the sum of the phases.
-    """
-    text = strip_absl_prefix(text)
-    m = re.search(r"(?<!Aggregated )BenchmarkInfo:[ \t]*$", text, re.MULTILINE)
-    if m is None:
-        return None
-    block = text[m.end() :]
-    # The block ends at the first line that is neither indented nor a dashes separator.
-    stop = re.compile(r"^[^\s-]", re.MULTILINE).search(block)
-    block = block[: stop.start()] if stop else block
-    phases = {name: float(ms) / 1000 for name, ms in _PHASE.findall(block)}
-    total_line = re.search(r"Total init time:\s*([\d.]+)\s*ms", block)
-    init_total = phases.pop("Init Total", None)
-    if total_line:
-        init_total = float(total_line.group(1)) / 1000
-    phases.pop("Total init time", None)
-    if init_total is None and phases:
-        init_total = sum(phases.values())
-    ttft = re.search(r"Time to first token:\s*([\d.]+)\s*s", block)
-    turns: dict[str, list[TurnStats]] = {"Prefill": [], "Decode": []}
-    for kind, _n, tokens, duration, speed in _TURN.findall(block):
-        turns[kind].append(
-            TurnStats(tokens=int(tokens), duration_s=parse_absl_duration(duration), tokens_per_s=float(speed))
-        )
-    return BenchmarkInfo(
-        init_phases_s=phases,
-        init_total_s=init_total,
-        ttft_s=float(ttft.group(1)) if ttft else None,
-        prefill=tuple(turns["Prefill"]),
-        decode=tuple(turns["Decode"]),
-    )
-
-
-MULTI_TURN_PROMPT = "Please enter the prompt (or press Enter to end): "
-"""What litert_lm_lib.cc RunMultiTurnConversation prints (no newline) before reading a turn."""
-
-
-def split_multi_turn_answers(stdout: str) -> tuple[str, ...]:
-    """The answers in a multi-turn runner's stdout: the text between its input prompts."""
-    chunks = stdout.split(MULTI_TURN_PROMPT)[1:]
-    return tuple(c.strip("\n") for c in chunks if c.strip())
-
-
-def one_shot_answer(stdout: str, prompt: str) -> str:
-    """The answer in the simple main's stdout: litert_lm_main.cc prints `input_prompt: ` +
-    the prompt + a newline, streams the answer, then a blank line and BenchmarkInfo."""
-    head = stdout.split("BenchmarkInfo:", 1)[0]
-    echo = f"input_prompt: {prompt}\n"
-    if head.startswith(echo):
-        head = head[len(echo) :]
-    return head.strip("\n")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,5 +1,9 @@
 """Stand-ins for LiteRT-LM's on-device runner binaries, one per upstream behaviour.
 
+They imitate one runtime's implementation (edgekit.runtimes.litert_lm is the other side),
+so, like it, they name LiteRT-LM and its sources; the rest of edgekit drives them only
+through the Runtime interface.
+
 Each really runs the pushed model with the host LiteRT-LM engine and behaves, on its
 command line, stdin, stdout, stderr and exit status, like the upstream binary it stands
 for (sources read at google-ai-edge/LiteRT-LM, named per kind below):

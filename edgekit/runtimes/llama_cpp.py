@@ -1,4 +1,5 @@
-"""Pure parsers for what llama.cpp's `llama-cli` prints (commit 0c1e570); no device I/O.
+"""llama.cpp's `llama-cli` as an on-device runtime (commit 0c1e570): the pure parsers of what
+it prints, then how edgekit probes and drives it (`LlamaCpp`).
 
     parse_version(stderr of --version) -> LlamaBuild | None
     missing_cli_flags(stdout of --help) -> tuple[str, ...]   is_llama_cli_help(...) -> bool
@@ -36,10 +37,33 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgekit.convert.gguf import is_gguf
+from edgekit.device.base import ShellResult
 from edgekit.device.parsers import TurnStats
+from edgekit.errors import InputError
+from edgekit.runtimes.base import (
+    TTFT_DEVICE_CLOCK,
+    Ask,
+    Backend,
+    ChatFlags,
+    Protocol,
+    RunFailed,
+    RunnerProbe,
+    Runtime,
+    SmokeReading,
+    TurnCommand,
+    TurnFigures,
+    runner_ttft,
+    tail,
+)
+
+NAME = "llama.cpp"
+CONTEXT_TOKENS = 4096
+"""llama-cli's -c when --max-num-tokens is not given: room for a chat-25 conversation."""
 
 PROMPT = "> "
 """What llama-cli prints (after a newline) before it reads each user turn (cli-ui.h `ui::user_turn::read_input`)."""
@@ -263,6 +287,8 @@ def gguf_chat_template(path: Path | str) -> str | None:
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 """Beside the model on the phone: the turn format given to llama-cli for a GGUF without one."""
+CHAT_TEMPLATE_FLAG = "--chat-template-file"
+"""llama-cli's flag for a chat template file (common/arg.cpp)."""
 _TURN_FORMATS = {"gemma", "gemma2", "gemma3", "gemma3n"}
 
 
@@ -270,7 +296,7 @@ def fallback_chat_template(path: Path | str) -> str | None:
     """The chat template to give llama-cli (--chat-template-file) for GGUF `path`: None when
     it carries its own (`tokenizer.chat_template`) or its architecture's turn format is not
     one edgekit knows; for a Gemma model without one, Gemma's turn format (the one
-    LiteRT-LM's engine applies to Gemma models), so both runtimes see the same prompts.
+    edgekit's Gemma bundles carry, edgekit.convert.example), so both runtimes see the same prompts.
     llama-cli itself would fall back to ChatML, which Gemma does not know."""
     if gguf_chat_template(path) is not None:
         return None
@@ -287,3 +313,189 @@ def gguf_add_bos(path: Path | str) -> bool | None:
     uses its per-vocab default, src/llama-vocab.cpp). InputError if no GGUF."""
     value = _gguf_field(path, "tokenizer.ggml.add_bos_token")
     return value if isinstance(value, bool) else None
+
+
+def analyse_llama_probe(
+    *, binary: str, help_out: str, version_out: str, system_info_out: str, libraries: tuple[str, ...]
+) -> RunnerProbe:
+    """A llama.cpp binary's `--help` and `--version`: llama-cli (which edgekit drives), or an
+    InputError naming what it lacks (another llama.cpp tool: llama-server, llama-bench…)."""
+    missing = missing_cli_flags(help_out)
+    if missing:
+        raise InputError(
+            f"runner {binary} is a llama.cpp tool but not llama-cli (it has no {', '.join(missing)}): "
+            f"pass llama.cpp's build folder (bin/, with llama-cli and its lib*.so) as --runner"
+        )
+    build = parse_version(version_out)
+    return RunnerProbe(
+        binary=binary,
+        flags={},
+        protocol=Protocol.LLAMA_CLI,
+        benchmark_stream="stderr",
+        streams_answers=True,
+        version=None if build is None else build.version,
+        libraries=libraries,
+        runtime=NAME,
+        commit=None if build is None else build.commit,
+        compiler=None if build is None or not build.compiler else f"{build.compiler} for {build.target or '?'}",
+        build_options=parse_system_info(system_info_out),
+    )
+
+
+class LlamaCpp(Runtime):
+    """llama.cpp's llama-cli: one process a conversation, turns on stdin, per-turn timings on stderr.
+
+    A binary that prints no absl flags is asked ``--help``; llama.cpp's common argument
+    parser (common/arg.cpp) lists its flags there, and llama-cli is the tool that defines
+    ``--show-timings`` and ``--simple-io``. Its ``--version`` names the commit
+    (common/build-info.cpp.in llama_print_build_info)."""
+
+    name = NAME
+    protocols = (Protocol.LLAMA_CLI,)
+    model_file = "model.gguf"
+    wanted = "llama.cpp's llama-cli (a GGUF runs on it)"
+    runner_folder = "llama.cpp's build folder (bin/)"
+    runner_help = "for a GGUF, llama.cpp's build folder with llama-cli"
+    runner_file = "llama.cpp's llama-cli for android_arm64"
+    runner_name = "llama-cli"
+    chat_template_file = CHAT_TEMPLATE_FILE
+
+    def is_model(self, path: Path) -> bool:
+        return is_gguf(path)
+
+    def check_model(self, path: Path, notes: list[str] | None = None) -> None:
+        """A GGUF without a chat template gets a note: llama-cli then uses its own default."""
+        if gguf_chat_template(path) is None and notes is not None:
+            if fallback_chat_template(path) is not None:
+                notes.append(
+                    f"{path.name} has no chat template (tokenizer.chat_template): edgekit gives llama-cli Gemma's "
+                    f"turn format ({CHAT_TEMPLATE_FILE} beside the model), as LiteRT-LM applies to Gemma models"
+                )
+            else:
+                notes.append(
+                    f"{path.name} has no chat template (tokenizer.chat_template): llama-cli formats the turns in "
+                    f"ChatML, its default (common/chat.cpp), not the model's"
+                )
+
+    def chat_template(self, model: Path) -> str | None:
+        return fallback_chat_template(model)
+
+    def unreadable_turn(self, turn: str) -> str | None:
+        """common/console.cpp readline_simple: a trailing "\\" joins the next line, a trailing
+        "/" is dropped; a turn opening with /exit, /regen, /clear, /read or /glob is a command
+        (tools/cli/cli-context.cpp)."""
+        if turn.rstrip().endswith(("\\", "/")) or turn.lstrip().startswith(CLI_COMMANDS):
+            return "ends in '\\' or '/' or opens with a llama-cli command, which llama-cli would not read as a message"
+        return None
+
+    def probe(self, ask: Ask, *, binary: str, libraries: tuple[str, ...]) -> RunnerProbe | None:
+        help_out = ask("--help").stdout
+        if not is_llama_help(help_out):
+            return None
+        version = ask("--version")
+        # common/common.cpp prints system_info at debug level before it loads the model: a
+        # model that does not exist gets that far and no further.
+        info = ask("-lv 4 -m /nonexistent.gguf < /dev/null")
+        return analyse_llama_probe(
+            binary=binary,
+            help_out=help_out,
+            version_out=version.stdout + version.stderr,
+            system_info_out=info.stdout,
+            libraries=libraries,
+        )
+
+    def refusal(self, ask: Ask, *, binary: str) -> str:
+        return f"runner {binary} is not llama.cpp's llama-cli: its --help lists no llama.cpp flags"
+
+    def chat_flags(
+        self,
+        probe: RunnerProbe,
+        *,
+        backend: Backend,
+        threads: int | None,
+        max_num_tokens: int | None,
+        max_output_tokens: int,
+        chat_template_file: str | None = None,
+    ) -> ChatFlags:
+        """llama-cli in chat-app conditions (common/arg.cpp): greedy (--temp 0 --top-k 1), the
+        workload's per-turn cap (-n), the context (-c), the threads asked for (-t, else
+        llama.cpp's default); --show-timings and -lv 3 for its per-turn figures, --simple-io
+        for a stdin that is a FIFO. The chat template is the GGUF's own (llama-cli applies it)."""
+        if backend is not Backend.CPU:
+            raise InputError(f"--backend {backend}: edgekit drives llama.cpp on the CPU only (its build for the phone)")
+        context = max_num_tokens or CONTEXT_TOKENS
+        flags = ["-n", str(max_output_tokens), "-c", str(context), "--temp", "0", "--top-k", "1"]
+        flags += ["--show-timings", "-lv", "3", "--simple-io"]
+        notes = [
+            f"-c {context}: llama-cli's context (KV cache) for the whole conversation"
+            + ("" if max_num_tokens else " (edgekit's default; --max-num-tokens sets it)"),
+            "greedy decoding (--temp 0 --top-k 1) with the GGUF's own chat template, applied by llama-cli",
+        ]
+        if chat_template_file is not None:
+            flags += [CHAT_TEMPLATE_FLAG, chat_template_file]
+            notes[-1] = (
+                "greedy decoding (--temp 0 --top-k 1); the GGUF has no chat template: Gemma's turn format given "
+                "to llama-cli (--chat-template-file), as LiteRT-LM applies to Gemma models"
+            )
+        if threads is not None:
+            flags += ["-t", str(threads)]
+        else:
+            notes.append("threads: llama.cpp's default (-t not given; --threads sets it)")
+        return ChatFlags(flags=tuple(flags), conditions=tuple(notes), ttft_source=TTFT_DEVICE_CLOCK)
+
+    def turn_command(
+        self, probe: RunnerProbe, *, model: str, flags: tuple[str, ...], prompt: str, prompt_file: str
+    ) -> TurnCommand:
+        # One line, then the end of its input.
+        return TurnCommand(argv=("-m", model, *flags), text=prompt + "\n", stdin=True)
+
+    def driver_env(self, protocol: Protocol) -> dict[str, str]:
+        # --simple-io's prompt follows each answer after the --show-timings line and a blank
+        # one (tools/cli/cli-context.cpp); the end of its input ends the conversation.
+        return {
+            "MODEL_OPT": "-m",
+            "PROMPT": PROMPT,
+            "PROMPT_AFTER": "[[] Prompt: * t/s | Generation: * t/s []]",
+            "TEMPLATE_OPT": CHAT_TEMPLATE_FLAG,
+        }
+
+    def smoke_reading(self, probe: RunnerProbe, result: ShellResult, prompt: str) -> SmokeReading | RunFailed:
+        """llama-cli's answer (stdout) and its own timings of that turn (stderr, -lv 3)."""
+        timings = parse_turn_timings(result.stderr)
+        if result.returncode != 0 or not timings:
+            errors = [line for line in result.stderr.splitlines() if " E " in f" {line}" or "error" in line]
+            detail = tail("\n".join(errors) or result.stderr or result.stdout, 3)
+            return RunFailed(runner="llama-cli", detail=detail or "no timings printed")
+        said = split_answers(result.stdout)
+        first = timings[0]
+        return SmokeReading(
+            answer=said[0] if said else "",
+            prefill_tokens=first.prefill.tokens,
+            decode_tokens=first.decode.tokens,
+            decode_tokens_per_s=first.decode.tokens_per_s,
+        )
+
+    def turn_figures(
+        self, protocol: Protocol, outputs: Mapping[str, str], errors: Mapping[str, str], key: str, turns: int
+    ) -> tuple[TurnFigures, ...]:
+        """Its "slot print_timing" lines on stderr, one pair a turn."""
+        timed = parse_turn_timings(errors.get(key, ""))
+        figures = []
+        for k in range(1, turns + 1):
+            prefill = timed[k - 1].prefill if k <= len(timed) else None
+            decode = timed[k - 1].decode if k <= len(timed) else None
+            figures.append(TurnFigures(prefill=prefill, decode=decode, runner_ttft_s=runner_ttft(prefill, decode)))
+        return tuple(figures)
+
+    def turn_answer(self, protocol: Protocol, outputs: Mapping[str, str], key: str, turn: int) -> str | None:
+        text = outputs.get(key)
+        said = () if text is None else split_answers(text)
+        return said[turn - 1] if turn <= len(said) else None
+
+    def refused_turns(self, outputs: Mapping[str, str], key: str, turns: int) -> tuple[tuple[int, str], ...]:
+        """Turns its server refused for want of context (`refusal`), with why."""
+        said = split_answers(outputs.get(key, ""))[:turns]
+        return tuple((k, why) for k, answer in enumerate(said, 1) if (why := refusal(answer)) is not None)
+
+
+LLAMA_CPP = LlamaCpp()
