@@ -533,11 +533,11 @@ def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Tr
 
 
 def _collect(device: Device, run_id: str, campaign: Campaign, as_json: bool) -> None:
-    from edgekit.bench.campaign import collect
+    from edgekit.bench.campaign import collect_outcome
 
     console = stderr_console()
     try:
-        outcome = collect(device, run_id, campaign, _observer(console, None, 1))
+        outcome = collect_outcome(device, run_id, campaign, _observer(console, None, 1))
     except RunStillRunning as live:  # not a failure: nothing to write yet
         if as_json:
             print_json({"run_id": run_id, "device": device.serial, "state": "running", "done": live.done,
@@ -559,7 +559,7 @@ def _collect(device: Device, run_id: str, campaign: Campaign, as_json: bool) -> 
 def _collect_all(names: set[str] | None, campaign: Campaign, as_json: bool) -> None:
     """--collect all: every run `edgekit runs` lists (on the devices `names`, if given), at once."""
     from edgekit.bench import runs
-    from edgekit.bench.campaign import DeviceOutcome, collect
+    from edgekit.bench.campaign import DeviceOutcome, collect_outcome
 
     entries = [e for e in runs.entries() if names is None or e.device in names]
     if not entries:
@@ -568,7 +568,7 @@ def _collect_all(names: set[str] | None, campaign: Campaign, as_json: bool) -> N
 
     def one(entry: runs.RunEntry) -> DeviceOutcome:
         with open_device(entry.device, Transport(entry.transport)) as device:
-            return collect(device, entry.run_id, campaign, several=several)
+            return collect_outcome(device, entry.run_id, campaign, several=several)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
         futures = [(entry, pool.submit(one, entry)) for entry in entries]
