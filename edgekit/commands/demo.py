@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from edgekit.commands._common import StageProgress, print_json, render_conversion, render_summary, stderr_console
+from edgekit.commands._common import render_conversion, render_summary
+from edgekit.commands.output import Output
 from edgekit.demo import DEMO_PROMPT, DemoConfig, DemoModel, DemoObserver, DemoResult, run_demo
 
 
@@ -59,15 +59,15 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
     from edgekit.convert.pipeline import require_convert_extra
 
     require_convert_extra()
-    console = stderr_console()
+    output = Output(json=as_json)
     minutes = "2" if model_choice == "tiny" else "7 (2 with the tiny fallback model)"
-    console.print(f"edgekit demo: about {minutes} minutes on 2 cores the first time")
+    output.say(f"edgekit demo: about {minutes} minutes on 2 cores the first time")
     config = DemoConfig(workdir=workdir, model=DemoModel(model_choice), prompt=prompt, threads=threads)
-    stages = StageProgress(console)
+    stages = output.stages()
     observer = DemoObserver(
-        status=console.status,
-        note=lambda text: console.print(f"[yellow]note:[/yellow] {text}"),
-        model=lambda real: console.print(
+        status=output.status,
+        note=output.note,
+        model=lambda real: output.say(
             f"model: {'the real Gemma 3 270M (base model)' if real else 'the tiny random-weights model'}"
         ),
         stage=stages,
@@ -76,17 +76,16 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
         demo = run_demo(config, observer)
     finally:
         stages.stop()
-    if as_json:
-        print_json(demo.to_dict())
+    if output.json:
+        output.data(demo.to_dict())
     else:
-        render_conversion(demo.converted, console)
-        _render_demo(demo)
+        render_conversion(demo.converted, output)
+        _render_demo(output, demo)
     if code := demo.exit_code():
         raise click.exceptions.Exit(code)
 
 
-def _render_demo(demo: DemoResult) -> None:
-    out = Console(highlight=False, soft_wrap=True)
+def _render_demo(out: Output, demo: DemoResult) -> None:
     kind = "base model: it continues text" if demo.real else "random weights, so gibberish"
     out.print(f"prompt: {demo.prompt!r} ({kind})")
     out.print(f"  LiteRT-LM engine (INT4 artifact): {demo.engine_text!r}")
