@@ -1,5 +1,6 @@
 """battery-bench as a command line runs it: every device at once, repeats, aggregation
-and where each result file goes. The `battery-bench` command is this module plus rendering.
+and where each result file goes. The `battery-bench` command is this module, `bench.detached`
+(detached runs started and collected on many devices) and rendering.
 
     run_devices(serials, transport, campaign)   list[DeviceOutcome], the devices at the same time
     run_repeats(device, campaign)               the attached runs on one device: artifacts

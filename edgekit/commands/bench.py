@@ -1,19 +1,17 @@
 """`edgekit battery-bench`: the 25-conversation workload on the phone, with speed and battery cost.
 
 Thin: the options, then `edgekit.bench.campaign` (every device at once, repeats,
-aggregation, result files) and rendering.
+aggregation, result files) or `edgekit.bench.detached` (--detach and --collect all on
+every device at once), and rendering.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import datetime
-import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,12 +25,10 @@ from edgekit.commands._common import (
     render_summary,
     transport_option,
 )
+from edgekit.commands._signals import Stop, signal_name, stop_signals
 from edgekit.commands.output import Output
 from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.errors import (
-    EXIT_HANGUP,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     EdgekitError,
     InputError,
     RunStillRunning,
@@ -164,31 +160,7 @@ Examples:
     is_flag=True,
     help="Print the result JSON on stdout (a JSON list, one result per device, with several devices).",
 )
-def bench_command(
-    artifacts: tuple[Path, ...],
-    devices: tuple[str, ...],
-    adb_servers: tuple[AdbServer, ...],
-    transport: str,
-    workload: Path | None,
-    runner: Path | None,
-    sample_s: float,
-    sample_ms: int | None,
-    baseline_s: float | None,
-    capacity_mah: float | None,
-    threads: int | None,
-    backend: str,
-    max_num_tokens: int | None,
-    turn_timeout_s: int,
-    detach: bool,
-    settle_s: float,
-    collect_id: str | None,
-    resume_id: str | None,
-    repeat: int,
-    cooldown: bool,
-    output_path: Path | None,
-    redact: bool,
-    as_json: bool,
-) -> None:
+def bench_command(as_json: bool, **options: Any) -> None:
     """Run a conversation workload (25 conversations by default) through the model ON the
     phone, detached from the host, sampling the fuel gauge; report tokens/s, time to first
     token, and the workload's own battery cost: % of battery per 25 conversations, mAh, mWh
@@ -221,64 +193,18 @@ def bench_command(
     it starts, and listed by `edgekit runs` until it is collected.
     """
     output = Output(json=as_json)
-    with _stop_signals() as stop:
+    with stop_signals() as stop:
         try:
-            _bench(
-                output, stop, artifacts, devices, adb_servers, transport, workload, runner, sample_s, sample_ms,
-                baseline_s, capacity_mah, threads, backend, max_num_tokens, turn_timeout_s, detach, settle_s,
-                collect_id, resume_id, repeat, cooldown, output_path, redact,
-            )  # fmt: skip
+            _bench(output, stop, **options)
         except KeyboardInterrupt:  # outside an attached run (deploy, collect, resume): nothing on the phone to stop
-            output.error(f"{_signal_name(stop.signum)}: stopped")
+            output.error(f"{signal_name(stop.signum)}: stopped")
             raise click.exceptions.Exit(stop.exit_code) from None
-
-
-class _Stop:
-    """The signal that stopped the command (SIGINT, SIGTERM or SIGHUP); None while none came."""
-
-    signum: int | None = None
-
-    @property
-    def exit_code(self) -> int:
-        """130 for Ctrl-C (and none recorded), 143 for SIGTERM, 129 for SIGHUP."""
-        return {signal.SIGTERM: EXIT_TERMINATED, signal.SIGHUP: EXIT_HANGUP}.get(
-            signal.Signals(self.signum) if self.signum else signal.SIGINT, EXIT_INTERRUPTED
-        )
-
-
-def _signal_name(signum: int | None) -> str:
-    return "interrupted" if signum in (None, signal.SIGINT) else f"{signal.Signals(signum).name}"
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[_Stop]:
-    """SIGTERM and SIGHUP stop the command as Ctrl-C does (a KeyboardInterrupt where the
-    main thread is); any signal after the first is ignored, so that a second Ctrl-C cannot
-    cut short the stop of the phone's run and the restore of its settings."""
-    stop = _Stop()
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.signum is not None:
-            return
-        stop.signum = signum
-        raise KeyboardInterrupt
-
-    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    try:
-        previous = {s: signal.signal(s, handler) for s in wanted}
-    except ValueError:  # not the main thread (an embedding program): its own handlers stay
-        yield stop
-        return
-    try:
-        yield stop
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
 
 
 def _bench(
     output: Output,
-    stop: _Stop,
+    stop: Stop,
+    *,
     artifacts: tuple[Path, ...],
     devices: tuple[str, ...],
     adb_servers: tuple[AdbServer, ...],
@@ -429,7 +355,7 @@ def _observer(output: Output, bars: Progress | None, repeat: int, transport: Tra
     )
 
 
-def _attached(output: Output, serials: list[str], transport: Transport, campaign: Campaign, stop: _Stop) -> None:
+def _attached(output: Output, serials: list[str], transport: Transport, campaign: Campaign, stop: Stop) -> None:
     from edgekit.bench.campaign import CampaignInterrupted, RunInterrupted, run_devices
 
     outcomes: list[DeviceOutcome] = []
@@ -504,7 +430,7 @@ def _render_write_error(output: Output, outcome: DeviceOutcome) -> None:
 
 def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Transport = Transport.ADB) -> str:
     """One line: what stopped the command, the run's id, and the commands that get it back."""
-    why = _signal_name(signum)
+    why = signal_name(signum)
     if stop.run_id is None:
         return f"{why}: stopped before the run started on {stop.serial}: nothing to collect"
     from edgekit.bench.runs import RunEntry
@@ -548,45 +474,31 @@ def _collect(output: Output, device: Device, run_id: str, campaign: Campaign) ->
 def _collect_all(output: Output, names: set[str] | None, campaign: Campaign) -> None:
     """--collect all: every run `edgekit runs` lists (on the devices `names`, if given), at once."""
     from edgekit.bench import runs
-    from edgekit.bench.campaign import DeviceOutcome, collect_outcome
+    from edgekit.bench.detached import collect_runs
 
     entries = [e for e in runs.entries() if names is None or e.device in names]
     if not entries:
         raise InputError("--collect all: no run started from this computer waits to be collected (see `edgekit runs`)")
-    several = len(entries) > 1
-
-    def one(entry: runs.RunEntry) -> DeviceOutcome:
-        with open_device(entry.device, Transport(entry.transport)) as device:
-            return collect_outcome(device, entry.run_id, campaign, several=several)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
-        futures = [(entry, pool.submit(one, entry)) for entry in entries]
     documents: list[Any] = []
     codes: list[int] = []
-    for entry, future in futures:
-        try:
-            outcome = future.result()
-        except RunStillRunning as live:  # not a failure: that one is collected again later
-            output.say(str(live))
+    for entry, outcome in collect_runs(entries, campaign):
+        if isinstance(outcome, RunStillRunning):  # not a failure: that one is collected again later
+            output.say(str(outcome))
             documents.append({"run_id": entry.run_id, "device": entry.device, "state": "running",
-                              "done": live.done, "total": live.total})  # fmt: skip
-            codes.append(live.exit_code)
+                              "done": outcome.done, "total": outcome.total})  # fmt: skip
+            codes.append(outcome.exit_code)
             continue
-        except EdgekitError as exc:
-            outcome = DeviceOutcome(serial=entry.device, error=exc)
-        else:
+        if outcome.error is None:
             _forget(entry.run_id)
         codes.append(outcome.exit_code)
         if outcome.result is not None:
             documents.append(outcome.result.to_data())
         else:
             documents.append({"serial": entry.device, "run_id": entry.run_id, "error": str(outcome.error)})
-        if output.json:
-            if outcome.error is not None:
-                _render_outcome(output, outcome)
-            _render_write_error(output, outcome)
-        else:
+        if not output.json or outcome.error is not None:
             _render_outcome(output, outcome)
+        else:
+            _render_write_error(output, outcome)
     if output.json:
         output.data(documents)
     if max(codes):
@@ -616,31 +528,23 @@ def _start_detached(output: Output, serials: list[str], transport: Transport, ca
     """Deploy and start the run on every device at once; a device that cannot start is one
     error line and the others still start."""
     from edgekit.bench import session
+    from edgekit.bench.detached import start_detached
 
     [artifact] = campaign.artifacts
     plan = session.plan(campaign.config)
-
-    def start(serial: str) -> str:
-        with open_device(serial, transport) as device:
-            run_id = session.start_run(device, artifact, campaign.config, detach=True)
-            _remember(output, serial, run_id, transport, detached=True)
-            return run_id
-
     what = serials[0] if len(serials) == 1 else f"{len(serials)} devices"
-    with (
-        output.status(f"deploying and starting the run on {what}…"),
-        concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(serials))) as pool,
-    ):
-        futures = [(serial, pool.submit(start, serial)) for serial in serials]
-    started: list[tuple[str, str]] = []
-    errors: dict[str, EdgekitError] = {}
-    for serial, future in futures:
-        try:
-            started.append((serial, future.result()))
-        except EdgekitError as exc:
-            if len(serials) == 1:
-                raise
-            errors[serial] = exc
+    with output.status(f"deploying and starting the run on {what}…"):
+        outcomes = start_detached(
+            serials,
+            transport,
+            artifact,
+            campaign.config,
+            started=lambda serial, run_id: _remember(output, serial, run_id, transport, detached=True),
+        )
+    started = [(serial, run_id) for serial, run_id in outcomes.items() if isinstance(run_id, str)]
+    errors = {serial: error for serial, error in outcomes.items() if isinstance(error, EdgekitError)}
+    if errors and len(serials) == 1:
+        raise next(iter(errors.values()))
     if started:
         from edgekit.deploy import check_model_file
 
