@@ -86,14 +86,15 @@ def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | N
 
 
 def _render_demo(out: Output, demo: DemoResult) -> None:
+    # As it is: the continuations and the summary's "[basis]" labels are text, not rich markup.
     kind = "base model: it continues text" if demo.real else "random weights, so gibberish"
-    out.print(f"prompt: {demo.prompt!r} ({kind})")
-    out.print(f"  LiteRT-LM engine (INT4 artifact): {demo.engine_text!r}")
-    out.print(f"  PyTorch (fp32 reference):         {demo.torch_text!r}")
+    out.echo(f"prompt: {demo.prompt!r} ({kind})")
+    out.echo(f"  LiteRT-LM engine (INT4 artifact): {demo.engine_text!r}")
+    out.echo(f"  PyTorch (fp32 reference):         {demo.torch_text!r}")
     for line in render_summary(demo.bench, demo.result_path):
-        out.print(line)
-    out.print(
+        out.echo(line)
+    out.echo(
         "the emulated phone's speed figures are this computer's CPU running the model (not a phone's); "
         "its battery figures are SIMULATED"
     )
-    out.print(f"report: {demo.report_path}")
+    out.echo(f"report: {demo.report_path}")
