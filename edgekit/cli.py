@@ -12,7 +12,6 @@ import sys
 import click
 
 from edgekit._versions import versions
-from edgekit.commands._common import error_line
 from edgekit.commands.bench import bench_command
 from edgekit.commands.clean import clean_command
 from edgekit.commands.convert import convert_command
@@ -21,6 +20,7 @@ from edgekit.commands.deploy import deploy_command
 from edgekit.commands.devices import devices_command
 from edgekit.commands.eval import eval_command
 from edgekit.commands.example import example_command
+from edgekit.commands.output import Output
 from edgekit.commands.report import compare_command, report_command
 from edgekit.commands.runs import runs_command
 from edgekit.engine import quiet_litert_lm_logs
@@ -109,25 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         if exc.ctx is not None:
             command = exc.ctx.command_path
             click.echo(f"{exc.ctx.get_usage()}\nTry '{command} --help' for help.", err=True)
-        error_line(exc.format_message())
+        Output().error(exc.format_message())
         return exc.exit_code
     except click.ClickException as exc:
-        error_line(exc.format_message())
+        Output().error(exc.format_message())
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Click turns Ctrl-C into Abort. Every command cleans up in `finally` blocks.
         # No claim about what was left behind: that depends on where the command was cut.
-        error_line("interrupted")
+        Output().error("interrupted")
         return EXIT_INTERRUPTED
     except EdgekitError as exc:
         if debug:
             raise
-        error_line(str(exc))
+        Output().error(str(exc))
         return exc.exit_code
     except Exception as exc:
         if debug:
             raise
-        error_line(f"internal error: {type(exc).__name__}: {exc} (run with EDGEKIT_DEBUG=1 for the traceback)")
+        Output().error(f"internal error: {type(exc).__name__}: {exc} (run with EDGEKIT_DEBUG=1 for the traceback)")
         return EXIT_INTERNAL
 
 

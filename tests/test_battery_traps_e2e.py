@@ -341,7 +341,7 @@ def test_detach_waits_for_the_unplug_then_settles(
     result = session.collect(device, run_id)
     truth = battery.truth()
     assert result.exit_code() == 0, result.validity
-    events = run_folder.collect(device, paths).events
+    events = run_folder.read_files(device, paths).events
     names = [e.name for e in events]
     assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")
     t = {e.name: e.t_s for e in events}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgekit._capture import captured_output, torch_threads
-from edgekit.commands._common import stderr_console
+from edgekit.commands.output import Output
 from edgekit.convert import ConvertConfig, convert
 from edgekit.errors import InputError
 
@@ -21,9 +21,9 @@ def _open_fds() -> int:
 
 def test_stderr_console_opens_no_file_descriptor() -> None:
     before = _open_fds()
-    consoles = [stderr_console() for _ in range(50)]
-    for console in consoles:
-        console.print("x", end="")
+    outputs = [Output() for _ in range(50)]
+    for output in outputs:
+        output.stderr.print("x", end="")
     assert _open_fds() == before
 
 
@@ -33,7 +33,7 @@ def test_stderr_console_reaches_the_terminal_while_fd_2_goes_to_a_log(
     log = tmp_path / "upstream.log"
     with captured_output(log):
         os.write(2, b"upstream chatter\n")
-        stderr_console().print("edgekit progress")
+        Output().say("edgekit progress")
     err = capfd.readouterr().err
     assert "edgekit progress" in err
     assert "upstream chatter" not in err

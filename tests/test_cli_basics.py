@@ -49,9 +49,9 @@ def test_convert_without_the_convert_extra_says_what_to_install(
 
 
 def test_json_output_is_strict_json_whatever_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
-    from edgekit.commands._common import print_json
+    from edgekit.commands.output import Output
 
-    print_json({"gap": float("nan"), "rows": [1.5, float("inf"), {"x": -float("inf")}], "n": 3})
+    Output(json=True).data({"gap": float("nan"), "rows": [1.5, float("inf"), {"x": -float("inf")}], "n": 3})
     out = capsys.readouterr().out
     assert json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in --json")) == {
         "gap": None,

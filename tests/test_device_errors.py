@@ -155,7 +155,7 @@ def test_the_serial_prefix_is_written_once_by_the_error_itself() -> None:
 def test_the_modules_raise_the_subclass_that_fits() -> None:
     fake = FakeDevice()
     with pytest.raises(CommandFailed, match=r"^fake-1: no run nope on the device$"):
-        run_folder.collect(fake, run_folder.run_paths(fake, "nope", ""))
+        run_folder.read_files(fake, run_folder.run_paths(fake, "nope", ""))
     with pytest.raises(LinkLost, match=r"^fake-1: `true` ended without an exit code$"):
         shell_v2.Collector().result("fake-1", "true")
     with pytest.raises(DeviceTimeout, match=r"^local: `sleep 5` timed out after 0 s$"):

@@ -303,7 +303,7 @@ def test_a_run_on_the_fake_from_start_to_turn_records(tmp_path: Path) -> None:
     assert len(started) == 1 and "setsid" in started[0]
     _finish_run(fake, paths.run_dir)
 
-    files = run_folder.collect(fake, paths)
+    files = run_folder.read_files(fake, paths)
     assert files.status == "done" and files.done == {"0001"}
     measured = read_run(files)
     first, second = measured.turns
@@ -354,13 +354,13 @@ def test_a_run_folder_whose_meta_is_not_a_run_meta_is_one_input_error() -> None:
     paths = run_folder.run_paths(fake, "r1", "")
     fake.write(f"{paths.run_dir}/meta.json", b'{"run_id": "r1", "created": 5}')
     with pytest.raises(InputError, match=r"run r1: meta.json: Expected `str`, got `int` - at `\$.created`"):
-        run_folder.collect(fake, paths)
+        run_folder.read_files(fake, paths)
 
 
 def test_a_run_folder_without_meta_is_one_error_line() -> None:
     fake = FakeDevice()
     with pytest.raises(DeviceError, match="fake-1: no run nope on the device"):
-        run_folder.collect(fake, run_folder.run_paths(fake, "nope", ""))
+        run_folder.read_files(fake, run_folder.run_paths(fake, "nope", ""))
 
 
 def test_the_fake_says_what_it_does_not_know() -> None:

@@ -1,10 +1,12 @@
 """battery-bench as a command line runs it: every device at once, repeats, aggregation
-and where each result file goes. The `battery-bench` command is this module plus rendering.
+and where each result file goes. The `battery-bench` command is this module, `bench.detached`
+(detached runs started and collected on many devices) and rendering.
 
     run_devices(serials, transport, campaign)   list[DeviceOutcome], the devices at the same time
     run_repeats(device, campaign)               the attached runs on one device: artifacts
                                                 interleaved (A, B, A, B…), cool-down between
-    collect(device, run_id, campaign)           a detached run's result, written like the others
+    collect_outcome(device, run_id, campaign)   DeviceOutcome: a detached run collected, its result
+                                                written like an attached run's
     write_results(results, path)                run files + the aggregate in the last result
     result_path(output, name, several=...)      where a device's (and artifact's) result goes
 
@@ -494,11 +496,12 @@ def _run_one(
         return [DeviceOutcome(serial=serial, error=exc)]
 
 
-def collect(
+def collect_outcome(
     device: Device, run_id: str, campaign: Campaign, observer: Observer = Observer(), *, several: bool = False
 ) -> DeviceOutcome:
-    """Pull run `run_id` (a detached or cut-off run) and write its result as `campaign` says
-    (`several`: one of several devices' runs, so a given output gets `-<serial>`)."""
+    """Collect run `run_id` (a detached or cut-off run: `session.collect`) and write its result
+    as `campaign` says; the outcome names the file (`several`: one of several devices' runs,
+    so a given output gets `-<serial>`)."""
     campaign.check_output()
     with observer.status(device.serial, "collecting the run…"):
         result = session.collect(device, run_id)

@@ -1,4 +1,5 @@
-"""A run folder on the device: prepare it, start its driver detached, watch, stop and collect it.
+"""A run folder on the device: prepare it, start its driver detached, watch, stop, and read its
+files back to the host (`read_files` -> RunFiles).
 
 A run lives in `<work root>/runs/<run_id>/` on the device:
 
@@ -267,8 +268,8 @@ class RunFiles:
     """The driver put the phone's settings back itself (RUN_DIR/restored)."""
 
 
-def collect(device: Device, paths: RunPaths) -> RunFiles:
-    """Read a run folder from the device (text files through the shell)."""
+def read_files(device: Device, paths: RunPaths) -> RunFiles:
+    """The run folder's files, read from the device (text files through the shell)."""
     run = paths.run_dir
     argv = ["test", "-f", f"{run}/meta.json"]
     test = device.shell(argv, check=False)

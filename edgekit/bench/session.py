@@ -295,7 +295,7 @@ def interrupt(device: Device, run_id: str) -> None:
     paths = _paths(device, run_id)
     run_folder.stop(device, paths)
     lock.release(device, run_id)
-    files = run_folder.collect(device, paths)
+    files = run_folder.read_files(device, paths)
     if not files.restored:
         restore_phone(device, files.meta.phone)
 
@@ -306,7 +306,7 @@ def resume(device: Device, run_id: str) -> None:
     paths = _paths(device, run_id)
     if run_folder.driver_alive(device, paths):
         raise InputError(f"run {run_id} is still running: wait for it or collect it")
-    files = run_folder.collect(device, paths)
+    files = run_folder.read_files(device, paths)
     harness = files.meta.harness
     lock.acquire(device, run_id)
     try:
@@ -335,7 +335,7 @@ def collect(device: Device, run_id: str, *, restore: bool = True) -> BenchResult
             total=total,
         )
     lock.release(device, run_id)  # the driver removes it; not when it was killed with SIGKILL
-    files = run_folder.collect(device, paths)
+    files = run_folder.read_files(device, paths)
     if restore and not files.restored:
         restore_phone(device, files.meta.phone, only_if_still_ours=True)
     return build_result(read_run(files))

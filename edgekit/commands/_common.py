@@ -1,24 +1,16 @@
-"""What the commands share: the --device/--adb-server/--transport options, the stderr console
-(status, progress), the error line, JSON output and the renderers of results that more
-than one command prints."""
+"""What the commands share: the --device/--adb-server/--transport options and the renderers
+of results that more than one command prints (the consoles: `commands.output.Output`)."""
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from msgspec import UnsetType
 from rich import filesize
-from rich.console import Console
-from rich.text import Text
 
-from edgekit._capture import TerminalStderr
 from edgekit.convert.recipes import Quant
 from edgekit.device import AdbServer, Transport
 
@@ -26,6 +18,7 @@ if TYPE_CHECKING:
     from edgekit.artifact import NllGap
     from edgekit.bench.result import BenchResult
     from edgekit.bench.validity import ValidityFlag
+    from edgekit.commands.output import Output
     from edgekit.convert.pipeline import ConvertResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,39 +77,6 @@ def remember_runner_of(given: Path | None, runtimes: set[str]) -> None:
             remember_runner(runner, runtime)
 
 
-def error_line(message: str) -> None:
-    """`edgekit: error: MESSAGE` in red on stderr, on one line: how every command reports an error."""
-    one_line = " ".join(message.splitlines())
-    stderr_console().print(Text(f"edgekit: error: {one_line}", style="red"), soft_wrap=True)
-
-
-def stderr_console() -> Console:
-    """A console for status and progress on the user's stderr.
-
-    While a conversion sends the process's fd 2 into a log (`_capture.captured_output`),
-    it still reaches the terminal. Opens no file descriptor.
-    """
-    # A text stream in all but its static type (rich takes `IO[str]`).
-    return Console(file=cast(IO[str], TerminalStderr()), highlight=False)
-
-
-def _finite(data: Any) -> Any:
-    """`data` with every NaN or infinite float as None: JSON has no such numbers (RFC 8259)."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    return data
-
-
-def print_json(data: Any) -> None:
-    """Data for machines: JSON on stdout, one document (a figure that is not a finite number is null)."""
-    sys.stdout.write(json.dumps(_finite(data), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
-    sys.stdout.flush()
-
-
 def human_bytes(n: int) -> str:
     """1234567 -> '1.2 MB' (rich.filesize.decimal: decimal units, as file managers show)."""
     return filesize.decimal(n)
@@ -124,47 +84,13 @@ def human_bytes(n: int) -> str:
 
 # Renderers shared by several commands.
 
-_STAGE_LABELS = {
-    "load": "load checkpoint",
-    "export": "export (litert-torch)",
-    "quantize": "quantize",
-    "bundle": "bundle",
-    "verify": "verify against PyTorch",
-}
 
-
-class StageProgress:
-    """Renders stage start/done events: a spinner while a stage runs, a line when it ends."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._status: Any = None
-        self._started: dict[str, float] = {}
-
-    def __call__(self, stage: str, event: str) -> None:
-        label = _STAGE_LABELS.get(stage, stage)
-        if event == "start":
-            self._started[stage] = time.perf_counter()
-            self.stop()
-            self._status = self._console.status(f"{label}…")
-            self._status.start()
-        else:
-            self.stop()
-            elapsed = time.perf_counter() - self._started.get(stage, time.perf_counter())
-            self._console.print(f"[green]✓[/green] {label:<24} {elapsed:7.1f} s")
-
-    def stop(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
-
-
-def render_conversion(result: ConvertResult, console: Console) -> None:
-    """Human summary of a ConvertResult on stdout."""
+def render_conversion(result: ConvertResult, output: Output) -> None:
+    """Human summary of a ConvertResult on stdout, its notes on stderr."""
     manifest = result.artifact.manifest
     assert manifest is not None  # convert() always writes one
     s = manifest.settings
-    out = Console(highlight=False, soft_wrap=True)
+    out = output
     verb = "up to date (cached, same input and settings)" if result.cached else "wrote"
     out.print(f"{verb} {result.artifact.path} ({human_bytes(manifest.size_bytes)}, sha256 {manifest.sha256[:12]}…)")
     recipe = s.quant_recipe.value if s.quant_recipe is not None else None
@@ -200,7 +126,7 @@ def render_conversion(result: ConvertResult, console: Console) -> None:
         f" manifest {result.artifact.path}.json"
     )
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        output.note(note)
 
 
 def quant_words(quant: str) -> str:

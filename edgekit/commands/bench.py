@@ -1,42 +1,34 @@
 """`edgekit battery-bench`: the 25-conversation workload on the phone, with speed and battery cost.
 
 Thin: the options, then `edgekit.bench.campaign` (every device at once, repeats,
-aggregation, result files) and rendering.
+aggregation, result files) or `edgekit.bench.detached` (--detach and --collect all on
+every device at once), and rendering.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import datetime
-import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
 from edgekit.commands._common import (
     adb_server_option,
     device_option,
-    error_line,
-    print_json,
     remember_runner_of,
     render_aggregate,
     render_summary,
-    stderr_console,
     transport_option,
 )
+from edgekit.commands._signals import Stop, signal_name, stop_signals
+from edgekit.commands.output import Output
 from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.errors import (
-    EXIT_HANGUP,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     EdgekitError,
     InputError,
     RunStillRunning,
@@ -155,6 +147,7 @@ Examples:
 @click.option(
     "-o",
     "--output",
+    "output_path",
     type=click.Path(path_type=Path),
     help="Result JSON; with several devices, -<serial> is added before the extension (several artifacts: "
     "-<artifact> too). A folder (no extension): one result file per run and a campaign.json for "
@@ -167,31 +160,7 @@ Examples:
     is_flag=True,
     help="Print the result JSON on stdout (a JSON list, one result per device, with several devices).",
 )
-def bench_command(
-    artifacts: tuple[Path, ...],
-    devices: tuple[str, ...],
-    adb_servers: tuple[AdbServer, ...],
-    transport: str,
-    workload: Path | None,
-    runner: Path | None,
-    sample_s: float,
-    sample_ms: int | None,
-    baseline_s: float | None,
-    capacity_mah: float | None,
-    threads: int | None,
-    backend: str,
-    max_num_tokens: int | None,
-    turn_timeout_s: int,
-    detach: bool,
-    settle_s: float,
-    collect_id: str | None,
-    resume_id: str | None,
-    repeat: int,
-    cooldown: bool,
-    output: Path | None,
-    redact: bool,
-    as_json: bool,
-) -> None:
+def bench_command(as_json: bool, **options: Any) -> None:
     """Run a conversation workload (25 conversations by default) through the model ON the
     phone, detached from the host, sampling the fuel gauge; report tokens/s, time to first
     token, and the workload's own battery cost: % of battery per 25 conversations, mAh, mWh
@@ -223,63 +192,19 @@ def bench_command(
     Every run started on a phone is printed (stderr) with its --collect command the moment
     it starts, and listed by `edgekit runs` until it is collected.
     """
-    with _stop_signals() as stop:
+    output = Output(json=as_json)
+    with stop_signals() as stop:
         try:
-            _bench(
-                stop, artifacts, devices, adb_servers, transport, workload, runner, sample_s, sample_ms, baseline_s,
-                capacity_mah, threads, backend, max_num_tokens, turn_timeout_s, detach, settle_s, collect_id, resume_id,
-                repeat, cooldown, output, redact, as_json,
-            )  # fmt: skip
+            _bench(output, stop, **options)
         except KeyboardInterrupt:  # outside an attached run (deploy, collect, resume): nothing on the phone to stop
-            error_line(f"{_signal_name(stop.signum)}: stopped")
+            output.error(f"{signal_name(stop.signum)}: stopped")
             raise click.exceptions.Exit(stop.exit_code) from None
 
 
-class _Stop:
-    """The signal that stopped the command (SIGINT, SIGTERM or SIGHUP); None while none came."""
-
-    signum: int | None = None
-
-    @property
-    def exit_code(self) -> int:
-        """130 for Ctrl-C (and none recorded), 143 for SIGTERM, 129 for SIGHUP."""
-        return {signal.SIGTERM: EXIT_TERMINATED, signal.SIGHUP: EXIT_HANGUP}.get(
-            signal.Signals(self.signum) if self.signum else signal.SIGINT, EXIT_INTERRUPTED
-        )
-
-
-def _signal_name(signum: int | None) -> str:
-    return "interrupted" if signum in (None, signal.SIGINT) else f"{signal.Signals(signum).name}"
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[_Stop]:
-    """SIGTERM and SIGHUP stop the command as Ctrl-C does (a KeyboardInterrupt where the
-    main thread is); any signal after the first is ignored, so that a second Ctrl-C cannot
-    cut short the stop of the phone's run and the restore of its settings."""
-    stop = _Stop()
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.signum is not None:
-            return
-        stop.signum = signum
-        raise KeyboardInterrupt
-
-    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    try:
-        previous = {s: signal.signal(s, handler) for s in wanted}
-    except ValueError:  # not the main thread (an embedding program): its own handlers stay
-        yield stop
-        return
-    try:
-        yield stop
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
-
-
 def _bench(
-    stop: _Stop,
+    output: Output,
+    stop: Stop,
+    *,
     artifacts: tuple[Path, ...],
     devices: tuple[str, ...],
     adb_servers: tuple[AdbServer, ...],
@@ -300,9 +225,8 @@ def _bench(
     resume_id: str | None,
     repeat: int,
     cooldown: bool,
-    output: Path | None,
+    output_path: Path | None,
     redact: bool,
-    as_json: bool,
 ) -> None:
     from edgekit.bench.campaign import Campaign
     from edgekit.bench.config import BenchConfig
@@ -332,10 +256,10 @@ def _bench(
     for path in artifacts:
         if not path.is_file():
             raise InputError(f"artifact {path} does not exist or is not a file", path=path)
-    campaign = Campaign(artifacts=artifacts, config=config, repeat=repeat, cooldown=cooldown, output=output)
+    campaign = Campaign(artifacts=artifacts, config=config, repeat=repeat, cooldown=cooldown, output=output_path)
     if collect_id == "all":
         names = set(resolve_devices(devices, Transport(transport), servers=adb_servers)) if devices else None
-        _collect_all(names, campaign, as_json)
+        _collect_all(output, names, campaign)
         return
     serials = resolve_devices(devices, Transport(transport), servers=adb_servers)
     if (collect_id or resume_id) and len(serials) > 1:
@@ -344,13 +268,13 @@ def _bench(
     if collect_id or resume_id:
         with open_device(serials[0], Transport(transport)) as device:
             if collect_id:
-                _collect(device, collect_id, campaign, as_json)
+                _collect(output, device, collect_id, campaign)
             elif resume_id:
-                _resume(device, resume_id, config, as_json, Transport(transport))
+                _resume(output, device, resume_id, config, Transport(transport))
     elif detach:
-        _start_detached(serials, Transport(transport), campaign, as_json)
+        _start_detached(output, serials, Transport(transport), campaign)
     else:
-        _attached(serials, Transport(transport), campaign, as_json, stop)
+        _attached(output, serials, Transport(transport), campaign, stop)
 
 
 def _sample_period_s(sample_s: float, sample_ms: int | None) -> float:
@@ -362,7 +286,7 @@ def _sample_period_s(sample_s: float, sample_ms: int | None) -> float:
     return sample_ms / 1000
 
 
-def _remember(console: Console, serial: str, run_id: str, transport: Transport, *, detached: bool) -> None:
+def _remember(output: Output, serial: str, run_id: str, transport: Transport, *, detached: bool) -> None:
     """A run started on `serial`: into the local index (`edgekit runs`), and its id and the
     commands that get it back on stderr, at once: whatever happens to this command next."""
     from edgekit.bench import runs
@@ -377,11 +301,8 @@ def _remember(console: Console, serial: str, run_id: str, transport: Transport, 
     with contextlib.suppress(OSError):  # a read-only home must not stop the run: the line below still says it
         runs.add(entry)
     with contextlib.suppress(OSError):
-        console.print(
-            f"run {run_id} started on {serial}; if this is cut off: {entry.collect_command} (or --resume {run_id})",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        output.say(
+            f"run {run_id} started on {serial}; if this is cut off: {entry.collect_command} (or --resume {run_id})"
         )
 
 
@@ -392,7 +313,7 @@ def _forget(run_id: str) -> None:
         runs.remove(run_id)
 
 
-def _observer(console: Console, bars: Progress | None, repeat: int, transport: Transport = Transport.ADB) -> Observer:
+def _observer(output: Output, bars: Progress | None, repeat: int, transport: Transport = Transport.ADB) -> Observer:
     """What the user sees: one progress line per device, its name first (`bars`), or a
     spinner per step when there are no bars (--collect)."""
     from edgekit.bench.campaign import Observer
@@ -416,75 +337,70 @@ def _observer(console: Console, bars: Progress | None, repeat: int, transport: T
     @contextlib.contextmanager
     def status(serial: str, text: str) -> Iterator[None]:
         if bars is None:
-            with console.status(f"{serial}: {text}"):
+            with output.status(f"{serial}: {text}"):
                 yield
             return
         bars.update(task(serial), description=f"{serial}: {text}")
         yield
 
     def note(serial: str, text: str) -> None:
-        console.print(f"note: {serial}: {text}", markup=False, highlight=False)
+        output.note(f"{serial}: {text}")
 
     return Observer(
         status=status,
         progress=progress,
         note=note,
-        started=lambda serial, run_id: _remember(console, serial, run_id, transport, detached=False),
+        started=lambda serial, run_id: _remember(output, serial, run_id, transport, detached=False),
         collected=lambda _serial, run_id: _forget(run_id),
     )
 
 
-def _attached(serials: list[str], transport: Transport, campaign: Campaign, as_json: bool, stop: _Stop) -> None:
+def _attached(output: Output, serials: list[str], transport: Transport, campaign: Campaign, stop: Stop) -> None:
     from edgekit.bench.campaign import CampaignInterrupted, RunInterrupted, run_devices
 
-    console = stderr_console()
     outcomes: list[DeviceOutcome] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console, transient=True) as bars:
-            observer = _observer(console, bars, len(campaign.order()), transport)
+        with output.progress(*columns) as bars:
+            observer = _observer(output, bars, len(campaign.order()), transport)
             outcomes.extend(run_devices(serials, transport, campaign, observer))
     except RunInterrupted as cut:
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-            _render(outcomes, len(serials) * len(campaign.artifacts), as_json)  # the devices that finished before
-            message = _interrupted_message(cut, stop.signum, transport)
-            console.print(message, soft_wrap=True, highlight=False, markup=False)
+            _render(output, outcomes, len(serials) * len(campaign.artifacts))  # the devices that finished before
+            output.say(_interrupted_message(cut, stop.signum, transport))
         raise click.exceptions.Exit(stop.exit_code) from None
     except CampaignInterrupted as cut:
         with contextlib.suppress(OSError):
-            _render(cut.outcomes, len(serials) * len(campaign.artifacts), as_json)  # the devices that had ended
+            _render(output, cut.outcomes, len(serials) * len(campaign.artifacts))  # the devices that had ended
             for one in cut.stops:  # one line per device whose run was stopped
-                console.print(
-                    _interrupted_message(one, stop.signum, transport), soft_wrap=True, highlight=False, markup=False
-                )
+                output.say(_interrupted_message(one, stop.signum, transport))
         raise click.exceptions.Exit(stop.exit_code) from None
     ran = [r.runner for o in outcomes for r in o.runs]
     remember_runner_of(
         campaign.config.runner, {r.runtime for r in ran if isinstance(r.sha256, str) and isinstance(r.runtime, str)}
     )
-    _render(outcomes, len(serials) * len(campaign.artifacts), as_json)
+    _render(output, outcomes, len(serials) * len(campaign.artifacts))
     worst = max(o.exit_code for o in outcomes)
     if worst:
         raise click.exceptions.Exit(worst)
 
 
-def _render(outcomes: list[DeviceOutcome], devices: int, as_json: bool) -> None:
+def _render(output: Output, outcomes: list[DeviceOutcome], devices: int) -> None:
     """Each device's summary (or error) in device order (with several artifacts, each device's
     per artifact); --json: its result, a list with several devices or artifacts (`devices`:
     how many outcomes were asked for)."""
-    if not as_json:
-        out, console = Console(highlight=False, soft_wrap=True), stderr_console()
+    if not output.json:
         for outcome in outcomes:
-            _render_outcome(out, console, outcome)
+            _render_outcome(output, outcome)
         return
     for outcome in outcomes:
         if outcome.error is not None:  # on stderr too, as deploy --json does
-            stderr_console().print(Text(f"✗ {outcome.name}: {outcome.error}", style="red"), soft_wrap=True)
-        _render_write_error(stderr_console(), outcome)
+            output.failed(outcome.name, outcome.error)
+        _render_write_error(output, outcome)
     if devices == 1 and outcomes and outcomes[0].result is not None:
-        click.echo(outcomes[0].result.to_json(), nl=False)
+        output.echo(outcomes[0].result.to_json(), nl=False)
         return
-    print_json([_document(o) for o in outcomes])
+    output.data([_document(o) for o in outcomes])
 
 
 def _document(outcome: DeviceOutcome) -> dict[str, Any]:
@@ -495,26 +411,26 @@ def _document(outcome: DeviceOutcome) -> dict[str, Any]:
     return doc if outcome.artifact is None else {**doc, "artifact": str(outcome.artifact)}
 
 
-def _render_outcome(out: Console, console: Console, outcome: DeviceOutcome) -> None:
+def _render_outcome(output: Output, outcome: DeviceOutcome) -> None:
     if outcome.error is not None:
-        console.print(Text(f"✗ {outcome.name}: {outcome.error}", style="red"), soft_wrap=True)
+        output.failed(outcome.name, outcome.error)
     if outcome.result is None:
         return
     for line in render_summary(outcome.result, outcome.path):
-        out.print(line, markup=False)
+        output.print(line, markup=False)
     for line in render_aggregate(outcome.result):
-        out.print(line, markup=False)
-    _render_write_error(console, outcome)
+        output.print(line, markup=False)
+    _render_write_error(output, outcome)
 
 
-def _render_write_error(console: Console, outcome: DeviceOutcome) -> None:
+def _render_write_error(output: Output, outcome: DeviceOutcome) -> None:
     if outcome.write_error is not None:
-        console.print(Text(f"✗ {outcome.name}: {outcome.write_error}", style="red"), soft_wrap=True)
+        output.failed(outcome.name, outcome.write_error)
 
 
 def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Transport = Transport.ADB) -> str:
     """One line: what stopped the command, the run's id, and the commands that get it back."""
-    why = _signal_name(signum)
+    why = signal_name(signum)
     if stop.run_id is None:
         return f"{why}: stopped before the run started on {stop.serial}: nothing to collect"
     from edgekit.bench.runs import RunEntry
@@ -532,89 +448,73 @@ def _interrupted_message(stop: RunInterrupted, signum: int | None, transport: Tr
     )
 
 
-def _collect(device: Device, run_id: str, campaign: Campaign, as_json: bool) -> None:
-    from edgekit.bench.campaign import collect
+def _collect(output: Output, device: Device, run_id: str, campaign: Campaign) -> None:
+    from edgekit.bench.campaign import collect_outcome
 
-    console = stderr_console()
     try:
-        outcome = collect(device, run_id, campaign, _observer(console, None, 1))
+        outcome = collect_outcome(device, run_id, campaign, _observer(output, None, 1))
     except RunStillRunning as live:  # not a failure: nothing to write yet
-        if as_json:
-            print_json({"run_id": run_id, "device": device.serial, "state": "running", "done": live.done,
+        if output.json:
+            output.data({"run_id": run_id, "device": device.serial, "state": "running", "done": live.done,
                         "total": live.total})  # fmt: skip
         else:
-            console.print(str(live), markup=False, highlight=False, soft_wrap=True)
+            output.say(str(live))
         raise click.exceptions.Exit(live.exit_code) from None
     _forget(run_id)
     assert outcome.result is not None
-    if as_json:
-        click.echo(outcome.result.to_json(), nl=False)
-        _render_write_error(console, outcome)
+    if output.json:
+        output.echo(outcome.result.to_json(), nl=False)
+        _render_write_error(output, outcome)
     else:
-        _render_outcome(Console(highlight=False, soft_wrap=True), console, outcome)
+        _render_outcome(output, outcome)
     if outcome.exit_code:
         raise click.exceptions.Exit(outcome.exit_code)
 
 
-def _collect_all(names: set[str] | None, campaign: Campaign, as_json: bool) -> None:
+def _collect_all(output: Output, names: set[str] | None, campaign: Campaign) -> None:
     """--collect all: every run `edgekit runs` lists (on the devices `names`, if given), at once."""
     from edgekit.bench import runs
-    from edgekit.bench.campaign import DeviceOutcome, collect
+    from edgekit.bench.detached import collect_runs
 
     entries = [e for e in runs.entries() if names is None or e.device in names]
     if not entries:
         raise InputError("--collect all: no run started from this computer waits to be collected (see `edgekit runs`)")
-    several = len(entries) > 1
-
-    def one(entry: runs.RunEntry) -> DeviceOutcome:
-        with open_device(entry.device, Transport(entry.transport)) as device:
-            return collect(device, entry.run_id, campaign, several=several)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
-        futures = [(entry, pool.submit(one, entry)) for entry in entries]
-    console, out = stderr_console(), Console(highlight=False, soft_wrap=True)
     documents: list[Any] = []
     codes: list[int] = []
-    for entry, future in futures:
-        try:
-            outcome = future.result()
-        except RunStillRunning as live:  # not a failure: that one is collected again later
-            console.print(str(live), markup=False, highlight=False, soft_wrap=True)
+    for entry, outcome in collect_runs(entries, campaign):
+        if isinstance(outcome, RunStillRunning):  # not a failure: that one is collected again later
+            output.say(str(outcome))
             documents.append({"run_id": entry.run_id, "device": entry.device, "state": "running",
-                              "done": live.done, "total": live.total})  # fmt: skip
-            codes.append(live.exit_code)
+                              "done": outcome.done, "total": outcome.total})  # fmt: skip
+            codes.append(outcome.exit_code)
             continue
-        except EdgekitError as exc:
-            outcome = DeviceOutcome(serial=entry.device, error=exc)
-        else:
+        if outcome.error is None:
             _forget(entry.run_id)
         codes.append(outcome.exit_code)
         if outcome.result is not None:
             documents.append(outcome.result.to_data())
         else:
             documents.append({"serial": entry.device, "run_id": entry.run_id, "error": str(outcome.error)})
-        if as_json:
-            if outcome.error is not None:
-                _render_outcome(out, console, outcome)
-            _render_write_error(console, outcome)
+        if not output.json or outcome.error is not None:
+            _render_outcome(output, outcome)
         else:
-            _render_outcome(out, console, outcome)
-    if as_json:
-        print_json(documents)
+            _render_write_error(output, outcome)
+    if output.json:
+        output.data(documents)
     if max(codes):
         raise click.exceptions.Exit(max(codes))
 
 
-def _resume(device: Device, run_id: str, config: BenchConfig, as_json: bool, transport: Transport) -> None:
+def _resume(output: Output, device: Device, run_id: str, config: BenchConfig, transport: Transport) -> None:
     from edgekit.bench import session
 
     session.resume(device, run_id)
-    _remember(stderr_console(), device.serial, run_id, transport, detached=True)
+    _remember(output, device.serial, run_id, transport, detached=True)
     plan = session.plan(config)
-    if as_json:
-        print_json(_run_state(device.serial, run_id, "running", plan.total_s))
+    if output.json:
+        output.data(_run_state(device.serial, run_id, "running", plan.total_s))
         return
-    click.echo(
+    output.echo(
         f"run {run_id} resumed on {device.serial}; when it is done, run\n"
         f"  edgekit battery-bench --device {device.serial} --collect {run_id}"
     )
@@ -624,50 +524,41 @@ def _run_state(serial: str, run_id: str, state: str, measure_s: float) -> dict[s
     return {"run_id": run_id, "device": serial, "state": state, "measure_s_after_unplug": measure_s}
 
 
-def _start_detached(serials: list[str], transport: Transport, campaign: Campaign, as_json: bool) -> None:
+def _start_detached(output: Output, serials: list[str], transport: Transport, campaign: Campaign) -> None:
     """Deploy and start the run on every device at once; a device that cannot start is one
     error line and the others still start."""
     from edgekit.bench import session
+    from edgekit.bench.detached import start_detached
 
     [artifact] = campaign.artifacts
-    console = stderr_console()
     plan = session.plan(campaign.config)
-
-    def start(serial: str) -> str:
-        with open_device(serial, transport) as device:
-            run_id = session.start_run(device, artifact, campaign.config, detach=True)
-            _remember(console, serial, run_id, transport, detached=True)
-            return run_id
-
     what = serials[0] if len(serials) == 1 else f"{len(serials)} devices"
-    with (
-        console.status(f"deploying and starting the run on {what}…"),
-        concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(serials))) as pool,
-    ):
-        futures = [(serial, pool.submit(start, serial)) for serial in serials]
-    started: list[tuple[str, str]] = []
-    errors: dict[str, EdgekitError] = {}
-    for serial, future in futures:
-        try:
-            started.append((serial, future.result()))
-        except EdgekitError as exc:
-            if len(serials) == 1:
-                raise
-            errors[serial] = exc
+    with output.status(f"deploying and starting the run on {what}…"):
+        outcomes = start_detached(
+            serials,
+            transport,
+            artifact,
+            campaign.config,
+            started=lambda serial, run_id: _remember(output, serial, run_id, transport, detached=True),
+        )
+    started = [(serial, run_id) for serial, run_id in outcomes.items() if isinstance(run_id, str)]
+    errors = {serial: error for serial, error in outcomes.items() if isinstance(error, EdgekitError)}
+    if errors and len(serials) == 1:
+        raise next(iter(errors.values()))
     if started:
         from edgekit.deploy import check_model_file
 
         remember_runner_of(campaign.config.runner, {check_model_file(artifact)})
-    if as_json:
+    if output.json:
         states: list[Any] = [
             _run_state(serial, run_id, "waiting_for_unplug", plan.total_s) for serial, run_id in started
         ]
         states += [{"serial": serial, "error": str(error)} for serial, error in errors.items()]
-        print_json(states[0] if len(serials) == 1 else states)
+        output.data(states[0] if len(serials) == 1 else states)
     elif started:
         config = campaign.config
         for serial, run_id in started:
-            click.echo(f"run {run_id} started on {serial}.")
+            output.echo(f"run {run_id} started on {serial}.")
         if len(started) == 1:
             collect_lines = "\n".join(f"  edgekit battery-bench --device {s} --collect {r}" for s, r in started)
         else:
@@ -675,7 +566,7 @@ def _start_detached(serials: list[str], transport: Transport, campaign: Campaign
                 "  edgekit battery-bench --collect all      (every run started here; `edgekit runs` lists them)"
             )
         cable = "THE USB CABLE" if len(started) == 1 else "EVERY PHONE'S USB CABLE"
-        click.echo(
+        output.echo(
             f"UNPLUG {cable} NOW: the phone waits up to {config.unplug_wait_s / 60:.0f} min for it, then "
             f"settles {plan.settle_s:.0f} s, measures idle {plan.baseline_s:.0f} s, runs the workload "
             f"(about {plan.workload_s / 60:.0f} min) and measures idle {plan.baseline_s:.0f} s again.\n"
@@ -683,6 +574,6 @@ def _start_detached(serials: list[str], transport: Transport, campaign: Campaign
             f"battery figure), then run\n{collect_lines}"
         )
     for serial, error in errors.items():
-        console.print(Text(f"✗ {serial}: {without_serial(error, serial)}", style="red"), soft_wrap=True)
+        output.failed(serial, without_serial(error, serial))
     if errors:
         raise click.exceptions.Exit(max(e.exit_code for e in errors.values()))

@@ -6,7 +6,8 @@ import shutil
 
 import click
 
-from edgekit.commands._common import adb_server_option, device_option, print_json, stderr_console, transport_option
+from edgekit.commands._common import adb_server_option, device_option, transport_option
+from edgekit.commands.output import Output
 from edgekit.device import AdbServer, Transport, open_device, resolve_devices
 from edgekit.errors import InputError
 
@@ -50,9 +51,10 @@ def clean_command(
 
     A phone on which a battery-bench run is going (its lock, /data/local/tmp/edgekit/bench.lock,
     names a live run) is refused, naming the run, unless --force."""
+    output = Output(json=as_json)
     if all_deprecated:
         # `--all` read like `--device all`; the old spelling still works, for now.
-        stderr_console().print("[yellow]note:[/yellow] --all is deprecated: use --everything")
+        output.note("--all is deprecated: use --everything")
         everything = True
     removed: list[str] = []
     if cache:
@@ -72,7 +74,7 @@ def clean_command(
         for serial in resolve_devices(devices, Transport(transport), servers=adb_servers):
             with open_device(serial, Transport(transport)) as device:
                 removed += [f"{serial}:{p}" for p in clean(device, everything=everything, force=force)]
-    if as_json:
-        print_json({"removed": removed})
+    if output.json:
+        output.data({"removed": removed})
     else:
-        click.echo("\n".join(f"removed {p}" for p in removed) if removed else "nothing to remove")
+        output.echo("\n".join(f"removed {p}" for p in removed) if removed else "nothing to remove")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from edgekit.commands._common import StageProgress, print_json, render_conversion, stderr_console
+from edgekit.commands._common import render_conversion
+from edgekit.commands.output import Output
 from edgekit.convert.recipes import Format, Quant
 from edgekit.errors import InputError
 
@@ -223,15 +224,15 @@ def convert_command(
     )
     if not model_dir.exists():
         raise InputError(f"model {model_dir} does not exist: give a checkpoint folder or a .gguf file", path=model_dir)
-    console = stderr_console()
-    progress = StageProgress(console)
+    out = Output(json=as_json)
+    stages = out.stages()
     try:
-        result = convert(model_dir, config, progress=progress, capture_output=True, set_torch_threads=True)
+        result = convert(model_dir, config, progress=stages, capture_output=True, set_torch_threads=True)
     finally:
-        progress.stop()
-    if as_json:
+        stages.stop()
+    if out.json:
         data = {"artifact": str(result.artifact.path), "cached": result.cached, "notes": list(result.notes)}
         data["manifest"] = result.artifact.manifest.to_data() if result.artifact.manifest else None
-        print_json(data)
+        out.data(data)
     else:
-        render_conversion(result, console)
+        render_conversion(result, out)

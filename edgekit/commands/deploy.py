@@ -6,20 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.text import Text
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
 from edgekit._typed import to_data
 from edgekit.commands._common import (
     adb_server_option,
     device_option,
     human_bytes,
-    print_json,
     remember_runner_of,
-    stderr_console,
     transport_option,
 )
+from edgekit.commands.output import Output
 from edgekit.device import AdbServer, Transport, resolve_devices
 from edgekit.errors import EdgekitError, without_serial
 
@@ -106,14 +103,9 @@ def deploy_command(
     Artifact.load(artifact)  # fail fast, once, on a missing artifact
     config = DeployConfig(runner=runner, smoke=not no_smoke)
     serials = resolve_devices(devices, Transport(transport), servers=adb_servers)
-    console = stderr_console()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=console,
-        transient=True,
+    output = Output(json=as_json)
+    with output.progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()
     ) as bars:
         tasks: dict[tuple[str, str], Any] = {}
 
@@ -127,20 +119,19 @@ def deploy_command(
     results = {s: r for s, r in outcomes.items() if isinstance(r, DeployResult)}
     errors = {s: e for s, e in outcomes.items() if isinstance(e, EdgekitError)}
     remember_runner_of(runner, {r.probe.runtime for r in results.values() if r.probe is not None})
-    if as_json:
-        print_json([to_data(results[s]) if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
+    if output.json:
+        output.data([to_data(results[s]) if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:
-        out = Console(highlight=False, soft_wrap=True)
         for serial in serials:
             if serial in results:
-                out.print(_summary(results[serial]))
+                output.print(_summary(results[serial]))
                 for note in results[serial].notes:
                     # deploy's warnings (a smoke answer unlike this computer's) say "warning:" themselves
                     label, _, text = note.partition(": ") if note.startswith("warning: ") else ("note", "", note)
-                    console.print(Text.assemble((f"{label}:", "yellow"), f" {serial}: {text}"), soft_wrap=True)
+                    output.note(f"{serial}: {text}", label=label)
     if errors:
         if len(serials) == 1:
             raise next(iter(errors.values()))
         for serial, error in errors.items():
-            console.print(Text(f"✗ {serial}: {without_serial(error, serial)}", style="red"), soft_wrap=True)
+            output.failed(serial, without_serial(error, serial))
         raise click.exceptions.Exit(max(e.exit_code for e in errors.values()))

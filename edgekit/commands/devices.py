@@ -7,11 +7,10 @@ import os
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from edgekit.commands._common import adb_server_option, error_line, print_json, stderr_console
+from edgekit.commands._common import adb_server_option
+from edgekit.commands.output import Output
 from edgekit.device import AdbServer, open_device
 from edgekit.device.address import default_server, device_name
 from edgekit.device.parsers import STATUS_CHARGING, STATUS_FULL
@@ -82,6 +81,7 @@ def devices_command(adb_servers: tuple[AdbServer, ...], as_json: bool) -> None:
     """
     from edgekit.device import adb
 
+    output = Output(json=as_json)
     servers = adb_servers or (default_server(os.environ),)
     listed: list[tuple[AdbServer, str, str]] = []
     failures: list[tuple[AdbServer, EdgekitError]] = []
@@ -96,22 +96,21 @@ def devices_command(adb_servers: tuple[AdbServer, ...], as_json: bool) -> None:
     rows.append(_row("local", "device", None, "local"))
     for r in rows:
         r.setdefault("error", _STATE_HINTS.get(r["state"]))
-    if as_json:
-        print_json(rows)
+    if output.json:
+        output.data(rows)
     else:
-        _print_table(rows, several=len(servers) > 1 or bool(adb_servers))
-    console = stderr_console()
+        _print_table(output, rows, several=len(servers) > 1 or bool(adb_servers))
     for r in rows:
         if r["error"]:
             message = r["error"].removeprefix(f"{r['device']}: ")  # device errors often name it already
-            console.print(Text(f"✗ {r['device']}: {message}", style="red"), soft_wrap=True)
+            output.failed(r["device"], message)
     for server, failure in failures:
-        error_line(str(failure) if str(server) in str(failure) else f"adb server {server}: {failure}")
+        output.error(str(failure) if str(server) in str(failure) else f"adb server {server}: {failure}")
     if failures:
         raise click.exceptions.Exit(max(failure.exit_code for _, failure in failures))
 
 
-def _print_table(rows: list[dict[str, Any]], *, several: bool) -> None:
+def _print_table(output: Output, rows: list[dict[str, Any]], *, several: bool) -> None:
     table = Table(box=None, pad_edge=False)
     columns = ["device", "state", "model", "android", "battery", "supply"]
     if several:
@@ -125,4 +124,4 @@ def _print_table(rows: list[dict[str, Any]], *, several: bool) -> None:
         if several:
             cells.insert(2, r["server"] or "—")
         table.add_row(*cells)
-    Console(highlight=False).print(table)
+    output.print(table, soft_wrap=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
-from edgekit.commands._common import bpb_line, nll_line, print_json, stderr_console
+from edgekit.commands._common import bpb_line, nll_line
+from edgekit.commands.output import Output
 from edgekit.errors import InputError
 
 
@@ -88,13 +89,14 @@ def eval_command(
     from edgekit.convert import nll
     from edgekit.convert.evaluate import evaluate
 
+    output = Output(json=as_json)
     if text_path is not None and section != "report":
         raise InputError("--section picks part of the built-in text: drop it when you give --text")
     if max_nll_gap is not None and not max_nll_gap >= 0:
         raise InputError(f"--max-nll-gap must be >= 0 nats/token, got {max_nll_gap}")
     text = nll.text_from_file(text_path) if text_path is not None else nll.builtin_text(section)
     threads_word = f"{threads} threads" if threads else "all cores"
-    status = stderr_console().status(f"scoring up to {max_tokens} tokens with the engine and PyTorch ({threads_word})…")
+    status = output.status(f"scoring up to {max_tokens} tokens with the engine and PyTorch ({threads_word})…")
     with status, captured_output(new_log_path("eval")), torch_threads(threads):
         result = evaluate(
             artifact,
@@ -105,14 +107,14 @@ def eval_command(
             max_nll_gap=max_nll_gap,
             adapter_dir=adapter,
         )
-    if as_json:
-        print_json(result.to_dict())
+    if output.json:
+        output.data(result.to_dict())
         return
     gap = result.gap
-    click.echo(nll_line(gap, result.recipe or artifact.name))
-    click.echo(
+    output.echo(nll_line(gap, result.recipe or artifact.name))
+    output.echo(
         f"  mean NLL: artifact {gap.artifact_nll:.4f}, PyTorch fp32 {gap.reference_nll:.4f} nats/token "
         f"over {gap.windows} windows; reference {result.reference}"
         + (f" with adapter {result.adapter} merged" if result.adapter else "")
     )
-    click.echo(bpb_line(gap))
+    output.echo(bpb_line(gap))

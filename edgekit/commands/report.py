@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from edgekit._files import atomic_write_text, check_writable
 from edgekit._typed import to_data
-from edgekit.commands._common import error_line
+from edgekit.commands.output import Output
 from edgekit.errors import EXIT_REGRESSION, InputError
 
 
@@ -53,12 +50,13 @@ def report_command(result_path: Path, output: Path | None, fmt: str) -> None:
     from edgekit.bench.result import BenchResult
     from edgekit.report import html_report, markdown
 
+    out = Output()
     if result_path.is_dir():
-        _report_campaign(result_path, output, fmt)
+        _report_campaign(out, result_path, output, fmt)
         return
     result = BenchResult.load(result_path)
     if fmt == "markdown":
-        click.echo(markdown(result), nl=False)
+        out.echo(markdown(result), nl=False)
         return
     output = output or result_path.with_suffix(".html")
     check_writable(output)
@@ -67,18 +65,18 @@ def report_command(result_path: Path, output: Path | None, fmt: str) -> None:
         atomic_write_text(output, page)
     except OSError as exc:  # the folder changed since the check: one line, not "internal error"
         raise InputError(f"cannot write the report to {output} ({exc.strerror or exc}): choose another -o") from exc
-    click.echo(markdown(result), nl=False)
-    click.echo(f"\nHTML report: {output}")
+    out.echo(markdown(result), nl=False)
+    out.echo(f"\nHTML report: {output}")
 
 
-def _report_campaign(folder: Path, output: Path | None, fmt: str) -> None:
+def _report_campaign(out: Output, folder: Path, output: Path | None, fmt: str) -> None:
     from edgekit import report_campaign
     from edgekit.bench.result import BenchResult
     from edgekit.report import html_report
 
     matrix = report_campaign.load_campaign(folder)
     if fmt == "markdown":
-        click.echo(report_campaign.markdown(matrix), nl=False)
+        out.echo(report_campaign.markdown(matrix), nl=False)
         return
     output = output or folder / "report.html"
     check_writable(output)
@@ -96,8 +94,8 @@ def _report_campaign(folder: Path, output: Path | None, fmt: str) -> None:
         atomic_write_text(output, report_campaign.html_page(matrix, output))
     except OSError as exc:
         raise InputError(f"cannot write the report to {output} ({exc.strerror or exc}): choose another -o") from exc
-    click.echo(report_campaign.markdown(matrix), nl=False)
-    click.echo(f"\nHTML report: {output}")
+    out.echo(report_campaign.markdown(matrix), nl=False)
+    out.echo(f"\nHTML report: {output}")
 
 
 def _threshold(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -161,19 +159,18 @@ def compare_command(
     from edgekit.bench.result import BenchResult
     from edgekit.report import compare
 
+    output = Output(json=as_json)
     if a_path.is_dir() and b_path.is_dir():
-        _compare_campaigns(a_path, b_path, fail_on_regression, as_json)
+        _compare_campaigns(output, a_path, b_path, fail_on_regression)
         return
 
     a, b = BenchResult.load(a_path), BenchResult.load(b_path)
     diffs = compare(a, b, fail_on_regression, allow_different=allow_different, names=(str(a_path), str(b_path)))
-    if as_json:
-        sys.stdout.write(json.dumps([to_data(d) for d in diffs], indent=2, sort_keys=True, allow_nan=False))
-        sys.stdout.write("\n")
+    if output.json:
+        output.data([to_data(d) for d in diffs])
     else:
-        out = Console(highlight=False, soft_wrap=True)
         if a.simulated or b.simulated:
-            out.print("note: at least one result is SIMULATED (emulated device)")
+            output.print("note: at least one result is SIMULATED (emulated device)")
         for d in diffs:
             change = "—" if d.change_pct is None else f"{d.change_pct:+.1f}%"
             mark = "  REGRESSION" if d.regression else ("  worse" if d.worse else "")
@@ -181,20 +178,20 @@ def compare_command(
                 mark += " (missing from B)"
             elif d.within_noise and d.worse:
                 mark += " (within the 95% intervals: noise)"
-            out.print(f"{d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}{mark}")
+            output.print(f"{d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}{mark}")
     regressions = [d for d in diffs if d.regression]
     if regressions:
-        if not as_json:
+        if not output.json:
             named = ", ".join(d.key + (" (missing from B)" if d.missing else "") for d in regressions)
-            error_line(f"regression beyond {fail_on_regression}%: {named}")
+            output.error(f"regression beyond {fail_on_regression}%: {named}")
         raise click.exceptions.Exit(EXIT_REGRESSION)
 
 
-def _compare_campaigns(a_path: Path, b_path: Path, fail_on_regression: float | None, as_json: bool) -> None:
+def _compare_campaigns(output: Output, a_path: Path, b_path: Path, fail_on_regression: float | None) -> None:
     from edgekit.report_campaign import compare_campaigns, load_campaign
 
     diffs = compare_campaigns(load_campaign(a_path), load_campaign(b_path), fail_on_regression)
-    if as_json:
+    if output.json:
         rows = [
             {
                 "device": c.device,
@@ -204,9 +201,8 @@ def _compare_campaigns(a_path: Path, b_path: Path, fail_on_regression: float | N
             }
             for c in diffs
         ]
-        sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        output.data(rows)
     else:
-        out = Console(highlight=False, soft_wrap=True)
         for c in diffs:
             d = c.difference
             change = "—" if d.change_pct is None else f"{d.change_pct:+.1f}%"
@@ -219,14 +215,14 @@ def _compare_campaigns(a_path: Path, b_path: Path, fail_on_regression: float | N
             else:
                 verdict = "no interval: noise unknown"
             mark = "  REGRESSION" if d.regression else ""
-            out.print(
+            output.print(
                 f"{c.device} {c.artifact} {d.key:<34} {_num(d.a):>12} -> {_num(d.b):>12}  {change:>8}  {verdict}{mark}"
             )
     regressions = [c for c in diffs if c.difference.regression]
     if regressions:
-        if not as_json:
+        if not output.json:
             named = ", ".join(f"{c.device} {c.artifact} {c.difference.key}" for c in regressions)
-            error_line(f"regression beyond {fail_on_regression}%: {named}")
+            output.error(f"regression beyond {fail_on_regression}%: {named}")
         raise click.exceptions.Exit(EXIT_REGRESSION)
 
 

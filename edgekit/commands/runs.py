@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.commands._common import print_json
+from edgekit.commands.output import Output
 
 
 @click.command(
@@ -24,13 +24,14 @@ def runs_command(as_json: bool) -> None:
     Nothing here asks the phones: `--collect` says whether a run is still going."""
     from edgekit.bench import runs
 
+    output = Output(json=as_json)
     entries = runs.entries()
-    if as_json:
-        print_json([e.to_dict() for e in entries])
+    if output.json:
+        output.data([e.to_dict() for e in entries])
         return
     if not entries:
-        click.echo("no runs to collect")
+        output.echo("no runs to collect")
         return
     for e in entries:
         mode = "detached" if e.detached else "attached"
-        click.echo(f"{e.run_id}  {e.device}  started {e.started} ({mode})\n  {e.collect_command}")
+        output.echo(f"{e.run_id}  {e.device}  started {e.started} ({mode})\n  {e.collect_command}")
