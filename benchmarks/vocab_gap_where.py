@@ -35,7 +35,7 @@ import torch
 
 from edgekit.convert import nll, vocab
 from edgekit.convert.windows import TokenWindow, context_room, split_windows, tokenize_windows
-from edgekit.engine import open_engine, quiet_litert_lm_logs
+from edgekit.engine import open_engine, quiet_engine_logs
 
 
 def _windows(artifact: Path, text: nll.EvalText, max_tokens: int) -> tuple[list[TokenWindow], list[np.ndarray]]:
@@ -95,7 +95,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(2)
-    quiet_litert_lm_logs()  # a program of its own, as edgekit's CLI
+    quiet_engine_logs()  # a program of its own, as edgekit's CLI
     kept = _kept(args.model, args.trim)
     text = nll.text_from_file(args.held_out)
     wd, ed = _windows(args.default, text, args.max_tokens)

@@ -23,7 +23,7 @@ from edgekit.commands.example import example_command
 from edgekit.commands.output import Output
 from edgekit.commands.report import compare_command, report_command
 from edgekit.commands.runs import runs_command
-from edgekit.engine import quiet_litert_lm_logs
+from edgekit.engine import quiet_engine_logs
 from edgekit.errors import EXIT_INTERRUPTED, EdgekitError
 
 EXIT_INTERNAL = 70
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv`; returns the exit code instead of exiting."""
     debug = os.environ.get("EDGEKIT_DEBUG") == "1"
     try:
-        # Once for the whole run: the library leaves LiteRT-LM's process-wide log level alone.
-        quiet_litert_lm_logs()
+        # Once for the whole run: the library leaves the engine's process-wide log level alone.
+        quiet_engine_logs()
         # Without standalone mode click returns a command's `Exit(code)` instead of raising it.
         code = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
         return code if isinstance(code, int) else 0

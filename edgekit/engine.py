@@ -41,10 +41,10 @@ class PromptRun:
 
 
 _QUIET = threading.Event()
-"""Set by quiet_litert_lm_logs: engines opened from then on log only LiteRT-LM's errors."""
+"""Set by quiet_engine_logs: engines opened from then on log only LiteRT-LM's errors."""
 
 
-def quiet_litert_lm_logs() -> None:
+def quiet_engine_logs() -> None:
     """Show only LiteRT-LM's errors, process-wide, from the next engine this process opens (by
     default LiteRT-LM also logs INFO and WARNING lines to fd 2).
 
@@ -64,7 +64,7 @@ def open_engine(
     Its XNNPACK weight cache (~140 MB for a 270M model) goes to a temp folder removed
     with it, never beside the model. Raises EdgekitError if the model does not load. Other
     threads wait while it is open (_ENGINES). LiteRT-LM's log level is the process's,
-    unless its entry point called quiet_litert_lm_logs.
+    unless its entry point called quiet_engine_logs.
     """
     import litert_lm
 

@@ -6,12 +6,11 @@ truth, which the battery integrates from its own load model, independently of ed
 
 No test here depends on how fast this computer is: waits are on events the phone side
 writes. The 2% comes with an allowance for a sampler that a busy host makes read late at the
-load steps, up to a fixed budget each run is checked against (`LATE_BUDGET_PERIODS`).
+load steps, up to a fixed budget each run is checked against (tests/battery_truth.py).
 """
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,8 @@ from edgekit.bench.result import BenchResult
 from edgekit.bench.validity import DRIFT_VOID_PCT, MISSING_MAX_FRACTION
 from edgekit.convert import ConvertResult
 from edgekit.device.direct import DirectAdbDevice
-from edgekit.testing.battery import BatteryController
 from edgekit.testing.plugin import EmulatedDevice
+from tests.battery_truth import assert_near_truth
 from tests.conftest import run_cli, small_workload, wait_for
 
 pytestmark = pytest.mark.slow
@@ -109,73 +108,6 @@ def _children(pid: int, name: str) -> set[int]:
     return found
 
 
-STEP_MA = 150.0
-"""A change of current this large between two samples is a load step (busy 450 mA, idle 60 mA;
-the noise is a few mA)."""
-
-LATE_BUDGET_PERIODS = 20
-"""How late the sampler may read at a run's load steps, in sample periods summed over the steps
-(1 s at these runs' 50 ms), beyond the two periods that can separate the two reads around a
-step on an idle host. Fixed, so a sampler that reads later fails its check instead of widening
-it without end. In twenty runs of these tests on a 2-core host at a load average of 2.3-2.8
-(other work running), every step's reads were within two periods; a busy CI host can hold a
-process back for about a second (docs), hence the budget. Within it, the run's own lateness
-widens the 2% by at most 390 mA × 1 s / 2 = 0.054 mAh (`_stall_allowance_mah`), on an idle
-host by nothing."""
-
-
-def _late_at_steps_s(result: BenchResult, config: session.BenchConfig) -> float:
-    """How much longer than two sample periods the reads around each load step were apart,
-    summed over the run's load steps (s): the sampler's stalls where they cost the figure."""
-    conv = result.power.conventions
-    unit_per_ma = 1.0 if conv is not None and conv.current_unit == "mA" else 1000.0
-    read = [(s.t_s, s.current_raw) for s in result.samples if s.current_raw is not None]
-    return sum(
-        max(0.0, tb - ta - 2 * config.sample_period_s)
-        for (ta, ia), (tb, ib) in itertools.pairwise(read)
-        if abs(ib - ia) / unit_per_ma >= STEP_MA
-    )
-
-
-def _stall_allowance_mah(late_s: float, battery: BatteryController) -> float:
-    """What the sampler reading `late_s` seconds late at load steps (checked against
-    LATE_BUDGET_PERIODS) can cost the figure beyond what the nominal sample period costs (that
-    part is inside the 2%).
-
-    Between two reads a and b that straddle a load step of ΔI, the trapezoid edgekit integrates
-    is off by at most ΔI·(t_b − t_a)/2, wherever the step fell: reads late by a total of B
-    seconds across the steps add at most ΔI·B/2. ΔI is the battery's busy draw over its idle
-    one, not the run's reads; B is bounded by the fixed budget."""
-    step_ma = battery.busy_ma - battery.idle_ma
-    return step_ma * late_s / 2 / 3600
-
-
-def _assert_near_truth(
-    result: BenchResult,
-    truth: dict[str, float],
-    config: session.BenchConfig,
-    battery: BatteryController,
-    rel: float,
-) -> None:
-    """The sampler read on time at the load steps (within the budget), and edgekit's workload
-    charge is within `rel` of the battery's own truth, plus what that lateness can cost."""
-    late_s = _late_at_steps_s(result, config)
-    budget_s = LATE_BUDGET_PERIODS * config.sample_period_s
-    assert late_s <= budget_s, (
-        f"the sampler read {late_s:.2f} s late at the run's load steps, more than the {budget_s:.2f} s "
-        f"({LATE_BUDGET_PERIODS} periods) the figure's allowance covers"
-    )
-    truth_mah = truth["excess_charge_uah"] / 1000
-    measured_mah = result.summary.workload_charge_mah
-    assert measured_mah is not None
-    allowance_mah = _stall_allowance_mah(late_s, battery)
-    assert abs(measured_mah - truth_mah) <= rel * truth_mah + allowance_mah, (
-        f"measured {measured_mah:.5f} mAh, truth {truth_mah:.5f} mAh: off by "
-        f"{abs(measured_mah - truth_mah) / truth_mah:.2%}, allowed {rel:.0%} + {allowance_mah:.5f} mAh "
-        f"for the sampler reading {late_s:.2f} s late at load steps"
-    )
-
-
 def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
     emulated_device: EmulatedDevice, device: DirectAdbDevice, int4_result: ConvertResult, tmp_path: Path
 ) -> None:
@@ -185,7 +117,7 @@ def test_clean_run_is_valid_and_within_2_percent_of_the_truth(
     result = _run(device, int4_result.artifact.path, config)
     truth = battery.truth()
     assert result.exit_code() == 0, result.validity
-    _assert_near_truth(result, truth, config, battery, rel=0.02)
+    assert_near_truth(result, truth, config, battery, rel=0.02)
     lo, hi = result.summary.battery_pct_ci95
     assert lo < result.summary.battery_pct_per_25_conversations < hi
     # Both capacities: design is the headline; charge_full (90% health here) gives the larger %.
@@ -229,7 +161,7 @@ def test_five_percent_empty_reads_are_not_void_and_within_3_percent(
     if worst / len(in_run) <= MISSING_MAX_FRACTION:
         assert _voids(result) == set(), result.validity
         assert result.exit_code() == 0
-        _assert_near_truth(result, truth, config, battery, rel=0.03)
+        assert_near_truth(result, truth, config, battery, rel=0.03)
     else:  # void for that and nothing else, and the record says how many
         assert _voids(result) == {"reads_missing"}, result.validity
         assert result.exit_code() == 6
@@ -272,7 +204,7 @@ def test_idle_drift_is_bracketed_within_2_percent(
     if result.power.drift_bound_pct <= DRIFT_VOID_PCT:
         assert _voids(result) == set(), result.validity
         assert result.exit_code() == 0
-        _assert_near_truth(result, truth, config, battery, rel=0.02)
+        assert_near_truth(result, truth, config, battery, rel=0.02)
     else:  # a host slow between the conversations stretched the workload: void for that alone
         assert _voids(result) == {"baseline_drift"}, result.validity
         assert result.exit_code() == 6
@@ -312,7 +244,7 @@ def test_current_in_ma_is_decided_and_within_2_percent(
     truth = battery.truth()
     assert result.power.conventions.current_unit == "mA"
     assert _voids(result) == set(), result.validity
-    _assert_near_truth(result, truth, config, battery, rel=0.02)
+    assert_near_truth(result, truth, config, battery, rel=0.02)
 
 
 def test_detach_waits_for_the_unplug_then_settles(
@@ -346,7 +278,7 @@ def test_detach_waits_for_the_unplug_then_settles(
     assert names.index("unplugged") < names.index("settled") < names.index("baseline_start")
     t = {e.name: e.t_s for e in events}
     assert t["settled"] - t["unplugged"] >= config.settle_s - 0.05
-    _assert_near_truth(result, truth, config, battery, rel=0.02)
+    assert_near_truth(result, truth, config, battery, rel=0.02)
 
 
 def test_android_emulator_is_simulated_and_cli_exits_6_on_usb(

@@ -235,11 +235,11 @@ class _Model:
     """The host LiteRT-LM engine behind a stand-in: one conversation, greedy."""
 
     def __init__(self, model: str, *, threads: int | None, max_num_tokens: int | None, pad: bool = False) -> None:
-        from edgekit.engine import open_engine, quiet_litert_lm_logs
+        from edgekit.engine import open_engine, quiet_engine_logs
 
         # The stand-in is a program of its own (one _Model a run): its engine logs only
         # errors, as under edgekit's CLI.
-        quiet_litert_lm_logs()
+        quiet_engine_logs()
         self.pad = pad
         self._cm = open_engine(model, threads=threads, max_num_tokens=max_num_tokens)
         t0 = time.perf_counter()
