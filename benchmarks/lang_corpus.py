@@ -21,12 +21,18 @@ With --wide, also general text from Debian's packages (as root, once):
   part of the corpus contains; --held-out-edu FILE (apt-get install debian-edu-doc-ja) the
   Debian Edu (bookworm) manual's paragraphs written mostly in Japanese (more than half of
   their letters not ASCII) until one passes 60,000 bytes: a third text, never chosen on.
+- both: --held-out-history FILE (apt-get install debian-history) writes the language's
+  "Short History of the Debian Project" (its introduction and detailed history: releases,
+  conferences, events and obituaries, with names, places and dates; up to 40,000 bytes),
+  narrative prose close to news prose, which no part of either corpus contains (in
+  Japanese, its paragraphs written mostly in Japanese: some are still in English).
 
     .venv/bin/python benchmarks/multilingual_text.py /tmp/ml
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt --wide --held-out HELD.txt
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/ja.txt OUT.txt --lang ja --wide --held-out HELD.txt \\
         [--held-out-edu HELD2.txt]
+    .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt --wide --held-out-history HIST.txt
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ EDICT = Path("/usr/share/edict/edict")
 FAQ_JA = Path("/usr/share/doc/debian/FAQ/ja")
 EDU_JA = Path("/usr/share/doc/debian-edu-doc-ja/debian-edu-bookworm-manual.html")
 EDU_BYTES = 60_000
+HISTORY = Path("/usr/share/doc/debian-history/docs")
 HELD_OUT_BYTES = 40_000
 
 
@@ -139,6 +146,12 @@ def _held_out(lang: str) -> list[str]:
     return held
 
 
+def _mostly_japanese(piece: str) -> bool:
+    """More than half of the paragraph's letters are not ASCII."""
+    letters = [c for c in piece if c.isalpha()]
+    return sum(not c.isascii() for c in letters) > len(letters) / 2
+
+
 def _held_out_edu() -> list[str]:
     sys.path.insert(0, str(Path(__file__).parent))
     from multilingual_text import paragraphs
@@ -147,14 +160,38 @@ def _held_out_edu() -> list[str]:
         raise SystemExit(f"{EDU_JA} is missing: apt-get install debian-edu-doc-ja")
     held, size = [], 0
     for piece in paragraphs(EDU_JA):
-        letters = [c for c in piece if c.isalpha()]
-        if sum(not c.isascii() for c in letters) <= len(letters) / 2:
+        if not _mostly_japanese(piece):
             continue
         held.append(piece)
         size += len(piece.encode())
         if size > EDU_BYTES:
             break
     return held
+
+
+def _held_out_history(lang: str) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from multilingual_text import paragraphs
+
+    files = [HISTORY / f"{name}.{lang}.html" for name in ("intro", "detailed")]
+    for f in files:
+        if not f.is_file():
+            raise SystemExit(f"{f} is missing: apt-get install debian-history")
+    held, size = [], 0
+    for piece in (p for f in files for p in paragraphs(f)):
+        if lang == "ja" and not _mostly_japanese(piece):  # a paragraph left in English
+            continue
+        if size + len(piece.encode()) > HELD_OUT_BYTES:
+            break
+        held.append(piece)
+        size += len(piece.encode()) + 2
+    return held
+
+
+def _write_held(path: Path, held: list[str]) -> None:
+    path.write_text("\n\n".join(held) + "\n", encoding="utf-8")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    print(f"{path}: {path.stat().st_size} bytes, {len(held)} paragraphs, sha256 {digest}")
 
 
 def main() -> None:
@@ -165,6 +202,7 @@ def main() -> None:
     parser.add_argument("--wide", action="store_true", help="add general text from Debian's packages")
     parser.add_argument("--held-out", type=Path, help="write the language's held-out text here (see above)")
     parser.add_argument("--held-out-edu", type=Path, help="ja: write the Debian Edu manual's held-out text here")
+    parser.add_argument("--held-out-history", type=Path, help="write the Debian history's held-out text here")
     args = parser.parse_args()
     selection, out, lang = args.selection, args.out, args.lang
     if args.held_out_edu and lang != "ja":
@@ -199,15 +237,11 @@ def main() -> None:
     if args.wide:
         parts += _wide(lang)
     if args.held_out:
-        held = _held_out(lang)
-        args.held_out.write_text("\n\n".join(held) + "\n", encoding="utf-8")
-        digest = hashlib.sha256(args.held_out.read_bytes()).hexdigest()
-        print(f"{args.held_out}: {args.held_out.stat().st_size} bytes, {len(held)} paragraphs, sha256 {digest}")
+        _write_held(args.held_out, _held_out(lang))
     if args.held_out_edu:
-        held = _held_out_edu()
-        args.held_out_edu.write_text("\n\n".join(held) + "\n", encoding="utf-8")
-        digest = hashlib.sha256(args.held_out_edu.read_bytes()).hexdigest()
-        print(f"{args.held_out_edu}: {args.held_out_edu.stat().st_size} bytes, {len(held)} paragraphs, sha256 {digest}")
+        _write_held(args.held_out_edu, _held_out_edu())
+    if args.held_out_history:
+        _write_held(args.held_out_history, _held_out_history(lang))
     corpus = "\n\n".join(p.strip() for p in parts)
     out.write_text(corpus, encoding="utf-8")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()

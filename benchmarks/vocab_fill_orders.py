@@ -23,11 +23,13 @@ characters after BOS; bits per byte against the full vocabulary's on the same ch
 Engine figures of the converted artifacts are benchmarks/vocab_frontier.py's.
 
     .venv/bin/python benchmarks/vocab_fill_orders.py ./gemma3-270m de-wide.txt HELD.txt [HELD2.txt] \\
-        [--orders none,edgekit,capitals,word-starts,mass-corpus,mass-own] [--min-counts 2,3] [--json OUT]
+        [--orders none,edgekit,capitals,word-starts,mass-corpus,mass-own] [--min-counts 2,3] [--sizes 80000]
+        [--json OUT]
 
 `--min-counts N,…` adds, for each N, edgekit's order over the corpus's ids seen at least N
 times (`--vocab-min-count N`), filled to the same target: rare ids of the corpus give their
-room to the fill.
+room to the fill. `--sizes N,…` adds, for each N, edgekit's order filled to N ids in all
+(`--vocab-size N`) instead of the default target.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def main() -> None:
     parser.add_argument("held_out", type=Path, nargs="+")
     parser.add_argument("--orders", default=",".join(ORDERS), help="comma-separated, of: " + ", ".join(ORDERS))
     parser.add_argument("--min-counts", default="", help="comma-separated --vocab-min-count values for edgekit's order")
+    parser.add_argument("--sizes", default="", help="comma-separated --vocab-size values for edgekit's order")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     orders = args.orders.split(",")
@@ -181,6 +184,10 @@ def main() -> None:
         trim = vocab.select(args.model, "gemma3_text", texts, min_count=n)
         kept[f"edgekit-min{n}"] = list(trim.kept)
         print(f"edgekit-min{n}: {trim.filled} filled, {len(trim.kept)} kept", flush=True)
+    for n in (int(x) for x in args.sizes.split(",") if x):
+        trim = vocab.select(args.model, "gemma3_text", texts, target_size=n)
+        kept[f"edgekit-{n}"] = list(trim.kept)
+        print(f"edgekit-{n}: {trim.filled} filled, {len(trim.kept)} kept", flush=True)
     if {"capitals", "word-starts"} & set(orders):
         from transformers import AutoTokenizer
 
