@@ -9,7 +9,6 @@ The plan is what the manifest's settings record and what the cache key hashes.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -183,13 +182,14 @@ def fit_to_weights(plan: ConvertPlan, ckpt: Checkpoint) -> tuple[ConvertPlan, li
                 "its 4-bit blocks are recovered, not re-quantized"
             )
     if quant.splits_table:
-        from edgekit.convert.split_table import split_rows
+        from edgekit.convert.split_table import TableShape, split_rows
         from edgekit.convert.vocab import by_use, original_vocab_size
 
-        config = json.loads((ckpt.path / "config.json").read_text())
         used = by_use(ckpt.path)
         rows = split_rows(
-            config, original_vocab_size=original_vocab_size(ckpt.path), text_ids=None if used is None else len(used)
+            TableShape.read(ckpt.path),
+            original_vocab_size=original_vocab_size(ckpt.path),
+            text_ids=None if used is None else len(used),
         )
         plan = dataclasses.replace(plan, split_rows=rows)
     if plan.calibration_texts.value and plan.split_rows is None:
