@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from edgekit.artifact import (
     CALLER,
     EvalTextFile,
     ManifestSettings,
     QuantizationRecord,
+    QuantRule,
     SettingRecord,
     sha256_file,
 )
@@ -72,7 +72,7 @@ class ConvertPlan:
         """The quantization in plain words (the split variant names where the table splits)."""
         return self.quant.value.description_for(self.split_rows)
 
-    def rules(self) -> list[dict[str, Any]] | None:
+    def rules(self) -> list[QuantRule] | None:
         """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
         quant = self.quant.value
         return quant.rules(recover_grid=self.recover_grid, split_rows=self.split_rows)
