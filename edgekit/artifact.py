@@ -312,11 +312,6 @@ class NllGap:
     tokens, and bits per byte is the comparable figure."""
     reference_tokens: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as the manifest records it and `edgekit eval --json` prints it."""
-        data: dict[str, Any] = to_data(self)
-        return data
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FidelityReport:
