@@ -36,7 +36,7 @@ from table_split_sim import fake_quant  # run as a script: benchmarks/ is on sys
 from edgekit.convert import nll
 from edgekit.convert.grid import gridded_weights, q4_0_codes
 from edgekit.convert.pipeline import load_reference
-from edgekit.convert.split_table import split_rows, token_order
+from edgekit.convert.split_table import TableShape, split_rows, token_order
 from edgekit.convert.windows import split_windows, tokenize_windows
 from edgekit.testing.qat import write_qat_like
 
@@ -87,7 +87,9 @@ def main() -> None:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     linear = [n for n in gridded_weights(shapes) if n not in (TABLE, "lm_head.weight")]
     order = token_order(qat_dir)
-    rows = split_rows(model.config.to_dict()) or model.config.vocab_size // 2
+    c = model.config
+    shape = TableShape(model_type=c.model_type, vocab_size=c.vocab_size, tie_word_embeddings=c.tie_word_embeddings)
+    rows = split_rows(shape) or c.vocab_size // 2
 
     def split_table(w: torch.Tensor) -> torch.Tensor:
         out = w.clone()

@@ -121,7 +121,7 @@ def main() -> None:
                 p.copy_(orig[n])
     ranked = split_table.token_order(model_dir)
     bos_only = bos_only_order(model, tok, vocab)
-    half = split_table.split_rows({"model_type": "gemma3_text", "vocab_size": vocab}) or vocab // 2
+    half = split_table.split_rows(split_table.TableShape(model_type="gemma3_text", vocab_size=vocab)) or vocab // 2
     print(f"Gemma 3 270M ({model_dir}), fake-quant, linear layers INT8 per channel\n")
     print("| 8-bit half of the table | English | Russian |\n|---|---|---|")
     row("whole table INT8", fake_quant(orig[TABLE], 8, 0))

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 
 from msgspec import UNSET, UnsetType
 
@@ -193,6 +193,47 @@ class TableSplitRecord:
     """sha256 of the sorted JSON list of the 8-bit half's token ids."""
 
 
+# One rule of an ai-edge-quantizer 0.10 recipe, as edgekit writes it (recipes.py `_rule`):
+# `recipe_manager.OpQuantizationRecipe` (regex, operation, algorithm_key, op_config) with
+# `qtyping.OpQuantizationConfig.to_dict()` and `qtyping.TensorQuantizationConfig.to_dict()`
+# nested in it, enums as their values. The quantizer types a recipe as `list[dict[str, Any]]`
+# (qtyping.ModelQuantizationRecipe); these name the keys edgekit sets, no more (no
+# activation_tensor_config: edgekit's recipes quantize weights only).
+
+
+class WeightTensorConfig(TypedDict):
+    """How a rule quantizes an op's weight tensor (qtyping.TensorQuantizationConfig)."""
+
+    num_bits: int
+    symmetric: bool
+    granularity: str
+    """qtyping.QuantGranularity: "CHANNELWISE", "BLOCKWISE_32", ..."""
+    dtype: str
+    """qtyping.TensorDataType: "INT"."""
+
+
+class OpConfig(TypedDict):
+    """How a rule quantizes the ops it matches (qtyping.OpQuantizationConfig)."""
+
+    weight_tensor_config: WeightTensorConfig
+    compute_precision: str
+    """qtyping.ComputePrecision: "INTEGER" (dynamic range: activations quantized on the fly)."""
+    explicit_dequantize: bool
+    skip_checks: bool
+    min_weight_elements: int
+
+
+class QuantRule(TypedDict):
+    """One rule of an ai-edge-quantizer recipe (recipe_manager.OpQuantizationRecipe): the ops
+    whose name matches `regex` and whose type is `operation` ("*": any) get `op_config`."""
+
+    regex: str
+    operation: str
+    algorithm_key: str
+    """algorithm_manager.AlgorithmName: "min_max_uniform_quantize", "dequantized_weight_recovery"."""
+    op_config: OpConfig
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class QuantizationRecord:
     """The quantization applied: the recipe's name and words, its exact ai-edge-quantizer rules
@@ -201,7 +242,7 @@ class QuantizationRecord:
 
     recipe: str | None
     description: str
-    rules: list[dict[str, Any]] | None
+    rules: list[QuantRule] | None
     grid_recovered: bool = False
     grid: GridRecord | None = None
     table_split: TableSplitRecord | None = None
@@ -270,11 +311,6 @@ class NllGap:
     tokenization of the same text; the gap is then (total artifact NLL - total reference NLL) / artifact
     tokens, and bits per byte is the comparable figure."""
     reference_tokens: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as the manifest records it and `edgekit eval --json` prints it."""
-        data: dict[str, Any] = to_data(self)
-        return data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

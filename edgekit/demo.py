@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
+from edgekit._typed import to_data
 from edgekit.errors import DependencyError, InputError
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class DemoResult:
                 "report": str(self.report_path),
                 "simulated": self.bench.simulated,
                 "exit_code": self.bench.exit_code(),
-                "summary": self.bench.to_data()["summary"],
+                "summary": to_data(self.bench.summary),
             },
         }
 

@@ -13,6 +13,7 @@ import statistics
 
 from msgspec import UnsetType
 
+from edgekit._typed import to_data
 from edgekit.bench.result import BenchResult, figure
 from edgekit.bench.validity import ValidityFlag
 from edgekit.errors import InputError
@@ -387,7 +388,7 @@ def non_finite(result: BenchResult) -> tuple[str, float] | None:
                 return found
         return None
 
-    return walk(result.to_data(), "")
+    return walk(to_data(result), "")
 
 
 def differences_in_kind(a: BenchResult, b: BenchResult) -> list[str]:

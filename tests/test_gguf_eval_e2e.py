@@ -28,9 +28,9 @@ PEAKY = dataclasses.replace(TINY, init_std=0.5)
 
 def _int4_words(model_dir: Path) -> str:
     """How the default int4 is described for a model: the split-table recipe (split_table)."""
-    from edgekit.convert.split_table import split_rows
+    from edgekit.convert.split_table import TableShape, split_rows
 
-    return Quant.INT4.description_for(split_rows(json.loads((model_dir / "config.json").read_text())))
+    return Quant.INT4.description_for(split_rows(TableShape.read(model_dir)))
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,7 @@ def test_gap_is_the_difference_of_token_weighted_means() -> None:
     assert gap.perplexity_ratio == pytest.approx(math.exp(1.0 / 3))
     assert gap.passed is None and gap.max_nll_gap is None  # measured, not judged
     assert gap.text.name == "builtin:report"
-    assert gap.to_dict()["perplexity_ratio"] == pytest.approx(math.exp(1.0 / 3))
+    assert to_data(gap)["perplexity_ratio"] == pytest.approx(math.exp(1.0 / 3))
     judged = judge(gap, max_nll_gap=None)
     assert judged.passed and judged.max_nll_gap is None
 

@@ -12,7 +12,7 @@ import torch
 from edgekit.convert import Quant
 from edgekit.convert.grid import detect_q4_0, on_q4_0_grid, q4_0_codes, snap_to_q4_0
 from edgekit.convert.recipes import LM_HEAD_SCOPE
-from edgekit.convert.split_table import SCOPE_HIGH_IDS, split_rows
+from edgekit.convert.split_table import SCOPE_HIGH_IDS, TableShape, split_rows
 
 
 def _weights(block: str, bits: int, rule: dict[str, object]) -> bool:
@@ -162,18 +162,38 @@ def test_int4_on_a_split_table_gives_the_rare_half_4bit_and_everything_else_8bit
 
 
 @pytest.mark.parametrize(
-    ("config", "rows"),
+    ("shape", "rows"),
     [
-        ({"model_type": "gemma3_text", "vocab_size": 262144, "tie_word_embeddings": True}, 131072),
-        ({"model_type": "gemma3_text", "vocab_size": 512}, 256),
-        ({"model_type": "gemma3_text", "vocab_size": 1000}, 480),
-        ({"model_type": "gemma3_text", "vocab_size": 262144, "tie_word_embeddings": False}, None),
-        ({"model_type": "qwen3", "vocab_size": 151936, "tie_word_embeddings": True}, None),
-        ({"model_type": "gemma3_text", "vocab_size": 32}, None),
+        (TableShape(model_type="gemma3_text", vocab_size=262144, tie_word_embeddings=True), 131072),
+        (TableShape(model_type="gemma3_text", vocab_size=512), 256),
+        (TableShape(model_type="gemma3_text", vocab_size=1000), 480),
+        (TableShape(model_type="gemma3_text", vocab_size=262144, tie_word_embeddings=False), None),
+        (TableShape(model_type="qwen3", vocab_size=151936, tie_word_embeddings=True), None),
+        (TableShape(model_type="gemma3_text", vocab_size=32), None),
+        (TableShape(model_type="gemma3_text", vocab_size=None), None),
     ],
 )
-def test_split_rows_halves_a_tied_gemma3_table_only(config: dict[str, object], rows: int | None) -> None:
-    assert split_rows(config) == rows
+def test_split_rows_halves_a_tied_gemma3_table_only(shape: TableShape, rows: int | None) -> None:
+    assert split_rows(shape) == rows
+
+
+@pytest.mark.parametrize(
+    ("config", "shape"),
+    [
+        (
+            {"model_type": "gemma3_text", "vocab_size": 512, "tie_word_embeddings": False, "hidden_size": 64},
+            TableShape(model_type="gemma3_text", vocab_size=512, tie_word_embeddings=False),
+        ),
+        ({"model_type": "gemma3_text", "vocab_size": 512}, TableShape(model_type="gemma3_text", vocab_size=512)),
+        (
+            {"vocab_size": "512", "tie_word_embeddings": None},
+            TableShape(model_type=None, vocab_size=None, tie_word_embeddings=False),
+        ),
+    ],
+)
+def test_the_table_shape_is_read_from_config_json(tmp_path: Path, config: dict[str, object], shape: TableShape) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert TableShape.read(tmp_path) == shape
 
 
 @pytest.mark.parametrize(
@@ -193,9 +213,9 @@ def test_split_rows_halves_a_tied_gemma3_table_only(config: dict[str, object], r
 def test_a_trimmed_vocabulary_keeps_its_texts_ids_at_8_bits(
     kept: int, text_ids: int | None, original: int, rows: int
 ) -> None:
-    config = {"model_type": "gemma3_text", "vocab_size": kept}
-    assert split_rows(config, original_vocab_size=original, text_ids=text_ids) == rows
-    assert split_rows(config) == kept // 2 // 32 * 32  # untrimmed: half, as before
+    shape = TableShape(model_type="gemma3_text", vocab_size=kept)
+    assert split_rows(shape, original_vocab_size=original, text_ids=text_ids) == rows
+    assert split_rows(shape) == kept // 2 // 32 * 32  # untrimmed: half, as before
 
 
 @pytest.mark.parametrize("shuffled", [False, True])
@@ -207,7 +227,7 @@ def test_the_split_model_computes_exactly_what_the_original_does(
 
     from edgekit.convert import split_table
 
-    rows = split_rows(json.loads((tiny_gemma3_dir / "config.json").read_text()))
+    rows = split_rows(TableShape.read(tiny_gemma3_dir))
     assert rows is not None
     original = AutoModelForCausalLM.from_pretrained(str(tiny_gemma3_dir), dtype=torch.float32).eval()
     table = original.model.embed_tokens.weight

@@ -19,12 +19,11 @@ import dataclasses
 import json
 import statistics
 from pathlib import Path
-from typing import Any
 
 from msgspec import UNSET, UnsetType
 
 from edgekit._files import atomic_write_text
-from edgekit._typed import from_data, to_data, to_json
+from edgekit._typed import from_data, to_json
 from edgekit.answers import Degenerate
 from edgekit.artifact import Manifest
 from edgekit.bench.gauge import Conventions, PowerSample
@@ -328,11 +327,6 @@ class BenchResult:
         if self.battery_absent:
             voids = [f for f in voids if f.code != "counters_missing"]
         return EXIT_VOID if voids else EXIT_OK
-
-    def to_data(self) -> dict[str, Any]:
-        """The result as plain JSON data (what `to_json` writes)."""
-        data: dict[str, Any] = to_data(self)
-        return data
 
     def to_json(self) -> str:
         """Indented JSON."""

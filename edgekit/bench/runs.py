@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 
 from edgekit._files import atomic_write_text
-from edgekit._typed import to_data, to_json
+from edgekit._typed import to_json
 
 _RUN_ID = re.compile(r"[0-9A-Za-z._-]+")
 
@@ -62,9 +62,18 @@ class RunEntry:
         """`edgekit battery-bench --device D --resume RUN_ID`."""
         return self.command("--resume")
 
-    def to_dict(self) -> dict[str, object]:
-        """The entry as `edgekit runs --json` prints it (with both commands)."""
-        return {**to_data(self), "collect": self.collect_command, "resume": self.resume_command}
+    def json_view(self) -> RunListing:
+        """The entry as `edgekit runs --json` prints it (through _typed.to_data): with both commands."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return RunListing(**fields, collect=self.collect_command, resume=self.resume_command)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunListing(RunEntry):
+    """`edgekit runs --json`'s record of a run: the entry and the commands that collect or resume it."""
+
+    collect: str
+    resume: str
 
 
 def add(entry: RunEntry, folder: Path | None = None) -> Path:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from edgekit._typed import to_data
 from edgekit.commands._common import (
     adb_server_option,
     device_option,
@@ -406,7 +407,8 @@ def _render(output: Output, outcomes: list[DeviceOutcome], devices: int) -> None
 def _document(outcome: DeviceOutcome) -> dict[str, Any]:
     """An outcome in --json's list: its result, else the device (and artifact) and the error."""
     if outcome.result is not None:
-        return outcome.result.to_data()
+        data: dict[str, Any] = to_data(outcome.result)
+        return data
     doc = {"serial": outcome.serial, "error": str(outcome.error)}
     return doc if outcome.artifact is None else {**doc, "artifact": str(outcome.artifact)}
 
@@ -492,7 +494,7 @@ def _collect_all(output: Output, names: set[str] | None, campaign: Campaign) -> 
             _forget(entry.run_id)
         codes.append(outcome.exit_code)
         if outcome.result is not None:
-            documents.append(outcome.result.to_data())
+            documents.append(to_data(outcome.result))
         else:
             documents.append({"serial": entry.device, "run_id": entry.run_id, "error": str(outcome.error)})
         if not output.json or outcome.error is not None:

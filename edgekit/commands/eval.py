@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgekit._capture import captured_output, new_log_path, torch_threads
+from edgekit._typed import to_data
 from edgekit.commands._common import bpb_line, nll_line
 from edgekit.commands.output import Output
 from edgekit.errors import InputError
@@ -108,7 +109,7 @@ def eval_command(
             adapter_dir=adapter,
         )
     if output.json:
-        output.data(result.to_dict())
+        output.data(to_data(result.json_view()))
         return
     gap = result.gap
     output.echo(nll_line(gap, result.recipe or artifact.name))

@@ -22,12 +22,13 @@ def runs_command(as_json: bool) -> None:
     each with its device and the command that collects it (or resumes it, if it was cut
     off). A run is listed from the moment it starts until `--collect` has its result.
     Nothing here asks the phones: `--collect` says whether a run is still going."""
+    from edgekit._typed import to_data
     from edgekit.bench import runs
 
     output = Output(json=as_json)
     entries = runs.entries()
     if output.json:
-        output.data([e.to_dict() for e in entries])
+        output.data([to_data(e.json_view()) for e in entries])
         return
     if not entries:
         output.echo("no runs to collect")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from msgspec import UNSET
 
@@ -38,16 +37,28 @@ class EvalResult:
     adapter: str | None = None
     """The LoRA adapter folder merged into the reference (None: the reference as it is)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (`edgekit eval --json`)."""
-        return {
-            "artifact": self.artifact,
-            "artifact_sha256": self.artifact_sha256,
-            "recipe": self.recipe,
-            "reference": self.reference,
-            "adapter": self.adapter,
-            "nll": self.gap.to_dict(),
-        }
+    def json_view(self) -> EvalJson:
+        """What `edgekit eval --json` prints (through _typed.to_data): these fields, the gap as `nll`."""
+        return EvalJson(
+            artifact=self.artifact,
+            artifact_sha256=self.artifact_sha256,
+            recipe=self.recipe,
+            reference=self.reference,
+            adapter=self.adapter,
+            nll=self.gap,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalJson:
+    """`edgekit eval --json`'s document: an EvalResult with its gap under the key `nll`."""
+
+    artifact: str
+    artifact_sha256: str
+    recipe: str | None
+    reference: str
+    adapter: str | None
+    nll: NllGap
 
 
 EVAL_MAX_TOKENS = 2048

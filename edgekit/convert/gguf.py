@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit._files import atomic_write
+from edgekit._typed import to_json
 from edgekit.artifact import GgufSource, sha256_file
 from edgekit.errors import DependencyError, InputError
 
@@ -60,11 +61,10 @@ class GgufInfo:
             tensor_types=dict(self.tensor_types),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as `materialize` leaves it beside the checkpoint (edgekit-gguf.json)."""
-        data = dataclasses.asdict(self)
-        data["path"] = str(self.path)
-        return data
+
+def _file_json(info: GgufInfo) -> str:
+    """edgekit-gguf.json, the header `materialize` leaves beside the checkpoint (hashed with its files)."""
+    return to_json(dataclasses.asdict(info) | {"path": str(info.path)})
 
 
 def is_gguf(path: Path) -> bool:
@@ -177,7 +177,7 @@ def materialize(path: Path | str, into: Path | str, *, info: GgufInfo | None = N
             del model.config.quantization_config
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "edgekit-gguf.json").write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
+        (staging / "edgekit-gguf.json").write_text(_file_json(info))
         if into.exists():
             into.rmdir()
         os.replace(staging, into)

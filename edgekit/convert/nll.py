@@ -397,8 +397,8 @@ def measure(
         scoring = detect_scoring(engine, windows)
         got = engine_nll(engine, windows, scoring)
     ref = reference_nll(model, ref_bos, ref_windows)
-    artifact_bytes = byte_piece_ids(bundled_tokenizer_json(Path(artifact)))
-    reference_bytes = byte_piece_ids(_tokenizer_json_of(reference_tokenizer)) if own_tokenization else artifact_bytes
+    artifact_bytes = bundled_byte_piece_ids(Path(artifact))
+    reference_bytes = byte_piece_ids_of(reference_tokenizer) if own_tokenization else artifact_bytes
     return summarize(
         got,
         ref,
@@ -423,7 +423,17 @@ def retokenized(windows: Sequence[TokenWindow], tokenizer: Any) -> list[TokenWin
 _BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 
 
-def byte_piece_ids(tokenizer_json: dict[str, Any] | None) -> set[int] | None:
+def bundled_byte_piece_ids(bundle: Path) -> set[int] | None:
+    """The ids the tokenizer inside a `.litertlm` writes bytes with (_byte_piece_ids); None without a tokenizer.json."""
+    return _byte_piece_ids(_bundled_tokenizer_json(bundle))
+
+
+def byte_piece_ids_of(tokenizer: Any) -> set[int] | None:
+    """The ids a Hugging Face tokenizer writes bytes with (see _byte_piece_ids); None if it is not a fast tokenizer."""
+    return _byte_piece_ids(_tokenizer_json_of(tokenizer))
+
+
+def _byte_piece_ids(tokenizer_json: dict[str, Any] | None) -> set[int] | None:
     """The ids a tokenizer.json writes bytes with: byte_fallback's <0x00>..<0xFF>, or a byte-level
     BPE's 256 one-byte base symbols. None when there is no tokenizer.json to tell."""
     if tokenizer_json is None:
@@ -450,7 +460,7 @@ def _tokenizer_json_of(tokenizer: Any) -> dict[str, Any] | None:
     return data
 
 
-def bundled_tokenizer_json(bundle: Path) -> dict[str, Any] | None:
+def _bundled_tokenizer_json(bundle: Path) -> dict[str, Any] | None:
     """The Hugging Face tokenizer.json inside a `.litertlm` (its HF_Tokenizer_Zlib section), None if it has none.
 
     Read as litert_lm_builder's litertlm_peek reads the header; the section is zlib data

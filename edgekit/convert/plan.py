@@ -9,15 +9,14 @@ The plan is what the manifest's settings record and what the cache key hashes.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any
 
 from edgekit.artifact import (
     CALLER,
     EvalTextFile,
     ManifestSettings,
     QuantizationRecord,
+    QuantRule,
     SettingRecord,
     sha256_file,
 )
@@ -73,7 +72,7 @@ class ConvertPlan:
         """The quantization in plain words (the split variant names where the table splits)."""
         return self.quant.value.description_for(self.split_rows)
 
-    def rules(self) -> list[dict[str, Any]] | None:
+    def rules(self) -> list[QuantRule] | None:
         """The exact ai-edge-quantizer recipe this conversion applies (None: no quantization)."""
         quant = self.quant.value
         return quant.rules(recover_grid=self.recover_grid, split_rows=self.split_rows)
@@ -183,13 +182,14 @@ def fit_to_weights(plan: ConvertPlan, ckpt: Checkpoint) -> tuple[ConvertPlan, li
                 "its 4-bit blocks are recovered, not re-quantized"
             )
     if quant.splits_table:
-        from edgekit.convert.split_table import split_rows
+        from edgekit.convert.split_table import TableShape, split_rows
         from edgekit.convert.vocab import by_use, original_vocab_size
 
-        config = json.loads((ckpt.path / "config.json").read_text())
         used = by_use(ckpt.path)
         rows = split_rows(
-            config, original_vocab_size=original_vocab_size(ckpt.path), text_ids=None if used is None else len(used)
+            TableShape.read(ckpt.path),
+            original_vocab_size=original_vocab_size(ckpt.path),
+            text_ids=None if used is None else len(used),
         )
         plan = dataclasses.replace(plan, split_rows=rows)
     if plan.calibration_texts.value and plan.split_rows is None:

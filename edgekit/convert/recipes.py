@@ -11,10 +11,11 @@ import dataclasses
 import enum
 import tomllib
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from edgekit._data import data_dir
 from edgekit._typed import from_data
+from edgekit.artifact import QuantRule
 from edgekit.errors import InputError
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ class Quant(str, enum.Enum):
         """Block length along a weight row where every weight is block-wise, else None."""
         return {Quant.INT4_B32: 32, Quant.INT4_B64: 64}.get(self)
 
-    def rules(self, *, recover_grid: bool = False, split_rows: int | None = None) -> list[dict[str, Any]] | None:
+    def rules(self, *, recover_grid: bool = False, split_rows: int | None = None) -> list[QuantRule] | None:
         """The exact ai-edge-quantizer recipe (its JSON form), or None for fp32.
 
         Rules are matched in order and the last match wins. Weights shared by several
@@ -88,7 +89,7 @@ class Quant(str, enum.Enum):
         return self.description
 
 
-def _rule(operation: str, bits: int, granularity: str, *, regex: str = ".*") -> dict[str, Any]:
+def _rule(operation: str, bits: int, granularity: str, *, regex: str = ".*") -> QuantRule:
     """One ai-edge-quantizer 0.10 rule: dynamic range (int weights, float activations quantized
     on the fly), symmetric; the schema of `ai_edge_quantizer/recipe.py`'s `dynamic_*` recipes."""
     return {
@@ -105,12 +106,12 @@ def _rule(operation: str, bits: int, granularity: str, *, regex: str = ".*") -> 
     }
 
 
-def _is_4bit_b32(rule: dict[str, Any]) -> bool:
+def _is_4bit_b32(rule: QuantRule) -> bool:
     config = rule["op_config"]["weight_tensor_config"]
-    return bool(config["num_bits"] == 4 and config["granularity"] == "BLOCKWISE_32")
+    return config["num_bits"] == 4 and config["granularity"] == "BLOCKWISE_32"
 
 
-def _recovering(rule: dict[str, Any]) -> dict[str, Any]:
+def _recovering(rule: QuantRule) -> QuantRule:
     """`rule` with ai-edge-quantizer's DEQUANTIZED_WEIGHT_RECOVERY: scale = the smallest gap
     between a block's |values| (dequantized_weight_recovery.py, 0.10), codes = value / scale.
 
@@ -131,7 +132,7 @@ def _recovering(rule: dict[str, Any]) -> dict[str, Any]:
 LM_HEAD_SCOPE = "decode_logits_output"
 
 
-def _rules(quant: Quant, *, split: bool = False) -> list[dict[str, Any]] | None:
+def _rules(quant: Quant, *, split: bool = False) -> list[QuantRule] | None:
     if quant is Quant.FP32:
         return None
     if quant is Quant.INT4 and split:

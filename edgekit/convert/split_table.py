@@ -23,6 +23,7 @@ SCOPE_HIGH_IDS), which litert-torch writes into every op's tensor names.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -46,10 +47,30 @@ SCOPE_HIGH_IDS = "high_ids"
 TABLE = "model.embed_tokens.weight"
 
 
-def split_rows(
-    config: dict[str, Any], *, original_vocab_size: int | None = None, text_ids: int | None = None
-) -> int | None:
-    """Ids in the first (8-bit) half when `config`'s model can be split (a tied Gemma 3 table), else None.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TableShape:
+    """The three config.json fields that decide whether and where a model's table splits."""
+
+    model_type: str | None
+    vocab_size: int | None
+    tie_word_embeddings: bool = True
+    """Hugging Face's default when config.json leaves it out."""
+
+    @classmethod
+    def read(cls, model_dir: Path) -> TableShape:
+        """The table's shape as checkpoint folder `model_dir`'s config.json gives it (a missing or odd field: None)."""
+        config = json.loads((model_dir / "config.json").read_text())
+        model_type = config.get("model_type")
+        vocab = config.get("vocab_size")
+        return cls(
+            model_type=model_type if isinstance(model_type, str) else None,
+            vocab_size=vocab if isinstance(vocab, int) else None,
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", True)),
+        )
+
+
+def split_rows(shape: TableShape, *, original_vocab_size: int | None = None, text_ids: int | None = None) -> int | None:
+    """Ids in the first (8-bit) half when the model can be split (a tied Gemma 3 table), else None.
 
     Half the vocabulary, rounded down to a multiple of 32. For a vocabulary trimmed by
     `--vocab-from` (`original_vocab_size`: the untrimmed vocabulary's size), the ids its texts
@@ -61,10 +82,10 @@ def split_rows(
     (docs/benchmarks.md). Without `text_ids` (a folder trimmed before they were recorded),
     three quarters.
     """
-    vocab = config.get("vocab_size")
-    if config.get("model_type") != "gemma3_text" or not config.get("tie_word_embeddings", True):
+    vocab = shape.vocab_size
+    if shape.model_type != "gemma3_text" or not shape.tie_word_embeddings:
         return None
-    if not isinstance(vocab, int) or vocab < 64:
+    if vocab is None or vocab < 64:
         return None
     if original_vocab_size is None:
         return (vocab // 2) // 32 * 32
