@@ -20,7 +20,7 @@ from edgekit.convert import ConvertResult
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import DeviceError, EdgekitError
-from edgekit.litertlm import TFLITE_MODEL, read_header
+from edgekit.runtimes.litert_lm.bundle import TFLITE_MODEL, read_header
 from edgekit.smoke import HostCheck
 from edgekit.testing.plugin import EmulatedDevice
 from edgekit.testing.runner_standin import write_runner_standin

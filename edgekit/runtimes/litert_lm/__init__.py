@@ -14,8 +14,12 @@ LiteRT-LM's runners differ between revisions (google-ai-edge/LiteRT-LM):
 
 So deploy runs the pushed runner with ``--helpfull`` (absl prints every flag and exits 1:
 abseil-cpp absl/flags/internal/usage.cc) and ``--version``, and chooses the protocol from
-the flags it defines — never from the file name. Its models are `.litertlm` bundles
-(edgekit.litertlm reads their header).
+the flags it defines — never from the file name. Its models are `.litertlm` bundles.
+
+This package is the runtime's implementation, so it names LiteRT-LM and its sources:
+
+    __init__.py        the runtime (`RUNTIME`), its runners' parsers
+    bundle.py          the `.litertlm` header, read as the runtime reads it
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from edgekit.device import parsers
 from edgekit.device.base import ShellResult
 from edgekit.device.parsers import TurnStats
 from edgekit.errors import InputError
-from edgekit.litertlm import MAGIC, read_header
 from edgekit.runtimes.base import (
     TTFT_DEVICE_CLOCK,
     Ask,
@@ -45,6 +48,7 @@ from edgekit.runtimes.base import (
     runner_ttft,
     tail,
 )
+from edgekit.runtimes.litert_lm.bundle import MAGIC, read_header
 
 NAME = "LiteRT-LM"
 DOWNLOAD = (
