@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit import runtimes
 from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit.errors import DependencyError, InputError
 
@@ -236,13 +237,12 @@ def _bench_on_emulated_phone(workdir: Path, artifact: Path, threads: int | None,
     from edgekit.bench.session import BenchConfig, battery_bench
     from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
     from edgekit.testing.emulator import AdbDeviceEmulator
-    from edgekit.testing.runner_standin import write_runner_standin
 
     phone = workdir / "emulated-phone"
     shutil.rmtree(phone, ignore_errors=True)
     phone.mkdir(parents=True)
     key = ensure_adb_key(phone / "adbkey")
-    runner = write_runner_standin(phone / "litert_lm_main", "advanced")
+    runner = runtimes.DEFAULT.write_runner_standin(phone / runtimes.DEFAULT.runner_name)
     emulator = AdbDeviceEmulator(phone / "sandbox", trusted_keys=[key.with_name("adbkey.pub").read_bytes()])
     # The device opens once the emulator listens (its port) and closes before the emulator stops.
     with (

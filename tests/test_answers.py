@@ -19,7 +19,7 @@ from edgekit.errors import InputError
 from edgekit.probe import Protocol
 from edgekit.runtimes.litert_lm import MULTI_TURN_PROMPT
 from edgekit.runtimes.litert_lm.bundle import read_header
-from edgekit.testing.bundle import write_bundle
+from edgekit.runtimes.litert_lm.bundle_writer import write_bundle
 from tests.typed_results import run_meta
 
 

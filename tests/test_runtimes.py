@@ -14,7 +14,7 @@ from edgekit.device.local import LocalDevice
 from edgekit.errors import InputError
 from edgekit.probe import Protocol, RunnerProbe, probe_runner
 from edgekit.runtimes.base import Ask, Runtime
-from edgekit.testing.runner_standin import write_runner_standin
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 
 CAPTURES = Path(__file__).parent / "captures"
 REPO = Path(__file__).resolve().parents[1]

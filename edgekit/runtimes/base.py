@@ -9,7 +9,8 @@ A runtime is one implementation of `Runtime`, in its own module of this package
 * builds one turn's argv and stdin (`turn_command`) and what driver.sh needs to drive it
   (`driver_env`),
 * reads one turn's figures and answer from what the runner printed (`turn_figures`,
-  `turn_answer`, `smoke_reading`).
+  `turn_answer`, `smoke_reading`),
+* and, for tests and the demo, stands in for its runners (`write_runner_standin`).
 
 The harness (driver.sh), the sampler and the power math stay runtime-free.
 """
@@ -246,3 +247,14 @@ class Runtime(abc.ABC):
     def refused_turns(self, outputs: Mapping[str, str], key: str, turns: int) -> tuple[tuple[int, str], ...]:
         """The turns of conversation `key` the runner refused to answer, with why (none by default)."""
         return ()
+
+    def write_runner_standin(self, path: Path, kind: str | None = None) -> Path:
+        """For tests and the demo without a phone: an executable at `path` that behaves like
+        this runtime's runner `kind` (its most capable if None) and really runs the model on
+        this computer; NotImplementedError for a runtime edgekit has no stand-in for."""
+        raise NotImplementedError(f"edgekit has no stand-in for {self.name}'s runners")
+
+    def run_runner_standin(self, kind: str, argv: list[str]) -> int:
+        """Stand-in `kind` run in this process with `argv`, printing on sys.stdout and sys.stderr:
+        its exit status (FakeDevice answers a runner's --helpfull and --version so)."""
+        raise NotImplementedError(f"edgekit has no stand-in for {self.name}'s runners")

@@ -20,6 +20,8 @@ This package is the runtime's implementation, so it names LiteRT-LM and its sour
 
     __init__.py        the runtime (`RUNTIME`), its runners' parsers
     bundle.py          the `.litertlm` header, read as the runtime reads it
+    runner_standin.py  stand-ins for its runner binaries (edgekit.testing, the demo)
+    bundle_writer.py   small `.litertlm` files written with upstream's own schema, for tests
 """
 
 from __future__ import annotations
@@ -402,6 +404,16 @@ class LiteRtLm(Runtime):
         if head.startswith(PROMPT_ECHO):
             head = "".join(head.splitlines(keepends=True)[2 * turn - 1 :])
         return head
+
+    def write_runner_standin(self, path: Path, kind: str | None = None) -> Path:
+        from edgekit.runtimes.litert_lm import runner_standin
+
+        return runner_standin.write_runner_standin(path, kind or "advanced")
+
+    def run_runner_standin(self, kind: str, argv: list[str]) -> int:
+        from edgekit.runtimes.litert_lm import runner_standin
+
+        return runner_standin.main(kind, argv=argv)
 
 
 LITERT_LM = LiteRtLm()
