@@ -103,7 +103,7 @@ def test_a_runner_that_is_neither_is_refused_with_the_same_message(tmp_path: Pat
 
 
 def test_a_probe_json_from_before_the_split_still_loads() -> None:
-    from edgekit._typed import from_data
+    from edgekit._typed import from_data, to_data
 
     old = {
         "binary": "litert_lm_advanced_main",
@@ -115,8 +115,8 @@ def test_a_probe_json_from_before_the_split_still_loads() -> None:
         "libraries": [],
     }
     probe = from_data(old, RunnerProbe, "probe")
-    assert probe.runtime == "LiteRT-LM" and runtimes.named(probe.runtime).protocols[0] is Protocol.MULTI_TURN
-    assert runtimes.named(probe.runtime) is runtimes.DEFAULT
+    assert runtimes.for_probe(probe) is runtimes.named("LiteRT-LM") is runtimes.DEFAULT
+    assert "runtime" not in to_data(probe)  # written back as it was read
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
+from edgekit import runtimes
 from edgekit._typed import to_data
 from edgekit.commands._common import (
     adb_server_option,
@@ -118,7 +119,7 @@ def deploy_command(
         outcomes = deploy_many(serials, artifact, config, transport=Transport(transport), progress=progress)
     results = {s: r for s, r in outcomes.items() if isinstance(r, DeployResult)}
     errors = {s: e for s, e in outcomes.items() if isinstance(e, EdgekitError)}
-    remember_runner_of(runner, {r.probe.runtime for r in results.values() if r.probe is not None})
+    remember_runner_of(runner, {runtimes.for_probe(r.probe).name for r in results.values() if r.probe is not None})
     if output.json:
         output.data([to_data(results[s]) if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:

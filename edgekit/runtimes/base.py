@@ -23,6 +23,8 @@ import enum
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from msgspec import UNSET, UnsetType
+
 from edgekit.device.base import ShellResult
 from edgekit.device.parsers import TurnStats
 
@@ -54,12 +56,6 @@ class Backend(enum.StrEnum):
 # What each protocol takes time to first token from (docs/battery-bench.md).
 TTFT_DEVICE_CLOCK = "device clock: first answer byte after the turn was sent (the runner streams)"
 
-_FIRST_RUNTIME = "LiteRT-LM"
-"""`RunnerProbe.runtime` of a probe.json or result written before a second runtime existed
-(they leave it out): the one name of a runtime outside its implementation, kept so that
-those files still load as what they were. It equals edgekit.runtimes.litert_lm.NAME
-(tests/test_runtimes.py checks)."""
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunnerProbe:
@@ -73,8 +69,9 @@ class RunnerProbe:
     version: str | None
     libraries: tuple[str, ...]
     needed: tuple[str, ...] | None = None  # DT_NEEDED from the ELF header; None for a script
-    runtime: str = _FIRST_RUNTIME
-    """`Runtime.name` of the runtime the binary belongs to."""
+    runtime: str | UnsetType = UNSET
+    """`Runtime.name` of the runtime the binary belongs to; UNSET in a probe.json or result
+    written before a second runtime existed (edgekit.runtimes.for_probe tells it from `protocol`)."""
     commit: str | None = None
     """The runtime's source commit, where the binary names it (llama.cpp's --version)."""
     compiler: str | None = None

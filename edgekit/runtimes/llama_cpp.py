@@ -498,4 +498,4 @@ class LlamaCpp(Runtime):
         return tuple((k, why) for k, answer in enumerate(said, 1) if (why := refusal(answer)) is not None)
 
 
-LLAMA_CPP = LlamaCpp()
+RUNTIME = LlamaCpp()

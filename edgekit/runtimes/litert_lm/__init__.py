@@ -416,4 +416,4 @@ class LiteRtLm(Runtime):
         return runner_standin.main(kind, argv=argv)
 
 
-LITERT_LM = LiteRtLm()
+RUNTIME = LiteRtLm()
