@@ -40,8 +40,10 @@ def test_every_runtime_implements_the_interface_and_owns_its_protocols() -> None
         assert runtimes.named(runtime.name) is runtime
         for protocol in runtime.protocols:
             assert runtimes.for_protocol(protocol) is runtime
-        for attr in ("model_file", "wanted", "runner_folder", "runner_file", "runner_help", "runner_name"):
+        attrs = ("key", "model_format", "model_file", "wanted", "runner_folder", "runner_file", "runner_help")
+        for attr in (*attrs, "runner_name", "runner_binaries"):
             assert isinstance(getattr(runtime, attr), str) and getattr(runtime, attr)
+        assert runtime.key.isidentifier() and type(runtime).__module__ == f"edgekit.runtimes.{runtime.key}"
     assert runtimes.DEFAULT in runtimes.RUNTIMES
     with pytest.raises(KeyError):
         runtimes.named("no such runtime")

@@ -149,7 +149,12 @@ class Runtime(abc.ABC):
     """One on-device runtime: its model files, its runner binaries, their protocol and output."""
 
     name: str
-    """How results and the runner cache name it (RunnerProbe.runtime, RunnerRecord.runtime)."""
+    """How results and the runner cache name it (RunnerProbe.runtime, RunnerRecord.runtime),
+    and how texts name it ("the … engine", "a … bundle")."""
+    key: str
+    """Its name as an identifier, e.g. a JSON key (the name of its module here)."""
+    model_format: str
+    """What its models are, as a help text names them ("a … artifact")."""
     protocols: tuple[Protocol, ...]
     """The protocols its runners speak (RunnerProbe.protocol); no two runtimes share one."""
     model_file: str
@@ -164,6 +169,10 @@ class Runtime(abc.ABC):
     """Which runner to pass as --runner, for a user who passed none."""
     runner_name: str
     """The name a runner binary is pushed under when its own would need quoting in a shell."""
+    runner_binaries: str
+    """Its runner binaries' names, as a help text lists them ("a or b")."""
+    garbage_case: str | None = None
+    """A known case of its backend answering garbage fast, as a message cites it (edgekit.answers)."""
     engine_on_host: bool = False
     """This computer's engine runs the runtime's models, so a smoke answer can be compared with it."""
     chat_template_file: str = "chat_template.jinja"

@@ -351,6 +351,8 @@ class LlamaCpp(Runtime):
     (common/build-info.cpp.in llama_print_build_info)."""
 
     name = NAME
+    key = "llama_cpp"
+    model_format = "GGUF"
     protocols = (Protocol.LLAMA_CLI,)
     model_file = "model.gguf"
     wanted = "llama.cpp's llama-cli (a GGUF runs on it)"
@@ -358,6 +360,7 @@ class LlamaCpp(Runtime):
     runner_help = "for a GGUF, llama.cpp's build folder with llama-cli"
     runner_file = "llama.cpp's llama-cli for android_arm64"
     runner_name = "llama-cli"
+    runner_binaries = "llama-cli"
     chat_template_file = CHAT_TEMPLATE_FILE
 
     def is_model(self, path: Path) -> bool:

@@ -213,6 +213,8 @@ class LiteRtLm(Runtime):
     """LiteRT-LM's runners: multi-turn (`--multi_turns --benchmark`) or one-shot (`--input_prompt_file`)."""
 
     name = NAME
+    key = "litert_lm"
+    model_format = "LiteRT"
     protocols = (Protocol.MULTI_TURN, Protocol.ONE_SHOT)
     model_file = "model.litertlm"
     wanted = "a LiteRT-LM runner (.litertlm)"
@@ -222,7 +224,11 @@ class LiteRtLm(Runtime):
     )
     runner_file = "LiteRT-LM's runner for android_arm64"
     runner_name = "litert_lm_main"
+    runner_binaries = "litert_lm_advanced_main or litert_lm_main"
     engine_on_host = True
+    garbage_case = "LiteRT-LM issue #3280"
+    """github.com/google-ai-edge/LiteRT-LM/issues/3280: Gemma 3 270M on the GPU backend emits only
+    `<pad>`, and its tokens/s look fine (runner_standin's `pad` kind imitates it)."""
 
     def is_model(self, path: Path) -> bool:
         with open(path, "rb") as f:
