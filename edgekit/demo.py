@@ -2,8 +2,8 @@
 
     run_demo(config, observer)   DemoResult: what was converted, the continuations, the run
 
-example → convert (default recipe, fidelity check) → one continuation from the LiteRT-LM
-engine beside PyTorch's → deploy over the ADB protocol to an emulated phone
+example → convert (default recipe, fidelity check) → one continuation from the artifact's
+engine on this computer (edgekit.engine) beside PyTorch's → deploy over the ADB protocol to an emulated phone
 (`edgekit.testing`'s device emulator, battery simulated) → battery-bench chat-25 there →
 result JSON and HTML report in the work folder. `edgekit demo` is this module plus rendering.
 """
@@ -86,7 +86,7 @@ class DemoResult:
     converted: ConvertResult
     prompt: str
     engine_text: str
-    """The LiteRT-LM engine's greedy continuation of the prompt (INT4 artifact, no chat template)."""
+    """The artifact's greedy continuation of the prompt by this computer's engine (INT4, no chat template)."""
     torch_text: str
     """PyTorch's (fp32 reference), the same way."""
     bench: BenchResult
@@ -115,7 +115,7 @@ class DemoResult:
             "size_bytes": manifest.size_bytes,
             "fidelity": None if manifest.fidelity is None else manifest.fidelity.to_dict(),
             "prompt": self.prompt,
-            "continuation": {"litert_lm": self.engine_text, "pytorch": self.torch_text},
+            "continuation": {runtimes.DEFAULT.key: self.engine_text, "pytorch": self.torch_text},
             "battery_bench": {
                 "result": str(self.result_path),
                 "report": str(self.report_path),
@@ -142,7 +142,8 @@ def run_demo(config: DemoConfig, observer: DemoObserver = DemoObserver()) -> Dem
     model_dir, real = _demo_model(workdir, config.model, observer, log)
     observer.model(real)
     converted = _convert(model_dir, workdir / f"{_model_name(real)}.litertlm", config.threads, observer.stage)
-    with observer.status("continuing the prompt with the LiteRT-LM engine and with PyTorch…"), captured_output(log):
+    status = f"continuing the prompt with the {runtimes.DEFAULT.name} engine and with PyTorch…"
+    with observer.status(status), captured_output(log):
         engine_text, torch_text = _continuations(converted.artifact.path, model_dir, config.prompt, config.threads)
     with observer.status("chat-25 on an emulated phone over the ADB protocol (battery simulated)…"):
         bench = _bench_on_emulated_phone(workdir, converted.artifact.path, config.threads, log)

@@ -3,6 +3,7 @@ interface, and the code around them (probe, smoke, driver, assembly) asks only t
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -47,6 +48,38 @@ def test_every_runtime_implements_the_interface_and_owns_its_protocols() -> None
     assert runtimes.DEFAULT in runtimes.RUNTIMES
     with pytest.raises(KeyError):
         runtimes.named("no such runtime")
+
+
+NAMES_A_RUNTIME = re.compile(r"LiteRT|(?i:litert_lm)")
+"""LiteRT (as spelled) or litert_lm in any case (LITERT_LM too). `.litertlm`, the artifact's
+file name, and litert-torch, the converter, are every module's to say."""
+MAY_NAME_IT = (
+    "edgekit/runtimes/litert_lm/",  # the runtime's implementation: runners, bundle header, stand-ins
+    "edgekit/runtimes/__init__.py",  # the registry: it imports each implementation to list it
+    "edgekit/convert/",  # writes the runtime's bundles
+    "edgekit/engine.py",  # runs them on this computer
+)
+
+
+def test_the_runtime_name_pattern() -> None:
+    said = ("LiteRT-LM", "a LiteRT artifact", "litert_lm_main", "LITERT_LM", "edgekit.runtimes.litert_lm")
+    assert all(NAMES_A_RUNTIME.search(text) for text in said)
+    assert not any(NAMES_A_RUNTIME.search(text) for text in ("model.litertlm", "litert-torch", "litertlm_builder"))
+
+
+def test_only_a_runtimes_implementation_names_it() -> None:
+    # Issue #20: LiteRT and litert_lm are named only inside their runtime's implementation, in
+    # edgekit/convert/ and in edgekit/engine.py; everything else asks edgekit.runtimes.
+    assert all((REPO / allowed).exists() for allowed in MAY_NAME_IT)
+    hits = []
+    for path in sorted((REPO / "edgekit").rglob("*")):
+        where = path.relative_to(REPO).as_posix()
+        if "__pycache__" in path.parts or not path.is_file() or where.startswith(MAY_NAME_IT):
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if NAMES_A_RUNTIME.search(line):
+                hits.append(f"{where}:{n}: {line.strip()}")
+    assert hits == []
 
 
 @pytest.mark.parametrize("protocol", list(Protocol))
