@@ -4,7 +4,7 @@ RUNTIMES           every runtime, in the order a runner binary is probed
 DEFAULT            the runtime of edgekit convert's artifacts, and of a model file or a
                    binary no runtime recognises
 for_model(path)    the runtime whose model format `path` is (its header checked)
-named(name)        the runtime a result names
+named(name)        the runtime a result or the runner cache names
 for_protocol(p)    the runtime whose runners speak protocol `p`
 for_probe(probe)   the runtime of a probed runner
 
