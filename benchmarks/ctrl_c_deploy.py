@@ -24,9 +24,9 @@ from pathlib import Path
 
 from edgekit.device.adb import adb_binary, ensure_server
 from edgekit.device.direct import ensure_adb_key
-from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
+from edgekit.runtimes.litert_lm.bundle_writer import TFLITE_MODEL, write_bundle
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing.emulator import AdbDeviceEmulator
-from edgekit.testing.runner_standin import write_runner_standin
 
 ROOT = "data/local/tmp/edgekit"
 

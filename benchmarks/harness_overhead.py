@@ -41,8 +41,8 @@ from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
 from edgekit.device.local import LocalDevice
 from edgekit.probe import Backend, chat_flags
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing.emulator import AdbDeviceEmulator
-from edgekit.testing.runner_standin import write_runner_standin
 
 
 def harness_share(artifact: Path, work: Path, threads: int | None) -> dict[str, float]:

@@ -35,8 +35,8 @@ from pathlib import Path
 from edgekit.device import AdbServer
 from edgekit.device.adb import adb_binary, ensure_server
 from edgekit.device.direct import ensure_adb_key
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing.emulator import AdbDeviceEmulator
-from edgekit.testing.runner_standin import write_runner_standin
 
 REPO = Path(__file__).resolve().parent.parent
 CHAT25 = REPO / "android_harness" / "workloads" / "chat-25.jsonl"

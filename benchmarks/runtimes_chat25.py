@@ -1,7 +1,7 @@
 """chat-25 on one emulated phone: .litertlm files on LiteRT-LM and .gguf files on llama.cpp, one campaign.
 
 Starts edgekit's ADB device emulator on 127.0.0.1 reporting this computer's ABI, deploys each
-.litertlm with the LiteRT-LM runner stand-in (edgekit.testing.runner_standin: this
+.litertlm with the LiteRT-LM runner stand-in (edgekit.runtimes.litert_lm.runner_standin: this
 computer's LiteRT-LM engine behind the multi-turn runner's protocol) and each .gguf with the
 real llama-cli of a llama.cpp build folder, then runs one `edgekit battery-bench A B …`
 campaign of the shipped chat-25 workload (in the order given) and prints, per artifact: chat-25's
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from edgekit.bench.result import BenchResult
 from edgekit.device.direct import ensure_adb_key
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing.emulator import AdbDeviceEmulator
-from edgekit.testing.runner_standin import write_runner_standin
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,9 @@ classify_answer(text)          one turn's answer -> Degenerate or None (empty, s
 mostly_degenerate(n, total)    whether a run's degenerate turns fail it (more than half)
 first_difference(a, b)         the first differing token of two token sequences (smoke run vs host engine)
 
-Why: a backend can run fast and answer garbage. LiteRT-LM issue #3280
-(github.com/google-ai-edge/LiteRT-LM/issues/3280) reports Gemma 3 270M on the GPU backend
-emitting only `<pad>`; its tokens/s look fine. A speed figure for garbage is not a figure.
+Why: a runtime's backend can run fast and answer garbage, its tokens/s looking fine (each
+runtime names its known case: `Runtime.garbage_case`, e.g. Gemma 3 270M on a GPU backend
+emitting only `<pad>`). A speed figure for garbage is not a figure.
 """
 
 from __future__ import annotations

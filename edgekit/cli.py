@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from edgekit import runtimes
 from edgekit._versions import versions
 from edgekit.commands.bench import bench_command
 from edgekit.commands.clean import clean_command
@@ -44,15 +45,19 @@ class _InOrder(click.Group):
         return list(self.commands)
 
 
+_FORMAT = runtimes.DEFAULT.model_format
+"""What edgekit convert's bundles are ("a … bundle"), as the epilog names them."""
+
+
 @click.group(
     cls=_InOrder,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="""\b
+    epilog=f"""\b
 Start here:
   edgekit demo                                        the whole pipeline on this computer (~7 min)
 In pipeline order:
   edgekit example gemma3-270m ./gemma3-270m           the real Gemma 3 270M (base model), no download
-  edgekit convert ./gemma3-270m -o model.litertlm     PyTorch/Hugging Face (or .gguf) -> LiteRT INT4 bundle
+  edgekit convert ./gemma3-270m -o model.litertlm     PyTorch/Hugging Face (or .gguf) -> {_FORMAT} INT4 bundle
   edgekit eval model.litertlm --reference ./gemma3-270m   NLL gap vs the fp32 PyTorch model
   edgekit deploy --device SERIAL model.litertlm       verified, idempotent push to a phone + smoke run
   edgekit battery-bench --device SERIAL model.litertlm   25 conversations: tokens/s, TTFT, battery %

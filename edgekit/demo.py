@@ -2,8 +2,8 @@
 
     run_demo(config, observer)   DemoResult: what was converted, the continuations, the run
 
-example → convert (default recipe, fidelity check) → one continuation from the LiteRT-LM
-engine beside PyTorch's → deploy over the ADB protocol to an emulated phone
+example → convert (default recipe, fidelity check) → one continuation from the artifact's
+engine on this computer (edgekit.engine) beside PyTorch's → deploy over the ADB protocol to an emulated phone
 (`edgekit.testing`'s device emulator, battery simulated) → battery-bench chat-25 there →
 result JSON and HTML report in the work folder. `edgekit demo` is this module plus rendering.
 """
@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit import runtimes
 from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit._typed import to_data
 from edgekit.errors import DependencyError, InputError
@@ -86,7 +87,7 @@ class DemoResult:
     converted: ConvertResult
     prompt: str
     engine_text: str
-    """The LiteRT-LM engine's greedy continuation of the prompt (INT4 artifact, no chat template)."""
+    """The artifact's greedy continuation of the prompt by this computer's engine (INT4, no chat template)."""
     torch_text: str
     """PyTorch's (fp32 reference), the same way."""
     bench: BenchResult
@@ -115,7 +116,7 @@ class DemoResult:
             "size_bytes": manifest.size_bytes,
             "fidelity": None if manifest.fidelity is None else manifest.fidelity.to_dict(),
             "prompt": self.prompt,
-            "continuation": {"litert_lm": self.engine_text, "pytorch": self.torch_text},
+            "continuation": {runtimes.DEFAULT.key: self.engine_text, "pytorch": self.torch_text},
             "battery_bench": {
                 "result": str(self.result_path),
                 "report": str(self.report_path),
@@ -142,7 +143,8 @@ def run_demo(config: DemoConfig, observer: DemoObserver = DemoObserver()) -> Dem
     model_dir, real = _demo_model(workdir, config.model, observer, log)
     observer.model(real)
     converted = _convert(model_dir, workdir / f"{_model_name(real)}.litertlm", config.threads, observer.stage)
-    with observer.status("continuing the prompt with the LiteRT-LM engine and with PyTorch…"), captured_output(log):
+    status = f"continuing the prompt with the {runtimes.DEFAULT.name} engine and with PyTorch…"
+    with observer.status(status), captured_output(log):
         engine_text, torch_text = _continuations(converted.artifact.path, model_dir, config.prompt, config.threads)
     with observer.status("chat-25 on an emulated phone over the ADB protocol (battery simulated)…"):
         bench = _bench_on_emulated_phone(workdir, converted.artifact.path, config.threads, log)
@@ -237,13 +239,12 @@ def _bench_on_emulated_phone(workdir: Path, artifact: Path, threads: int | None,
     from edgekit.bench.session import BenchConfig, battery_bench
     from edgekit.device.direct import DirectAdbDevice, ensure_adb_key
     from edgekit.testing.emulator import AdbDeviceEmulator
-    from edgekit.testing.runner_standin import write_runner_standin
 
     phone = workdir / "emulated-phone"
     shutil.rmtree(phone, ignore_errors=True)
     phone.mkdir(parents=True)
     key = ensure_adb_key(phone / "adbkey")
-    runner = write_runner_standin(phone / "litert_lm_main", "advanced")
+    runner = runtimes.DEFAULT.write_runner_standin(phone / runtimes.DEFAULT.runner_name)
     emulator = AdbDeviceEmulator(phone / "sandbox", trusted_keys=[key.with_name("adbkey.pub").read_bytes()])
     # The device opens once the emulator listens (its port) and closes before the emulator stops.
     with (

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from edgekit import runtimes
 from edgekit._data import data_dir
 from edgekit.artifact import sha256_file
 from edgekit.device.base import Device, DeviceFacts
@@ -238,8 +239,8 @@ def place_runner(
         except InputError as exc:
             refusals.append(str(exc))
             continue
-        if probe.runtime != runtime.name:
-            refusals.append(f"runner {name} is a {probe.runtime} runner, and this model needs {want}")
+        if (theirs := runtimes.for_probe(probe)) is not runtime:
+            refusals.append(f"runner {name} is a {theirs.name} runner, and this model needs {want}")
             continue
         remote = device.path("runners", runner.sha256, name)
         placed = Placed(remote=remote, sha256=runner.sha256, size_bytes=size, pushed=pushed)

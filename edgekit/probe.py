@@ -74,7 +74,7 @@ def chat_flags(
     """The flags the probed runner gets in chat-app conditions, from its runtime: only flags
     the binary defines, the thread count asked for, the workload's output cap where the
     binary has one; every way the run differs from those conditions is named in `conditions`."""
-    return runtimes.named(probe.runtime).chat_flags(
+    return runtimes.for_probe(probe).chat_flags(
         probe,
         backend=backend,
         threads=threads,

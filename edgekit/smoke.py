@@ -79,7 +79,7 @@ def smoke_run(
         chat_template_file=chat_template,
     )
     prompt = " ".join(prompt.splitlines())
-    runtime = runtimes.named(probe.runtime)
+    runtime = runtimes.for_probe(probe)
     turn = runtime.turn_command(probe, model=model_remote, flags=flags.flags, prompt=prompt, prompt_file=prompt_remote)
     with tempfile.TemporaryDirectory(prefix="edgekit-smoke-") as tmp:
         prompt_file = Path(tmp) / "prompt.txt"

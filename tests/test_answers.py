@@ -16,10 +16,10 @@ from edgekit.bench.result import DEGENERATE_OUTPUT, TurnRecord
 from edgekit.bench.run_folder import RunFiles
 from edgekit.bench.workload import load_workload
 from edgekit.errors import InputError
-from edgekit.litertlm import read_header
 from edgekit.probe import Protocol
 from edgekit.runtimes.litert_lm import MULTI_TURN_PROMPT
-from edgekit.testing.bundle import write_bundle
+from edgekit.runtimes.litert_lm.bundle import read_header
+from edgekit.runtimes.litert_lm.bundle_writer import write_bundle
 from tests.typed_results import run_meta
 
 

@@ -20,10 +20,10 @@ from edgekit.convert import ConvertResult
 from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import DeviceError, EdgekitError
-from edgekit.litertlm import TFLITE_MODEL, read_header
+from edgekit.runtimes.litert_lm.bundle import TFLITE_MODEL, read_header
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.smoke import HostCheck
 from edgekit.testing.plugin import EmulatedDevice
-from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import run_cli, small_workload
 
 pytestmark = pytest.mark.slow

@@ -20,9 +20,9 @@ from edgekit.bench.config import BenchConfig
 from edgekit.bench.result import EXIT_FAILED, BenchResult
 from edgekit.device.base import ShellResult
 from edgekit.errors import EXIT_REGRESSION
+from edgekit.runtimes.litert_lm.bundle_writer import TFLITE_MODEL, write_bundle
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing import FakeDevice
-from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
-from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import run_cli, small_workload
 from tests.typed_results import schema1_result
 

@@ -344,8 +344,8 @@ def test_devices_lists_emulator_and_local(emulated_device: EmulatedDevice, cli_e
 
 def test_deploy_to_all_in_parallel(artifact: Path, cli_env: dict[str, str], tmp_path: Path, adb_home: Path) -> None:
     from edgekit.device.adb import ensure_server
+    from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
     from edgekit.testing.emulator import AdbDeviceEmulator
-    from edgekit.testing.runner_standin import write_runner_standin
 
     key = (adb_home / ".android" / "adbkey.pub").read_bytes()
     emus = [AdbDeviceEmulator(tmp_path / f"d{i}", trusted_keys=[key]).start() for i in range(2)]

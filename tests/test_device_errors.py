@@ -31,10 +31,10 @@ from edgekit.errors import (
     RunLost,
     without_serial,
 )
+from edgekit.runtimes.litert_lm.bundle_writer import TFLITE_MODEL, write_bundle
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing import FakeDevice
-from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
 from edgekit.testing.plugin import EmulatedDevice
-from edgekit.testing.runner_standin import write_runner_standin
 
 _SERIAL = "10.0.0.7:5555"
 

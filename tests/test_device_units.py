@@ -19,9 +19,9 @@ from edgekit.errors import DeviceError, InputError
 from edgekit.placement import clean
 from edgekit.runners import remember_runner, resolve_runner, runner_cache_dir
 from edgekit.runtimes.litert_lm import NAME as LITERT_LM
+from edgekit.runtimes.litert_lm.bundle_writer import TFLITE_MODEL, write_bundle
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing import FakeDevice
-from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
-from edgekit.testing.runner_standin import write_runner_standin
 
 ROOT = "/data/local/tmp/edgekit"
 CAPTURES = Path(__file__).parent / "captures"

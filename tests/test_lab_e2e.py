@@ -23,10 +23,10 @@ from edgekit.bench.result import BenchResult
 from edgekit.convert import ConvertResult
 from edgekit.device import AdbServer
 from edgekit.device.adb import _server_listening, adb_binary, ensure_server, list_devices
-from edgekit.testing.bundle import TFLITE_MODEL, write_bundle
+from edgekit.runtimes.litert_lm.bundle_writer import TFLITE_MODEL, write_bundle
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.plugin import _free_port
-from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import run_cli, small_workload, wait_for
 
 ROOT = "/data/local/tmp/edgekit"

@@ -28,9 +28,9 @@ from edgekit.deploy import DeployConfig, deploy
 from edgekit.device.base import Device
 from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import EXIT_STILL_RUNNING, DeviceBusy, DeviceError
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from edgekit.testing.emulator import AdbDeviceEmulator
 from edgekit.testing.plugin import EmulatedDevice
-from edgekit.testing.runner_standin import write_runner_standin
 from tests.conftest import run_cli, small_workload, wait_for
 
 pytestmark = pytest.mark.slow

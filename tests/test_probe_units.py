@@ -19,7 +19,7 @@ from edgekit.bench.validity import ValidityFlag
 from edgekit.errors import InputError
 from edgekit.probe import TTFT_DEVICE_CLOCK, Protocol, RunnerProbe, chat_flags
 from edgekit.runtimes.litert_lm import TTFT_RUNNER, analyse_probe
-from edgekit.testing.runner_standin import write_runner_standin
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 from tests.conftest import require_tool
 from tests.elf import EM_AARCH64, write_elf
 from tests.typed_results import run_meta, schema1_result

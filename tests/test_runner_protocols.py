@@ -1,6 +1,6 @@
 """The runner as upstream's binaries behave: probe, both protocols, runner folders, failures.
 
-Every runner here is a stand-in from edgekit.testing.runner_standin (each cites the
+Every runner here is a stand-in from edgekit.runtimes.litert_lm.runner_standin (each cites the
 upstream source it follows) that really runs the tiny model with the host LiteRT-LM engine.
 """
 
@@ -22,8 +22,8 @@ from edgekit.device.direct import DirectAdbDevice
 from edgekit.errors import InputError
 from edgekit.probe import Protocol, RunnerProbe
 from edgekit.runtimes.litert_lm import TTFT_RUNNER
+from edgekit.runtimes.litert_lm.runner_standin import GPU_ACCELERATOR, write_runner_folder, write_runner_standin
 from edgekit.testing.plugin import EmulatedDevice
-from edgekit.testing.runner_standin import GPU_ACCELERATOR, write_runner_folder, write_runner_standin
 from tests.conftest import run_cli, small_workload, wait_for
 
 pytestmark = pytest.mark.slow

@@ -3,6 +3,7 @@ interface, and the code around them (probe, smoke, driver, assembly) asks only t
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from edgekit.device.local import LocalDevice
 from edgekit.errors import InputError
 from edgekit.probe import Protocol, RunnerProbe, probe_runner
 from edgekit.runtimes.base import Ask, Runtime
-from edgekit.testing.runner_standin import write_runner_standin
+from edgekit.runtimes.litert_lm.runner_standin import write_runner_standin
 
 CAPTURES = Path(__file__).parent / "captures"
 REPO = Path(__file__).resolve().parents[1]
@@ -40,11 +41,45 @@ def test_every_runtime_implements_the_interface_and_owns_its_protocols() -> None
         assert runtimes.named(runtime.name) is runtime
         for protocol in runtime.protocols:
             assert runtimes.for_protocol(protocol) is runtime
-        for attr in ("model_file", "wanted", "runner_folder", "runner_file", "runner_help", "runner_name"):
+        attrs = ("key", "model_format", "model_file", "wanted", "runner_folder", "runner_file", "runner_help")
+        for attr in (*attrs, "runner_name", "runner_binaries"):
             assert isinstance(getattr(runtime, attr), str) and getattr(runtime, attr)
+        assert runtime.key.isidentifier() and type(runtime).__module__ == f"edgekit.runtimes.{runtime.key}"
     assert runtimes.DEFAULT in runtimes.RUNTIMES
     with pytest.raises(KeyError):
         runtimes.named("no such runtime")
+
+
+NAMES_A_RUNTIME = re.compile(r"LiteRT|(?i:litert_lm)")
+"""LiteRT (as spelled) or litert_lm in any case (LITERT_LM too). `.litertlm`, the artifact's
+file name, and litert-torch, the converter, are every module's to say."""
+MAY_NAME_IT = (
+    "edgekit/runtimes/litert_lm/",  # the runtime's implementation: runners, bundle header, stand-ins
+    "edgekit/runtimes/__init__.py",  # the registry: it imports each implementation to list it
+    "edgekit/convert/",  # writes the runtime's bundles
+    "edgekit/engine.py",  # runs them on this computer
+)
+
+
+def test_the_runtime_name_pattern() -> None:
+    said = ("LiteRT-LM", "a LiteRT artifact", "litert_lm_main", "LITERT_LM", "edgekit.runtimes.litert_lm")
+    assert all(NAMES_A_RUNTIME.search(text) for text in said)
+    assert not any(NAMES_A_RUNTIME.search(text) for text in ("model.litertlm", "litert-torch", "litertlm_builder"))
+
+
+def test_only_a_runtimes_implementation_names_it() -> None:
+    # Issue #20: LiteRT and litert_lm are named only inside their runtime's implementation, in
+    # edgekit/convert/ and in edgekit/engine.py; everything else asks edgekit.runtimes.
+    assert all((REPO / allowed).exists() for allowed in MAY_NAME_IT)
+    hits = []
+    for path in sorted((REPO / "edgekit").rglob("*")):
+        where = path.relative_to(REPO).as_posix()
+        if "__pycache__" in path.parts or not path.is_file() or where.startswith(MAY_NAME_IT):
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if NAMES_A_RUNTIME.search(line):
+                hits.append(f"{where}:{n}: {line.strip()}")
+    assert hits == []
 
 
 @pytest.mark.parametrize("protocol", list(Protocol))
@@ -103,7 +138,7 @@ def test_a_runner_that_is_neither_is_refused_with_the_same_message(tmp_path: Pat
 
 
 def test_a_probe_json_from_before_the_split_still_loads() -> None:
-    from edgekit._typed import from_data
+    from edgekit._typed import from_data, to_data
 
     old = {
         "binary": "litert_lm_advanced_main",
@@ -115,8 +150,8 @@ def test_a_probe_json_from_before_the_split_still_loads() -> None:
         "libraries": [],
     }
     probe = from_data(old, RunnerProbe, "probe")
-    assert probe.runtime == "LiteRT-LM" and runtimes.named(probe.runtime).protocols[0] is Protocol.MULTI_TURN
-    assert runtimes.named(probe.runtime) is runtimes.DEFAULT
+    assert runtimes.for_probe(probe) is runtimes.named("LiteRT-LM") is runtimes.DEFAULT
+    assert "runtime" not in to_data(probe)  # written back as it was read
 
 
 @pytest.mark.parametrize(

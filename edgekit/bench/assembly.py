@@ -261,9 +261,13 @@ def build_result(run: Measured) -> BenchResult:
     )
 
 
+_GARBAGE_CASES = ", ".join(r.garbage_case for r in runtimes.RUNTIMES if r.garbage_case)
+"""The runtimes' known cases of a backend answering garbage fast, as the degenerate_output flag cites them."""
+
+
 def degenerate_flags(turns: list[TurnRecord]) -> list[ValidityFlag]:
     """The `degenerate_output` flag (voids, fails the run) when most answered turns are degenerate
-    (edgekit.answers; LiteRT-LM issue #3280: Gemma 3 270M on GPU answering only `<pad>`)."""
+    (edgekit.answers; the runtimes' known cases, Runtime.garbage_case, are cited)."""
     read = [t for t in turns if not isinstance(t.degenerate, UnsetType)]
     bad = [t.degenerate for t in read if isinstance(t.degenerate, answers.Degenerate)]
     if not answers.mostly_degenerate(len(bad), len(read)):
@@ -272,7 +276,7 @@ def degenerate_flags(turns: list[TurnRecord]) -> list[ValidityFlag]:
         ValidityFlag(
             code=DEGENERATE_OUTPUT,
             message=f"{len(bad)} of {len(read)} answers are degenerate ({answers.describe(bad)}): the model or "
-            "backend computes garbage (cf. LiteRT-LM issue #3280), so its speed is no figure; check the "
+            f"backend computes garbage (cf. {_GARBAGE_CASES}), so its speed is no figure; check the "
             "artifact with `edgekit deploy` (its smoke run compares with this computer's CPU engine) or try "
             "another --backend",
             voids=True,

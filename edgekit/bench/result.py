@@ -217,7 +217,7 @@ class RunnerRecord:
     engine: str | UnsetType = UNSET
     runtime: str | UnsetType = UNSET
     """The runtime's name (edgekit.runtimes: Runtime.name); results from before a second runtime
-    existed leave it out and name it in `probe.runtime` only (RunnerProbe's default)."""
+    existed leave it out here and in `probe` (edgekit.runtimes.for_probe tells it from the protocol)."""
 
     def runtime_text(self) -> str | None:
         """The runtime, e.g. "llama.cpp 0.5.0-dev, commit 0c1e570 (GNU 12.2.0 for Linux x86_64)";

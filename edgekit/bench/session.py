@@ -70,7 +70,7 @@ def start_run(device: Device, artifact_path: Path | str, config: BenchConfig, *,
     if deployed.runner is None:
         raise InputError("battery-bench on a phone needs the on-device runner: pass --runner")
     probe = _probed_runner(device, deployed, config)
-    runtime = runtimes.named(probe.runtime)
+    runtime = runtimes.for_probe(probe)
     _check_turns(workload, runtime)
     chosen = chat_flags(
         probe,
@@ -122,7 +122,7 @@ def _write_run(
     """The run folder written (meta.json, run.env, conversations); its paths."""
     assert deployed.runner is not None
     flags = list(chosen.flags)
-    driver_env = runtimes.named(probe.runtime).driver_env(probe.protocol)
+    driver_env = runtimes.for_probe(probe).driver_env(probe.protocol)
     # The template file goes to driver.sh apart (CHAT_TEMPLATE, under the work root, as the model).
     template = None
     option = driver_env.get("TEMPLATE_OPT")
@@ -146,7 +146,7 @@ def _write_run(
             flags=tuple(flags),
             path=deployed.runner.remote,
             protocol=probe.protocol,
-            runtime=probe.runtime,
+            runtime=runtimes.for_probe(probe).name,
             ttft_source=chosen.ttft_source,
             conditions=chosen.conditions,
             probe=probe,
@@ -195,7 +195,7 @@ def _probed_runner(device: Device, deployed: DeployResult, config: BenchConfig) 
     probe = deployed.probe
     if probe is None:
         raise DeviceError("deploy did not probe the runner", serial=device.serial)
-    missing = runtimes.named(probe.runtime).missing_backend(probe, config.backend)
+    missing = runtimes.for_probe(probe).missing_backend(probe, config.backend)
     if missing is not None:
         raise InputError(missing)
     return probe

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from edgekit import runtimes
 from edgekit._typed import to_data
 from edgekit.commands._common import (
     adb_server_option,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 @click.command(
     "battery-bench",
     short_help="25 conversations on the phone: tokens/s, TTFT, battery %.",
-    epilog="""\b
+    epilog=f"""\b
 Examples:
   edgekit battery-bench --device SERIAL --runner ./android_arm64/ gemma3-270m-int4.litertlm
   edgekit battery-bench --device SERIAL model.litertlm --detach        # then unplug the cable as told
@@ -57,7 +58,7 @@ Examples:
   edgekit battery-bench --device all model.litertlm --detach           # then, later: --collect all
   edgekit battery-bench --device all --repeat 3 a.litertlm b.litertlm  # A/B: A, B, A, B… on every phone
   edgekit battery-bench --device all a.litertlm b.litertlm -o campaign/ # then: edgekit report campaign/
-  edgekit battery-bench --device SERIAL model.litertlm model-q4_0.gguf -o rt/  # LiteRT-LM vs llama.cpp
+  edgekit battery-bench --device SERIAL model.litertlm model-q4_0.gguf -o rt/  # {runtimes.DEFAULT.name} vs llama.cpp
 """,
 )
 @click.argument("artifacts", metavar="[ARTIFACT]...", nargs=-1, type=click.Path(path_type=Path))
@@ -69,7 +70,7 @@ Examples:
     "--runner",
     type=click.Path(path_type=Path),
     envvar="EDGEKIT_RUNNER",
-    help="LiteRT-LM's runner for the phone (litert_lm_advanced_main or litert_lm_main) or its "
+    help=f"{runtimes.DEFAULT.name}'s runner for the phone ({runtimes.DEFAULT.runner_binaries}) or its "
     "prebuilt/android_arm64/ folder with the .so files; for a .gguf, a llama.cpp build folder (llama-cli); "
     "the last of each runtime is cached after a deploy.  [env: EDGEKIT_RUNNER]",
 )

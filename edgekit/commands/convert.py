@@ -1,4 +1,4 @@
-"""`edgekit convert`: a Hugging Face checkpoint folder or a GGUF file becomes a verified LiteRT artifact."""
+"""`edgekit convert`: a Hugging Face checkpoint folder or a GGUF file becomes a verified artifact."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgekit import runtimes
 from edgekit.commands._common import render_conversion
 from edgekit.commands.output import Output
 from edgekit.convert.recipes import Format, Quant
@@ -21,9 +22,23 @@ def _parse_lengths(_ctx: click.Context, _param: click.Parameter, value: str | No
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 128,512") from None
 
 
+_HELP = f"""Convert MODEL, a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer)
+or a GGUF file (gemma3, qwen2, qwen3, lfm2), to a {runtimes.DEFAULT.model_format} artifact, INT4 by default, and
+check it against the PyTorch model: next-token top-1 agreement, and the NLL gap of the
+{runtimes.DEFAULT.name} engine vs fp32 PyTorch on held-out prose (see `edgekit eval`).
+
+Settings come from the flag, else the model family's recipe (converters/*.toml), else
+edgekit's defaults; the manifest written beside the output (OUTPUT.json) records each
+value and its source, the sha256 of every input file, tool versions and the fidelity
+figures. Re-running with unchanged input and settings returns at once.
+"""
+"""The command's help (click dedents it as it does a docstring)."""
+
+
 @click.command(
     "convert",
-    short_help="PyTorch/Hugging Face or GGUF -> a verified LiteRT (INT4) artifact.",
+    help=_HELP,
+    short_help=f"PyTorch/Hugging Face or GGUF -> a verified {runtimes.DEFAULT.model_format} (INT4) artifact.",
     epilog="""\b
 Examples:
   edgekit convert ./gemma-3-270m-it -o gemma3-270m-int4.litertlm
@@ -73,7 +88,8 @@ Examples:
     "--format",
     "fmt",
     type=click.Choice([f.value for f in Format]),
-    help="litertlm: LiteRT-LM bundle (model + tokenizer + chat template); tflite: the bare quantized model.  "
+    help=f"litertlm: {runtimes.DEFAULT.name} bundle (model + tokenizer + chat template); "
+    "tflite: the bare quantized model.  "
     "[default: from -o's extension]",
 )
 @click.option("--threads", type=int, help="CPU threads for conversion and the fidelity check.  [default: all]")
@@ -86,7 +102,7 @@ Examples:
     "--verify/--no-verify",
     default=True,
     show_default=True,
-    help="Run the fidelity check: the artifact with the LiteRT-LM engine vs the PyTorch model.",
+    help=f"Run the fidelity check: the artifact with the {runtimes.DEFAULT.name} engine vs the PyTorch model.",
 )
 @click.option(
     "--min-agreement",
@@ -98,7 +114,7 @@ Examples:
     "--max-nll-gap",
     type=float,
     help="Largest NLL gap (nats/token) of the artifact vs the fp32 PyTorch model on held-out prose, "
-    "scored by the LiteRT-LM engine, for the check to pass; exp(gap) is the perplexity ratio.  "
+    f"scored by the {runtimes.DEFAULT.name} engine, for the check to pass; exp(gap) is the perplexity ratio.  "
     "[default: from the recipe; none for random weights]",
 )
 @click.option(
@@ -184,16 +200,7 @@ def convert_command(
     verbose: bool,
     as_json: bool,
 ) -> None:
-    """Convert MODEL, a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer)
-    or a GGUF file (gemma3, qwen2, qwen3, lfm2), to a LiteRT artifact, INT4 by default, and
-    check it against the PyTorch model: next-token top-1 agreement, and the NLL gap of the
-    LiteRT-LM engine vs fp32 PyTorch on held-out prose (see `edgekit eval`).
-
-    Settings come from the flag, else the model family's recipe (converters/*.toml), else
-    edgekit's defaults; the manifest written beside the output (OUTPUT.json) records each
-    value and its source, the sha256 of every input file, tool versions and the fidelity
-    figures. Re-running with unchanged input and settings returns at once.
-    """
+    """Convert MODEL to a verified artifact and check it (the command's help: _HELP)."""
     from edgekit.convert import ConvertConfig, convert
 
     if output is None:

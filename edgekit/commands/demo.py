@@ -6,13 +6,32 @@ from pathlib import Path
 
 import click
 
+from edgekit import runtimes
 from edgekit.commands._common import render_conversion, render_summary
 from edgekit.commands.output import Output
 from edgekit.demo import DEMO_PROMPT, DemoConfig, DemoModel, DemoObserver, DemoResult, run_demo
 
+_HELP = f"""The whole pipeline on this computer, every figure once.
+
+Materializes the trained Gemma 3 270M (base model: it continues text, it does not
+chat) from its installed packages, converts it with the default INT4 recipe and the
+fidelity check, prints the {runtimes.DEFAULT.name} engine's continuation of a prompt beside
+PyTorch's, deploys the artifact over the ADB protocol to an emulated phone on
+127.0.0.1, runs the chat-25 battery-bench workload there and writes the result and
+an HTML report into the work folder. If the real weights are not installed it says
+so and uses the tiny random-weights model instead.
+
+Real measurements of this computer: conversion time and memory, the quality figures,
+every token/s and time-to-first-token figure (the emulated phone runs the model on
+this computer's CPU). Simulated: the battery figures (the emulated phone's battery).
+Exits 6 or 7 like battery-bench when the run is void or failed. Needs edgekit[convert].
+"""
+"""The command's help (click dedents it as it does a docstring)."""
+
 
 @click.command(
     "demo",
+    help=_HELP,
     short_help="The whole pipeline on this computer, every figure once.",
     epilog="""\b
 Examples:
@@ -41,21 +60,7 @@ Examples:
 @click.option("--threads", type=int, help="CPU threads for conversion and the engine.  [default: all]")
 @click.option("--json", "as_json", is_flag=True, help="Print the artifact, the continuation and the run as JSON.")
 def demo_command(workdir: Path, model_choice: str, prompt: str, threads: int | None, as_json: bool) -> None:
-    """The whole pipeline on this computer, every figure once.
-
-    Materializes the trained Gemma 3 270M (base model: it continues text, it does not
-    chat) from its installed packages, converts it with the default INT4 recipe and the
-    fidelity check, prints the LiteRT-LM engine's continuation of a prompt beside
-    PyTorch's, deploys the artifact over the ADB protocol to an emulated phone on
-    127.0.0.1, runs the chat-25 battery-bench workload there and writes the result and
-    an HTML report into the work folder. If the real weights are not installed it says
-    so and uses the tiny random-weights model instead.
-
-    Real measurements of this computer: conversion time and memory, the quality figures,
-    every token/s and time-to-first-token figure (the emulated phone runs the model on
-    this computer's CPU). Simulated: the battery figures (the emulated phone's battery).
-    Exits 6 or 7 like battery-bench when the run is void or failed. Needs edgekit[convert].
-    """
+    """The whole pipeline on this computer (the command's help: _HELP)."""
     from edgekit.convert.pipeline import require_convert_extra
 
     require_convert_extra()
@@ -89,7 +94,7 @@ def _render_demo(out: Output, demo: DemoResult) -> None:
     # As it is: the continuations and the summary's "[basis]" labels are text, not rich markup.
     kind = "base model: it continues text" if demo.real else "random weights, so gibberish"
     out.echo(f"prompt: {demo.prompt!r} ({kind})")
-    out.echo(f"  LiteRT-LM engine (INT4 artifact): {demo.engine_text!r}")
+    out.echo(f"  {runtimes.DEFAULT.name} engine (INT4 artifact): {demo.engine_text!r}")
     out.echo(f"  PyTorch (fp32 reference):         {demo.torch_text!r}")
     for line in render_summary(demo.bench, demo.result_path):
         out.echo(line)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
+from edgekit import runtimes
 from edgekit._typed import to_data
 from edgekit.commands._common import (
     adb_server_option,
@@ -47,8 +48,25 @@ def _summary(result: Any) -> str:
     return line
 
 
+_HELP = f"""Put ARTIFACT (.litertlm, or a .gguf for llama.cpp), the on-device runner and edgekit's harness
+on the device, verify every file's sha256 there, probe what the runner speaks (multi-turn or
+one-shot), and answer one prompt with it, compared with this computer's CPU engine's
+answer (a difference is a warning naming the first differing token).
+
+A file that is not a {runtimes.DEFAULT.name} bundle (its header) is refused before anything is
+sent, --no-smoke or not; a model whose smoke run fails is removed from the device.
+
+Files live at content-addressed paths under /data/local/tmp/edgekit; a second deploy of
+the same files sends nothing. An artifact without a manifest (e.g. a published
+.litertlm) deploys with provenance unknown; one whose manifest does not match it is
+refused.
+"""
+"""The command's help (click dedents it as it does a docstring)."""
+
+
 @click.command(
     "deploy",
+    help=_HELP,
     short_help="Model + runner + harness onto devices, verified, then a smoke run.",
     epilog="""\b
 Examples:
@@ -68,8 +86,9 @@ Examples:
     "--runner",
     type=click.Path(path_type=Path),
     envvar="EDGEKIT_RUNNER",
-    help="LiteRT-LM's prebuilt runner for android_arm64 (litert_lm_advanced_main or litert_lm_main, from "
-    "LiteRT-LM's GitHub releases), or its prebuilt/android_arm64/ folder with the .so files; for a .gguf, "
+    help=f"{runtimes.DEFAULT.name}'s prebuilt runner for android_arm64 ({runtimes.DEFAULT.runner_binaries}, from "
+    f"{runtimes.DEFAULT.name}'s GitHub releases), or its prebuilt/android_arm64/ folder with the .so files; "
+    "for a .gguf, "
     "a llama.cpp build folder (bin/ with llama-cli and its lib*.so). Deploy asks it what it speaks "
     "(--helpfull, --help). Needed once per runtime: edgekit caches it.  [env: EDGEKIT_RUNNER]",
 )
@@ -84,19 +103,7 @@ def deploy_command(
     no_smoke: bool,
     as_json: bool,
 ) -> None:
-    """Put ARTIFACT (.litertlm, or a .gguf for llama.cpp), the on-device runner and edgekit's harness on the device,
-    verify every file's sha256 there, probe what the runner speaks (multi-turn or
-    one-shot), and answer one prompt with it, compared with this computer's CPU engine's
-    answer (a difference is a warning naming the first differing token).
-
-    A file that is not a LiteRT-LM bundle (its header) is refused before anything is
-    sent, --no-smoke or not; a model whose smoke run fails is removed from the device.
-
-    Files live at content-addressed paths under /data/local/tmp/edgekit; a second deploy of
-    the same files sends nothing. An artifact without a manifest (e.g. a published
-    .litertlm) deploys with provenance unknown; one whose manifest does not match it is
-    refused.
-    """
+    """Deploy ARTIFACT, the runner and the harness to devices (the command's help: _HELP)."""
     from edgekit.artifact import Artifact
     from edgekit.deploy import DeployConfig, DeployResult, deploy_many
 
@@ -118,7 +125,7 @@ def deploy_command(
         outcomes = deploy_many(serials, artifact, config, transport=Transport(transport), progress=progress)
     results = {s: r for s, r in outcomes.items() if isinstance(r, DeployResult)}
     errors = {s: e for s, e in outcomes.items() if isinstance(e, EdgekitError)}
-    remember_runner_of(runner, {r.probe.runtime for r in results.values() if r.probe is not None})
+    remember_runner_of(runner, {runtimes.for_probe(r.probe).name for r in results.values() if r.probe is not None})
     if output.json:
         output.data([to_data(results[s]) if s in results else {"serial": s, "error": str(errors[s])} for s in serials])
     else:

@@ -6,15 +6,32 @@ from pathlib import Path
 
 import click
 
+from edgekit import runtimes
 from edgekit._capture import captured_output, new_log_path, torch_threads
 from edgekit._typed import to_data
 from edgekit.commands._common import bpb_line, nll_line
 from edgekit.commands.output import Output
 from edgekit.errors import InputError
 
+_HELP = f"""How much worse ARTIFACT (.litertlm) predicts real text than the fp32 PyTorch model of
+--reference: the {runtimes.DEFAULT.name} engine prefills a context and scores its continuation
+(no chat template); PyTorch scores the same tokens; the gap is the difference of the
+mean negative log-likelihood per token, in nats (0 = as good; exp(gap) is the
+perplexity ratio). Works for edgekit's artifacts and third-party .litertlm files whose
+tokenizer matches the reference's.
+
+Also bits per byte of each side (total NLL over the scored text / its UTF-8 bytes / ln 2),
+tokens per byte, and the share of the bytes written as byte pieces. An artifact converted
+with --vocab-from (its manifest says so) tokenizes differently from the full model: each
+side scores its own tokenization of the same text, and bits per byte is the figure to
+compare (the per-token gap is then the difference of total NLL per artifact token).
+"""
+"""The command's help (click dedents it as it does a docstring)."""
+
 
 @click.command(
     "eval",
+    help=_HELP,
     short_help="NLL gap and bits per byte of a .litertlm vs the fp32 PyTorch model.",
     epilog="""\b
 Examples:
@@ -74,19 +91,7 @@ def eval_command(
     threads: int | None,
     as_json: bool,
 ) -> None:
-    """How much worse ARTIFACT (.litertlm) predicts real text than the fp32 PyTorch model of
-    --reference: the LiteRT-LM engine prefills a context and scores its continuation
-    (no chat template); PyTorch scores the same tokens; the gap is the difference of the
-    mean negative log-likelihood per token, in nats (0 = as good; exp(gap) is the
-    perplexity ratio). Works for edgekit's artifacts and third-party .litertlm files whose
-    tokenizer matches the reference's.
-
-    Also bits per byte of each side (total NLL over the scored text / its UTF-8 bytes / ln 2),
-    tokens per byte, and the share of the bytes written as byte pieces. An artifact converted
-    with --vocab-from (its manifest says so) tokenizes differently from the full model: each
-    side scores its own tokenization of the same text, and bits per byte is the figure to
-    compare (the per-token gap is then the difference of total NLL per artifact token).
-    """
+    """The NLL gap and bits per byte of ARTIFACT vs the PyTorch model (the command's help: _HELP)."""
     from edgekit.convert import nll
     from edgekit.convert.evaluate import evaluate
 

@@ -36,6 +36,8 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
 )
+CHAT_TEMPLATE_AS = "as LiteRT-LM applies to Gemma models"
+"""Whose turn format CHAT_TEMPLATE is, as a note says it where another runtime is given the template."""
 
 _CORPUS_WORDS = [
     "the",

@@ -9,7 +9,8 @@ A runtime is one implementation of `Runtime`, in its own module of this package
 * builds one turn's argv and stdin (`turn_command`) and what driver.sh needs to drive it
   (`driver_env`),
 * reads one turn's figures and answer from what the runner printed (`turn_figures`,
-  `turn_answer`, `smoke_reading`).
+  `turn_answer`, `smoke_reading`),
+* and, for tests and the demo, stands in for its runners (`write_runner_standin`).
 
 The harness (driver.sh), the sampler and the power math stay runtime-free.
 """
@@ -21,6 +22,8 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from msgspec import UNSET, UnsetType
 
 from edgekit.device.base import ShellResult
 from edgekit.device.parsers import TurnStats
@@ -53,12 +56,6 @@ class Backend(enum.StrEnum):
 # What each protocol takes time to first token from (docs/battery-bench.md).
 TTFT_DEVICE_CLOCK = "device clock: first answer byte after the turn was sent (the runner streams)"
 
-_FIRST_RUNTIME = "LiteRT-LM"
-"""`RunnerProbe.runtime` of a probe.json or result written before a second runtime existed
-(they leave it out): the one name of a runtime outside its implementation, kept so that
-those files still load as what they were. It equals edgekit.runtimes.litert_lm.NAME
-(tests/test_runtimes.py checks)."""
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunnerProbe:
@@ -72,8 +69,9 @@ class RunnerProbe:
     version: str | None
     libraries: tuple[str, ...]
     needed: tuple[str, ...] | None = None  # DT_NEEDED from the ELF header; None for a script
-    runtime: str = _FIRST_RUNTIME
-    """`Runtime.name` of the runtime the binary belongs to."""
+    runtime: str | UnsetType = UNSET
+    """`Runtime.name` of the runtime the binary belongs to; UNSET in a probe.json or result
+    written before a second runtime existed (edgekit.runtimes.for_probe tells it from `protocol`)."""
     commit: str | None = None
     """The runtime's source commit, where the binary names it (llama.cpp's --version)."""
     compiler: str | None = None
@@ -151,7 +149,12 @@ class Runtime(abc.ABC):
     """One on-device runtime: its model files, its runner binaries, their protocol and output."""
 
     name: str
-    """How results and the runner cache name it (RunnerProbe.runtime, RunnerRecord.runtime)."""
+    """How results and the runner cache name it (RunnerProbe.runtime, RunnerRecord.runtime),
+    and how texts name it ("the … engine", "a … bundle")."""
+    key: str
+    """Its name as an identifier, e.g. a JSON key (the name of its module here)."""
+    model_format: str
+    """What its models are, as a help text names them ("a … artifact")."""
     protocols: tuple[Protocol, ...]
     """The protocols its runners speak (RunnerProbe.protocol); no two runtimes share one."""
     model_file: str
@@ -166,6 +169,10 @@ class Runtime(abc.ABC):
     """Which runner to pass as --runner, for a user who passed none."""
     runner_name: str
     """The name a runner binary is pushed under when its own would need quoting in a shell."""
+    runner_binaries: str
+    """Its runner binaries' names, as a help text lists them ("a or b")."""
+    garbage_case: str | None = None
+    """A known case of its backend answering garbage fast, as a message cites it (edgekit.answers)."""
     engine_on_host: bool = False
     """This computer's engine runs the runtime's models, so a smoke answer can be compared with it."""
     chat_template_file: str = "chat_template.jinja"
@@ -246,3 +253,14 @@ class Runtime(abc.ABC):
     def refused_turns(self, outputs: Mapping[str, str], key: str, turns: int) -> tuple[tuple[int, str], ...]:
         """The turns of conversation `key` the runner refused to answer, with why (none by default)."""
         return ()
+
+    def write_runner_standin(self, path: Path, kind: str | None = None) -> Path:
+        """For tests and the demo without a phone: an executable at `path` that behaves like
+        this runtime's runner `kind` (its most capable if None) and really runs the model on
+        this computer; NotImplementedError for a runtime edgekit has no stand-in for."""
+        raise NotImplementedError(f"edgekit has no stand-in for {self.name}'s runners")
+
+    def run_runner_standin(self, kind: str, argv: list[str]) -> int:
+        """Stand-in `kind` run in this process with `argv`, printing on sys.stdout and sys.stderr:
+        its exit status (FakeDevice answers a runner's --helpfull and --version so)."""
+        raise NotImplementedError(f"edgekit has no stand-in for {self.name}'s runners")

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgekit.convert.example import CHAT_TEMPLATE, CHAT_TEMPLATE_AS
 from edgekit.convert.gguf import is_gguf
 from edgekit.device.base import ShellResult
 from edgekit.device.parsers import TurnStats
@@ -303,8 +304,6 @@ def fallback_chat_template(path: Path | str) -> str | None:
     arch = _gguf_field(path, "general.architecture")
     if arch not in _TURN_FORMATS:
         return None
-    from edgekit.convert.example import CHAT_TEMPLATE
-
     return CHAT_TEMPLATE
 
 
@@ -351,6 +350,8 @@ class LlamaCpp(Runtime):
     (common/build-info.cpp.in llama_print_build_info)."""
 
     name = NAME
+    key = "llama_cpp"
+    model_format = "GGUF"
     protocols = (Protocol.LLAMA_CLI,)
     model_file = "model.gguf"
     wanted = "llama.cpp's llama-cli (a GGUF runs on it)"
@@ -358,6 +359,7 @@ class LlamaCpp(Runtime):
     runner_help = "for a GGUF, llama.cpp's build folder with llama-cli"
     runner_file = "llama.cpp's llama-cli for android_arm64"
     runner_name = "llama-cli"
+    runner_binaries = "llama-cli"
     chat_template_file = CHAT_TEMPLATE_FILE
 
     def is_model(self, path: Path) -> bool:
@@ -369,7 +371,7 @@ class LlamaCpp(Runtime):
             if fallback_chat_template(path) is not None:
                 notes.append(
                     f"{path.name} has no chat template (tokenizer.chat_template): edgekit gives llama-cli Gemma's "
-                    f"turn format ({CHAT_TEMPLATE_FILE} beside the model), as LiteRT-LM applies to Gemma models"
+                    f"turn format ({CHAT_TEMPLATE_FILE} beside the model), {CHAT_TEMPLATE_AS}"
                 )
             else:
                 notes.append(
@@ -435,7 +437,7 @@ class LlamaCpp(Runtime):
             flags += [CHAT_TEMPLATE_FLAG, chat_template_file]
             notes[-1] = (
                 "greedy decoding (--temp 0 --top-k 1); the GGUF has no chat template: Gemma's turn format given "
-                "to llama-cli (--chat-template-file), as LiteRT-LM applies to Gemma models"
+                f"to llama-cli (--chat-template-file), {CHAT_TEMPLATE_AS}"
             )
         if threads is not None:
             flags += ["-t", str(threads)]
@@ -498,4 +500,4 @@ class LlamaCpp(Runtime):
         return tuple((k, why) for k, answer in enumerate(said, 1) if (why := refusal(answer)) is not None)
 
 
-LLAMA_CPP = LlamaCpp()
+RUNTIME = LlamaCpp()

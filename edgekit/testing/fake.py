@@ -5,8 +5,8 @@ and run-folder code send as argv lists (POSIX/toybox semantics as the ADB device
 gives them): `getprop`, `df`, `sha256sum`, `mkdir -p`, `rm [-f|-rf]`, `mv [-f]`, `chmod`,
 `test -d|-e|-f`, `cat`, `ls [-1]`. Scripts (`sh -c`) it knows: the shell check deploy
 runs, `echo LINE >> FILE` / `> FILE`, and a runner's `--helpfull` / `--version`, which the
-runner stand-in of `edgekit.testing.runner_standin` answers in this process (kind
-`runner_kind`). Register others with `on_script`. Anything else exits 127 naming the
+default runtime's runner stand-in answers in this process (kind `runner_kind`:
+`Runtime.run_runner_standin`). Register others with `on_script`. Anything else exits 127 naming the
 command, so a test sees what the fake lacks instead of a silent success.
 
 What a test can set: `abis`, `free_bytes`, `shell_tools` (what the shell check finds),
@@ -321,7 +321,7 @@ class FakeDevice(Device):
         return ShellResult(0, state + "\n", "")
 
     def _runner(self, exe: str, flag: str) -> ShellResult:
-        from edgekit.testing import runner_standin
+        from edgekit import runtimes
 
         path = self._abs(exe)
         if path not in self.files:
@@ -330,5 +330,5 @@ class FakeDevice(Device):
             return ShellResult(126, f"sh: {exe}: Permission denied\n", "")
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):  # the probe merges 2>&1
-            code = runner_standin.main(self.runner_kind, argv=[f"--{flag}"])
+            code = runtimes.DEFAULT.run_runner_standin(self.runner_kind, [f"--{flag}"])
         return ShellResult(code, out.getvalue(), "")

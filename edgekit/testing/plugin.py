@@ -4,8 +4,8 @@ Fixtures:
 
 * `emulated_device` — an ADB device emulator on 127.0.0.1 (ephemeral port) that trusts
   this test run's adb key; yields an `EmulatedDevice` (serial, sandbox, battery
-  controller, faults, a runner stand-in to deploy: the multi-turn advanced main,
-  `edgekit.testing.runner_standin`, which has the other upstream behaviours too).
+  controller, faults, a runner stand-in to deploy: the default runtime's most capable
+  runner, `Runtime.write_runner_standin`, whose module has the other upstream behaviours too).
 * `adb_server` — a private adb server (its own ANDROID_ADB_SERVER_PORT; the user's server
   on 5037 is never touched), for tests that go through `AdbDevice` or the real `adb`.
 * `tiny_gemma3_dir` — the tiny Gemma 3 example checkpoint, built once (needs edgekit[convert]).
@@ -89,12 +89,12 @@ def adb_server(adb_home: Path) -> Iterator[int]:
 def _emulated_phone(
     tmp_path: Path, adb_home: Path, monkeypatch: pytest.MonkeyPatch, *, host_abi: bool
 ) -> Iterator[EmulatedDevice]:
-    from edgekit.testing.runner_standin import write_runner_standin
+    from edgekit import runtimes
 
     monkeypatch.setenv("ANDROID_USER_HOME", str(adb_home / ".android"))
     public_key = (adb_home / ".android" / "adbkey.pub").read_bytes()
     emulator = AdbDeviceEmulator(tmp_path / "device", trusted_keys=[public_key], host_abi=host_abi).start()
-    runner = write_runner_standin(tmp_path / "litert_lm_main")
+    runner = runtimes.DEFAULT.write_runner_standin(tmp_path / runtimes.DEFAULT.runner_name)
     try:
         yield EmulatedDevice(
             serial=emulator.serial,

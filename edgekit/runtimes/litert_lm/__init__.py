@@ -14,8 +14,14 @@ LiteRT-LM's runners differ between revisions (google-ai-edge/LiteRT-LM):
 
 So deploy runs the pushed runner with ``--helpfull`` (absl prints every flag and exits 1:
 abseil-cpp absl/flags/internal/usage.cc) and ``--version``, and chooses the protocol from
-the flags it defines — never from the file name. Its models are `.litertlm` bundles
-(edgekit.litertlm reads their header).
+the flags it defines — never from the file name. Its models are `.litertlm` bundles.
+
+This package is the runtime's implementation, so it names LiteRT-LM and its sources:
+
+    __init__.py        the runtime (`RUNTIME`), its runners' parsers
+    bundle.py          the `.litertlm` header, read as the runtime reads it
+    runner_standin.py  stand-ins for its runner binaries (edgekit.testing, the demo)
+    bundle_writer.py   small `.litertlm` files written with upstream's own schema, for tests
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ from edgekit.device import parsers
 from edgekit.device.base import ShellResult
 from edgekit.device.parsers import TurnStats
 from edgekit.errors import InputError
-from edgekit.litertlm import MAGIC, read_header
 from edgekit.runtimes.base import (
     TTFT_DEVICE_CLOCK,
     Ask,
@@ -45,6 +50,7 @@ from edgekit.runtimes.base import (
     runner_ttft,
     tail,
 )
+from edgekit.runtimes.litert_lm.bundle import MAGIC, read_header
 
 NAME = "LiteRT-LM"
 DOWNLOAD = (
@@ -207,6 +213,8 @@ class LiteRtLm(Runtime):
     """LiteRT-LM's runners: multi-turn (`--multi_turns --benchmark`) or one-shot (`--input_prompt_file`)."""
 
     name = NAME
+    key = "litert_lm"
+    model_format = "LiteRT"
     protocols = (Protocol.MULTI_TURN, Protocol.ONE_SHOT)
     model_file = "model.litertlm"
     wanted = "a LiteRT-LM runner (.litertlm)"
@@ -216,7 +224,11 @@ class LiteRtLm(Runtime):
     )
     runner_file = "LiteRT-LM's runner for android_arm64"
     runner_name = "litert_lm_main"
+    runner_binaries = "litert_lm_advanced_main or litert_lm_main"
     engine_on_host = True
+    garbage_case = "LiteRT-LM issue #3280"
+    """github.com/google-ai-edge/LiteRT-LM/issues/3280: Gemma 3 270M on the GPU backend emits only
+    `<pad>`, and its tokens/s look fine (runner_standin's `pad` kind imitates it)."""
 
     def is_model(self, path: Path) -> bool:
         with open(path, "rb") as f:
@@ -399,5 +411,15 @@ class LiteRtLm(Runtime):
             head = "".join(head.splitlines(keepends=True)[2 * turn - 1 :])
         return head
 
+    def write_runner_standin(self, path: Path, kind: str | None = None) -> Path:
+        from edgekit.runtimes.litert_lm import runner_standin
 
-LITERT_LM = LiteRtLm()
+        return runner_standin.write_runner_standin(path, kind or "advanced")
+
+    def run_runner_standin(self, kind: str, argv: list[str]) -> int:
+        from edgekit.runtimes.litert_lm import runner_standin
+
+        return runner_standin.main(kind, argv=argv)
+
+
+RUNTIME = LiteRtLm()

@@ -1,8 +1,8 @@
 """Stand-ins for LiteRT-LM's on-device runner binaries, one per upstream behaviour.
 
-They imitate one runtime's implementation (edgekit.runtimes.litert_lm is the other side),
-so, like it, they name LiteRT-LM and its sources; the rest of edgekit drives them only
-through the Runtime interface.
+They are the test double of this runtime's runners (this package is the other side), so,
+like it, they name LiteRT-LM and its sources; the rest of edgekit writes and runs them only
+through the Runtime interface (`Runtime.write_runner_standin`, `run_runner_standin`).
 
 Each really runs the pushed model with the host LiteRT-LM engine and behaves, on its
 command line, stdin, stdout, stderr and exit status, like the upstream binary it stands
@@ -433,10 +433,10 @@ def write_runner_standin(path: Path, kind: str = "advanced", *, needs: tuple[str
     if kind not in KINDS:
         raise ValueError(f"unknown stand-in kind {kind!r}; one of {', '.join(KINDS)}")
     # The stand-in imports the edgekit that wrote it (the device shell's environment is not ours).
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[3])
     path.write_text(
         f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {root!r})\n"
-        f"from edgekit.testing.runner_standin import main\nsys.exit(main({kind!r}, {tuple(needs)!r}))\n"
+        f"from edgekit.runtimes.litert_lm.runner_standin import main\nsys.exit(main({kind!r}, {tuple(needs)!r}))\n"
     )
     path.chmod(0o755)
     return path
