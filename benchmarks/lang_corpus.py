@@ -46,6 +46,7 @@ import html.parser
 import re
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 FORTUNES = Path("/usr/share/games/fortunes/de")
@@ -137,6 +138,11 @@ def _held_out(lang: str) -> list[str]:
         if not FAQ_JA.is_dir():
             raise SystemExit(f"{FAQ_JA} is missing: apt-get install debian-faq-ja")
         pieces = [p for f in sorted(FAQ_JA.glob("*.ja.html")) for p in paragraphs(f)]
+    return _first_bytes(pieces)
+
+
+def _first_bytes(pieces: Iterable[str]) -> list[str]:
+    """The first pieces that fit in HELD_OUT_BYTES, joined by blank lines."""
     held, size = [], 0
     for piece in pieces:
         if size + len(piece.encode()) > HELD_OUT_BYTES:
@@ -177,15 +183,9 @@ def _held_out_history(lang: str) -> list[str]:
     for f in files:
         if not f.is_file():
             raise SystemExit(f"{f} is missing: apt-get install debian-history")
-    held, size = [], 0
-    for piece in (p for f in files for p in paragraphs(f)):
-        if lang == "ja" and not _mostly_japanese(piece):  # a paragraph left in English
-            continue
-        if size + len(piece.encode()) > HELD_OUT_BYTES:
-            break
-        held.append(piece)
-        size += len(piece.encode()) + 2
-    return held
+    pieces = (p for f in files for p in paragraphs(f))
+    # In Japanese, the paragraphs left in English are not the language's text.
+    return _first_bytes(p for p in pieces if lang != "ja" or _mostly_japanese(p))
 
 
 def _write_held(path: Path, held: list[str]) -> None:
