@@ -49,3 +49,11 @@ def test_stages_say_each_finished_stage(capsys: pytest.CaptureFixture[str]) -> N
     stages.stop()  # the conversion failed during export: no line for it
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("✓ load checkpoint ") and lines[0].endswith(" s")
+
+
+def test_a_vocabulary_trim_has_its_own_stage_line(capsys: pytest.CaptureFixture[str]) -> None:
+    stages = Output().stages()
+    stages("vocab", "start")
+    stages("vocab", "done")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("✓ trim vocabulary ") and lines[0].endswith(" s")

@@ -81,6 +81,8 @@ def trimmed_int4(tiny_gemma3_dir: Path, app_text: Path, tmp_path_factory: pytest
     r = run_cli("convert", str(tiny_gemma3_dir), "--vocab-from", str(app_text), "-o", str(out), "--threads", "2")
     assert r.returncode == 0, r.stderr
     assert "vocabulary trimmed to" in r.stderr
+    done = [line.rsplit(None, 2)[0] for line in r.stderr.splitlines() if line.startswith("✓ ")]
+    assert done[:3] == ["✓ trim vocabulary", "✓ load checkpoint", "✓ export (litert-torch)"], done
     return out
 
 

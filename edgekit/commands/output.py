@@ -23,6 +23,7 @@ from edgekit._capture import TerminalStderr
 
 _STAGE_LABELS = {
     "load": "load checkpoint",
+    "vocab": "trim vocabulary",
     "export": "export (litert-torch)",
     "quantize": "quantize",
     "bundle": "bundle",

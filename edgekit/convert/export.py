@@ -20,8 +20,8 @@ from edgekit.convert.recipes import Format
 from edgekit.errors import ConversionError, FidelityError
 
 StageFn = Callable[[str, str], None]
-"""`progress(stage, event)`: a stage ("load", "export", "quantize", "bundle", "verify")
-and "start" or "done". (Not a `ProgressFn`: stages have no count.)"""
+"""`progress(stage, event)`: a stage ("vocab" with --vocab-from, "load", "export", "quantize", "bundle",
+"verify") and "start" or "done". (Not a `ProgressFn`: stages have no count.)"""
 
 # Upstream progress lines that mark our stages, in the order they appear.
 _UPSTREAM_MARKERS = (

@@ -195,7 +195,9 @@ def _convert_in(
 ) -> ConvertResult:
     started = time.perf_counter()
     in_memory = not isinstance(source, (str, Path))
-    tracker.enter("load")
+    # A trim comes first (the texts checked, the tokenizer refused or the ids chosen, before anything else
+    # is done); the trimmed checkpoint is then loaded. With an adapter, its merge is part of the trim's stage.
+    tracker.enter("vocab" if config.vocab_from else "load")
     src_dir, gguf_info = _source_dir(source, tokenizer, work)
     base, adapter_info, trim = None, None, None
     texts = vocab.read_texts(config.vocab_from)  # bad text is bad input, before any work
@@ -219,6 +221,7 @@ def _convert_in(
             fill=config.vocab_fill,
         )
         src_dir = vocab.write_trimmed(src_dir, trim, work / "trimmed")
+        tracker.enter("load")
     ckpt, plan, key = _plan_source(src_dir, gguf_info, config, in_memory=in_memory)
     if key is not None and not config.force:
         hit = cache_hit(out, key)
