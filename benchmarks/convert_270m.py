@@ -50,17 +50,19 @@ def run_measured(argv: list[str], log: Path) -> dict[str, float]:
     return {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 1024 / 1024, 2)}
 
 
-def decode_speed(model: Path, cache_dir: Path) -> dict[str, float]:
+def decode_speed(model: Path, cache_dir: Path, threads: int = 2) -> dict[str, float]:
     code = (
         "import json, sys, litert_lm\n"
         "litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)\n"
-        "b = litert_lm.Benchmark(model_path=sys.argv[1], backend=litert_lm.Backend.CPU(thread_count=2),"
+        "b = litert_lm.Benchmark(model_path=sys.argv[1], backend=litert_lm.Backend.CPU(thread_count=int(sys.argv[3])),"
         " prefill_tokens=256, decode_tokens=256, cache_dir=sys.argv[2])\n"
         "i = b.run()\n"
         "print(json.dumps({'decode_tok_s': i.last_decode_tokens_per_second,"
         " 'prefill_tok_s': i.last_prefill_tokens_per_second}))\n"
     )
-    out = subprocess.run([PY, "-c", code, str(model), str(cache_dir)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [PY, "-c", code, str(model), str(cache_dir), str(threads)], capture_output=True, text=True, check=True
+    )
     return {k: round(v, 1) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 

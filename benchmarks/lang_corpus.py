@@ -26,6 +26,9 @@ With --wide, also general text from Debian's packages (as root, once):
   conferences, events and obituaries, with names, places and dates; up to 40,000 bytes),
   narrative prose close to news prose, which no part of either corpus contains (in
   Japanese, its paragraphs written mostly in Japanese: some are still in English).
+- de, texts to choose on (never to report on): --tune-quotes FILE writes every 20th quote of
+  zitate.u8 from the 11th (disjoint from --held-out's), --faq FILE the German Debian FAQ's
+  paragraphs (apt-get install debian-faq-de; up to 40,000 bytes each).
 
     .venv/bin/python benchmarks/multilingual_text.py /tmp/ml
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt
@@ -33,6 +36,7 @@ With --wide, also general text from Debian's packages (as root, once):
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/ja.txt OUT.txt --lang ja --wide --held-out HELD.txt \\
         [--held-out-edu HELD2.txt]
     .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt --wide --held-out-history HIST.txt
+    .venv/bin/python benchmarks/lang_corpus.py /tmp/ml/selection/de.txt OUT.txt --tune-quotes TUNE.txt --faq FAQ.txt
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ HANDBOOK = {
 TUTOR = {"de": "tutor.de", "ja": "tutor.ja.utf-8"}
 EDICT = Path("/usr/share/edict/edict")
 FAQ_JA = Path("/usr/share/doc/debian/FAQ/ja")
+FAQ_DE = Path("/usr/share/doc/debian/FAQ/de")
 EDU_JA = Path("/usr/share/doc/debian-edu-doc-ja/debian-edu-bookworm-manual.html")
 EDU_BYTES = 60_000
 HISTORY = Path("/usr/share/doc/debian-history/docs")
@@ -129,16 +134,18 @@ def _wide(lang: str) -> list[str]:
 
 
 def _held_out(lang: str) -> list[str]:
-    if lang == "de":
-        pieces = _fortunes(FORTUNES / "zitate.u8")[::20]
-    else:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from multilingual_text import paragraphs
+    return _first_bytes(_fortunes(FORTUNES / "zitate.u8")[::20]) if lang == "de" else _faq("ja")
 
-        if not FAQ_JA.is_dir():
-            raise SystemExit(f"{FAQ_JA} is missing: apt-get install debian-faq-ja")
-        pieces = [p for f in sorted(FAQ_JA.glob("*.ja.html")) for p in paragraphs(f)]
-    return _first_bytes(pieces)
+
+def _faq(lang: str) -> list[str]:
+    """The Debian FAQ's paragraphs in `lang`, the first HELD_OUT_BYTES."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from multilingual_text import paragraphs
+
+    folder = FAQ_JA if lang == "ja" else FAQ_DE
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is missing: apt-get install debian-faq-{lang}")
+    return _first_bytes(p for f in sorted(folder.glob(f"*.{lang}.html")) for p in paragraphs(f))
 
 
 def _first_bytes(pieces: Iterable[str]) -> list[str]:
@@ -203,10 +210,16 @@ def main() -> None:
     parser.add_argument("--held-out", type=Path, help="write the language's held-out text here (see above)")
     parser.add_argument("--held-out-edu", type=Path, help="ja: write the Debian Edu manual's held-out text here")
     parser.add_argument("--held-out-history", type=Path, help="write the Debian history's held-out text here")
+    parser.add_argument(
+        "--tune-quotes", type=Path, help="de: write the tuning quotes here (every 20th of zitate.u8 from the 11th)"
+    )
+    parser.add_argument("--faq", type=Path, help="de: write the German Debian FAQ's paragraphs here (a tuning text)")
     args = parser.parse_args()
     selection, out, lang = args.selection, args.out, args.lang
     if args.held_out_edu and lang != "ja":
         raise SystemExit("--held-out-edu is Japanese's third text: add --lang ja")
+    if (args.tune_quotes or args.faq) and lang != "de":
+        raise SystemExit("--tune-quotes and --faq are German tuning texts: leave out --lang ja")
     parts = [selection.read_text(encoding="utf-8")]
     tutor = Path("/usr/share/vim/vim90/tutor") / TUTOR[lang]
     if tutor.is_file():
@@ -242,6 +255,10 @@ def main() -> None:
         _write_held(args.held_out_edu, _held_out_edu())
     if args.held_out_history:
         _write_held(args.held_out_history, _held_out_history(lang))
+    if args.tune_quotes:
+        _write_held(args.tune_quotes, _first_bytes(_fortunes(FORTUNES / "zitate.u8")[10::20]))
+    if args.faq:
+        _write_held(args.faq, _faq("de"))
     corpus = "\n\n".join(p.strip() for p in parts)
     out.write_text(corpus, encoding="utf-8")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
