@@ -4,6 +4,7 @@ any block size. The truth is computed here on the whole text, as edgekit did bef
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from pathlib import Path
@@ -111,3 +112,41 @@ def test_a_blank_file_is_empty_at_any_block_size(tmp_path: Path) -> None:
         assert vocab.read_texts([nearly], block_bytes=block_bytes)[0].size_bytes == nearly.stat().st_size
     with pytest.raises(InputError, match="does not exist"):
         vocab.read_texts([tmp_path / "missing.txt"])
+
+
+def test_a_long_line_is_cut_before_its_last_space_the_same_way_at_any_block_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(vocab, "MAX_CHUNK_CHARS", 8)
+    assert vocab._chunks("ab cd efgh ijkl\nx") == ["ab cd", " efgh", " ijkl\n", "x"]
+    assert vocab._chunks("日本語日本語日本語\n\n") == ["日本語日本語日本", "語\n\n"]  # no space: at 8
+    assert vocab._chunks("\n" * 10 + "y") == ["\n" * 8, "\n\n", "y"]
+    rng = random.Random(23)
+    pieces = [*_PIECES, "Donaudampfschiff", " ", "語語語語語"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 30)))
+        chunks = vocab._chunks(text)
+        assert list(vocab._stream_chunks(_blocks(text, rng))) == chunks, repr(text)
+        assert "".join(chunks) == text and all(0 < len(c) <= 8 for c in chunks), repr(text)
+        for a, b in itertools.pairwise(chunks):
+            if a.endswith("\n") and not b.startswith("\n"):
+                continue  # a line start
+            room = 8 - len(a)  # what `a`'s cut saw of `b`: no space in it after the one it is cut at
+            assert (b[0] == " " and " " not in b[1:room]) or (len(a) == 8 and " " not in a[1:]), (a, b)
+
+
+def test_a_long_line_cut_before_a_space_counts_as_the_whole_line(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    """A corpus on one line (200,000 characters of words, three cuts) counts the ids of the line
+    encoded whole: each cut falls where a word starts."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_gemma3_dir))
+    rng = random.Random(5)
+    words = ["der", "das", "Haus", "Grüße", "und", "ist", "nicht", "Straße", "Telefon,", "Köln.", "2026", "日本語"]
+    line = " ".join(rng.choice(words) for _ in range(30000))
+    f = tmp_path / "one-line.txt"
+    f.write_text(line, encoding="utf-8")
+    chunks = vocab._chunks(line)
+    assert len(chunks) == -(-len(line) // vocab.MAX_CHUNK_CHARS) and len(chunks) > 1
+    whole = Counter(tok.backend_tokenizer.encode(line, add_special_tokens=False).ids)
+    assert vocab._count(tok, vocab.read_texts([f]), block_chars=5000) == whole

@@ -68,6 +68,13 @@ BLOCK_BYTES = 1 << 20
 of gigabytes is never held in memory whole. (8 MiB blocks took about 170 MB more at their peak on
 a 211 MB corpus, for no time won: a block's text, its chunks and the text carried are copies of it.)"""
 _BATCH_CHUNKS = 4096
+MAX_CHUNK_CHARS = 1 << 16
+"""A line longer than this many characters (a corpus written as one line: a JSON document, prose
+without newlines) is cut before its last space in the first MAX_CHUNK_CHARS (at MAX_CHUNK_CHARS if
+it has none), and so on: the tokenizer's time would grow faster than a word's length, and a line
+carried from block to block would be split again for each block. (A 32 MB one-line German text
+counted in 146 s against 35 s as lines of 20 words, before it was cut.) No line of the corpora in
+docs/benchmarks.md comes near it (the longest, 2,698): their chunks, and the ids kept, are unchanged."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -254,20 +261,42 @@ def _chat_ids(tokenizer: Any) -> set[int]:
 
 
 def _chunks(text: str) -> list[str]:
-    """Text cut where a line starts (newline runs stay whole): a BPE without pre-splitting (Gemma's) reads
-    each as one word, and the tokenizer's cost grows with a word's length."""
-    return [c for c in _TEXT_CHUNK.split(text) if c]
+    """Text cut where a line starts (newline runs stay whole), and a line longer than MAX_CHUNK_CHARS
+    cut again: a BPE without pre-splitting (Gemma's) reads each as one word, and the tokenizer's cost
+    grows with a word's length."""
+    return [piece for line in _TEXT_CHUNK.split(text) for piece in _line_pieces(line)]
 
 
 def _stream_chunks(blocks: Iterable[str]) -> Iterator[str]:
     """The chunks of `_chunks` on the blocks' text joined, block by block: the text after a block's last
-    line start is carried into the next (where the chunk ends is not known before then)."""
+    line start is carried into the next (where the chunk ends is not known before then), less the
+    pieces cut off its front once it is longer than MAX_CHUNK_CHARS (a cut looks no further)."""
     carry = ""
     for block in blocks:
         *done, carry = _TEXT_CHUNK.split(carry + block)
-        yield from (c for c in done if c)
-    if carry:
-        yield carry
+        for line in done:
+            yield from _line_pieces(line)
+        while len(carry) > MAX_CHUNK_CHARS:
+            head, carry = _cut_front(carry)
+            yield head
+    yield from _line_pieces(carry)
+
+
+def _line_pieces(line: str) -> Iterator[str]:
+    while len(line) > MAX_CHUNK_CHARS:
+        head, line = _cut_front(line)
+        yield head
+    if line:
+        yield line
+
+
+def _cut_front(line: str) -> tuple[str, str]:
+    """A line longer than MAX_CHUNK_CHARS as its first piece and the rest, cut before the last space
+    in the first MAX_CHUNK_CHARS characters (the space starts the rest's first word, as Gemma's
+    pieces start with theirs), or at MAX_CHUNK_CHARS."""
+    at = line.rfind(" ", 1, MAX_CHUNK_CHARS)
+    at = at if at > 0 else MAX_CHUNK_CHARS
+    return line[:at], line[at:]
 
 
 def _file_blocks(path: Path, block_chars: int) -> Iterator[str]:
