@@ -23,6 +23,11 @@ def _random_text(rng: random.Random) -> str:
     return "".join(rng.choice(_PIECES) for _ in range(rng.randrange(0, 60)))
 
 
+def _whole_chunks(text: str) -> list[str]:
+    """The chunks of the whole text at once: cut where a line starts, then each line's pieces."""
+    return [piece for line in vocab._TEXT_CHUNK.split(text) for piece in vocab._line_pieces(line)]
+
+
 def _blocks(text: str, rng: random.Random) -> list[str]:
     """`text` cut anywhere, in pieces of 1 to 7 characters (an empty text: no block)."""
     out, at = [], 0
@@ -37,11 +42,11 @@ def test_the_streamed_chunks_are_the_whole_texts_chunks_wherever_the_blocks_end(
     rng = random.Random(19)
     for _ in range(3000):
         text = _random_text(rng)
-        assert list(vocab._stream_chunks(_blocks(text, rng))) == vocab._chunks(text), repr(text)
+        assert list(vocab._stream_chunks(_blocks(text, rng))) == _whole_chunks(text), repr(text)
     # One character per block, and one block for all; "\r" is no newline: after one, it starts a line.
     text = "a\n\nb\r\n\r\nc\n"
-    assert list(vocab._stream_chunks(text)) == vocab._chunks(text) == ["a\n\n", "b\r\n", "\r\n", "c\n"]
-    assert list(vocab._stream_chunks([text])) == vocab._chunks(text)
+    assert list(vocab._stream_chunks(text)) == _whole_chunks(text) == ["a\n\n", "b\r\n", "\r\n", "c\n"]
+    assert list(vocab._stream_chunks([text])) == _whole_chunks(text)
     assert list(vocab._stream_chunks(["no newline at the end"])) == ["no newline at the end"]
 
 
@@ -61,7 +66,7 @@ def test_the_counts_are_the_whole_texts_at_any_block_size(tiny_gemma3_dir: Path,
 
     whole: Counter[int] = Counter()
     for f in files:
-        chunks = vocab._chunks(f.read_bytes().decode("utf-8"))  # bytes decoded: "\r\n" stays
+        chunks = _whole_chunks(f.read_bytes().decode("utf-8"))  # bytes decoded: "\r\n" stays
         for enc in tok.backend_tokenizer.encode_batch(chunks, add_special_tokens=False):
             whole.update(enc.ids)
     for block_chars in (1, 2, 3, 5, 64, vocab.BLOCK_BYTES):
@@ -118,14 +123,14 @@ def test_a_long_line_is_cut_before_its_last_space_the_same_way_at_any_block_size
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(vocab, "MAX_CHUNK_CHARS", 8)
-    assert vocab._chunks("ab cd efgh ijkl\nx") == ["ab cd", " efgh", " ijkl\n", "x"]
-    assert vocab._chunks("日本語日本語日本語\n\n") == ["日本語日本語日本", "語\n\n"]  # no space: at 8
-    assert vocab._chunks("\n" * 10 + "y") == ["\n" * 8, "\n\n", "y"]
+    assert _whole_chunks("ab cd efgh ijkl\nx") == ["ab cd", " efgh", " ijkl\n", "x"]
+    assert _whole_chunks("日本語日本語日本語\n\n") == ["日本語日本語日本", "語\n\n"]  # no space: at 8
+    assert _whole_chunks("\n" * 10 + "y") == ["\n" * 8, "\n\n", "y"]
     rng = random.Random(23)
     pieces = [*_PIECES, "Donaudampfschiff", " ", "語語語語語"]
     for _ in range(3000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 30)))
-        chunks = vocab._chunks(text)
+        chunks = _whole_chunks(text)
         assert list(vocab._stream_chunks(_blocks(text, rng))) == chunks, repr(text)
         assert "".join(chunks) == text and all(0 < len(c) <= 8 for c in chunks), repr(text)
         for a, b in itertools.pairwise(chunks):
@@ -146,7 +151,7 @@ def test_a_long_line_cut_before_a_space_counts_as_the_whole_line(tiny_gemma3_dir
     line = " ".join(rng.choice(words) for _ in range(30000))
     f = tmp_path / "one-line.txt"
     f.write_text(line, encoding="utf-8")
-    chunks = vocab._chunks(line)
+    chunks = _whole_chunks(line)
     assert len(chunks) == -(-len(line) // vocab.MAX_CHUNK_CHARS) and len(chunks) > 1
     whole = Counter(tok.backend_tokenizer.encode(line, add_special_tokens=False).ids)
     assert vocab._count(tok, vocab.read_texts([f]), block_chars=5000) == whole

@@ -261,43 +261,33 @@ def _chat_ids(tokenizer: Any) -> set[int]:
     return set(tokenizer(str(rendered), add_special_tokens=False)["input_ids"])
 
 
-def _chunks(text: str) -> list[str]:
-    """Text cut where a line starts (newline runs stay whole), and a line longer than MAX_CHUNK_CHARS
-    cut again: a BPE without pre-splitting (Gemma's) reads each as one word, and the tokenizer's cost
-    grows with a word's length."""
-    return [piece for line in _TEXT_CHUNK.split(text) for piece in _line_pieces(line)]
-
-
 def _stream_chunks(blocks: Iterable[str]) -> Iterator[str]:
-    """The chunks of `_chunks` on the blocks' text joined, block by block: the text after a block's last
-    line start is carried into the next (where the chunk ends is not known before then), less the
-    pieces cut off its front once it is longer than MAX_CHUNK_CHARS (a cut looks no further)."""
+    """The blocks' text joined, in the chunks the tokenizer reads: cut where a line starts (newline runs
+    stay whole), and a line longer than MAX_CHUNK_CHARS cut again (_line_pieces). A BPE without
+    pre-splitting (Gemma's) reads each chunk as one word, and the tokenizer's cost grows with a word's
+    length. The text after a block's last line start is carried into the next (where its line ends is
+    not known before then), less the pieces cut off its front (a cut looks no further)."""
     carry = ""
     for block in blocks:
         *done, carry = _TEXT_CHUNK.split(carry + block)
         for line in done:
             yield from _line_pieces(line)
-        while len(carry) > MAX_CHUNK_CHARS:
-            head, carry = _cut_front(carry)
-            yield head
+        *heads, carry = _line_pieces(carry) or [""]
+        yield from heads
     yield from _line_pieces(carry)
 
 
-def _line_pieces(line: str) -> Iterator[str]:
+def _line_pieces(line: str) -> list[str]:
+    """`line` in pieces of at most MAX_CHUNK_CHARS (none if it is empty), each cut before the last space
+    in the first MAX_CHUNK_CHARS characters of what is left (the space starts the next piece's first
+    word, as Gemma's pieces start with theirs), or at MAX_CHUNK_CHARS where there is none."""
+    pieces = []
     while len(line) > MAX_CHUNK_CHARS:
-        head, line = _cut_front(line)
-        yield head
-    if line:
-        yield line
-
-
-def _cut_front(line: str) -> tuple[str, str]:
-    """A line longer than MAX_CHUNK_CHARS as its first piece and the rest, cut before the last space
-    in the first MAX_CHUNK_CHARS characters (the space starts the rest's first word, as Gemma's
-    pieces start with theirs), or at MAX_CHUNK_CHARS."""
-    at = line.rfind(" ", 1, MAX_CHUNK_CHARS)
-    at = at if at > 0 else MAX_CHUNK_CHARS
-    return line[:at], line[at:]
+        at = line.rfind(" ", 1, MAX_CHUNK_CHARS)
+        at = at if at > 0 else MAX_CHUNK_CHARS
+        pieces.append(line[:at])
+        line = line[at:]
+    return [*pieces, line] if line else pieces
 
 
 def _file_blocks(path: Path, block_chars: int) -> Iterator[str]:
